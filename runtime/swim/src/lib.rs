@@ -1,0 +1,16 @@
+//! `hearsay-swim`: a sans-io SWIM + Lifeguard membership core that speaks HashiCorp
+//! memberlist's wire protocol (versions 2-5), so hearsay nodes and Serf agents share one cluster.
+//!
+//! What it is: state machines and codecs. Inputs arrive through `handle_*` calls with the
+//! current time; outputs (packets, stream requests, events, the next timeout) are drained with
+//! `poll_*`. What it is not: it opens no sockets, reads no clock and spawns nothing; the
+//! `hearsay-net` crate drives it over real UDP and TCP.
+
+pub mod config;
+pub mod error;
+pub mod keyring;
+pub mod wire;
+
+pub use config::{Config, Profile};
+pub use error::{Error, Result};
+pub use keyring::Keyring;
