@@ -6,11 +6,15 @@
 //! `poll_*`. What it is not: it opens no sockets, reads no clock and spawns nothing; the
 //! `hearsay-net` crate drives it over real UDP and TCP.
 
+pub mod broadcast;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod keyring;
+pub mod suspicion;
 pub mod wire;
 
+pub use crate::core::{Event, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit};
 pub use config::{Config, Profile};
 pub use error::{Error, Result};
 pub use keyring::Keyring;

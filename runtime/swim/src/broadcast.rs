@@ -1,0 +1,165 @@
+//! memberlist's `TransmitLimitedQueue`: broadcasts waiting to be piggybacked on packets, each sent
+//! at most `RetransmitMult * ceil(log10(n+1))` times, least-sent first, newer before older, and
+//! a newer broadcast about the same subject (node name) invalidating the older one.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
+/// Identifies a broadcast whose completion someone waits for (e.g. the leave message).
+pub type NotifyId = u64;
+
+#[derive(Debug)]
+struct Item {
+    msg: Vec<u8>,
+    subject: Option<String>,
+    notify: Option<NotifyId>,
+}
+
+/// Ordering key: fewest transmits first; among equals, the newest (highest id) first.
+type Key = (u32, Reverse<u64>);
+
+/// A retransmit-limited broadcast queue.
+#[derive(Debug, Default)]
+pub struct BroadcastQueue {
+    items: BTreeMap<Key, Item>,
+    by_subject: HashMap<String, Key>,
+    next_id: u64,
+    /// Notifications of broadcasts that finished (sent `limit` times or invalidated).
+    finished: Vec<NotifyId>,
+}
+
+impl BroadcastQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `msg`. A queued broadcast with the same `subject` is dropped: the new one
+    /// supersedes it (memberlist's `Invalidates`).
+    pub fn push(&mut self, msg: Vec<u8>, subject: Option<String>, notify: Option<NotifyId>) {
+        if let Some(s) = &subject {
+            if let Some(old) = self.by_subject.remove(s) {
+                if let Some(item) = self.items.remove(&old) {
+                    self.finished.extend(item.notify);
+                }
+            }
+        }
+        let key = (0, Reverse(self.next_id));
+        self.next_id += 1;
+        if let Some(s) = &subject {
+            self.by_subject.insert(s.clone(), key);
+        }
+        self.items.insert(
+            key,
+            Item {
+                msg,
+                subject,
+                notify,
+            },
+        );
+    }
+
+    /// Number of queued broadcasts.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Takes broadcasts that fit in `limit` bytes, counting `overhead` per message, and counts
+    /// one transmission for each; those sent `retransmit_limit` times are retired.
+    pub fn take(&mut self, overhead: usize, limit: usize, retransmit_limit: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut picked: Vec<Key> = Vec::new();
+        for (key, item) in &self.items {
+            // Every message costs at least `overhead + 1`; stop scanning when nothing can fit.
+            if used + overhead >= limit {
+                break;
+            }
+            if used + overhead + item.msg.len() > limit {
+                continue;
+            }
+            used += overhead + item.msg.len();
+            picked.push(*key);
+        }
+        for key in picked {
+            let item = self.items.remove(&key).expect("picked key present");
+            out.push(item.msg.clone());
+            let transmits = key.0 + 1;
+            if transmits as usize >= retransmit_limit.max(1) {
+                if let Some(s) = &item.subject {
+                    self.by_subject.remove(s);
+                }
+                self.finished.extend(item.notify);
+            } else {
+                let new_key = (transmits, key.1);
+                if let Some(s) = &item.subject {
+                    self.by_subject.insert(s.clone(), new_key);
+                }
+                self.items.insert(new_key, item);
+            }
+        }
+        out
+    }
+
+    /// Drops every queued broadcast (their notifications fire).
+    pub fn clear(&mut self) {
+        for (_, item) in std::mem::take(&mut self.items) {
+            self.finished.extend(item.notify);
+        }
+        self.by_subject.clear();
+    }
+
+    /// The next notification of a finished broadcast.
+    pub fn poll_finished(&mut self) -> Option<NotifyId> {
+        self.finished.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retires_after_limit() {
+        let mut q = BroadcastQueue::new();
+        q.push(vec![1; 10], None, Some(7));
+        for _ in 0..3 {
+            assert_eq!(q.take(2, 100, 3).len(), 1);
+        }
+        assert!(q.is_empty());
+        assert_eq!(q.poll_finished(), Some(7));
+    }
+
+    #[test]
+    fn newer_subject_invalidates_older() {
+        let mut q = BroadcastQueue::new();
+        q.push(vec![1], Some("a".into()), Some(1));
+        q.push(vec![2], Some("a".into()), None);
+        q.push(vec![3], Some("b".into()), None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.poll_finished(), Some(1));
+        let got = q.take(2, 100, 10);
+        assert_eq!(got, vec![vec![3], vec![2]]);
+    }
+
+    #[test]
+    fn least_transmitted_first_and_respects_budget() {
+        let mut q = BroadcastQueue::new();
+        q.push(vec![0; 50], None, None);
+        assert_eq!(q.take(2, 100, 10).len(), 1);
+        q.push(vec![1; 50], None, None);
+        // Only one 50-byte message fits in 60 bytes; the fresh one goes first.
+        assert_eq!(q.take(2, 60, 10), vec![vec![1; 50]]);
+        // A message larger than the budget is skipped, smaller ones still go.
+        q.push(vec![2; 500], None, None);
+        q.push(vec![3; 5], None, None);
+        let got = q.take(2, 100, 10);
+        assert!(got.contains(&vec![3; 5]));
+        assert!(!got.contains(&vec![2; 500]));
+    }
+}
