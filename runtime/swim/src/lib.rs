@@ -18,3 +18,6 @@ pub use crate::core::{Event, Member, StreamId, StreamOutcome, StreamRequest, Swi
 pub use config::{Config, Profile};
 pub use error::{Error, Result};
 pub use keyring::Keyring;
+
+#[cfg(feature = "testing")]
+pub mod testing;
