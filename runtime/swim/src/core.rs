@@ -1549,3 +1549,7 @@ impl Swim {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
