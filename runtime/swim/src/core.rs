@@ -249,7 +249,7 @@ impl Swim {
             return Err(Error::MetaTooLarge(meta.len()));
         }
         let mut rng = StdRng::seed_from_u64(seed);
-        let codec = Codec::new(config.wire.clone(), keyring);
+        let codec = Codec::try_new(config.wire.clone(), keyring)?;
         let me = Member {
             name: config.name.clone(),
             addr: config.advertise,
@@ -542,7 +542,7 @@ impl Swim {
                 let reply = StreamMessage::Err(ErrResp {
                     error: e.to_string(),
                 });
-                return StreamOutcome::Reply(self.codec.seal_stream(&reply, &mut self.rng));
+                return StreamOutcome::Reply(self.codec.seal_stream_reply(&reply, &mut self.rng));
             }
         };
         let outcome = match msg {
@@ -552,18 +552,18 @@ impl Swim {
                     let reply = StreamMessage::Err(ErrResp {
                         error: format!("Got ping for unexpected node {}", p.node),
                     });
-                    StreamOutcome::Reply(self.codec.seal_stream(&reply, &mut self.rng))
+                    StreamOutcome::Reply(self.codec.seal_stream_reply(&reply, &mut self.rng))
                 } else {
                     let ack = StreamMessage::Ack(Ack {
                         seq_no: p.seq_no,
                         payload: Vec::new(),
                     });
-                    StreamOutcome::Reply(self.codec.seal_stream(&ack, &mut self.rng))
+                    StreamOutcome::Reply(self.codec.seal_stream_reply(&ack, &mut self.rng))
                 }
             }
             StreamMessage::PushPull(pp) => {
                 let join = pp.join;
-                let reply = self.local_state(join);
+                let reply = self.local_state(join, true);
                 if let Err(e) = self.merge_remote_state(now, pp) {
                     warn!(node = %self.config.name, %from, error = %e, "memberlist: push/pull merge failed");
                 }
@@ -592,7 +592,7 @@ impl Swim {
         if !self.streams.contains_key(&id) {
             return StreamOutcome::Done;
         }
-        let msg = match self.codec.open_stream(buf) {
+        let msg = match self.codec.open_stream_reply(buf) {
             Ok(None) => return StreamOutcome::NeedMore,
             Ok(Some((msg, _))) => msg,
             Err(e) => {
@@ -1072,7 +1072,7 @@ impl Swim {
     }
 
     fn start_push_pull(&mut self, now: Instant, dst: SocketAddr, join: Option<JoinId>) {
-        let payload = self.local_state(join.is_some());
+        let payload = self.local_state(join.is_some(), false);
         self.open_stream(
             now,
             dst,
@@ -1104,17 +1104,22 @@ impl Swim {
     }
 
     /// Our side of a push/pull: every node we know, then the user state.
-    fn local_state(&mut self, join: bool) -> Vec<u8> {
+    fn local_state(&mut self, join: bool, reply: bool) -> Vec<u8> {
         let mut nodes: Vec<PushNodeState> =
             self.nodes.values().map(|e| e.member.push_state()).collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let pp = PushPull {
+        let user_state = self.user_state.clone();
+        let pp = StreamMessage::PushPull(PushPull {
             join,
             nodes,
-            user_state: self.user_state.clone(),
-        };
-        self.codec
-            .seal_stream(&StreamMessage::PushPull(pp), &mut self.rng)
+            user_state,
+        });
+        // The dialer writes the label header; the reply on the same connection carries none.
+        if reply {
+            self.codec.seal_stream_reply(&pp, &mut self.rng)
+        } else {
+            self.codec.seal_stream(&pp, &mut self.rng)
+        }
     }
 
     fn merge_remote_state(&mut self, now: Instant, pp: PushPull) -> Result<()> {

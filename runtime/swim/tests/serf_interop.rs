@@ -1,8 +1,7 @@
 //! Wire-level interop with the real `serf` binary (Go memberlist): our sealed packets and
 //! streams must be accepted, and its replies must open with our codec.
 //!
-//! Ignored by default because it needs `serf` on PATH and free local ports; run with
-//! `cargo test -p hearsay-swim --test serf_interop -- --ignored --test-threads=1`.
+//! Needs `serf` on PATH (`scripts/setup.sh` installs it); agents bind free loopback ports.
 //! Uses std sockets directly: this checks bytes, not the sans-io state machine.
 
 use hearsay_swim::keyring::Keyring;
@@ -12,7 +11,7 @@ use hearsay_swim::wire::{
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,12 +30,27 @@ impl Drop for Agent {
     }
 }
 
-fn start_serf(port: u16, encrypt: bool) -> Agent {
+/// A port free for both TCP and UDP (memberlist binds both).
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_serf(encrypt: bool) -> Agent {
+    let port = free_port();
     let mut cmd = Command::new("serf");
     cmd.arg("agent")
         .arg("-node=ref")
         .arg(format!("-bind=127.0.0.1:{port}"))
-        .arg(format!("-rpc-addr=127.0.0.1:{}", port + 1))
+        .arg(format!("-rpc-addr=127.0.0.1:{}", free_port()))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if encrypt {
@@ -149,18 +163,16 @@ fn check_state(pp: &PushPull) {
 }
 
 #[test]
-#[ignore = "needs the serf binary"]
 fn plaintext_udp_and_tcp() {
-    let agent = start_serf(27946, false);
+    let agent = start_serf(false);
     udp_cases(&agent, false);
     check_state(&push_pull(&agent, false, false));
     check_state(&push_pull(&agent, false, true));
 }
 
 #[test]
-#[ignore = "needs the serf binary"]
 fn encrypted_udp_and_tcp() {
-    let agent = start_serf(28946, true);
+    let agent = start_serf(true);
     udp_cases(&agent, true);
     check_state(&push_pull(&agent, true, false));
     check_state(&push_pull(&agent, true, true));

@@ -267,3 +267,60 @@ fn lossy_network_gives_no_false_dead_verdicts() {
         assert_eq!(sim.alive_count(i), n, "node {i}; seed {seed}");
     }
 }
+
+#[test]
+fn encrypted_cluster_converges_and_keeps_a_wrong_key_out() {
+    use hearsay_swim::Keyring;
+    let seed = seed(8);
+    let key = Keyring::new(vec![7u8; 32], vec![]).unwrap();
+    let wrong = Keyring::new(vec![9u8; 16], vec![]).unwrap();
+    let mut sim = Sim::new(seed);
+    for i in 0..5 {
+        sim.add_node_with(&name(i), Some(key.clone()), Vec::new(), |_| {});
+        if i > 0 {
+            sim.join(i, 0);
+        }
+    }
+    let intruder = sim.add_node_with("intruder", Some(wrong), Vec::new(), |_| {});
+    sim.join(intruder, 0);
+    sim.run_for(Duration::from_secs(20));
+    for i in 0..5 {
+        assert_eq!(sim.alive_count(i), 5, "node {i}; seed {seed}");
+        assert_eq!(
+            sim.state_of(i, "intruder"),
+            None,
+            "node {i} let the intruder in; seed {seed}"
+        );
+    }
+    assert_eq!(sim.alive_count(intruder), 1, "seed {seed}");
+    let join = sim.nodes[intruder]
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::JoinFinished { joined, errors, .. } => Some((*joined, errors.clone())),
+            _ => None,
+        });
+    let (joined, errors) = join.expect("join finished");
+    assert_eq!(joined, 0, "seed {seed}");
+    assert!(
+        !errors.is_empty(),
+        "the failed join names its error; seed {seed}"
+    );
+}
+
+#[test]
+fn nodes_with_different_labels_stay_apart() {
+    let seed = seed(9);
+    let mut sim = Sim::new(seed);
+    let label = |l: &'static str| move |c: &mut Config| c.wire.label = l.into();
+    let a0 = sim.add_node("a0", label("blue"));
+    let a1 = sim.add_node("a1", label("blue"));
+    let b0 = sim.add_node("b0", label("green"));
+    sim.join(a1, a0);
+    sim.join(b0, a0);
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.alive_count(a0), 2, "seed {seed}");
+    assert_eq!(sim.alive_count(a1), 2, "seed {seed}");
+    assert_eq!(sim.alive_count(b0), 1, "seed {seed}");
+    assert_eq!(sim.state_of(a0, "b0"), None, "seed {seed}");
+}
