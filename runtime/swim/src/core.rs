@@ -1494,8 +1494,7 @@ impl Swim {
 
     fn encrypt_overhead(&self) -> usize {
         match (&self.codec.keyring, self.config.wire.verify_outgoing) {
-            (Some(_), true) if self.config.wire.encryption_version == 0 => 45,
-            (Some(_), true) => 29,
+            (Some(_), true) => crate::keyring::encrypt_overhead(self.config.wire.encryption_version),
             _ => 0,
         }
     }

@@ -52,6 +52,9 @@ pub enum Error {
     /// A key operation named a key the keyring does not hold.
     #[error("key is not in the keyring")]
     KeyNotInstalled,
+    /// A Serf keyring file (JSON array of base64 keys) or base64 key could not be read.
+    #[error("invalid keyring file or key: {0}")]
+    KeyFile(String),
     /// The cluster label of a packet or stream did not match ours.
     #[error("cluster label mismatch: ours {ours:?}, theirs {theirs:?}")]
     LabelMismatch { ours: String, theirs: String },

@@ -1,0 +1,197 @@
+//! Interop of the keyring with the real `serf` agent (memberlist v0.2.2): it reads our keyring
+//! file, opens our packets and streams, and we open its replies and its rewritten keyring file.
+//! Skipped when no `serf` binary is on the PATH.
+
+use hearsay_swim::keyring::{encode_base64_key, encrypted_length};
+use hearsay_swim::Keyring;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// memberlist's `encryptMsg` stream prefix.
+const ENCRYPT_MSG: u8 = 10;
+
+/// Kills the agent however the test ends.
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+    bind: u16,
+    rpc: u16,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Agent {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serf.log")).unwrap_or_default()
+    }
+
+    fn keys(&self, args: &[&str]) {
+        let rpc = format!("-rpc-addr=127.0.0.1:{}", self.rpc);
+        let out = Command::new("serf")
+            .arg("keys")
+            .args(args)
+            .arg(rpc)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "serf keys {args:?}: {out:?}");
+    }
+}
+
+fn serf_available() -> bool {
+    Command::new("serf")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A port free for both TCP and UDP (memberlist binds both).
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_agent(keyring: &Keyring) -> Agent {
+    let dir = std::env::temp_dir().join(format!("hearsay-keyring-serf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keyring.json"), keyring.to_key_file()).unwrap();
+    let (bind, rpc) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.join("serf.log")).unwrap();
+    let child = Command::new("serf")
+        .arg("agent")
+        .arg("-node=keyring-interop")
+        .arg(format!("-bind=127.0.0.1:{bind}"))
+        .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
+        .arg(format!(
+            "-keyring-file={}",
+            dir.join("keyring.json").display()
+        ))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = Agent {
+        child,
+        dir,
+        bind,
+        rpc,
+    };
+    // Ready once the RPC listener answers; a generous deadline, not a speed assertion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", rpc)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "serf never started:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent
+}
+
+/// `[pingMsg]{"SeqNo": seq}` in go-msgpack's encoding; an empty Node is accepted.
+fn ping(seq: u8) -> Vec<u8> {
+    let mut msg = vec![0, 0x81, 0xA5];
+    msg.extend_from_slice(b"SeqNo");
+    msg.push(seq);
+    msg
+}
+
+/// The message types an ack can arrive in: ackResp, compound, compress, hasCrc.
+fn is_ack_envelope(plain: &[u8]) -> bool {
+    matches!(plain.first(), Some(2 | 7 | 9 | 12))
+}
+
+#[test]
+fn keyring_interop_with_serf() {
+    if !serf_available() {
+        eprintln!("skipping: no serf binary on the PATH");
+        return;
+    }
+    let (k1, k2, k3) = (vec![0x11; 32], vec![0x22; 16], vec![0x33; 24]);
+    let ours = Keyring::new(k1.clone(), vec![k2.clone()]).unwrap();
+    let agent = start_agent(&ours);
+    assert!(
+        agent.log().contains("Restored keyring with 2 keys"),
+        "{}",
+        agent.log()
+    );
+    // We open serf's replies with its primary held as our secondary.
+    let reader = Keyring::new(k3.clone(), vec![k1.clone()]).unwrap();
+    let secondary_only = Keyring::new(k2.clone(), vec![]).unwrap();
+    let mut rng = rand::thread_rng();
+
+    // UDP: both versions, sealed with serf's primary and with its secondary.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for (i, (sender, vsn)) in [(&ours, 1), (&ours, 0), (&secondary_only, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let frame = sender.encrypt(vsn, &ping(i as u8 + 1), &[], &mut rng);
+        sock.send_to(&frame, ("127.0.0.1", agent.bind)).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no ack for ping {i}: {e}\n{}", agent.log()));
+        assert_eq!(buf[0], 1, "protocol >= 2 replies with version 1");
+        let plain = reader.decrypt(&buf[..n], &[]).unwrap();
+        assert!(is_ack_envelope(&plain), "{plain:02x?}");
+    }
+
+    // TCP: the 5-byte stream header is the additional data, both ways.
+    for vsn in [1, 0] {
+        let msg = ping(0x10 + vsn);
+        let mut out = vec![ENCRYPT_MSG];
+        out.extend_from_slice(&(encrypted_length(vsn, msg.len()) as u32).to_be_bytes());
+        let header = out.clone();
+        ours.encrypt_into(vsn, &msg, &header, &mut rng, &mut out);
+        let mut conn = TcpStream::connect(("127.0.0.1", agent.bind)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(&out).unwrap();
+        let mut hdr = [0u8; 5];
+        conn.read_exact(&mut hdr).unwrap();
+        assert_eq!(hdr[0], ENCRYPT_MSG);
+        let mut body = vec![0u8; u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize];
+        conn.read_exact(&mut body).unwrap();
+        let plain = reader.decrypt(&body, &hdr).unwrap();
+        assert!(is_ack_envelope(&plain), "{plain:02x?}");
+        assert!(reader.decrypt(&body, &[]).is_err());
+    }
+
+    // Key management through serf rewrites the file in the format we read and write.
+    let b64 = encode_base64_key(&k3);
+    agent.keys(&[&format!("-install={b64}")]);
+    agent.keys(&[&format!("-use={b64}")]);
+    agent.keys(&[&format!("-remove={}", encode_base64_key(&[0x44; 16]))]);
+    let text = std::fs::read_to_string(agent.dir.join("keyring.json")).unwrap();
+    let theirs = Keyring::from_key_file(&text).unwrap();
+    assert_eq!(theirs.keys(), [k3.clone(), k1.clone(), k2.clone()]);
+    assert_eq!(theirs.to_key_file(), text);
+
+    let mut mirror = ours.clone();
+    mirror.add_key(&k3).unwrap();
+    mirror.use_key(&k3).unwrap();
+    mirror.remove_key(&[0x44; 16]).unwrap();
+    assert_eq!(mirror, theirs);
+}
