@@ -181,7 +181,10 @@ impl<T: Transport> Driver<T> {
             l.drain().await;
         };
         debug!("memberlist: shutting down");
+        // Handles see the node as stopped from here on.
+        drop(commands);
         l.tasks.shutdown().await;
+        // Closes the sockets.
         drop(l);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());

@@ -8,6 +8,7 @@
 //! Flags (Go style: `-name=x`, `-name x`, `--name=x` and `--name x` all work):
 //! `--name` (default: the host name), `--bind ADDR` (default 127.0.0.1:7946; port 0 picks one),
 //! `--advertise ADDR`, `--join ADDR` (repeatable; port defaults to 7946), `--encrypt BASE64KEY`,
+//! `--keyring-file PATH` (Serf's JSON list of base64 keys),
 //! `--tag k=v` / `--meta-tags k=v[,k=v]` (repeatable; Serf's tag encoding),
 //! `--profile lan|wan|local`, `--print-members-every SECS`, `--leave-timeout SECS`.
 //!
@@ -37,6 +38,7 @@ struct Args {
     advertise: Option<SocketAddr>,
     join: Vec<String>,
     encrypt: Option<String>,
+    keyring_file: Option<String>,
     tags: BTreeMap<String, String>,
     profile: Profile,
     print_members_every: Option<Duration>,
@@ -45,7 +47,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: hearsay-memberlist-node [-name=NAME] [-bind=IP:PORT] [-advertise=IP:PORT] \
-[-join=ADDR]... [-encrypt=BASE64KEY] [-tag k=v]... [-meta-tags k=v,...] [-profile=lan|wan|local] \
+[-join=ADDR]... [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... [-meta-tags k=v,...] [-profile=lan|wan|local] \
 [-print-members-every=SECS] [-leave-timeout=SECS]";
 
 fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
@@ -55,6 +57,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         advertise: None,
         join: Vec::new(),
         encrypt: None,
+        keyring_file: None,
         tags: BTreeMap::new(),
         profile: Profile::Lan,
         print_members_every: None,
@@ -84,6 +87,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             "advertise" => args.advertise = Some(parse_addr(&value)?),
             "join" => args.join.push(value),
             "encrypt" => args.encrypt = Some(value),
+            "keyring-file" => args.keyring_file = Some(value),
             "tag" | "meta-tags" => {
                 for kv in value.split(',').filter(|s| !s.is_empty()) {
                     let (k, v) = kv
@@ -172,30 +176,6 @@ fn encode_tags(tags: &BTreeMap<String, String>) -> Vec<u8> {
     out
 }
 
-/// Standard base64 (with or without padding), as `serf keygen` prints keys.
-fn decode_base64(s: &str) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim().trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => bail!("invalid base64 character {:?}", c as char),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
-}
-
 fn status(m: &Member) -> &'static str {
     match m.state {
         NodeStateKind::Alive => "alive",
@@ -231,9 +211,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
     let config = Config::profile(args.profile, args.name.clone(), args.bind);
     let mut options = Options::new(config);
+    let mut keyring = match &args.keyring_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading -keyring-file {path}"))?;
+            Some(Keyring::from_key_file(&text).context("-keyring-file")?)
+        }
+        None => None,
+    };
     if let Some(key) = &args.encrypt {
-        let key = decode_base64(key).context("-encrypt")?;
-        options = options.keyring(Keyring::new(key, Vec::new()).context("-encrypt")?);
+        let primary = Keyring::from_base64_keys(&[key]).context("-encrypt")?;
+        keyring = Some(match keyring {
+            // Like Serf: -encrypt is installed and made primary in the keyring file's ring.
+            Some(mut ring) => {
+                let key = primary.primary().to_vec();
+                ring.add_key(&key).context("-encrypt")?;
+                ring.use_key(&key).context("-encrypt")?;
+                ring
+            }
+            None => primary,
+        });
+    }
+    if let Some(ring) = keyring {
+        options = options.keyring(ring);
     }
     if !args.tags.is_empty() {
         options = options.meta(encode_tags(&args.tags));
@@ -355,16 +355,5 @@ mod tests {
         let enc = encode_tags(&t);
         let pos = enc.windows(1).position(|w| w[0] == 0xda).unwrap();
         assert_eq!(&enc[pos + 1..pos + 3], &[0, 40]);
-    }
-
-    #[test]
-    fn base64_keys() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(
-            decode_base64("AAAAAAAAAAAAAAAAAAAAAA==").unwrap(),
-            vec![0u8; 16]
-        );
-        assert!(decode_base64("a*b").is_err());
     }
 }
