@@ -58,6 +58,9 @@ pub enum Error {
     /// The cluster label of a packet or stream did not match ours.
     #[error("cluster label mismatch: ours {ours:?}, theirs {theirs:?}")]
     LabelMismatch { ours: String, theirs: String },
+    /// A label header (type 244) announcing a label of zero bytes, which memberlist refuses.
+    #[error("label header present but the label is empty")]
+    EmptyLabel,
     /// A label longer than memberlist's 255-byte limit.
     #[error("label of {0} bytes exceeds 255")]
     LabelTooLong(usize),

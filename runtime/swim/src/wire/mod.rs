@@ -2,11 +2,24 @@
 //! them (compound, LZW compression, CRC32, AES-GCM encryption, cluster label) for UDP packets
 //! and TCP streams. Pure functions over byte slices: no sockets, no clock.
 
+mod codec;
+mod envelope;
+pub mod fuzzing;
+mod lzw;
+pub mod msgpack;
+mod stream;
 pub mod types;
 
+pub use codec::MAX_PUSH_STATE_NODES;
+pub use envelope::{
+    decode_compound, decode_compressed, encode_compounds, encode_compressed, CompoundParts,
+    LABEL_MAX_SIZE, MAX_COMPOUND_PARTS, MAX_ENVELOPE_DEPTH,
+};
+pub use lzw::{compress as lzw_compress, decompress as lzw_decompress};
+pub use stream::{encode_stream_message, MAX_PLAINTEXT_STREAM_BYTES};
 pub use types::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use rand::RngCore;
 
@@ -64,20 +77,21 @@ pub struct Opened {
 
 /// Encodes one message as `[type byte][msgpack body]` (a user message is `[8][raw bytes]`).
 pub fn encode_message(msg: &Message) -> Vec<u8> {
-    let _ = msg;
-    unimplemented!("wire codec")
+    codec::encode_message(msg)
 }
 
-/// Decodes one `[type byte][body]` message (no envelopes).
+/// Decodes one `[type byte][body]` message (no envelopes). Bytes after the body are
+/// ignored, as go-msgpack's `Decode` ignores them.
 pub fn decode_message(buf: &[u8]) -> Result<Message> {
-    let _ = buf;
-    unimplemented!("wire codec")
+    codec::decode_message(buf)
 }
 
 /// Packs encoded messages into one `compoundMsg` (at most 255 parts, each under 64 KiB).
+///
+/// # Panics
+/// With more parts or a longer part; [`encode_compounds`] splits any number of parts.
 pub fn encode_compound(parts: &[Vec<u8>]) -> Vec<u8> {
-    let _ = parts;
-    unimplemented!("wire codec")
+    envelope::encode_compound(parts)
 }
 
 /// Seals and opens packets and streams with a [`WireConfig`] and an optional [`Keyring`].
@@ -93,29 +107,63 @@ impl Codec {
         Self { config, keyring }
     }
 
+    /// Like [`Codec::new`], refusing a label over 255 bytes ([`Error::LabelTooLong`]) or an
+    /// encryption version other than 0 and 1 ([`Error::UnknownEncryptionVersion`]), which
+    /// the sealing functions cannot express.
+    pub fn try_new(config: WireConfig, keyring: Option<Keyring>) -> Result<Self> {
+        if config.label.len() > LABEL_MAX_SIZE {
+            return Err(Error::LabelTooLong(config.label.len()));
+        }
+        if config.encryption_version > crate::keyring::MAX_ENCRYPTION_VERSION {
+            return Err(Error::UnknownEncryptionVersion(config.encryption_version));
+        }
+        Ok(Self::new(config, keyring))
+    }
+
     /// Wraps an encoded message (or compound) for UDP: compress if smaller, CRC header when
     /// `crc` (the peer speaks protocol 5), encrypt with the primary key, prefix the label.
+    ///
+    /// # Panics
+    /// If the label is over 255 bytes (use [`Codec::try_new`] to refuse that up front).
     pub fn seal_packet(&self, msg: &[u8], crc: bool, rng: &mut dyn RngCore) -> Vec<u8> {
-        let _ = (msg, crc, rng);
-        unimplemented!("wire codec")
+        self.seal_packet_impl(msg, crc, rng)
     }
 
     /// Opens a UDP packet: label, decryption, CRC, then compound/compress envelopes.
+    ///
+    /// A packet whose label differs from ours (a missing label counts as "") is refused with
+    /// [`Error::LabelMismatch`]. Parts of a compound that fail, and a cut-off compound tail,
+    /// are reported in [`Opened::errors`] while the other parts are still delivered.
     pub fn open_packet(&self, buf: &[u8]) -> Result<Opened> {
-        let _ = buf;
-        unimplemented!("wire codec")
+        self.open_packet_impl(buf)
     }
 
-    /// Encodes a stream message with its envelopes (compression, encryption, label).
+    /// Encodes a stream message with its envelopes (compression, encryption, label) as the
+    /// side that opened the connection sends it: with the label header.
+    ///
+    /// # Panics
+    /// If the label is over 255 bytes (use [`Codec::try_new`] to refuse that up front).
     pub fn seal_stream(&self, msg: &StreamMessage, rng: &mut dyn RngCore) -> Vec<u8> {
-        let _ = (msg, rng);
-        unimplemented!("wire codec")
+        self.seal_stream_impl(msg, true, rng)
     }
 
-    /// Decodes one stream message from the front of `buf`. `Ok(None)` means the bytes so far
-    /// are a valid prefix and more are needed; `Ok(Some((msg, used)))` gives the bytes used.
+    /// Decodes one stream message from the front of `buf`, as the side that accepted the
+    /// connection reads it: the label header must match ours. `Ok(None)` means the bytes so
+    /// far are a valid prefix and more are needed; `Ok(Some((msg, used)))` gives the bytes used.
     pub fn open_stream(&self, buf: &[u8]) -> Result<Option<(StreamMessage, usize)>> {
-        let _ = buf;
-        unimplemented!("wire codec")
+        self.open_stream_impl(buf, true)
+    }
+
+    /// Encodes a reply on a connection the peer opened (push/pull answer, TCP ping ack,
+    /// error): memberlist writes the label header once per connection, from the dialing side
+    /// only, so a reply has none, but encryption still authenticates the label.
+    pub fn seal_stream_reply(&self, msg: &StreamMessage, rng: &mut dyn RngCore) -> Vec<u8> {
+        self.seal_stream_impl(msg, false, rng)
+    }
+
+    /// Decodes a reply on a connection we opened: no label header, label authenticated by
+    /// encryption. Same return contract as [`Codec::open_stream`].
+    pub fn open_stream_reply(&self, buf: &[u8]) -> Result<Option<(StreamMessage, usize)>> {
+        self.open_stream_impl(buf, false)
     }
 }
