@@ -155,7 +155,9 @@ impl Node {
     fn start(args: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearsay-memberlist-node"))
             .args(args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context};
 use hearsay_net::{Config, Event, Keyring, Member, Memberlist, Options, Profile, UdpTcpTransport};
 use hearsay_swim::wire::NodeStateKind;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -293,6 +294,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
