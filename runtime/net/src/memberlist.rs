@@ -75,8 +75,8 @@ impl Memberlist {
     /// Starts a node on `transport`: builds the core (advertising the transport's address) and
     /// spawns its driver task on the current tokio runtime.
     ///
-    /// Events raised while starting (the node's own [`Event::MemberJoined`]) happen before
-    /// anyone can subscribe; see [`Memberlist::local`] for the node itself.
+    /// Events raised while starting (the node's own [`Event::MemberJoined`]) are never
+    /// delivered, as nobody can have subscribed; [`Memberlist::local`] gives the node itself.
     pub fn start<T: Transport>(options: Options, transport: T) -> Result<Self> {
         let Options {
             mut config,
@@ -89,7 +89,12 @@ impl Memberlist {
         let name = config.name.clone();
         let addr = config.advertise;
         let seed = seed.unwrap_or_else(rand::random);
-        let swim = Swim::new(config, keyring, meta, seed, Instant::now())?;
+        let mut swim = Swim::new(config, keyring, meta, seed, Instant::now())?;
+        // Nobody can have subscribed yet: drop the start-up events here, so whether a quick
+        // subscriber sees them does not depend on when the driver task first runs.
+        while let Some(ev) = swim.poll_event() {
+            tracing::debug!(node = %name, ?ev, "memberlist: start-up event");
+        }
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(event_capacity.max(1));
         let driver = Driver {
