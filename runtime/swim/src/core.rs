@@ -1494,7 +1494,9 @@ impl Swim {
 
     fn encrypt_overhead(&self) -> usize {
         match (&self.codec.keyring, self.config.wire.verify_outgoing) {
-            (Some(_), true) => crate::keyring::encrypt_overhead(self.config.wire.encryption_version),
+            (Some(_), true) => {
+                crate::keyring::encrypt_overhead(self.config.wire.encryption_version)
+            }
             _ => 0,
         }
     }
@@ -1547,3 +1549,7 @@ impl Swim {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

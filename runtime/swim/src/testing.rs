@@ -16,11 +16,29 @@ use std::time::{Duration, Instant};
 /// What the simulated network delivers.
 #[derive(Debug)]
 enum Delivery {
-    Packet { from: SocketAddr, to: usize, bytes: Vec<u8> },
+    Packet {
+        from: SocketAddr,
+        to: usize,
+        bytes: Vec<u8>,
+    },
     /// An incoming stream at `to`, from `origin` (node index) with stream id `id`.
-    StreamOpen { origin: usize, id: StreamId, to: usize, bytes: Vec<u8>, expect_reply: bool },
-    StreamReply { to: usize, id: StreamId, bytes: Vec<u8> },
-    StreamFailed { to: usize, id: StreamId, why: &'static str },
+    StreamOpen {
+        origin: usize,
+        id: StreamId,
+        to: usize,
+        bytes: Vec<u8>,
+        expect_reply: bool,
+    },
+    StreamReply {
+        to: usize,
+        id: StreamId,
+        bytes: Vec<u8>,
+    },
+    StreamFailed {
+        to: usize,
+        id: StreamId,
+        why: &'static str,
+    },
 }
 
 struct Queued {
@@ -145,7 +163,12 @@ impl Sim {
         tweak(&mut config);
         let seed = self.rng.gen();
         let swim = Swim::new(config, keyring, meta, seed, self.now).expect("valid sim config");
-        self.nodes.push(SimNode { addr, swim: Some(swim), events: Vec::new(), group: 0 });
+        self.nodes.push(SimNode {
+            addr,
+            swim: Some(swim),
+            events: Vec::new(),
+            group: 0,
+        });
         self.timer_of.push(None);
         self.by_addr.insert(addr, idx);
         self.drain(idx);
@@ -177,7 +200,8 @@ impl Sim {
         let mut config = Config::lan(name, self.nodes[i].addr);
         tweak(&mut config);
         let seed = self.rng.gen();
-        self.nodes[i].swim = Some(Swim::new(config, None, Vec::new(), seed, self.now).expect("config"));
+        self.nodes[i].swim =
+            Some(Swim::new(config, None, Vec::new(), seed, self.now).expect("config"));
         self.drain(i);
     }
 
@@ -212,7 +236,11 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, what: Delivery) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, what }));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            what,
+        }));
     }
 
     fn set_timer(&mut self, i: usize, t: Option<Instant>) {
@@ -228,7 +256,9 @@ impl Sim {
     /// Moves node `i`'s outputs into the network and its event log.
     fn drain(&mut self, i: usize) {
         let now = self.now;
-        let Some(swim) = self.nodes[i].swim.as_mut() else { return };
+        let Some(swim) = self.nodes[i].swim.as_mut() else {
+            return;
+        };
         let mut transmits = Vec::new();
         while let Some(t) = swim.poll_transmit() {
             transmits.push(t);
@@ -248,13 +278,22 @@ impl Sim {
         for t in transmits {
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += t.payload.len() as u64;
-            let Some(&to) = self.by_addr.get(&t.dst) else { continue };
+            let Some(&to) = self.by_addr.get(&t.dst) else {
+                continue;
+            };
             if !self.connected(i, to) || (self.loss > 0.0 && self.rng.gen::<f64>() < self.loss) {
                 self.stats.packets_lost += 1;
                 continue;
             }
             let at = now + self.delay(i, to);
-            self.schedule(at, Delivery::Packet { from, to, bytes: t.payload });
+            self.schedule(
+                at,
+                Delivery::Packet {
+                    from,
+                    to,
+                    bytes: t.payload,
+                },
+            );
         }
         for s in streams {
             self.stats.streams_opened += 1;
@@ -274,10 +313,24 @@ impl Sim {
                     );
                 }
                 // Unreachable: the connection attempt times out at the deadline.
-                Some(_) => self.schedule(s.deadline, Delivery::StreamFailed { to: i, id: s.id, why: "i/o timeout" }),
+                Some(_) => self.schedule(
+                    s.deadline,
+                    Delivery::StreamFailed {
+                        to: i,
+                        id: s.id,
+                        why: "i/o timeout",
+                    },
+                ),
                 None => {
                     let at = now + self.latency;
-                    self.schedule(at, Delivery::StreamFailed { to: i, id: s.id, why: "connection refused" });
+                    self.schedule(
+                        at,
+                        Delivery::StreamFailed {
+                            to: i,
+                            id: s.id,
+                            why: "connection refused",
+                        },
+                    );
                 }
             }
         }
@@ -292,13 +345,26 @@ impl Sim {
                     self.drain(to);
                 }
             }
-            Delivery::StreamOpen { origin, id, to, bytes, expect_reply } => {
+            Delivery::StreamOpen {
+                origin,
+                id,
+                to,
+                bytes,
+                expect_reply,
+            } => {
                 let from = self.nodes[origin].addr;
                 let outcome = match self.nodes[to].swim.as_mut() {
                     Some(s) => s.handle_stream(now, from, &bytes),
                     None => {
                         let at = now + self.latency;
-                        self.schedule(at, Delivery::StreamFailed { to: origin, id, why: "connection refused" });
+                        self.schedule(
+                            at,
+                            Delivery::StreamFailed {
+                                to: origin,
+                                id,
+                                why: "connection refused",
+                            },
+                        );
                         return;
                     }
                 };
@@ -307,7 +373,14 @@ impl Sim {
                     (StreamOutcome::Reply(reply), true) => {
                         if self.connected(origin, to) {
                             let at = now + self.delay(to, origin);
-                            self.schedule(at, Delivery::StreamReply { to: origin, id, bytes: reply });
+                            self.schedule(
+                                at,
+                                Delivery::StreamReply {
+                                    to: origin,
+                                    id,
+                                    bytes: reply,
+                                },
+                            );
                         }
                     }
                     (_, false) => {
@@ -317,11 +390,25 @@ impl Sim {
                     }
                     (StreamOutcome::NeedMore, true) => {
                         let at = now + self.latency;
-                        self.schedule(at, Delivery::StreamFailed { to: origin, id, why: "truncated stream" });
+                        self.schedule(
+                            at,
+                            Delivery::StreamFailed {
+                                to: origin,
+                                id,
+                                why: "truncated stream",
+                            },
+                        );
                     }
                     (StreamOutcome::Done, true) => {
                         let at = now + self.latency;
-                        self.schedule(at, Delivery::StreamFailed { to: origin, id, why: "EOF" });
+                        self.schedule(
+                            at,
+                            Delivery::StreamFailed {
+                                to: origin,
+                                id,
+                                why: "EOF",
+                            },
+                        );
                     }
                 }
             }
@@ -399,7 +486,11 @@ impl Sim {
 
     /// The state node `observer` holds for `subject` (None if unknown or observer is down).
     pub fn state_of(&self, observer: usize, subject: &str) -> Option<NodeStateKind> {
-        self.nodes[observer].swim.as_ref()?.member(subject).map(|m| m.state)
+        self.nodes[observer]
+            .swim
+            .as_ref()?
+            .member(subject)
+            .map(|m| m.state)
     }
 
     /// Number of members node `i` sees alive.
@@ -407,7 +498,11 @@ impl Sim {
         self.nodes[i]
             .swim
             .as_ref()
-            .map(|s| s.members().filter(|m| m.state == NodeStateKind::Alive).count())
+            .map(|s| {
+                s.members()
+                    .filter(|m| m.state == NodeStateKind::Alive)
+                    .count()
+            })
             .unwrap_or(0)
     }
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 /// The seed for a scenario: `HEARSAY_SIM_SEED` overrides the default. Printed so that a failing
 /// run (whose output cargo shows) can be replayed.
 fn seed(default: u64) -> u64 {
-    let seed = std::env::var("HEARSAY_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let seed = std::env::var("HEARSAY_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
     eprintln!("sim seed = {seed} (replay with HEARSAY_SIM_SEED={seed})");
     seed
 }
@@ -56,9 +59,15 @@ fn hundred_nodes_join_and_converge() {
             .iter()
             .filter(|(_, e)| matches!(e, Event::MemberJoined(_)))
             .count();
-        assert_eq!(joined, 100, "node {i} saw each member join exactly once; seed {seed}");
+        assert_eq!(
+            joined, 100,
+            "node {i} saw each member join exactly once; seed {seed}"
+        );
     }
-    eprintln!("100 nodes converged after {:?} of virtual time", sim.elapsed());
+    eprintln!(
+        "100 nodes converged after {:?} of virtual time",
+        sim.elapsed()
+    );
 }
 
 #[test]
@@ -77,13 +86,24 @@ fn crashed_node_is_declared_dead_by_every_member_within_the_formula() {
     sim.crash(victim);
     let crashed_at = sim.now();
     let ok = sim.run_until_pred(Duration::from_millis(50), bound, |s| {
-        s.up().all(|i| s.state_of(i, &name(victim)) == Some(NodeStateKind::Dead))
+        s.up()
+            .all(|i| s.state_of(i, &name(victim)) == Some(NodeStateKind::Dead))
     });
     let took = sim.now() - crashed_at;
-    eprintln!("crash detected by all {} survivors after {took:?} (bound {bound:?}, min {min:?})", n - 1);
-    assert!(ok, "not every member marked the crashed node dead within {bound:?}; seed {seed}");
+    eprintln!(
+        "crash detected by all {} survivors after {took:?} (bound {bound:?}, min {min:?})",
+        n - 1
+    );
+    assert!(
+        ok,
+        "not every member marked the crashed node dead within {bound:?}; seed {seed}"
+    );
     for i in sim.up().collect::<Vec<_>>() {
-        assert_eq!(failed_events(&sim, i, &name(victim)), 1, "node {i}; seed {seed}");
+        assert_eq!(
+            failed_events(&sim, i, &name(victim)),
+            1,
+            "node {i}; seed {seed}"
+        );
     }
 }
 
@@ -108,10 +128,21 @@ fn suspected_node_that_is_alive_refutes() {
     sim.run_for(Duration::from_secs(30));
     assert!(suspected, "nobody suspected the isolated node; seed {seed}");
     let inc_after = sim.nodes[target].swim.as_ref().unwrap().local().incarnation;
-    assert!(inc_after > inc_before, "node did not refute with a higher incarnation; seed {seed}");
+    assert!(
+        inc_after > inc_before,
+        "node did not refute with a higher incarnation; seed {seed}"
+    );
     for i in 0..n {
-        assert_eq!(failed_events(&sim, i, &name(target)), 0, "node {i} declared it dead; seed {seed}");
-        assert_eq!(sim.state_of(i, &name(target)), Some(NodeStateKind::Alive), "node {i}; seed {seed}");
+        assert_eq!(
+            failed_events(&sim, i, &name(target)),
+            0,
+            "node {i} declared it dead; seed {seed}"
+        );
+        assert_eq!(
+            sim.state_of(i, &name(target)),
+            Some(NodeStateKind::Alive),
+            "node {i}; seed {seed}"
+        );
     }
 }
 
@@ -126,11 +157,16 @@ fn partition_heals_and_the_halves_merge() {
     // Long enough for each half to declare the other dead.
     let ok = sim.run_until_pred(Duration::from_millis(200), Duration::from_secs(120), |s| {
         (0..n / 2).all(|i| (n / 2..n).all(|j| s.state_of(i, &name(j)) == Some(NodeStateKind::Dead)))
-            && (n / 2..n).all(|i| (0..n / 2).all(|j| s.state_of(i, &name(j)) == Some(NodeStateKind::Dead)))
+            && (n / 2..n)
+                .all(|i| (0..n / 2).all(|j| s.state_of(i, &name(j)) == Some(NodeStateKind::Dead)))
     });
     assert!(ok, "halves did not declare each other dead; seed {seed}");
     for i in 0..n {
-        assert_eq!(sim.alive_count(i), n / 2, "node {i} during the partition; seed {seed}");
+        assert_eq!(
+            sim.alive_count(i),
+            n / 2,
+            "node {i} during the partition; seed {seed}"
+        );
     }
     sim.heal();
     // memberlist never probes dead nodes; the layer above reconnects (Serf's reconnect loop
@@ -139,7 +175,10 @@ fn partition_heals_and_the_halves_merge() {
     let ok = sim.run_until_pred(Duration::from_millis(100), Duration::from_secs(60), |s| {
         (0..n).all(|i| s.alive_count(i) == n)
     });
-    assert!(ok, "halves did not merge after the partition healed; seed {seed}");
+    assert!(
+        ok,
+        "halves did not merge after the partition healed; seed {seed}"
+    );
 }
 
 #[test]
@@ -155,10 +194,17 @@ fn short_partition_heals_without_help() {
     let ok = sim.run_until_pred(Duration::from_millis(100), Duration::from_secs(60), |s| {
         (0..n).all(|i| s.alive_count(i) == n)
     });
-    assert!(ok, "cluster did not settle after a short partition; seed {seed}");
+    assert!(
+        ok,
+        "cluster did not settle after a short partition; seed {seed}"
+    );
     for i in 0..n {
         for j in 0..n {
-            assert_eq!(failed_events(&sim, i, &name(j)), 0, "{i} failed {j}; seed {seed}");
+            assert_eq!(
+                failed_events(&sim, i, &name(j)),
+                0,
+                "{i} failed {j}; seed {seed}"
+            );
         }
     }
 }
@@ -171,14 +217,25 @@ fn graceful_leave_is_seen_as_left_not_failed() {
     let leaver = 4;
     sim.with_node(leaver, |s, now| s.leave(now));
     let ok = sim.run_until_pred(Duration::from_millis(50), Duration::from_secs(10), |s| {
-        s.nodes[leaver].events.iter().any(|(_, e)| *e == Event::LeaveComplete)
+        s.nodes[leaver]
+            .events
+            .iter()
+            .any(|(_, e)| *e == Event::LeaveComplete)
     });
     assert!(ok, "leave broadcast never completed; seed {seed}");
     sim.crash(leaver);
     sim.run_for(Duration::from_secs(20));
     for i in sim.up().collect::<Vec<_>>() {
-        assert_eq!(sim.state_of(i, &name(leaver)), Some(NodeStateKind::Left), "node {i}; seed {seed}");
-        assert_eq!(failed_events(&sim, i, &name(leaver)), 0, "node {i}; seed {seed}");
+        assert_eq!(
+            sim.state_of(i, &name(leaver)),
+            Some(NodeStateKind::Left),
+            "node {i}; seed {seed}"
+        );
+        assert_eq!(
+            failed_events(&sim, i, &name(leaver)),
+            0,
+            "node {i}; seed {seed}"
+        );
         let left = sim.nodes[i]
             .events
             .iter()

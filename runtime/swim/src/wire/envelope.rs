@@ -310,3 +310,464 @@ fn enter(depth: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::arb;
+    use super::super::{encode_message, Message, Nack, Ping, WireConfig};
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(7)
+    }
+
+    fn plain() -> Codec {
+        Codec::new(
+            WireConfig {
+                compression: false,
+                ..WireConfig::default()
+            },
+            None,
+        )
+    }
+
+    fn with(label: &str, key: Option<u8>, verify_incoming: bool) -> Codec {
+        Codec::new(
+            WireConfig {
+                label: label.into(),
+                verify_incoming,
+                ..WireConfig::default()
+            },
+            key.map(|k| Keyring::new(vec![k; 16], vec![]).unwrap()),
+        )
+    }
+
+    fn nack(seq_no: u32) -> Message {
+        Message::Nack(Nack { seq_no })
+    }
+
+    #[test]
+    fn golden_compound() {
+        let parts = vec![vec![1, 2, 3], vec![], vec![9]];
+        assert_eq!(
+            encode_compound(&parts),
+            [7, 3, 0, 3, 0, 0, 0, 1, 1, 2, 3, 9]
+        );
+        let c = decode_compound(&[3, 0, 3, 0, 0, 0, 1, 1, 2, 3, 9]).unwrap();
+        assert_eq!(c.parts, vec![&[1u8, 2, 3][..], &[], &[9]]);
+        assert_eq!(c.truncated, 0);
+    }
+
+    #[test]
+    fn compound_delivers_whole_parts_and_reports_truncated_tail() {
+        let parts: Vec<_> = (1..=3).map(|i| encode_message(&nack(i))).collect();
+        let mut buf = encode_compound(&parts);
+        buf.truncate(buf.len() - 2);
+        let opened = plain().open_packet(&buf).unwrap();
+        assert_eq!(opened.messages, vec![nack(1), nack(2)]);
+        assert_eq!(
+            opened.errors,
+            vec![Error::Truncated {
+                what: "compound message parts",
+                needed: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn compound_keeps_going_after_a_bad_part() {
+        let parts = vec![
+            encode_message(&nack(1)),
+            vec![0x06, 0x80],
+            vec![],
+            encode_message(&nack(2)),
+        ];
+        let opened = plain().open_packet(&encode_compound(&parts)).unwrap();
+        assert_eq!(opened.messages, vec![nack(1), nack(2)]);
+        assert_eq!(opened.errors.len(), 2);
+        assert_eq!(opened.errors[0], Error::UnknownMessageType(6));
+    }
+
+    #[test]
+    fn compound_with_short_length_table_is_refused() {
+        assert!(matches!(
+            plain().open_packet(&[7, 255, 0, 1]),
+            Err(Error::Truncated {
+                what: "compound length table",
+                needed: 508
+            })
+        ));
+        assert!(matches!(
+            plain().open_packet(&[7]),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn encode_compounds_splits_at_255() {
+        let parts = vec![vec![8u8]; 600];
+        let c = encode_compounds(&parts);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0][1], 255);
+        assert_eq!(c[2][1], 90);
+    }
+
+    #[test]
+    fn golden_crc_header() {
+        let msg = encode_message(&nack(1));
+        let pkt = plain().seal_packet(&msg, true, &mut rng());
+        assert_eq!(pkt[0], 12);
+        assert_eq!(pkt[1..5], crc32fast::hash(&msg).to_be_bytes());
+        assert_eq!(pkt[5..], msg[..]);
+        // CRC-32/IEEE of "123456789" is the standard check value.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+        assert_eq!(plain().open_packet(&pkt).unwrap().messages, vec![nack(1)]);
+    }
+
+    #[test]
+    fn crc_mismatch_is_refused() {
+        let mut pkt = plain().seal_packet(&encode_message(&nack(1)), true, &mut rng());
+        let last = pkt.len() - 1;
+        pkt[last] ^= 1;
+        assert!(matches!(
+            plain().open_packet(&pkt),
+            Err(Error::CrcMismatch { .. })
+        ));
+        // Shorter than a CRC header: handled as a message of type 12, which is not one.
+        assert_eq!(
+            plain().open_packet(&[12, 0, 0]).unwrap_err(),
+            Error::UnknownMessageType(12)
+        );
+    }
+
+    #[test]
+    fn golden_label_header() {
+        let c = with("dc1", None, true);
+        let msg = encode_message(&nack(1));
+        let pkt = c.seal_packet(&msg, false, &mut rng());
+        assert_eq!(pkt[..5], [244, 3, b'd', b'c', b'1']);
+        assert_eq!(pkt[5..], msg[..]);
+        assert_eq!(c.open_packet(&pkt).unwrap().messages, vec![nack(1)]);
+    }
+
+    #[test]
+    fn label_rules_follow_upstream() {
+        let msg = encode_message(&nack(1));
+        let dc1 = with("dc1", None, true);
+        let dc2 = with("dc2", None, true);
+        let none = with("", None, true);
+        let labelled = dc1.seal_packet(&msg, false, &mut rng());
+        let bare = none.seal_packet(&msg, false, &mut rng());
+        assert_eq!(
+            dc2.open_packet(&labelled).unwrap_err(),
+            Error::LabelMismatch {
+                ours: "dc2".into(),
+                theirs: "dc1".into()
+            }
+        );
+        // Labelled and unlabelled nodes refuse each other in both directions.
+        assert!(matches!(
+            none.open_packet(&labelled),
+            Err(Error::LabelMismatch { .. })
+        ));
+        assert_eq!(
+            dc1.open_packet(&bare).unwrap_err(),
+            Error::LabelMismatch {
+                ours: "dc1".into(),
+                theirs: String::new()
+            }
+        );
+        assert_eq!(
+            none.open_packet(&[244, 0, 1]).unwrap_err(),
+            Error::EmptyLabel
+        );
+        assert!(matches!(
+            dc1.open_packet(&[244, 3, b'd']),
+            Err(Error::Truncated { .. })
+        ));
+        assert!(matches!(
+            dc1.open_packet(&[244]),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn try_new_refuses_long_label() {
+        let config = WireConfig {
+            label: "x".repeat(256),
+            ..WireConfig::default()
+        };
+        assert_eq!(
+            Codec::try_new(config, None).unwrap_err(),
+            Error::LabelTooLong(256)
+        );
+    }
+
+    #[test]
+    fn golden_compress_envelope() {
+        // compress{Algo: 0, Buf: lzw("ab")} with its type byte.
+        let c = encode_compressed(b"ab");
+        let mut want = vec![9, 0x82, 0xa4];
+        want.extend_from_slice(b"Algo");
+        want.extend_from_slice(&[0x00, 0xa3]);
+        want.extend_from_slice(b"Buf");
+        want.extend_from_slice(&[0xa4, 0x61, 0xc4, 0x04, 0x04]);
+        assert_eq!(c, want);
+        assert_eq!(decode_compressed(&c[1..]), Ok(b"ab".to_vec()));
+    }
+
+    #[test]
+    fn compression_only_when_smaller() {
+        let c = with("", None, true);
+        let small = encode_message(&nack(1));
+        assert_eq!(c.seal_packet(&small, false, &mut rng()), small);
+        let big = encode_message(&Message::User(vec![b'z'; 1000]));
+        let pkt = c.seal_packet(&big, false, &mut rng());
+        assert_eq!(pkt[0], 9);
+        assert!(pkt.len() < big.len());
+        assert_eq!(
+            plain().open_packet(&pkt).unwrap().messages,
+            vec![Message::User(vec![b'z'; 1000])]
+        );
+    }
+
+    #[test]
+    fn compressed_compound_opens() {
+        let parts: Vec<_> = (0..20).map(|i| encode_message(&nack(i))).collect();
+        let pkt = with("", None, true).seal_packet(&encode_compound(&parts), true, &mut rng());
+        assert_eq!(pkt[0], 12);
+        assert_eq!(pkt[5], 9);
+        let opened = plain().open_packet(&pkt).unwrap();
+        assert_eq!(opened.messages, (0..20).map(nack).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn unknown_compression_algorithm() {
+        let mut w = Writer::default();
+        w.buf.push(9);
+        w.map_len(2);
+        w.str("Algo");
+        w.uint(1);
+        w.str("Buf");
+        w.raw(&[1, 1]);
+        assert_eq!(
+            plain().open_packet(&w.buf).unwrap_err(),
+            Error::UnknownCompression(1)
+        );
+    }
+
+    #[test]
+    fn nesting_depth_is_limited() {
+        let msg = encode_message(&nack(1));
+        let mut compound = msg.clone();
+        for _ in 0..MAX_ENVELOPE_DEPTH {
+            compound = encode_compound(&[compound]);
+        }
+        assert_eq!(plain().open_packet(&compound).unwrap().messages, [nack(1)]);
+        let deeper = encode_compound(&[compound]);
+        let opened = plain().open_packet(&deeper).unwrap();
+        assert!(opened.messages.is_empty());
+        assert_eq!(opened.errors, [Error::TooDeep(MAX_ENVELOPE_DEPTH)]);
+
+        let mut compressed = msg;
+        for _ in 0..=MAX_ENVELOPE_DEPTH {
+            compressed = encode_compressed(&compressed);
+        }
+        assert_eq!(
+            plain().open_packet(&compressed).unwrap_err(),
+            Error::TooDeep(MAX_ENVELOPE_DEPTH)
+        );
+    }
+
+    #[test]
+    fn stream_only_and_bad_types_are_refused_in_packets() {
+        for t in [6u8, 10, 12, 14, 200] {
+            assert_eq!(
+                plain().open_packet(&[t, 0x80]).unwrap_err(),
+                Error::UnknownMessageType(t),
+                "type {t}"
+            );
+        }
+        assert!(matches!(
+            plain().open_packet(&[]),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_lengths_are_truncation_not_allocation() {
+        // compress{Buf: raw32 of 4 GiB} with nothing behind it.
+        let mut w = Writer::default();
+        w.buf.push(9);
+        w.map_len(2);
+        w.str("Algo");
+        w.uint(0);
+        w.str("Buf");
+        w.buf.extend_from_slice(&[0xdb, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            plain().open_packet(&w.buf),
+            Err(Error::Truncated { .. })
+        ));
+        // A ping whose Node claims 4 GiB.
+        let pkt = [
+            0, 0x81, 0xa4, b'N', b'o', b'd', b'e', 0xdb, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(matches!(
+            plain().open_packet(&pkt),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn encrypted_packets() {
+        let c = with("", Some(1), true);
+        let msg = encode_message(&nack(5));
+        let pkt = c.seal_packet(&msg, true, &mut rng());
+        assert_eq!(pkt[0], 1, "encryption version byte");
+        assert_eq!(pkt.len(), 1 + 12 + 5 + msg.len() + 16);
+        assert_eq!(c.open_packet(&pkt).unwrap().messages, [nack(5)]);
+        // Another key cannot open it; plaintext is refused while verifying.
+        assert!(matches!(
+            with("", Some(2), true).open_packet(&pkt),
+            Err(Error::DecryptFailed { .. })
+        ));
+        assert!(c.open_packet(&msg).is_err());
+        // Without verify_incoming, undecryptable bytes are read as plaintext.
+        assert_eq!(
+            with("", Some(1), false).open_packet(&msg).unwrap().messages,
+            [nack(5)]
+        );
+        // A codec without a keyring sees only ciphertext.
+        assert!(plain().open_packet(&pkt).is_err());
+    }
+
+    #[test]
+    fn encrypted_packet_version_0_pads() {
+        let mut c = with("", Some(1), true);
+        c.config.encryption_version = 0;
+        let msg = encode_message(&nack(5));
+        let pkt = c.seal_packet(&msg, false, &mut rng());
+        assert_eq!(pkt[0], 0);
+        assert_eq!((pkt.len() - 29) % 16, 0);
+        assert_eq!(c.open_packet(&pkt).unwrap().messages, [nack(5)]);
+    }
+
+    #[test]
+    fn label_is_authenticated_when_encrypting() {
+        let msg = encode_message(&nack(5));
+        let pkt = with("dc1", Some(1), true).seal_packet(&msg, false, &mut rng());
+        // Swap the label header: the label check passes but GCM refuses the AAD.
+        let mut forged = vec![244, 3, b'd', b'c', b'2'];
+        forged.extend_from_slice(&pkt[5..]);
+        assert!(matches!(
+            with("dc2", Some(1), true).open_packet(&forged),
+            Err(Error::DecryptFailed { .. })
+        ));
+        assert_eq!(
+            with("dc1", Some(1), true)
+                .open_packet(&pkt)
+                .unwrap()
+                .messages,
+            [nack(5)]
+        );
+    }
+
+    #[test]
+    fn ping_in_a_packet() {
+        let p = Message::Ping(Ping {
+            seq_no: 1,
+            node: "a".into(),
+            ..Default::default()
+        });
+        let pkt = plain().seal_packet(&encode_message(&p), false, &mut rng());
+        assert_eq!(plain().open_packet(&pkt).unwrap().messages, [p]);
+    }
+
+    fn codec_variant() -> impl Strategy<Value = Codec> {
+        (any::<bool>(), any::<bool>(), any::<bool>(), 0u8..2).prop_map(
+            |(label, key, compression, vsn)| {
+                Codec::new(
+                    WireConfig {
+                        label: if label {
+                            "cluster-a".into()
+                        } else {
+                            String::new()
+                        },
+                        compression,
+                        verify_incoming: true,
+                        verify_outgoing: true,
+                        encryption_version: vsn,
+                    },
+                    key.then(|| Keyring::new(vec![3; 32], vec![vec![4; 16]]).unwrap()),
+                )
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn message_round_trip(m in arb::message()) {
+            prop_assert_eq!(decode_message(&encode_message(&m)), Ok(m));
+        }
+
+        #[test]
+        fn compound_round_trip(ms in proptest::collection::vec(arb::message(), 0..40)) {
+            let parts: Vec<_> = ms.iter().map(encode_message).collect();
+            let body = encode_compound(&parts);
+            let c = decode_compound(&body[1..]).unwrap();
+            prop_assert_eq!(c.truncated, 0);
+            prop_assert_eq!(c.parts.len(), ms.len());
+            let opened = plain().open_packet(&body).unwrap();
+            prop_assert!(opened.errors.is_empty());
+            prop_assert_eq!(opened.messages, ms);
+        }
+
+        #[test]
+        fn compound_truncated_anywhere(
+            ms in proptest::collection::vec(arb::message(), 1..10),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let parts: Vec<_> = ms.iter().map(encode_message).collect();
+            let body = encode_compound(&parts);
+            let at = cut.index(body.len());
+            // Never panics; whatever is delivered is a prefix of what was sent.
+            if let Ok(opened) = plain().open_packet(&body[..at]) {
+                prop_assert!(opened.messages.len() <= ms.len());
+                let n = opened.messages.len();
+                prop_assert_eq!(&opened.messages[..], &ms[..n]);
+            }
+        }
+
+        #[test]
+        fn compressed_round_trip(m in arb::message()) {
+            let c = encode_compressed(&encode_message(&m));
+            prop_assert_eq!(plain().open_packet(&c).unwrap().messages, vec![m]);
+        }
+
+        #[test]
+        fn packet_round_trip(
+            codec in codec_variant(),
+            ms in proptest::collection::vec(arb::message(), 1..8),
+            crc in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let parts: Vec<_> = ms.iter().map(encode_message).collect();
+            let msg = if parts.len() == 1 { parts[0].clone() } else { encode_compound(&parts) };
+            let pkt = codec.seal_packet(&msg, crc, &mut StdRng::seed_from_u64(seed));
+            let opened = codec.open_packet(&pkt).unwrap();
+            prop_assert!(opened.errors.is_empty());
+            prop_assert_eq!(opened.messages, ms);
+        }
+
+        #[test]
+        fn packet_garbage_never_panics(
+            codec in codec_variant(),
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let _ = codec.open_packet(&data);
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! them (compound, LZW compression, CRC32, AES-GCM encryption, cluster label) for UDP packets
 //! and TCP streams. Pure functions over byte slices: no sockets, no clock.
 
+#[cfg(test)]
+mod arb;
 mod codec;
 mod envelope;
 pub mod fuzzing;

@@ -125,6 +125,10 @@ impl Codec {
         buf: &[u8],
         with_label_header: bool,
     ) -> Result<Option<(StreamMessage, usize)>> {
+        if buf.is_empty() {
+            // Nothing yet says whether a label header is coming.
+            return Ok(None);
+        }
         let (label, rest) = if with_label_header {
             match split_label(buf)? {
                 LabelHeader::Incomplete { .. } => return Ok(None),
@@ -256,4 +260,387 @@ fn take(r: &mut Reader<'_>, len: usize, what: &'static str) -> Result<Vec<u8>> {
     let out = rest[..len].to_vec();
     r.advance(len);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::arb;
+    use super::super::{Ack, Ping, PushNodeState, WireConfig};
+    use super::*;
+    use crate::keyring::Keyring;
+    use crate::wire::{NodeStateKind, MAX_PUSH_STATE_NODES};
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(11)
+    }
+
+    fn codec(label: &str, compression: bool, key: Option<u8>) -> Codec {
+        Codec::new(
+            WireConfig {
+                label: label.into(),
+                compression,
+                ..WireConfig::default()
+            },
+            key.map(|k| Keyring::new(vec![k; 16], vec![]).unwrap()),
+        )
+    }
+
+    fn plain() -> Codec {
+        codec("", false, None)
+    }
+
+    fn node(name: &str) -> PushNodeState {
+        PushNodeState {
+            name: name.into(),
+            addr: vec![10, 0, 0, 1],
+            port: 7946,
+            meta: vec![],
+            incarnation: 1,
+            state: NodeStateKind::Alive,
+            vsn: vec![1, 5, 2, 2, 5, 4],
+        }
+    }
+
+    fn push_pull(user_state: Vec<u8>) -> StreamMessage {
+        StreamMessage::PushPull(PushPull {
+            join: true,
+            nodes: vec![node("a"), node("b")],
+            user_state,
+        })
+    }
+
+    #[test]
+    fn golden_plain_push_pull() {
+        let msg = StreamMessage::PushPull(PushPull {
+            join: false,
+            nodes: vec![node("a")],
+            user_state: vec![0xaa, 0xbb],
+        });
+        let bytes = plain().seal_stream(&msg, &mut rng());
+        let mut want = vec![6, 0x83, 0xa4];
+        want.extend_from_slice(b"Join");
+        want.extend_from_slice(&[0xc2, 0xa5]);
+        want.extend_from_slice(b"Nodes");
+        want.extend_from_slice(&[0x01, 0xac]);
+        want.extend_from_slice(b"UserStateLen");
+        want.push(0x02);
+        let mut w = Writer::default();
+        write_push_node_state(&mut w, &node("a"));
+        want.extend_from_slice(&w.buf);
+        want.extend_from_slice(&[0xaa, 0xbb]);
+        assert_eq!(bytes, want);
+        assert_eq!(plain().open_stream(&bytes), Ok(Some((msg, want.len()))));
+    }
+
+    #[test]
+    fn golden_plain_user_message() {
+        let bytes = plain().seal_stream(&StreamMessage::User(vec![1, 2, 3]), &mut rng());
+        let mut want = vec![8, 0x81, 0xaa];
+        want.extend_from_slice(b"UserMsgLen");
+        want.extend_from_slice(&[0x03, 1, 2, 3]);
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn compressed_stream_is_always_compressed() {
+        let c = codec("", true, None);
+        let msg = StreamMessage::Ack(Ack {
+            seq_no: 1,
+            payload: vec![],
+        });
+        let bytes = c.seal_stream(&msg, &mut rng());
+        assert_eq!(bytes[0], 9);
+        assert_eq!(c.open_stream(&bytes), Ok(Some((msg.clone(), bytes.len()))));
+        // A plain reader decompresses too: compression needs no agreement.
+        assert_eq!(plain().open_stream(&bytes), Ok(Some((msg, bytes.len()))));
+    }
+
+    #[test]
+    fn encrypted_stream_layout_and_aad() {
+        let c = codec("", false, Some(1));
+        let msg = push_pull(vec![5; 10]);
+        let bytes = c.seal_stream(&msg, &mut rng());
+        let plain_len = encode_stream_message(&msg).len();
+        assert_eq!(bytes[0], 10);
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        assert_eq!(len, encrypted_length(1, plain_len));
+        assert_eq!(bytes.len(), 5 + len);
+        // The frame authenticates the 5-byte header (memberlist v0.2.2 with no label).
+        let k = Keyring::new(vec![1; 16], vec![]).unwrap();
+        let opened = k.decrypt(&bytes[5..], &bytes[..5]).unwrap();
+        assert_eq!(opened, encode_stream_message(&msg));
+        assert_eq!(c.open_stream(&bytes), Ok(Some((msg, bytes.len()))));
+    }
+
+    #[test]
+    fn labelled_encrypted_stream_puts_label_in_aad() {
+        let c = codec("dc1", true, Some(1));
+        let msg = push_pull(vec![]);
+        let bytes = c.seal_stream(&msg, &mut rng());
+        assert_eq!(bytes[..5], [244, 3, b'd', b'c', b'1']);
+        let k = Keyring::new(vec![1; 16], vec![]).unwrap();
+        let mut aad = bytes[5..10].to_vec();
+        aad.extend_from_slice(b"dc1");
+        assert!(k.decrypt(&bytes[10..], &aad).is_ok());
+        assert!(k.decrypt(&bytes[10..], &bytes[5..10]).is_err());
+        assert_eq!(c.open_stream(&bytes), Ok(Some((msg.clone(), bytes.len()))));
+
+        // A reply has no header but the same AAD.
+        let reply = c.seal_stream_reply(&msg, &mut rng());
+        assert_eq!(reply[0], 10);
+        assert_eq!(
+            c.open_stream_reply(&reply),
+            Ok(Some((msg.clone(), reply.len())))
+        );
+        // A node with another label cannot open the reply.
+        assert!(matches!(
+            codec("dc2", true, Some(1)).open_stream_reply(&reply),
+            Err(Error::DecryptFailed { .. })
+        ));
+        // The accepting side insists on the header.
+        assert!(matches!(
+            c.open_stream(&reply),
+            Err(Error::LabelMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn stream_label_mismatch() {
+        let bytes = codec("dc1", false, None).seal_stream(&push_pull(vec![]), &mut rng());
+        assert_eq!(
+            codec("dc2", false, None).open_stream(&bytes).unwrap_err(),
+            Error::LabelMismatch {
+                ours: "dc2".into(),
+                theirs: "dc1".into()
+            }
+        );
+        assert!(matches!(
+            plain().open_stream(&bytes),
+            Err(Error::LabelMismatch { .. })
+        ));
+        assert_eq!(
+            plain().open_stream(&[244, 0]).unwrap_err(),
+            Error::EmptyLabel
+        );
+        assert_eq!(plain().open_stream(&[244]), Ok(None));
+        assert_eq!(plain().open_stream(&[244, 3, b'd']), Ok(None));
+    }
+
+    #[test]
+    fn encryption_policy() {
+        let plain_bytes = plain().seal_stream(&push_pull(vec![]), &mut rng());
+        assert_eq!(
+            codec("", false, Some(1))
+                .open_stream(&plain_bytes)
+                .unwrap_err(),
+            Error::NotEncrypted
+        );
+        let mut lenient = codec("", false, Some(1));
+        lenient.config.verify_incoming = false;
+        assert!(lenient.open_stream(&plain_bytes).unwrap().is_some());
+        let enc = codec("", false, Some(1)).seal_stream(&push_pull(vec![]), &mut rng());
+        assert_eq!(
+            plain().open_stream(&enc).unwrap_err(),
+            Error::DecryptFailed { keys: 0 }
+        );
+        assert!(matches!(
+            codec("", false, Some(2)).open_stream(&enc),
+            Err(Error::DecryptFailed { keys: 1 })
+        ));
+    }
+
+    #[test]
+    fn size_limits() {
+        let c = codec("", false, Some(1));
+        assert!(matches!(
+            c.open_stream(&[10, 0xff, 0xff, 0xff, 0xff]),
+            Err(Error::TooLarge { .. })
+        ));
+        // A user message header claiming 4 GiB.
+        let mut w = Writer::default();
+        w.buf.push(8);
+        write_user_msg_header(&mut w, u32::MAX as usize);
+        assert!(matches!(
+            plain().open_stream(&w.buf),
+            Err(Error::TooLarge { .. })
+        ));
+        // A node state whose Meta claims 4 GiB: refused before waiting for it.
+        let mut w = Writer::default();
+        w.buf.push(6);
+        write_push_pull_header(
+            &mut w,
+            &PushPullHeader {
+                nodes: 1,
+                user_state_len: 0,
+                join: false,
+            },
+        );
+        w.map_len(1);
+        w.str("Meta");
+        w.buf.extend_from_slice(&[0xdb, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            plain().open_stream(&w.buf),
+            Err(Error::TooLarge { .. })
+        ));
+        // A node count over upstream's limit.
+        let mut w = Writer::default();
+        w.buf.push(6);
+        w.map_len(1);
+        w.str("Nodes");
+        w.uint(MAX_PUSH_STATE_NODES as u64 + 1);
+        assert!(matches!(
+            plain().open_stream(&w.buf),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn incomplete_inside_complete_buffers_is_an_error() {
+        // A compressed push/pull whose inner message is cut short.
+        let mut inner = encode_stream_message(&push_pull(vec![1; 50]));
+        inner.truncate(inner.len() - 1);
+        let bytes = encode_compressed(&inner);
+        assert!(matches!(
+            plain().open_stream(&bytes),
+            Err(Error::Truncated { .. })
+        ));
+        // The same for an encrypted frame.
+        let c = codec("", false, Some(1));
+        let k = Keyring::new(vec![1; 16], vec![]).unwrap();
+        let len = encrypted_length(1, inner.len()) as u32;
+        let mut bytes = vec![10];
+        bytes.extend_from_slice(&len.to_be_bytes());
+        let aad = bytes.clone();
+        k.encrypt_into(1, &inner, &aad, &mut rng(), &mut bytes);
+        assert!(matches!(
+            c.open_stream(&bytes),
+            Err(Error::Truncated { .. })
+        ));
+        // Empty decompressed content (upstream: "decompressed message is empty").
+        assert!(matches!(
+            plain().open_stream(&encode_compressed(&[])),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn unexpected_stream_types() {
+        for t in [1u8, 3, 4, 5, 7, 11, 12, 99] {
+            assert_eq!(
+                plain().open_stream(&[t, 0x80]).unwrap_err(),
+                Error::UnknownMessageType(t)
+            );
+        }
+        // Compression inside compression is not something readStream unwraps.
+        let twice = encode_compressed(&encode_compressed(&[0, 0x80]));
+        assert_eq!(
+            plain().open_stream(&twice).unwrap_err(),
+            Error::UnknownMessageType(9)
+        );
+        assert_eq!(plain().open_stream(&[]), Ok(None));
+    }
+
+    #[test]
+    fn trailing_bytes_are_left_for_the_next_message() {
+        let a = plain().seal_stream(&push_pull(vec![1, 2]), &mut rng());
+        let ping = StreamMessage::Ping(Ping {
+            seq_no: 3,
+            node: "n".into(),
+            ..Default::default()
+        });
+        let b = plain().seal_stream(&ping, &mut rng());
+        let both = [a.clone(), b.clone()].concat();
+        let (m, used) = plain().open_stream(&both).unwrap().unwrap();
+        assert_eq!((m, used), (push_pull(vec![1, 2]), a.len()));
+        assert_eq!(
+            plain().open_stream(&both[used..]),
+            Ok(Some((ping, b.len())))
+        );
+    }
+
+    #[test]
+    fn large_user_state_round_trips() {
+        let state: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        for c in [
+            plain(),
+            codec("dc", true, None),
+            codec("", false, Some(9)),
+            codec("x", true, Some(9)),
+        ] {
+            let msg = push_pull(state.clone());
+            let bytes = c.seal_stream(&msg, &mut rng());
+            assert_eq!(c.open_stream(&bytes), Ok(Some((msg, bytes.len()))));
+            // A few prefixes: never complete early.
+            for cut in [1, bytes.len() / 3, bytes.len() - 1] {
+                assert_eq!(c.open_stream(&bytes[..cut]), Ok(None), "cut {cut}");
+            }
+        }
+    }
+
+    fn codec_variant() -> impl Strategy<Value = Codec> {
+        (any::<bool>(), any::<bool>(), any::<bool>(), 0u8..2).prop_map(
+            |(label, key, compression, vsn)| {
+                Codec::new(
+                    WireConfig {
+                        label: if label { "lbl".into() } else { String::new() },
+                        compression,
+                        verify_incoming: true,
+                        verify_outgoing: true,
+                        encryption_version: vsn,
+                    },
+                    key.then(|| Keyring::new(vec![3; 24], vec![]).unwrap()),
+                )
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn stream_round_trip(
+            c in codec_variant(),
+            msg in arb::stream_message(3000),
+            reply in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut r = StdRng::seed_from_u64(seed);
+            let (bytes, opened) = if reply {
+                let b = c.seal_stream_reply(&msg, &mut r);
+                let o = c.open_stream_reply(&b);
+                (b, o)
+            } else {
+                let b = c.seal_stream(&msg, &mut r);
+                let o = c.open_stream(&b);
+                (b, o)
+            };
+            prop_assert_eq!(opened, Ok(Some((msg, bytes.len()))));
+        }
+
+        #[test]
+        fn every_prefix_needs_more(
+            c in codec_variant(),
+            msg in arb::stream_message(200),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let bytes = c.seal_stream(&msg, &mut rng());
+            for cut in 0..bytes.len() {
+                prop_assert_eq!(c.open_stream(&bytes[..cut]), Ok(None), "cut {}", cut);
+            }
+            // Whatever follows the message is not consumed.
+            let mut more = bytes.clone();
+            more.extend_from_slice(&tail);
+            prop_assert_eq!(c.open_stream(&more), Ok(Some((msg, bytes.len()))));
+        }
+
+        #[test]
+        fn stream_garbage_never_panics(
+            c in codec_variant(),
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let _ = c.open_stream(&data);
+            let _ = c.open_stream_reply(&data);
+        }
+    }
 }

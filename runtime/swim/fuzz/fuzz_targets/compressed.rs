@@ -1,0 +1,6 @@
+//! Fuzz target: `hearsay_swim::wire::fuzzing::fuzz_compressed` must never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hearsay_swim::wire::fuzzing::fuzz_compressed(data);
+});

@@ -1,0 +1,1 @@
+//! Unit tests of the membership state machine, driven message by message.
