@@ -309,11 +309,11 @@ impl<T: Transport> Loop<T> {
             let deadline = tokio::time::Instant::from_std(req.deadline);
             let result = tokio::time::timeout_at(deadline, open_outgoing(connector, req, &tx))
                 .await
-                .unwrap_or(Err(StreamError::TimedOut));
+                .unwrap_or(Err(Error::StreamTimedOut));
             let msg = match result {
                 Ok(Finished::Sent) => StreamMsg::Sent { id },
                 Ok(Finished::Replied) => return,
-                Err(StreamError::DriverGone) => return,
+                Err(Error::Stopped) => return,
                 Err(e) => {
                     debug!(%dst, error = %e, "memberlist: outgoing stream failed");
                     StreamMsg::Failed {
@@ -328,35 +328,22 @@ impl<T: Transport> Loop<T> {
     }
 }
 
-/// Why a stream task gave up.
-#[derive(Debug, thiserror::Error)]
-enum StreamError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("timed out")]
-    TimedOut,
-    #[error("connection closed after {0} bytes, before a complete message")]
-    Truncated(usize),
-    #[error("stream exceeded {MAX_STREAM_BYTES} bytes")]
-    TooLarge,
-    #[error("the memberlist task has stopped")]
-    DriverGone,
-}
-
 enum Finished {
     Sent,
     Replied,
 }
 
 /// Reads one more chunk into `buf`; fails on EOF (the message is incomplete) or overflow.
-async fn read_more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<(), StreamError> {
+async fn read_more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<(), Error> {
     buf.reserve(READ_CHUNK);
     let n = s.read_buf(buf).await?;
     if n == 0 {
-        return Err(StreamError::Truncated(buf.len()));
+        return Err(Error::StreamTruncated(buf.len()));
     }
     if buf.len() > MAX_STREAM_BYTES {
-        return Err(StreamError::TooLarge);
+        return Err(Error::StreamTooLarge {
+            limit: MAX_STREAM_BYTES,
+        });
     }
     Ok(())
 }
@@ -366,12 +353,10 @@ async fn ask(
     tx: &mpsc::Sender<StreamMsg>,
     buf: Vec<u8>,
     make: impl FnOnce(Vec<u8>, Verdict) -> StreamMsg,
-) -> Result<(StreamOutcome, Vec<u8>), StreamError> {
+) -> Result<(StreamOutcome, Vec<u8>), Error> {
     let (vtx, vrx) = oneshot::channel();
-    tx.send(make(buf, vtx))
-        .await
-        .map_err(|_| StreamError::DriverGone)?;
-    vrx.await.map_err(|_| StreamError::DriverGone)
+    tx.send(make(buf, vtx)).await.map_err(|_| Error::Stopped)?;
+    vrx.await.map_err(|_| Error::Stopped)
 }
 
 /// Serves one incoming connection: read until the core has a complete message, write its
@@ -380,13 +365,13 @@ async fn serve_incoming<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     from: SocketAddr,
     tx: mpsc::Sender<StreamMsg>,
-) -> Result<(), StreamError> {
+) -> Result<(), Error> {
     let mut buf = Vec::new();
     loop {
         if let Err(e) = read_more(&mut stream, &mut buf).await {
             // A peer that connects and closes without a byte (a port check) is not news.
             return match e {
-                StreamError::Truncated(0) => Ok(()),
+                Error::StreamTruncated(0) => Ok(()),
                 e => Err(e),
             };
         }
@@ -416,7 +401,7 @@ async fn open_outgoing<C: Connector>(
     connector: C,
     req: StreamRequest,
     tx: &mpsc::Sender<StreamMsg>,
-) -> Result<Finished, StreamError> {
+) -> Result<Finished, Error> {
     let mut stream = connector.connect(req.dst).await?;
     stream.write_all(&req.payload).await?;
     stream.flush().await?;

@@ -21,8 +21,8 @@ pub enum Error {
         ip: std::net::IpAddr,
         attempts: usize,
     },
-    /// Reading a bound socket's address failed.
-    #[error("socket error: {0}")]
+    /// A socket operation failed (connect, read, write, or reading a bound address).
+    #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// The in-memory network already has an endpoint at this address.
     #[error("address {0} is already taken in the in-memory network")]
@@ -36,6 +36,15 @@ pub enum Error {
     /// A graceful leave was not disseminated within the time allowed.
     #[error("leave was not confirmed within {0:?}")]
     LeaveTimeout(Duration),
+    /// A stream to or from a peer did not finish before its deadline.
+    #[error("stream timed out")]
+    StreamTimedOut,
+    /// The peer closed a stream before a complete message arrived.
+    #[error("connection closed after {0} bytes, before a complete message")]
+    StreamTruncated(usize),
+    /// A peer sent more on one stream than memberlist accepts.
+    #[error("stream exceeded the limit of {limit} bytes")]
+    StreamTooLarge { limit: usize },
     /// The membership task has stopped (after `shutdown`, or because it ended).
     #[error("the memberlist task has stopped")]
     Stopped,

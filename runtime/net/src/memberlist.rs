@@ -73,7 +73,8 @@ pub struct Memberlist {
 
 impl Memberlist {
     /// Starts a node on `transport`: builds the core (advertising the transport's address) and
-    /// spawns its driver task on the current tokio runtime.
+    /// spawns its driver task on the current tokio runtime (like `tokio::spawn`, it panics
+    /// when called outside one).
     ///
     /// Events raised while starting (the node's own [`Event::MemberJoined`]) are never
     /// delivered, as nobody can have subscribed; [`Memberlist::local`] gives the node itself.
