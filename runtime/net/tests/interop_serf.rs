@@ -127,6 +127,20 @@ impl Serf {
         }
     }
 
+    fn join(&self, addr: &str) {
+        let out = Command::new("serf")
+            .arg("join")
+            .arg(format!("-rpc-addr=127.0.0.1:{}", self.rpc))
+            .arg(addr)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "serf join {addr}: {out:?}\n{}",
+            self.log()
+        );
+    }
+
     fn leave(&self) {
         let out = Command::new("serf")
             .arg("leave")
@@ -283,10 +297,13 @@ fn joins_a_plain_serf_cluster() {
     let serf = Serf::start("plain", &[]);
     join_see_and_leave(&serf, Node::start(&node_args(&serf, &[])));
 
-    // A second node sees serf leave gracefully.
-    let mut node = Node::start(&node_args(&serf, &["-name=h2"]));
-    node.expect_line("JOINED 1");
-    serf.wait_member("h2", &["alive"]);
+    // Serf joins a second node (serf opens the push/pull), which then sees serf leave.
+    let mut node = Node::start(&["-name=h2".to_owned(), "-bind=127.0.0.1:0".to_owned()]);
+    let ready = node.expect_line("READY h2 ");
+    let addr = ready.split_whitespace().nth(2).unwrap().to_owned();
+    serf.join(&addr);
+    node.expect_line("EVENT member-join s1 ");
+    serf.wait_member("h2", &[&addr, "alive"]);
     serf.leave();
     node.expect_line("EVENT member-leave s1 ");
     node.signal("INT");
