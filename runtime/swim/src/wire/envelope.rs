@@ -139,6 +139,16 @@ pub fn add_label(label: &str, rest: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// Bytes the label header adds to every packet (memberlist's `labelOverhead`), for budgeting
+/// piggybacked gossip.
+pub fn label_overhead(label: &str) -> usize {
+    if label.is_empty() {
+        0
+    } else {
+        2 + label.len()
+    }
+}
+
 /// Result of looking for a label header at the front of a buffer.
 pub enum LabelHeader<'a> {
     /// Not enough bytes yet to tell (streams only).
@@ -492,6 +502,12 @@ mod tests {
             dc1.open_packet(&[244]),
             Err(Error::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn label_overhead_matches_header() {
+        assert_eq!(label_overhead(""), 0);
+        assert_eq!(label_overhead("dc1"), add_label("dc1", vec![]).len());
     }
 
     #[test]

@@ -14,8 +14,8 @@ pub mod types;
 
 pub use codec::MAX_PUSH_STATE_NODES;
 pub use envelope::{
-    decode_compound, decode_compressed, encode_compounds, encode_compressed, CompoundParts,
-    LABEL_MAX_SIZE, MAX_COMPOUND_PARTS, MAX_ENVELOPE_DEPTH,
+    decode_compound, decode_compressed, encode_compounds, encode_compressed, label_overhead,
+    CompoundParts, LABEL_MAX_SIZE, MAX_COMPOUND_PARTS, MAX_ENVELOPE_DEPTH,
 };
 pub use lzw::{compress as lzw_compress, decompress as lzw_decompress};
 pub use stream::{encode_stream_message, MAX_PLAINTEXT_STREAM_BYTES};

@@ -1,0 +1,167 @@
+//! Wire-level interop with the real `serf` binary (Go memberlist): our sealed packets and
+//! streams must be accepted, and its replies must open with our codec.
+//!
+//! Ignored by default because it needs `serf` on PATH and free local ports; run with
+//! `cargo test -p hearsay-swim --test serf_interop -- --ignored --test-threads=1`.
+//! Uses std sockets directly: this checks bytes, not the sans-io state machine.
+
+use hearsay_swim::keyring::Keyring;
+use hearsay_swim::wire::{
+    encode_compressed, encode_message, Codec, Message, Ping, PushPull, StreamMessage, WireConfig,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A key as `serf keygen` prints it (base64 of 16 bytes).
+const KEY_B64: &str = "aGVhcnNheS1pbnRlcm9wIQ==";
+
+struct Agent {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_serf(port: u16, encrypt: bool) -> Agent {
+    let mut cmd = Command::new("serf");
+    cmd.arg("agent")
+        .arg("-node=ref")
+        .arg(format!("-bind=127.0.0.1:{port}"))
+        .arg(format!("-rpc-addr=127.0.0.1:{}", port + 1))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if encrypt {
+        cmd.arg(format!("-encrypt={KEY_B64}"));
+    }
+    let child = cmd.spawn().expect("serf on PATH");
+    let agent = Agent { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serf did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent
+}
+
+fn keyring() -> Keyring {
+    Keyring::from_base64_keys(&[KEY_B64]).unwrap()
+}
+
+fn codec(encrypt: bool, compression: bool) -> Codec {
+    Codec::new(
+        WireConfig {
+            compression,
+            ..WireConfig::default()
+        },
+        encrypt.then(keyring),
+    )
+}
+
+/// Sends `pkt` and returns every message in the replies until an ack for `seq` arrives.
+fn ping_until_ack(agent: &Agent, c: &Codec, pkt: &[u8], seq: u32) -> Vec<Message> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.send_to(pkt, ("127.0.0.1", agent.port)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("a reply from serf");
+        let opened = c.open_packet(&buf[..n]).expect("serf's packet opens");
+        assert!(opened.errors.is_empty(), "{:?}", opened.errors);
+        let done = opened
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Ack(a) if a.seq_no == seq));
+        seen.extend(opened.messages);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn ping(seq_no: u32) -> Message {
+    Message::Ping(Ping {
+        seq_no,
+        node: "ref".into(),
+        ..Default::default()
+    })
+}
+
+fn udp_cases(agent: &Agent, encrypt: bool) {
+    let c = codec(encrypt, true);
+    let mut rng = StdRng::seed_from_u64(1);
+    // Plain ping, with a CRC header, and forced through LZW (Go must read our compressor).
+    let pkt = c.seal_packet(&encode_message(&ping(1)), false, &mut rng);
+    ping_until_ack(agent, &c, &pkt, 1);
+    let pkt = c.seal_packet(&encode_message(&ping(2)), true, &mut rng);
+    ping_until_ack(agent, &c, &pkt, 2);
+    let forced = encode_compressed(&encode_message(&ping(3)));
+    let pkt = codec(encrypt, false).seal_packet(&forced, true, &mut rng);
+    ping_until_ack(agent, &c, &pkt, 3);
+}
+
+fn push_pull(agent: &Agent, encrypt: bool, compression: bool) -> PushPull {
+    let c = codec(encrypt, compression);
+    let mut rng = StdRng::seed_from_u64(2);
+    let req = StreamMessage::PushPull(PushPull::default());
+    let mut conn = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(&c.seal_stream(&req, &mut rng)).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((msg, used)) = c.open_stream_reply(&buf).expect("serf's reply opens") {
+            assert_eq!(used, buf.len());
+            match msg {
+                StreamMessage::PushPull(pp) => return pp,
+                other => panic!("expected push/pull, got {other:?}"),
+            }
+        }
+        let n = conn.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "serf closed the stream early after {} bytes",
+            buf.len()
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn check_state(pp: &PushPull) {
+    let me = pp
+        .nodes
+        .iter()
+        .find(|n| n.name == "ref")
+        .expect("serf lists itself");
+    assert_eq!(me.addr, vec![127, 0, 0, 1]);
+    assert_eq!(me.vsn.len(), 6);
+    // Serf's own push/pull state (messagePushPull) rides as user state.
+    assert!(!pp.user_state.is_empty());
+}
+
+#[test]
+#[ignore = "needs the serf binary"]
+fn plaintext_udp_and_tcp() {
+    let agent = start_serf(27946, false);
+    udp_cases(&agent, false);
+    check_state(&push_pull(&agent, false, false));
+    check_state(&push_pull(&agent, false, true));
+}
+
+#[test]
+#[ignore = "needs the serf binary"]
+fn encrypted_udp_and_tcp() {
+    let agent = start_serf(28946, true);
+    udp_cases(&agent, true);
+    check_state(&push_pull(&agent, true, false));
+    check_state(&push_pull(&agent, true, true));
+}
