@@ -1,0 +1,361 @@
+//! `hearsay-memberlist-node`: runs one membership node from flags and prints what it sees, one
+//! line per event, so scripts and interop tests (against the real `serf`) can follow it.
+//!
+//! ```text
+//! hearsay-memberlist-node -name=h1 -bind=127.0.0.1:7950 -join=127.0.0.1:7946 -tag role=web
+//! ```
+//!
+//! Flags (Go style: `-name=x`, `-name x`, `--name=x` and `--name x` all work):
+//! `--name` (default: the host name), `--bind ADDR` (default 127.0.0.1:7946; port 0 picks one),
+//! `--advertise ADDR`, `--join ADDR` (repeatable; port defaults to 7946), `--encrypt BASE64KEY`,
+//! `--keyring-file PATH` (Serf's JSON list of base64 keys),
+//! `--tag k=v` / `--meta-tags k=v[,k=v]` (repeatable; Serf's tag encoding),
+//! `--profile lan|wan|local`, `--print-members-every SECS`, `--leave-timeout SECS`.
+//!
+//! Output on stdout: `READY name addr` once listening, `JOINED n` after the start-up join,
+//! `EVENT member-join|member-update|member-leave|member-failed name addr` per event,
+//! `MEMBERS name=status,...` on SIGUSR1 or every `--print-members-every` seconds, and `LEFT`
+//! after the graceful leave that SIGINT or SIGTERM starts. Logs go to stderr (`RUST_LOG`).
+
+use anyhow::{anyhow, bail, Context};
+use hearsay_net::{Config, Event, Keyring, Member, Memberlist, Options, Profile, UdpTcpTransport};
+use hearsay_swim::wire::NodeStateKind;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast::error::RecvError;
+
+/// memberlist's and Serf's default port.
+const DEFAULT_PORT: u16 = 7946;
+/// Serf's `tagMagicByte`: metadata starting with it is a msgpack map of tags.
+const TAG_MAGIC: u8 = 255;
+
+#[derive(Debug)]
+struct Args {
+    name: String,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    join: Vec<String>,
+    encrypt: Option<String>,
+    keyring_file: Option<String>,
+    tags: BTreeMap<String, String>,
+    profile: Profile,
+    print_members_every: Option<Duration>,
+    leave_timeout: Duration,
+}
+
+const USAGE: &str =
+    "usage: hearsay-memberlist-node [-name=NAME] [-bind=IP:PORT] [-advertise=IP:PORT] \
+[-join=ADDR]... [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... [-meta-tags k=v,...] [-profile=lan|wan|local] \
+[-print-members-every=SECS] [-leave-timeout=SECS]";
+
+fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
+    let mut args = Args {
+        name: default_name(),
+        bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+        advertise: None,
+        join: Vec::new(),
+        encrypt: None,
+        keyring_file: None,
+        tags: BTreeMap::new(),
+        profile: Profile::Lan,
+        print_members_every: None,
+        leave_timeout: Duration::from_secs(5),
+    };
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            bail!("unexpected argument {arg:?}\n{USAGE}");
+        };
+        if flag == "h" || flag == "help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let (key, value) = match flag.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| anyhow!("flag -{flag} needs a value\n{USAGE}"))?;
+                (flag.to_owned(), v)
+            }
+        };
+        match key.as_str() {
+            "name" | "node" => args.name = value,
+            "bind" => args.bind = parse_addr(&value)?,
+            "advertise" => args.advertise = Some(parse_addr(&value)?),
+            "join" => args.join.push(value),
+            "encrypt" => args.encrypt = Some(value),
+            "keyring-file" => args.keyring_file = Some(value),
+            "tag" | "meta-tags" => {
+                for kv in value.split(',').filter(|s| !s.is_empty()) {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("tag {kv:?} is not key=value"))?;
+                    args.tags.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            "profile" => args.profile = value.parse()?,
+            "print-members-every" => {
+                args.print_members_every = Some(parse_secs(&value)?).filter(|d| !d.is_zero())
+            }
+            "leave-timeout" => args.leave_timeout = parse_secs(&value)?,
+            other => bail!("unknown flag -{other}\n{USAGE}"),
+        }
+    }
+    Ok(args)
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "hearsay".to_owned())
+}
+
+fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("{s:?} is not an IP:PORT address"))
+}
+
+fn parse_secs(s: &str) -> anyhow::Result<Duration> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .with_context(|| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).with_context(|| format!("{s:?} is out of range"))
+}
+
+/// Resolves `host[:port]`, defaulting the port to 7946 like Serf.
+async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let with_port = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_owned()
+    } else {
+        format!("{addr}:{DEFAULT_PORT}")
+    };
+    let mut found = tokio::net::lookup_host(with_port.as_str())
+        .await
+        .with_context(|| format!("cannot resolve {addr:?}"))?;
+    found
+        .next()
+        .ok_or_else(|| anyhow!("{addr:?} resolved to no address"))
+}
+
+/// Serf's `encodeTags`: the magic byte, then a msgpack map of string to string in the old
+/// spec go-msgpack writes (raw strings, no str8).
+fn encode_tags(tags: &BTreeMap<String, String>) -> Vec<u8> {
+    fn len_header(out: &mut Vec<u8>, len: usize, fix: u8, fix_max: usize, b16: u8, b32: u8) {
+        if len <= fix_max {
+            out.push(fix | len as u8);
+        } else if let Ok(l) = u16::try_from(len) {
+            out.push(b16);
+            out.extend_from_slice(&l.to_be_bytes());
+        } else {
+            out.push(b32);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+    let raw = |out: &mut Vec<u8>, s: &str| {
+        len_header(out, s.len(), 0xa0, 31, 0xda, 0xdb);
+        out.extend_from_slice(s.as_bytes());
+    };
+    let mut out = vec![TAG_MAGIC];
+    len_header(&mut out, tags.len(), 0x80, 15, 0xde, 0xdf);
+    for (k, v) in tags {
+        raw(&mut out, k);
+        raw(&mut out, v);
+    }
+    out
+}
+
+fn status(m: &Member) -> &'static str {
+    match m.state {
+        NodeStateKind::Alive => "alive",
+        NodeStateKind::Suspect => "suspect",
+        NodeStateKind::Dead => "failed",
+        NodeStateKind::Left => "left",
+    }
+}
+
+fn event_line(ev: &Event) -> Option<String> {
+    let (kind, m) = match ev {
+        Event::MemberJoined(m) => ("member-join", m),
+        Event::MemberUpdated(m) => ("member-update", m),
+        Event::MemberLeft(m) => ("member-leave", m),
+        Event::MemberFailed(m) => ("member-failed", m),
+        _ => return None,
+    };
+    Some(format!("EVENT {kind} {} {}", m.name, m.addr))
+}
+
+async fn print_members(node: &Memberlist) -> anyhow::Result<()> {
+    let mut members = node.members().await?;
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let list: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, status(m)))
+        .collect();
+    println!("MEMBERS {}", list.join(","));
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
+    let config = Config::profile(args.profile, args.name.clone(), args.bind);
+    let mut options = Options::new(config);
+    let mut keyring = match &args.keyring_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading -keyring-file {path}"))?;
+            Some(Keyring::from_key_file(&text).context("-keyring-file")?)
+        }
+        None => None,
+    };
+    if let Some(key) = &args.encrypt {
+        let primary = Keyring::from_base64_keys(&[key]).context("-encrypt")?;
+        keyring = Some(match keyring {
+            // Like Serf: -encrypt is installed and made primary in the keyring file's ring.
+            Some(mut ring) => {
+                let key = primary.primary().to_vec();
+                ring.add_key(&key).context("-encrypt")?;
+                ring.use_key(&key).context("-encrypt")?;
+                ring
+            }
+            None => primary,
+        });
+    }
+    if let Some(ring) = keyring {
+        options = options.keyring(ring);
+    }
+    if !args.tags.is_empty() {
+        options = options.meta(encode_tags(&args.tags));
+    }
+    let node = Memberlist::start(options, transport)?;
+    let mut events = node.subscribe();
+    let me = node.local().await?;
+    println!("READY {} {}", me.name, me.addr);
+    println!("EVENT member-join {} {}", me.name, me.addr);
+
+    if !args.join.is_empty() {
+        let mut addrs = Vec::new();
+        for a in &args.join {
+            addrs.push(resolve(a).await?);
+        }
+        match node.join(&addrs).await {
+            Ok(n) => println!("JOINED {n}"),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e.into());
+            }
+        }
+    }
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let every = args
+        .print_members_every
+        .unwrap_or(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if let Some(line) = event_line(&ev) {
+                        println!("{line}");
+                    }
+                }
+                Err(RecvError::Lagged(n)) => eprintln!("warning: missed {n} events"),
+                Err(RecvError::Closed) => bail!("the node stopped unexpectedly"),
+            },
+            _ = tick.tick(), if args.print_members_every.is_some() => print_members(&node).await?,
+            _ = sigusr1.recv() => print_members(&node).await?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    match node.leave(args.leave_timeout).await {
+        Ok(()) => println!("LEFT"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = parse_args(std::env::args().skip(1))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> anyhow::Result<Args> {
+        parse_args(v.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_in_both_styles() {
+        let a = args(&[
+            "-name=a",
+            "--bind",
+            "127.0.0.1:0",
+            "-join=127.0.0.1:7946",
+            "--join",
+            "h2",
+            "-tag",
+            "role=web",
+            "--meta-tags=dc=x,rack=1",
+            "-profile=local",
+            "--print-members-every",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(a.name, "a");
+        assert_eq!(a.bind, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(a.join, vec!["127.0.0.1:7946", "h2"]);
+        assert_eq!(a.tags.len(), 3);
+        assert_eq!(a.profile, Profile::Local);
+        assert_eq!(a.print_members_every, Some(Duration::from_secs(2)));
+        assert!(args(&["-bogus=1"]).is_err());
+        assert!(args(&["-name"]).is_err());
+        assert!(args(&["stray"]).is_err());
+    }
+
+    #[test]
+    fn tags_encode_like_serf() {
+        let mut t = BTreeMap::new();
+        t.insert("role".to_owned(), "web".to_owned());
+        // 0xff, fixmap(1), fixraw "role", fixraw "web"
+        assert_eq!(
+            encode_tags(&t),
+            [&[0xff, 0x81, 0xa4][..], b"role", &[0xa3], b"web"].concat()
+        );
+        let long = "x".repeat(40);
+        t.insert("k".to_owned(), long.clone());
+        let enc = encode_tags(&t);
+        let pos = enc.windows(1).position(|w| w[0] == 0xda).unwrap();
+        assert_eq!(&enc[pos + 1..pos + 3], &[0, 40]);
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type of `hearsay-net`: every way binding, joining, leaving or talking to the
+//! membership task can fail, each variant naming its cause.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a transport could not be set up or a call on a [`crate::Memberlist`] failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A socket could not be bound (address in use, no permission, bad address).
+    #[error("failed to bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A port-0 bind kept finding the UDP side of a free TCP port taken.
+    #[error("no port on {ip} was free for both TCP and UDP after {attempts} attempts")]
+    NoCommonPort {
+        ip: std::net::IpAddr,
+        attempts: usize,
+    },
+    /// A socket operation failed (connect, read, write, or reading a bound address).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The in-memory network already has an endpoint at this address.
+    #[error("address {0} is already taken in the in-memory network")]
+    AddrInUse(SocketAddr),
+    /// The membership core refused the configuration or an argument (e.g. oversized metadata).
+    #[error(transparent)]
+    Swim(#[from] hearsay_swim::Error),
+    /// A join contacted no node successfully; lists every address tried with its error.
+    #[error("join failed: {}", describe_join_errors(.errors))]
+    JoinFailed { errors: Vec<(SocketAddr, String)> },
+    /// A graceful leave was not disseminated within the time allowed.
+    #[error("leave was not confirmed within {0:?}")]
+    LeaveTimeout(Duration),
+    /// A stream to or from a peer did not finish before its deadline.
+    #[error("stream timed out")]
+    StreamTimedOut,
+    /// The peer closed a stream before a complete message arrived.
+    #[error("connection closed after {0} bytes, before a complete message")]
+    StreamTruncated(usize),
+    /// A peer sent more on one stream than memberlist accepts.
+    #[error("stream exceeded the limit of {limit} bytes")]
+    StreamTooLarge { limit: usize },
+    /// The membership task has stopped (after `shutdown`, or because it ended).
+    #[error("the memberlist task has stopped")]
+    Stopped,
+}
+
+fn describe_join_errors(errors: &[(SocketAddr, String)]) -> String {
+    if errors.is_empty() {
+        return "no addresses to contact".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(addr, e)| format!("{addr}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_error_names_every_address() {
+        let e = Error::JoinFailed {
+            errors: vec![
+                ("127.0.0.1:1".parse().unwrap(), "connection refused".into()),
+                ("127.0.0.1:2".parse().unwrap(), "timed out".into()),
+            ],
+        };
+        let s = e.to_string();
+        assert!(s.contains("127.0.0.1:1: connection refused"), "{s}");
+        assert!(s.contains("127.0.0.1:2: timed out"), "{s}");
+        let none = Error::JoinFailed { errors: vec![] }.to_string();
+        assert!(none.contains("no addresses"), "{none}");
+    }
+}
