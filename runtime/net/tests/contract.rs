@@ -493,8 +493,5 @@ contract!(
     join_to_nothing_names_the_address,
     garbage_does_not_break_the_node,
     user_messages_arrive,
-    // hearsay-swim's `queue_user_broadcast` queues the bytes without memberlist's `userMsg`
-    // type byte, so receivers drop them as an unknown message type. Un-ignore once fixed.
-    #[ignore = "core bug: user broadcasts lack the userMsg type byte"]
     user_broadcasts_reach_everyone,
 );

@@ -1,7 +1,7 @@
 //! Interop of `hearsay-memberlist-node` with the real `serf` agent over loopback: our node joins
 //! a serf agent (plain and encrypted), each lists the other as alive, our metadata shows up as
-//! serf tags, each sees the other's departure, and a wrong key is refused. Skipped when no
-//! `serf` binary is on the PATH.
+//! serf tags, each sees the other's departure, and a wrong key is refused. Needs `serf` on the
+//! PATH (`scripts/setup.sh` installs it).
 //!
 //! Every wait is bounded by a generous deadline; nothing asserts on speed.
 
@@ -290,10 +290,10 @@ fn join_see_and_leave(serf: &Serf, mut node: Node) {
 
 #[test]
 fn joins_a_plain_serf_cluster() {
-    if !serf_available() {
-        eprintln!("skipping: no serf binary on the PATH");
-        return;
-    }
+    assert!(
+        serf_available(),
+        "no `serf` on the PATH: run scripts/setup.sh to install it"
+    );
     let serf = Serf::start("plain", &[]);
     join_see_and_leave(&serf, Node::start(&node_args(&serf, &[])));
 
@@ -313,10 +313,10 @@ fn joins_a_plain_serf_cluster() {
 
 #[test]
 fn joins_an_encrypted_serf_cluster() {
-    if !serf_available() {
-        eprintln!("skipping: no serf binary on the PATH");
-        return;
-    }
+    assert!(
+        serf_available(),
+        "no `serf` on the PATH: run scripts/setup.sh to install it"
+    );
     let serf = Serf::start("encrypted", &[&format!("-encrypt={KEY}")]);
     join_see_and_leave(
         &serf,

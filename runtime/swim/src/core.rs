@@ -424,7 +424,11 @@ impl Swim {
     /// Queues an opaque user broadcast to piggyback on gossip, retransmitted like memberlist's
     /// own broadcasts. `subject` lets a newer message replace an older one still queued.
     pub fn queue_user_broadcast(&mut self, msg: Vec<u8>, subject: Option<String>) {
-        self.user_broadcasts.push(msg, subject, None);
+        // memberlist's getBroadcasts puts the userMsg type byte in front of delegate broadcasts.
+        let mut buf = Vec::with_capacity(msg.len() + wire::USER_MSG_OVERHEAD);
+        buf.push(wire::MessageType::User as u8);
+        buf.extend_from_slice(&msg);
+        self.user_broadcasts.push(buf, subject, None);
     }
 
     /// Sends an opaque user message in one UDP packet (memberlist's `SendToAddress`).

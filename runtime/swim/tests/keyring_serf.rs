@@ -122,7 +122,10 @@ fn is_ack_envelope(plain: &[u8]) -> bool {
 
 #[test]
 fn keyring_interop_with_serf() {
-    assert!(serf_available(), "no `serf` on the PATH: run scripts/setup.sh to install it");
+    assert!(
+        serf_available(),
+        "no `serf` on the PATH: run scripts/setup.sh to install it"
+    );
     let (k1, k2, k3) = (vec![0x11; 32], vec![0x22; 16], vec![0x33; 24]);
     let ours = Keyring::new(k1.clone(), vec![k2.clone()]).unwrap();
     let agent = start_agent(&ours);
