@@ -58,6 +58,10 @@ impl Drop for Serf {
 
 impl Serf {
     fn start(tag: &str, extra: &[&str]) -> Self {
+        Self::start_named("s1", tag, extra)
+    }
+
+    fn start_named(name: &str, tag: &str, extra: &[&str]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("hearsay-net-serf-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,7 +69,7 @@ impl Serf {
         let log = std::fs::File::create(dir.join("serf.log")).unwrap();
         let child = Command::new("serf")
             .arg("agent")
-            .arg("-node=s1")
+            .arg(format!("-node={name}"))
             .arg(format!("-bind=127.0.0.1:{bind}"))
             .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
             .arg("-log-level=debug")
@@ -151,29 +155,36 @@ impl Serf {
     }
 }
 
-/// Our node, its stdout as lines, killed however the test ends.
+/// Our node, its stdout as lines and its stderr (the logs) in a file, killed however the test
+/// ends.
 struct Node {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    log: PathBuf,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
 impl Node {
     fn start(args: &[String]) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("hearsay-node-{}-{n}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearsay-memberlist-node"))
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -189,7 +200,28 @@ impl Node {
             child,
             lines,
             seen: Vec::new(),
+            log,
         }
+    }
+
+    /// Like `expect_line`, but also accepts a matching line that was already read while
+    /// waiting for another (for events whose order is not fixed).
+    fn expect_seen(&mut self, prefix: &str) -> String {
+        match self.seen.iter().find(|l| l.starts_with(prefix)) {
+            Some(line) => line.clone(),
+            None => self.expect_line(prefix),
+        }
+    }
+
+    /// What the node logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no leave, no goodbye.
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
     }
 
     /// Waits for a stdout line starting with `prefix`; `None` when the process ended first.
@@ -341,4 +373,100 @@ fn joins_an_encrypted_serf_cluster() {
         "joined without the key"
     );
     assert!(!plain.wait_exit());
+}
+
+/// Two serf agents and two hearsay nodes in one cluster: everyone lists everyone; `kill -9` of
+/// a serf agent makes the hearsay nodes mark it failed; `kill -9` of a hearsay node makes serf
+/// mark it failed (not left).
+fn mixed_cluster_crashes(tag: &str, key: Option<&str>) {
+    assert!(
+        serf_available(),
+        "no `serf` on the PATH: run scripts/setup.sh to install it"
+    );
+    let enc = key.map(|k| format!("-encrypt={k}"));
+    let extra: Vec<&str> = enc.iter().map(String::as_str).collect();
+    let s1 = Serf::start_named("s1", &format!("{tag}-1"), &extra);
+    let mut s2 = Serf::start_named("s2", &format!("{tag}-2"), &extra);
+    s1.join(&format!("127.0.0.1:{}", s2.bind));
+    let args = |name: &str| {
+        let mut a = vec![
+            format!("-name={name}"),
+            "-bind=127.0.0.1:0".to_owned(),
+            format!("-join=127.0.0.1:{}", s1.bind),
+            format!("-tag=kind=hearsay,name={name}"),
+        ];
+        a.extend(enc.clone());
+        a
+    };
+    let mut h1 = Node::start(&args("h1"));
+    let mut h2 = Node::start(&args("h2"));
+    h1.expect_line("JOINED 1");
+    h2.expect_line("JOINED 1");
+    for h in ["h1", "h2"] {
+        for serf in [&s1, &s2] {
+            serf.wait_member(h, &["alive", "kind=hearsay", &format!("name={h}")]);
+        }
+    }
+    for node in [&mut h1, &mut h2] {
+        for peer in ["s1 ", "s2 "] {
+            let line = node.expect_seen(&format!("EVENT member-join {peer}"));
+            eprintln!("{line}");
+        }
+    }
+
+    // kill -9 of a serf agent: both hearsay nodes declare it failed.
+    s2.child.kill().unwrap();
+    let _ = s2.child.wait();
+    h1.expect_line("EVENT member-failed s2 ");
+    h2.expect_line("EVENT member-failed s2 ");
+
+    // kill -9 of a hearsay node: serf marks it failed, and so does the other hearsay node.
+    h2.kill9();
+    let line = s1.wait_member("h2", &["failed"]);
+    eprintln!("serf after kill -9 of h2: {line}");
+    h1.expect_line("EVENT member-failed h2 ");
+    s1.wait_member("h1", &["alive"]);
+}
+
+#[test]
+fn mixed_plain_cluster_detects_crashes_both_ways() {
+    mixed_cluster_crashes("mixed-plain", None);
+}
+
+#[test]
+fn mixed_encrypted_cluster_detects_crashes_both_ways() {
+    mixed_cluster_crashes("mixed-encrypted", Some(KEY));
+}
+
+/// A hearsay node with the wrong key is kept out, and both sides say why in their logs.
+#[test]
+fn wrong_key_is_kept_out_and_both_sides_log_why() {
+    assert!(
+        serf_available(),
+        "no `serf` on the PATH: run scripts/setup.sh to install it"
+    );
+    let serf = Serf::start("wrong-key", &[&format!("-encrypt={KEY}")]);
+    let mut node = Node::start(&node_args(
+        &serf,
+        &["-name=intruder", &format!("-encrypt={OTHER_KEY}")],
+    ));
+    assert!(
+        node.wait_line("JOINED").is_none(),
+        "joined with the wrong key"
+    );
+    assert!(!node.wait_exit(), "a failed join must exit non-zero");
+    let ours = node.log();
+    assert!(
+        ours.contains("could decrypt") && ours.contains(&serf.bind.to_string()),
+        "our log does not say the reply could not be decrypted by our key:\n{ours}"
+    );
+    let theirs = serf.log();
+    assert!(
+        theirs.contains("No installed keys could decrypt the message"),
+        "serf's log does not say why it refused us:\n{theirs}"
+    );
+    assert!(
+        !serf.members().contains("intruder"),
+        "serf let the intruder in"
+    );
 }
