@@ -542,28 +542,26 @@ impl Swim {
                 let reply = StreamMessage::Err(ErrResp {
                     error: e.to_string(),
                 });
-                return StreamOutcome::Reply(self.codec.seal_stream(&reply, &mut self.rng));
+                return StreamOutcome::Reply(self.codec.seal_stream_reply(&reply, &mut self.rng));
             }
         };
         let outcome = match msg {
             StreamMessage::Ping(p) => {
                 if !p.node.is_empty() && p.node != self.config.name {
+                    // memberlist's handleConn logs and closes the connection without a reply.
                     warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got stream ping for another node");
-                    let reply = StreamMessage::Err(ErrResp {
-                        error: format!("Got ping for unexpected node {}", p.node),
-                    });
-                    StreamOutcome::Reply(self.codec.seal_stream(&reply, &mut self.rng))
+                    StreamOutcome::Done
                 } else {
                     let ack = StreamMessage::Ack(Ack {
                         seq_no: p.seq_no,
                         payload: Vec::new(),
                     });
-                    StreamOutcome::Reply(self.codec.seal_stream(&ack, &mut self.rng))
+                    StreamOutcome::Reply(self.codec.seal_stream_reply(&ack, &mut self.rng))
                 }
             }
             StreamMessage::PushPull(pp) => {
                 let join = pp.join;
-                let reply = self.local_state(join);
+                let reply = self.local_state(join, false);
                 if let Err(e) = self.merge_remote_state(now, pp) {
                     warn!(node = %self.config.name, %from, error = %e, "memberlist: push/pull merge failed");
                 }
@@ -592,7 +590,8 @@ impl Swim {
         if !self.streams.contains_key(&id) {
             return StreamOutcome::Done;
         }
-        let msg = match self.codec.open_stream(buf) {
+        // A reply carries no label header: memberlist writes it from the dialing side only.
+        let msg = match self.codec.open_stream_reply(buf) {
             Ok(None) => return StreamOutcome::NeedMore,
             Ok(Some((msg, _))) => msg,
             Err(e) => {
@@ -998,7 +997,11 @@ impl Swim {
             .nodes
             .values()
             .filter(|e| {
-                e.member.dead_or_left() && now.saturating_duration_since(e.state_change) > limit
+                // memberlist would reap its own entry too once it has left, after which its
+                // LocalNode dereferences nil; we keep it so `local()` stays valid.
+                e.member.name != self.config.name
+                    && e.member.dead_or_left()
+                    && now.saturating_duration_since(e.state_change) > limit
             })
             .map(|e| e.member.name.clone())
             .collect();
@@ -1072,7 +1075,7 @@ impl Swim {
     }
 
     fn start_push_pull(&mut self, now: Instant, dst: SocketAddr, join: Option<JoinId>) {
-        let payload = self.local_state(join.is_some());
+        let payload = self.local_state(join.is_some(), true);
         self.open_stream(
             now,
             dst,
@@ -1103,8 +1106,9 @@ impl Swim {
         id
     }
 
-    /// Our side of a push/pull: every node we know, then the user state.
-    fn local_state(&mut self, join: bool) -> Vec<u8> {
+    /// Our side of a push/pull: every node we know, then the user state. `dialing` says
+    /// whether we opened the connection (only that side writes the label header).
+    fn local_state(&mut self, join: bool, dialing: bool) -> Vec<u8> {
         let mut nodes: Vec<PushNodeState> =
             self.nodes.values().map(|e| e.member.push_state()).collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1113,8 +1117,12 @@ impl Swim {
             nodes,
             user_state: self.user_state.clone(),
         };
-        self.codec
-            .seal_stream(&StreamMessage::PushPull(pp), &mut self.rng)
+        let msg = StreamMessage::PushPull(pp);
+        if dialing {
+            self.codec.seal_stream(&msg, &mut self.rng)
+        } else {
+            self.codec.seal_stream_reply(&msg, &mut self.rng)
+        }
     }
 
     fn merge_remote_state(&mut self, now: Instant, pp: PushPull) -> Result<()> {
@@ -1160,31 +1168,31 @@ impl Swim {
         Ok(())
     }
 
-    /// memberlist's `verifyProtocol`: every node's current protocol and delegate versions must
-    /// fall inside the range everyone understands.
+    /// memberlist's `verifyProtocol`: the range everyone understands comes from the alive
+    /// nodes only (theirs and ours); then every node's current protocol and delegate versions,
+    /// whatever its state, must fall inside it. Entries without versions are skipped.
     fn verify_protocol(&self, remote: &[PushNodeState]) -> Result<()> {
-        let mut vsns: Vec<[u8; 6]> = self.nodes.values().map(|e| e.member.vsn).collect();
-        for r in remote {
+        let remote_vsn = |r: &PushNodeState| {
+            let mut v = [0u8; 6];
             if r.vsn.len() >= 6 {
-                let mut v = [0u8; 6];
                 v.copy_from_slice(&r.vsn[..6]);
-                vsns.push(v);
             }
-        }
+            (r.state, v)
+        };
+        let vsns: Vec<(NodeStateKind, [u8; 6])> = remote
+            .iter()
+            .map(remote_vsn)
+            .chain(self.nodes.values().map(|e| (e.member.state, e.member.vsn)))
+            .filter(|(_, v)| !(v[0] == 0 && v[1] == 0))
+            .collect();
         let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
-        for v in &vsns {
-            if v[0] == 0 && v[1] == 0 {
-                continue;
-            }
+        for (_, v) in vsns.iter().filter(|(s, _)| *s == NodeStateKind::Alive) {
             maxpmin = maxpmin.max(v[0]);
             minpmax = minpmax.min(v[1]);
             maxdmin = maxdmin.max(v[3]);
             mindmax = mindmax.min(v[4]);
         }
-        for v in &vsns {
-            if v[0] == 0 && v[1] == 0 {
-                continue;
-            }
+        for (_, v) in &vsns {
             if v[2] < maxpmin || v[2] > minpmax {
                 return Err(Error::Remote(format!(
                     "node speaks protocol {} outside the cluster's range [{maxpmin}, {minpmax}]",
@@ -1457,7 +1465,9 @@ impl Swim {
     fn refute(&mut self, accused: u32) {
         let mut inc = self.next_incarnation();
         if accused >= inc {
-            self.incarnation = accused + 1;
+            // memberlist's skipIncarnation is an atomic add, which wraps at u32::MAX; an
+            // accusation at the largest incarnation must not panic.
+            self.incarnation = accused.wrapping_add(1);
             inc = self.incarnation;
         }
         self.apply_awareness(1);
@@ -1477,7 +1487,8 @@ impl Swim {
     }
 
     fn next_incarnation(&mut self) -> u32 {
-        self.incarnation += 1;
+        // Wraps like memberlist's atomic.AddUint32.
+        self.incarnation = self.incarnation.wrapping_add(1);
         self.incarnation
     }
 
