@@ -8,9 +8,9 @@ use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::suspicion::Suspicion;
 use crate::wire::{
-    self, encode_compound, encode_message, ip_bytes, socket_addr, Ack, Alive, Codec, Dead, ErrResp,
-    IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState, PushPull, StreamMessage,
-    Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, META_MAX_SIZE,
+    self, encode_compound, encode_compounds, encode_message, ip_bytes, socket_addr, Ack, Alive,
+    Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState,
+    PushPull, StreamMessage, Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, META_MAX_SIZE,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -424,7 +424,12 @@ impl Swim {
     /// Queues an opaque user broadcast to piggyback on gossip, retransmitted like memberlist's
     /// own broadcasts. `subject` lets a newer message replace an older one still queued.
     pub fn queue_user_broadcast(&mut self, msg: Vec<u8>, subject: Option<String>) {
-        self.user_broadcasts.push(msg, subject, None);
+        // memberlist's getBroadcasts frames each delegate broadcast with the userMsg type
+        // byte (counting userMsgOverhead against the budget); framing it here does both.
+        let mut framed = Vec::with_capacity(msg.len() + 1);
+        framed.push(wire::MessageType::User as u8);
+        framed.extend_from_slice(&msg);
+        self.user_broadcasts.push(framed, subject, None);
     }
 
     /// Sends an opaque user message in one UDP packet (memberlist's `SendToAddress`).
@@ -1055,12 +1060,7 @@ impl Swim {
             if msgs.is_empty() {
                 return;
             }
-            let buf = if msgs.len() == 1 {
-                msgs.into_iter().next().expect("one message")
-            } else {
-                encode_compound(&msgs)
-            };
-            self.send_raw(peer.addr, Some(&peer.name), buf);
+            self.send_parts(peer.addr, Some(&peer.name), msgs);
         }
     }
 
@@ -1530,15 +1530,25 @@ impl Swim {
             .udp_buffer_size
             .saturating_sub(msg.len() + COMPOUND_HEADER_OVERHEAD + self.encrypt_overhead());
         let extra = self.take_broadcasts(COMPOUND_OVERHEAD, avail);
-        let buf = if extra.is_empty() {
-            msg
-        } else {
-            let mut all = Vec::with_capacity(extra.len() + 1);
-            all.push(msg);
-            all.extend(extra);
-            encode_compound(&all)
-        };
-        self.send_raw(dst, node.as_deref(), buf);
+        let mut all = Vec::with_capacity(extra.len() + 1);
+        all.push(msg);
+        all.extend(extra);
+        self.send_parts(dst, node.as_deref(), all);
+    }
+
+    /// Sends one message as is, or several as compounds. Many tiny user broadcasts can fit
+    /// the byte budget yet exceed the 255 parts a compound can count (memberlist's
+    /// makeCompoundMessage would silently wrap the count byte): split them like
+    /// makeCompoundMessages into several packets instead.
+    fn send_parts(&mut self, dst: SocketAddr, node: Option<&str>, mut parts: Vec<Vec<u8>>) {
+        if parts.len() == 1 {
+            let msg = parts.pop().expect("one part");
+            self.send_raw(dst, node, msg);
+            return;
+        }
+        for buf in encode_compounds(&parts) {
+            self.send_raw(dst, node, buf);
+        }
     }
 
     /// memberlist's `rawSendMsgPacket`: CRC when the peer speaks protocol 5, then seal.

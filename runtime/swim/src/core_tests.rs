@@ -1475,6 +1475,51 @@ fn gossip_fits_the_udp_budget_and_retransmits_each_broadcast_a_limited_number_of
 }
 
 #[test]
+fn user_broadcasts_are_framed_as_user_messages() {
+    let mut h = Harness::new();
+    h.add_peer("a", 2);
+    h.swim.queue_user_broadcast(b"\x01serf".to_vec(), None);
+    let out = h.gossip(h.at(10));
+    assert_eq!(
+        out,
+        vec![(addr(2), vec![Message::User(b"\x01serf".to_vec())])]
+    );
+    // And they ride on acks after memberlist's own broadcasts.
+    h.send(h.at(20), addr(2), vec![Message::Alive(alive("b", 3, 1))]);
+    h.swim.queue_user_broadcast(b"more".to_vec(), None);
+    let ping = Ping {
+        seq_no: 3,
+        node: ME.into(),
+        ..Ping::default()
+    };
+    h.send(h.at(30), addr(2), vec![Message::Ping(ping)]);
+    let msgs = all_msgs(&h.sent());
+    assert!(matches!(&msgs[0], Message::Ack(_)), "{msgs:?}");
+    assert!(
+        matches!(&msgs[1], Message::Alive(a) if a.node == "b"),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&Message::User(b"more".to_vec())), "{msgs:?}");
+}
+
+#[test]
+fn many_tiny_broadcasts_do_not_overflow_a_compound() {
+    let mut h = Harness::new();
+    h.add_peer("a", 2);
+    for i in 0..400u32 {
+        h.swim.queue_user_broadcast(vec![i as u8], None);
+    }
+    // 400 three-byte parts fit the 1400-byte budget but not one 255-part compound.
+    let out = h.gossip(h.at(10));
+    let users = all_msgs(&out)
+        .into_iter()
+        .filter(|m| matches!(m, Message::User(_)))
+        .count();
+    assert!(users > 255, "{users}");
+    assert!(out.len() >= 2, "split into several packets");
+}
+
+#[test]
 fn gossip_goes_to_recently_dead_nodes_but_not_to_left_ones() {
     let mut h = Harness::with(|c| c.gossip_nodes = 10);
     h.add_peer("a", 2);
