@@ -282,6 +282,28 @@ fn refutation_rides_on_the_ack_to_a_ping() {
 }
 
 #[test]
+fn accusations_about_an_older_incarnation_of_us_are_ignored() {
+    let mut h = Harness::new();
+    h.add_peer("a", 2);
+    h.send(h.at(0), addr(2), vec![suspect(ME, 5, "a")]);
+    let inc = h.swim.local().incarnation;
+    assert_eq!(inc, 6);
+    h.settle();
+    h.send(
+        h.at(1),
+        addr(2),
+        vec![suspect(ME, 5, "a"), dead(ME, 5, "a")],
+    );
+    assert_eq!(h.swim.local().incarnation, inc);
+    assert_eq!(
+        h.swim.health_score(),
+        1,
+        "only the first accusation cost health"
+    );
+    assert!(h.gossip(h.at(10)).is_empty(), "nothing to refute");
+}
+
+#[test]
 fn refuting_the_largest_incarnation_does_not_panic() {
     let mut h = Harness::new();
     h.add_peer("a", 2);
@@ -1121,6 +1143,42 @@ fn a_tcp_ping_ack_with_the_wrong_seq_does_not_count() {
         .handle_stream_reply(deadline - SEC / 2, streams[0].id, &reply);
     h.swim.handle_timeout(deadline);
     assert_eq!(h.state("t"), NodeStateKind::Suspect);
+}
+
+#[test]
+fn a_failed_tcp_ping_leaves_the_verdict_to_the_deadline() {
+    let (mut h, deadline, _) = indirect_phase(0);
+    let streams = h.streams();
+    h.swim
+        .handle_stream_failed(deadline - SEC / 2, streams[0].id, "connection refused");
+    assert_eq!(h.state("t"), NodeStateKind::Alive);
+    h.swim.handle_timeout(deadline);
+    assert_eq!(h.state("t"), NodeStateKind::Suspect);
+    assert_eq!(h.swim.health_score(), 2);
+}
+
+#[test]
+fn a_compound_packet_is_handled_part_by_part() {
+    let mut h = five_nodes();
+    h.send(
+        h.at(0),
+        addr(3),
+        vec![
+            suspect("a", 1, "b"),
+            Message::Alive(alive("a", 2, 2)),
+            dead("c", 1, "c"),
+            Message::User(b"u".to_vec()),
+        ],
+    );
+    assert_eq!(h.state("a"), NodeStateKind::Alive);
+    assert_eq!(h.state("c"), NodeStateKind::Left);
+    let evs = h.events();
+    assert!(
+        matches!(&evs[0], Event::MemberLeft(m) if m.name == "c"),
+        "{evs:?}"
+    );
+    assert_eq!(evs[1], Event::UserMessage(b"u".to_vec()));
+    assert_eq!(evs.len(), 2);
 }
 
 #[test]
