@@ -8,9 +8,9 @@ use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::suspicion::Suspicion;
 use crate::wire::{
-    self, encode_compound, encode_message, ip_bytes, socket_addr, Ack, Alive, Codec, Dead, ErrResp,
-    IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState, PushPull, StreamMessage,
-    Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, META_MAX_SIZE,
+    self, encode_compound, encode_compounds, encode_message, ip_bytes, socket_addr, Ack, Alive,
+    Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState,
+    PushPull, StreamMessage, Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, META_MAX_SIZE,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -424,11 +424,12 @@ impl Swim {
     /// Queues an opaque user broadcast to piggyback on gossip, retransmitted like memberlist's
     /// own broadcasts. `subject` lets a newer message replace an older one still queued.
     pub fn queue_user_broadcast(&mut self, msg: Vec<u8>, subject: Option<String>) {
-        // memberlist's getBroadcasts puts the userMsg type byte in front of delegate broadcasts.
-        let mut buf = Vec::with_capacity(msg.len() + wire::USER_MSG_OVERHEAD);
-        buf.push(wire::MessageType::User as u8);
-        buf.extend_from_slice(&msg);
-        self.user_broadcasts.push(buf, subject, None);
+        // memberlist's getBroadcasts frames each delegate broadcast with the userMsg type
+        // byte (counting userMsgOverhead against the budget); framing it here does both.
+        let mut framed = Vec::with_capacity(msg.len() + 1);
+        framed.push(wire::MessageType::User as u8);
+        framed.extend_from_slice(&msg);
+        self.user_broadcasts.push(framed, subject, None);
     }
 
     /// Sends an opaque user message in one UDP packet (memberlist's `SendToAddress`).
@@ -552,11 +553,9 @@ impl Swim {
         let outcome = match msg {
             StreamMessage::Ping(p) => {
                 if !p.node.is_empty() && p.node != self.config.name {
+                    // memberlist's handleConn logs and closes the connection without a reply.
                     warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got stream ping for another node");
-                    let reply = StreamMessage::Err(ErrResp {
-                        error: format!("Got ping for unexpected node {}", p.node),
-                    });
-                    StreamOutcome::Reply(self.codec.seal_stream_reply(&reply, &mut self.rng))
+                    StreamOutcome::Done
                 } else {
                     let ack = StreamMessage::Ack(Ack {
                         seq_no: p.seq_no,
@@ -567,7 +566,7 @@ impl Swim {
             }
             StreamMessage::PushPull(pp) => {
                 let join = pp.join;
-                let reply = self.local_state(join, true);
+                let reply = self.local_state(join, false);
                 if let Err(e) = self.merge_remote_state(now, pp) {
                     warn!(node = %self.config.name, %from, error = %e, "memberlist: push/pull merge failed");
                 }
@@ -596,6 +595,7 @@ impl Swim {
         if !self.streams.contains_key(&id) {
             return StreamOutcome::Done;
         }
+        // A reply carries no label header: memberlist writes it from the dialing side only.
         let msg = match self.codec.open_stream_reply(buf) {
             Ok(None) => return StreamOutcome::NeedMore,
             Ok(Some((msg, _))) => msg,
@@ -1002,7 +1002,11 @@ impl Swim {
             .nodes
             .values()
             .filter(|e| {
-                e.member.dead_or_left() && now.saturating_duration_since(e.state_change) > limit
+                // memberlist would reap its own entry too once it has left, after which its
+                // LocalNode dereferences nil; we keep it so `local()` stays valid.
+                e.member.name != self.config.name
+                    && e.member.dead_or_left()
+                    && now.saturating_duration_since(e.state_change) > limit
             })
             .map(|e| e.member.name.clone())
             .collect();
@@ -1056,12 +1060,7 @@ impl Swim {
             if msgs.is_empty() {
                 return;
             }
-            let buf = if msgs.len() == 1 {
-                msgs.into_iter().next().expect("one message")
-            } else {
-                encode_compound(&msgs)
-            };
-            self.send_raw(peer.addr, Some(&peer.name), buf);
+            self.send_parts(peer.addr, Some(&peer.name), msgs);
         }
     }
 
@@ -1076,7 +1075,7 @@ impl Swim {
     }
 
     fn start_push_pull(&mut self, now: Instant, dst: SocketAddr, join: Option<JoinId>) {
-        let payload = self.local_state(join.is_some(), false);
+        let payload = self.local_state(join.is_some(), true);
         self.open_stream(
             now,
             dst,
@@ -1107,22 +1106,22 @@ impl Swim {
         id
     }
 
-    /// Our side of a push/pull: every node we know, then the user state.
-    fn local_state(&mut self, join: bool, reply: bool) -> Vec<u8> {
+    /// Our side of a push/pull: every node we know, then the user state. `dialing` says
+    /// whether we opened the connection (only that side writes the label header).
+    fn local_state(&mut self, join: bool, dialing: bool) -> Vec<u8> {
         let mut nodes: Vec<PushNodeState> =
             self.nodes.values().map(|e| e.member.push_state()).collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let user_state = self.user_state.clone();
-        let pp = StreamMessage::PushPull(PushPull {
+        let msg = StreamMessage::PushPull(PushPull {
             join,
             nodes,
             user_state,
         });
-        // The dialer writes the label header; the reply on the same connection carries none.
-        if reply {
-            self.codec.seal_stream_reply(&pp, &mut self.rng)
+        if dialing {
+            self.codec.seal_stream(&msg, &mut self.rng)
         } else {
-            self.codec.seal_stream(&pp, &mut self.rng)
+            self.codec.seal_stream_reply(&msg, &mut self.rng)
         }
     }
 
@@ -1169,31 +1168,31 @@ impl Swim {
         Ok(())
     }
 
-    /// memberlist's `verifyProtocol`: every node's current protocol and delegate versions must
-    /// fall inside the range everyone understands.
+    /// memberlist's `verifyProtocol`: the range everyone understands comes from the alive
+    /// nodes only (theirs and ours); then every node's current protocol and delegate versions,
+    /// whatever its state, must fall inside it. Entries without versions are skipped.
     fn verify_protocol(&self, remote: &[PushNodeState]) -> Result<()> {
-        let mut vsns: Vec<[u8; 6]> = self.nodes.values().map(|e| e.member.vsn).collect();
-        for r in remote {
+        let remote_vsn = |r: &PushNodeState| {
+            let mut v = [0u8; 6];
             if r.vsn.len() >= 6 {
-                let mut v = [0u8; 6];
                 v.copy_from_slice(&r.vsn[..6]);
-                vsns.push(v);
             }
-        }
+            (r.state, v)
+        };
+        let vsns: Vec<(NodeStateKind, [u8; 6])> = remote
+            .iter()
+            .map(remote_vsn)
+            .chain(self.nodes.values().map(|e| (e.member.state, e.member.vsn)))
+            .filter(|(_, v)| !(v[0] == 0 && v[1] == 0))
+            .collect();
         let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
-        for v in &vsns {
-            if v[0] == 0 && v[1] == 0 {
-                continue;
-            }
+        for (_, v) in vsns.iter().filter(|(s, _)| *s == NodeStateKind::Alive) {
             maxpmin = maxpmin.max(v[0]);
             minpmax = minpmax.min(v[1]);
             maxdmin = maxdmin.max(v[3]);
             mindmax = mindmax.min(v[4]);
         }
-        for v in &vsns {
-            if v[0] == 0 && v[1] == 0 {
-                continue;
-            }
+        for (_, v) in &vsns {
             if v[2] < maxpmin || v[2] > minpmax {
                 return Err(Error::Remote(format!(
                     "node speaks protocol {} outside the cluster's range [{maxpmin}, {minpmax}]",
@@ -1466,7 +1465,9 @@ impl Swim {
     fn refute(&mut self, accused: u32) {
         let mut inc = self.next_incarnation();
         if accused >= inc {
-            self.incarnation = accused + 1;
+            // memberlist's skipIncarnation is an atomic add, which wraps at u32::MAX; an
+            // accusation at the largest incarnation must not panic.
+            self.incarnation = accused.wrapping_add(1);
             inc = self.incarnation;
         }
         self.apply_awareness(1);
@@ -1486,7 +1487,8 @@ impl Swim {
     }
 
     fn next_incarnation(&mut self) -> u32 {
-        self.incarnation += 1;
+        // Wraps like memberlist's atomic.AddUint32.
+        self.incarnation = self.incarnation.wrapping_add(1);
         self.incarnation
     }
 
@@ -1528,15 +1530,25 @@ impl Swim {
             .udp_buffer_size
             .saturating_sub(msg.len() + COMPOUND_HEADER_OVERHEAD + self.encrypt_overhead());
         let extra = self.take_broadcasts(COMPOUND_OVERHEAD, avail);
-        let buf = if extra.is_empty() {
-            msg
-        } else {
-            let mut all = Vec::with_capacity(extra.len() + 1);
-            all.push(msg);
-            all.extend(extra);
-            encode_compound(&all)
-        };
-        self.send_raw(dst, node.as_deref(), buf);
+        let mut all = Vec::with_capacity(extra.len() + 1);
+        all.push(msg);
+        all.extend(extra);
+        self.send_parts(dst, node.as_deref(), all);
+    }
+
+    /// Sends one message as is, or several as compounds. Many tiny user broadcasts can fit
+    /// the byte budget yet exceed the 255 parts a compound can count (memberlist's
+    /// makeCompoundMessage would silently wrap the count byte): split them like
+    /// makeCompoundMessages into several packets instead.
+    fn send_parts(&mut self, dst: SocketAddr, node: Option<&str>, mut parts: Vec<Vec<u8>>) {
+        if parts.len() == 1 {
+            let msg = parts.pop().expect("one part");
+            self.send_raw(dst, node, msg);
+            return;
+        }
+        for buf in encode_compounds(&parts) {
+            self.send_raw(dst, node, buf);
+        }
     }
 
     /// memberlist's `rawSendMsgPacket`: CRC when the peer speaks protocol 5, then seal.
