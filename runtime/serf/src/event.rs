@@ -92,10 +92,28 @@ pub struct QueryEvent {
     pub deadline: Instant,
 }
 
+/// Identifies a query this node started: its Lamport time and random id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryId {
+    pub ltime: LamportTime,
+    pub id: u32,
+}
+
 /// Everything the Serf layer reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Member(MemberEvent),
     User(UserEvent),
     Query(QueryEvent),
+    /// A node acknowledged a query we started.
+    QueryAck { query: QueryId, from: String },
+    /// A node answered a query we started.
+    QueryResponse { query: QueryId, from: String, payload: Vec<u8> },
+    /// A query we started reached its deadline, or every node that passed its filters has
+    /// answered (and acked, when acks were asked for): no more results will come.
+    QueryDone { query: QueryId },
+    /// A join finished: how many addresses answered, and why the others did not.
+    JoinFinished { id: u64, joined: usize, errors: Vec<(SocketAddr, String)> },
+    /// A graceful leave finished (the intent and the memberlist leave went out).
+    LeaveComplete,
 }

@@ -120,6 +120,8 @@ pub enum Event {
     MemberFailed(Member),
     /// An opaque user message (Serf's messages) arrived by gossip or stream.
     UserMessage(Vec<u8>),
+    /// A broadcast queued with [`Swim::queue_user_broadcast_notify`] is done.
+    UserBroadcastDone(NotifyId),
     /// The opaque user state from a push/pull exchange.
     RemoteState { join: bool, state: Vec<u8> },
     /// A direct probe was acknowledged; `payload` is the peer's ack payload (Serf's coordinate).
@@ -229,6 +231,7 @@ pub struct Swim {
     joins: HashMap<JoinId, JoinState>,
     next_join: JoinId,
     leaving: bool,
+    next_notify: NotifyId,
     transmits: VecDeque<Transmit>,
     stream_requests: VecDeque<StreamRequest>,
     events: VecDeque<Event>,
@@ -295,6 +298,7 @@ impl Swim {
             joins: HashMap::new(),
             next_join: 1,
             leaving: false,
+            next_notify: 1,
             transmits: VecDeque::new(),
             stream_requests: VecDeque::new(),
             events: VecDeque::new(),
@@ -424,12 +428,35 @@ impl Swim {
     /// Queues an opaque user broadcast to piggyback on gossip, retransmitted like memberlist's
     /// own broadcasts. `subject` lets a newer message replace an older one still queued.
     pub fn queue_user_broadcast(&mut self, msg: Vec<u8>, subject: Option<String>) {
+        self.queue_user_broadcast_inner(msg, subject, None);
+    }
+
+    /// Like [`Swim::queue_user_broadcast`], and [`Event::UserBroadcastDone`] with the returned
+    /// id follows once the broadcast was sent its last time or superseded (Serf waits on this
+    /// for its leave intent).
+    pub fn queue_user_broadcast_notify(
+        &mut self,
+        msg: Vec<u8>,
+        subject: Option<String>,
+    ) -> NotifyId {
+        let id = self.next_notify;
+        self.next_notify += 1;
+        self.queue_user_broadcast_inner(msg, subject, Some(id));
+        id
+    }
+
+    fn queue_user_broadcast_inner(
+        &mut self,
+        msg: Vec<u8>,
+        subject: Option<String>,
+        notify: Option<NotifyId>,
+    ) {
         // memberlist's getBroadcasts frames each delegate broadcast with the userMsg type
         // byte (counting userMsgOverhead against the budget); framing it here does both.
         let mut framed = Vec::with_capacity(msg.len() + 1);
         framed.push(wire::MessageType::User as u8);
         framed.extend_from_slice(&msg);
-        self.user_broadcasts.push(framed, subject, None);
+        self.user_broadcasts.push(framed, subject, notify);
     }
 
     /// Sends an opaque user message in one UDP packet (memberlist's `SendToAddress`).
@@ -1567,6 +1594,9 @@ impl Swim {
             if id == LEAVE_NOTIFY {
                 self.events.push_back(Event::LeaveComplete);
             }
+        }
+        while let Some(id) = self.user_broadcasts.poll_finished() {
+            self.events.push_back(Event::UserBroadcastDone(id));
         }
     }
 }

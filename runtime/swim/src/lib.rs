@@ -14,7 +14,10 @@ pub mod keyring;
 pub mod suspicion;
 pub mod wire;
 
-pub use crate::core::{Event, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit};
+pub use crate::broadcast::NotifyId;
+pub use crate::core::{
+    Event, JoinId, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit,
+};
 pub use config::{Config, Profile};
 pub use error::{Error, Result};
 pub use keyring::Keyring;
