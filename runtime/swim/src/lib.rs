@@ -11,10 +11,12 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod keyring;
+pub mod protocol;
 pub mod suspicion;
 pub mod wire;
 
 pub use crate::broadcast::NotifyId;
+pub use crate::protocol::Protocol;
 pub use crate::core::{
     Event, JoinId, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit,
 };
