@@ -1,11 +1,12 @@
 //! The one error type of `hearsay-net`: every way binding, joining, leaving or talking to the
-//! membership task can fail, each variant naming its cause.
+//! driver task can fail, each variant naming its cause.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Why a transport could not be set up or a call on a [`crate::Memberlist`] failed.
+/// Why a transport could not be set up or a call on a [`crate::NodeHandle`] (or the
+/// [`crate::Memberlist`] over it) failed.
 #[derive(Debug, Error)]
 pub enum Error {
     /// A socket could not be bound (address in use, no permission, bad address).
@@ -45,8 +46,8 @@ pub enum Error {
     /// A peer sent more on one stream than memberlist accepts.
     #[error("stream exceeded the limit of {limit} bytes")]
     StreamTooLarge { limit: usize },
-    /// The membership task has stopped (after `shutdown`, or because it ended).
-    #[error("the memberlist task has stopped")]
+    /// The driver task has stopped (after `shutdown`, or because it ended).
+    #[error("the node's driver task has stopped")]
     Stopped,
 }
 

@@ -1,18 +1,20 @@
-//! `hearsay-net`: the only crate that opens sockets. It drives the sans-io membership core
-//! ([`hearsay_swim::Swim`]) over tokio UDP and TCP, and offers an in-memory transport with the
-//! same contract for tests.
+//! `hearsay-net`: the only crate that opens sockets. It drives a sans-io core (any
+//! [`hearsay_swim::Protocol`]: the membership core [`hearsay_swim::Swim`] or the Serf layer)
+//! over tokio UDP and TCP, and offers an in-memory transport with the same contract for tests.
 //!
 //! What it is: transports ([`UdpTcpTransport`], [`MemTransport`]), the driver task that owns
-//! the core, and the [`Memberlist`] handle. What it is not: no protocol logic lives here; the
+//! the core with its generic [`NodeHandle`], and the [`Memberlist`] handle for the membership
+//! core alone. What it is not: no protocol logic lives here; the
 //! core decides every message, this crate only moves bytes and time.
 
-mod driver;
+pub mod driver;
 pub mod error;
 pub mod memberlist;
 pub mod transport;
 
+pub use driver::{NodeHandle, DEFAULT_EVENT_CAPACITY};
 pub use error::{Error, Result};
-pub use hearsay_swim::{Config, Event, Keyring, Member, Profile};
+pub use hearsay_swim::{Config, Event, Keyring, Member, Profile, Protocol};
 pub use memberlist::{Memberlist, Options};
 pub use transport::{
     Connector, MemNetwork, MemTransport, TcpConnector, Transport, UdpTcpTransport,

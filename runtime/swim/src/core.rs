@@ -231,6 +231,8 @@ pub struct Swim {
     joins: HashMap<JoinId, JoinState>,
     next_join: JoinId,
     leaving: bool,
+    /// The leave went out ([`Event::LeaveComplete`] was raised).
+    left: bool,
     next_notify: NotifyId,
     transmits: VecDeque<Transmit>,
     stream_requests: VecDeque<StreamRequest>,
@@ -298,6 +300,7 @@ impl Swim {
             joins: HashMap::new(),
             next_join: 1,
             leaving: false,
+            left: false,
             next_notify: 1,
             transmits: VecDeque::new(),
             stream_requests: VecDeque::new(),
@@ -404,6 +407,7 @@ impl Swim {
         if !anyone {
             self.broadcasts.clear();
             while self.broadcasts.poll_finished().is_some() {}
+            self.left = true;
             self.events.push_back(Event::LeaveComplete);
         }
     }
@@ -411,6 +415,11 @@ impl Swim {
     /// True once [`Swim::leave`] was called.
     pub fn has_left(&self) -> bool {
         self.leaving
+    }
+
+    /// True once the graceful leave went out ([`Event::LeaveComplete`] was raised).
+    pub fn leave_finished(&self) -> bool {
+        self.left
     }
 
     /// Replaces our metadata and announces it with a new incarnation (memberlist's `UpdateNode`).
@@ -1592,6 +1601,7 @@ impl Swim {
     fn collect_finished(&mut self) {
         while let Some(id) = self.broadcasts.poll_finished() {
             if id == LEAVE_NOTIFY {
+                self.left = true;
                 self.events.push_back(Event::LeaveComplete);
             }
         }

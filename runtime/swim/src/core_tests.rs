@@ -377,6 +377,7 @@ fn after_leave_a_dead_message_about_us_is_not_refuted() {
     let limit = retransmit_limit(h.swim.config.retransmit_mult, h.swim.est_num_nodes());
     for i in 0..limit {
         assert!(h.events().is_empty(), "leave not complete after {i} sends");
+        assert!(h.swim.has_left() && !h.swim.leave_finished());
         let out = h.gossip(h.at(100 + 200 * i as u64));
         let msgs = all_msgs(&out);
         assert!(alive_about(&msgs, ME).is_empty());
@@ -387,12 +388,15 @@ fn after_leave_a_dead_message_about_us_is_not_refuted() {
         );
     }
     assert_eq!(h.events(), vec![Event::LeaveComplete]);
+    assert!(h.swim.leave_finished());
 }
 
 #[test]
 fn leave_with_nobody_to_tell_completes_at_once() {
     let mut h = Harness::new();
+    assert!(!h.swim.leave_finished());
     h.swim.leave(h.at(0));
+    assert!(h.swim.leave_finished());
     let evs = h.events();
     assert!(
         matches!(&evs[..], [Event::MemberLeft(_), Event::LeaveComplete]),
