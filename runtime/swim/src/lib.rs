@@ -16,10 +16,10 @@ pub mod suspicion;
 pub mod wire;
 
 pub use crate::broadcast::NotifyId;
-pub use crate::protocol::Protocol;
 pub use crate::core::{
     Event, JoinId, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit,
 };
+pub use crate::protocol::Protocol;
 pub use config::{Config, Profile};
 pub use error::{Error, Result};
 pub use keyring::Keyring;
