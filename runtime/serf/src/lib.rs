@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod error;
 pub mod messages;
+pub mod snapshot;
 
 pub use clock::{LamportClock, LamportTime};
 pub use error::{Error, Result};
