@@ -6,6 +6,7 @@
 //! no sockets or files and reads no clock; `hearsay-net` and the agent drive it.
 
 pub mod clock;
+pub mod coalesce;
 pub mod error;
 pub mod messages;
 pub mod snapshot;
