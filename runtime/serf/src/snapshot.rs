@@ -109,6 +109,7 @@ fn parse_record(line: &str) -> Result<Option<Record>, String> {
         };
         let addr = addr
             .parse()
+            .map(serf_addr)
             .map_err(|_| format!("bad address {addr:?} in alive record"))?;
         Ok(Some(Record::Alive {
             name: name.to_owned(),
@@ -242,6 +243,47 @@ pub fn replay_with(content: &str, rejoin_after_leave: bool) -> Replay {
     }
     out.alive = alive.into_iter().collect();
     out
+}
+
+/// The entry point for a fuzz target (and the never-panics property test): replays arbitrary
+/// bytes and checks what must hold for every input. Panics only on a real bug.
+pub fn fuzz_replay(data: &[u8]) {
+    let content = String::from_utf8_lossy(data);
+    let r = replay(&content);
+    assert!(r.valid_len <= content.len());
+    let (whole, tail) = content.split_at(r.valid_len);
+    assert!(whole.is_empty() || whole.ends_with('\n'));
+    assert_eq!(r.torn_tail, !tail.is_empty());
+    assert!(!tail.contains('\n'));
+    let lines = whole.matches('\n').count();
+    for error in &r.errors {
+        assert!(matches!(error, Error::Snapshot { line, .. } if (1..=lines).contains(line)));
+    }
+    // The torn tail changes nothing.
+    let again = replay(whole);
+    assert_eq!(
+        (&again.alive, again.last_clock, again.left),
+        (&r.alive, r.last_clock, r.left)
+    );
+    // Whatever parses re-encodes to a line that parses to the same record.
+    for line in whole.lines() {
+        if let Ok(Some(record)) = parse_line(line) {
+            assert_eq!(parse_line(&record.to_line()), Ok(Some(record)));
+        }
+    }
+    // A compaction of the replayed state replays to the same state.
+    let snap = Snapshotter::new(SnapshotConfig::default(), &r, data.len() as u64);
+    let compacted = replay(&snap.compacted());
+    assert!(compacted.errors.is_empty() && !compacted.torn_tail);
+    assert_eq!(compacted.alive, r.alive);
+    assert_eq!(
+        (
+            compacted.last_clock,
+            compacted.last_event_clock,
+            compacted.last_query_clock
+        ),
+        (r.last_clock, r.last_event_clock, r.last_query_clock)
+    );
 }
 
 /// How a [`Snapshotter`] sizes and treats its file.
@@ -675,6 +717,13 @@ mod tests {
             addr: addr("[::ffff:10.1.2.3]:5000"),
         };
         assert_eq!(mapped.to_line(), "alive: foo 10.1.2.3:5000\n");
+        assert_eq!(
+            parse_line("alive: foo [::ffff:10.1.2.3]:5000").unwrap(),
+            Some(Record::Alive {
+                name: "foo".into(),
+                addr: addr("10.1.2.3:5000")
+            })
+        );
         assert_eq!(
             Record::NotAlive { name: "foo".into() }.to_line(),
             "not-alive: foo\n"
@@ -1137,7 +1186,44 @@ leave
         }
     }
 
+    fn mutated_file() -> impl Strategy<Value = Vec<u8>> {
+        let valid = "alive: a b 10.0.0.1:7946\nnot-alive: a b\nclock: 17\nevent-clock: 4\n\
+                     query-clock: 9\nalive: c [::1]:1\ncoordinate: {}\n# hi\nleave\n";
+        (
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..8),
+            0..=valid.len(),
+        )
+            .prop_map(move |(edits, cut)| {
+                let mut bytes = valid.as_bytes()[..cut].to_vec();
+                for (at, byte, how) in edits {
+                    if bytes.is_empty() {
+                        bytes.push(byte);
+                        continue;
+                    }
+                    let i = at.index(bytes.len());
+                    match how {
+                        0 => bytes[i] = byte,
+                        1 => bytes.insert(i, byte),
+                        _ => {
+                            bytes.remove(i);
+                        }
+                    }
+                }
+                bytes
+            })
+    }
+
     proptest! {
+        #[test]
+        fn replay_never_panics_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            fuzz_replay(&data);
+        }
+
+        #[test]
+        fn replay_never_panics_on_mutated_files(data in mutated_file()) {
+            fuzz_replay(&data);
+        }
+
         #[test]
         fn any_record_round_trips(
             name in "[^\n]{0,20}",
