@@ -6,8 +6,10 @@
 //! no sockets or files and reads no clock; `hearsay-net` and the agent drive it.
 
 pub mod clock;
+pub mod coalesce;
 pub mod error;
 pub mod messages;
+pub mod snapshot;
 
 pub use clock::{LamportClock, LamportTime};
 pub use error::{Error, Result};

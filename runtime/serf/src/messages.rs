@@ -1,9 +1,26 @@
 //! Serf's gossip messages (`serf/messages.go`): one Rust type per Go struct, a one-byte type tag
 //! in front of a go-msgpack body, carried inside memberlist user messages. Also the tag
-//! encoding Serf puts in memberlist's node metadata.
+//! encoding Serf puts in memberlist's node metadata, query filters, the relay wrapper and the
+//! key-management query payloads.
+//!
+//! Encoding matches Go serf byte for byte (go-msgpack with a default `MsgpackHandle{}`:
+//! structs as maps with name-sorted keys, strings and byte slices as old-spec raw, nil slices
+//! as `0xc0`); the only freedom Go has is the iteration order of its maps, which we fix by
+//! sorting. Decoding is liberal the way go-msgpack is (any integer width, str8/bin, nil for
+//! zero values, unknown keys skipped, structs as arrays) and safe: no panics, no allocation
+//! ahead of the bytes that justify it, bounded nesting.
+
+#[cfg(test)]
+mod arb;
+mod codec;
+mod fuzzing;
+#[cfg(test)]
+mod tests;
+
+pub use fuzzing::fuzz_message;
 
 use crate::clock::LamportTime;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,10 +41,37 @@ pub enum MessageType {
     Relay = 9,
 }
 
+impl MessageType {
+    /// The type for a type byte, if Serf defines one.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Leave,
+            1 => Self::Join,
+            2 => Self::PushPull,
+            3 => Self::UserEvent,
+            4 => Self::Query,
+            5 => Self::QueryResponse,
+            6 => Self::ConflictResponse,
+            7 => Self::KeyRequest,
+            8 => Self::KeyResponse,
+            9 => Self::Relay,
+            _ => return None,
+        })
+    }
+}
+
 /// `queryFlagAck`: every node that passes the filters acks.
 pub const QUERY_FLAG_ACK: u32 = 1;
 /// `queryFlagNoBroadcast`: do not re-broadcast the query.
 pub const QUERY_FLAG_NO_BROADCAST: u32 = 2;
+
+/// `tagMagicByte`: metadata starting with it holds msgpack tags (protocol >= 3).
+pub const TAG_MAGIC_BYTE: u8 = 0xff;
+
+/// `filterNodeType`.
+pub const FILTER_NODE_TYPE: u8 = 0;
+/// `filterTagType`.
+pub const FILTER_TAG_TYPE: u8 = 1;
 
 /// `messageJoin`: the join intent of `node` at `ltime`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,7 +109,10 @@ pub struct PushPull {
     pub status_ltimes: BTreeMap<String, LamportTime>,
     pub left_members: Vec<String>,
     pub event_ltime: LamportTime,
-    pub events: Vec<UserEvents>,
+    /// Go sends its whole event ring buffer (`[]*userEvents`, `EventBuffer` slots, 512 by
+    /// default): slots never filled are nil pointers, written as msgpack nil. `None` is such
+    /// a slot, so the array's length and layout survive a round trip.
+    pub events: Vec<Option<UserEvents>>,
     pub query_ltime: LamportTime,
 }
 
@@ -85,6 +132,10 @@ pub enum Filter {
     Nodes(Vec<String>),
     /// Only nodes whose tag `tag` matches the regular expression `expr`.
     Tag { tag: String, expr: String },
+    /// A filter that did not decode (unknown filter type, bad body, empty), kept verbatim.
+    /// Go still decodes and relays such a query but never processes it
+    /// (`shouldProcessQuery` returns false), so this filter matches no node.
+    Undecodable(Vec<u8>),
 }
 
 /// `messageQuery`.
@@ -99,7 +150,8 @@ pub struct Query {
     pub filters: Vec<Filter>,
     pub flags: u32,
     pub relay_factor: u8,
-    /// Go's `time.Duration`: nanoseconds as int64.
+    /// Go's `time.Duration`: nanoseconds as int64. A negative value on the wire reads as
+    /// zero; a duration over `i64::MAX` nanoseconds is written as `i64::MAX`.
     pub timeout: Duration,
     pub name: String,
     pub payload: Vec<u8>,
@@ -133,6 +185,20 @@ impl QueryResponse {
     }
 }
 
+/// `nodeKeyResponse`: one node's answer to a `_serf_*-key` query, carried as
+/// `[KeyResponse type][msgpack]` in the query response payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyResponse {
+    /// True when the operation succeeded on that node.
+    pub result: bool,
+    /// Error text or other information.
+    pub message: String,
+    /// Installed keys, base64 (list queries only).
+    pub keys: Vec<String>,
+    /// The primary key, base64 (list queries only).
+    pub primary_key: String,
+}
+
 /// A decoded Serf message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -142,25 +208,50 @@ pub enum Message {
     UserEvent(UserEvent),
     Query(Query),
     QueryResponse(QueryResponse),
-    /// `messageConflictResponse`: a serf `Member` answering `_serf_conflict`.
-    ConflictResponse(ConflictMember),
+    /// `messageConflictResponse`: the serf `Member` answering `_serf_conflict`, carried as a
+    /// query response payload. `None` is Go's nil `*Member` (the responder does not know the
+    /// node), which Go still counts as a (non-matching) vote.
+    ConflictResponse(Option<ConflictMember>),
     /// `messageRelayType`: forward `inner` (a whole encoded message) to `dest`.
     Relay {
         dest: SocketAddr,
         dest_name: String,
         inner: Vec<u8>,
     },
-    /// Key request and response types: carried as query payloads, not as gossip messages.
+    /// `keyRequest{Key}`: the raw key of an install/use/remove-key query (a query payload,
+    /// not a gossip message).
     KeyRequest(Vec<u8>),
+    /// `nodeKeyResponse`: a key query's response payload.
+    KeyResponse(KeyResponse),
+}
+
+impl Message {
+    /// The type byte this message is encoded with.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Leave(_) => MessageType::Leave,
+            Message::Join(_) => MessageType::Join,
+            Message::PushPull(_) => MessageType::PushPull,
+            Message::UserEvent(_) => MessageType::UserEvent,
+            Message::Query(_) => MessageType::Query,
+            Message::QueryResponse(_) => MessageType::QueryResponse,
+            Message::ConflictResponse(_) => MessageType::ConflictResponse,
+            Message::Relay { .. } => MessageType::Relay,
+            Message::KeyRequest(_) => MessageType::KeyRequest,
+            Message::KeyResponse(_) => MessageType::KeyResponse,
+        }
+    }
 }
 
 /// Serf's `Member` as carried in a conflict response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConflictMember {
     pub name: String,
+    /// `net.IP`: 4 or 16 bytes as the member's memberlist address was given.
     pub addr: Vec<u8>,
     pub port: u16,
     pub tags: BTreeMap<String, String>,
+    /// `MemberStatus` (a Go int): 0 none, 1 alive, 2 leaving, 3 left, 4 failed.
     pub status: i64,
     pub protocol_min: u8,
     pub protocol_max: u8,
@@ -170,27 +261,103 @@ pub struct ConflictMember {
     pub delegate_cur: u8,
 }
 
-/// Encodes a message as `[type byte][msgpack body]` the way Serf's `encodeMessage` does.
+/// Encodes a message as `[type byte][msgpack body]` the way Serf's `encodeMessage` does
+/// (a relay as `encodeRelayMessage` does).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let _ = msg;
-    unimplemented!("serf codec")
+    codec::encode(msg)
 }
 
-/// Decodes `[type byte][msgpack body]`.
+/// Decodes `[type byte][msgpack body]`. Bytes after the body are ignored, as Go's decoder
+/// ignores them; for a relay they are the inner message.
 pub fn decode(buf: &[u8]) -> Result<Message> {
-    let _ = buf;
-    unimplemented!("serf codec")
+    codec::decode(buf)
 }
 
-/// Encodes tags as Serf does for protocol >= 3: `0xff` then a msgpack map of strings.
+/// Serf's `encodeRelayMessage`: `[Relay]` + msgpack `relayHeader{DestAddr, DestName}` +
+/// `inner` (an already encoded `[type][body]` message) for a node to forward to `dest`.
+pub fn encode_relay(dest: SocketAddr, dest_name: &str, inner: &[u8]) -> Vec<u8> {
+    codec::encode_relay(dest, dest_name, inner)
+}
+
+/// Encodes one query filter: `[filter type][msgpack]`. An [`Filter::Undecodable`] filter is
+/// written back verbatim.
+pub fn encode_filter(filter: &Filter) -> Vec<u8> {
+    codec::encode_filter(filter)
+}
+
+/// Decodes one query filter, refusing unknown filter types and bad bodies. (Inside a
+/// [`Query`] such a filter becomes [`Filter::Undecodable`] instead of failing the query.)
+pub fn decode_filter(buf: &[u8]) -> Result<Filter> {
+    codec::decode_filter(buf)
+}
+
+/// The payload of an install/use/remove-key query: `[KeyRequest][keyRequest{Key}]`.
+pub fn encode_key_request(key: &[u8]) -> Vec<u8> {
+    encode(&Message::KeyRequest(key.to_vec()))
+}
+
+/// Reads a key query payload back into the raw key.
+pub fn decode_key_request(buf: &[u8]) -> Result<Vec<u8>> {
+    match decode(buf)? {
+        Message::KeyRequest(k) => Ok(k),
+        other => Err(wrong_type(MessageType::KeyRequest, &other)),
+    }
+}
+
+/// The payload of a key query response: `[KeyResponse][nodeKeyResponse]`.
+pub fn encode_key_response(resp: &KeyResponse) -> Vec<u8> {
+    encode(&Message::KeyResponse(resp.clone()))
+}
+
+/// Reads a key query response payload.
+pub fn decode_key_response(buf: &[u8]) -> Result<KeyResponse> {
+    match decode(buf)? {
+        Message::KeyResponse(k) => Ok(k),
+        other => Err(wrong_type(MessageType::KeyResponse, &other)),
+    }
+}
+
+/// The payload of a `_serf_conflict` response: `[ConflictResponse][Member or nil]`.
+pub fn encode_conflict_response(member: Option<&ConflictMember>) -> Vec<u8> {
+    encode(&Message::ConflictResponse(member.cloned()))
+}
+
+/// Reads a `_serf_conflict` response payload.
+pub fn decode_conflict_response(buf: &[u8]) -> Result<Option<ConflictMember>> {
+    match decode(buf)? {
+        Message::ConflictResponse(m) => Ok(m),
+        other => Err(wrong_type(MessageType::ConflictResponse, &other)),
+    }
+}
+
+fn wrong_type(want: MessageType, got: &Message) -> Error {
+    Error::Malformed(format!(
+        "expected a {want:?} payload, found a {:?} message",
+        got.message_type()
+    ))
+}
+
+/// Encodes tags as Serf does for protocol >= 3: `0xff` then a msgpack map of strings, keys
+/// sorted (Go iterates its map in random order; any order decodes the same).
 pub fn encode_tags(tags: &BTreeMap<String, String>) -> Vec<u8> {
-    let _ = tags;
-    unimplemented!("serf codec")
+    codec::encode_tags(tags)
+}
+
+/// Serf's `encodeTags` for a given protocol version: below 3 the metadata is just the
+/// `role` tag's bytes (other tags are dropped), from 3 on it is [`encode_tags`].
+pub fn encode_tags_for_protocol(tags: &BTreeMap<String, String>, protocol: u8) -> Vec<u8> {
+    if protocol < 3 {
+        return tags
+            .get("role")
+            .map(|r| r.as_bytes().to_vec())
+            .unwrap_or_default();
+    }
+    encode_tags(tags)
 }
 
 /// Decodes node metadata into tags. Metadata without the `0xff` magic byte is the legacy
-/// form: the whole metadata is the `role` tag.
+/// form: the whole metadata is the `role` tag. Like Go's `decodeTags`, that includes empty
+/// metadata, which gives `{"role": ""}`.
 pub fn decode_tags(meta: &[u8]) -> Result<BTreeMap<String, String>> {
-    let _ = meta;
-    unimplemented!("serf codec")
+    codec::decode_tags(meta)
 }

@@ -3,8 +3,9 @@
 //! a failing scenario is replayed exactly by its seed. Only built with the `testing` feature.
 
 use crate::config::Config;
-use crate::core::{Event, StreamId, StreamOutcome, Swim};
+use crate::core::{StreamId, StreamOutcome, Swim};
 use crate::keyring::Keyring;
+use crate::protocol::Protocol;
 use crate::wire::NodeStateKind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -12,6 +13,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// The address simulated node `i` gets: 127.x.y.z:7946, unique per index.
+pub fn addr_of(i: usize) -> SocketAddr {
+    let i = i + 1;
+    let ip = Ipv4Addr::new(127, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    SocketAddr::new(IpAddr::V4(ip), 7946)
+}
 
 /// What the simulated network delivers.
 #[derive(Debug)]
@@ -65,10 +73,10 @@ impl Ord for Queued {
 }
 
 /// One simulated node: its core (None while crashed) and everything it reported.
-pub struct SimNode {
+pub struct SimNode<P: Protocol = Swim> {
     pub addr: SocketAddr,
-    pub swim: Option<Swim>,
-    pub events: Vec<(Instant, Event)>,
+    pub swim: Option<P>,
+    pub events: Vec<(Instant, P::Event)>,
     group: u32,
 }
 
@@ -81,13 +89,13 @@ pub struct SimStats {
     pub streams_opened: u64,
 }
 
-/// The simulator.
-pub struct Sim {
+/// The simulator, over any [`Protocol`] core (the membership core by default).
+pub struct Sim<P: Protocol = Swim> {
     pub seed: u64,
     pub start: Instant,
     now: Instant,
     rng: StdRng,
-    pub nodes: Vec<SimNode>,
+    pub nodes: Vec<SimNode<P>>,
     by_addr: HashMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
@@ -104,7 +112,7 @@ pub struct Sim {
     timer_of: Vec<Option<Instant>>,
 }
 
-impl Sim {
+impl<P: Protocol> Sim<P> {
     /// An empty simulation whose every random choice derives from `seed`.
     pub fn new(seed: u64) -> Self {
         let start = Instant::now();
@@ -137,35 +145,15 @@ impl Sim {
         self.now - self.start
     }
 
-    /// The address node `i` gets: 127.x.y.z:7946, unique per index.
-    pub fn addr_of(i: usize) -> SocketAddr {
-        let i = i + 1;
-        let ip = Ipv4Addr::new(127, (i >> 16) as u8, (i >> 8) as u8, i as u8);
-        SocketAddr::new(IpAddr::V4(ip), 7946)
-    }
-
-    /// Adds a node named `name` with `make_config` applied to a LAN config; returns its index.
-    pub fn add_node(&mut self, name: &str, tweak: impl FnOnce(&mut Config)) -> usize {
-        self.add_node_with(name, None, Vec::new(), tweak)
-    }
-
-    /// Adds a node with a keyring and metadata.
-    pub fn add_node_with(
-        &mut self,
-        name: &str,
-        keyring: Option<Keyring>,
-        meta: Vec<u8>,
-        tweak: impl FnOnce(&mut Config),
-    ) -> usize {
+    /// Adds a node built by `make` from its address and a seed; returns its index.
+    pub fn add_core(&mut self, make: impl FnOnce(SocketAddr, u64, Instant) -> P) -> usize {
         let idx = self.nodes.len();
-        let addr = Self::addr_of(idx);
-        let mut config = Config::lan(name, addr);
-        tweak(&mut config);
+        let addr = addr_of(idx);
         let seed = self.rng.gen();
-        let swim = Swim::new(config, keyring, meta, seed, self.now).expect("valid sim config");
+        let core = make(addr, seed, self.now);
         self.nodes.push(SimNode {
             addr,
-            swim: Some(swim),
+            swim: Some(core),
             events: Vec::new(),
             group: 0,
         });
@@ -175,34 +163,25 @@ impl Sim {
         idx
     }
 
+    /// Replaces node `i`'s core (a restart) with one built by `make`.
+    pub fn replace_core(&mut self, i: usize, make: impl FnOnce(SocketAddr, u64, Instant) -> P) {
+        let seed = self.rng.gen();
+        self.nodes[i].swim = Some(make(self.nodes[i].addr, seed, self.now));
+        self.drain(i);
+    }
+
     /// Runs `f` on node `i`'s core (if it is up) and sends what it produced.
-    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Swim, Instant) -> R) -> Option<R> {
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut P, Instant) -> R) -> Option<R> {
         let now = self.now;
         let r = self.nodes[i].swim.as_mut().map(|s| f(s, now));
         self.drain(i);
         r
     }
 
-    /// Node `i` joins node `j`.
-    pub fn join(&mut self, i: usize, j: usize) {
-        let addr = self.nodes[j].addr;
-        self.with_node(i, |s, now| s.join(now, &[addr]));
-    }
-
     /// Crashes node `i` (no leave): it stops answering and its state is gone.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].swim = None;
         self.set_timer(i, None);
-    }
-
-    /// Replaces node `i` by a fresh core (a restart that forgot everything).
-    pub fn restart(&mut self, i: usize, name: &str, tweak: impl FnOnce(&mut Config)) {
-        let mut config = Config::lan(name, self.nodes[i].addr);
-        tweak(&mut config);
-        let seed = self.rng.gen();
-        self.nodes[i].swim =
-            Some(Swim::new(config, None, Vec::new(), seed, self.now).expect("config"));
-        self.drain(i);
     }
 
     /// Puts node `i` in partition group `g`; only nodes in the same group can talk.
@@ -472,7 +451,7 @@ impl Sim {
         &mut self,
         step: Duration,
         limit: Duration,
-        mut pred: impl FnMut(&Sim) -> bool,
+        mut pred: impl FnMut(&Sim<P>) -> bool,
     ) -> bool {
         let end = self.now + limit;
         while self.now < end {
@@ -482,6 +461,61 @@ impl Sim {
             self.run_for(step);
         }
         pred(self)
+    }
+
+    /// Indices of nodes that are up.
+    pub fn up(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].swim.is_some())
+    }
+}
+
+/// Helpers for simulations of the membership core itself.
+impl Sim<Swim> {
+    /// Adds a node named `name` with `make_config` applied to a LAN config; returns its index.
+    pub fn add_node(&mut self, name: &str, tweak: impl FnOnce(&mut Config)) -> usize {
+        self.add_node_with(name, None, Vec::new(), tweak)
+    }
+
+    /// Adds a node with a keyring and metadata.
+    pub fn add_node_with(
+        &mut self,
+        name: &str,
+        keyring: Option<Keyring>,
+        meta: Vec<u8>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> usize {
+        let idx = self.nodes.len();
+        let addr = addr_of(idx);
+        let mut config = Config::lan(name, addr);
+        tweak(&mut config);
+        let seed = self.rng.gen();
+        let swim = Swim::new(config, keyring, meta, seed, self.now).expect("valid sim config");
+        self.nodes.push(SimNode {
+            addr,
+            swim: Some(swim),
+            events: Vec::new(),
+            group: 0,
+        });
+        self.timer_of.push(None);
+        self.by_addr.insert(addr, idx);
+        self.drain(idx);
+        idx
+    }
+
+    /// Node `i` joins node `j`.
+    pub fn join(&mut self, i: usize, j: usize) {
+        let addr = self.nodes[j].addr;
+        self.with_node(i, |s, now| s.join(now, &[addr]));
+    }
+
+    /// Replaces node `i` by a fresh core (a restart that forgot everything).
+    pub fn restart(&mut self, i: usize, name: &str, tweak: impl FnOnce(&mut Config)) {
+        let mut config = Config::lan(name, self.nodes[i].addr);
+        tweak(&mut config);
+        let seed = self.rng.gen();
+        self.nodes[i].swim =
+            Some(Swim::new(config, None, Vec::new(), seed, self.now).expect("config"));
+        self.drain(i);
     }
 
     /// The state node `observer` holds for `subject` (None if unknown or observer is down).
@@ -504,10 +538,5 @@ impl Sim {
                     .count()
             })
             .unwrap_or(0)
-    }
-
-    /// Indices of nodes that are up.
-    pub fn up(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].swim.is_some())
     }
 }

@@ -75,7 +75,7 @@ fn crashed_node_is_declared_dead_by_every_member_within_the_formula() {
     let seed = seed(2);
     let n = 20;
     let mut sim = converged_cluster(seed, n, |_| {});
-    let cfg = Config::lan("x", Sim::addr_of(0));
+    let cfg = Config::lan("x", hearsay_swim::testing::addr_of(0));
     // memberlist: the suspicion timeout starts at max = SuspicionMaxTimeoutMult * min and only
     // shrinks; the first suspicion needs a probe of the node, which every member makes within
     // one probe interval plus its own timeout; dissemination of the verdict takes gossip rounds.
