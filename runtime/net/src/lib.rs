@@ -4,11 +4,13 @@
 //!
 //! What it is: transports ([`UdpTcpTransport`], [`MemTransport`]), the driver task that owns
 //! the core with its generic [`NodeHandle`], and the [`Memberlist`] handle for the membership
-//! core alone. What it is not: no protocol logic lives here; the
-//! core decides every message, this crate only moves bytes and time.
+//! core alone; and [`flags`], the Go-style flag helpers its node binaries share. What it is
+//! not: no protocol logic lives here; the core decides every message, this crate only moves
+//! bytes and time.
 
 pub mod driver;
 pub mod error;
+pub mod flags;
 pub mod memberlist;
 pub mod transport;
 

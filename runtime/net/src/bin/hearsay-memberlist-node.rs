@@ -17,8 +17,9 @@
 //! `MEMBERS name=status,...` on SIGUSR1 or every `--print-members-every` seconds, and `LEFT`
 //! after the graceful leave that SIGINT or SIGTERM starts. Logs go to stderr (`RUST_LOG`).
 
-use anyhow::{anyhow, bail, Context};
-use hearsay_net::{Config, Event, Keyring, Member, Memberlist, Options, Profile, UdpTcpTransport};
+use anyhow::{bail, Context};
+use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
+use hearsay_net::{Config, Event, Member, Memberlist, Options, Profile, UdpTcpTransport};
 use hearsay_swim::wire::NodeStateKind;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -27,8 +28,6 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
-/// memberlist's and Serf's default port.
-const DEFAULT_PORT: u16 = 7946;
 /// Serf's `tagMagicByte`: metadata starting with it is a msgpack map of tags.
 const TAG_MAGIC: u8 = 255;
 
@@ -53,7 +52,7 @@ const USAGE: &str =
 
 fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut args = Args {
-        name: default_name(),
+        name: flags::default_name(),
         bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
         advertise: None,
         join: Vec::new(),
@@ -64,90 +63,29 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         print_members_every: None,
         leave_timeout: Duration::from_secs(5),
     };
-    let mut it = raw.into_iter();
-    while let Some(arg) = it.next() {
-        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            bail!("unexpected argument {arg:?}\n{USAGE}");
-        };
-        if flag == "h" || flag == "help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let (key, value) = match flag.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| anyhow!("flag -{flag} needs a value\n{USAGE}"))?;
-                (flag.to_owned(), v)
+    for flag in Flags::new(raw, &["h", "help"]) {
+        let flag = flag.with_context(|| USAGE)?;
+        match flag.name.as_str() {
+            "h" | "help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
-        };
-        match key.as_str() {
-            "name" | "node" => args.name = value,
-            "bind" => args.bind = parse_addr(&value)?,
-            "advertise" => args.advertise = Some(parse_addr(&value)?),
-            "join" => args.join.push(value),
-            "encrypt" => args.encrypt = Some(value),
-            "keyring-file" => args.keyring_file = Some(value),
-            "tag" | "meta-tags" => {
-                for kv in value.split(',').filter(|s| !s.is_empty()) {
-                    let (k, v) = kv
-                        .split_once('=')
-                        .ok_or_else(|| anyhow!("tag {kv:?} is not key=value"))?;
-                    args.tags.insert(k.to_owned(), v.to_owned());
-                }
-            }
-            "profile" => args.profile = value.parse()?,
+            "name" | "node" => args.name = flag.value,
+            "bind" => args.bind = flag.addr()?,
+            "advertise" => args.advertise = Some(flag.addr()?),
+            "join" => args.join.push(flag.value),
+            "encrypt" => args.encrypt = Some(flag.value),
+            "keyring-file" => args.keyring_file = Some(flag.value),
+            "tag" | "meta-tags" => args.tags.extend(flag.key_values()?),
+            "profile" => args.profile = flag.value.parse()?,
             "print-members-every" => {
-                args.print_members_every = Some(parse_secs(&value)?).filter(|d| !d.is_zero())
+                args.print_members_every = Some(flag.secs()?).filter(|d| !d.is_zero())
             }
-            "leave-timeout" => args.leave_timeout = parse_secs(&value)?,
+            "leave-timeout" => args.leave_timeout = flag.secs()?,
             other => bail!("unknown flag -{other}\n{USAGE}"),
         }
     }
     Ok(args)
-}
-
-fn default_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "hearsay".to_owned())
-}
-
-fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
-    s.parse()
-        .with_context(|| format!("{s:?} is not an IP:PORT address"))
-}
-
-fn parse_secs(s: &str) -> anyhow::Result<Duration> {
-    let secs: f64 = s
-        .trim_end_matches('s')
-        .parse()
-        .with_context(|| format!("{s:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).with_context(|| format!("{s:?} is out of range"))
-}
-
-/// Resolves `host[:port]`, defaulting the port to 7946 like Serf.
-async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let with_port = if addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        addr.to_owned()
-    } else {
-        format!("{addr}:{DEFAULT_PORT}")
-    };
-    let mut found = tokio::net::lookup_host(with_port.as_str())
-        .await
-        .with_context(|| format!("cannot resolve {addr:?}"))?;
-    found
-        .next()
-        .ok_or_else(|| anyhow!("{addr:?} resolved to no address"))
 }
 
 /// Serf's `encodeTags`: the magic byte, then a msgpack map of string to string in the old
@@ -212,27 +150,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
     let config = Config::profile(args.profile, args.name.clone(), args.bind);
     let mut options = Options::new(config);
-    let mut keyring = match &args.keyring_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading -keyring-file {path}"))?;
-            Some(Keyring::from_key_file(&text).context("-keyring-file")?)
-        }
-        None => None,
-    };
-    if let Some(key) = &args.encrypt {
-        let primary = Keyring::from_base64_keys(&[key]).context("-encrypt")?;
-        keyring = Some(match keyring {
-            // Like Serf: -encrypt is installed and made primary in the keyring file's ring.
-            Some(mut ring) => {
-                let key = primary.primary().to_vec();
-                ring.add_key(&key).context("-encrypt")?;
-                ring.use_key(&key).context("-encrypt")?;
-                ring
-            }
-            None => primary,
-        });
-    }
+    let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
+        .context("-encrypt / -keyring-file")?;
     if let Some(ring) = keyring {
         options = options.keyring(ring);
     }
@@ -248,7 +167,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.join.is_empty() {
         let mut addrs = Vec::new();
         for a in &args.join {
-            addrs.push(resolve(a).await?);
+            addrs.push(flags::resolve(a).await?);
         }
         match node.join(&addrs).await {
             Ok(n) => println!("JOINED {n}"),
