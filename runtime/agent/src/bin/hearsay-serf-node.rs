@@ -1,0 +1,404 @@
+//! `hearsay-serf-node`: runs one Serf node from flags and reports what it sees, one line per
+//! event, so scripts and interop tests (against the real `serf`) can follow and drive it.
+//!
+//! ```text
+//! hearsay-serf-node -name=h1 -bind=127.0.0.1:7950 -join=127.0.0.1:7946 -tag role=web \
+//!     -respond uptime=42 -event-log /tmp/h1.events
+//! ```
+//!
+//! Flags (Go style: `-name=x`, `-name x`, `--name=x` and `--name x` all work):
+//! `-name` (default: the host name), `-bind ADDR` (default 127.0.0.1:7946; port 0 picks one),
+//! `-advertise ADDR`, `-join ADDR` (repeatable; port defaults to 7946), `-replay` (deliver user
+//! events from before the join), `-encrypt BASE64KEY`, `-keyring-file PATH`,
+//! `-tag k=v` (repeatable, or `k=v,k=v`), `-profile lan|wan|local`, `-event-log PATH`,
+//! `-respond NAME=TEXT` (answer queries named NAME with TEXT; repeatable),
+//! `-fire-event NAME[=PAYLOAD]` and `-query NAME[=PAYLOAD]` (after the join; repeatable),
+//! `-query-timeout SECS`, `-query-ack`.
+//!
+//! Output on stdout: `READY name addr` once listening, `JOINED n` after the start-up join,
+//! `EVENT <line>` per delivered event (the line also goes to `-event-log`):
+//! `member-join|member-leave|member-failed|member-update|member-reap <name>...`,
+//! `user <ltime> <name> <payload>`, `query <ltime> <name> <payload>`; for each `-query`:
+//! `ACK <node>`, `RESPONSE <node> <payload>`, then `DONE <name>`; `MEMBERS name=status,...` on
+//! SIGUSR1; `LEFT` after the graceful leave that SIGINT or SIGTERM starts. Payloads are
+//! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
+
+use anyhow::{bail, Context};
+use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
+use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
+use hearsay_net::{Config, Profile, UdpTcpTransport};
+use hearsay_serf::event::{Event, MemberEvent};
+use hearsay_serf::{QueryParams, SerfConfig};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Debug)]
+struct Args {
+    name: String,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    join: Vec<String>,
+    replay: bool,
+    encrypt: Option<String>,
+    keyring_file: Option<String>,
+    tags: BTreeMap<String, String>,
+    profile: Profile,
+    event_log: Option<PathBuf>,
+    respond: BTreeMap<String, String>,
+    fire_events: Vec<(String, String)>,
+    queries: Vec<(String, String)>,
+    query_timeout: Option<Duration>,
+    query_ack: bool,
+}
+
+const USAGE: &str = "usage: hearsay-serf-node [-name=NAME] [-bind=IP:PORT] [-advertise=IP:PORT] \
+[-join=ADDR]... [-replay] [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... \
+[-profile=lan|wan|local] [-event-log=PATH] [-respond NAME=TEXT]... [-fire-event NAME=PAYLOAD]... \
+[-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack]";
+
+/// Flags that take no value.
+const BOOL_FLAGS: &[&str] = &["h", "help", "replay", "query-ack"];
+
+fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
+    let mut args = Args {
+        name: flags::default_name(),
+        bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+        advertise: None,
+        join: Vec::new(),
+        replay: false,
+        encrypt: None,
+        keyring_file: None,
+        tags: BTreeMap::new(),
+        profile: Profile::Lan,
+        event_log: None,
+        respond: BTreeMap::new(),
+        fire_events: Vec::new(),
+        queries: Vec::new(),
+        query_timeout: None,
+        query_ack: false,
+    };
+    for flag in Flags::new(raw, BOOL_FLAGS) {
+        let flag = flag.with_context(|| USAGE)?;
+        match flag.name.as_str() {
+            "h" | "help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "name" | "node" => args.name = flag.value,
+            "bind" => args.bind = flag.addr()?,
+            "advertise" => args.advertise = Some(flag.addr()?),
+            "join" => args.join.push(flag.value),
+            "replay" => args.replay = flag.bool()?,
+            "encrypt" => args.encrypt = Some(flag.value),
+            "keyring-file" => args.keyring_file = Some(flag.value),
+            "tag" => args.tags.extend(flag.key_values()?),
+            "profile" => args.profile = flag.value.parse()?,
+            "event-log" => args.event_log = Some(flag.value.into()),
+            "respond" => {
+                let (name, text) = flag.key_value()?;
+                args.respond.insert(name, text);
+            }
+            "fire-event" => args.fire_events.push(name_and_payload(&flag.value)),
+            "query" => args.queries.push(name_and_payload(&flag.value)),
+            "query-timeout" => args.query_timeout = Some(flag.secs()?),
+            "query-ack" => args.query_ack = flag.bool()?,
+            other => bail!("unknown flag -{other}\n{USAGE}"),
+        }
+    }
+    Ok(args)
+}
+
+/// `NAME=PAYLOAD`, or `NAME` with an empty payload.
+fn name_and_payload(s: &str) -> (String, String) {
+    match s.split_once('=') {
+        Some((n, p)) => (n.to_owned(), p.to_owned()),
+        None => (s.to_owned(), String::new()),
+    }
+}
+
+/// A payload as one line of text.
+fn escape(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn member_line(e: &MemberEvent) -> String {
+    let mut line = e.kind.as_str().to_owned();
+    for m in &e.members {
+        line.push(' ');
+        line.push_str(&m.name);
+    }
+    line
+}
+
+/// The line an event is reported as, if it is one the event log records.
+fn event_line(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::Member(e) => member_line(e),
+        Event::User(u) => format!("user {} {} {}", u.ltime, u.name, escape(&u.payload)),
+        Event::Query(q) => format!("query {} {} {}", q.ltime, q.name, escape(&q.payload)),
+        _ => return None,
+    })
+}
+
+/// Appends event lines to the `-event-log` file (if any) and echoes them on stdout.
+struct EventLog {
+    file: Option<std::fs::File>,
+}
+
+impl EventLog {
+    fn open(path: Option<&PathBuf>) -> anyhow::Result<Self> {
+        let file = path
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening -event-log {}", p.display()))
+            })
+            .transpose()?;
+        Ok(Self { file })
+    }
+
+    fn record(&mut self, line: &str) -> anyhow::Result<()> {
+        println!("EVENT {line}");
+        if let Some(f) = &mut self.file {
+            writeln!(f, "{line}").context("writing the event log")?;
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+async fn print_members(agent: &SerfAgent) -> anyhow::Result<()> {
+    let list: Vec<String> = agent
+        .members()
+        .await?
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.status.as_str()))
+        .collect();
+    println!("MEMBERS {}", list.join(","));
+    Ok(())
+}
+
+/// Runs one `-query` and prints its results.
+async fn run_query(
+    agent: SerfAgent,
+    name: String,
+    payload: String,
+    params: QueryParams,
+) -> anyhow::Result<()> {
+    let mut results = agent
+        .query(&name, payload.as_bytes(), params)
+        .await
+        .with_context(|| format!("query {name:?}"))?;
+    while let Some(r) = results.next().await {
+        match r {
+            QueryResult::Ack { from } => println!("ACK {from}"),
+            QueryResult::Response { from, payload } => {
+                println!("RESPONSE {from} {}", escape(&payload))
+            }
+            QueryResult::Done => println!("DONE {name}"),
+        }
+    }
+    Ok(())
+}
+
+fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<SerfAgent> {
+    let memberlist = Config::profile(args.profile, args.name.clone(), args.bind);
+    let mut config = SerfConfig::new(memberlist);
+    config.tags = args.tags.clone();
+    let mut options = AgentOptions::new(config);
+    let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
+        .context("-encrypt / -keyring-file")?;
+    if let Some(ring) = keyring {
+        options = options.keyring(ring);
+    }
+    Ok(SerfAgent::start(options, transport)?)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut log = EventLog::open(args.event_log.as_ref())?;
+    let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
+    let agent = start(&args, transport)?;
+    let mut events = agent.subscribe();
+    let me = agent.local_member().await?;
+    println!("READY {} {}", me.name, me.addr);
+
+    if !args.join.is_empty() {
+        let mut addrs = Vec::new();
+        for a in &args.join {
+            addrs.push(flags::resolve(a).await?);
+        }
+        match agent.join(&addrs, !args.replay).await {
+            Ok(n) => println!("JOINED {n}"),
+            Err(e) => {
+                agent.shutdown().await;
+                return Err(e.into());
+            }
+        }
+    }
+    for (name, payload) in &args.fire_events {
+        agent
+            .user_event(name, payload.as_bytes(), false)
+            .await
+            .with_context(|| format!("-fire-event {name}"))?;
+    }
+    let params = QueryParams {
+        request_ack: args.query_ack,
+        timeout: args.query_timeout.unwrap_or_default(),
+        ..QueryParams::default()
+    };
+    for (name, payload) in args.queries.iter().cloned() {
+        let (agent, params) = (agent.clone(), params.clone());
+        // Beside the event loop, which answers queries (ours included) meanwhile.
+        tokio::spawn(async move {
+            if let Err(e) = run_query(agent, name, payload, params).await {
+                eprintln!("error: {e:#}");
+            }
+        });
+    }
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if let Some(line) = event_line(&ev) {
+                        log.record(&line)?;
+                    }
+                    if let Event::Query(q) = &ev {
+                        if let Some(text) = args.respond.get(&q.name) {
+                            if let Err(e) = agent.respond(q.ltime, q.id, text.as_bytes()).await {
+                                eprintln!("warning: answering query {}: {e}", q.name);
+                            }
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => eprintln!("warning: missed {n} events"),
+                Err(RecvError::Closed) => bail!("the node stopped unexpectedly"),
+            },
+            _ = sigusr1.recv() => print_members(&agent).await?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    match agent.leave().await {
+        Ok(()) => println!("LEFT"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    agent.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = parse_args(std::env::args().skip(1))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearsay_serf::event::{Member, MemberEventKind, MemberStatus, UserEvent};
+
+    fn args(v: &[&str]) -> anyhow::Result<Args> {
+        parse_args(v.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_in_both_styles() {
+        let a = args(&[
+            "-name=a",
+            "--bind",
+            "127.0.0.1:0",
+            "-join=127.0.0.1:7946",
+            "--join",
+            "h2",
+            "-replay",
+            "-tag",
+            "role=web",
+            "--tag=dc=x,rack=1",
+            "-respond",
+            "uptime=42 days",
+            "--respond=who=a=b",
+            "-fire-event=deploy=v1",
+            "-query",
+            "uptime",
+            "-query-ack",
+            "--event-log",
+            "/tmp/x",
+            "-profile=local",
+        ])
+        .unwrap();
+        assert_eq!(a.name, "a");
+        assert_eq!(a.bind, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(a.join, vec!["127.0.0.1:7946", "h2"]);
+        assert!(a.replay && a.query_ack);
+        assert_eq!(a.tags.len(), 3);
+        assert_eq!(a.respond["uptime"], "42 days");
+        assert_eq!(a.respond["who"], "a=b");
+        assert_eq!(a.fire_events, [("deploy".to_owned(), "v1".to_owned())]);
+        assert_eq!(a.queries, [("uptime".to_owned(), String::new())]);
+        assert_eq!(a.event_log, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(a.profile, Profile::Local);
+        assert!(!args(&["-replay=false"]).unwrap().replay);
+        assert!(args(&["-bogus=1"]).is_err());
+        assert!(args(&["-name"]).is_err());
+        assert!(args(&["-respond=noequals"]).is_err());
+        assert!(args(&["stray"]).is_err());
+    }
+
+    #[test]
+    fn event_lines() {
+        let m = |name: &str| Member {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            tags: BTreeMap::new(),
+            status: MemberStatus::Alive,
+            vsn: [0; 6],
+        };
+        let join = Event::Member(MemberEvent {
+            kind: MemberEventKind::Join,
+            members: vec![m("a"), m("b")],
+        });
+        assert_eq!(event_line(&join).unwrap(), "member-join a b");
+        let user = Event::User(UserEvent {
+            ltime: 7,
+            name: "deploy".into(),
+            payload: b"v1\nback\\slash".to_vec(),
+            coalesce: false,
+        });
+        assert_eq!(
+            event_line(&user).unwrap(),
+            "user 7 deploy v1\\nback\\\\slash"
+        );
+        assert_eq!(event_line(&Event::LeaveComplete), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! `hearsay-agent`: composition. It runs the sans-io Serf layer ([`hearsay_serf::Serf`]) on the
+//! network driver of `hearsay-net` and gives it an async API ([`SerfAgent`]).
+//!
+//! What it is not: no protocol logic (that is `hearsay-serf` and `hearsay-swim`) and no sockets
+//! (that is `hearsay-net`). Config, handler dispatch, the RPC server, the module store and
+//! tenants will live here too.
+
+pub mod error;
+pub mod serf_agent;
+
+pub use error::{Error, Result};
+pub use serf_agent::{AgentOptions, QueryResult, QueryResults, SerfAgent};

@@ -1,0 +1,317 @@
+//! [`SerfAgent`]: one Serf node (the sans-io [`Serf`] layer over the membership core) driven by
+//! `hearsay-net`'s [`NodeHandle`], with async methods for what the Serf agent offers: join,
+//! leave, members, user events, queries and their answers, tags. Clones share the same node.
+
+use crate::error::{Error, Result};
+use hearsay_net::{NodeHandle, Transport, DEFAULT_EVENT_CAPACITY};
+use hearsay_serf::event::{Event, Member, QueryId};
+use hearsay_serf::{LamportTime, QueryParams, Serf, SerfConfig};
+use hearsay_swim::Keyring;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Slack on top of Serf's own leave timeouts before [`SerfAgent::leave`] gives up waiting.
+const LEAVE_SLACK: Duration = Duration::from_secs(5);
+
+/// Everything needed to start a Serf node besides its transport.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Serf's configuration; `memberlist.advertise` is replaced by the transport's address.
+    pub config: SerfConfig,
+    /// Encryption keys; `None` sends and accepts plaintext.
+    pub keyring: Option<Keyring>,
+    /// Seed for the random choices and nonces; `None` draws one from the OS.
+    pub seed: Option<u64>,
+    /// Events buffered per subscriber (see [`SerfAgent::subscribe`]).
+    pub event_capacity: usize,
+}
+
+impl AgentOptions {
+    /// Options with no keyring and a random seed.
+    pub fn new(config: SerfConfig) -> Self {
+        Self {
+            config,
+            keyring: None,
+            seed: None,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+        }
+    }
+
+    /// Turns encryption on with `keyring`.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Fixes the seed (reproducible choices; tests only).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+/// A handle to one running Serf node.
+#[derive(Debug, Clone)]
+pub struct SerfAgent {
+    name: String,
+    node: NodeHandle<Serf>,
+}
+
+impl SerfAgent {
+    /// Starts a node on `transport`: builds the Serf layer (advertising the transport's address)
+    /// and spawns its driver task on the current tokio runtime (it panics outside one).
+    ///
+    /// Events raised while starting are not delivered (nobody can have subscribed);
+    /// [`SerfAgent::local_member`] gives the node itself.
+    pub fn start<T: Transport>(options: AgentOptions, transport: T) -> Result<Self> {
+        let AgentOptions {
+            mut config,
+            keyring,
+            seed,
+            event_capacity,
+        } = options;
+        config.memberlist.advertise = transport.local_addr();
+        let name = config.memberlist.name.clone();
+        let seed = seed.unwrap_or_else(rand::random);
+        let serf = Serf::new(config, keyring, seed, Instant::now())?;
+        let span = tracing::info_span!("serf", node = %name);
+        let node = NodeHandle::start_with(serf, transport, event_capacity, span);
+        Ok(Self { name, node })
+    }
+
+    /// The generic handle underneath, for running any [`Serf`] method in the driver task.
+    pub fn handle(&self) -> &NodeHandle<Serf> {
+        &self.node
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address peers reach this node at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.node.local_addr()
+    }
+
+    /// A receiver of every event from now on. A subscriber that falls more than
+    /// `event_capacity` events behind gets `RecvError::Lagged` and misses the oldest ones.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.node.subscribe()
+    }
+
+    /// Joins the cluster through `addrs`. With `ignore_old`, user events from before the join
+    /// are not delivered (Serf's default; `-replay` turns it off). Returns how many addresses
+    /// answered; fails, naming every address and its error, when none did.
+    pub async fn join(&self, addrs: &[SocketAddr], ignore_old: bool) -> Result<usize> {
+        let addrs = addrs.to_vec();
+        // Subscribed before the join starts, so its `JoinFinished` cannot slip past.
+        let mut events = self.node.subscribe();
+        let id = self
+            .node
+            .call(move |serf, now| serf.join(now, &addrs, ignore_old))
+            .await??;
+        loop {
+            match events.recv().await {
+                Ok(Event::JoinFinished {
+                    id: done,
+                    joined,
+                    errors,
+                }) if done == id => {
+                    if joined == 0 {
+                        return Err(Error::JoinFailed { errors });
+                    }
+                    return Ok(joined);
+                }
+                Ok(_) => {}
+                // A lagging receiver loses the oldest events; `JoinFinished` comes after the
+                // member events of the join, so it is among the newest kept.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
+            }
+        }
+    }
+
+    /// Leaves gracefully, as Serf does: broadcasts the leave intent, then memberlist's leave,
+    /// then waits for it to propagate. Returns once done (at once when already left). The node
+    /// keeps running (to answer peers) until [`SerfAgent::shutdown`].
+    pub async fn leave(&self) -> Result<()> {
+        let mut events = self.node.subscribe();
+        let (left, limit) = self
+            .node
+            .call(|serf, now| -> Result<(bool, Duration)> {
+                serf.leave(now)?;
+                let c = serf.config();
+                let limit = c.broadcast_timeout * 2 + c.leave_propagate_delay + LEAVE_SLACK;
+                Ok((serf.state() == hearsay_serf::State::Left, limit))
+            })
+            .await??;
+        if left {
+            return Ok(());
+        }
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::LeaveComplete) => return Ok(()),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        let state = self.node.call(|serf, _| serf.state()).await?;
+                        if state == hearsay_serf::State::Left {
+                            return Ok(());
+                        }
+                    }
+                    Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| Error::LeaveTimeout(limit))?
+    }
+
+    /// Every member Serf knows (sorted by name), including failed and left ones not yet reaped.
+    pub async fn members(&self) -> Result<Vec<Member>> {
+        Ok(self.node.call(|serf, _| serf.members()).await?)
+    }
+
+    /// This node as a member.
+    pub async fn local_member(&self) -> Result<Member> {
+        Ok(self.node.call(|serf, _| serf.local_member()).await?)
+    }
+
+    /// The Lamport clocks' current values: member clock, event clock, query clock.
+    pub async fn clocks(&self) -> Result<(LamportTime, LamportTime, LamportTime)> {
+        Ok(self.node.call(|serf, _| serf.clocks()).await?)
+    }
+
+    /// Fires a user event to the whole cluster; with `coalesce`, receivers may merge events of
+    /// the same name that arrive close together.
+    pub async fn user_event(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<()> {
+        let (name, payload) = (name.to_owned(), payload.to_vec());
+        Ok(self
+            .node
+            .call(move |serf, now| serf.user_event(now, &name, &payload, coalesce))
+            .await??)
+    }
+
+    /// Starts a query and returns its acks and responses as they arrive, ending when Serf
+    /// says the query is done (deadline reached, or everyone answered with `finish_early`).
+    pub async fn query(
+        &self,
+        name: &str,
+        payload: &[u8],
+        params: QueryParams,
+    ) -> Result<QueryResults> {
+        let (name, payload) = (name.to_owned(), payload.to_vec());
+        // Subscribed first: a query to a lone node can finish within the call.
+        let events = self.node.subscribe();
+        let id = self
+            .node
+            .call(move |serf, now| serf.query(now, &name, &payload, params))
+            .await??;
+        Ok(QueryResults {
+            id,
+            events,
+            done: false,
+            missed: 0,
+        })
+    }
+
+    /// Answers a query delivered as [`Event::Query`] (once per query, before its deadline).
+    pub async fn respond(&self, ltime: LamportTime, id: u32, payload: &[u8]) -> Result<()> {
+        let payload = payload.to_vec();
+        Ok(self
+            .node
+            .call(move |serf, now| serf.respond(now, ltime, id, &payload))
+            .await??)
+    }
+
+    /// Replaces this node's tags and announces them.
+    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<()> {
+        Ok(self
+            .node
+            .call(move |serf, now| serf.set_tags(now, tags))
+            .await??)
+    }
+
+    /// Stops the node without leaving (peers will see it fail): ends the driver task and
+    /// closes its sockets before returning. Stopping a stopped node is a no-op.
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+
+    /// True once the driver task has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.node.is_stopped()
+    }
+}
+
+/// One result of a query this node started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryResult {
+    /// A node acknowledged receiving the query (only when acks were requested).
+    Ack { from: String },
+    /// A node answered.
+    Response { from: String, payload: Vec<u8> },
+    /// No more results will come.
+    Done,
+}
+
+/// The results of one query, in arrival order: acks and responses, then [`QueryResult::Done`].
+#[derive(Debug)]
+pub struct QueryResults {
+    id: QueryId,
+    events: broadcast::Receiver<Event>,
+    done: bool,
+    missed: u64,
+}
+
+impl QueryResults {
+    /// Which query these are the results of.
+    pub fn id(&self) -> QueryId {
+        self.id
+    }
+
+    /// Events skipped because this receiver fell behind; some results may be among them.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The next result; `None` after [`QueryResult::Done`], or when the node stopped first.
+    pub async fn next(&mut self) -> Option<QueryResult> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let ev = match self.events.recv().await {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(n)) => {
+                    self.missed += n;
+                    continue;
+                }
+                Err(RecvError::Closed) => {
+                    self.done = true;
+                    return None;
+                }
+            };
+            match ev {
+                Event::QueryAck { query, from } if query == self.id => {
+                    return Some(QueryResult::Ack { from })
+                }
+                Event::QueryResponse {
+                    query,
+                    from,
+                    payload,
+                } if query == self.id => return Some(QueryResult::Response { from, payload }),
+                Event::QueryDone { query } if query == self.id => {
+                    self.done = true;
+                    return Some(QueryResult::Done);
+                }
+                _ => {}
+            }
+        }
+    }
+}
