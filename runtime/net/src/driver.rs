@@ -49,7 +49,9 @@ enum Command<P> {
 pub struct NodeHandle<P: Protocol> {
     addr: SocketAddr,
     commands: mpsc::Sender<Command<P>>,
-    events: broadcast::Sender<P::Event>,
+    /// Weak, so the driver task holds the only sender: subscribers see the channel close
+    /// when the task ends, even while handles live on.
+    events: broadcast::WeakSender<P::Event>,
 }
 
 impl<P: Protocol> Clone for NodeHandle<P> {
@@ -105,17 +107,18 @@ impl<P: Protocol> NodeHandle<P> {
         let addr = transport.local_addr();
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(event_capacity.max(1));
+        let weak = events.downgrade();
         let driver = Driver {
             core,
             transport,
             commands: command_rx,
-            events: events.clone(),
+            events,
         };
         tokio::spawn(driver.run().instrument(span));
         Self {
             addr,
             commands,
-            events,
+            events: weak,
         }
     }
 
@@ -125,9 +128,13 @@ impl<P: Protocol> NodeHandle<P> {
     }
 
     /// A receiver of every event from now on. A subscriber that falls more than the event
-    /// capacity behind gets `RecvError::Lagged` and misses the oldest ones.
+    /// capacity behind gets `RecvError::Lagged` and misses the oldest ones; once the driver
+    /// task has ended it gets `RecvError::Closed` (at once, when subscribing after that).
     pub fn subscribe(&self) -> broadcast::Receiver<P::Event> {
-        self.events.subscribe()
+        match self.events.upgrade() {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 
     /// Runs `f` on the core inside the driver task (with the current time), drains the
@@ -569,6 +576,15 @@ mod tests {
         b.shutdown().await;
         assert!(a.is_stopped());
         assert!(matches!(a.call(|_, _| ()).await, Err(Error::Stopped)));
+        // Subscribers see the end although handles still exist.
+        assert!(matches!(
+            ea.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+        assert!(matches!(
+            a.subscribe().recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
         assert!(!net.is_bound(addr(1)), "shutdown closes the endpoint");
         // A second shutdown is a no-op.
         a.shutdown().await;
