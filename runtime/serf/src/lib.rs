@@ -6,6 +6,7 @@
 //! no sockets or files and reads no clock; `hearsay-net` and the agent drive it.
 
 pub mod clock;
+pub mod coordinate;
 pub mod error;
 pub mod messages;
 
