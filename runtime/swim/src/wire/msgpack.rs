@@ -8,7 +8,8 @@
 //!
 //! Reading accepts every integer form for any integer field (range-checked), str8/16/32,
 //! fixstr and bin8/16/32 for both string and byte fields, an array of small integers for a
-//! byte field (go-msgpack decodes `[]uint8` from an array too), nil as the zero value, and
+//! byte field (go-msgpack decodes `[]uint8` from an array too), float32, float64 or any
+//! integer for a float field (as `decodeFloat` does), nil as the zero value, and
 //! structs given either as maps (keys matched exactly, as `indexForEncName` does; unknown keys
 //! skipped) or as arrays (fields by declaration order). Every length is checked against the
 //! bytes present before anything is allocated.
