@@ -106,14 +106,27 @@ pub enum Event {
     User(UserEvent),
     Query(QueryEvent),
     /// A node acknowledged a query we started.
-    QueryAck { query: QueryId, from: String },
+    QueryAck {
+        query: QueryId,
+        from: String,
+    },
     /// A node answered a query we started.
-    QueryResponse { query: QueryId, from: String, payload: Vec<u8> },
+    QueryResponse {
+        query: QueryId,
+        from: String,
+        payload: Vec<u8>,
+    },
     /// A query we started reached its deadline, or every node that passed its filters has
     /// answered (and acked, when acks were asked for): no more results will come.
-    QueryDone { query: QueryId },
+    QueryDone {
+        query: QueryId,
+    },
     /// A join finished: how many addresses answered, and why the others did not.
-    JoinFinished { id: u64, joined: usize, errors: Vec<(SocketAddr, String)> },
+    JoinFinished {
+        id: u64,
+        joined: usize,
+        errors: Vec<(SocketAddr, String)>,
+    },
     /// A graceful leave finished (the intent and the memberlist leave went out).
     LeaveComplete,
 }
