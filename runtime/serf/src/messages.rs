@@ -17,6 +17,7 @@ mod fuzzing;
 #[cfg(test)]
 mod tests;
 
+pub use codec::MAX_CONTAINER_ITEMS;
 pub use fuzzing::fuzz_message;
 
 use crate::clock::LamportTime;

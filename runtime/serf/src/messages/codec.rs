@@ -29,6 +29,11 @@ const U16: u64 = u16::MAX as u64;
 const U32: u64 = u32::MAX as u64;
 const U64: u64 = u64::MAX;
 
+/// The most elements one array or map may announce (memberlist's `maxPushStateNodes`).
+/// Go has no limit besides the 20 MiB stream cap, but a one-byte nil slot costs us tens of
+/// bytes of memory; this keeps a hostile push/pull's footprint bounded.
+pub const MAX_CONTAINER_ITEMS: usize = 1 << 20;
+
 pub(super) fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::default();
     w.buf.push(msg.message_type() as u8);
@@ -151,6 +156,13 @@ fn container_len(r: &mut Reader<'_>, field: &'static str, map: bool) -> WResult<
             )))
         }
     };
+    if n > MAX_CONTAINER_ITEMS {
+        return Err(WireError::TooLarge {
+            what: field,
+            len: n,
+            limit: MAX_CONTAINER_ITEMS,
+        });
+    }
     r.advance(used);
     Ok(n)
 }

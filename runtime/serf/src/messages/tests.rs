@@ -657,13 +657,10 @@ fn rejects_bad_input() {
     assert!(decode(&[1, 0x05]).is_err());
     // Huge declared containers with nothing behind them: truncated, not allocated.
     for body in [
-        cat(&[&[2, 0x81], &fs("Events"), &[0xdd, 0xff, 0xff, 0xff, 0xff]]),
-        cat(&[
-            &[2, 0x81],
-            &fs("StatusLTimes"),
-            &[0xdf, 0xff, 0xff, 0xff, 0xff],
-        ]),
-        cat(&[&[4, 0x81], &fs("Filters"), &[0xdd, 0xff, 0xff, 0xff, 0xff]]),
+        // (1 << 20 elements: the most we accept.)
+        cat(&[&[2, 0x81], &fs("Events"), &[0xdd, 0, 0x10, 0, 0]]),
+        cat(&[&[2, 0x81], &fs("StatusLTimes"), &[0xdf, 0, 0x10, 0, 0]]),
+        cat(&[&[4, 0x81], &fs("Filters"), &[0xdd, 0, 0x10, 0, 0]]),
         vec![1, 0xdf, 0xff, 0xff, 0xff, 0xff],
         cat(&[&[1, 0x81], &fs("Node"), &[0xdb, 0xff, 0xff, 0xff, 0xff]]),
     ] {
@@ -676,6 +673,14 @@ fn rejects_bad_input() {
             decode(&body)
         );
     }
+    // More elements than we accept, even with the bytes present.
+    let mut many = cat(&[&[2, 0x81], &fs("Events"), &[0xdd]]);
+    many.extend_from_slice(&(MAX_CONTAINER_ITEMS as u32 + 1).to_be_bytes());
+    many.resize(many.len() + MAX_CONTAINER_ITEMS + 1, 0xc0);
+    assert!(matches!(
+        decode(&many),
+        Err(Error::Swim(hearsay_swim::Error::TooLarge { .. }))
+    ));
     // Deep nesting in an unknown field is bounded.
     let mut deep = cat(&[&[1, 0x81], &fs("X")]);
     deep.extend(std::iter::repeat_n(0x91, 10_000));
