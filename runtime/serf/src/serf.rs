@@ -299,6 +299,14 @@ impl Serf {
         v
     }
 
+    /// How many members have `status` (without copying the member list).
+    pub fn count_with_status(&self, status: MemberStatus) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.member.status == status)
+            .count()
+    }
+
     /// This node as a member.
     pub fn local_member(&self) -> Member {
         self.members
@@ -585,7 +593,9 @@ impl Serf {
 
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.refresh_state();
+        if self.swim.push_pull_due(now) {
+            self.refresh_state();
+        }
         self.swim.handle_timeout(now);
         if now >= self.next_reap {
             self.next_reap = now + self.config.reap_interval;

@@ -33,12 +33,10 @@ fn add(sim: &mut Sim<Serf>, i: usize, tags: BTreeMap<String, String>) -> usize {
 }
 
 fn alive(sim: &Sim<Serf>, i: usize) -> usize {
-    sim.nodes[i].swim.as_ref().map_or(0, |s| {
-        s.members()
-            .iter()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .count()
-    })
+    sim.nodes[i]
+        .swim
+        .as_ref()
+        .map_or(0, |s| s.count_with_status(MemberStatus::Alive))
 }
 
 /// `n` nodes; node i joins a random earlier node (a join tree spreads the push/pull load).
@@ -84,6 +82,8 @@ fn an_event_reaches_all_of_a_thousand_nodes_once() {
         "{n} nodes converged after {:?} of virtual time",
         sim.elapsed()
     );
+    // Let the join storm's intents finish their retransmissions: a steady cluster.
+    sim.run_for(Duration::from_secs(30));
     let fired = sim.now();
     sim.with_node(17, |s, now| {
         s.user_event(now, "deploy", b"v42", false).unwrap()
@@ -140,7 +140,8 @@ fn duplicate_and_old_events_are_dropped() {
     // Push the event clock far ahead, then send an event older than the 512-slot buffer.
     for k in 0..600 {
         sim.with_node(0, |s, now| {
-            s.user_event(now, "tick", &[k as u8], false).unwrap()
+            s.user_event(now, "tick", &(k as u16).to_be_bytes(), false)
+                .unwrap()
         });
     }
     sim.run_for(Duration::from_secs(30));
@@ -163,10 +164,19 @@ fn duplicate_and_old_events_are_dropped() {
             user_events(&sim, i, "ancient").is_empty(),
             "node {i} took an old event; seed {seed}"
         );
+        // A burst of 600 from one node outruns the 512-slot buffer at the receivers (Serf
+        // drops what falls behind it as old); none may arrive twice.
+        let ticks = user_events(&sim, i, "tick");
+        let unique: HashSet<&Vec<u8>> = ticks.iter().collect();
         assert_eq!(
-            user_events(&sim, i, "tick").len(),
-            600,
-            "node {i}; seed {seed}"
+            unique.len(),
+            ticks.len(),
+            "node {i} saw a tick twice; seed {seed}"
+        );
+        assert!(
+            ticks.len() >= 512,
+            "node {i} saw only {} ticks; seed {seed}",
+            ticks.len()
         );
     }
 }
