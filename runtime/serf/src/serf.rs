@@ -4,6 +4,7 @@
 //! reports member events, user events, queries and query results.
 
 use crate::clock::{LamportClock, LamportTime};
+use crate::coordinate::{self, Client as CoordinateClient, Coordinate, CoordinateConfig};
 use crate::error::{Error, Result};
 use crate::event::{
     Event, Member, MemberEvent, MemberEventKind, MemberStatus, QueryEvent, QueryId, UserEvent,
@@ -204,6 +205,10 @@ pub struct Serf {
     next_reconnect: Instant,
     state_dirty: bool,
     events: VecDeque<Event>,
+    /// Our Vivaldi client (None with `disable_coordinates`) and the last coordinate each peer
+    /// sent us in a ping ack (Serf's coordinate cache).
+    coord_client: Option<CoordinateClient>,
+    coord_cache: HashMap<String, Coordinate>,
 }
 
 impl Serf {
@@ -249,8 +254,16 @@ impl Serf {
             next_reconnect: now + config.reconnect_interval,
             state_dirty: true,
             events: VecDeque::new(),
+            coord_client: None,
+            coord_cache: HashMap::new(),
             config,
         };
+        if !serf.config.disable_coordinates {
+            let client = CoordinateClient::new(CoordinateConfig::default(), serf.rng.gen())?;
+            serf.swim
+                .set_ack_payload(coordinate::encode_ping_payload(client.coordinate()));
+            serf.coord_client = Some(client);
+        }
         // Serf increments every clock once at start so that 0 is never a valid time.
         serf.clock.increment();
         serf.event_clock.increment();
@@ -297,6 +310,25 @@ impl Serf {
         let mut v: Vec<Member> = self.members.values().map(|m| m.member.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Our network coordinate (None when coordinates are disabled).
+    pub fn coordinate(&self) -> Option<&Coordinate> {
+        self.coord_client.as_ref().map(|c| c.coordinate())
+    }
+
+    /// The last coordinate `node` sent us; our own for our name.
+    pub fn cached_coordinate(&self, node: &str) -> Option<&Coordinate> {
+        if node == self.name() {
+            return self.coordinate();
+        }
+        self.coord_cache.get(node)
+    }
+
+    /// Estimated round-trip time between two members from their coordinates (`serf rtt`).
+    pub fn estimated_rtt(&self, a: &str, b: &str) -> Option<Duration> {
+        let (ca, cb) = (self.cached_coordinate(a)?, self.cached_coordinate(b)?);
+        ca.is_compatible_with(cb).then(|| ca.distance_to(cb))
     }
 
     /// How many members have `status` (without copying the member list).
@@ -689,7 +721,9 @@ impl Serf {
                 SwimEvent::RemoteState { join, state } => {
                     self.merge_remote_state(now, &state, join)
                 }
-                SwimEvent::PingComplete { .. } => {}
+                SwimEvent::PingComplete { node, rtt, payload } => {
+                    self.handle_ping_complete(&node, rtt, &payload)
+                }
                 SwimEvent::JoinFinished { id, joined, errors } => {
                     if let Some(ignore) = self.joins.remove(&id) {
                         if ignore {
@@ -718,6 +752,34 @@ impl Serf {
                         self.advance_leave(now, true);
                     }
                 }
+            }
+        }
+    }
+
+    /// Serf's ping delegate: a peer's ack carried its coordinate; update ours from the RTT.
+    fn handle_ping_complete(&mut self, node: &str, rtt: Duration, payload: &[u8]) {
+        let Some(client) = self.coord_client.as_mut() else {
+            return;
+        };
+        if payload.is_empty() {
+            // A peer with coordinates disabled.
+            return;
+        }
+        let other = match coordinate::decode_ping_payload(payload) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(node = %self.config.memberlist.name, peer = node, error = %e, "serf: bad coordinate in ping ack");
+                return;
+            }
+        };
+        match client.update(node, &other, rtt) {
+            Ok(mine) => {
+                self.swim
+                    .set_ack_payload(coordinate::encode_ping_payload(&mine));
+                self.coord_cache.insert(node.to_owned(), other);
+            }
+            Err(e) => {
+                debug!(node = %self.config.memberlist.name, peer = node, error = %e, "serf: rejected coordinate");
             }
         }
     }
@@ -911,8 +973,16 @@ impl Serf {
         rebroadcast
     }
 
+    fn forget_coordinate(&mut self, node: &str) {
+        self.coord_cache.remove(node);
+        if let Some(c) = self.coord_client.as_mut() {
+            c.forget_node(node);
+        }
+    }
+
     fn prune(&mut self, node: &str) {
         if let Some(ms) = self.members.remove(node) {
+            self.forget_coordinate(node);
             info!(node = %self.name(), peer = %node, "serf: EventMemberReap (forced)");
             self.state_dirty = true;
             self.emit_member(MemberEventKind::Reap, ms.member);
@@ -1435,6 +1505,7 @@ impl Serf {
         reaped.sort();
         for name in reaped {
             if let Some(ms) = self.members.remove(&name) {
+                self.forget_coordinate(&name);
                 info!(node = %self.name(), peer = %name, "serf: EventMemberReap");
                 self.emit_member(MemberEventKind::Reap, ms.member);
                 self.state_dirty = true;

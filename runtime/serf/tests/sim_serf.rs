@@ -334,3 +334,50 @@ fn graceful_leave_is_left_and_crash_is_failed() {
         );
     }
 }
+
+#[test]
+fn coordinates_from_ping_acks_estimate_the_simulated_latency() {
+    let seed = seed(16);
+    let n = 20;
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    // Nodes on a line 0..=95 ms apart (one way 1 ms + 5 ms per index step), no jitter.
+    let one_way = |a: usize, b: usize| Duration::from_micros(500 + 2500 * a.abs_diff(b) as u64);
+    sim.latency_fn = Some(Box::new(one_way));
+    sim.jitter = Duration::ZERO;
+    for i in 0..n {
+        add(&mut sim, i, BTreeMap::new());
+        if i > 0 {
+            let addr = sim.nodes[0].addr;
+            sim.with_node(i, |s, now| s.join(now, &[addr], true).unwrap());
+        }
+    }
+    sim.run_for(Duration::from_secs(300));
+    let mut errors = Vec::new();
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            let (a, b) = (
+                sim.nodes[i].swim.as_ref().unwrap(),
+                sim.nodes[j].swim.as_ref().unwrap(),
+            );
+            let est = a.coordinate().unwrap().distance_to(b.coordinate().unwrap());
+            let truth = one_way(i, j) * 2;
+            errors.push((est.as_secs_f64() - truth.as_secs_f64()).abs() / truth.as_secs_f64());
+        }
+    }
+    errors.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = errors[errors.len() / 2];
+    let p90 = errors[errors.len() * 9 / 10];
+    eprintln!(
+        "Vivaldi over ping acks, {n} nodes, 300 s: median relative error {median:.3}, p90 {p90:.3}"
+    );
+    assert!(median < 0.15, "median relative error {median}; seed {seed}");
+    // Every node's estimate of another member is available the way `serf rtt` reads it.
+    let s0 = sim.nodes[0].swim.as_ref().unwrap();
+    assert!(
+        s0.estimated_rtt(&name(0), &name(5)).is_some(),
+        "seed {seed}"
+    );
+}
