@@ -47,6 +47,9 @@ pub enum Error {
     /// A key operation failed.
     #[error("key operation failed: {0}")]
     Key(String),
+    /// A network coordinate, ping payload or RTT sample the Vivaldi client refused.
+    #[error("coordinate refused: {0}")]
+    Coordinate(String),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -7,10 +7,13 @@
 
 pub mod clock;
 pub mod coalesce;
+pub mod coordinate;
 pub mod error;
+pub mod event;
 pub mod messages;
+pub mod serf;
 pub mod snapshot;
 
+pub use crate::serf::{QueryParams, Serf, SerfConfig, State};
 pub use clock::{LamportClock, LamportTime};
 pub use error::{Error, Result};
-pub mod event;

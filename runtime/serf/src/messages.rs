@@ -17,6 +17,7 @@ mod fuzzing;
 #[cfg(test)]
 mod tests;
 
+pub use codec::MAX_CONTAINER_ITEMS;
 pub use fuzzing::fuzz_message;
 
 use crate::clock::LamportTime;
@@ -135,6 +136,10 @@ pub enum Filter {
     /// A filter that did not decode (unknown filter type, bad body, empty), kept verbatim.
     /// Go still decodes and relays such a query but never processes it
     /// (`shouldProcessQuery` returns false), so this filter matches no node.
+    ///
+    /// An *empty* filter is worse: Go's `shouldProcessQuery` reads `filter[0]` and panics,
+    /// killing the agent (verified against the real serf with one unauthenticated UDP
+    /// packet). Never send or rebroadcast a query holding one to Go nodes.
     Undecodable(Vec<u8>),
 }
 

@@ -414,6 +414,8 @@ impl Snapshotter {
             Event::Member(e) => self.handle_member_event(e),
             Event::User(e) => self.handle_user_event(e),
             Event::Query(q) => self.handle_query(q),
+            // Results of our own queries, joins and leaves leave no trace in the snapshot.
+            _ => {}
         }
     }
 

@@ -75,14 +75,20 @@ impl BroadcastQueue {
         let mut out = Vec::new();
         let mut used = 0usize;
         let mut picked: Vec<Key> = Vec::new();
+        // A long queue of messages that no longer fit would make every packet scan all of
+        // it; after this many misses in a row the packet counts as full.
+        const MAX_MISSES: usize = 32;
+        let mut misses = 0;
         for (key, item) in &self.items {
             // Every message costs at least `overhead + 1`; stop scanning when nothing can fit.
-            if used + overhead >= limit {
+            if used + overhead >= limit || misses >= MAX_MISSES {
                 break;
             }
             if used + overhead + item.msg.len() > limit {
+                misses += 1;
                 continue;
             }
+            misses = 0;
             used += overhead + item.msg.len();
             picked.push(*key);
         }

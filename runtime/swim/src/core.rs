@@ -344,6 +344,12 @@ impl Swim {
             .count()
     }
 
+    /// True when the next `handle_timeout(now)` starts a periodic push/pull (so a layer above
+    /// knows to refresh its user state first, instead of re-encoding it on every tick).
+    pub fn push_pull_due(&self, now: Instant) -> bool {
+        now >= self.next_push_pull
+    }
+
     /// memberlist's health score (0 = healthy, up to `awareness_max_multiplier - 1`).
     pub fn health_score(&self) -> u32 {
         self.awareness

@@ -29,6 +29,11 @@ const U16: u64 = u16::MAX as u64;
 const U32: u64 = u32::MAX as u64;
 const U64: u64 = u64::MAX;
 
+/// The most elements one array or map may announce (memberlist's `maxPushStateNodes`).
+/// Go has no limit besides the 20 MiB stream cap, but a one-byte nil slot costs us tens of
+/// bytes of memory; this keeps a hostile push/pull's footprint bounded.
+pub const MAX_CONTAINER_ITEMS: usize = 1 << 20;
+
 pub(super) fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::default();
     w.buf.push(msg.message_type() as u8);
@@ -52,7 +57,9 @@ pub(super) fn encode(msg: &Message) -> Vec<u8> {
         Message::KeyRequest(key) => {
             w.map_len(1);
             w.str("Key");
-            w.bytes(key);
+            // Go fills `Key` from base64.DecodeString, which never returns nil: the list
+            // query's empty key is an empty raw (0xa0), not nil.
+            w.raw(key);
         }
         Message::KeyResponse(k) => write_key_response(&mut w, k),
     }
@@ -149,6 +156,13 @@ fn container_len(r: &mut Reader<'_>, field: &'static str, map: bool) -> WResult<
             )))
         }
     };
+    if n > MAX_CONTAINER_ITEMS {
+        return Err(WireError::TooLarge {
+            what: field,
+            len: n,
+            limit: MAX_CONTAINER_ITEMS,
+        });
+    }
     r.advance(used);
     Ok(n)
 }
@@ -604,11 +618,12 @@ pub(super) fn encode_relay(dest: SocketAddr, dest_name: &str, inner: &[u8]) -> V
     w.into_inner()
 }
 
-/// The bytes Go holds in a `net.IP` for this address: serf copies the query's `Addr`, which
-/// memberlist took from `net.ParseIP`, so IPv4 is in its 16-byte v4-in-v6 form.
+/// The bytes Go holds in a `net.IP` for this address. serf copies the query's `Addr`, which
+/// is memberlist's advertise address in its 4-byte form for IPv4 (the real serf relays acks
+/// to 127.0.0.1 as `IP: a4 7f 00 00 01`).
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets().to_vec(),
+        IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }

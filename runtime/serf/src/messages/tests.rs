@@ -324,8 +324,7 @@ fn golden_relay() {
         &fs("DestAddr"),
         &[0x83],
         &fs("IP"),
-        &[0xb0],
-        &V4_MAPPED_127_0_0_1,
+        &[0xa4, 127, 0, 0, 1],
         &fs("Port"),
         &[0xcd, 0x1f, 0x0a],
         &fs("Zone"),
@@ -343,7 +342,21 @@ fn golden_relay() {
     assert_eq!(encode(&m), want);
     assert_eq!(decode(&want), Ok(m));
 
-    // A 4-byte IP, a zone, and IPv6.
+    // A 16-byte v4-mapped IP reads as IPv4 (Go prints it so); a zone; IPv6.
+    let mapped = cat(&[
+        &[9, 0x81],
+        &fs("DestAddr"),
+        &[0x82],
+        &fs("IP"),
+        &[0xb0],
+        &V4_MAPPED_127_0_0_1,
+        &fs("Port"),
+        &[0x05],
+    ]);
+    let Ok(Message::Relay { dest, .. }) = decode(&mapped) else {
+        panic!("v4-mapped relay did not decode")
+    };
+    assert_eq!(dest, "127.0.0.1:5".parse::<SocketAddr>().unwrap());
     let alt = cat(&[
         &[9, 0x82],
         &fs("DestName"),
@@ -398,6 +411,11 @@ fn golden_key_payloads() {
     let want = cat(&[&[7, 0x81], &fs("Key"), &[0xb0], &key]);
     assert_eq!(encode_key_request(&key), want);
     assert_eq!(decode_key_request(&want), Ok(key.to_vec()));
+    // The list query sends an empty, non-nil key.
+    let list = cat(&[&[7, 0x81], &fs("Key"), &[0xa0]]);
+    assert_eq!(encode_key_request(&[]), list);
+    assert_eq!(decode_key_request(&list), Ok(vec![]));
+    assert_eq!(decode_key_request(&[7, 0xc0]), Ok(vec![]));
 
     let resp = KeyResponse {
         result: true,
@@ -639,13 +657,10 @@ fn rejects_bad_input() {
     assert!(decode(&[1, 0x05]).is_err());
     // Huge declared containers with nothing behind them: truncated, not allocated.
     for body in [
-        cat(&[&[2, 0x81], &fs("Events"), &[0xdd, 0xff, 0xff, 0xff, 0xff]]),
-        cat(&[
-            &[2, 0x81],
-            &fs("StatusLTimes"),
-            &[0xdf, 0xff, 0xff, 0xff, 0xff],
-        ]),
-        cat(&[&[4, 0x81], &fs("Filters"), &[0xdd, 0xff, 0xff, 0xff, 0xff]]),
+        // (1 << 20 elements: the most we accept.)
+        cat(&[&[2, 0x81], &fs("Events"), &[0xdd, 0, 0x10, 0, 0]]),
+        cat(&[&[2, 0x81], &fs("StatusLTimes"), &[0xdf, 0, 0x10, 0, 0]]),
+        cat(&[&[4, 0x81], &fs("Filters"), &[0xdd, 0, 0x10, 0, 0]]),
         vec![1, 0xdf, 0xff, 0xff, 0xff, 0xff],
         cat(&[&[1, 0x81], &fs("Node"), &[0xdb, 0xff, 0xff, 0xff, 0xff]]),
     ] {
@@ -658,6 +673,14 @@ fn rejects_bad_input() {
             decode(&body)
         );
     }
+    // More elements than we accept, even with the bytes present.
+    let mut many = cat(&[&[2, 0x81], &fs("Events"), &[0xdd]]);
+    many.extend_from_slice(&(MAX_CONTAINER_ITEMS as u32 + 1).to_be_bytes());
+    many.resize(many.len() + MAX_CONTAINER_ITEMS + 1, 0xc0);
+    assert!(matches!(
+        decode(&many),
+        Err(Error::Swim(hearsay_swim::Error::TooLarge { .. }))
+    ));
     // Deep nesting in an unknown field is bounded.
     let mut deep = cat(&[&[1, 0x81], &fs("X")]);
     deep.extend(std::iter::repeat_n(0x91, 10_000));

@@ -8,7 +8,8 @@
 //!
 //! Reading accepts every integer form for any integer field (range-checked), str8/16/32,
 //! fixstr and bin8/16/32 for both string and byte fields, an array of small integers for a
-//! byte field (go-msgpack decodes `[]uint8` from an array too), nil as the zero value, and
+//! byte field (go-msgpack decodes `[]uint8` from an array too), float32, float64 or any
+//! integer for a float field (as `decodeFloat` does), nil as the zero value, and
 //! structs given either as maps (keys matched exactly, as `indexForEncName` does; unknown keys
 //! skipped) or as arrays (fields by declaration order). Every length is checked against the
 //! bytes present before anything is allocated.
@@ -123,6 +124,17 @@ impl Writer {
         self.buf.extend_from_slice(b);
     }
 
+    /// A Go `float64` (`encodeFloat64`): always the 8-byte `0xcb` form.
+    pub fn float64(&mut self, v: f64) {
+        self.buf.push(0xcb);
+        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+    }
+
+    /// An array header for `n` elements (fixarray, `0xdc`, `0xdd`), as for a Go slice.
+    pub fn array_len(&mut self, n: usize) {
+        self.container_len(n, 0x90, 16, 0xdc, 0xdd);
+    }
+
     /// A Go `[]byte` field that is not `omitempty`. An empty slice is written as nil because
     /// that is what Go sends for the usual empty value (a nil slice: no ack payload, no
     /// metadata); go-msgpack decodes nil and an empty raw the same way.
@@ -142,8 +154,8 @@ enum Head {
     Bool(bool),
     Uint(u64),
     Int(i64),
-    /// A float (32- or 64-bit) that fields never accept; only skipped.
-    Float,
+    /// A float (32- or 64-bit), widened to `f64` and kept as its bits so `Head` stays `Eq`.
+    Float(u64),
     /// A str or bin of this many bytes.
     Raw(usize),
     Array(usize),
@@ -223,14 +235,8 @@ impl<'a> Reader<'a> {
             0xc7 => Head::Ext(self.be(1, W)? as usize + 1),
             0xc8 => Head::Ext(self.be(2, W)? as usize + 1),
             0xc9 => Head::Ext(self.be(4, W)? as usize + 1),
-            0xca => {
-                self.take(4, W)?;
-                Head::Float
-            }
-            0xcb => {
-                self.take(8, W)?;
-                Head::Float
-            }
+            0xca => Head::Float(f64::from(f32::from_bits(self.be(4, W)? as u32)).to_bits()),
+            0xcb => Head::Float(self.be(8, W)?),
             0xcc => Head::Uint(self.be(1, W)?),
             0xcd => Head::Uint(self.be(2, W)?),
             0xce => Head::Uint(self.be(4, W)?),
@@ -270,7 +276,7 @@ impl<'a> Reader<'a> {
                 }
                 Head::Array(n) => self.open(&mut pending, n)?,
                 Head::Map(n) => self.open(&mut pending, n.saturating_mul(2))?,
-                Head::Nil | Head::Bool(_) | Head::Uint(_) | Head::Int(_) | Head::Float => {}
+                Head::Nil | Head::Bool(_) | Head::Uint(_) | Head::Int(_) | Head::Float(_) => {}
             }
         }
         Ok(())
@@ -344,6 +350,29 @@ impl<'a> Reader<'a> {
                 Error::Msgpack(format!("field {field}: value {v} overflows a Go int"))
             }),
             other => Err(unexpected(field, "integer", other)),
+        }
+    }
+
+    /// A `float64` field (go-msgpack's `decodeFloat`): float32, float64 or any integer
+    /// form; nil is 0.
+    pub fn float_field(&mut self, field: &'static str) -> Result<f64> {
+        match self.head()? {
+            Head::Nil => Ok(0.0),
+            Head::Float(bits) => Ok(f64::from_bits(bits)),
+            Head::Uint(v) => Ok(v as f64),
+            Head::Int(v) => Ok(v as f64),
+            other => Err(unexpected(field, "float", other)),
+        }
+    }
+
+    /// The element count of an array field (a Go slice other than `[]byte`); nil is an
+    /// empty array. The count is not checked against the bytes present: callers bound it
+    /// and read elements one by one.
+    pub fn array_len(&mut self, field: &'static str) -> Result<usize> {
+        match self.head()? {
+            Head::Nil => Ok(0),
+            Head::Array(n) => Ok(n),
+            other => Err(unexpected(field, "array", other)),
         }
     }
 
@@ -519,6 +548,31 @@ mod tests {
             Ok(vec![1, 255])
         );
         assert!(Reader::new(&[0xa2, 0xff, 0xfe]).string("s").is_err());
+    }
+
+    #[test]
+    fn floats_write_as_double_and_read_from_every_numeric_form() {
+        assert_eq!(
+            written(|w| w.float64(1.5)),
+            [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(written(|w| w.array_len(8)), [0x98]);
+        assert_eq!(written(|w| w.array_len(16)), [0xdc, 0x00, 0x10]);
+        let forms: &[(&[u8], f64)] = &[
+            (&[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], 1.5),
+            (&[0xca, 0x3f, 0xc0, 0, 0], 1.5),
+            (&[0x07], 7.0),
+            (&[0xd0, 0xf9], -7.0),
+            (&[0xc0], 0.0),
+        ];
+        for (f, want) in forms {
+            assert_eq!(Reader::new(f).float_field("x"), Ok(*want), "{f:x?}");
+        }
+        assert!(Reader::new(&[0xa1, b'x']).float_field("x").is_err());
+        assert!(Reader::new(&[0xcb, 0, 0]).float_field("x").is_err());
+        assert_eq!(Reader::new(&[0x93]).array_len("v"), Ok(3));
+        assert_eq!(Reader::new(&[0xc0]).array_len("v"), Ok(0));
+        assert!(Reader::new(&[0x81]).array_len("v").is_err());
     }
 
     #[test]
