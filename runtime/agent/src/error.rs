@@ -17,6 +17,9 @@ pub enum Error {
     /// A join contacted no node successfully; lists every address tried with its error.
     #[error("join failed: {}", describe_join_errors(.errors))]
     JoinFailed { errors: Vec<(SocketAddr, String)> },
+    /// The snapshot file could not be read, written or compacted (the message names the file).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// A graceful leave did not finish within the time Serf's own timeouts allow.
     #[error("leave did not finish within {0:?}")]
     LeaveTimeout(Duration),

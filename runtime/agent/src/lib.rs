@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod serf_agent;
+pub mod snapshot;
 
 pub use error::{Error, Result};
 pub use serf_agent::{AgentOptions, QueryResult, QueryResults, SerfAgent};

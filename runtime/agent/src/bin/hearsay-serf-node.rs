@@ -13,7 +13,9 @@
 //! `-tag k=v` (repeatable, or `k=v,k=v`), `-profile lan|wan|local`, `-event-log PATH`,
 //! `-respond NAME=TEXT` (answer queries named NAME with TEXT; repeatable),
 //! `-fire-event NAME[=PAYLOAD]` and `-query NAME[=PAYLOAD]` (after the join; repeatable),
-//! `-query-timeout SECS`, `-query-ack`.
+//! `-query-timeout SECS`, `-query-ack`, `-snapshot PATH` (Serf's snapshot file: on start the
+//! node restores its clocks from it, so events it already delivered are not delivered again,
+//! and rejoins the nodes it knew, printing `REJOINED n`).
 //!
 //! Output on stdout: `READY name addr` once listening, `JOINED n` after the start-up join,
 //! `EVENT <line>` per delivered event (the line also goes to `-event-log`):
@@ -24,7 +26,7 @@
 //! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
 
 use anyhow::{bail, Context};
-use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{snapshot, AgentOptions, QueryResult, SerfAgent};
 use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, MemberEvent};
@@ -54,12 +56,13 @@ struct Args {
     queries: Vec<(String, String)>,
     query_timeout: Option<Duration>,
     query_ack: bool,
+    snapshot: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: hearsay-serf-node [-name=NAME] [-bind=IP:PORT] [-advertise=IP:PORT] \
 [-join=ADDR]... [-replay] [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... \
 [-profile=lan|wan|local] [-event-log=PATH] [-respond NAME=TEXT]... [-fire-event NAME=PAYLOAD]... \
-[-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack]";
+[-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack] [-snapshot=PATH]";
 
 /// Flags that take no value.
 const BOOL_FLAGS: &[&str] = &["h", "help", "replay", "query-ack"];
@@ -81,6 +84,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         queries: Vec::new(),
         query_timeout: None,
         query_ack: false,
+        snapshot: None,
     };
     for flag in Flags::new(raw, BOOL_FLAGS) {
         let flag = flag.with_context(|| USAGE)?;
@@ -107,6 +111,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             "query" => args.queries.push(name_and_payload(&flag.value)),
             "query-timeout" => args.query_timeout = Some(flag.secs()?),
             "query-ack" => args.query_ack = flag.bool()?,
+            "snapshot" => args.snapshot = Some(flag.value.into()),
             other => bail!("unknown flag -{other}\n{USAGE}"),
         }
     }
@@ -238,6 +243,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut events = agent.subscribe();
     let me = agent.local_member().await?;
     println!("READY {} {}", me.name, me.addr);
+
+    if let Some(path) = &args.snapshot {
+        let (file, replay) = snapshot::SnapshotFile::open(path, false)?;
+        if !replay.left {
+            let n = snapshot::restore(&agent, &replay).await?;
+            if n > 0 {
+                println!("REJOINED {n}");
+            }
+        }
+        snapshot::spawn(agent.clone(), file);
+    }
 
     if !args.join.is_empty() {
         let mut addrs = Vec::new();
