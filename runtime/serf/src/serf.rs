@@ -4,6 +4,7 @@
 //! reports member events, user events, queries and query results.
 
 use crate::clock::{LamportClock, LamportTime};
+use crate::coalesce::{coalescing_enabled, MemberCoalescer, UserCoalescer};
 use crate::coordinate::{self, Client as CoordinateClient, Coordinate, CoordinateConfig};
 use crate::error::{Error, Result};
 use crate::event::{
@@ -55,6 +56,13 @@ pub struct SerfConfig {
     pub query_size_limit: usize,
     pub user_event_size_limit: usize,
     pub disable_coordinates: bool,
+    /// Member events are merged per node over this period (zero with `quiescent_period`
+    /// zero = off, the library default; the agent uses 3 s / 1 s).
+    pub coalesce_period: Duration,
+    pub quiescent_period: Duration,
+    /// User events flagged coalesce keep only the newest per name over this period.
+    pub user_coalesce_period: Duration,
+    pub user_quiescent_period: Duration,
 }
 
 impl SerfConfig {
@@ -78,6 +86,10 @@ impl SerfConfig {
             query_size_limit: 1024,
             user_event_size_limit: 512,
             disable_coordinates: false,
+            coalesce_period: Duration::ZERO,
+            quiescent_period: Duration::ZERO,
+            user_coalesce_period: Duration::ZERO,
+            user_quiescent_period: Duration::ZERO,
         }
     }
 
@@ -209,6 +221,10 @@ pub struct Serf {
     /// sent us in a ping ack (Serf's coordinate cache).
     coord_client: Option<CoordinateClient>,
     coord_cache: HashMap<String, Coordinate>,
+    member_coalescer: Option<MemberCoalescer>,
+    user_coalescer: Option<UserCoalescer>,
+    /// Events ready for `poll_event` (after coalescing).
+    out: VecDeque<Event>,
 }
 
 impl Serf {
@@ -256,6 +272,14 @@ impl Serf {
             events: VecDeque::new(),
             coord_client: None,
             coord_cache: HashMap::new(),
+            member_coalescer: coalescing_enabled(config.coalesce_period, config.quiescent_period)
+                .then(|| MemberCoalescer::new(config.coalesce_period, config.quiescent_period)),
+            user_coalescer: coalescing_enabled(
+                config.user_coalesce_period,
+                config.user_quiescent_period,
+            )
+            .then(|| UserCoalescer::new(config.user_coalesce_period, config.user_quiescent_period)),
+            out: VecDeque::new(),
             config,
         };
         if !serf.config.disable_coordinates {
@@ -599,7 +623,7 @@ impl Serf {
 
     /// The next Serf event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.pop_front()
     }
 
     /// When [`Serf::handle_timeout`] should run next.
@@ -613,6 +637,17 @@ impl Serf {
         }
         for q in self.incoming.values() {
             t = t.min(q.deadline);
+        }
+        for c in [
+            self.member_coalescer
+                .as_ref()
+                .and_then(|c| c.poll_timeout()),
+            self.user_coalescer.as_ref().and_then(|c| c.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t = t.min(c);
         }
         match self.leave {
             Some(LeavePhase::Intent { until, .. })
@@ -708,6 +743,34 @@ impl Serf {
             .set_user_state(messages::encode(&Message::PushPull(pp)));
     }
 
+    /// Moves events to `out`, through the coalescers when coalescing is on; flushes what the
+    /// coalescers hold once their periods are over.
+    fn route(&mut self, now: Instant) {
+        if let Some(c) = self.member_coalescer.as_mut() {
+            self.out
+                .extend(c.handle_timeout(now).into_iter().map(Event::Member));
+        }
+        if let Some(c) = self.user_coalescer.as_mut() {
+            self.out
+                .extend(c.handle_timeout(now).into_iter().map(Event::User));
+        }
+        while let Some(ev) = self.events.pop_front() {
+            match (
+                ev,
+                self.member_coalescer.as_mut(),
+                self.user_coalescer.as_mut(),
+            ) {
+                (Event::Member(m), Some(c), _) => c.handle_event(now, m),
+                (Event::User(u), _, Some(c)) => {
+                    if let Some(passed) = c.handle_event(now, u) {
+                        self.out.push_back(Event::User(passed));
+                    }
+                }
+                (ev, _, _) => self.out.push_back(ev),
+            }
+        }
+    }
+
     /// Moves everything the membership core produced through the Serf layer.
     fn pump(&mut self, now: Instant) {
         while let Some(ev) = self.swim.poll_event() {
@@ -754,6 +817,7 @@ impl Serf {
                 }
             }
         }
+        self.route(now);
     }
 
     /// Serf's ping delegate: a peer's ack carried its coordinate; update ours from the RTT.

@@ -381,3 +381,65 @@ fn coordinates_from_ping_acks_estimate_the_simulated_latency() {
         "seed {seed}"
     );
 }
+
+#[test]
+fn coalescing_merges_member_events_and_keeps_the_newest_user_event() {
+    let seed = seed(17);
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    let coalescing = |i: usize, sim: &mut Sim<Serf>| {
+        sim.add_core(|addr, seed, now| {
+            let mut cfg = SerfConfig::new(Config::lan(name(i), addr));
+            cfg.coalesce_period = Duration::from_secs(3);
+            cfg.quiescent_period = Duration::from_secs(1);
+            cfg.user_coalesce_period = Duration::from_secs(3);
+            cfg.user_quiescent_period = Duration::from_secs(1);
+            Serf::new(cfg, None, seed, now).unwrap()
+        })
+    };
+    let observer = coalescing(0, &mut sim);
+    for i in 1..6 {
+        add(&mut sim, i, BTreeMap::new());
+        let addr = sim.nodes[observer].addr;
+        sim.with_node(i, |s, now| s.join(now, &[addr], true).unwrap());
+    }
+    sim.run_for(Duration::from_secs(20));
+    let joins: Vec<usize> = sim.nodes[observer]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Member(m) if m.kind == hearsay_serf::event::MemberEventKind::Join => {
+                Some(m.members.len())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        joins.iter().sum::<usize>(),
+        6,
+        "every member joined once: {joins:?}; seed {seed}"
+    );
+    assert!(
+        joins.iter().any(|&n| n > 1),
+        "joins were not merged: {joins:?}; seed {seed}"
+    );
+    // Three coalescible events of one name in quick succession: only the newest is delivered.
+    for v in ["a", "b", "c"] {
+        sim.with_node(1, |s, now| {
+            s.user_event(now, "cfg", v.as_bytes(), true).unwrap()
+        });
+    }
+    sim.with_node(1, |s, now| s.user_event(now, "plain", b"x", false).unwrap());
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(
+        user_events(&sim, observer, "cfg"),
+        vec![b"c".to_vec()],
+        "seed {seed}"
+    );
+    assert_eq!(
+        user_events(&sim, observer, "plain"),
+        vec![b"x".to_vec()],
+        "seed {seed}"
+    );
+    // A node without coalescing saw all three.
+    assert_eq!(user_events(&sim, 2, "cfg").len(), 3, "seed {seed}");
+}
