@@ -443,3 +443,58 @@ fn coalescing_merges_member_events_and_keeps_the_newest_user_event() {
     // A node without coalescing saw all three.
     assert_eq!(user_events(&sim, 2, "cfg").len(), 3, "seed {seed}");
 }
+
+#[test]
+fn partitioned_halves_reconnect_by_themselves_and_crashed_members_are_reaped() {
+    let seed = seed(18);
+    let n = 6;
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    for i in 0..n {
+        sim.add_core(|addr, seed, now| {
+            let mut cfg = SerfConfig::new(Config::lan(name(i), addr));
+            cfg.reconnect_timeout = Duration::from_secs(120);
+            Serf::new(cfg, None, seed, now).unwrap()
+        });
+        if i > 0 {
+            let addr = sim.nodes[0].addr;
+            sim.with_node(i, |s, now| s.join(now, &[addr], true).unwrap());
+        }
+    }
+    sim.run_for(Duration::from_secs(10));
+    assert!((0..n).all(|i| alive(&sim, i) == n), "seed {seed}");
+    for i in n / 2..n {
+        sim.set_group(i, 1);
+    }
+    let status = |sim: &Sim<Serf>, i: usize, j: usize| {
+        sim.nodes[i].swim.as_ref().and_then(|s| {
+            s.members()
+                .into_iter()
+                .find(|m| m.name == name(j))
+                .map(|m| m.status)
+        })
+    };
+    let ok = sim.run_until_pred(Duration::from_millis(500), Duration::from_secs(120), |s| {
+        (0..n / 2).all(|i| (n / 2..n).all(|j| status(s, i, j) == Some(MemberStatus::Failed)))
+    });
+    assert!(ok, "halves never saw each other fail; seed {seed}");
+    sim.heal();
+    // No join from the test: Serf's reconnect loop finds the failed members again.
+    let ok = sim.run_until_pred(Duration::from_millis(500), Duration::from_secs(180), |s| {
+        (0..n).all(|i| alive(s, i) == n)
+    });
+    assert!(ok, "halves did not reconnect by themselves; seed {seed}");
+
+    // A crash is reaped once the reconnect timeout (120 s here) has passed.
+    sim.crash(5);
+    let ok = sim.run_until_pred(Duration::from_secs(1), Duration::from_secs(300), |s| {
+        (0..5).all(|i| status(s, i, 5).is_none())
+    });
+    assert!(ok, "crashed member was never reaped; seed {seed}");
+    for i in 0..5 {
+        let reaped = sim.nodes[i].events.iter().any(|(_, e)| {
+            matches!(e, Event::Member(m) if m.kind == hearsay_serf::event::MemberEventKind::Reap
+                && m.members.iter().any(|mm| mm.name == name(5)))
+        });
+        assert!(reaped, "node {i} emitted no reap event; seed {seed}");
+    }
+}
