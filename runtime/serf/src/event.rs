@@ -127,6 +127,13 @@ pub enum Event {
         joined: usize,
         errors: Vec<(SocketAddr, String)>,
     },
+    /// Another node claimed our name; the cluster voted (Serf's `_serf_conflict`). When we lost
+    /// (`matching < responses / 2 + 1`), Serf shuts the node down, and so should the agent.
+    NameConflict {
+        won: bool,
+        matching: usize,
+        responses: usize,
+    },
     /// A graceful leave finished (the intent and the memberlist leave went out).
     LeaveComplete,
 }

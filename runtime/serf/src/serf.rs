@@ -225,6 +225,8 @@ pub struct Serf {
     user_coalescer: Option<UserCoalescer>,
     /// Events ready for `poll_event` (after coalescing).
     out: VecDeque<Event>,
+    /// The `_serf_conflict` vote we started: its id, responses, and how many matched us.
+    conflict_vote: Option<(QueryId, usize, usize)>,
 }
 
 impl Serf {
@@ -280,6 +282,7 @@ impl Serf {
             )
             .then(|| UserCoalescer::new(config.user_coalesce_period, config.user_quiescent_period)),
             out: VecDeque::new(),
+            conflict_vote: None,
             config,
         };
         if !serf.config.disable_coordinates {
@@ -784,6 +787,9 @@ impl Serf {
                 SwimEvent::RemoteState { join, state } => {
                     self.merge_remote_state(now, &state, join)
                 }
+                SwimEvent::NameConflict { existing, other } => {
+                    self.handle_name_conflict(now, &existing, other)
+                }
                 SwimEvent::PingComplete { node, rtt, payload } => {
                     self.handle_ping_complete(&node, rtt, &payload)
                 }
@@ -818,6 +824,51 @@ impl Serf {
             }
         }
         self.route(now);
+    }
+
+    /// Serf's `handleNodeConflict`: conflicts about other nodes are only logged; one about us
+    /// starts a `_serf_conflict` vote (unless one is running).
+    fn handle_name_conflict(
+        &mut self,
+        now: Instant,
+        existing: &hearsay_swim::Member,
+        other: SocketAddr,
+    ) {
+        if existing.name != self.config.memberlist.name {
+            warn!(node = %self.name(), peer = %existing.name, ours = %existing.addr, theirs = %other, "serf: name conflict: both addresses claim the node");
+            return;
+        }
+        warn!(node = %self.name(), theirs = %other, "serf: another node claims our name; starting conflict resolution");
+        if self.conflict_vote.is_some() {
+            return;
+        }
+        let name = self.name().to_owned();
+        let query = format!("{INTERNAL_QUERY_PREFIX}conflict");
+        match self.query(now, &query, name.as_bytes(), QueryParams::default()) {
+            Ok(id) => self.conflict_vote = Some((id, 0, 0)),
+            Err(e) => {
+                warn!(node = %self.name(), error = %e, "serf: failed to start conflict resolution")
+            }
+        }
+    }
+
+    /// Counts one `_serf_conflict` answer: does the responder know our name at our address?
+    fn count_conflict_vote(&mut self, payload: &[u8]) {
+        let local = self.swim.local().addr;
+        let Some((_, responses, matching)) = self.conflict_vote.as_mut() else {
+            return;
+        };
+        match messages::decode_conflict_response(payload) {
+            Ok(member) => {
+                *responses += 1;
+                if member.is_some_and(|m| socket_addr(&m.addr, m.port) == Some(local)) {
+                    *matching += 1;
+                }
+            }
+            Err(e) => {
+                warn!(node = %self.config.memberlist.name, error = %e, "serf: invalid conflict query response")
+            }
+        }
     }
 
     /// Serf's ping delegate: a peer's ack carried its coordinate; update ours from the RTT.
@@ -1454,6 +1505,10 @@ impl Serf {
                 });
             }
         } else if q.responses.insert(r.from.clone()) {
+            if self.conflict_vote.is_some_and(|(id, _, _)| id == query) {
+                self.count_conflict_vote(&r.payload);
+                return;
+            }
             self.events.push_back(Event::QueryResponse {
                 query,
                 from: r.from,
@@ -1482,9 +1537,24 @@ impl Serf {
         done.sort_unstable();
         for (ltime, id) in done {
             self.outgoing.remove(&ltime);
-            self.events.push_back(Event::QueryDone {
-                query: QueryId { ltime, id },
-            });
+            let query = QueryId { ltime, id };
+            match self.conflict_vote {
+                Some((vote, responses, matching)) if vote == query => {
+                    self.conflict_vote = None;
+                    let won = matching > responses / 2;
+                    if won {
+                        info!(node = %self.name(), matching, responses, "serf: majority in name conflict resolution");
+                    } else {
+                        warn!(node = %self.name(), matching, responses, "serf: minority in name conflict resolution, quitting");
+                    }
+                    self.events.push_back(Event::NameConflict {
+                        won,
+                        matching,
+                        responses,
+                    });
+                }
+                _ => self.events.push_back(Event::QueryDone { query }),
+            }
         }
         self.incoming.retain(|_, q| q.deadline > now);
     }

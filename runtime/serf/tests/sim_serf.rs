@@ -498,3 +498,32 @@ fn partitioned_halves_reconnect_by_themselves_and_crashed_members_are_reaped() {
         assert!(reaped, "node {i} emitted no reap event; seed {seed}");
     }
 }
+
+#[test]
+fn name_conflict_is_resolved_by_a_vote_the_newcomer_loses() {
+    let seed = seed(19);
+    let n = 5;
+    let mut sim = cluster(seed, n, |_| BTreeMap::new());
+    // A second node claims node-2's name from another address.
+    let impostor = sim.add_core(|addr, seed, now| {
+        Serf::new(SerfConfig::new(Config::lan(name(2), addr)), None, seed, now).unwrap()
+    });
+    let addr = sim.nodes[0].addr;
+    sim.with_node(impostor, |s, now| s.join(now, &[addr], true).unwrap());
+    sim.run_for(Duration::from_secs(30));
+    let verdict = |i: usize| {
+        sim.nodes[i].events.iter().find_map(|(_, e)| match e {
+            Event::NameConflict {
+                won,
+                matching,
+                responses,
+            } => Some((*won, *matching, *responses)),
+            _ => None,
+        })
+    };
+    let (won, matching, responses) = verdict(impostor).expect("the impostor held a vote");
+    assert!(!won, "impostor won {matching}/{responses}; seed {seed}");
+    if let Some((won, matching, responses)) = verdict(2) {
+        assert!(won, "the original lost {matching}/{responses}; seed {seed}");
+    }
+}

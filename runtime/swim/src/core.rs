@@ -120,6 +120,9 @@ pub enum Event {
     MemberFailed(Member),
     /// An opaque user message (Serf's messages) arrived by gossip or stream.
     UserMessage(Vec<u8>),
+    /// Another node claims the name of `existing` from address `other` (memberlist's
+    /// `NotifyConflict`); Serf resolves conflicts about its own name by a vote.
+    NameConflict { existing: Member, other: SocketAddr },
     /// A broadcast queued with [`Swim::queue_user_broadcast_notify`] is done.
     UserBroadcastDone(NotifyId),
     /// The opaque user state from a push/pull exchange.
@@ -1309,6 +1312,12 @@ impl Swim {
                     updates_node = true;
                 } else {
                     warn!(node = %self.config.name, peer = %a.node, mine = %e.member.addr, theirs = %addr, "memberlist: conflicting address for node");
+                    // memberlist's ConflictDelegate: the layer above may resolve it.
+                    let existing = e.member.clone();
+                    self.events.push_back(Event::NameConflict {
+                        existing,
+                        other: addr,
+                    });
                     return;
                 }
             }

@@ -299,6 +299,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     if let Some(line) = event_line(&ev) {
                         log.record(&line)?;
                     }
+                    if let Event::NameConflict { won: false, matching, responses } = &ev {
+                        agent.shutdown().await;
+                        bail!(
+                            "another node uses the name {:?} and the cluster voted for it \
+                             ({matching} of {responses} members know us at our address); \
+                             start this node with a unique -name",
+                            agent.name()
+                        );
+                    }
                     if let Event::Query(q) = &ev {
                         if let Some(text) = args.respond.get(&q.name) {
                             if let Err(e) = agent.respond(q.ltime, q.id, text.as_bytes()).await {
