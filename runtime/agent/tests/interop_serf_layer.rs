@@ -119,37 +119,57 @@ fn wait_all_alive(serf: &Serf, names: &[&str]) {
     }
 }
 
+/// How long the exactly-once test lets the cluster run after delivery: longer than the
+/// `local` profile's push/pull interval (15 s), so every node has exchanged state (events
+/// included) with a peer at least once meanwhile.
+const SETTLE_PUSH_PULL: Duration = Duration::from_secs(16);
+
 /// Three events fired with `serf event` reach each of three hearsay nodes exactly once, and
-/// stay delivered once while gossip and push/pull keep running.
+/// stay delivered once while gossip and push/pull (which carries recent events) keep running;
+/// a fourth node joining later with `-replay` gets each of them once too.
 #[test]
 fn serf_events_reach_every_node_exactly_once() {
     require_serf();
     let dir = TempDir::new("once");
-    let serf = Serf::start("layer-once", &[]);
-    let names = ["h1", "h2", "h3"];
+    let serf = Serf::start("layer-once", &["-profile=local"]);
+    let names = ["h1", "h2", "h3", "h4"];
     let logs: Vec<PathBuf> = names
         .iter()
         .map(|n| dir.path(&format!("{n}.events")))
         .collect();
-    let _nodes: Vec<Node> = names
+    let args = |log: &Path| {
+        vec![
+            "-profile=local".to_owned(),
+            format!("-event-log={}", log.display()),
+        ]
+    };
+    let mut nodes: Vec<Node> = names[..3]
         .iter()
         .zip(&logs)
-        .map(|(n, log)| start_node(n, &serf, &[format!("-event-log={}", log.display())]))
+        .map(|(n, log)| start_node(n, &serf, &args(log)))
         .collect();
-    wait_all_alive(&serf, &names);
+    wait_all_alive(&serf, &names[..3]);
 
     let events = [("e1", "p1"), ("e2", "p2"), ("e3", "p3")];
     for (name, payload) in events {
         serf.cli(&["event", name, payload]);
     }
-    for (node, log) in names.iter().zip(&logs) {
+    let wait_delivered = |node: &str, log: &Path| {
         for (name, payload) in events {
             wait_until(&format!("{node} to log {name}"), || {
                 count_user_events(log, name, payload) > 0
             });
         }
+    };
+    for (node, log) in names[..3].iter().zip(&logs) {
+        wait_delivered(node, log);
     }
-    std::thread::sleep(SETTLE);
+    let mut late_args = args(&logs[3]);
+    late_args.push("-replay".to_owned());
+    nodes.push(start_node(names[3], &serf, &late_args));
+    wait_delivered(names[3], &logs[3]);
+
+    std::thread::sleep(SETTLE_PUSH_PULL);
     for (node, log) in names.iter().zip(&logs) {
         let text = std::fs::read_to_string(log).unwrap();
         for (name, payload) in events {
@@ -159,6 +179,14 @@ fn serf_events_reach_every_node_exactly_once() {
                 "{node} logged {name} other than once:\n{text}"
             );
         }
+    }
+    // All four still alive everywhere.
+    for n in &mut nodes {
+        n.signal("USR1");
+        assert_eq!(
+            n.expect_line("MEMBERS "),
+            "MEMBERS h1=alive,h2=alive,h3=alive,h4=alive,s1=alive"
+        );
     }
 }
 
@@ -298,6 +326,66 @@ fn key_rotation_across_a_mixed_cluster() {
             .collect();
         assert!(bad.is_empty(), "{bad:?}\n{}", n.log());
     }
+}
+
+/// The per-node failures a failed `serf keys` prints (`failed:  node  message`).
+fn key_failures(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("failed:"))
+        .map(|rest| {
+            let rest = rest.trim();
+            let (node, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            (node.to_owned(), msg.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Runs a `serf keys` command that must fail on every node, and checks that our nodes
+/// report it in the same words as serf (the CLI shows each node's message).
+fn expect_key_failure(serf: &Serf, args: &[&str], names: &[&str]) {
+    let out = match serf.try_cli(args) {
+        Ok(out) => panic!("serf {args:?} succeeded:\n{out}"),
+        Err(out) => out,
+    };
+    let failures = key_failures(&out);
+    let nodes: Vec<&str> = failures.keys().map(String::as_str).collect();
+    assert_eq!(nodes, names, "serf {args:?}:\n{out}");
+    let theirs = &failures["s1"];
+    assert!(!theirs.is_empty(), "serf {args:?}:\n{out}");
+    for (node, msg) in &failures {
+        assert_eq!(msg, theirs, "{node}'s message differs from serf's:\n{out}");
+    }
+}
+
+/// `serf keys` commands that cannot succeed (removing the primary key, using a key nobody
+/// has, installing a key of a bad size; any change, or a listing, without encryption) fail on
+/// every node, and our nodes explain why in serf's words.
+#[test]
+fn failed_key_commands_are_reported_like_serf() {
+    require_serf();
+    let (k1, unknown) = (keygen(), keygen());
+    let enc = format!("-encrypt={k1}");
+    let serf = Serf::start("layer-keys-fail", &[&enc]);
+    let _nodes: Vec<Node> = ["h1", "h2"]
+        .iter()
+        .map(|n| start_node(n, &serf, std::slice::from_ref(&enc)))
+        .collect();
+    wait_all_alive(&serf, &["s1", "h1", "h2"]);
+    let all = ["h1", "h2", "s1"];
+    expect_key_failure(&serf, &["keys", "-remove", &k1], &all);
+    expect_key_failure(&serf, &["keys", "-use", &unknown], &all);
+    // 10 bytes: not an AES key size.
+    expect_key_failure(&serf, &["keys", "-install", "AAECAwQFBgcICQ=="], &all);
+    // Nothing changed.
+    let out = serf.cli(&["keys", "-list"]);
+    assert!(out.contains(&format!("{k1}  [3/3]")), "{out}");
+    drop(serf);
+
+    let serf = Serf::start("layer-keys-plain", &[]);
+    let _h1 = start_node("h1", &serf, &[]);
+    wait_all_alive(&serf, &["s1", "h1"]);
+    expect_key_failure(&serf, &["keys", "-install", &k1], &["h1", "s1"]);
+    expect_key_failure(&serf, &["keys", "-list"], &["h1", "s1"]);
 }
 
 /// Parses `Estimated a <-> b rtt: 0.123 ms`.
