@@ -2,7 +2,8 @@
 //! own CLI: user events delivered exactly once to every node (gossip and anti-entropy keep
 //! running), a hearsay event running serf's real shell handler, tags both ways (`serf tags`,
 //! and our `-tags-file` re-read on SIGHUP), key rotation over `serf keys` across a mixed
-//! encrypted cluster, `serf rtt` from the coordinates in our ping acks, and `serf reachability`.
+//! encrypted cluster (and failed key commands explained in serf's words), `serf rtt` from the
+//! coordinates in our ping acks, and `serf reachability`.
 //! Needs `serf` on the PATH (`scripts/setup.sh` installs it); fails loudly without it.
 //!
 //! Every wait is bounded by a generous deadline; nothing asserts on speed.
@@ -312,6 +313,12 @@ fn key_rotation_across_a_mixed_cluster() {
             .unwrap_or_else(|| panic!("serf lost {name}:\n{members}"));
         assert!(line.contains("alive"), "{name} not alive:\n{members}");
     }
+    // Queries too: serf's `_serf_ping` gets an ack from each node.
+    let out = serf.cli(&["reachability"]);
+    assert!(
+        out.contains("Successfully contacted all live nodes"),
+        "{out}"
+    );
     serf.cli(&["event", "rotated", "k2"]);
     for n in &mut nodes {
         let ev = n.expect_line("EVENT user ");
