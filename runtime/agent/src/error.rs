@@ -23,6 +23,10 @@ pub enum Error {
     /// A graceful leave did not finish within the time Serf's own timeouts allow.
     #[error("leave did not finish within {0:?}")]
     LeaveTimeout(Duration),
+    /// The `-tags-file` could not be read or is not a JSON object of strings (the message
+    /// names the file).
+    #[error("tags file: {0}")]
+    TagsFile(String),
 }
 
 impl Error {

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod serf_agent;
 pub mod snapshot;
+pub mod tags_file;
 
 pub use error::{Error, Result};
 pub use serf_agent::{AgentOptions, QueryResult, QueryResults, SerfAgent};

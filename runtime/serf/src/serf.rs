@@ -1406,12 +1406,13 @@ impl Serf {
             let kr = self
                 .swim
                 .keyring_mut()
-                .ok_or("Keyring is empty (encryption not enabled)")?;
+                .ok_or("No keyring to modify (encryption not enabled)")?;
             match op {
-                "install-key" => kr.add_key(&key).map_err(|e| e.to_string()),
-                "use-key" => kr.use_key(&key).map_err(|e| e.to_string()),
-                _ => kr.remove_key(&key).map_err(|e| e.to_string()),
+                "install-key" => kr.add_key(&key),
+                "use-key" => kr.use_key(&key),
+                _ => kr.remove_key(&key),
             }
+            .map_err(|e| keyring_error_text(&e))
         })();
         match result {
             Ok(()) => resp.result = true,
@@ -1682,6 +1683,19 @@ impl Serf {
     /// The member's memberlist state, for tests and diagnostics.
     pub fn memberlist_state(&self, name: &str) -> Option<NodeStateKind> {
         self.swim.member(name).map(|m| m.state)
+    }
+}
+
+/// A keyring error in memberlist's words: a key query's answer carries it, and `serf keys`
+/// shows it per node beside the Go nodes' own.
+fn keyring_error_text(e: &hearsay_swim::Error) -> String {
+    match e {
+        hearsay_swim::Error::BadKeyLength(_) => "key size must be 16, 24 or 32 bytes".to_owned(),
+        hearsay_swim::Error::KeyNotInstalled => "Requested key is not in the keyring".to_owned(),
+        hearsay_swim::Error::RemovePrimaryKey => {
+            "Removing the primary key is not allowed".to_owned()
+        }
+        other => other.to_string(),
     }
 }
 

@@ -15,21 +15,24 @@
 //! `-fire-event NAME[=PAYLOAD]` and `-query NAME[=PAYLOAD]` (after the join; repeatable),
 //! `-query-timeout SECS`, `-query-ack`, `-snapshot PATH` (Serf's snapshot file: on start the
 //! node restores its clocks from it, so events it already delivered are not delivered again,
-//! and rejoins the nodes it knew, printing `REJOINED n`).
+//! and rejoins the nodes it knew, printing `REJOINED n`), `-tags-file PATH` (Serf's tags file,
+//! a JSON object of strings, e.g. `{"role":"web"}`, over the `-tag`s: read at start and again
+//! on SIGHUP, which announces the new tags and prints `TAGS k=v,...`).
 //!
 //! Output on stdout: `READY name addr` once listening, `JOINED n` after the start-up join,
 //! `EVENT <line>` per delivered event (the line also goes to `-event-log`):
-//! `member-join|member-leave|member-failed|member-update|member-reap <name>...`,
+//! `member-join|member-leave|member-failed|member-update|member-reap <name>...` (in
+//! `member-update`, a member with tags is followed by them as `k=v,...`),
 //! `user <ltime> <name> <payload>`, `query <ltime> <name> <payload>`; for each `-query`:
 //! `ACK <node>`, `RESPONSE <node> <payload>`, then `DONE <name>`; `MEMBERS name=status,...` on
 //! SIGUSR1; `LEFT` after the graceful leave that SIGINT or SIGTERM starts. Payloads are
 //! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
 
 use anyhow::{bail, Context};
-use hearsay_agent::{snapshot, AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{snapshot, tags_file, AgentOptions, QueryResult, SerfAgent};
 use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
-use hearsay_serf::event::{Event, MemberEvent};
+use hearsay_serf::event::{Event, MemberEvent, MemberEventKind};
 use hearsay_serf::{QueryParams, SerfConfig};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -57,12 +60,13 @@ struct Args {
     query_timeout: Option<Duration>,
     query_ack: bool,
     snapshot: Option<PathBuf>,
+    tags_file: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: hearsay-serf-node [-name=NAME] [-bind=IP:PORT] [-advertise=IP:PORT] \
 [-join=ADDR]... [-replay] [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... \
 [-profile=lan|wan|local] [-event-log=PATH] [-respond NAME=TEXT]... [-fire-event NAME=PAYLOAD]... \
-[-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack] [-snapshot=PATH]";
+[-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack] [-snapshot=PATH] [-tags-file=PATH]";
 
 /// Flags that take no value.
 const BOOL_FLAGS: &[&str] = &["h", "help", "replay", "query-ack"];
@@ -85,6 +89,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         query_timeout: None,
         query_ack: false,
         snapshot: None,
+        tags_file: None,
     };
     for flag in Flags::new(raw, BOOL_FLAGS) {
         let flag = flag.with_context(|| USAGE)?;
@@ -112,6 +117,7 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             "query-timeout" => args.query_timeout = Some(flag.secs()?),
             "query-ack" => args.query_ack = flag.bool()?,
             "snapshot" => args.snapshot = Some(flag.value.into()),
+            "tags-file" => args.tags_file = Some(flag.value.into()),
             other => bail!("unknown flag -{other}\n{USAGE}"),
         }
     }
@@ -146,8 +152,47 @@ fn member_line(e: &MemberEvent) -> String {
     for m in &e.members {
         line.push(' ');
         line.push_str(&m.name);
+        if e.kind == MemberEventKind::Update && !m.tags.is_empty() {
+            line.push(' ');
+            line.push_str(&tags_text(&m.tags));
+        }
     }
     line
+}
+
+/// Tags as `k=v,k=v`.
+fn tags_text(tags: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
+
+/// The `-tag`s with the `-tags-file`'s tags (if any) over them.
+fn current_tags(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut tags = args.tags.clone();
+    if let Some(path) = &args.tags_file {
+        tags.extend(tags_file::read(path)?);
+    }
+    Ok(tags)
+}
+
+/// SIGHUP: re-reads the `-tags-file` and announces its tags; a bad file is reported and the
+/// current tags are kept, as Serf's reload does.
+async fn reload_tags(agent: &SerfAgent, args: &Args) {
+    if args.tags_file.is_none() {
+        return;
+    }
+    let result = match current_tags(args) {
+        Ok(tags) => agent
+            .set_tags(tags.clone())
+            .await
+            .map(|()| tags)
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(tags) => println!("TAGS {}", tags_text(&tags)),
+        Err(e) => eprintln!("warning: reloading -tags-file: {e:#}"),
+    }
 }
 
 /// The line an event is reported as, if it is one the event log records.
@@ -226,7 +271,7 @@ async fn run_query(
 fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<SerfAgent> {
     let memberlist = Config::profile(args.profile, args.name.clone(), args.bind);
     let mut config = SerfConfig::new(memberlist);
-    config.tags = args.tags.clone();
+    config.tags = current_tags(args)?;
     let mut options = AgentOptions::new(config);
     let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
         .context("-encrypt / -keyring-file")?;
@@ -292,6 +337,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -320,6 +366,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Err(RecvError::Closed) => bail!("the node stopped unexpectedly"),
             },
             _ = sigusr1.recv() => print_members(&agent).await?,
+            _ = sighup.recv() => reload_tags(&agent, &args).await,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -351,7 +398,7 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearsay_serf::event::{Member, MemberEventKind, MemberStatus, UserEvent};
+    use hearsay_serf::event::{Member, MemberStatus, UserEvent};
 
     fn args(v: &[&str]) -> anyhow::Result<Args> {
         parse_args(v.iter().map(|s| s.to_string()))
@@ -380,6 +427,7 @@ mod tests {
             "--event-log",
             "/tmp/x",
             "-profile=local",
+            "-tags-file=/tmp/tags.json",
         ])
         .unwrap();
         assert_eq!(a.name, "a");
@@ -393,6 +441,7 @@ mod tests {
         assert_eq!(a.queries, [("uptime".to_owned(), String::new())]);
         assert_eq!(a.event_log, Some(PathBuf::from("/tmp/x")));
         assert_eq!(a.profile, Profile::Local);
+        assert_eq!(a.tags_file, Some(PathBuf::from("/tmp/tags.json")));
         assert!(!args(&["-replay=false"]).unwrap().replay);
         assert!(args(&["-bogus=1"]).is_err());
         assert!(args(&["-name"]).is_err());
@@ -414,6 +463,17 @@ mod tests {
             members: vec![m("a"), m("b")],
         });
         assert_eq!(event_line(&join).unwrap(), "member-join a b");
+        let mut tagged = m("c");
+        tagged.tags.insert("role".into(), "db".into());
+        tagged.tags.insert("dc".into(), "x".into());
+        let update = Event::Member(MemberEvent {
+            kind: MemberEventKind::Update,
+            members: vec![m("a"), tagged],
+        });
+        assert_eq!(
+            event_line(&update).unwrap(),
+            "member-update a c dc=x,role=db"
+        );
         let user = Event::User(UserEvent {
             ltime: 7,
             name: "deploy".into(),

@@ -72,6 +72,27 @@ impl Serf {
         text
     }
 
+    /// Runs a `serf` CLI command against this agent: its stdout on success, else everything
+    /// it printed.
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("serf")
+            .arg(args[0])
+            .arg(format!("-rpc-addr=127.0.0.1:{}", self.rpc))
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "{}: {stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     pub fn start(tag: &str, extra: &[&str]) -> Self {
         Self::start_named("s1", tag, extra)
     }
@@ -261,6 +282,23 @@ impl Node {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
                 }
+            }
+        }
+    }
+
+    /// Reads stdout lines for `period` (they also go to `seen`) and returns them; stops early
+    /// if the process ends.
+    pub fn read_for(&mut self, period: Duration) -> Vec<String> {
+        let deadline = Instant::now() + period;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    got.push(line);
+                }
+                Err(_) => return got,
             }
         }
     }
