@@ -238,7 +238,7 @@ impl Serf {
         now: Instant,
     ) -> Result<Self> {
         config.validate()?;
-        let meta = messages::encode_tags(&config.tags);
+        let meta = messages::encode_tags_for_protocol(&config.tags, config.protocol_version);
         if meta.len() > hearsay_swim::wire::META_MAX_SIZE {
             return Err(Error::TagsTooLarge(meta.len()));
         }
@@ -441,7 +441,7 @@ impl Serf {
 
     /// Replaces this node's tags (announced with a new incarnation).
     pub fn set_tags(&mut self, now: Instant, tags: BTreeMap<String, String>) -> Result<()> {
-        let meta = messages::encode_tags(&tags);
+        let meta = messages::encode_tags_for_protocol(&tags, self.config.protocol_version);
         if meta.len() > hearsay_swim::wire::META_MAX_SIZE {
             return Err(Error::TagsTooLarge(meta.len()));
         }
@@ -1734,5 +1734,72 @@ impl hearsay_swim::Protocol for Serf {
     }
     fn tcp_timeout(&self) -> Duration {
         self.config.memberlist.tcp_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serf(tweak: impl FnOnce(&mut SerfConfig)) -> Serf {
+        let mut cfg = SerfConfig::new(SwimConfig::lan("n1", "127.0.0.1:7946".parse().unwrap()));
+        tweak(&mut cfg);
+        Serf::new(cfg, None, 1, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn tags_follow_the_protocol_version() {
+        let mut tags = BTreeMap::new();
+        tags.insert("role".to_owned(), "web".to_owned());
+        tags.insert("dc".to_owned(), "east".to_owned());
+        let old = serf(|c| {
+            c.protocol_version = 2;
+            c.tags = tags.clone();
+        });
+        // Below protocol 3 only the role travels, as raw bytes.
+        assert_eq!(old.memberlist().local().meta, b"web");
+        let new = serf(|c| c.tags = tags.clone());
+        assert_eq!(new.memberlist().local().meta[0], 0xff);
+        assert_eq!(
+            messages::decode_tags(&new.memberlist().local().meta).unwrap(),
+            tags
+        );
+    }
+
+    #[test]
+    fn limits_and_bad_input_are_refused_with_their_cause() {
+        let now = Instant::now();
+        let mut s = serf(|_| {});
+        let big = vec![0u8; 600];
+        assert!(matches!(
+            s.user_event(now, "e", &big, false),
+            Err(Error::UserEventTooLarge { limit: 512, .. })
+        ));
+        let mut params = QueryParams::default();
+        params.filter_tags.insert("role".into(), "(".into());
+        assert!(matches!(
+            s.query(now, "q", b"", params),
+            Err(Error::BadRegex { .. })
+        ));
+        assert!(matches!(
+            s.query(now, "q", &vec![0u8; 2000], QueryParams::default()),
+            Err(Error::QueryTooLarge { limit: 1024, .. })
+        ));
+        assert!(matches!(
+            s.respond(now, 1, 2, b"x"),
+            Err(Error::PastDeadline)
+        ));
+        let too_big = SerfConfig {
+            user_event_size_limit: 10 * 1024,
+            ..s.config().clone()
+        };
+        assert!(Serf::new(too_big, None, 1, now).is_err());
+    }
+
+    #[test]
+    fn default_query_timeout_follows_serfs_formula() {
+        let s = serf(|_| {});
+        // One member: 200 ms * 16 * ceil(log10(2)) = 3.2 s.
+        assert_eq!(s.default_query_timeout(), Duration::from_millis(3200));
     }
 }
