@@ -7,15 +7,8 @@
 
 mod common;
 
-use common::{serf_available, Node, Serf, KEY, WAIT};
+use common::{require_serf, spawn_node, Serf, KEY, WAIT};
 use std::time::{Duration, Instant};
-
-fn require_serf() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
-}
 
 fn node_args(name: &str, serf: &Serf, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
@@ -61,7 +54,7 @@ fn events_and_queries_both_ways(tag: &str, key: Option<&str>) {
         "-query-timeout=5",
     ];
     extra.extend(enc.as_deref());
-    let mut node = Node::start(&node_args("h1", &serf, &extra));
+    let mut node = spawn_node(&node_args("h1", &serf, &extra));
     let ready = node.expect_line("READY h1 ");
     let addr = ready.split_whitespace().nth(2).unwrap().to_owned();
     node.expect_line("JOINED 1");
@@ -134,12 +127,12 @@ fn old_events_are_replayed_only_when_asked() {
     require_serf();
     let serf = Serf::start("replay", &[]);
     serf.cli(&["event", "old", "before"]);
-    let mut replaying = Node::start(&node_args("h1", &serf, &["-replay"]));
+    let mut replaying = spawn_node(&node_args("h1", &serf, &["-replay"]));
     replaying.expect_line("JOINED 1");
     let ev = replaying.expect_line("EVENT user ");
     assert!(ev.ends_with(" old before"), "{ev}");
 
-    let mut fresh = Node::start(&node_args("h2", &serf, &[]));
+    let mut fresh = spawn_node(&node_args("h2", &serf, &[]));
     fresh.expect_line("JOINED 1");
     serf.wait_member("h2", &["alive"]);
     serf.cli(&["event", "new", "after"]);
@@ -166,7 +159,7 @@ fn old_events_are_replayed_only_when_asked() {
 fn serf_leaving_is_a_member_leave() {
     require_serf();
     let serf = Serf::start("serf-leaves", &[]);
-    let mut node = Node::start(&node_args("h1", &serf, &[]));
+    let mut node = spawn_node(&node_args("h1", &serf, &[]));
     node.expect_line("JOINED 1");
     serf.wait_member("h1", &["alive"]);
     serf.leave();

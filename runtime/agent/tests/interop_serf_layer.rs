@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{serf_available, Node, Serf, WAIT};
+use common::{require_serf, spawn_node, NodeProcess, Serf, WAIT};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,13 +18,6 @@ use std::time::{Duration, Instant};
 /// How long the cluster keeps running (gossip, push/pull, probes) before we check that
 /// nothing was delivered twice or failed.
 const SETTLE: Duration = Duration::from_secs(10);
-
-fn require_serf() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
-}
 
 /// A scratch directory for one test, removed however it ends.
 struct TempDir(PathBuf);
@@ -50,14 +43,14 @@ impl Drop for TempDir {
 }
 
 /// Starts a hearsay node named `name` joining `serf`, and waits for its join.
-fn start_node(name: &str, serf: &Serf, extra: &[String]) -> Node {
+fn start_node(name: &str, serf: &Serf, extra: &[String]) -> NodeProcess {
     let mut args = vec![
         format!("-name={name}"),
         "-bind=127.0.0.1:0".to_owned(),
         format!("-join=127.0.0.1:{}", serf.bind),
     ];
     args.extend(extra.iter().cloned());
-    let mut node = Node::start(&args);
+    let mut node = spawn_node(&args);
     node.expect_line(&format!("READY {name} "));
     let joined = node.expect_line("JOINED ");
     assert_eq!(joined, "JOINED 1", "{name}:\n{}", node.log());
@@ -73,7 +66,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Waits for a stdout line starting with `prefix` and containing `needle`.
-fn expect_line_with(node: &mut Node, prefix: &str, needle: &str) -> String {
+fn expect_line_with(node: &mut NodeProcess, prefix: &str, needle: &str) -> String {
     let deadline = Instant::now() + WAIT;
     if let Some(line) = node
         .seen()
@@ -144,7 +137,7 @@ fn serf_events_reach_every_node_exactly_once() {
             format!("-event-log={}", log.display()),
         ]
     };
-    let mut nodes: Vec<Node> = names[..3]
+    let mut nodes: Vec<NodeProcess> = names[..3]
         .iter()
         .zip(&logs)
         .map(|(n, log)| start_node(n, &serf, &args(log)))
@@ -273,7 +266,7 @@ fn key_rotation_across_a_mixed_cluster() {
     let enc = format!("-encrypt={k1}");
     let serf = Serf::start("layer-keys", &[&enc]);
     let names = ["h1", "h2"];
-    let mut nodes: Vec<Node> = names
+    let mut nodes: Vec<NodeProcess> = names
         .iter()
         .map(|n| start_node(n, &serf, std::slice::from_ref(&enc)))
         .collect();
@@ -373,7 +366,7 @@ fn failed_key_commands_are_reported_like_serf() {
     let (k1, unknown) = (keygen(), keygen());
     let enc = format!("-encrypt={k1}");
     let serf = Serf::start("layer-keys-fail", &[&enc]);
-    let _nodes: Vec<Node> = ["h1", "h2"]
+    let _nodes: Vec<NodeProcess> = ["h1", "h2"]
         .iter()
         .map(|n| start_node(n, &serf, std::slice::from_ref(&enc)))
         .collect();

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{serf_available, Node, Serf};
+use common::{require_serf, spawn_node, NodeProcess, Serf};
 
-fn user_lines<'a>(node: &'a Node, event: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+fn user_lines<'a>(node: &'a NodeProcess, event: &'a str) -> impl Iterator<Item = &'a String> + 'a {
     node.seen()
         .iter()
         .filter(move |l| l.starts_with("EVENT user ") && l.ends_with(event))
@@ -14,10 +14,7 @@ fn user_lines<'a>(node: &'a Node, event: &'a str) -> impl Iterator<Item = &'a St
 
 #[test]
 fn restarted_node_rejoins_from_its_snapshot_without_redelivering() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let serf = Serf::start("snapshot", &[]);
     let dir = std::env::temp_dir().join(format!("hearsay-snapshot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -25,7 +22,7 @@ fn restarted_node_rejoins_from_its_snapshot_without_redelivering() {
     let _ = std::fs::remove_file(&snap);
     let snap_arg = format!("-snapshot={}", snap.display());
 
-    let mut first = Node::start(&[
+    let mut first = spawn_node(&[
         "-name=h1".to_owned(),
         "-bind=127.0.0.1:0".to_owned(),
         format!("-join=127.0.0.1:{}", serf.bind),
@@ -55,7 +52,7 @@ fn restarted_node_rejoins_from_its_snapshot_without_redelivering() {
     serf.cli(&["event", "deploy", "v2"]);
 
     // Same name and address, no -join: the snapshot says whom to rejoin.
-    let mut second = Node::start(&["-name=h1".to_owned(), format!("-bind={addr}"), snap_arg]);
+    let mut second = spawn_node(&["-name=h1".to_owned(), format!("-bind={addr}"), snap_arg]);
     second.expect_line("READY h1 ");
     second.expect_line("REJOINED 1");
     serf.wait_member("h1", &["alive", &addr]);

@@ -5,272 +5,17 @@
 //!
 //! Every wait is bounded by a generous deadline; nothing asserts on speed.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use hearsay_testkit::process::NodeProcess;
+use hearsay_testkit::serf::{require_serf, Serf};
+use hearsay_testkit::WAIT;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(30);
 const KEY: &str = "kZyFABeAmc64UMTrm9XuKA==";
 const OTHER_KEY: &str = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=";
 
-fn serf_available() -> bool {
-    Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A port free for both TCP and UDP (memberlist binds both).
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
-}
-
-/// A serf agent, killed however the test ends.
-struct Serf {
-    child: Child,
-    dir: PathBuf,
-    bind: u16,
-    rpc: u16,
-}
-
-impl Drop for Serf {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Serf {
-    fn start(tag: &str, extra: &[&str]) -> Self {
-        Self::start_named("s1", tag, extra)
-    }
-
-    fn start_named(name: &str, tag: &str, extra: &[&str]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("hearsay-net-serf-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (bind, rpc) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join("serf.log")).unwrap();
-        let child = Command::new("serf")
-            .arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind=127.0.0.1:{bind}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
-            .arg("-log-level=debug")
-            .args(extra)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let serf = Self {
-            child,
-            dir,
-            bind,
-            rpc,
-        };
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", rpc)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serf never started:\n{}",
-                serf.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serf
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serf.log")).unwrap_or_default()
-    }
-
-    fn members(&self) -> String {
-        let out = Command::new("serf")
-            .arg("members")
-            .arg(format!("-rpc-addr=127.0.0.1:{}", self.rpc))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until `serf members` has a line for `name` containing every one of `words`.
-    fn wait_member(&self, name: &str, words: &[&str]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let members = self.members();
-            if let Some(line) = members
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(name))
-            {
-                if words.iter().all(|w| line.contains(w)) {
-                    return line.to_owned();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serf never listed {name} with {words:?}; members:\n{members}\nlog:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn join(&self, addr: &str) {
-        let out = Command::new("serf")
-            .arg("join")
-            .arg(format!("-rpc-addr=127.0.0.1:{}", self.rpc))
-            .arg(addr)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "serf join {addr}: {out:?}\n{}",
-            self.log()
-        );
-    }
-
-    fn leave(&self) {
-        let out = Command::new("serf")
-            .arg("leave")
-            .arg(format!("-rpc-addr=127.0.0.1:{}", self.rpc))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "serf leave: {out:?}");
-    }
-}
-
-/// Our node, its stdout as lines and its stderr (the logs) in a file, killed however the test
-/// ends.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    log: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-impl Node {
-    fn start(args: &[String]) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = std::env::temp_dir().join(format!("hearsay-node-{}-{n}.log", std::process::id()));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearsay-memberlist-node"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-            log,
-        }
-    }
-
-    /// Like `expect_line`, but also accepts a matching line that was already read while
-    /// waiting for another (for events whose order is not fixed).
-    fn expect_seen(&mut self, prefix: &str) -> String {
-        match self.seen.iter().find(|l| l.starts_with(prefix)) {
-            Some(line) => line.clone(),
-            None => self.expect_line(prefix),
-        }
-    }
-
-    /// What the node logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `kill -9`: no leave, no goodbye.
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for a stdout line starting with `prefix`; `None` when the process ended first.
-    fn wait_line(&mut self, prefix: &str) -> Option<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return Some(line);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
-                }
-            }
-        }
-    }
-
-    fn expect_line(&mut self, prefix: &str) -> String {
-        let seen = self.seen.clone();
-        self.wait_line(prefix)
-            .unwrap_or_else(|| panic!("node exited before {prefix:?}; saw {seen:?}"))
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// Waits for the process to exit; returns whether it succeeded.
-    fn wait_exit(&mut self) -> bool {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "node did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// Starts `hearsay-memberlist-node` with `args`.
+fn spawn_node(args: &[String]) -> NodeProcess {
+    NodeProcess::start(env!("CARGO_BIN_EXE_hearsay-memberlist-node"), args)
 }
 
 fn node_args(serf: &Serf, extra: &[&str]) -> Vec<String> {
@@ -287,7 +32,7 @@ fn node_args(serf: &Serf, extra: &[&str]) -> Vec<String> {
 }
 
 /// Join, see each other, our tags in serf, our graceful exit, and serf's leave.
-fn join_see_and_leave(serf: &Serf, mut node: Node) {
+fn join_see_and_leave(serf: &Serf, mut node: NodeProcess) {
     let ready = node.expect_line("READY h1 ");
     let addr = ready.split_whitespace().nth(2).unwrap().to_owned();
     node.expect_line("JOINED 1");
@@ -322,15 +67,12 @@ fn join_see_and_leave(serf: &Serf, mut node: Node) {
 
 #[test]
 fn joins_a_plain_serf_cluster() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let serf = Serf::start("plain", &[]);
-    join_see_and_leave(&serf, Node::start(&node_args(&serf, &[])));
+    join_see_and_leave(&serf, spawn_node(&node_args(&serf, &[])));
 
     // Serf joins a second node (serf opens the push/pull), which then sees serf leave.
-    let mut node = Node::start(&["-name=h2".to_owned(), "-bind=127.0.0.1:0".to_owned()]);
+    let mut node = spawn_node(&["-name=h2".to_owned(), "-bind=127.0.0.1:0".to_owned()]);
     let ready = node.expect_line("READY h2 ");
     let addr = ready.split_whitespace().nth(2).unwrap().to_owned();
     serf.join(&addr);
@@ -345,18 +87,15 @@ fn joins_a_plain_serf_cluster() {
 
 #[test]
 fn joins_an_encrypted_serf_cluster() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let serf = Serf::start("encrypted", &[&format!("-encrypt={KEY}")]);
     join_see_and_leave(
         &serf,
-        Node::start(&node_args(&serf, &[&format!("-encrypt={KEY}")])),
+        spawn_node(&node_args(&serf, &[&format!("-encrypt={KEY}")])),
     );
 
     // The wrong key cannot join: the node reports the failure and exits non-zero.
-    let mut wrong = Node::start(&node_args(
+    let mut wrong = spawn_node(&node_args(
         &serf,
         &["-name=h3", &format!("-encrypt={OTHER_KEY}")],
     ));
@@ -367,7 +106,7 @@ fn joins_an_encrypted_serf_cluster() {
     );
     assert!(!wrong.wait_exit(), "a failed join must exit non-zero");
     // And no key at all cannot join either.
-    let mut plain = Node::start(&node_args(&serf, &["-name=h4"]));
+    let mut plain = spawn_node(&node_args(&serf, &["-name=h4"]));
     assert!(
         plain.wait_line("JOINED").is_none(),
         "joined without the key"
@@ -379,10 +118,7 @@ fn joins_an_encrypted_serf_cluster() {
 /// a serf agent makes the hearsay nodes mark it failed; `kill -9` of a hearsay node makes serf
 /// mark it failed (not left).
 fn mixed_cluster_crashes(tag: &str, key: Option<&str>) {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let enc = key.map(|k| format!("-encrypt={k}"));
     let extra: Vec<&str> = enc.iter().map(String::as_str).collect();
     let s1 = Serf::start_named("s1", &format!("{tag}-1"), &extra);
@@ -398,8 +134,8 @@ fn mixed_cluster_crashes(tag: &str, key: Option<&str>) {
         a.extend(enc.clone());
         a
     };
-    let mut h1 = Node::start(&args("h1"));
-    let mut h2 = Node::start(&args("h2"));
+    let mut h1 = spawn_node(&args("h1"));
+    let mut h2 = spawn_node(&args("h2"));
     h1.expect_line("JOINED 1");
     h2.expect_line("JOINED 1");
     for h in ["h1", "h2"] {
@@ -441,12 +177,9 @@ fn mixed_encrypted_cluster_detects_crashes_both_ways() {
 /// A hearsay node with the wrong key is kept out, and both sides say why in their logs.
 #[test]
 fn wrong_key_is_kept_out_and_both_sides_log_why() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let serf = Serf::start("wrong-key", &[&format!("-encrypt={KEY}")]);
-    let mut node = Node::start(&node_args(
+    let mut node = spawn_node(&node_args(
         &serf,
         &["-name=intruder", &format!("-encrypt={OTHER_KEY}")],
     ));

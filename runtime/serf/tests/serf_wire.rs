@@ -20,134 +20,27 @@ use hearsay_serf::messages::{
     KeyResponse, Message, Query, QueryResponse, UserEvent, QUERY_FLAG_ACK,
 };
 use hearsay_swim::wire::{encode_message, Codec, Message as SwimMessage, WireConfig};
+use hearsay_testkit::serf::{require_serf, Serf};
+use hearsay_testkit::WAIT;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::Output;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(30);
 const KEY: &str = "aGVhcnNheS1zZXJmLWtleQ==";
 const NEW_KEY: &str = "bmV3LWtleS1mb3Itc2VyZg==";
 
-/// Fails the test, with instructions, when the real serf is missing.
-fn require_serf() {
-    let ok = Command::new("serf")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "these interop tests need the real `serf` binary on PATH (expected /usr/bin/serf; \
-         install the Debian `serf` package or run scripts/setup.sh)"
-    );
-}
-
-/// A port free for both TCP and UDP (memberlist binds both).
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
-}
-
-/// A serf agent in its own directory, killed however the test ends.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    bind: u16,
-    rpc: u16,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Agent {
-    fn start(tag: &str, extra: &[String]) -> Self {
-        require_serf();
-        let dir =
-            std::env::temp_dir().join(format!("hearsay-serf-wire-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (bind, rpc) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join("serf.log")).unwrap();
-        let child = Command::new("serf")
-            .arg("agent")
-            .arg("-node=ref")
-            .arg(format!("-bind=127.0.0.1:{bind}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
-            .arg("-log-level=debug")
-            .args(extra)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start serf agent");
-        let agent = Agent {
-            child,
-            dir,
-            bind,
-            rpc,
-        };
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", rpc)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serf did not start:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        agent
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.bind))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serf.log")).unwrap_or_default()
-    }
-
-    fn rpc_arg(&self) -> String {
-        format!("-rpc-addr=127.0.0.1:{}", self.rpc)
-    }
-
-    /// Runs `serf <args> -rpc-addr=...` to completion.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new("serf")
-            .arg(args[0])
-            .arg(self.rpc_arg())
-            .args(&args[1..])
-            .output()
-            .expect("run serf cli")
-    }
-
-    /// Starts `serf <args> -rpc-addr=...` in the background.
-    fn spawn_cli(&self, args: &[&str]) -> Child {
-        Command::new("serf")
-            .arg(args[0])
-            .arg(self.rpc_arg())
-            .args(&args[1..])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run serf cli")
-    }
+/// A serf agent named `ref` with debug logs and `extra` flags, in a fresh directory.
+fn start_agent(tag: &str, extra: &[String]) -> Serf {
+    require_serf();
+    let dir = std::env::temp_dir().join(format!("hearsay-serf-wire-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut args = vec!["-log-level=debug".to_owned()];
+    args.extend_from_slice(extra);
+    Serf::launch(dir, "ref", &args, WAIT)
 }
 
 fn wait_until(what: &str, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
@@ -182,7 +75,7 @@ fn serf_accepts_our_user_events() {
          cat >> {0}; echo ']' >> {0}",
         out.display()
     );
-    let agent = Agent::start("events", &[handler]);
+    let agent = start_agent("events", &[handler]);
 
     let codec = Codec::new(WireConfig::default(), None);
     let mut rng = StdRng::seed_from_u64(7);
@@ -250,7 +143,7 @@ struct Node {
 }
 
 impl Node {
-    async fn join(agent: &Agent, keyring: Option<Keyring>) -> Self {
+    async fn join(agent: &Serf, keyring: Option<Keyring>) -> Self {
         let t = UdpTcpTransport::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -296,7 +189,7 @@ impl Node {
     fn expect<T>(
         &mut self,
         what: &str,
-        agent: &Agent,
+        agent: &Serf,
         pick: impl Fn(&Message) -> Option<T>,
     ) -> (Vec<u8>, T) {
         let deadline = Instant::now() + WAIT;
@@ -334,16 +227,16 @@ impl Node {
 }
 
 /// Waits until `serf members` lists h1 alive with the tags we encoded.
-fn wait_member(agent: &Agent) {
+fn wait_member(agent: &Serf) {
     wait_until(
         "serf to list h1 alive with role=web",
         || {
-            let o = agent.cli(&["members"]);
+            let o = agent.cli_output(&["members"]);
             text(&o)
                 .lines()
                 .any(|l| l.starts_with("h1 ") && l.contains("alive") && l.contains("role=web"))
         },
-        || format!("{}\n{}", text(&agent.cli(&["members"])), agent.log()),
+        || format!("{}\n{}", text(&agent.cli_output(&["members"])), agent.log()),
     );
 }
 
@@ -366,13 +259,13 @@ fn query_reply_addr(q: &Query) -> SocketAddr {
 
 #[test]
 fn capture_and_answer_real_serf_messages() {
-    let agent = Agent::start("capture", &[]);
+    let agent = start_agent("capture", &[]);
     let rt = runtime();
     let mut node = rt.block_on(Node::join(&agent, None));
     wait_member(&agent);
 
     // ---- user events: decode, and re-encode to serf's exact bytes ----
-    let o = agent.cli(&["event", "deploy", "v1.2"]);
+    let o = agent.cli_output(&["event", "deploy", "v1.2"]);
     assert!(o.status.success(), "{}", text(&o));
     let (raw, ev) = node.expect("user event 'deploy'", &agent, |m| match m {
         Message::UserEvent(e) if e.name == "deploy" => Some(e.clone()),
@@ -387,7 +280,7 @@ fn capture_and_answer_real_serf_messages() {
         "re-encoded user event differs"
     );
 
-    let o = agent.cli(&["event", "-coalesce=false", "bare"]);
+    let o = agent.cli_output(&["event", "-coalesce=false", "bare"]);
     assert!(o.status.success(), "{}", text(&o));
     let (raw2, ev2) = node.expect("user event 'bare'", &agent, |m| match m {
         Message::UserEvent(e) if e.name == "bare" => Some(e.clone()),
@@ -597,7 +490,7 @@ fn capture_and_answer_real_serf_messages() {
 
 #[test]
 fn key_queries_with_real_serf() {
-    let agent = Agent::start("keys", &[format!("-encrypt={KEY}")]);
+    let agent = start_agent("keys", &[format!("-encrypt={KEY}")]);
     let rt = runtime();
     let keyring = Keyring::from_base64_keys(&[KEY]).unwrap();
     let mut node = rt.block_on(Node::join(&agent, Some(keyring)));

@@ -4,107 +4,34 @@
 
 use hearsay_swim::keyring::{encode_base64_key, encrypted_length};
 use hearsay_swim::Keyring;
+use hearsay_testkit::serf::{require_serf, Serf};
+use hearsay_testkit::WAIT;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
 
 /// memberlist's `encryptMsg` stream prefix.
 const ENCRYPT_MSG: u8 = 10;
 
-/// Kills the agent however the test ends.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    bind: u16,
-    rpc: u16,
+/// `serf keys <args>` against `agent`; panics unless it succeeds.
+fn keys(agent: &Serf, args: &[&str]) {
+    let out = Command::new("serf")
+        .arg("keys")
+        .args(args)
+        .arg(agent.rpc_arg())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "serf keys {args:?}: {out:?}");
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serf.log")).unwrap_or_default()
-    }
-
-    fn keys(&self, args: &[&str]) {
-        let rpc = format!("-rpc-addr=127.0.0.1:{}", self.rpc);
-        let out = Command::new("serf")
-            .arg("keys")
-            .args(args)
-            .arg(rpc)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "serf keys {args:?}: {out:?}");
-    }
-}
-
-fn serf_available() -> bool {
-    Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A port free for both TCP and UDP (memberlist binds both).
-fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn start_agent(keyring: &Keyring) -> Agent {
+/// A serf agent reading `keyring` from its keyring file.
+fn start_agent(keyring: &Keyring) -> Serf {
     let dir = std::env::temp_dir().join(format!("hearsay-keyring-serf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("keyring.json"), keyring.to_key_file()).unwrap();
-    let (bind, rpc) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.join("serf.log")).unwrap();
-    let child = Command::new("serf")
-        .arg("agent")
-        .arg("-node=keyring-interop")
-        .arg(format!("-bind=127.0.0.1:{bind}"))
-        .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
-        .arg(format!(
-            "-keyring-file={}",
-            dir.join("keyring.json").display()
-        ))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let agent = Agent {
-        child,
-        dir,
-        bind,
-        rpc,
-    };
-    // Ready once the RPC listener answers; a generous deadline, not a speed assertion.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", rpc)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "serf never started:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    agent
+    let keyring_file = format!("-keyring-file={}", dir.join("keyring.json").display());
+    Serf::launch(dir, "keyring-interop", &[keyring_file], WAIT)
 }
 
 /// `[pingMsg]{"SeqNo": seq}` in go-msgpack's encoding; an empty Node is accepted.
@@ -122,10 +49,7 @@ fn is_ack_envelope(plain: &[u8]) -> bool {
 
 #[test]
 fn keyring_interop_with_serf() {
-    assert!(
-        serf_available(),
-        "no `serf` on the PATH: run scripts/setup.sh to install it"
-    );
+    require_serf();
     let (k1, k2, k3) = (vec![0x11; 32], vec![0x22; 16], vec![0x33; 24]);
     let ours = Keyring::new(k1.clone(), vec![k2.clone()]).unwrap();
     let agent = start_agent(&ours);
@@ -181,9 +105,12 @@ fn keyring_interop_with_serf() {
 
     // Key management through serf rewrites the file in the format we read and write.
     let b64 = encode_base64_key(&k3);
-    agent.keys(&[&format!("-install={b64}")]);
-    agent.keys(&[&format!("-use={b64}")]);
-    agent.keys(&[&format!("-remove={}", encode_base64_key(&[0x44; 16]))]);
+    keys(&agent, &[&format!("-install={b64}")]);
+    keys(&agent, &[&format!("-use={b64}")]);
+    keys(
+        &agent,
+        &[&format!("-remove={}", encode_base64_key(&[0x44; 16]))],
+    );
     let text = std::fs::read_to_string(agent.dir.join("keyring.json")).unwrap();
     let theirs = Keyring::from_key_file(&text).unwrap();
     assert_eq!(theirs.keys(), [k3.clone(), k1.clone(), k2.clone()]);

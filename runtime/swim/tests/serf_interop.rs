@@ -8,62 +8,28 @@ use hearsay_swim::keyring::Keyring;
 use hearsay_swim::wire::{
     encode_compressed, encode_message, Codec, Message, Ping, PushPull, StreamMessage, WireConfig,
 };
+use hearsay_testkit::serf::Serf;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{TcpStream, UdpSocket};
+use std::time::Duration;
 
 /// A key as `serf keygen` prints it (base64 of 16 bytes).
 const KEY_B64: &str = "aGVhcnNheS1pbnRlcm9wIQ==";
 
-struct Agent {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free for both TCP and UDP (memberlist binds both).
-fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn start_serf(encrypt: bool) -> Agent {
-    let port = free_port();
-    let mut cmd = Command::new("serf");
-    cmd.arg("agent")
-        .arg("-node=ref")
-        .arg(format!("-bind=127.0.0.1:{port}"))
-        .arg(format!("-rpc-addr=127.0.0.1:{}", free_port()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if encrypt {
-        cmd.arg(format!("-encrypt={KEY_B64}"));
-    }
-    let child = cmd.spawn().expect("serf on PATH");
-    let agent = Agent { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serf did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    agent
+/// A serf agent named `ref`, encrypted with [`KEY_B64`] or not; ready within 10 s.
+fn start_serf(encrypt: bool) -> Serf {
+    let tag = if encrypt { "encrypted" } else { "plain" };
+    let dir = std::env::temp_dir().join(format!(
+        "hearsay-swim-serf-interop-{tag}-{}",
+        std::process::id()
+    ));
+    let args: Vec<String> = encrypt
+        .then(|| format!("-encrypt={KEY_B64}"))
+        .into_iter()
+        .collect();
+    Serf::launch(dir, "ref", &args, Duration::from_secs(10))
 }
 
 fn keyring() -> Keyring {
@@ -81,10 +47,10 @@ fn codec(encrypt: bool, compression: bool) -> Codec {
 }
 
 /// Sends `pkt` and returns every message in the replies until an ack for `seq` arrives.
-fn ping_until_ack(agent: &Agent, c: &Codec, pkt: &[u8], seq: u32) -> Vec<Message> {
+fn ping_until_ack(agent: &Serf, c: &Codec, pkt: &[u8], seq: u32) -> Vec<Message> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    sock.send_to(pkt, ("127.0.0.1", agent.port)).unwrap();
+    sock.send_to(pkt, ("127.0.0.1", agent.bind)).unwrap();
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -110,7 +76,7 @@ fn ping(seq_no: u32) -> Message {
     })
 }
 
-fn udp_cases(agent: &Agent, encrypt: bool) {
+fn udp_cases(agent: &Serf, encrypt: bool) {
     let c = codec(encrypt, true);
     let mut rng = StdRng::seed_from_u64(1);
     // Plain ping, with a CRC header, and forced through LZW (Go must read our compressor).
@@ -123,11 +89,11 @@ fn udp_cases(agent: &Agent, encrypt: bool) {
     ping_until_ack(agent, &c, &pkt, 3);
 }
 
-fn push_pull(agent: &Agent, encrypt: bool, compression: bool) -> PushPull {
+fn push_pull(agent: &Serf, encrypt: bool, compression: bool) -> PushPull {
     let c = codec(encrypt, compression);
     let mut rng = StdRng::seed_from_u64(2);
     let req = StreamMessage::PushPull(PushPull::default());
-    let mut conn = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+    let mut conn = TcpStream::connect(("127.0.0.1", agent.bind)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     conn.write_all(&c.seal_stream(&req, &mut rng)).unwrap();
     let mut buf = Vec::new();
