@@ -35,7 +35,7 @@ use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, MemberEvent, MemberEventKind};
 use hearsay_serf::{QueryParams, SerfConfig};
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -380,14 +380,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    flags::init_logging();
     let args = parse_args(std::env::args().skip(1))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -22,7 +22,6 @@ use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
 use hearsay_net::{Config, Event, Member, Memberlist, Options, Profile, UdpTcpTransport};
 use hearsay_swim::wire::NodeStateKind;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -211,14 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    flags::init_logging();
     let args = parse_args(std::env::args().skip(1))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
