@@ -181,6 +181,20 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::ResolvedToNothing(addr.to_owned()))
 }
 
+/// Sets up the node binaries' logs: `tracing` to stderr, colours only on a terminal, the level
+/// from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,18 +265,4 @@ mod tests {
         assert_eq!(resolve("localhost").await.unwrap().port(), DEFAULT_PORT);
         assert_eq!(resolve("localhost:9").await.unwrap().port(), 9);
     }
-}
-
-/// Sets up the node binaries' logs: `tracing` to stderr, colours only on a terminal, the level
-/// from `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
 }
