@@ -12,4 +12,4 @@ use std::time::Duration;
 
 /// The deadline of every wait on a child process: generous, because tests assert behaviour,
 /// never speed.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(60);
