@@ -17,6 +17,14 @@ fn settle(d: Duration) {
     std::thread::sleep(d);
 }
 
+/// The pause between two repetitions: 300 ms so they do not share gossip packets, plus a
+/// random part spanning one 200 ms gossip interval, so repetitions sample every phase of the
+/// gossip ticker instead of locking onto one.
+fn gap() {
+    let ms = 300 + rand::random::<u64>() % 200;
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -227,8 +235,7 @@ pub fn event_propagation(
         d.sort_by(f64::total_cmp);
         out.all.push(*d.last().unwrap_or(&0.0));
         out.median_node.push(crate::stats::percentile(&d, 0.5));
-        // A short gap so events do not share gossip packets.
-        std::thread::sleep(Duration::from_millis(300));
+        gap();
     }
     cluster.stop();
     Ok(out)
@@ -275,7 +282,7 @@ pub fn query_round_trip(
             out.responses
                 .push(secs(*responses.iter().max().expect("n > 0")));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        gap();
     }
     cluster.stop();
     Ok(out)

@@ -278,7 +278,7 @@ fn events_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "2. User event propagation".into(),
         intro:
-            "An N-member cluster fires user events one at a time (300 ms apart) from one origin \
+            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, so they sample every phase of the 200 ms gossip ticker) from one origin \
 without coalescing. serf: N agents, the event sent with `serf event -coalesce=false` to the first \
 agent's RPC; each agent's `agent: Received event: user-event` log line is its delivery. hearsay: \
 N−1 `hearsay-serf-node`s plus an in-process hearsay agent as origin (hearsay has no RPC/CLI yet); \
@@ -320,7 +320,7 @@ fn query_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "3. Query round trip".into(),
         intro: "An N-member cluster where every member answers the query `ping` with `pong`; \
-the origin queries `ping` with acks requested and waits for N acks and N responses. serf: \
+the origin queries `ping` with acks requested and waits for N acks and N responses; queries are 300–500 ms apart, at random. serf: \
 `serf query -timeout=12s ping` against the first agent, every agent running the handler \
 `query=echo pong` (serf forks `/bin/sh` per query); times from the CLI's `Query 'ping' \
 dispatched` line to its streamed `Ack from` / `Response from` lines, and the CLI is killed \

@@ -58,7 +58,8 @@ impl Unit {
             Unit::KiB if x >= 10240.0 => (1024.0, " MiB", 1),
             Unit::KiB => (1.0, " KiB", 0),
             Unit::Count(suffix) if x >= 100.0 => (1.0, suffix, 0),
-            Unit::Count(suffix) => (1.0, suffix, 2),
+            Unit::Count(suffix) if x.abs() >= 1.0 => (1.0, suffix, 2),
+            Unit::Count(suffix) => (1.0, suffix, 4),
         }
     }
 
