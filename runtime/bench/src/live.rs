@@ -4,8 +4,8 @@
 
 use crate::inproc::Origin;
 use crate::procs::{
-    cpu_secs, rss_kib, start_cluster, start_node, wait_members, wait_ready, Impl, Lines, Node,
-    NodeRole, Proc, Tools,
+    cpu_secs, formation_secs, rss_kib, start_cluster, start_node, wait_members, wait_ready, Impl,
+    Lines, Node, NodeRole, Proc, Tools,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -41,6 +41,9 @@ pub struct FailureSamples {
     pub handler: Vec<f64>,
     /// Repetitions where some survivor never reported it within the bound.
     pub timeouts: usize,
+    /// Start of the first agent → every agent saw every other join (the rest start together,
+    /// each joining the first).
+    pub formation: Vec<f64>,
 }
 
 /// `kill -9` one member of a fresh `n`-node cluster, `reps` times.
@@ -53,6 +56,7 @@ pub fn failure_detection(
 ) -> Result<FailureSamples> {
     let mut out = FailureSamples::default();
     for rep in 0..reps {
+        let started = Instant::now();
         let mut nodes = start_cluster(
             tools,
             imp,
@@ -61,6 +65,7 @@ pub fn failure_detection(
             NodeRole::default(),
             &[],
         )?;
+        out.formation.push(formation_secs(imp, &nodes, started));
         settle(settle_for);
         let mut victim = nodes.pop().context("empty cluster")?;
         let victim_name = victim.proc.name.clone();

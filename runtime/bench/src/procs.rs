@@ -358,7 +358,8 @@ pub fn start_cluster(
     extra_names: &[String],
 ) -> Result<Vec<Node>> {
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let deadline = Instant::now() + Duration::from_secs(30 + 2 * n as u64);
+    // Generous: how long formation takes is itself a figure (see [`formation_secs`]).
+    let deadline = Instant::now() + Duration::from_secs(60 + 3 * n as u64);
     let mut nodes = Vec::with_capacity(n);
     nodes.push(start_node(tools, imp, &names[0], None, role)?);
     wait_ready(imp, &nodes[0], deadline)?;
@@ -372,6 +373,27 @@ pub fn start_cluster(
         wait_members(imp, name, &node.proc.lines, &all, deadline)?;
     }
     Ok(nodes)
+}
+
+/// Seconds from the first node's start until the last node's output showed every member
+/// joined (the arrival time of that line), for a cluster [`start_cluster`] just returned.
+pub fn formation_secs(imp: Impl, nodes: &[Node], started: Instant) -> f64 {
+    let mut last = started;
+    for node in nodes {
+        let me = node.proc.name.as_str();
+        let mut missing: HashSet<&str> = nodes.iter().map(|n| n.proc.name.as_str()).collect();
+        missing.remove(me);
+        for (t, l) in node.proc.lines.all(|_| true) {
+            for n in imp.joined(&l) {
+                missing.remove(n);
+            }
+            if missing.is_empty() {
+                last = last.max(t);
+                break;
+            }
+        }
+    }
+    last.saturating_duration_since(started).as_secs_f64()
 }
 
 /// VmRSS of a process in KiB, from `/proc/PID/status`.

@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
 
 /// Live figures: measured for hearsay, and for serf when it is installed.
 const LIVE: &[&str] = &[
+    "cluster formation: N agents join one seed → every agent sees all",
     "kill -9 → every survivor marks it failed",
     "kill -9 → first survivor marks it failed",
     "user event: origin → every node",
