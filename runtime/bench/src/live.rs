@@ -1,0 +1,377 @@
+//! The live measurements: real processes on 127.0.0.1, an all-serf cluster and an
+//! all-hearsay cluster measured the same way one after the other. Failure detection, user
+//! event propagation, query round trips and idle footprint.
+
+use crate::inproc::Origin;
+use crate::procs::{
+    cpu_secs, formation_secs, rss_kib, start_cluster, start_node, wait_members, wait_ready, Impl,
+    Lines, Node, NodeRole, Proc, Tools,
+};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Gives the cluster time to finish its join gossip before a measurement.
+fn settle(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// The pause between two repetitions: 300 ms so they do not share gossip packets, plus a
+/// random part spanning one 200 ms gossip interval, so repetitions sample every phase of the
+/// gossip ticker instead of locking onto one.
+fn gap() {
+    let ms = 300 + rand::random::<u64>() % 200;
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Samples of one failure-detection configuration.
+#[derive(Debug, Default)]
+pub struct FailureSamples {
+    /// kill → the last survivor reports the member failed.
+    pub all: Vec<f64>,
+    /// kill → the first survivor reports it.
+    pub first: Vec<f64>,
+    /// serf only: kill → the last survivor's agent hands `member-failed` to its handlers
+    /// (after the agent's member-event coalescing).
+    pub handler: Vec<f64>,
+    /// Repetitions where some survivor never reported it within the bound.
+    pub timeouts: usize,
+    /// Start of the first agent → every agent saw every other join (the rest start together,
+    /// each joining the first).
+    pub formation: Vec<f64>,
+}
+
+/// `kill -9` one member of a fresh `n`-node cluster, `reps` times.
+pub fn failure_detection(
+    tools: &Tools,
+    imp: Impl,
+    n: usize,
+    reps: usize,
+    settle_for: Duration,
+) -> Result<FailureSamples> {
+    let mut out = FailureSamples::default();
+    for rep in 0..reps {
+        let started = Instant::now();
+        let mut nodes = start_cluster(
+            tools,
+            imp,
+            &format!("f{n}r{rep}-"),
+            n,
+            NodeRole::default(),
+            &[],
+        )?;
+        out.formation.push(formation_secs(imp, &nodes, started));
+        settle(settle_for);
+        let mut victim = nodes.pop().context("empty cluster")?;
+        let victim_name = victim.proc.name.clone();
+        let killed = Instant::now();
+        victim.proc.kill();
+        // Lifeguard's longest suspicion at n ≤ 10 is 24 s; this bound leaves room for it.
+        let deadline = killed + Duration::from_secs(60);
+        let mut times = Vec::new();
+        let mut handler_times = Vec::new();
+        for node in &nodes {
+            match node
+                .proc
+                .lines
+                .wait_for(deadline, |l| imp.failed(l, &victim_name))
+            {
+                Some(t) => times.push(secs(t.saturating_duration_since(killed))),
+                None => {
+                    out.timeouts += 1;
+                    break;
+                }
+            }
+            if imp == Impl::Serf {
+                // The agent logs this after the coalescer (a 1 s quiescent period) lets it out.
+                let t = node.proc.lines.wait_for(deadline, |l| {
+                    l.contains("agent: Received event: member-failed")
+                });
+                if let Some(t) = t {
+                    handler_times.push(secs(t.saturating_duration_since(killed)));
+                }
+            }
+        }
+        if times.len() == nodes.len() {
+            out.all.push(times.iter().copied().fold(0.0, f64::max));
+            out.first
+                .push(times.iter().copied().fold(f64::INFINITY, f64::min));
+        }
+        if handler_times.len() == nodes.len() {
+            out.handler
+                .push(handler_times.iter().copied().fold(0.0, f64::max));
+        }
+    }
+    Ok(out)
+}
+
+/// A cluster for events and queries: the members' output lines (origin first) and whatever
+/// must stay alive while it runs.
+struct LiveCluster {
+    members: Vec<(String, Lines)>,
+    nodes: Vec<Node>,
+    origin: Option<Origin>,
+    serf: Option<PathBuf>,
+}
+
+impl LiveCluster {
+    /// `n` members. serf: `n` agents, the first driven by the `serf` CLI. hearsay: `n - 1`
+    /// `hearsay-serf-node`s plus the in-process origin.
+    fn start(tools: &Tools, imp: Impl, prefix: &str, n: usize, role: NodeRole) -> Result<Self> {
+        match imp {
+            Impl::Serf => {
+                let nodes = start_cluster(tools, imp, prefix, n, role, &[])?;
+                let members = nodes
+                    .iter()
+                    .map(|n| (n.proc.name.clone(), n.proc.lines.clone()))
+                    .collect();
+                Ok(Self {
+                    members,
+                    nodes,
+                    origin: None,
+                    serf: tools.serf.clone(),
+                })
+            }
+            Impl::Hearsay => {
+                let origin_name = format!("{prefix}origin");
+                let nodes = start_cluster(tools, imp, prefix, n - 1, role, &[])?;
+                let origin = Origin::start(&origin_name, nodes[0].gossip_port)?;
+                let mut members = vec![(origin.name.clone(), origin.lines.clone())];
+                members.extend(
+                    nodes
+                        .iter()
+                        .map(|n| (n.proc.name.clone(), n.proc.lines.clone())),
+                );
+                let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                for (name, lines) in &members {
+                    wait_members(imp, name, lines, &names, deadline)?;
+                }
+                Ok(Self {
+                    members,
+                    nodes,
+                    origin: Some(origin),
+                    serf: None,
+                })
+            }
+        }
+    }
+
+    /// Fires user event `event` at the origin.
+    fn fire(&self, event: &str) -> Result<()> {
+        match (&self.origin, &self.serf) {
+            (Some(o), _) => o.fire(event),
+            (None, None) => bail!("serf is not installed"),
+            (None, Some(serf)) => {
+                let args = ["event", "-coalesce=false", event, "x"];
+                let out = serf_cli(serf, &self.nodes[0], &args)?;
+                if !out.status.success() {
+                    bail!("serf event failed: {out:?}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn stop(self) {
+        if let Some(o) = self.origin {
+            o.shutdown();
+        }
+        drop(self.nodes);
+    }
+}
+
+/// Runs a `serf` CLI command against `node`'s RPC address.
+fn serf_cli(serf: &Path, node: &Node, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(serf)
+        .arg(args[0])
+        .arg(format!("-rpc-addr=127.0.0.1:{}", node.rpc_port))
+        .args(&args[1..])
+        .output()?)
+}
+
+/// Samples of user-event propagation.
+#[derive(Debug, Default)]
+pub struct EventSamples {
+    /// origin's own delivery → the last member's delivery.
+    pub all: Vec<f64>,
+    /// origin's own delivery → the median member's delivery.
+    pub median_node: Vec<f64>,
+    pub timeouts: usize,
+}
+
+/// Fires `reps` user events (no coalescing) at the origin of an `n`-member cluster and times
+/// their delivery everywhere.
+pub fn event_propagation(
+    tools: &Tools,
+    imp: Impl,
+    n: usize,
+    reps: usize,
+    settle_for: Duration,
+) -> Result<EventSamples> {
+    let cluster = LiveCluster::start(tools, imp, &format!("e{n}-"), n, NodeRole::default())?;
+    settle(settle_for);
+    let mut out = EventSamples::default();
+    for rep in 0..reps {
+        let event = format!("bench-{rep}");
+        cluster.fire(&event)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut times = Vec::new();
+        for (_, lines) in &cluster.members {
+            match lines.wait_for(deadline, |l| imp.user_event(l, &event)) {
+                Some(t) => times.push(t),
+                None => break,
+            }
+        }
+        if times.len() < cluster.members.len() {
+            out.timeouts += 1;
+            continue;
+        }
+        let t0 = times[0];
+        let mut d: Vec<f64> = times[1..]
+            .iter()
+            .map(|t| secs(t.saturating_duration_since(t0)))
+            .collect();
+        d.sort_by(f64::total_cmp);
+        out.all.push(*d.last().unwrap_or(&0.0));
+        out.median_node.push(crate::stats::percentile(&d, 0.5));
+        gap();
+    }
+    cluster.stop();
+    Ok(out)
+}
+
+/// Samples of query round trips.
+#[derive(Debug, Default)]
+pub struct QuerySamples {
+    /// dispatch → the last of the `n` acks.
+    pub acks: Vec<f64>,
+    /// dispatch → the last of the `n` responses.
+    pub responses: Vec<f64>,
+    /// Queries that did not get all `n` acks and responses in time.
+    pub incomplete: usize,
+}
+
+/// `reps` queries `ping` from the origin of an `n`-member cluster where every member
+/// answers `pong`.
+pub fn query_round_trip(
+    tools: &Tools,
+    imp: Impl,
+    n: usize,
+    reps: usize,
+    settle_for: Duration,
+) -> Result<QuerySamples> {
+    let role = NodeRole { answer_ping: true };
+    let cluster = LiveCluster::start(tools, imp, &format!("q{n}-"), n, role)?;
+    settle(settle_for);
+    let limit = Duration::from_secs(12);
+    let mut out = QuerySamples::default();
+    for _ in 0..reps {
+        let (acks, responses) = match (&cluster.origin, &cluster.serf) {
+            (Some(o), _) => {
+                let t = o.query_ping(n, limit)?;
+                (t.acks, t.responses)
+            }
+            (None, Some(serf)) => serf_query(serf, &cluster.nodes[0], n, limit)?,
+            (None, None) => bail!("serf is not installed"),
+        };
+        if acks.len() < n || responses.len() < n {
+            out.incomplete += 1;
+        } else {
+            out.acks.push(secs(*acks.iter().max().expect("n > 0")));
+            out.responses
+                .push(secs(*responses.iter().max().expect("n > 0")));
+        }
+        gap();
+    }
+    cluster.stop();
+    Ok(out)
+}
+
+/// `serf query ping` against `node`, read as it streams: times of acks and responses from
+/// the CLI's "dispatched" line. The CLI waits out the whole query timeout, so it is killed
+/// once everything expected arrived.
+fn serf_query(
+    serf: &Path,
+    node: &Node,
+    n: usize,
+    limit: Duration,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut cmd = Command::new(serf);
+    cmd.arg("query")
+        .arg(format!("-rpc-addr=127.0.0.1:{}", node.rpc_port))
+        .arg(format!("-timeout={}s", limit.as_secs()))
+        .arg("ping");
+    let mut cli = Proc::spawn("serf-query", cmd)?;
+    let deadline = Instant::now() + limit + Duration::from_secs(2);
+    let Some(t0) = cli
+        .lines
+        .wait_for(deadline, |l| l.starts_with("Query 'ping' dispatched"))
+    else {
+        bail!("serf query did not dispatch: {}", cli.lines.tail(5));
+    };
+    let (mut acks, mut responses) = (0, 0);
+    cli.lines.wait_for(deadline, |l| {
+        if l.starts_with("Ack from ") {
+            acks += 1;
+        } else if l.starts_with("Response from ") {
+            responses += 1;
+        }
+        (acks >= n && responses >= n) || l.starts_with("Total Responses")
+    });
+    cli.kill();
+    let since = |prefix: &str| {
+        cli.lines
+            .all(|l| l.starts_with(prefix))
+            .into_iter()
+            .map(|(t, _)| t.saturating_duration_since(t0))
+            .collect::<Vec<_>>()
+    };
+    Ok((since("Ack from "), since("Response from ")))
+}
+
+/// Samples of an idle cluster's footprint.
+#[derive(Debug, Default)]
+pub struct IdleSamples {
+    /// VmRSS per agent, KiB.
+    pub rss_kib: Vec<f64>,
+    /// CPU used per agent over the idle window, percent of one core.
+    pub cpu_pct: Vec<f64>,
+}
+
+/// `clusters` fresh 3-node clusters, each measured after `idle` without traffic.
+pub fn idle_footprint(
+    tools: &Tools,
+    imp: Impl,
+    clusters: usize,
+    idle: Duration,
+) -> Result<IdleSamples> {
+    let mut out = IdleSamples::default();
+    for c in 0..clusters {
+        let nodes = start_cluster(tools, imp, &format!("m{c}-"), 3, NodeRole::default(), &[])?;
+        let before: Vec<f64> = nodes
+            .iter()
+            .map(|n| cpu_secs(n.proc.pid()))
+            .collect::<Result<_>>()?;
+        let t = Instant::now();
+        std::thread::sleep(idle);
+        let wall = t.elapsed().as_secs_f64();
+        for (node, b) in nodes.iter().zip(before) {
+            out.rss_kib.push(rss_kib(node.proc.pid())?);
+            out.cpu_pct
+                .push((cpu_secs(node.proc.pid())? - b) / wall * 100.0);
+        }
+    }
+    Ok(out)
+}
+
+/// Starts and stops one node of each kind to check both executables work.
+pub fn preflight(tools: &Tools, imp: Impl) -> Result<()> {
+    let node = start_node(tools, imp, "preflight", None, NodeRole::default())?;
+    wait_ready(imp, &node, Instant::now() + Duration::from_secs(20))
+}

@@ -1,0 +1,451 @@
+//! Child processes on loopback: `serf agent`s and `hearsay-serf-node`s, each with a reader
+//! thread that timestamps every stdout line as it arrives. Every child is killed by its pid
+//! (SIGKILL) and reaped when its [`Proc`] is dropped, however the benchmark ends, and every
+//! wait has a deadline.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Lines with their arrival times, and the condition variable that signals a new one.
+type Shared = Arc<(Mutex<Vec<(Instant, String)>>, Condvar)>;
+
+/// Timestamped output lines of one process (or of the in-process node), shared with the
+/// thread that appends them.
+#[derive(Clone, Default)]
+pub struct Lines {
+    inner: Shared,
+}
+
+impl Lines {
+    /// Appends a line stamped now and wakes the waiters.
+    pub fn push(&self, line: String) {
+        let (lock, cv) = &*self.inner;
+        lock.lock()
+            .expect("lines lock")
+            .push((Instant::now(), line));
+        cv.notify_all();
+    }
+
+    /// The arrival time of the first line for which `pred` holds, waiting until `deadline`.
+    pub fn wait_for(
+        &self,
+        deadline: Instant,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Option<Instant> {
+        let (lock, cv) = &*self.inner;
+        let mut seen = 0;
+        let mut lines = lock.lock().expect("lines lock");
+        loop {
+            if let Some((t, _)) = lines[seen..].iter().find(|(_, l)| pred(l)) {
+                return Some(*t);
+            }
+            seen = lines.len();
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = cv
+                .wait_timeout(lines, deadline - now)
+                .expect("lines lock")
+                .0;
+        }
+    }
+
+    /// Arrival times of every line for which `pred` holds so far.
+    pub fn all(&self, mut pred: impl FnMut(&str) -> bool) -> Vec<(Instant, String)> {
+        let lines = self.inner.0.lock().expect("lines lock");
+        lines.iter().filter(|(_, l)| pred(l)).cloned().collect()
+    }
+
+    /// The last few lines, for error messages.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.inner.0.lock().expect("lines lock");
+        let start = lines.len().saturating_sub(n);
+        lines[start..]
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A child process whose stdout is read into [`Lines`]; SIGKILLed and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    pub lines: Lines,
+    child: Child,
+    killed: bool,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout piped (stderr discarded, stdin closed).
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<Self> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {name}: {cmd:?}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Lines::default();
+        let sink = lines.clone();
+        // Ends at EOF, i.e. when the child is gone.
+        std::thread::Builder::new()
+            .name(format!("stdout-{name}"))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    match line {
+                        Ok(l) => sink.push(l),
+                        Err(_) => break,
+                    }
+                }
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            lines,
+            child,
+            killed: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL by pid, then reap. Idempotent.
+    pub fn kill(&mut self) {
+        if !self.killed {
+            self.killed = true;
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 (memberlist binds both), never handed out
+/// twice in one run.
+pub fn free_port() -> Result<u16> {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().expect("ports lock");
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..200 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if given.contains(&port) {
+            continue;
+        }
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both TCP and UDP on 127.0.0.1")
+}
+
+/// Where the two implementations' executables are.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// The real `serf`, if installed.
+    pub serf: Option<PathBuf>,
+    /// `hearsay-serf-node`.
+    pub node: PathBuf,
+}
+
+/// The two implementations measured side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    Serf,
+    Hearsay,
+}
+
+impl Impl {
+    pub fn label(self) -> &'static str {
+        match self {
+            Impl::Serf => "serf",
+            Impl::Hearsay => "hearsay",
+        }
+    }
+
+    /// Names of members this output line reports as joined.
+    pub fn joined(self, line: &str) -> Vec<&str> {
+        match self {
+            Impl::Serf => after(line, "serf: EventMemberJoin: ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .into_iter()
+                .collect(),
+            Impl::Hearsay => after(line, "EVENT member-join ")
+                .map(|rest| rest.split_whitespace().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether this line reports `name` failed (serf: the Serf library's event, before the
+    /// agent's coalescing; hearsay: the delivered event).
+    pub fn failed(self, line: &str, name: &str) -> bool {
+        match self {
+            Impl::Serf => {
+                after(line, "serf: EventMemberFailed: ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    == Some(name)
+            }
+            Impl::Hearsay => after(line, "EVENT member-failed ")
+                .is_some_and(|rest| rest.split_whitespace().any(|n| n == name)),
+        }
+    }
+
+    /// Whether this line reports the user event `event` delivered.
+    pub fn user_event(self, line: &str, event: &str) -> bool {
+        match self {
+            Impl::Serf => after(line, "agent: Received event: user-event: ")
+                .is_some_and(|rest| rest.trim_end() == event),
+            Impl::Hearsay => {
+                after(line, "EVENT user ").and_then(|rest| rest.split_whitespace().nth(1))
+                    == Some(event)
+            }
+        }
+    }
+}
+
+/// The rest of `line` after the first `marker`.
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| &line[i + marker.len()..])
+}
+
+/// One agent process of a cluster.
+pub struct Node {
+    pub proc: Proc,
+    pub gossip_port: u16,
+    /// serf's RPC port (0 for hearsay).
+    pub rpc_port: u16,
+}
+
+/// What the nodes of a cluster run besides gossip.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeRole {
+    /// Answer queries named `ping` with `pong` (serf: an event handler `query=echo pong`).
+    pub answer_ping: bool,
+}
+
+/// Starts one agent of `imp`, joining `join` (a gossip port) unless it is the first.
+pub fn start_node(
+    tools: &Tools,
+    imp: Impl,
+    name: &str,
+    join: Option<u16>,
+    role: NodeRole,
+) -> Result<Node> {
+    let gossip_port = free_port()?;
+    let bind = format!("127.0.0.1:{gossip_port}");
+    match imp {
+        Impl::Serf => {
+            let serf = tools.serf.as_ref().context("serf is not installed")?;
+            let rpc_port = free_port()?;
+            let mut cmd = Command::new(serf);
+            cmd.arg("agent")
+                .arg(format!("-node={name}"))
+                .arg(format!("-bind={bind}"))
+                .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
+                .arg("-log-level=info");
+            if let Some(p) = join {
+                cmd.arg(format!("-join=127.0.0.1:{p}"));
+            }
+            if role.answer_ping {
+                cmd.arg("-event-handler=query=echo pong");
+            }
+            Ok(Node {
+                proc: Proc::spawn(name, cmd)?,
+                gossip_port,
+                rpc_port,
+            })
+        }
+        Impl::Hearsay => {
+            let mut cmd = Command::new(&tools.node);
+            cmd.arg(format!("-name={name}"))
+                .arg(format!("-bind={bind}"))
+                .arg("-profile=lan");
+            if let Some(p) = join {
+                cmd.arg(format!("-join=127.0.0.1:{p}"));
+            }
+            if role.answer_ping {
+                cmd.arg("-respond=ping=pong");
+            }
+            Ok(Node {
+                proc: Proc::spawn(name, cmd)?,
+                gossip_port,
+                rpc_port: 0,
+            })
+        }
+    }
+}
+
+/// Waits until the output in `lines` (of node `me`) shows that all of `names` joined.
+pub fn wait_members(
+    imp: Impl,
+    me: &str,
+    lines: &Lines,
+    names: &[String],
+    deadline: Instant,
+) -> Result<()> {
+    let mut missing: HashSet<&str> = names.iter().map(String::as_str).collect();
+    missing.remove(me);
+    for (_, l) in lines.all(|_| true) {
+        for n in imp.joined(&l) {
+            missing.remove(n);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let ok = lines
+        .wait_for(deadline, |l| {
+            for n in imp.joined(l) {
+                missing.remove(n);
+            }
+            missing.is_empty()
+        })
+        .is_some();
+    if !ok {
+        bail!(
+            "{} node {me} did not see every member join in time; last output:\n{}",
+            imp.label(),
+            lines.tail(15)
+        );
+    }
+    Ok(())
+}
+
+/// Waits until a freshly started node is up: serf's RPC is listening, hearsay said READY.
+pub fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
+    let marker = match imp {
+        Impl::Serf => "Serf agent running!",
+        Impl::Hearsay => "READY ",
+    };
+    if node
+        .proc
+        .lines
+        .wait_for(deadline, |l| l.contains(marker))
+        .is_none()
+    {
+        bail!(
+            "{} node {} did not start; output:\n{}",
+            imp.label(),
+            node.proc.name,
+            node.proc.lines.tail(15)
+        );
+    }
+    Ok(())
+}
+
+/// `n` agent processes of `imp`, the first started alone and the rest joining it; returns
+/// once every node saw every other join.
+pub fn start_cluster(
+    tools: &Tools,
+    imp: Impl,
+    prefix: &str,
+    n: usize,
+    role: NodeRole,
+    extra_names: &[String],
+) -> Result<Vec<Node>> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    // Generous: how long formation takes is itself a figure (see [`formation_secs`]).
+    let deadline = Instant::now() + Duration::from_secs(60 + 3 * n as u64);
+    let mut nodes = Vec::with_capacity(n);
+    nodes.push(start_node(tools, imp, &names[0], None, role)?);
+    wait_ready(imp, &nodes[0], deadline)?;
+    let seed = nodes[0].gossip_port;
+    for name in &names[1..] {
+        nodes.push(start_node(tools, imp, name, Some(seed), role)?);
+    }
+    let mut all = names.clone();
+    all.extend(extra_names.iter().cloned());
+    for (node, name) in nodes.iter().zip(&names) {
+        wait_members(imp, name, &node.proc.lines, &all, deadline)?;
+    }
+    Ok(nodes)
+}
+
+/// Seconds from the first node's start until the last node's output showed every member
+/// joined (the arrival time of that line), for a cluster [`start_cluster`] just returned.
+pub fn formation_secs(imp: Impl, nodes: &[Node], started: Instant) -> f64 {
+    let mut last = started;
+    for node in nodes {
+        let me = node.proc.name.as_str();
+        let mut missing: HashSet<&str> = nodes.iter().map(|n| n.proc.name.as_str()).collect();
+        missing.remove(me);
+        for (t, l) in node.proc.lines.all(|_| true) {
+            for n in imp.joined(&l) {
+                missing.remove(n);
+            }
+            if missing.is_empty() {
+                last = last.max(t);
+                break;
+            }
+        }
+    }
+    last.saturating_duration_since(started).as_secs_f64()
+}
+
+/// VmRSS of a process in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// CPU time (user + system) a process used so far, in seconds, from `/proc/PID/stat`.
+pub fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks())
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux configuration we run on (USER_HZ).
+fn clock_ticks() -> f64 {
+    100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_outputs() {
+        let s = "    2026/11/23 10:13:09 [INFO] serf: EventMemberJoin: b 127.0.0.1";
+        assert_eq!(Impl::Serf.joined(s), ["b"]);
+        assert_eq!(Impl::Hearsay.joined("EVENT member-join a b"), ["a", "b"]);
+        let f = "    2026/11/23 10:13:20 [INFO] serf: EventMemberFailed: c 127.0.0.1";
+        assert!(Impl::Serf.failed(f, "c") && !Impl::Serf.failed(f, "c1"));
+        assert!(Impl::Hearsay.failed("EVENT member-failed x c", "c"));
+        let u = "    2026/11/23 10:13:11 [INFO] agent: Received event: user-event: ev-1";
+        assert!(Impl::Serf.user_event(u, "ev-1") && !Impl::Serf.user_event(u, "ev-10"));
+        assert!(Impl::Hearsay.user_event("EVENT user 3 ev-1 ", "ev-1"));
+        assert!(!Impl::Hearsay.user_event("EVENT user 3 ev-10 x", "ev-1"));
+    }
+
+    #[test]
+    fn lines_wait_with_deadline() {
+        let l = Lines::default();
+        l.push("a".into());
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(l.wait_for(soon, |x| x == "a").is_some());
+        assert!(l.wait_for(soon, |x| x == "b").is_none());
+    }
+}

@@ -1,0 +1,327 @@
+//! Scale through the sans-io simulator: `Sim<Serf>` runs N hearsay Serf nodes (LAN profile)
+//! in this process on a virtual clock (1 ms one-way latency + up to 0.5 ms jitter, no loss).
+//! Measures user-event dissemination, crash detection and per-node traffic, and reports the
+//! models Serf documents for the same quantities. serf itself cannot run here: the anchors
+//! are its published formulas.
+
+use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
+use hearsay_serf::{Serf, SerfConfig};
+use hearsay_swim::testing::{Sim, SimStats};
+use hearsay_swim::Config;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, Instant};
+
+/// What to run at one cluster size.
+#[derive(Debug, Clone, Copy)]
+pub struct SimPlan {
+    pub n: usize,
+    pub seeds: usize,
+    pub events_per_seed: usize,
+    pub crashes_per_seed: usize,
+    /// Virtual time the converged cluster runs before measuring (the join storm's gossip
+    /// drains).
+    pub settle: Duration,
+}
+
+/// Results at one cluster size, over all seeds.
+#[derive(Debug, Default)]
+pub struct SimResult {
+    pub n: usize,
+    pub seeds: usize,
+    /// Per event: time to reach 50 %, 99 %, 99.99 % and 100 % of nodes (origin included).
+    pub p50: Vec<f64>,
+    pub p99: Vec<f64>,
+    pub p9999: Vec<f64>,
+    pub p100: Vec<f64>,
+    /// Per crash: time until the first and until every live node marked it failed.
+    pub detect_first: Vec<f64>,
+    pub detect_all: Vec<f64>,
+    /// Steady cluster, per node per second: UDP packets sent, their bytes, TCP streams opened.
+    pub steady_msgs: Vec<f64>,
+    pub steady_bytes: Vec<f64>,
+    pub steady_streams: Vec<f64>,
+    /// While one event disseminates (fire → every node has it), per node per second.
+    pub event_msgs: Vec<f64>,
+    pub event_bytes: Vec<f64>,
+    /// Virtual time from the first join to a fully converged cluster.
+    pub converge: Vec<f64>,
+    /// Wall-clock time of the whole size, and this process's peak RSS growth while it ran.
+    pub wall: Duration,
+    pub rss_growth_kib: f64,
+    /// Events or crashes that did not complete within their bound.
+    pub timeouts: usize,
+}
+
+fn name(i: usize) -> String {
+    format!("node-{i}")
+}
+
+fn add(sim: &mut Sim<Serf>, i: usize) {
+    sim.add_core(|addr, seed, now| {
+        let cfg = SerfConfig::new(Config::lan(name(i), addr));
+        Serf::new(cfg, None, seed, now).expect("valid config")
+    });
+}
+
+/// Takes every node's recorded events, handing each to `f` (keeps memory flat at scale).
+fn drain_events(sim: &mut Sim<Serf>, mut f: impl FnMut(usize, Instant, &Event)) {
+    for i in 0..sim.nodes.len() {
+        let events = std::mem::take(&mut sim.nodes[i].events);
+        for (t, e) in &events {
+            f(i, *t, e);
+        }
+    }
+}
+
+fn converged(sim: &Sim<Serf>, n: usize) -> bool {
+    sim.nodes.iter().all(|node| {
+        node.swim
+            .as_ref()
+            .is_some_and(|s| s.count_with_status(MemberStatus::Alive) == n)
+    })
+}
+
+/// `n` nodes, node i joining a random earlier one; runs until every node sees all `n` alive.
+fn build(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    for i in 0..n {
+        add(&mut sim, i);
+        if i > 0 {
+            let j = rng.gen_range(0..i);
+            let addr = sim.nodes[j].addr;
+            sim.with_node(i, |s, now| s.join(now, &[addr], true).expect("join"));
+        }
+        sim.run_for(Duration::from_millis(5));
+        if i % 64 == 0 {
+            drain_events(&mut sim, |_, _, _| {});
+        }
+    }
+    let limit = sim.elapsed() + Duration::from_secs(600);
+    while !converged(&sim, n) {
+        if sim.elapsed() > limit {
+            return None;
+        }
+        sim.run_for(Duration::from_millis(500));
+        drain_events(&mut sim, |_, _, _| {});
+    }
+    let t = sim.elapsed().as_secs_f64();
+    Some((sim, t))
+}
+
+/// Runs for `d` of virtual time, discarding events as it goes.
+fn idle(sim: &mut Sim<Serf>, d: Duration) {
+    let end = sim.now() + d;
+    while sim.now() < end {
+        let step = (end - sim.now()).min(Duration::from_secs(1));
+        sim.run_for(step);
+        drain_events(sim, |_, _, _| {});
+    }
+}
+
+fn per_node_per_sec(a: SimStats, b: SimStats, n: usize, d: Duration) -> (f64, f64, f64) {
+    let k = 1.0 / (n as f64 * d.as_secs_f64());
+    (
+        (b.packets_sent - a.packets_sent) as f64 * k,
+        (b.bytes_sent - a.bytes_sent) as f64 * k,
+        (b.streams_opened - a.streams_opened) as f64 * k,
+    )
+}
+
+/// Runs the plan; `None` results are reported as "did not converge".
+pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
+    let started = Instant::now();
+    let rss0 = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
+    let mut peak = rss0;
+    let mut out = SimResult {
+        n: plan.n,
+        seeds: plan.seeds,
+        ..SimResult::default()
+    };
+    for s in 0..plan.seeds {
+        let seed = base_seed + s as u64;
+        let Some((mut sim, t)) = build(seed, plan.n) else {
+            out.timeouts += 1;
+            continue;
+        };
+        out.converge.push(t);
+        idle(&mut sim, plan.settle);
+        peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
+
+        // Steady-state traffic.
+        let window = Duration::from_secs(30);
+        let a = sim.stats;
+        idle(&mut sim, window);
+        let (m, b, st) = per_node_per_sec(a, sim.stats, plan.n, window);
+        out.steady_msgs.push(m);
+        out.steady_bytes.push(b);
+        out.steady_streams.push(st);
+
+        for e in 0..plan.events_per_seed {
+            measure_event(&mut sim, &mut rng, &format!("ev-{e}"), &mut out);
+            idle(&mut sim, Duration::from_secs(5));
+        }
+        for _ in 0..plan.crashes_per_seed {
+            measure_crash(&mut sim, &mut rng, &mut out);
+            idle(&mut sim, Duration::from_secs(5));
+        }
+        peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
+    }
+    out.wall = started.elapsed();
+    out.rss_growth_kib = peak - rss0;
+    out
+}
+
+/// The `k`-th smallest (1-based) of sorted delays.
+fn kth(sorted: &[f64], k: usize) -> f64 {
+    sorted[k.clamp(1, sorted.len()) - 1]
+}
+
+fn measure_event(sim: &mut Sim<Serf>, rng: &mut StdRng, event: &str, out: &mut SimResult) {
+    let up: Vec<usize> = sim.up().collect();
+    let origin = up[rng.gen_range(0..up.len())];
+    let fired = sim.now();
+    let before = sim.stats;
+    sim.with_node(origin, |s, now| {
+        s.user_event(now, event, b"bench", false)
+            .expect("user event")
+    });
+    let mut got: Vec<Option<Instant>> = vec![None; sim.nodes.len()];
+    let mut missing = up.len();
+    let limit = fired + Duration::from_secs(60);
+    loop {
+        drain_events(sim, |i, t, e| {
+            if let Event::User(u) = e {
+                if u.name == event && got[i].is_none() {
+                    got[i] = Some(t);
+                    missing -= 1;
+                }
+            }
+        });
+        if missing == 0 || sim.now() >= limit {
+            break;
+        }
+        sim.run_for(Duration::from_millis(50));
+    }
+    if missing > 0 {
+        out.timeouts += 1;
+        return;
+    }
+    let spread = sim.now() - fired;
+    let (m, b, _) = per_node_per_sec(
+        before,
+        sim.stats,
+        up.len(),
+        spread.max(Duration::from_millis(1)),
+    );
+    out.event_msgs.push(m);
+    out.event_bytes.push(b);
+    let mut d: Vec<f64> = up
+        .iter()
+        .filter_map(|&i| got[i])
+        .map(|t| (t - fired).as_secs_f64())
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let n = d.len();
+    out.p50.push(kth(&d, (n as f64 * 0.5).ceil() as usize));
+    out.p99.push(kth(&d, (n as f64 * 0.99).ceil() as usize));
+    out.p9999.push(kth(&d, (n as f64 * 0.9999).ceil() as usize));
+    out.p100.push(d[n - 1]);
+}
+
+fn measure_crash(sim: &mut Sim<Serf>, rng: &mut StdRng, out: &mut SimResult) {
+    let up: Vec<usize> = sim.up().collect();
+    let victim = up[rng.gen_range(0..up.len())];
+    let victim_name = name(victim);
+    let crashed = sim.now();
+    sim.crash(victim);
+    let survivors: Vec<usize> = up.into_iter().filter(|&i| i != victim).collect();
+    let mut got: Vec<Option<Instant>> = vec![None; sim.nodes.len()];
+    let mut missing = survivors.len();
+    let limit = crashed + Duration::from_secs(300);
+    loop {
+        drain_events(sim, |i, t, e| {
+            if let Event::Member(m) = e {
+                if m.kind == MemberEventKind::Failed
+                    && m.members.iter().any(|m| m.name == victim_name)
+                    && got[i].is_none()
+                    && i != victim
+                {
+                    got[i] = Some(t);
+                    missing -= 1;
+                }
+            }
+        });
+        if missing == 0 || sim.now() >= limit {
+            break;
+        }
+        sim.run_for(Duration::from_millis(100));
+    }
+    if missing > 0 {
+        out.timeouts += 1;
+        return;
+    }
+    let d: Vec<f64> = survivors
+        .iter()
+        .filter_map(|&i| got[i])
+        .map(|t| (t - crashed).as_secs_f64())
+        .collect();
+    out.detect_first
+        .push(d.iter().copied().fold(f64::INFINITY, f64::min));
+    out.detect_all.push(d.iter().copied().fold(0.0, f64::max));
+}
+
+/// The Serf convergence simulator's model (`_simulator.js`): seconds until a fraction `f`
+/// of `n` nodes has an update, at 200 ms gossip interval, fanout 3, no loss or failures.
+pub fn serf_convergence_model(n: usize, f: f64) -> f64 {
+    let rounds = ((n as f64 + 1.0) * f / (1.0 - f)).ln() / (0.5 * 3.0);
+    rounds * 0.2
+}
+
+/// memberlist's suspicion timeout bounds at `n` members (LAN: SuspicionMult 4, 1 s probe
+/// interval, max = 6 × min): `(min, max)` in seconds.
+pub fn suspicion_bounds(n: usize) -> (f64, f64) {
+    let scale = (n.max(1) as f64).log10().max(1.0);
+    let min = 4.0 * scale;
+    (min, 6.0 * min)
+}
+
+/// memberlist's scaled push/pull interval at `n` members (30 s base; `util.go`
+/// `pushPullScale`), in seconds.
+pub fn push_pull_interval(n: usize) -> f64 {
+    if n <= 32 {
+        return 30.0;
+    }
+    let mult = ((n as f64).log2() - 32f64.log2()).ceil() + 1.0;
+    30.0 * mult
+}
+
+/// The anchors' Monte Carlo of the memberlist code: mean time until all nodes know of a crash.
+pub fn detection_model_all(n: usize) -> Option<f64> {
+    match n {
+        3 => Some(5.72),
+        10 => Some(6.09),
+        100 => Some(10.50),
+        1000 => Some(14.81),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_match_the_anchors() {
+        let m = |n| (serf_convergence_model(n, 0.9999) * 100.0).round() / 100.0;
+        assert_eq!(m(100), 1.84);
+        assert_eq!(m(1000), 2.15);
+        assert_eq!(m(10_000), 2.46);
+        assert_eq!(suspicion_bounds(10), (4.0, 24.0));
+        assert_eq!(push_pull_interval(100), 90.0);
+        assert_eq!(push_pull_interval(1000), 180.0);
+        assert_eq!(suspicion_bounds(1000), (12.0, 72.0));
+    }
+}

@@ -1,0 +1,145 @@
+//! Smoke test of the benchmark harness: `hearsay-bench --quick` produces every section and
+//! every figure. It asserts that the figures exist, never what they are (timing belongs in
+//! BENCHMARKS.md, not in a test verdict).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Section headings every report has.
+const SECTIONS: &[&str] = &[
+    "## Run",
+    "## Headline",
+    "## 1. Failure detection",
+    "## 2. User event propagation",
+    "## 3. Query round trip",
+    "## 4. Idle footprint",
+    "## 5. Scale (simulator)",
+    "## Not yet measured",
+    "## Reproduce",
+];
+
+/// Live figures: measured for hearsay, and for serf when it is installed.
+const LIVE: &[&str] = &[
+    "cluster formation: N agents join one seed → every agent sees all",
+    "kill -9 → every survivor marks it failed",
+    "kill -9 → first survivor marks it failed",
+    "user event: origin → every node",
+    "user event: origin → median node",
+    "query: all N acks",
+    "query: all N responses",
+    "idle RSS per agent",
+    "idle CPU per agent",
+];
+
+/// serf-only figures.
+const SERF_ONLY: &[&str] =
+    &["kill -9 → serf agent hands member-failed to handlers (after 1 s coalescing quiescence)"];
+
+/// Simulator figures (hearsay only).
+const SIM: &[&str] = &[
+    "sim: joins → every node sees all alive (virtual)",
+    "sim: user event → 50 % of nodes",
+    "sim: user event → 99 % of nodes",
+    "sim: user event → 99.99 % of nodes",
+    "sim: user event → 100 % of nodes",
+    "sim: crash → first node marks it failed",
+    "sim: crash → every node marks it failed",
+    "sim: steady UDP packets per node per s",
+    "sim: steady UDP bytes per node per s",
+    "sim: push/pull streams per node per s",
+    "sim: UDP packets per node per s while an event spreads",
+    "sim: UDP bytes per node per s while an event spreads",
+    "sim: wall time for this N (all seeds)",
+];
+
+fn serf_installed() -> bool {
+    Command::new("serf")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `hearsay-serf-node` of the same profile as this test's build; built on demand when the
+/// test runs without the rest of the workspace.
+fn node_bin(bench: &Path) -> PathBuf {
+    let profile_dir = bench.parent().expect("bench has a directory");
+    let node = profile_dir.join("hearsay-serf-node");
+    if node.is_file() {
+        return node;
+    }
+    let target_dir = profile_dir.parent().expect("profile dir has a parent");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "hearsay-agent", "--bin", "hearsay-serf-node"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("running cargo build");
+    assert!(status.success(), "building hearsay-serf-node failed");
+    assert!(node.is_file(), "{} missing after the build", node.display());
+    node
+}
+
+/// The cells of the table row for `figure` (there may be one per N; all are returned).
+fn rows<'a>(report: &'a str, figure: &str) -> Vec<Vec<&'a str>> {
+    let prefix = format!("| {figure} |");
+    report
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect()
+}
+
+#[test]
+fn quick_mode_produces_every_figure() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_hearsay-bench"));
+    let node = node_bin(&bench);
+    let out = std::env::temp_dir().join(format!("hearsay-bench-quick-{}.md", std::process::id()));
+    let status = Command::new(&bench)
+        .arg("--quick")
+        .arg("--out")
+        .arg(&out)
+        .arg("--node-bin")
+        .arg(&node)
+        .status()
+        .expect("running hearsay-bench");
+    assert!(status.success(), "hearsay-bench --quick failed");
+    let report = std::fs::read_to_string(&out).expect("report written");
+    let _ = std::fs::remove_file(&out);
+
+    for s in SECTIONS {
+        assert!(report.contains(s), "missing section {s:?}\n{report}");
+    }
+    assert!(report.contains("CPUs online"), "no machine line\n{report}");
+    assert!(report.contains("cargo run --release -p hearsay-bench -- --quick"));
+    let serf = serf_installed();
+    // Live rows: | figure | N | serf | hearsay | ratio | anchor |, split with empty edges.
+    for f in LIVE {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        for cells in r {
+            assert_ne!(cells[4], "—", "no hearsay value for {f:?}\n{report}");
+            if serf {
+                assert_ne!(cells[3], "—", "no serf value for {f:?}\n{report}");
+                assert_ne!(cells[5], "—", "no ratio for {f:?}\n{report}");
+            }
+        }
+    }
+    for f in SERF_ONLY {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        if serf {
+            assert!(r.iter().all(|c| c[3] != "—"), "no serf value for {f:?}");
+        }
+    }
+    // Simulator rows: | figure | N | hearsay | model |.
+    for f in SIM {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        for cells in r {
+            assert_ne!(cells[3], "—", "no simulated value for {f:?}\n{report}");
+        }
+    }
+}
