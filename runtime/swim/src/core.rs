@@ -229,6 +229,8 @@ pub struct Swim {
     next_probe: Instant,
     next_gossip: Instant,
     next_push_pull: Instant,
+    /// False until the start-up stagger of the push/pull timer has passed.
+    push_pull_staggered: bool,
     streams: HashMap<StreamId, StreamPurpose>,
     next_stream: StreamId,
     joins: HashMap<JoinId, JoinState>,
@@ -277,8 +279,9 @@ impl Swim {
         let stagger = |rng: &mut StdRng, d: Duration| d.mul_f64(rng.gen::<f64>());
         let next_probe = now + stagger(&mut rng, config.probe_interval);
         let next_gossip = now + stagger(&mut rng, config.gossip_interval);
-        let next_push_pull =
-            now + config.push_pull_interval + stagger(&mut rng, config.push_pull_interval);
+        // memberlist waits a random stagger, then a full interval scaled by the cluster size
+        // at that moment (see `push_pull_staggered`).
+        let next_push_pull = now + stagger(&mut rng, config.push_pull_interval);
         let mut swim = Self {
             codec,
             rng,
@@ -298,6 +301,7 @@ impl Swim {
             next_probe,
             next_gossip,
             next_push_pull,
+            push_pull_staggered: false,
             streams: HashMap::new(),
             next_stream: 1,
             joins: HashMap::new(),
@@ -350,7 +354,7 @@ impl Swim {
     /// True when the next `handle_timeout(now)` starts a periodic push/pull (so a layer above
     /// knows to refresh its user state first, instead of re-encoding it on every tick).
     pub fn push_pull_due(&self, now: Instant) -> bool {
-        now >= self.next_push_pull
+        self.push_pull_staggered && now >= self.next_push_pull
     }
 
     /// memberlist's health score (0 = healthy, up to `awareness_max_multiplier - 1`).
@@ -558,7 +562,10 @@ impl Swim {
         if now >= self.next_push_pull {
             let n = self.est_num_nodes();
             self.next_push_pull = now + push_pull_scale(self.config.push_pull_interval, n);
-            self.periodic_push_pull(now);
+            if self.push_pull_staggered {
+                self.periodic_push_pull(now);
+            }
+            self.push_pull_staggered = true;
         }
         self.collect_finished();
     }

@@ -1488,8 +1488,17 @@ fn periodic_push_pull_goes_to_a_live_peer() {
     h.add_peer("b", 3);
     h.send(h.at(0), addr(3), vec![suspect("b", 1, "a")]);
     h.settle();
+    // The first deadline only ends the start-up stagger (memberlist then waits a scaled
+    // interval); the one after it pushes and pulls.
     let t = h.at(1_000);
     h.swim.next_push_pull = t;
+    h.swim.handle_timeout(t);
+    assert!(
+        h.streams().is_empty(),
+        "the stagger ends without a push/pull"
+    );
+    assert!(h.swim.next_push_pull >= t + h.swim.config.push_pull_interval);
+    let t = h.swim.next_push_pull;
     h.swim.handle_timeout(t);
     let streams = h.streams();
     assert_eq!(streams.len(), 1);

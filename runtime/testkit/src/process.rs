@@ -127,9 +127,14 @@ impl NodeProcess {
 
     /// Waits for a stdout line starting with `prefix`; panics if the process ends first.
     pub fn expect_line(&mut self, prefix: &str) -> String {
-        let seen = self.seen.clone();
-        self.wait_line(prefix)
-            .unwrap_or_else(|| panic!("node exited before {prefix:?}; saw {seen:?}"))
+        match self.wait_line(prefix) {
+            Some(line) => line,
+            None => panic!(
+                "node exited before {prefix:?}; saw {:?}\nits log:\n{}",
+                self.seen,
+                self.log()
+            ),
+        }
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `USR1`, `HUP`...) with `kill`.

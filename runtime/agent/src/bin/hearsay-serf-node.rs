@@ -305,11 +305,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for a in &args.join {
             addrs.push(flags::resolve(a).await?);
         }
-        match agent.join(&addrs, !args.replay).await {
-            Ok(n) => println!("JOINED {n}"),
-            Err(e) => {
-                agent.shutdown().await;
-                return Err(e.into());
+        // A few attempts, a second apart, ride out a peer that is briefly too busy to answer;
+        // each failure is logged with its cause, and the last one ends the node.
+        const JOIN_ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            match agent.join(&addrs, !args.replay).await {
+                Ok(n) => {
+                    println!("JOINED {n}");
+                    break;
+                }
+                Err(e) if attempt < JOIN_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %e, "join failed; retrying in 1 s");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    agent.shutdown().await;
+                    return Err(e.into());
+                }
             }
         }
     }
