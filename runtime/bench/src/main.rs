@@ -517,7 +517,7 @@ fn sim_section(plan: &Plan) -> Section {
         intro: "hearsay's Serf layer in the deterministic simulator (`Sim<Serf>`, LAN profile: \
 1 s probe, 200 ms gossip to 3 nodes): N nodes on a virtual clock, 1 ms one-way latency plus up \
 to 0.5 ms jitter, no loss. Each seed builds a cluster, lets it run 30 s after convergence (the \
-join storm's gossip drains), measures 30 s of steady traffic, fires user events from random \
+join storm's gossip drains), measures steady traffic over one scaled push/pull interval (at least 30 s), fires user events from random \
 nodes (each measured until it reached every node, then 5 s apart), then crashes random nodes \
 (each measured until every live node marked it failed). Times are virtual seconds. serf cannot \
 run in the simulator, so the right column gives Serf's own models: the convergence formula of \

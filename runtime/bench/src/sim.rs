@@ -151,7 +151,9 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
         let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
 
         // Steady-state traffic.
-        let window = Duration::from_secs(30);
+        // At least one full push/pull interval, so every node's periodic push/pull (which
+        // come about once per interval, staggered) falls in the window exactly once.
+        let window = Duration::from_secs_f64(push_pull_interval(plan.n).max(30.0));
         let a = sim.stats;
         idle(&mut sim, window);
         let (m, b, st) = per_node_per_sec(a, sim.stats, plan.n, window);
