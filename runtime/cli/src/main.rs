@@ -1,0 +1,53 @@
+//! `hearsay`: the command line. `hearsay agent` runs a node (see [`agent`]); every other verb
+//! is a client of a running agent's RPC address (see [`client`]). Flags become config here; no
+//! protocol logic lives in this crate.
+
+mod agent;
+mod client;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: hearsay <command> [flags]
+
+Commands:
+  agent         run a hearsay agent (a cluster node)
+  members       list the cluster's members
+  join          tell the agent to join nodes
+  leave         make the agent leave the cluster gracefully and stop
+  force-leave   force a failed member into the left state
+  event         send a user event to the cluster
+  query         send a query and print the acks and responses
+  monitor       stream the agent's logs
+  tags          change the agent's tags
+  keys          manage the gossip encryption keyring
+  keygen        make a new encryption key
+  rtt           estimate the round-trip time between nodes
+  info          show the agent's runtime information
+  reachability  test which nodes answer a query
+  version       print hearsay's version
+
+Run `hearsay <command> -help` for a command's flags.";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(verb) = args.next() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(1);
+    };
+    let rest: Vec<String> = args.collect();
+    let result = match verb.as_str() {
+        "agent" => agent::run(rest),
+        "-h" | "-help" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => client::run(other, rest),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
