@@ -425,7 +425,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>)
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE_FRAMES);
     let kill = Arc::new(Notify::new());
     let writer_kill = kill.clone();
-    let writer = tokio::spawn(async move {
+    let mut writer = AbortOnDrop(Some(tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
             if let Err(e) = wr.write_all(&buf).await {
                 tracing::debug!(client = %peer, "agent.ipc: write failed: {e}");
@@ -434,7 +434,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>)
             }
         }
         let _ = wr.shutdown().await;
-    });
+    })));
     let mut client = Client {
         ctx,
         out: Outbox {
@@ -486,14 +486,37 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>)
         }
     }
     .await;
+    let dropped = matches!(&outcome, Err(e) if e == "dropped");
     match outcome {
         Ok(()) => tracing::debug!(client = %peer, "agent.ipc: client disconnected"),
         Err(e) if e == "dropped" => {}
         Err(e) => tracing::error!(client = %peer, "agent.ipc: dropping client: {e}"),
     }
+    // Ends the stream tasks, so the writer's queue closes once drained.
     drop(client);
-    // The writer ends once every queued frame is written (or the socket fails).
-    let _ = writer.await;
+    let Some(handle) = writer.0.take() else {
+        return;
+    };
+    if dropped {
+        handle.abort();
+    } else if tokio::time::timeout(WRITER_DRAIN, handle).await.is_err() {
+        tracing::warn!(client = %peer, "agent.ipc: client did not take its last responses");
+    }
+}
+
+/// How long a closing connection may take to write its last queued responses.
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
+/// Aborts the writer task when the connection's task is dropped (server shutdown), so a
+/// write blocked on a client that does not read cannot outlive it.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 impl Client {
