@@ -454,10 +454,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>)
     let outcome: std::result::Result<(), String> = async {
         loop {
             // Decode every complete request in the buffer.
-            loop {
-                let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? else {
-                    break;
-                };
+            while let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? {
                 let header = RequestHeader::from_value(&header)
                     .map_err(|e| format!("failed to decode request header: {e}"))?;
                 let (body, body_used) = if command_has_body(&header.command) {

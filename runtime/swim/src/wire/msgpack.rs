@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(r.value(), Ok(v));
         assert!(r.rest().is_empty());
         assert_eq!(
-            Reader::new(&vec![0x91; 100]).value(),
+            Reader::new(&[0x91; 100]).value(),
             Err(Error::TooDeep(MAX_SKIP_DEPTH))
         );
         assert!(matches!(
