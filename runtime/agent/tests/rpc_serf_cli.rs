@@ -46,6 +46,15 @@ impl Node {
 }
 
 async fn start_node(name: &str, keyring: Option<Keyring>, auth: &str) -> Node {
+    start_node_with(name, keyring, auth, None).await
+}
+
+async fn start_node_with(
+    name: &str,
+    keyring: Option<Keyring>,
+    auth: &str,
+    tags_file: Option<&std::path::Path>,
+) -> Node {
     let transport = UdpTcpTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
@@ -56,7 +65,10 @@ async fn start_node(name: &str, keyring: Option<Keyring>, auth: &str) -> Node {
         options = options.keyring(k);
     }
     let agent = SerfAgent::start(options, transport).unwrap();
-    let ctx = RpcContext::new(agent.clone()).auth_key(auth).logs(hub());
+    let mut ctx = RpcContext::new(agent.clone()).auth_key(auth).logs(hub());
+    if let Some(path) = tags_file {
+        ctx = ctx.tags_file(path);
+    }
     let rpc = RpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), ctx.clone())
         .await
         .unwrap();
@@ -135,7 +147,9 @@ async fn answer_queries(node: &Node, reply: &'static [u8]) -> tokio::task::JoinH
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serf_cli_drives_a_hearsay_agent() {
     require_serf();
-    let h1 = start_node("h1", None, "").await;
+    let tags_path =
+        std::env::temp_dir().join(format!("hearsay-rpc-tags-{}.json", std::process::id()));
+    let h1 = start_node_with("h1", None, "", Some(&tags_path)).await;
     let h2 = start_node("h2", None, "").await;
     let h3 = start_node("h3", None, "").await;
 
@@ -174,10 +188,16 @@ async fn serf_cli_drives_a_hearsay_agent() {
         "{out}"
     );
 
-    // tags -set / -delete, persisted nowhere (no tags file) but visible to the cluster
+    // tags -set / -delete: persisted to the tags file and visible to the cluster
     let out = ok(&h1, "tags", &["-set", "role=web", "-set", "dc=x"]).await;
     assert!(out.contains("Successfully updated agent tags"), "{out}");
     ok(&h1, "tags", &["-delete", "dc"]).await;
+    let saved = hearsay_agent::tags_file::read(&tags_path).unwrap();
+    let _ = std::fs::remove_file(&tags_path);
+    assert_eq!(
+        saved.into_iter().collect::<Vec<_>>(),
+        [("role".to_owned(), "web".to_owned())]
+    );
     wait_for("h2 to see h1's tags", || async {
         let out = ok(&h2, "members", &["-tag", "role=web"]).await;
         out.lines().count() == 1 && out.contains("h1") && !out.contains("dc=x")
@@ -414,6 +434,20 @@ async fn garbage_and_stalled_clients_do_not_stop_the_others() {
     let hub = hub();
     let h = start_node("g1", None, "").await;
     let addr = h.rpc.local_addr();
+
+    // Many clients at once, each with a stream open while it asks for members.
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let a = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let c = RpcClient::connect(&a, None).await.unwrap();
+            let _events = c.stream("*").await.unwrap();
+            c.members().await.unwrap().len()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 1);
+    }
 
     // Garbage: the server drops the connection.
     let mut garbage = tokio::net::TcpStream::connect(addr).await.unwrap();
