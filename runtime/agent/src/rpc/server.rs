@@ -321,7 +321,9 @@ impl Request {
                 "get-coordinate" => Self::Coordinate {
                     node: f.str("Node")?,
                 },
-                _ => unreachable!("filtered below"),
+                other => {
+                    return Err(Error::RpcProtocol(format!("unknown command {other:?}")));
+                }
             })
         };
         const KNOWN: [&str; 20] = [
