@@ -10,6 +10,7 @@ mod common;
 
 use common::{require_serf, KEY, OTHER_KEY, WAIT};
 use hearsay_agent::logs::LogHub;
+use hearsay_agent::rpc::codec::{self, Value};
 use hearsay_agent::rpc::{RpcClient, RpcContext, RpcServer};
 use hearsay_agent::{AgentOptions, SerfAgent};
 use hearsay_net::{Config, Keyring, Profile, UdpTcpTransport};
@@ -447,6 +448,53 @@ async fn garbage_and_stalled_clients_do_not_stop_the_others() {
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 1);
+    }
+
+    // Protocol errors are answered in serf's words, then the connection is closed.
+    for (requests, want) in [
+        (vec![("members", 1, None)], "Handshake required"),
+        (
+            vec![
+                ("handshake", 1, Some(("Version", Value::Uint(1)))),
+                ("bogus", 2, None),
+            ],
+            "Unsupported command",
+        ),
+        (
+            vec![("handshake", 1, Some(("Version", Value::Uint(2))))],
+            "Unsupported IPC version",
+        ),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut bytes = Vec::new();
+        for (cmd, seq, body) in requests {
+            let h = codec::RequestHeader {
+                command: cmd.into(),
+                seq,
+            };
+            let b = body.map(|f| codec::map(vec![f]));
+            bytes.extend(codec::frame(&h.to_value(), b.as_ref()));
+        }
+        conn.write_all(&bytes).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(WAIT, async {
+            let mut chunk = [0u8; 256];
+            loop {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+                if String::from_utf8_lossy(&got).contains(want) && want == "Unsupported IPC version"
+                {
+                    return; // a refused handshake keeps the connection, as in Serf
+                }
+            }
+        })
+        .await;
+        assert!(
+            String::from_utf8_lossy(&got).contains(want),
+            "{want}: {got:?}"
+        );
     }
 
     // Garbage: the server drops the connection.

@@ -17,8 +17,11 @@ pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// Decodes one value from the front of `buf`: `Ok(None)` when more bytes are needed, else
 /// the value and how many bytes it used. Malformed input is [`Error::RpcProtocol`].
 pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
+    // Check completeness with the allocation-free skip first: a large value arriving in
+    // many reads is then scanned, not rebuilt as a tree, on every read.
+    let complete = Reader::new(buf).skip().map(|()| ());
     let mut r = Reader::new(buf);
-    match r.value() {
+    match complete.and_then(|()| r.value()) {
         Ok(v) => Ok(Some((v, r.position()))),
         Err(hearsay_swim::Error::Truncated { .. }) => {
             if buf.len() >= MAX_VALUE_BYTES {

@@ -34,8 +34,33 @@ pub mod errors {
     pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
 }
 
+/// The 20 commands of IPC version 1.
+pub const COMMANDS: [&str; 20] = [
+    "handshake",
+    "auth",
+    "event",
+    "force-leave",
+    "join",
+    "members",
+    "members-filtered",
+    "tags",
+    "stream",
+    "monitor",
+    "stop",
+    "leave",
+    "query",
+    "respond",
+    "install-key",
+    "use-key",
+    "remove-key",
+    "list-keys",
+    "stats",
+    "get-coordinate",
+];
+
 /// Whether a request with this command carries a body after its header (as Serf's client
-/// sends them: `members`, `leave`, `list-keys` and `stats` have none).
+/// sends them: `members`, `leave`, `list-keys` and `stats` have none). An unknown command is
+/// answered at once without reading further, as Serf does.
 pub fn command_has_body(command: &str) -> bool {
-    !matches!(command, "members" | "leave" | "list-keys" | "stats")
+    COMMANDS.contains(&command) && !matches!(command, "members" | "leave" | "list-keys" | "stats")
 }

@@ -326,29 +326,7 @@ impl Request {
                 }
             })
         };
-        const KNOWN: [&str; 20] = [
-            "handshake",
-            "auth",
-            "event",
-            "force-leave",
-            "join",
-            "members",
-            "members-filtered",
-            "tags",
-            "stream",
-            "monitor",
-            "stop",
-            "leave",
-            "query",
-            "respond",
-            "install-key",
-            "use-key",
-            "remove-key",
-            "list-keys",
-            "stats",
-            "get-coordinate",
-        ];
-        KNOWN.contains(&command).then(r)
+        super::COMMANDS.contains(&command).then(r)
     }
 }
 
