@@ -19,7 +19,7 @@ pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
     // Check completeness with the allocation-free skip first: a large value arriving in
     // many reads is then scanned, not rebuilt as a tree, on every read.
-    let complete = Reader::new(buf).skip().map(|()| ());
+    let complete = Reader::new(buf).skip();
     let mut r = Reader::new(buf);
     match complete.and_then(|()| r.value()) {
         Ok(v) => Ok(Some((v, r.position()))),
