@@ -6,6 +6,7 @@
 //! tenants will live here too.
 
 pub mod error;
+pub mod filter;
 pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;
