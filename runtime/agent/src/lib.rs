@@ -6,6 +6,7 @@
 //! tenants will live here too.
 
 pub mod error;
+pub mod filter;
 pub mod logs;
 pub mod rpc;
 pub mod serf_agent;

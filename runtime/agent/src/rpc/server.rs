@@ -13,6 +13,7 @@ use super::codec::{
 use super::errors::*;
 use super::{command_has_body, IPC_VERSION};
 use crate::error::{Error, Result};
+use crate::filter::{EventFilter, EventKind};
 use crate::logs::{LogHub, LogLevel};
 use crate::serf_agent::{QueryResult, SerfAgent};
 use hearsay_serf::event::Event;
@@ -696,7 +697,7 @@ impl Client {
     }
 
     fn start_stream(&mut self, seq: u64, filter: &str) {
-        let Some(filters) = EventFilter::parse_list(filter) else {
+        let Ok(filter) = EventFilter::parse(filter) else {
             self.out.reply(seq, INVALID_FILTER, None);
             return;
         };
@@ -719,8 +720,9 @@ impl Client {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if !filters.iter().any(|f| f.matches(&ev)) {
-                    continue;
+                match stream_kind(&ev) {
+                    Some((kind, name)) if filter.matches(kind, name) => {}
+                    _ => continue,
                 }
                 let rec = match &ev {
                     Event::Member(me) => map(vec![
@@ -964,54 +966,25 @@ fn err_string<T>(r: Result<T>) -> String {
     r.err().map(|e| e.to_string()).unwrap_or_default()
 }
 
-/// One of Serf's event filters (`ParseEventFilter`): `*`, `user`, `user:NAME`, `query`,
-/// `query:NAME` or a member event kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventFilter {
-    pub event: String,
-    pub name: String,
-}
-
-impl EventFilter {
-    /// Parses a comma-separated list; `None` when any entry names an unknown event.
-    pub fn parse_list(s: &str) -> Option<Vec<Self>> {
-        let mut out = Vec::new();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
-            let (event, name) = part.split_once(':').unwrap_or((part, ""));
-            let valid = matches!(
-                event,
-                "*" | "user"
-                    | "query"
-                    | "member-join"
-                    | "member-leave"
-                    | "member-failed"
-                    | "member-update"
-                    | "member-reap"
-            );
-            if !valid {
-                return None;
-            }
-            out.push(Self {
-                event: event.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        Some(out)
-    }
-
-    /// Whether `ev` passes this filter.
-    pub fn matches(&self, ev: &Event) -> bool {
-        let (kind, name) = match ev {
-            Event::Member(me) => (me.kind.as_str(), ""),
-            Event::User(u) => ("user", u.name.as_str()),
-            Event::Query(q) => ("query", q.name.as_str()),
-            _ => return false,
-        };
-        if self.event == "*" {
-            return true;
-        }
-        self.event == kind && (self.name.is_empty() || self.name == name)
-    }
+/// The filter kind and name of an event a stream can carry (member events, user events,
+/// queries); `None` for the others.
+fn stream_kind(ev: &Event) -> Option<(EventKind, &str)> {
+    use hearsay_serf::event::MemberEventKind as M;
+    Some(match ev {
+        Event::Member(me) => (
+            match me.kind {
+                M::Join => EventKind::MemberJoin,
+                M::Leave => EventKind::MemberLeave,
+                M::Failed => EventKind::MemberFailed,
+                M::Update => EventKind::MemberUpdate,
+                M::Reap => EventKind::MemberReap,
+            },
+            "",
+        ),
+        Event::User(u) => (EventKind::User, u.name.as_str()),
+        Event::Query(q) => (EventKind::Query, q.name.as_str()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -1044,19 +1017,24 @@ mod tests {
     }
 
     #[test]
-    fn event_filters_follow_serf() {
-        let f = EventFilter::parse_list("member-join,user:deploy").unwrap();
-        assert_eq!(f.len(), 2);
-        assert!(EventFilter::parse_list("nope").is_none());
-        let user = Event::User(hearsay_serf::event::UserEvent {
-            ltime: 1,
-            name: "deploy".into(),
-            payload: vec![],
-            coalesce: false,
-        });
-        assert!(f[1].matches(&user));
-        assert!(!f[0].matches(&user));
-        assert!(EventFilter::parse_list("*").unwrap()[0].matches(&user));
+    fn streams_filter_events_with_serf_syntax() {
+        let f = EventFilter::parse("member-join,user:deploy").unwrap();
+        let user = |name: &str| {
+            Event::User(hearsay_serf::event::UserEvent {
+                ltime: 1,
+                name: name.into(),
+                payload: vec![],
+                coalesce: false,
+            })
+        };
+        let passes = |ev: &Event| {
+            let (kind, name) = stream_kind(ev).unwrap();
+            f.matches(kind, name)
+        };
+        assert!(passes(&user("deploy")));
+        assert!(!passes(&user("other")));
+        assert!(stream_kind(&Event::LeaveComplete).is_none());
+        assert!(EventFilter::parse("nope").is_err());
     }
 
     #[test]
