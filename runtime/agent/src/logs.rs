@@ -155,13 +155,24 @@ impl<S: Subscriber> Layer<S> for LogLayer {
         let level = LogLevel::from_tracing(meta.level());
         let mut fields = LineFields::default();
         event.record(&mut fields);
-        let mut text = format!(
-            "{} [{}] {}: {}",
-            timestamp(SystemTime::now()),
-            level.as_str(),
-            meta.target(),
-            fields.message
-        );
+        // Messages written Serf's way already name their component (`agent.ipc: ...`);
+        // the others get their tracing target in that place.
+        let mut text = if has_component(&fields.message) {
+            format!(
+                "{} [{}] {}",
+                timestamp(SystemTime::now()),
+                level.as_str(),
+                fields.message
+            )
+        } else {
+            format!(
+                "{} [{}] {}: {}",
+                timestamp(SystemTime::now()),
+                level.as_str(),
+                meta.target(),
+                fields.message
+            )
+        };
         text.push_str(&fields.rest);
         let _ = self.tx.send(LogLine { level, text });
     }
@@ -189,6 +200,16 @@ impl Visit for LineFields {
             let _ = write!(self.rest, " {}={:?}", field.name(), value);
         }
     }
+}
+
+/// Whether `message` starts with a Serf-style component name (`serf:`, `agent.ipc:`).
+fn has_component(message: &str) -> bool {
+    message.split_once(": ").is_some_and(|(head, _)| {
+        !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+    })
 }
 
 /// `YYYY/MM/DD hh:mm:ss` in UTC, Go's `log.LstdFlags` layout.
@@ -243,7 +264,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!("hidden");
             tracing::info!(node = "a", "joined");
-            tracing::warn!("careful");
+            tracing::warn!("agent.ipc: careful");
         });
         let first = info.next().await.unwrap();
         assert!(
@@ -252,6 +273,10 @@ mod tests {
         );
         assert!(info.next().await.unwrap().contains("[WARN]"));
         let w = warn.next().await.unwrap();
-        assert!(w.contains("[WARN]") && w.contains("careful"), "{w}");
+        assert!(w.ends_with("[WARN] agent.ipc: careful"), "{w}");
+        assert!(
+            first.contains("[INFO] hearsay_agent::logs::tests: joined"),
+            "{first}"
+        );
     }
 }
