@@ -183,8 +183,8 @@ impl QuicConfig {
             .receive_window(quinn::VarInt::from_u32(
                 self.stream_window.saturating_mul(8).max(self.stream_window),
             ))
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(self.max_streams_per_peer))
-            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_streams_per_peer))
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
         Ok(Arc::new(t))
     }
 }
@@ -316,13 +316,14 @@ impl QuicEndpoint {
         header: &ResponseHeader,
     ) -> Result<ResponseWriter, QuicError> {
         let encoded = header.encode()?;
-        let mut send = self.open_raw_stream(peer).await?;
+        let (mut send, verdict) = self.open_raw_stream(peer).await?;
         let addr = peer.addr;
         send.write_all(&encoded)
             .await
             .map_err(|e| send_error(addr, e))?;
         Ok(ResponseWriter {
             send,
+            verdict,
             addr,
             declared: header.total_len,
             written: 0,
@@ -330,17 +331,22 @@ impl QuicEndpoint {
         })
     }
 
-    /// A bare unidirectional stream to `peer`, with no header written: for tests and
-    /// diagnostics (the originator rejects a stream that does not start with a header).
-    pub async fn open_raw_stream(&self, peer: &QuicAdvert) -> Result<quinn::SendStream, QuicError> {
+    /// A bare response stream to `peer`, with no header written: for tests and diagnostics
+    /// (the originator rejects a stream that does not start with a header). The second half
+    /// carries the originator's verdict: a clean end when it read the whole response, a
+    /// reset with a [`StopCode`] when it refused it.
+    pub async fn open_raw_stream(
+        &self,
+        peer: &QuicAdvert,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), QuicError> {
         let conn = self.connection(peer).await?;
-        match conn.open_uni().await {
+        match conn.open_bi().await {
             Ok(send) => Ok(send),
             Err(first) => {
                 // The cached connection died since it was checked: dial once more.
                 tracing::debug!("QUIC: reconnecting to {}: {first}", peer.addr);
                 let conn = self.connection(peer).await?;
-                conn.open_uni().await.map_err(|e| connect_error(peer, e))
+                conn.open_bi().await.map_err(|e| connect_error(peer, e))
             }
         }
     }
@@ -416,6 +422,9 @@ fn send_error(addr: SocketAddr, e: quinn::WriteError) -> QuicError {
 /// resets the stream, so the originator sees an aborted response, never a short one.
 pub struct ResponseWriter {
     send: quinn::SendStream,
+    /// The originator's verdict: ends cleanly once it has read the whole body, or is reset
+    /// with a [`StopCode`] when it refused the response.
+    verdict: quinn::RecvStream,
     addr: SocketAddr,
     declared: Option<u64>,
     written: u64,
@@ -444,7 +453,8 @@ impl ResponseWriter {
         self.written
     }
 
-    /// Ends the body and waits until the originator has received all of it (or refused it).
+    /// Ends the body and waits until the originator's reader has consumed all of it, or
+    /// refused it (the error then says why: header rejected, a limit, nobody receiving).
     pub async fn finish(mut self) -> Result<(), QuicError> {
         if let Some(declared) = self.declared {
             if self.written != declared {
@@ -461,17 +471,17 @@ impl ResponseWriter {
             reason: "stream already closed".into(),
         };
         self.send.finish().map_err(closed)?;
-        match self.send.stopped().await {
-            Ok(None) => Ok(()),
-            Ok(Some(code)) => Err(QuicError::Send {
-                addr: self.addr,
-                reason: StopCode::describe(code.into_inner()),
-            }),
-            Err(e) => Err(QuicError::Send {
-                addr: self.addr,
-                reason: e.to_string(),
-            }),
-        }
+        let reason = match self.verdict.read_to_end(64).await {
+            Ok(_) => return Ok(()),
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                StopCode::describe(code.into_inner())
+            }
+            Err(e) => e.to_string(),
+        };
+        Err(QuicError::Send {
+            addr: self.addr,
+            reason,
+        })
     }
 
     /// Abandons the response: the originator's reader fails with [`QuicError::Reset`].
@@ -540,9 +550,10 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         return;
     };
     loop {
-        match conn.accept_uni().await {
-            Ok(recv) => {
-                tokio::spawn(serve_stream(recv, peer, remote, shared.clone()));
+        match conn.accept_bi().await {
+            Ok((verdict, recv)) => {
+                let stream = Stream { recv, verdict };
+                tokio::spawn(serve_stream(stream, peer, remote, shared.clone()));
             }
             Err(e) => {
                 tracing::debug!("QUIC: connection from {remote} ({peer}) ended: {e}");
@@ -565,19 +576,35 @@ async fn read_header(recv: &mut quinn::RecvStream, limit: usize) -> Result<Respo
     ResponseHeader::decode_rest(&rest).map_err(|e| e.to_string())
 }
 
+/// Both halves of an incoming response stream.
+struct Stream {
+    recv: quinn::RecvStream,
+    verdict: quinn::SendStream,
+}
+
+impl Stream {
+    /// Refuses the response: stops the body and resets the verdict with the reason.
+    fn refuse(&mut self, code: StopCode) {
+        let _ = self.recv.stop(code.varint());
+        let _ = self.verdict.reset(code.varint());
+    }
+}
+
 async fn serve_stream(
-    mut recv: quinn::RecvStream,
+    mut stream: Stream,
     peer: Fingerprint,
     remote: SocketAddr,
     shared: Arc<Shared>,
 ) {
     let limit = shared.limits.max_header;
     let header =
-        match tokio::time::timeout(shared.header_timeout, read_header(&mut recv, limit)).await {
+        match tokio::time::timeout(shared.header_timeout, read_header(&mut stream.recv, limit))
+            .await
+        {
             Ok(Ok(h)) => h,
             Ok(Err(why)) => {
                 tracing::warn!("QUIC: rejected a response stream from {remote} ({peer}): {why}");
-                let _ = recv.stop(StopCode::HeaderRejected.varint());
+                stream.refuse(StopCode::HeaderRejected);
                 return;
             }
             Err(_) => {
@@ -585,13 +612,13 @@ async fn serve_stream(
                 "QUIC: rejected a response stream from {remote} ({peer}): no header within {:?}",
                 shared.header_timeout
             );
-                let _ = recv.stop(StopCode::HeaderRejected.varint());
+                stream.refuse(StopCode::HeaderRejected);
                 return;
             }
         };
     let query_total = shared.budget(header.ltime, header.query_id);
     let body = BodyReader {
-        recv,
+        stream,
         from: header.from.clone(),
         ltime: header.ltime,
         query_id: header.query_id,
@@ -609,7 +636,8 @@ async fn serve_stream(
         body,
     };
     if let Err(mpsc::error::SendError(mut refused)) = shared.tx.send(response).await {
-        let _ = refused.body.recv.stop(StopCode::NotWanted.varint());
+        refused.body.stream.refuse(StopCode::NotWanted);
+        refused.body.state = BodyState::Failed;
     }
 }
 
@@ -648,7 +676,7 @@ enum BodyState {
 /// Reads one response body chunk by chunk (each at most [`QuicConfig::max_chunk`] bytes),
 /// enforcing the per-response and per-query limits.
 pub struct BodyReader {
-    recv: quinn::RecvStream,
+    stream: Stream,
     from: String,
     ltime: u64,
     query_id: u32,
@@ -670,7 +698,11 @@ impl BodyReader {
         }
         let result = self.next_chunk().await;
         match &result {
-            Ok(None) => self.state = BodyState::Done,
+            Ok(None) => {
+                self.state = BodyState::Done;
+                // Tell the responder the whole response was taken.
+                let _ = self.stream.verdict.finish();
+            }
             Err(_) => self.state = BodyState::Failed,
             Ok(Some(_)) => {}
         }
@@ -688,7 +720,7 @@ impl BodyReader {
     }
 
     fn fail(&mut self, code: StopCode, err: QuicError) -> Result<Option<Bytes>, QuicError> {
-        let _ = self.recv.stop(code.varint());
+        self.stream.refuse(code);
         Err(err)
     }
 
@@ -703,15 +735,16 @@ impl BodyReader {
             };
             return self.fail(StopCode::ResponseLimit, err);
         }
-        let chunk = match self.recv.read_chunk(self.max_chunk, true).await {
+        let chunk = match self.stream.recv.read_chunk(self.max_chunk, true).await {
             Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
                 if let Some(declared) = self.declared.filter(|d| *d != self.received) {
-                    return Err(QuicError::Truncated {
+                    let err = QuicError::Truncated {
                         from: self.from.clone(),
                         declared,
                         received: self.received,
-                    });
+                    };
+                    return self.fail(StopCode::LengthMismatch, err);
                 }
                 return Ok(None);
             }
@@ -761,5 +794,14 @@ impl BodyReader {
             return self.fail(StopCode::QueryLimit, err);
         }
         Ok(Some(chunk))
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        if self.state == BodyState::Open {
+            // quinn would finish the verdict on drop, which reads as "taken": say otherwise.
+            self.stream.refuse(StopCode::Dropped);
+        }
     }
 }

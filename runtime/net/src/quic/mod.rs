@@ -2,9 +2,11 @@
 //!
 //! Serf answers a query with one UDP packet of at most ~1 KiB. hearsay keeps gossip for
 //! fan-out and streams larger answers over QUIC: every agent runs one [`QuicEndpoint`]
-//! (server and client on the same UDP socket); a responder opens a unidirectional stream to the
+//! (server and client on the same UDP socket); a responder opens a bidirectional stream to the
 //! originator's endpoint ([`QuicEndpoint::open_response`]), writes a small
-//! [`ResponseHeader`] and then the body chunk by chunk as it is produced; the originator reads
+//! [`ResponseHeader`] and then the body chunk by chunk as it is produced, and the originator
+//! answers on the other half with its verdict (a clean end once its reader took the whole
+//! body, or a reset whose [`StopCode`] says why it refused it); the originator reads
 //! [`IncomingResponse`]s from [`IncomingResponses`], each body chunk by chunk through a
 //! [`BodyReader`] that enforces the per-response and per-query byte limits ([`Limits`]).
 //! Nothing on either side holds a whole response in memory: QUIC flow control (the
