@@ -402,6 +402,19 @@ impl QuicEndpoint {
     }
 }
 
+/// quinn's "connection lost" hides why; the cause (e.g. the peer refused our certificate in
+/// the handshake) is what an operator needs.
+fn connection_lost(e: &quinn::ConnectionError) -> String {
+    format!("connection lost: {e}")
+}
+
+fn read_error(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => connection_lost(c),
+        other => other.to_string(),
+    }
+}
+
 fn connect_error(peer: &QuicAdvert, e: impl std::fmt::Display) -> QuicError {
     QuicError::Connect {
         addr: peer.addr,
@@ -413,6 +426,7 @@ fn connect_error(peer: &QuicAdvert, e: impl std::fmt::Display) -> QuicError {
 fn send_error(addr: SocketAddr, e: quinn::WriteError) -> QuicError {
     let reason = match e {
         quinn::WriteError::Stopped(code) => StopCode::describe(code.into_inner()),
+        quinn::WriteError::ConnectionLost(c) => connection_lost(&c),
         other => other.to_string(),
     };
     QuicError::Send { addr, reason }
@@ -476,6 +490,7 @@ impl ResponseWriter {
             Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
                 StopCode::describe(code.into_inner())
             }
+            Err(quinn::ReadToEndError::Read(e)) => read_error(&e),
             Err(e) => e.to_string(),
         };
         Err(QuicError::Send {
@@ -759,7 +774,7 @@ impl BodyReader {
                 return Err(QuicError::ConnectionLost {
                     from: self.from.clone(),
                     received: self.received,
-                    reason: e.to_string(),
+                    reason: read_error(&e),
                 })
             }
         };

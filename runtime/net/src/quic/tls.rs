@@ -27,11 +27,27 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Why a certificate was refused. rustls shows it with `Debug` (also to the peer, in the
+/// close reason), so `Debug` is the plain message.
+struct Refusal(String);
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 fn refuse(msg: String) -> rustls::Error {
-    tracing::warn!("QUIC: {msg}");
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-        std::io::Error::other(msg),
-    ))))
+    tracing::warn!("QUIC: refused a peer: {msg}");
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Refusal(msg)))))
 }
 
 /// Client side: accepts the server only if its certificate has the expected fingerprint (and,
