@@ -175,8 +175,12 @@ impl QuicConfig {
 
     pub(crate) fn transport(&self) -> Result<Arc<quinn::TransportConfig>, QuicError> {
         let mut t = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
-            .map_err(|_| QuicError::Certificate("idle timeout out of range".into()))?;
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout).map_err(|_| {
+            QuicError::Config(format!(
+                "idle timeout {:?} is out of range",
+                self.idle_timeout
+            ))
+        })?;
         t.max_idle_timeout(Some(idle))
             .stream_receive_window(quinn::VarInt::from_u32(self.stream_window))
             // The connection window bounds what all streams of one peer may buffer together.
@@ -322,6 +326,7 @@ impl QuicEndpoint {
             .await
             .map_err(|e| send_error(addr, e))?;
         Ok(ResponseWriter {
+            _endpoint: self.inner.clone(),
             send,
             verdict,
             addr,
@@ -439,6 +444,8 @@ pub struct ResponseWriter {
     /// The originator's verdict: ends cleanly once it has read the whole body, or is reset
     /// with a [`StopCode`] when it refused the response.
     verdict: quinn::RecvStream,
+    /// Keeps the endpoint open while the response is being written.
+    _endpoint: Arc<Inner>,
     addr: SocketAddr,
     declared: Option<u64>,
     written: u64,
@@ -668,7 +675,10 @@ impl IncomingResponses {
     }
 }
 
-/// One response as it starts to arrive: its header, who sent it, and its body.
+/// One response as it starts to arrive: its header, who sent it, and its body. Dropping it
+/// (or its body) before the end refuses the response: the responder's
+/// [`ResponseWriter::finish`] fails with "the originator dropped the response". That is how
+/// an embedder refuses a response whose `peer` is not the member the header names.
 pub struct IncomingResponse {
     /// The decoded header.
     pub header: ResponseHeader,
@@ -677,7 +687,8 @@ pub struct IncomingResponse {
     pub peer: Fingerprint,
     /// The responder's UDP address.
     pub remote: SocketAddr,
-    /// The body, read chunk by chunk.
+    /// The body, read chunk by chunk. A responder that stalls without closing is not timed
+    /// out here (the connection stays alive): bound the read by the query's own deadline.
     pub body: BodyReader,
 }
 

@@ -70,6 +70,9 @@ pub enum QuicError {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration value is out of range.
+    #[error("invalid QUIC configuration: {0}")]
+    Config(String),
     /// A certificate, key or TLS configuration is unusable.
     #[error("certificate: {0}")]
     Certificate(String),
