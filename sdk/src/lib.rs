@@ -127,7 +127,10 @@ pub fn error(message: &str) {
 impl Member {
     /// The value of tag `key`, if the member has it.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 

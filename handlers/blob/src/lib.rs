@@ -9,9 +9,15 @@ struct Blob;
 
 impl Handler for Blob {
     fn handle(event: Event) -> Result<(), String> {
-        let Event::Query(q) = event else { return Ok(()) };
-        let text = std::str::from_utf8(&q.payload).map_err(|_| "blob: payload is not text".to_string())?;
-        let n: u64 = text.trim().parse().map_err(|_| format!("blob: payload {text:?} is not a byte count"))?;
+        let Event::Query(q) = event else {
+            return Ok(());
+        };
+        let text =
+            std::str::from_utf8(&q.payload).map_err(|_| "blob: payload is not text".to_string())?;
+        let n: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("blob: payload {text:?} is not a byte count"))?;
         let stream = hearsay_sdk::reply_stream().map_err(|e| format!("blob: {e}"))?;
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut i = 0u64;

@@ -21,7 +21,10 @@ fn endpoint(member: &Member, value: &str) -> Option<String> {
             format!("{}:{port}", member.addr)
         });
     }
-    value.parse::<std::net::SocketAddr>().ok().map(|a| a.to_string())
+    value
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.to_string())
 }
 
 /// The endpoints of `service` among `members`, sorted and de-duplicated.
@@ -39,11 +42,14 @@ fn resolve(service: &str, members: &[Member]) -> Vec<String> {
 
 impl Handler for Resolve {
     fn handle(event: Event) -> Result<(), String> {
-        let Event::Query(q) = event else { return Ok(()) };
+        let Event::Query(q) = event else {
+            return Ok(());
+        };
         if q.name != "resolve" {
             return Ok(());
         }
-        let service = std::str::from_utf8(&q.payload).map_err(|_| "resolve: service name is not UTF-8".to_string())?;
+        let service = std::str::from_utf8(&q.payload)
+            .map_err(|_| "resolve: service name is not UTF-8".to_string())?;
         let service = service.trim();
         if service.is_empty() {
             return Err("resolve: empty service name".into());

@@ -99,7 +99,9 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> 
 /// an optimisation.
 pub(crate) fn store(component: &Component, path: &Path) {
     let result = (|| -> std::io::Result<()> {
-        let mut artifact = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut artifact = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let sum = Sha256::digest(&artifact);
         artifact.extend_from_slice(&sum);
         if let Some(dir) = path.parent() {

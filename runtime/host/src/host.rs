@@ -165,7 +165,11 @@ impl Host {
         });
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
-            let (engine, stop, tick) = (shared.engine.clone(), ticker_stop.clone(), shared.config.epoch_tick);
+            let (engine, stop, tick) = (
+                shared.engine.clone(),
+                ticker_stop.clone(),
+                shared.config.epoch_tick,
+            );
             std::thread::Builder::new()
                 .name("hearsay-epoch".into())
                 .spawn(move || {
@@ -176,7 +180,12 @@ impl Host {
                 })
                 .map_err(HostError::Thread)?
         };
-        let mut host = Host { shared, workers: Vec::new(), ticker: Some(ticker), ticker_stop };
+        let mut host = Host {
+            shared,
+            workers: Vec::new(),
+            ticker: Some(ticker),
+            ticker_stop,
+        };
         for i in 0..host.shared.config.workers {
             let shared = host.shared.clone();
             let worker = std::thread::Builder::new()
@@ -207,34 +216,63 @@ impl Host {
     /// the old module, queued and later events run on the new one. Queue and stats are kept. On
     /// error the old module stays in place. The spec's name is ignored (the handler keeps its own).
     pub fn reload(&self, handler: &Handler, spec: HandlerSpec) -> Result<(), HostError> {
-        let spec = HandlerSpec { name: handler.name().to_string(), ..spec };
+        let spec = HandlerSpec {
+            name: handler.name().to_string(),
+            ..spec
+        };
         let loaded = self.prepare(spec)?;
         tracing::info!(handler = %handler.slot.name, sha256 = %loaded.info.sha256, cache = ?loaded.info.cache, "handler reloaded");
-        *handler.slot.module.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        *handler
+            .slot
+            .module
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
     }
 
     /// Queues `event` for `handler`. Never blocks and never runs the handler on the caller's
     /// thread: a full queue drops the event (counted in [`Handler::stats`]).
-    pub fn dispatch(&self, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Dispatch {
+    pub fn dispatch(
+        &self,
+        handler: &Handler,
+        event: Event,
+        embedder: Arc<dyn Embedder>,
+    ) -> Dispatch {
         let slot = &handler.slot;
-        let capacity = slot.module.read().unwrap_or_else(|e| e.into_inner()).limits.queue;
+        let capacity = slot
+            .module
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .limits
+            .queue;
         let (done, rx) = mpsc::sync_channel(1);
         let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.len() >= capacity {
             drop(queue);
-            slot.stats.lock().unwrap_or_else(|e| e.into_inner()).counters.drops += 1;
+            slot.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .counters
+                .drops += 1;
             tracing::warn!(handler = %slot.name, event = %event.describe(), "handler queue full; event dropped");
             return Dispatch::Dropped;
         }
-        queue.jobs.push_back(Job { event, embedder, done });
+        queue.jobs.push_back(Job {
+            event,
+            embedder,
+            done,
+        });
         if !queue.active {
             let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.shutdown {
                 queue.jobs.pop_back();
                 drop(pool);
                 drop(queue);
-                slot.stats.lock().unwrap_or_else(|e| e.into_inner()).counters.drops += 1;
+                slot.stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .counters
+                    .drops += 1;
                 return Dispatch::Dropped;
             }
             queue.active = true;
@@ -249,7 +287,11 @@ impl Host {
         let bytes = match spec.module {
             ModuleSource::Bytes(b) => b,
             ModuleSource::Path(path) => {
-                std::fs::read(&path).map_err(|source| HostError::ReadModule { name: name.clone(), path, source })?
+                std::fs::read(&path).map_err(|source| HostError::ReadModule {
+                    name: name.clone(),
+                    path,
+                    source,
+                })?
             }
         };
         check_limits(&name, &spec.limits, &self.shared.config)?;
@@ -267,16 +309,28 @@ impl Host {
             .shared
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| HostError::Link { name: name.clone(), reason: format!("{e:#}") })?;
-        let pre = HandlerPre::new(instance_pre).map_err(|e| HostError::Link { name: name.clone(), reason: format!("{e:#}") })?;
+            .map_err(|e| HostError::Link {
+                name: name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = HandlerPre::new(instance_pre).map_err(|e| HostError::Link {
+            name: name.clone(),
+            reason: format!("{e:#}"),
+        })?;
         let tick = self.shared.config.epoch_tick.as_nanos().max(1);
-        let ticks = u64::try_from(spec.limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1);
+        let ticks = u64::try_from(spec.limits.timeout.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1);
         Ok(Loaded {
             pre,
             ticks,
             limits: spec.limits,
             grants: Arc::new(spec.grants),
-            info: LoadInfo { sha256: cache::hex(&Sha256::digest(&bytes)), size: bytes.len(), cache },
+            info: LoadInfo {
+                sha256: cache::hex(&Sha256::digest(&bytes)),
+                size: bytes.len(),
+                cache,
+            },
         })
     }
 
@@ -290,7 +344,10 @@ impl Host {
         }
         let engine = &self.shared.engine;
         let compile = || {
-            Component::new(engine, bytes).map_err(|e| HostError::Compile { name: name.into(), reason: format!("{e:#}") })
+            Component::new(engine, bytes).map_err(|e| HostError::Compile {
+                name: name.into(),
+                reason: format!("{e:#}"),
+            })
         };
         let Some(dir) = &self.shared.config.cache_dir else {
             return Ok((compile()?, CacheOutcome::Disabled));
@@ -336,24 +393,46 @@ impl Handler {
 
     /// A snapshot of the handler's counters and latencies.
     pub fn stats(&self) -> HandlerStats {
-        self.slot.stats.lock().unwrap_or_else(|e| e.into_inner()).snapshot()
+        self.slot
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot()
     }
 
     /// Facts about the current module (hash, size, cache use).
     pub fn info(&self) -> LoadInfo {
-        self.slot.module.read().unwrap_or_else(|e| e.into_inner()).info.clone()
+        self.slot
+            .module
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .info
+            .clone()
     }
 
     /// Events waiting in the handler's queue.
     pub fn queued(&self) -> usize {
-        self.slot.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.len()
+        self.slot
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .len()
     }
 }
 
 fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), HostError> {
-    let bad = |reason: String| Err(HostError::Limits { name: name.into(), reason });
+    let bad = |reason: String| {
+        Err(HostError::Limits {
+            name: name.into(),
+            reason,
+        })
+    };
     if limits.memory_bytes > config.max_memory_bytes {
-        return bad(format!("memory {} exceeds the host's maximum {}", limits.memory_bytes, config.max_memory_bytes));
+        return bad(format!(
+            "memory {} exceeds the host's maximum {}",
+            limits.memory_bytes, config.max_memory_bytes
+        ));
     }
     if limits.fuel.is_some() && !config.fuel {
         return bad("fuel limit set but the host runs without fuel metering".into());
@@ -369,7 +448,9 @@ fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), 
 
 fn engine(config: &HostConfig) -> Result<Engine, HostError> {
     let mut pool = PoolingAllocationConfig::new();
-    let instances = config.max_instances.max(u32::try_from(config.workers).unwrap_or(u32::MAX));
+    let instances = config
+        .max_instances
+        .max(u32::try_from(config.workers).unwrap_or(u32::MAX));
     // A Rust wasip2 component holds a few core instances (its module plus adapter shims) and
     // tables; one memory per instance in practice.
     pool.total_component_instances(instances)
@@ -400,7 +481,12 @@ fn worker(shared: &Shared) {
                 pool = shared.wake.wait(pool).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let job = slot.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.pop_front();
+        let job = slot
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .pop_front();
         if let Some(job) = job {
             run(shared, &slot, job);
         }
@@ -417,7 +503,11 @@ fn worker(shared: &Shared) {
 }
 
 fn run(shared: &Shared, slot: &Slot, job: Job) {
-    let loaded = slot.module.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let loaded = slot
+        .module
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let describe = job.event.describe();
     let started = Instant::now();
     let outcome = Run {
@@ -448,8 +538,12 @@ fn run(shared: &Shared, slot: &Slot, job: Job) {
         }
     }
     match &outcome {
-        Outcome::Ok => tracing::debug!(handler = %slot.name, event = %describe, ?elapsed, "handler ok"),
-        Outcome::GuestError(msg) => tracing::warn!(handler = %slot.name, event = %describe, error = %msg, "handler returned an error"),
+        Outcome::Ok => {
+            tracing::debug!(handler = %slot.name, event = %describe, ?elapsed, "handler ok")
+        }
+        Outcome::GuestError(msg) => {
+            tracing::warn!(handler = %slot.name, event = %describe, error = %msg, "handler returned an error")
+        }
         Outcome::Trap { kind, message } => {
             tracing::warn!(handler = %slot.name, event = %describe, ?kind, error = %message, "handler trapped")
         }

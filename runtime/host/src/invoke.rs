@@ -7,9 +7,11 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
-use crate::embedder::{EmitError, Embedder, ReplyError, ReplySink};
+use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
 use crate::event::{self, Event};
 use crate::spec::{Grants, Limits};
 
@@ -54,20 +56,36 @@ pub(crate) struct Invocation {
 
 impl WasiView for Invocation {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ResourceLimiter for Invocation {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_hit = true;
-            return Err(wasmtime::Error::msg(format!("memory limit of {} bytes exceeded", self.memory_limit)));
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes exceeded",
+                self.memory_limit
+            )));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; a handler needing more than this is broken.
         Ok(desired <= 100_000)
     }
@@ -128,8 +146,11 @@ pub enum TrapKind {
     OutOfFuel,
     /// The memory limit was hit.
     Memory,
-    /// The wasm stack was exhausted (unbounded recursion).
+    /// The wasm stack was exhausted (unbounded recursion in the engine's stack).
     StackOverflow,
+    /// An out-of-bounds memory access. For Rust and C guests this is also how unbounded recursion
+    /// ends: their shadow stack lives in linear memory and runs off its bottom.
+    MemoryFault,
     /// The guest aborted (a Rust panic is `unreachable`).
     Abort,
     /// The store could not be set up (e.g. a granted directory vanished) or another host failure.
@@ -154,7 +175,12 @@ impl Run<'_> {
         let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
         let wasi = match wasi_ctx(&self.grants, &output) {
             Ok(w) => w,
-            Err(message) => return Outcome::Trap { kind: TrapKind::Host, message },
+            Err(message) => {
+                return Outcome::Trap {
+                    kind: TrapKind::Host,
+                    message,
+                }
+            }
         };
         let query = match &event {
             Event::Query(q) => Some(q.clone()),
@@ -179,17 +205,25 @@ impl Run<'_> {
         if self.fuel_enabled {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             if let Err(e) = store.set_fuel(fuel) {
-                return Outcome::Trap { kind: TrapKind::Host, message: e.to_string() };
+                return Outcome::Trap {
+                    kind: TrapKind::Host,
+                    message: e.to_string(),
+                };
             }
         }
         let wit_event = to_wit(event);
-        let result = self.pre.instantiate(&mut store).and_then(|h| h.call_handle(&mut store, &wit_event));
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|h| h.call_handle(&mut store, &wit_event));
         match result {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(msg)) => Outcome::GuestError(msg),
             Err(e) => {
                 let kind = classify(&e, store.data().memory_hit);
-                let mut message = format!("{e:#}");
+                // The root cause names the trap; the wasm backtrace goes to the debug log only.
+                tracing::debug!(handler = %self.handler, error = ?e, "handler trap details");
+                let mut message = e.root_cause().to_string();
                 let out = output.contents();
                 if !out.is_empty() {
                     message.push_str("; guest output: ");
@@ -209,6 +243,7 @@ fn classify(e: &wasmtime::Error, memory_hit: bool) -> TrapKind {
         Some(Trap::Interrupt) => TrapKind::Deadline,
         Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
         Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
         Some(Trap::UnreachableCodeReached) => TrapKind::Abort,
         Some(_) => TrapKind::Other,
         None => TrapKind::Host,
@@ -221,7 +256,9 @@ fn wasi_ctx(grants: &Grants, output: &MemoryOutputPipe) -> Result<WasiCtx, Strin
     b.stdout(output.clone());
     b.stderr(output.clone());
     // Network: no address passes the default check and name lookup is off; say so explicitly.
-    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     for (k, v) in &grants.env {
         b.env(k, v);
     }
@@ -249,7 +286,9 @@ fn to_wit_member(m: event::Member) -> types::Member {
             event::MemberStatus::Left => types::MemberStatus::Left,
             event::MemberStatus::Failed => types::MemberStatus::Failed,
         },
-        rtt_micros: m.rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        rtt_micros: m
+            .rtt
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -330,7 +369,9 @@ impl reply::Host for Invocation {
         Ok(result.map_err(reply_error))
     }
 
-    fn open_stream(&mut self) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
+    fn open_stream(
+        &mut self,
+    ) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
         match self.open_reply() {
             Ok(sink) => Ok(Ok(self.table.push(ReplyStream { sink })?)),
             Err(e) => Ok(Err(reply_error(e))),
@@ -339,12 +380,19 @@ impl reply::Host for Invocation {
 }
 
 impl reply::HostReplyStream for Invocation {
-    fn write(&mut self, stream: Resource<ReplyStream>, chunk: Vec<u8>) -> wasmtime::Result<Result<(), types::ReplyError>> {
+    fn write(
+        &mut self,
+        stream: Resource<ReplyStream>,
+        chunk: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
         let stream = self.table.get_mut(&stream)?;
         Ok(stream.sink.write(&chunk).map_err(reply_error))
     }
 
-    fn finish(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<Result<(), types::ReplyError>> {
+    fn finish(
+        &mut self,
+        stream: Resource<ReplyStream>,
+    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
         let stream = self.table.delete(stream)?;
         Ok(stream.sink.finish().map_err(reply_error))
     }
@@ -357,11 +405,19 @@ impl reply::HostReplyStream for Invocation {
 }
 
 impl emit::Host for Invocation {
-    fn emit(&mut self, name: String, payload: Vec<u8>, coalesce: bool) -> wasmtime::Result<Result<(), types::EmitError>> {
+    fn emit(
+        &mut self,
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+    ) -> wasmtime::Result<Result<(), types::EmitError>> {
         if !self.grants.emit {
             return Ok(Err(types::EmitError::NotGranted));
         }
-        Ok(self.embedder.emit(&name, &payload, coalesce).map_err(emit_error))
+        Ok(self
+            .embedder
+            .emit(&name, &payload, coalesce)
+            .map_err(emit_error))
     }
 }
 

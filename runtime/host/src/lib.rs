@@ -49,7 +49,7 @@ mod spec;
 mod stats;
 
 pub use cache::CacheOutcome;
-pub use embedder::{EmitError, Embedder, ReplyError, ReplySink};
+pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
 pub use error::HostError;
 pub use event::{Event, Member, MemberStatus, Query, UserEvent};
 pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};

@@ -28,7 +28,12 @@ pub struct HandlerSpec {
 impl HandlerSpec {
     /// A spec with default limits and no grants.
     pub fn new(name: impl Into<String>, module: ModuleSource) -> Self {
-        HandlerSpec { name: name.into(), module, limits: Limits::default(), grants: Grants::default() }
+        HandlerSpec {
+            name: name.into(),
+            module,
+            limits: Limits::default(),
+            grants: Grants::default(),
+        }
     }
 }
 
@@ -47,7 +52,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 64 << 20, timeout: Duration::from_secs(10), fuel: None, queue: 64 }
+        Limits {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(10),
+            fuel: None,
+            queue: 64,
+        }
     }
 }
 

@@ -10,7 +10,11 @@ impl Handler for MyHandler {
         match event {
             Event::Query(q) if q.name == "hello" => {
                 let me = hearsay_sdk::local_member();
-                let answer = format!("hello from {} ({} members known)", me.name, hearsay_sdk::members().len());
+                let answer = format!(
+                    "hello from {} ({} members known)",
+                    me.name,
+                    hearsay_sdk::members().len()
+                );
                 hearsay_sdk::reply(answer.as_bytes()).map_err(|e| format!("{e:?}"))
             }
             other => {

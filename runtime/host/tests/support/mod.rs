@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use hearsay_host::{EmitError, Embedder, Member, MemberStatus, Query, ReplyError, ReplySink};
+use hearsay_host::{Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink};
 
 /// Paths of the built components.
 pub struct Guests {
@@ -33,9 +33,19 @@ fn build_guests() -> Guests {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for manifest in ["handlers/Cargo.toml", "runtime/host/tests/guests/Cargo.toml", "sdk/template/Cargo.toml"] {
+    for manifest in [
+        "handlers/Cargo.toml",
+        "runtime/host/tests/guests/Cargo.toml",
+        "sdk/template/Cargo.toml",
+    ] {
         let status = Command::new(&cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(root.join(manifest))
             .arg("--target-dir")
             .arg(&target_dir)
@@ -45,7 +55,10 @@ fn build_guests() -> Guests {
             .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("running cargo to build the wasm guests");
-        assert!(status.success(), "building {manifest} for wasm32-wasip2 failed");
+        assert!(
+            status.success(),
+            "building {manifest} for wasm32-wasip2 failed"
+        );
     }
     let out = target_dir.join("wasm32-wasip2/release");
     Guests {
@@ -79,7 +92,8 @@ fn ensure_wasm_target() {
 pub fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("host-{name}-{}-{n}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("host-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -104,11 +118,18 @@ pub struct TestEmbedder {
 
 impl TestEmbedder {
     pub fn new() -> Arc<Self> {
-        Arc::new(TestEmbedder { me: Some(member("self", "127.0.0.1", &[])), ..Default::default() })
+        Arc::new(TestEmbedder {
+            me: Some(member("self", "127.0.0.1", &[])),
+            ..Default::default()
+        })
     }
 
     pub fn with_members(others: Vec<Member>) -> Arc<Self> {
-        Arc::new(TestEmbedder { me: Some(member("self", "127.0.0.1", &[])), others, ..Default::default() })
+        Arc::new(TestEmbedder {
+            me: Some(member("self", "127.0.0.1", &[])),
+            others,
+            ..Default::default()
+        })
     }
 
     /// The only reply recorded so far.
@@ -131,7 +152,10 @@ pub fn member(name: &str, addr: &str, tags: &[(&str, &str)]) -> Member {
         name: name.into(),
         addr: addr.parse::<IpAddr>().unwrap(),
         port: 7946,
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         status: MemberStatus::Alive,
         rtt: Some(Duration::from_micros(250)),
     }
@@ -167,7 +191,10 @@ impl Embedder for TestEmbedder {
         Ok(Box::new(Sink(rec)))
     }
     fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
-        self.emitted.lock().unwrap().push((name.into(), payload.into(), coalesce));
+        self.emitted
+            .lock()
+            .unwrap()
+            .push((name.into(), payload.into(), coalesce));
         Ok(())
     }
 }

@@ -67,7 +67,9 @@ impl Handler for Probe {
             "panic" => panic!("probe panicked on purpose"),
             "file" => {
                 let mut out = String::new();
-                match std::fs::File::open(text(&q.payload)).and_then(|mut f| f.read_to_string(&mut out)) {
+                match std::fs::File::open(text(&q.payload))
+                    .and_then(|mut f| f.read_to_string(&mut out))
+                {
                     Ok(_) => reply(&format!("read:{out}")),
                     Err(e) => reply(&format!("refused:{e}")),
                 }
@@ -76,7 +78,11 @@ impl Handler for Probe {
                 Ok(_) => reply("connected"),
                 Err(e) => reply(&format!("refused:{e}")),
             },
-            "env" => reply(&std::env::vars().map(|(k, v)| format!("{k}={v}\n")).collect::<String>()),
+            "env" => reply(
+                &std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect::<String>(),
+            ),
             "clock" => {
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -100,7 +106,9 @@ impl Handler for Probe {
             "twice" => {
                 let stream = hearsay_sdk::reply_stream().map_err(|e| format!("{e:?}"))?;
                 let second = hearsay_sdk::reply(b"second");
-                stream.write(format!("second reply: {second:?}").as_bytes()).map_err(|e| format!("{e:?}"))?;
+                stream
+                    .write(format!("second reply: {second:?}").as_bytes())
+                    .map_err(|e| format!("{e:?}"))?;
                 ReplyStream::finish(stream).map_err(|e| format!("{e:?}"))
             }
             "abandon" => {
