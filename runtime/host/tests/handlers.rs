@@ -445,6 +445,21 @@ fn one_reply_per_query_members_and_abandoned_streams() {
 }
 
 #[test]
+fn a_guest_exit_status_maps_to_the_outcome() {
+    let host = host();
+    let probe = host.load(spec("probe", &guests().probe)).unwrap();
+    assert_eq!(
+        run(&host, &probe, query("exit", b"0"), TestEmbedder::new()),
+        Outcome::Ok
+    );
+    // WASI p2's exit carries only success or failure: every non-zero status arrives as 1.
+    assert_eq!(
+        run(&host, &probe, query("exit", b"3"), TestEmbedder::new()),
+        Outcome::GuestError("exited with status 1".into())
+    );
+}
+
+#[test]
 fn a_full_queue_drops_and_counts_without_blocking() {
     let host = host();
     let mut looper = spec("looper", &guests().probe);
