@@ -234,8 +234,15 @@ impl Run<'_> {
                 let mut message = e.root_cause().to_string();
                 let out = output.contents();
                 if !out.is_empty() {
+                    // One line, so the log line stays one line.
+                    let out = String::from_utf8_lossy(&out);
+                    let lines: Vec<&str> = out
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
                     message.push_str("; guest output: ");
-                    message.push_str(String::from_utf8_lossy(&out).trim_end());
+                    message.push_str(&lines.join(" / "));
                 }
                 Outcome::Trap { kind, message }
             }
