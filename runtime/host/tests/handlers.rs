@@ -17,9 +17,14 @@ use support::{guests, member, scratch_dir, TestEmbedder};
 /// Bound on waiting for one outcome (generous: a loaded 2-core machine, debug build).
 const WAIT: Duration = Duration::from_secs(120);
 
+/// A host with two workers. The tests share one compile cache, so each component is compiled
+/// once per run (which also exercises cache hits under concurrent loads).
 fn host() -> Host {
+    static CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| scratch_dir("shared-cache"));
     Host::new(HostConfig {
         workers: 2,
+        cache_dir: Some(cache.clone()),
         ..HostConfig::default()
     })
     .unwrap()
