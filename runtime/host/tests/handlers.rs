@@ -140,6 +140,22 @@ fn blob_streams_exactly_n_patterned_bytes() {
 }
 
 #[test]
+fn a_reply_over_the_askers_limit_is_a_guest_visible_error() {
+    let host = host();
+    let blob = host.load(spec("blob", &guests().blob)).unwrap();
+    let emb = Arc::new(TestEmbedder {
+        me: Some(member("self", "127.0.0.1", &[])),
+        reply_limit: Some(1024),
+        ..TestEmbedder::default()
+    });
+    match run(&host, &blob, query("blob", b"100000"), emb.clone()) {
+        Outcome::GuestError(msg) => assert!(msg.contains("TooLarge(1024)"), "{msg}"),
+        other => panic!("expected the guest to report the refused reply, got {other:?}"),
+    }
+    assert!(!emb.reply().finished);
+}
+
+#[test]
 fn sysinfo_reads_the_granted_proc_and_explains_without_it() {
     let host = host();
     let mut granted = spec("sysinfo", &guests().sysinfo);
