@@ -40,6 +40,12 @@ pub enum Error {
     /// The agent answered an RPC request with this error (Serf's own words).
     #[error("{0}")]
     RpcRemote(String),
+    /// A WebAssembly handler could not be loaded (names the handler, the module and the cause).
+    #[error(transparent)]
+    Host(#[from] hearsay_host::HostError),
+    /// The handler set is not valid as configured (duplicate names and the like).
+    #[error("handlers: {0}")]
+    Handlers(String),
 }
 
 impl Error {

@@ -5,8 +5,10 @@
 //! (that is `hearsay-net`). Config, handler dispatch, the RPC server, the module store and
 //! tenants will live here too.
 
+pub mod conversions;
 pub mod error;
 pub mod filter;
+pub mod handlers;
 pub mod logs;
 pub mod rpc;
 pub mod serf_agent;

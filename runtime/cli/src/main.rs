@@ -24,6 +24,7 @@ Commands:
   rtt           estimate the round-trip time between nodes
   info          show the agent's runtime information
   reachability  test which nodes answer a query
+  handlers      list the agent's WebAssembly handlers with their counters
   version       print hearsay's version
 
 Run `hearsay <command> -help` for a command's flags.";

@@ -7,6 +7,7 @@
 
 pub mod process;
 pub mod serf;
+pub mod wasm;
 
 use std::time::Duration;
 

@@ -328,6 +328,20 @@ impl RpcClient {
             .collect()
     }
 
+    /// hearsay extension: the agent's WebAssembly handlers with their counters. A Serf agent
+    /// answers [`Error::RpcRemote`] with "Unsupported command".
+    pub async fn handlers(&self) -> Result<Vec<RpcHandler>> {
+        let v = self.call("handlers", None, true).await?;
+        match Fields::of(&v, "handlersResponse")?.get("Handlers") {
+            None | Some(Value::Nil) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items.iter().map(RpcHandler::from_value).collect(),
+            Some(other) => Err(Error::RpcProtocol(format!(
+                "Handlers: expected an array, found {}",
+                codec::kind(other)
+            ))),
+        }
+    }
+
     /// The coordinate the agent has cached for `node`, if any.
     pub async fn coordinate(&self, node: &str) -> Result<Option<Coordinate>> {
         let v = self
@@ -390,6 +404,100 @@ impl RpcClient {
         self.call("stop", Some(map(vec![("Stop", Value::Uint(seq))])), false)
             .await
             .map(drop)
+    }
+}
+
+/// One handler as the hearsay-only `handlers` command lists it (see
+/// [`super::server::HEARSAY_COMMANDS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcHandler {
+    pub name: String,
+    /// Serf filter syntax, e.g. `query:echo`.
+    pub filter: String,
+    /// The module file.
+    pub module: String,
+    /// sha256 of the component, hex.
+    pub sha256: String,
+    pub invocations: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Traps, including timeouts.
+    pub traps: u64,
+    pub timeouts: u64,
+    pub drops: u64,
+    /// Events waiting in the handler's queue.
+    pub queued: u64,
+    /// Median and 99th-percentile run time; `None` before the first event.
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+}
+
+impl RpcHandler {
+    /// The record for one loaded handler.
+    pub fn from_listing(h: &crate::handlers::HandlerListing) -> Self {
+        Self {
+            name: h.name.clone(),
+            filter: h.filter.clone(),
+            module: h.module.display().to_string(),
+            sha256: h.sha256.clone(),
+            invocations: h.stats.invocations,
+            ok: h.stats.ok,
+            errors: h.stats.errors,
+            traps: h.stats.traps,
+            timeouts: h.stats.timeouts,
+            drops: h.stats.drops,
+            queued: h.queued as u64,
+            p50: h.stats.p50,
+            p99: h.stats.p99,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let nanos = |d: Option<Duration>| {
+            d.map_or(Value::Nil, |d| {
+                Value::Uint(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            })
+        };
+        map(vec![
+            ("Name", s(&self.name)),
+            ("Filter", s(&self.filter)),
+            ("Module", s(&self.module)),
+            ("Sha256", s(&self.sha256)),
+            ("Invocations", Value::Uint(self.invocations)),
+            ("Ok", Value::Uint(self.ok)),
+            ("Errors", Value::Uint(self.errors)),
+            ("Traps", Value::Uint(self.traps)),
+            ("Timeouts", Value::Uint(self.timeouts)),
+            ("Drops", Value::Uint(self.drops)),
+            ("Queued", Value::Uint(self.queued)),
+            ("P50", nanos(self.p50)),
+            ("P99", nanos(self.p99)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "handler")?;
+        let nanos = |name: &str| -> Result<Option<Duration>> {
+            Ok(match f.get(name) {
+                None | Some(Value::Nil) => None,
+                Some(_) => Some(Duration::from_nanos(f.uint(name)?)),
+            })
+        };
+        Ok(Self {
+            name: f.str("Name")?,
+            filter: f.str("Filter")?,
+            module: f.str("Module")?,
+            sha256: f.str("Sha256")?,
+            invocations: f.uint("Invocations")?,
+            ok: f.uint("Ok")?,
+            errors: f.uint("Errors")?,
+            traps: f.uint("Traps")?,
+            timeouts: f.uint("Timeouts")?,
+            drops: f.uint("Drops")?,
+            queued: f.uint("Queued")?,
+            p50: nanos("P50")?,
+            p99: nanos("P99")?,
+        })
     }
 }
 
@@ -502,5 +610,34 @@ fn deliver(pending: &Mutex<HashMap<u64, Pending>>, header: ResponseHeader, body:
             }
         },
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_records_round_trip() {
+        let h = RpcHandler {
+            name: "echo".into(),
+            filter: "query:echo".into(),
+            module: "/opt/echo.wasm".into(),
+            sha256: "ab".repeat(32),
+            invocations: 10,
+            ok: 7,
+            errors: 1,
+            traps: 2,
+            timeouts: 1,
+            drops: 3,
+            queued: 4,
+            p50: Some(Duration::from_micros(350)),
+            p99: None,
+        };
+        let mut bytes = Vec::new();
+        codec::encode_value(&mut bytes, &h.to_value());
+        let (v, _) = decode_value(&bytes).unwrap().unwrap();
+        assert_eq!(RpcHandler::from_value(&v).unwrap(), h);
+        assert!(RpcHandler::from_value(&s("not a map")).is_err());
     }
 }

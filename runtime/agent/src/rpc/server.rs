@@ -6,6 +6,7 @@
 //! other clients never wait on it. A client that sends bytes that are not msgpack, or a
 //! request of the wrong shape, is dropped with a log line.
 
+use super::client::RpcHandler;
 use super::codec::{
     self, decode_value, frame, int, map, s, Fields, KeyResponse, RequestHeader, ResponseHeader,
     RpcMember, Value,
@@ -14,6 +15,7 @@ use super::errors::*;
 use super::{command_has_body, IPC_VERSION};
 use crate::error::{Error, Result};
 use crate::filter::{EventFilter, EventKind};
+use crate::handlers::Handlers;
 use crate::logs::{LogHub, LogLevel};
 use crate::serf_agent::{QueryResult, SerfAgent};
 use hearsay_serf::event::Event;
@@ -27,6 +29,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
+
+/// Commands hearsay's server answers beyond Serf's 20 (none takes a body). A Serf agent
+/// answers them with "Unsupported command".
+///
+/// - `handlers`: lists the agent's WebAssembly handlers. Response body: a map with
+///   `Handlers`, an array of maps with `Name`, `Filter`, `Module`, `Sha256` (strings),
+///   `Invocations`, `Ok`, `Errors`, `Traps`, `Timeouts`, `Drops`, `Queued` (unsigned
+///   integers), and `P50`, `P99` (latency in nanoseconds, nil before the first event).
+pub const HEARSAY_COMMANDS: [&str; 1] = ["handlers"];
 
 /// Frames queued per client before a client that does not read is dropped.
 pub const CLIENT_QUEUE_FRAMES: usize = 1024;
@@ -55,6 +66,8 @@ pub struct RpcContext {
     pub tags_file: Option<PathBuf>,
     /// Static facts for `stats`.
     pub info: AgentInfo,
+    /// The agent's WebAssembly handlers, listed by the hearsay-only `handlers` command.
+    pub handlers: Option<Handlers>,
     leave: watch::Sender<bool>,
 }
 
@@ -70,6 +83,7 @@ impl RpcContext {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 event_handlers: BTreeMap::new(),
             },
+            handlers: None,
             leave: watch::channel(false).0,
         }
     }
@@ -96,6 +110,12 @@ impl RpcContext {
     /// Sets the static facts `stats` reports.
     pub fn info(mut self, info: AgentInfo) -> Self {
         self.info = info;
+        self
+    }
+
+    /// Lists `handlers` for the `handlers` command.
+    pub fn handlers(mut self, handlers: Handlers) -> Self {
+        self.handlers = Some(handlers);
         self
     }
 
@@ -230,6 +250,9 @@ pub enum Request {
     Coordinate {
         node: String,
     },
+    /// hearsay extension: list the agent's WebAssembly handlers (no body; Serf answers
+    /// "Unsupported command").
+    Handlers,
 }
 
 /// `queryRequest`.
@@ -319,6 +342,7 @@ impl Request {
                     key: f.str("Key")?,
                 },
                 "stats" => Self::Stats,
+                "handlers" => Self::Handlers,
                 "get-coordinate" => Self::Coordinate {
                     node: f.str("Node")?,
                 },
@@ -327,7 +351,7 @@ impl Request {
                 }
             })
         };
-        super::COMMANDS.contains(&command).then(r)
+        (super::COMMANDS.contains(&command) || HEARSAY_COMMANDS.contains(&command)).then(r)
     }
 }
 
@@ -651,6 +675,24 @@ impl Client {
             }
             Request::Stats => {
                 let body = self.stats().await;
+                out.reply(seq, "", Some(&body));
+            }
+            Request::Handlers => {
+                let listed = self
+                    .ctx
+                    .handlers
+                    .as_ref()
+                    .map(Handlers::list)
+                    .unwrap_or_default();
+                let body = map(vec![(
+                    "Handlers",
+                    Value::Array(
+                        listed
+                            .iter()
+                            .map(|h| RpcHandler::from_listing(h).to_value())
+                            .collect(),
+                    ),
+                )]);
                 out.reply(seq, "", Some(&body));
             }
             Request::Coordinate { node } => {

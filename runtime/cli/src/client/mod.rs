@@ -4,6 +4,7 @@
 //! 127.0.0.1:7373; `-rpc-auth` to `HEARSAY_RPC_AUTH`, then `SERF_RPC_AUTH`.
 
 mod flags;
+mod handlers;
 mod output;
 
 use anyhow::Context as _;
@@ -66,6 +67,11 @@ fn verb_spec(verb: &str) -> Option<Verb> {
         "rtt" => v("usage: hearsay rtt NODE [NODE]", &[], &[]),
         "info" => v("usage: hearsay info [-format=text|json]", &[], &["format"]),
         "reachability" => v("usage: hearsay reachability [-verbose]", &["verbose"], &[]),
+        "handlers" => v(
+            "usage: hearsay handlers [-format=text|json]\n\nLists the agent's WebAssembly handlers: filter, invocations, errors, traps, drops,\np50/p99 run time and module (a hearsay extension; a Serf agent does not have it).",
+            &[],
+            &["format"],
+        ),
         _ => None,
     }
 }
@@ -230,6 +236,7 @@ async fn dispatch(verb: &str, spec: &Verb, p: &flags::Parsed) -> u8 {
         "rtt" => rtt(&client, p).await,
         "info" => info(&client, p).await,
         "reachability" => reachability(&client, p).await,
+        "handlers" => handlers::run(&client, p).await,
         _ => Err(format!("unknown command {verb:?}")),
     };
     match result {

@@ -1,0 +1,336 @@
+//! [`Handlers`]: the agent's WebAssembly event handlers. It loads the configured handlers into
+//! one [`hearsay_host::Host`], follows the [`SerfAgent`]'s events in a tokio task of its own,
+//! and hands every member event, user event and query to each handler whose filter admits it.
+//!
+//! - Dispatch never blocks: the host queues the event (or drops it, counted, when the handler's
+//!   queue is full) and runs it on its worker threads. The gossip driver only publishes events.
+//! - Filters are Serf's (`member-join,user:deploy`, `query:load`, `*`), except that the agents'
+//!   reserved names (`_serf_*`, `_hearsay_*`) reach only handlers that name them exactly.
+//! - A query goes to every matching handler with one shared reply: the first handler to reply
+//!   answers for this node, a later one gets `already-replied` (Serf answers once per node).
+//! - [`Handlers::reload`] replaces the whole set at once or not at all: a handler whose module
+//!   file, limits and grants are unchanged keeps its compiled instance, queue and counters
+//!   (its filter may change); a changed or new one is compiled before anything is swapped; a
+//!   failure leaves the old set running.
+//! - [`Handlers::list`] gives each handler's filter, module and counters (`hearsay handlers`).
+
+mod embedder;
+mod spec;
+
+pub use embedder::AGENT_CALL_TIMEOUT;
+pub use spec::{admits, dedupe_names, default_name, is_reserved, HandlerConfig, RESERVED_PREFIXES};
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use hearsay_host::{
+    Dispatch, Embedder, Handler, HandlerSpec, HandlerStats, Host, HostConfig, HostError,
+    ModuleSource,
+};
+use hearsay_serf::event::Event;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::conversions;
+use crate::error::{Error, Result};
+use crate::serf_agent::SerfAgent;
+use embedder::{AgentLink, EventContext};
+
+/// One loaded handler as `hearsay handlers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerListing {
+    /// The handler's name.
+    pub name: String,
+    /// Its filter, in Serf's syntax.
+    pub filter: String,
+    /// The module file it was loaded from.
+    pub module: PathBuf,
+    /// sha256 of the component, lower-case hex.
+    pub sha256: String,
+    /// Events waiting in its queue.
+    pub queued: usize,
+    /// Its counters and latencies.
+    pub stats: HandlerStats,
+}
+
+/// The agent's handlers. Clones share the same set; dropping the last clone stops dispatching
+/// (the host's workers finish the events they are running).
+#[derive(Clone)]
+pub struct Handlers {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .current()
+            .iter()
+            .map(|a| a.config.name.clone())
+            .collect();
+        f.debug_struct("Handlers")
+            .field("handlers", &names)
+            .finish()
+    }
+}
+
+struct Inner {
+    host: Host,
+    link: Arc<AgentLink>,
+    set: RwLock<Arc<Vec<Active>>>,
+    /// Serialises reloads (SIGHUP and a deploy could race).
+    reloading: tokio::sync::Mutex<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+struct Active {
+    config: HandlerConfig,
+    handler: Handler,
+}
+
+impl Handlers {
+    /// Starts the host, loads `configs` (all or nothing: the first failure is returned, naming
+    /// the handler and the cause) and starts dispatching `agent`'s events. Call it inside the
+    /// agent's tokio runtime.
+    pub async fn start(
+        agent: SerfAgent,
+        host_config: HostConfig,
+        configs: Vec<HandlerConfig>,
+    ) -> Result<Handlers> {
+        check_names(&configs)?;
+        let udp_limit = agent
+            .handle()
+            .call(|serf, _| serf.config().query_response_size_limit)
+            .await?;
+        let link = AgentLink::new(agent.clone(), tokio::runtime::Handle::current(), udp_limit);
+        let host = blocking(move || Host::new(host_config)).await?;
+        let inner = Arc::new(Inner {
+            host,
+            link,
+            set: RwLock::new(Arc::new(Vec::new())),
+            reloading: tokio::sync::Mutex::new(()),
+            task: Mutex::new(None),
+        });
+        let set = load_set(&inner, &[], configs).await?;
+        *inner.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        // Subscribed before returning, so no event after `start` is missed.
+        let events = agent.subscribe();
+        let task = tokio::spawn(dispatch_loop(Arc::downgrade(&inner), events));
+        *inner.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(Handlers { inner })
+    }
+
+    /// Replaces the handler set with `configs`, atomically: on error (a module that does not
+    /// load, a duplicate name) nothing changes and the old handlers keep running.
+    pub async fn reload(&self, configs: Vec<HandlerConfig>) -> Result<()> {
+        check_names(&configs)?;
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let old = self.current();
+        let set = load_set(&self.inner, &old, configs).await?;
+        let names: Vec<&str> = set.iter().map(|a| a.config.name.as_str()).collect();
+        tracing::info!(handlers = ?names, "handlers: reloaded");
+        *self.inner.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+
+    /// The loaded handlers, in configuration order.
+    pub fn list(&self) -> Vec<HandlerListing> {
+        self.current()
+            .iter()
+            .map(|a| {
+                let info = a.handler.info();
+                HandlerListing {
+                    name: a.config.name.clone(),
+                    filter: a.config.filter.to_string(),
+                    module: a.config.module.clone(),
+                    sha256: info.sha256,
+                    queued: a.handler.queued(),
+                    stats: a.handler.stats(),
+                }
+            })
+            .collect()
+    }
+
+    /// The configurations of the loaded handlers, in order.
+    pub fn configs(&self) -> Vec<HandlerConfig> {
+        self.current().iter().map(|a| a.config.clone()).collect()
+    }
+
+    /// Hands one event to every handler whose filter admits it; returns how many handlers
+    /// queued it (dropped ones are counted in their stats). The dispatch task calls this for
+    /// every event of the agent; it is public so tests and embedders can inject events.
+    pub async fn dispatch(&self, event: &Event) -> usize {
+        dispatch(&self.inner, event).await
+    }
+
+    fn current(&self) -> Arc<Vec<Active>> {
+        self.inner
+            .set
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn check_names(configs: &[HandlerConfig]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for c in configs {
+        if c.name.is_empty() {
+            return Err(Error::Handlers(format!(
+                "handler for {} has an empty name",
+                c.module.display()
+            )));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(Error::Handlers(format!(
+                "two handlers are named {:?}; names must be unique",
+                c.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Loads a new set, keeping the handlers of `old` whose module bytes, limits and grants are
+/// unchanged. Compiling runs on the blocking pool, never on the runtime's workers.
+async fn load_set(
+    inner: &Arc<Inner>,
+    old: &[Active],
+    configs: Vec<HandlerConfig>,
+) -> Result<Vec<Active>> {
+    let mut set = Vec::with_capacity(configs.len());
+    for config in configs {
+        let path = config.module.clone();
+        let name = config.name.clone();
+        let bytes = blocking(move || {
+            std::fs::read(&path).map_err(|source| HostError::ReadModule { name, path, source })
+        })
+        .await?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let kept = old.iter().find(|a| {
+            a.config.name == config.name
+                && a.config.limits == config.limits
+                && a.config.grants == config.grants
+                && a.handler.info().sha256 == sha256
+        });
+        let handler = match kept {
+            Some(a) => a.handler.clone(),
+            None => {
+                let spec = HandlerSpec {
+                    name: config.name.clone(),
+                    module: ModuleSource::Bytes(bytes),
+                    limits: config.limits.clone(),
+                    grants: config.grants.clone(),
+                };
+                let inner = inner.clone();
+                blocking(move || inner.host.load(spec)).await?
+            }
+        };
+        set.push(Active { config, handler });
+    }
+    Ok(set)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, HostError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Handlers(format!("loading handlers: {e}")))?
+        .map_err(Error::Host)
+}
+
+async fn dispatch_loop(
+    inner: std::sync::Weak<Inner>,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "handlers: fell behind the agent's events; {n} events were not dispatched"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        dispatch(&inner, &event).await;
+    }
+}
+
+async fn dispatch(inner: &Inner, event: &Event) -> usize {
+    let Some((kind, name)) = conversions::kind(event) else {
+        return 0;
+    };
+    let set = inner.set.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let targets: Vec<&Active> = set
+        .iter()
+        .filter(|a| admits(&a.config.filter, kind, name))
+        .collect();
+    if targets.is_empty() {
+        return 0;
+    }
+    let rtts = member_rtts(&inner.link.agent, event).await;
+    let rtt = |n: &str| rtts.iter().find(|(m, _)| m == n).and_then(|(_, d)| *d);
+    let Some(converted) = conversions::event(event, rtt) else {
+        return 0;
+    };
+    let query = match event {
+        Event::Query(q) => Some(q.clone()),
+        _ => None,
+    };
+    let context: Arc<dyn Embedder> = EventContext::new(inner.link.clone(), query);
+    let mut queued = 0;
+    for a in targets {
+        match inner
+            .host
+            .dispatch(&a.handler, converted.clone(), context.clone())
+        {
+            Dispatch::Queued(_) => queued += 1,
+            // The host logged and counted it.
+            Dispatch::Dropped => {}
+        }
+    }
+    queued
+}
+
+/// The estimated RTT from this node to each member a member event concerns (empty for other
+/// events, or when the driver has stopped).
+async fn member_rtts(
+    agent: &SerfAgent,
+    event: &Event,
+) -> Vec<(String, Option<std::time::Duration>)> {
+    let Event::Member(me) = event else {
+        return Vec::new();
+    };
+    let names: Vec<String> = me.members.iter().map(|m| m.name.clone()).collect();
+    agent
+        .handle()
+        .call(move |serf, _| {
+            let local = serf.coordinate().cloned();
+            names
+                .into_iter()
+                .map(|n| {
+                    let d = conversions::rtt(local.as_ref(), serf.cached_coordinate(&n));
+                    (n, d)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
