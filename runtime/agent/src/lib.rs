@@ -5,7 +5,9 @@
 //! (that is `hearsay-net`). Config, handler dispatch, the RPC server, the module store and
 //! tenants will live here too.
 
+pub mod config;
 pub mod error;
+pub mod run;
 pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;
