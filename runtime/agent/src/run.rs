@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -333,6 +333,8 @@ impl Agent {
             }
         };
         logging.set_level(new.log_level);
+        // Visible only when the new level lets debug through: proof the reload took.
+        debug!("agent: log level is now {}", new.log_level.as_str());
         // A reload cannot move the sockets or change the tags file's path mid-run.
         new.tags_file = self.config.tags_file.clone();
         match initial_tags(&new) {
