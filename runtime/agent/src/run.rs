@@ -192,6 +192,27 @@ pub fn serf_config(config: &Config, tags: BTreeMap<String, String>) -> SerfConfi
     c
 }
 
+/// Opens the snapshot file at `path`, restores what it remembers into the freshly started
+/// `serf` (clocks, then a rejoin of the nodes it knew; nothing after a leave unless
+/// `rejoin_after_leave`), and keeps it up to date from then on. Returns how many nodes the
+/// rejoin reached.
+pub async fn open_snapshot(
+    serf: &SerfAgent,
+    path: &std::path::Path,
+    rejoin_after_leave: bool,
+) -> Result<usize> {
+    let (file, replay) = snapshot::SnapshotFile::open(path, rejoin_after_leave)?;
+    let n = snapshot::restore(serf, &replay).await?;
+    if n > 0 {
+        info!(
+            joined = n,
+            "agent: re-joined previously known nodes from the snapshot"
+        );
+    }
+    snapshot::spawn(serf.clone(), file);
+    Ok(n)
+}
+
 /// A running agent: the Serf node and what it was started with.
 #[derive(Debug)]
 pub struct Agent {
@@ -231,18 +252,9 @@ impl Agent {
     }
 
     async fn restore_snapshot(&self) -> Result<()> {
-        let Some(path) = &self.config.snapshot_path else {
-            return Ok(());
-        };
-        let (file, replay) = snapshot::SnapshotFile::open(path, self.config.rejoin_after_leave)?;
-        let n = snapshot::restore(&self.serf, &replay).await?;
-        if n > 0 {
-            info!(
-                joined = n,
-                "agent: re-joined previously known nodes from the snapshot"
-            );
+        if let Some(path) = &self.config.snapshot_path {
+            open_snapshot(&self.serf, path, self.config.rejoin_after_leave).await?;
         }
-        snapshot::spawn(self.serf.clone(), file);
         Ok(())
     }
 
