@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod run;
 pub mod serf_agent;
 pub mod snapshot;

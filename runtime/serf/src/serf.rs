@@ -167,6 +167,8 @@ struct Outgoing {
     expected: Option<HashSet<String>>,
     acks: HashSet<String>,
     responses: HashSet<String>,
+    /// Nodes whose response is still arriving outside the UDP path (hearsay's QUIC).
+    external: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -562,6 +564,7 @@ impl Serf {
                     expected,
                     acks: HashSet::new(),
                     responses: HashSet::new(),
+                    external: HashSet::new(),
                 },
             ),
         );
@@ -591,6 +594,57 @@ impl Serf {
         let r = self.send_response(now, resp);
         self.pump(now);
         r
+    }
+
+    /// hearsay extension: claims this node's one answer to a query delivered as
+    /// [`Event::Query`] for a response that travels outside Serf's UDP path (a large response
+    /// streamed over QUIC). After this, [`Serf::respond`] for the same query fails with
+    /// [`Error::AlreadyResponded`], as after a normal answer.
+    pub fn claim_response(&mut self, now: Instant, ltime: LamportTime, id: u32) -> Result<()> {
+        let inq = self
+            .incoming
+            .get_mut(&(ltime, id))
+            .filter(|i| i.deadline > now)
+            .ok_or(Error::PastDeadline)?;
+        if inq.responded {
+            return Err(Error::AlreadyResponded);
+        }
+        inq.responded = true;
+        Ok(())
+    }
+
+    /// hearsay extension, originator side: a response to our query `ltime`/`id` from `from`
+    /// is arriving outside the UDP path. Counts it as that node's one response (a later UDP
+    /// response from it is ignored, as a duplicate would be) and holds back finishing early
+    /// until [`Serf::handle_external_response_done`]. Fails when the query is not running
+    /// (unknown or past its deadline) or `from` has already answered.
+    pub fn handle_external_response(
+        &mut self,
+        ltime: LamportTime,
+        id: u32,
+        from: &str,
+    ) -> Result<QueryId> {
+        let q = match self.outgoing.get_mut(&ltime) {
+            Some((qid, q)) if *qid == id => q,
+            _ => return Err(Error::PastDeadline),
+        };
+        if !q.responses.insert(from.to_owned()) {
+            return Err(Error::AlreadyResponded);
+        }
+        q.external.insert(from.to_owned());
+        Ok(QueryId { ltime, id })
+    }
+
+    /// hearsay extension, originator side: the out-of-band response from `from` ended (whole
+    /// or failed); the query may now finish early.
+    pub fn handle_external_response_done(&mut self, now: Instant, query: QueryId, from: &str) {
+        if let Some((id, q)) = self.outgoing.get_mut(&query.ltime) {
+            if *id == query.id {
+                q.external.remove(from);
+                self.finish_if_answered(query);
+            }
+        }
+        self.pump(now);
     }
 
     /// Forces a failed member into the left state (Serf's `RemoveFailedNode`), optionally
@@ -1516,13 +1570,21 @@ impl Serf {
                 payload: r.payload,
             });
         }
-        // hearsay extension: finish early once every expected node answered.
-        let (_, q) = &self.outgoing[&r.ltime];
+        self.finish_if_answered(query);
+    }
+
+    /// hearsay extension: finishes a `finish_early` query once every expected node answered
+    /// (and acked, when acks were asked for) and no out-of-band response is still arriving.
+    fn finish_if_answered(&mut self, query: QueryId) {
+        let Some((_, q)) = self.outgoing.get(&query.ltime) else {
+            return;
+        };
         if let (true, Some(expected)) = (q.params_finish_early, &q.expected) {
             let answered = expected.iter().all(|n| q.responses.contains(n))
-                && (!q.request_ack || expected.iter().all(|n| q.acks.contains(n)));
+                && (!q.request_ack || expected.iter().all(|n| q.acks.contains(n)))
+                && q.external.is_empty();
             if answered {
-                self.outgoing.remove(&r.ltime);
+                self.outgoing.remove(&query.ltime);
                 self.events.push_back(Event::QueryDone { query });
             }
         }

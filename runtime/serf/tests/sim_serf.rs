@@ -527,3 +527,78 @@ fn name_conflict_is_resolved_by_a_vote_the_newcomer_loses() {
         assert!(won, "the original lost {matching}/{responses}; seed {seed}");
     }
 }
+
+/// A response that travels outside the UDP path (hearsay's QUIC) counts as the node's one
+/// answer on both sides, and a finish-early query waits for it to end.
+#[test]
+fn out_of_band_response_is_the_nodes_one_answer_and_holds_finish_early() {
+    let seed = seed(16);
+    let n = 4;
+    let mut sim = cluster(seed, n, |_| BTreeMap::new());
+    let params = QueryParams {
+        finish_early: true,
+        timeout: Duration::from_secs(60),
+        ..QueryParams::default()
+    };
+    let qid = sim
+        .with_node(0, |s, now| s.query(now, "big", b"", params).unwrap())
+        .unwrap();
+    let last = n - 1;
+    let delivered = sim.run_until_pred(Duration::from_millis(50), Duration::from_secs(10), |s| {
+        s.nodes[last]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Query(q) if q.ltime == qid.ltime))
+    });
+    assert!(delivered, "query not delivered; seed {seed}");
+    // The last node answers out of band: its claim uses up its one answer.
+    sim.with_node(last, |s, now| {
+        s.claim_response(now, qid.ltime, qid.id).unwrap();
+        assert!(matches!(
+            s.respond(now, qid.ltime, qid.id, b"udp too"),
+            Err(hearsay_serf::Error::AlreadyResponded)
+        ));
+    });
+    let me = name(last);
+    sim.with_node(0, |s, _| {
+        assert_eq!(
+            s.handle_external_response(qid.ltime, qid.id, &me).unwrap(),
+            qid
+        );
+        assert!(matches!(
+            s.handle_external_response(qid.ltime, qid.id, &me),
+            Err(hearsay_serf::Error::AlreadyResponded)
+        ));
+        assert!(matches!(
+            s.handle_external_response(qid.ltime + 1, qid.id, &me),
+            Err(hearsay_serf::Error::PastDeadline)
+        ));
+    });
+    // Everyone else answers over UDP; the query still waits for the out-of-band one.
+    let mut answered = HashSet::from([(last, qid.ltime, qid.id)]);
+    let done = |sim: &Sim<Serf>| {
+        sim.nodes[0]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::QueryDone { query } if *query == qid))
+    };
+    for _ in 0..100 {
+        sim.run_for(Duration::from_millis(50));
+        answer_queries(&mut sim, &mut answered);
+    }
+    let udp_answers = sim.nodes[0]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::QueryResponse { query, .. } if *query == qid))
+        .count();
+    assert_eq!(udp_answers, n - 1, "seed {seed}");
+    assert!(
+        !done(&sim),
+        "finished before the out-of-band response ended; seed {seed}"
+    );
+    sim.with_node(0, |s, now| s.handle_external_response_done(now, qid, &me));
+    assert!(
+        done(&sim),
+        "did not finish once every answer was in; seed {seed}"
+    );
+}
