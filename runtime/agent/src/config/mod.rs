@@ -67,6 +67,13 @@ pub enum ConfigError {
         key: String,
         why: &'static str,
     },
+    /// A setting's merged value is not valid (named by its file key and its flag).
+    #[error("{key} (-{flag}): {message}")]
+    Invalid {
+        key: &'static str,
+        flag: &'static str,
+        message: String,
+    },
     /// A command-line flag is malformed (no value, not a flag, bad value).
     #[error(transparent)]
     Flag(#[from] hearsay_net::Error),
@@ -78,10 +85,12 @@ pub enum ConfigError {
     Conflict(String),
 }
 
-fn bad(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::BadValue {
-        origin: origin.to_owned(),
-        key: key.to_owned(),
+/// A bad merged setting: files and flags are merged by now, so the error names the setting
+/// by its file key and its flag.
+fn invalid(key: &'static str, flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        flag,
         message: message.into(),
     }
 }
@@ -316,6 +325,14 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     {
         return Ok(SocketAddr::new(ip, default_port));
     }
+    if let Some((_, port)) = s.rsplit_once(':') {
+        if !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_err()
+        {
+            return Err(format!("invalid port {port:?} in {s:?}"));
+        }
+    }
     let has_port = s
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
@@ -335,7 +352,6 @@ impl Config {
     /// Serf's defaults under `p`, checked. The origin of a bad value is not known any more
     /// here (files and flags are merged), so errors name the setting by its file key.
     pub fn resolve(p: Partial) -> Result<Self, ConfigError> {
-        let origin = "config";
         let mut warnings = Vec::new();
         let node_name = match p.node_name.filter(|n| !n.is_empty()) {
             Some(n) => n,
@@ -347,21 +363,23 @@ impl Config {
             tags.insert("role".into(), role);
         }
         let bind_text = p.bind.unwrap_or_else(|| "0.0.0.0".into());
-        let bind = parse_addr(&bind_text, DEFAULT_BIND_PORT).map_err(|e| bad(origin, "bind", e))?;
+        let bind =
+            parse_addr(&bind_text, DEFAULT_BIND_PORT).map_err(|e| invalid("bind", "bind", e))?;
         let advertise = p
             .advertise
             .filter(|a| !a.is_empty())
-            .map(|a| parse_addr(&a, bind.port()).map_err(|e| bad(origin, "advertise", e)))
+            .map(|a| parse_addr(&a, bind.port()).map_err(|e| invalid("advertise", "advertise", e)))
             .transpose()?;
         let rpc_text = p.rpc_addr.unwrap_or_else(|| DEFAULT_RPC_ADDR.into());
-        let rpc_addr = parse_addr(&rpc_text, 7373).map_err(|e| bad(origin, "rpc_addr", e))?;
+        let rpc_addr =
+            parse_addr(&rpc_text, 7373).map_err(|e| invalid("rpc_addr", "rpc-addr", e))?;
         let profile = match p.profile.as_deref().unwrap_or("lan") {
             "lan" => Profile::Lan,
             "wan" => Profile::Wan,
             "local" => Profile::Local,
             other => {
-                return Err(bad(
-                    origin,
+                return Err(invalid(
+                    "profile",
                     "profile",
                     format!("unknown profile {other:?}; expected lan, wan or local"),
                 ))
@@ -369,8 +387,8 @@ impl Config {
         };
         let protocol = p.protocol.unwrap_or(PROTOCOL_VERSION_MAX as u32);
         if !(PROTOCOL_VERSION_MIN as u32..=PROTOCOL_VERSION_MAX as u32).contains(&protocol) {
-            return Err(bad(
-                origin,
+            return Err(invalid(
+                "protocol",
                 "protocol",
                 format!(
                     "protocol version {protocol} is not supported; use \
@@ -383,7 +401,7 @@ impl Config {
             .as_deref()
             .unwrap_or("info")
             .parse::<LogLevel>()
-            .map_err(|e| bad(origin, "log_level", e))?;
+            .map_err(|e| invalid("log_level", "log-level", e))?;
         let mut retry_interval = p.retry_interval.unwrap_or(Duration::from_secs(30));
         if retry_interval < MIN_INTERVAL {
             retry_interval = MIN_INTERVAL;
@@ -638,7 +656,14 @@ mod tests {
             bind: Some("1.2.3.4:notaport".into()),
             ..Partial::default()
         })
-        .contains("bind"));
+        .starts_with("bind (-bind): "));
+        assert_eq!(
+            e(Partial {
+                rpc_addr: Some("127.0.0.1:99999".into()),
+                ..Partial::default()
+            }),
+            "rpc_addr (-rpc-addr): invalid port \"99999\" in \"127.0.0.1:99999\""
+        );
         for level in ["trace", "DEBUG", "Info", "warn", "err", "ERROR"] {
             assert!(level.parse::<LogLevel>().is_ok(), "{level}");
         }
