@@ -5,7 +5,9 @@
 
 mod agent_support;
 
-use agent_support::{free_port, require_serf, scratch, start_agent, Serf};
+use agent_support::{
+    free_port, require_serf, scratch, start_agent, wait_join_seen, wait_output, Serf,
+};
 
 #[test]
 fn three_agents_from_config_files_then_reload_and_leave() {
@@ -61,24 +63,9 @@ fn three_agents_from_config_files_then_reload_and_leave() {
     n3.expect_line("==> Log data will now stream in");
 
     // The agents themselves see each other...
-    let sees = |n: &mut agent_support::NodeProcess, peer: &str| {
-        let needle = format!("peer={peer} ");
-        if !n
-            .seen()
-            .iter()
-            .any(|l| l.contains("EventMemberJoin") && l.contains(&needle))
-        {
-            loop {
-                let l = n.expect_line("");
-                if l.contains("EventMemberJoin") && l.contains(&needle) {
-                    break;
-                }
-            }
-        }
-    };
-    sees(&mut n1, "a2");
-    sees(&mut n1, "a3");
-    sees(&mut n3, "a2");
+    wait_join_seen(&mut n1, "a2", 0);
+    wait_join_seen(&mut n1, "a3", 0);
+    wait_join_seen(&mut n3, "a2", 0);
 
     // ...and so does the real serf, joining through one of them.
     let serf = Serf::start_named("s1", "agent-cluster", &["-profile=local"]);
@@ -92,11 +79,9 @@ fn three_agents_from_config_files_then_reload_and_leave() {
     std::fs::write(&a2, a2_toml("debug")).unwrap();
     n2.signal("HUP");
     n2.expect_line("==> Reloading configuration...");
-    let line = n2.expect_line("");
-    let mut line = line;
-    while !line.contains("agent: log level is now DEBUG") {
-        line = n2.expect_line("");
-    }
+    wait_output(&mut n2, 0, "the DEBUG line", |l| {
+        l.contains("agent: log level is now DEBUG")
+    });
     serf.wait_member("a2", &["alive", "role=two-b", "extra=x"]);
 
     // SIGINT: a graceful leave, then a clean exit.

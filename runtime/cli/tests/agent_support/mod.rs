@@ -93,3 +93,27 @@ pub fn start_agent(args: &[String]) -> NodeProcess {
     all.extend(args.iter().cloned());
     NodeProcess::start(BIN, &all)
 }
+
+/// Waits (at most 60 s) until a stdout line of `n` from line `from` on satisfies `pred`.
+pub fn wait_output(n: &mut NodeProcess, from: usize, what: &str, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if n.seen().iter().skip(from).any(|l| pred(l)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what}; saw {:?}",
+            n.seen()
+        );
+        n.read_for(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `n` logs that it saw `peer` join, from its output line `from` on.
+pub fn wait_join_seen(n: &mut NodeProcess, peer: &str, from: usize) {
+    let needle = format!("peer={peer} ");
+    wait_output(n, from, &format!("{peer} joining"), |l| {
+        l.contains("EventMemberJoin") && l.contains(&needle)
+    });
+}
