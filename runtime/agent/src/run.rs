@@ -597,6 +597,11 @@ mod tests {
         assert!(e.contains("/nonexistent/keyring"), "{e}");
     }
 
+    #[test]
+    fn a_wildcard_bind_advertises_a_concrete_address() {
+        assert!(!outward_ip().is_unspecified());
+    }
+
     #[tokio::test]
     async fn dev_bind_falls_back_to_a_free_port() {
         let busy = UdpTcpTransport::bind("127.0.0.1:0".parse().unwrap())
