@@ -13,6 +13,8 @@
 
 use crate::config::{Config, LogLevel, Sources};
 use crate::error::{Error, Result};
+use crate::logs::LogHub;
+use crate::rpc::{AgentInfo, RpcContext, RpcServer};
 use crate::serf_agent::{AgentOptions, SerfAgent};
 use crate::{snapshot, tags_file};
 use hearsay_net::{Transport, UdpTcpTransport};
@@ -33,17 +35,19 @@ use tracing_subscriber::{fmt, reload, Layer, Registry};
 /// A layer over the base subscriber, boxed (e.g. the RPC `monitor` log hub).
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// The installed log output and the handle that changes its level.
+/// The installed log output, the handle that changes its level, and the hub `monitor`
+/// clients read every log line from.
 #[derive(Debug, Clone)]
 pub struct Logging {
     level: reload::Handle<LevelFilter, Registry>,
+    hub: LogHub,
 }
 
 impl Logging {
     /// Installs the global subscriber: logs at `level` and above to stdout (as Serf's agent
     /// prints them), one JSON object per line with `json`, colours only on a terminal.
-    /// `extra` layers see every event, whatever the level (Serf's `monitor` picks its own).
-    /// Fails if a global subscriber is already installed.
+    /// The log hub and the `extra` layers see every event, whatever the level (Serf's
+    /// `monitor` picks its own). Fails if a global subscriber is already installed.
     pub fn init(level: LogLevel, json: bool, extra: Vec<BoxedLayer>) -> Result<Self> {
         use std::io::IsTerminal;
         let (filter, handle) = reload::Layer::new(LevelFilter::from_level(level.tracing_level()));
@@ -61,13 +65,19 @@ impl Logging {
                 .with_filter(filter)
                 .boxed()
         };
-        let mut layers = vec![output];
+        let hub = LogHub::default();
+        let mut layers = vec![output, hub.layer().boxed()];
         layers.extend(extra);
         tracing_subscriber::registry()
             .with(layers)
             .try_init()
             .map_err(|e| Error::Logging(e.to_string()))?;
-        Ok(Self { level: handle })
+        Ok(Self { level: handle, hub })
+    }
+
+    /// Where `monitor` reads the log lines from.
+    pub fn hub(&self) -> &LogHub {
+        &self.hub
     }
 
     /// Changes the level of the output (SIGHUP).
@@ -312,8 +322,8 @@ impl Agent {
         }
     }
 
-    /// The lines Serf prints once its agent runs.
-    pub fn banner(&self) -> Vec<String> {
+    /// The lines Serf prints once its agent runs (`rpc`: the address the RPC server got).
+    pub fn banner(&self, rpc: SocketAddr) -> Vec<String> {
         let c = &self.config;
         let mut lines = vec![
             format!("                  Node name: '{}'", c.node_name),
@@ -324,7 +334,7 @@ impl Agent {
             lines.push(format!("             Advertise addr: '{advertise}'"));
         }
         lines.extend([
-            format!("                   RPC addr: '{}'", c.rpc_addr),
+            format!("                   RPC addr: '{rpc}'"),
             format!("                  Encrypted: {}", self.encrypted),
             format!("                   Snapshot: {}", c.snapshot_path.is_some()),
             format!("                    Profile: {}", c.profile_name()),
@@ -433,16 +443,55 @@ async fn serve(
     sources: &Sources,
     logging: &Logging,
 ) -> Result<Exit> {
-    // ---- RPC integration point -------------------------------------------------------
-    // The Serf RPC server (`crate::rpc`, built on another branch) starts here, on
-    // `agent.config.rpc_addr` with `agent.config.rpc_auth`, the `SerfAgent`, the log hub,
-    // the tags file and the static stats. Its leave notification is awaited in the loop
-    // below beside the signals.
-    // -------------------------------------------------------------------------------------
+    let rpc = start_rpc(agent, logging).await?;
+    let mut leave_requested = rpc.leave_requested;
+    let server = rpc.server;
     ui("hearsay agent running!");
-    for line in agent.banner() {
+    for line in agent.banner(server.local_addr()) {
         ui_info(&line);
     }
+    let result = serve_rpc_started(agent, signals, sources, logging, &mut leave_requested).await;
+    server.shutdown().await;
+    result
+}
+
+/// The RPC server and its "a client asked us to leave" signal.
+struct Rpc {
+    server: RpcServer,
+    leave_requested: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The one place the Serf RPC server starts: on `rpc_addr`, with `rpc_auth`, the agent's log
+/// hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
+async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
+    let c = &agent.config;
+    let mut ctx = RpcContext::new(agent.serf.clone())
+        .logs(logging.hub().clone())
+        .info(AgentInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            event_handlers: BTreeMap::new(),
+        });
+    if let Some(key) = &c.rpc_auth {
+        ctx = ctx.auth_key(key.clone());
+    }
+    if let Some(path) = &c.tags_file {
+        ctx = ctx.tags_file(path.clone());
+    }
+    let leave_requested = ctx.leave_requested();
+    let server = RpcServer::bind(c.rpc_addr, ctx).await?;
+    Ok(Rpc {
+        server,
+        leave_requested,
+    })
+}
+
+async fn serve_rpc_started(
+    agent: &mut Agent,
+    signals: &mut Signals,
+    sources: &Sources,
+    logging: &Logging,
+    leave_requested: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Exit> {
     agent.startup_join().await?;
     ui_info("");
     ui("Log data will now stream in as it occurs:\n");
@@ -465,6 +514,8 @@ async fn serve(
     tokio::pin!(retry);
     let mut retry_done = agent.config.retry_join.is_empty();
     let mut events = agent.serf.subscribe();
+    // A second receiver of the same flag, for after the node stopped (the loop's is borrowed).
+    let mut stopped_flag = leave_requested.clone();
     loop {
         tokio::select! {
             sig = signals.next() => {
@@ -487,6 +538,8 @@ async fn serve(
                 }
                 return Ok(leave(agent, signals).await);
             }
+            // A client's `leave` finished: the agent left and was shut down.
+            Ok(_) = leave_requested.wait_for(|left| *left) => return Ok(Exit::Left),
             done = &mut retry, if !retry_done => {
                 retry_done = true;
                 if let Ok(Err(e)) = done {
@@ -496,7 +549,15 @@ async fn serve(
             ev = events.recv() => match ev {
                 Ok(ev) => handle_event(agent, &ev)?,
                 Err(RecvError::Lagged(n)) => warn!(missed = n, "agent: fell behind the event stream"),
-                Err(RecvError::Closed) => return Ok(Exit::Stopped),
+                // The node stopped. An RPC `leave` stops it just before it raises its flag,
+                // so give the flag a moment before calling this a stop without a leave.
+                Err(RecvError::Closed) => {
+                    let flag = stopped_flag.wait_for(|left| *left);
+                    return Ok(match tokio::time::timeout(Duration::from_secs(2), flag).await {
+                        Ok(Ok(_)) => Exit::Left,
+                        _ => Exit::Stopped,
+                    });
+                }
             },
         }
     }

@@ -1,7 +1,8 @@
 //! Three `hearsay agent`s started from config files alone (one JSON file, one TOML file, one
-//! `-config-dir`) form a cluster; the real `serf` agent joins them and lists all three. Then
-//! SIGHUP reloads one agent's tags (from its tags file) and log level, and SIGINT makes another
-//! leave: serf sees it `left`.
+//! `-config-dir`) form a cluster; the real `serf` agent joins them and lists all three, and the
+//! real `serf members` run against a hearsay agent's RPC address lists all four. Then SIGHUP
+//! reloads one agent's tags (from its tags file) and log level, SIGINT makes another leave, and
+//! `serf leave` over RPC a third: serf sees them `left`.
 
 mod agent_support;
 
@@ -74,6 +75,31 @@ fn three_agents_from_config_files_then_reload_and_leave() {
     serf.wait_member("a2", &["alive", "role=two"]);
     serf.wait_member("a3", &["alive", "role=three"]);
 
+    // The real serf CLI talks to a hearsay agent's RPC address directly, too.
+    let members_via = |rpc: u16| {
+        let out = std::process::Command::new("serf")
+            .args(["members", &format!("-rpc-addr=127.0.0.1:{rpc}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = members_via(r1);
+        let alive = ["a1", "a2", "a3", "s1"].iter().all(|n| {
+            m.lines()
+                .any(|l| l.starts_with(&format!("{n} ")) && l.contains("alive"))
+        });
+        if alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serf members via a1: {m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // SIGHUP: new tags from the tags file, new log level from the TOML file.
     std::fs::write(&tags2, r#"{"role":"two-b","extra":"x"}"#).unwrap();
     std::fs::write(&a2, a2_toml("debug")).unwrap();
@@ -91,8 +117,17 @@ fn three_agents_from_config_files_then_reload_and_leave() {
     serf.wait_member("a3", &["left"]);
     serf.wait_member("a1", &["alive"]);
 
-    n1.signal("INT");
-    assert!(n1.wait_exit());
+    // `serf leave` over RPC: a1 leaves and its process exits with status 0.
+    let out = std::process::Command::new("serf")
+        .args(["leave", &format!("-rpc-addr=127.0.0.1:{r1}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "serf leave: {out:?}");
+    assert!(
+        n1.wait_exit(),
+        "a1 did not exit successfully after an RPC leave"
+    );
+    serf.wait_member("a1", &["left"]);
     n2.signal("INT");
     assert!(n2.wait_exit());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -78,6 +78,18 @@ fn busy_port_names_the_address() {
 }
 
 #[test]
+fn busy_rpc_port_names_the_address() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let e = agent_error(&[
+        "-node=busy-rpc",
+        "-bind=127.0.0.1:0",
+        &format!("-rpc-addr={addr}"),
+    ]);
+    assert!(e.contains(&addr) && e.contains("in use"), "{e}");
+}
+
+#[test]
 fn unreachable_join_names_the_address_and_why() {
     let dead = format!("127.0.0.1:{}", free_port());
     let e = agent_error(&[
