@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # hearsay's main job: `hearsay agent`s form one cluster with a real serf agent on loopback.
 # One hearsay agent starts from flags, one from a TOML config file; the real serf CLI lists
-# them, fires an event they receive, sends a query they acknowledge; SIGHUP reloads a tags
-# file; SIGINT makes an agent leave gracefully. Stops everything it started (by pid) on exit.
+# them (also through a hearsay agent's RPC address, as does `hearsay members`), fires an event
+# they receive, sends a query they acknowledge; SIGHUP reloads a tags file; SIGINT makes an
+# agent leave gracefully, `serf leave` over RPC another. Stops everything it started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -62,6 +63,15 @@ wait_member hearsay-2 alive
 echo "== serf members (as the real serf sees the cluster):"
 serf members -rpc-addr=$SERF_RPC
 
+for _ in $(seq 1 50); do
+  [ "$(serf members -rpc-addr=127.0.0.1:17381 -status=alive | wc -l)" -ge 3 ] && break
+  sleep 0.2
+done
+echo "== serf members -rpc-addr=127.0.0.1:17381 (the real serf CLI asking hearsay-1 over RPC):"
+serf members -rpc-addr=127.0.0.1:17381
+echo "== hearsay members -rpc-addr=127.0.0.1:17382 (hearsay's own CLI asking hearsay-2):"
+"$BIN" members -rpc-addr=127.0.0.1:17382
+
 echo "== serf event deploy v1"
 serf event -rpc-addr=$SERF_RPC deploy v1
 for i in 1 2; do
@@ -82,4 +92,10 @@ echo "== SIGINT to hearsay-1: it leaves gracefully"
 kill -INT $H1
 wait $H1 && echo "hearsay-1 exited with status 0"
 wait_member hearsay-1 left
+serf members -rpc-addr=$SERF_RPC
+
+echo "== serf leave -rpc-addr=127.0.0.1:17382: hearsay-2 leaves over RPC and exits"
+serf leave -rpc-addr=127.0.0.1:17382
+wait $H2 && echo "hearsay-2 exited with status 0"
+wait_member hearsay-2 left
 serf members -rpc-addr=$SERF_RPC

@@ -1,6 +1,7 @@
 //! The agent runtime `hearsay agent` runs, built from a [`Config`]: it binds the gossip
 //! sockets, sets up the keyring, tags (or tags file) and snapshot, joins at start (`join`) and
-//! in the background (`retry_join`), then waits for signals as Serf's agent does:
+//! in the background (`retry_join`), starts Serf's RPC server ([`crate::rpc`]) on `rpc_addr`,
+//! then waits for signals (or an RPC `leave`) as Serf's agent does:
 //!
 //! - SIGHUP re-reads the config files: new log level, new tags (from the tags file when one
 //!   is used), new signal settings;
@@ -32,7 +33,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, Layer, Registry};
 
-/// A layer over the base subscriber, boxed (e.g. the RPC `monitor` log hub).
+/// A layer over the base subscriber, boxed.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// The installed log output, the handle that changes its level, and the hub `monitor`

@@ -84,7 +84,7 @@ pub fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
         Command::Run(s) => *s,
     };
     let config = sources.load()?;
-    // The RPC helper's log hub (for `monitor`) joins the output layer here once it exists.
+    // Also installs the log hub the RPC server's `monitor` reads.
     let logging = Logging::init(config.log_level, config.log_json, Vec::new())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
