@@ -60,11 +60,9 @@ pub enum Error {
     /// The agent answered an RPC request with this error (Serf's own words).
     #[error("{0}")]
     RpcRemote(String),
-    /// A WebAssembly handler could not be loaded (names the handler, the module and the cause).
-    #[error(transparent)]
-    Host(#[from] hearsay_host::HostError),
-    /// The handler set is not valid as configured (duplicate names and the like).
-    #[error("handlers: {0}")]
+    /// A WebAssembly handler could not be loaded, or the handler set is not valid (the
+    /// message names the handler, its module and the cause, on one line).
+    #[error("{0}")]
     Handlers(String),
 }
 

@@ -14,6 +14,7 @@
 
 use crate::config::{Config, LogLevel, Sources};
 use crate::error::{Error, Result};
+use crate::handlers::Handlers;
 use crate::logs::LogHub;
 use crate::rpc::{AgentInfo, RpcContext, RpcServer};
 use crate::serf_agent::{AgentOptions, SerfAgent};
@@ -203,6 +204,17 @@ pub fn serf_config(config: &Config, tags: BTreeMap<String, String>) -> SerfConfi
     c
 }
 
+/// The handler host for `config`: its module cache dir, and fuel metering when a handler
+/// asks for a fuel limit at start (metering cannot be turned on later; a reload that adds a
+/// fuel limit to an agent started without one is refused).
+pub fn host_config(config: &Config) -> hearsay_host::HostConfig {
+    hearsay_host::HostConfig {
+        cache_dir: Some(config.handler_cache_dir.clone()),
+        fuel: config.handlers.iter().any(|h| h.limits.fuel.is_some()),
+        ..hearsay_host::HostConfig::default()
+    }
+}
+
 /// Opens the snapshot file at `path`, restores what it remembers into the freshly started
 /// `serf` (clocks, then a rejoin of the nodes it knew; nothing after a leave unless
 /// `rejoin_after_leave`), and keeps it up to date from then on. Returns how many nodes the
@@ -233,11 +245,15 @@ pub struct Agent {
     /// `-dev` fallback or a port-0 bind).
     pub bound: SocketAddr,
     pub encrypted: bool,
+    /// The WebAssembly handlers (`-handler`, `[[handler]]`); SIGHUP replaces the set.
+    pub handlers: Handlers,
 }
 
 impl Agent {
-    /// Binds, starts the Serf node, and restores the snapshot (clocks, then a rejoin of the
-    /// nodes it remembers), as Serf's `Create` does before anything else runs.
+    /// Binds, starts the Serf node, loads the handlers (so they see the rejoin's events; a
+    /// module that does not load stops the start with one error line), and restores the
+    /// snapshot (clocks, then a rejoin of the nodes it remembers), as Serf's `Create` does
+    /// before anything else runs.
     pub async fn start(config: Config) -> Result<Self> {
         let keyring = keyring(&config)?;
         let encrypted = keyring.is_some();
@@ -249,11 +265,29 @@ impl Agent {
             options = options.keyring(ring);
         }
         let serf = SerfAgent::start(options, transport)?;
+        let handlers = match Handlers::start(
+            serf.clone(),
+            host_config(&config),
+            config.handlers.clone(),
+        )
+        .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                serf.shutdown().await;
+                return Err(e);
+            }
+        };
+        if !config.handlers.is_empty() {
+            let names: Vec<&str> = config.handlers.iter().map(|h| h.name.as_str()).collect();
+            info!(handlers = ?names, cache = %config.handler_cache_dir.display(), "agent: handlers loaded");
+        }
         let agent = Self {
             config,
             serf,
             bound,
             encrypted,
+            handlers,
         };
         if let Err(e) = agent.restore_snapshot().await {
             agent.serf.shutdown().await;
@@ -367,6 +401,22 @@ impl Agent {
             },
             Err(e) => eprintln!("==> Failed to update tags: {e}"),
         }
+        // The handler set is replaced whole or not at all; the cache dir and fuel metering
+        // stay as started.
+        new.handler_cache_dir = self.config.handler_cache_dir.clone();
+        match self.handlers.reload(new.handlers.clone()).await {
+            Ok(()) => {
+                let names: Vec<&str> = new.handlers.iter().map(|h| h.name.as_str()).collect();
+                info!(handlers = ?names, "agent: handlers reloaded");
+            }
+            Err(e) => {
+                eprintln!(
+                    "==> Failed to reload handlers (the previous handlers keep running): {e}"
+                );
+                error!("agent: failed to reload handlers, keeping the previous ones: {e}");
+                new.handlers = self.config.handlers.clone();
+            }
+        }
         self.config = new;
     }
 }
@@ -467,6 +517,7 @@ struct Rpc {
 async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let c = &agent.config;
     let mut ctx = RpcContext::new(agent.serf.clone())
+        .handlers(agent.handlers.clone())
         .logs(logging.hub().clone())
         .info(AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -505,6 +556,7 @@ async fn serve_rpc_started(
                 serf: agent.serf.clone(),
                 bound: agent.bound,
                 encrypted: agent.encrypted,
+                handlers: agent.handlers.clone(),
             };
             tokio::spawn(async move {
                 let _ = tx.send(a.retry_join().await);

@@ -55,6 +55,15 @@ Options:
   -tag key=value           A tag of this node. Can be given many times.
   -tags-file=path          JSON file holding the node's tags (read at start and on SIGHUP).
                            Not allowed together with -tag or tags in a config file.
+  -handler=FILTER=PATH     Run the WebAssembly component PATH (built for wasm32-wasip2) for
+                           events passing FILTER, Serf's -event-handler filter syntax:
+                           "member-join,user:deploy", "query:load", "*" (a lone PATH means
+                           "*"). Can be given many times; a handler is named after its file.
+                           A query handler's reply is this node's response. Limits and
+                           grants (read-only dirs such as /proc, env, clocks, emit) are set
+                           in [[handler]] blocks of a config file.
+  -handler-cache-dir=DIR   Where compiled handler modules are cached (default:
+                           hearsay-wasm-cache in the system temp dir).
   -disable-compression     Do not compress gossip messages.
   -broadcast-timeout=5s    The maximum time to wait for the leave and force-leave
                            broadcasts to go out (at least 1s).
@@ -67,7 +76,8 @@ Not supported (an error if used): -discover (mDNS), -iface, -syslog, -event-hand
 Signals:
 
   SIGHUP   re-reads the config files: log level, tags (from the tags file when one is
-           used), leave_on_terminate and skip_leave_on_interrupt.
+           used), leave_on_terminate, skip_leave_on_interrupt, and the handler set
+           (replaced whole; a handler that fails to load keeps the old set running).
   SIGINT   leaves gracefully (unless skip_leave_on_interrupt), then exits.
   SIGTERM  exits; leaves gracefully first only with leave_on_terminate.
   A second signal during the leave exits at once.

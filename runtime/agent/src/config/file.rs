@@ -233,7 +233,8 @@ fn to_usize(f: &Field<'_>, n: Option<u64>) -> Result<Option<usize>, ConfigError>
 
 /// Why each Serf feature hearsay leaves out is left out (shown in the error).
 pub(super) const WHY_EVENT_HANDLERS: &str =
-    "hearsay does not run shell-script event handlers (it runs WebAssembly handlers instead)";
+    "hearsay does not run shell-script event handlers; it runs WebAssembly handlers \
+     (-handler FILTER=PATH.wasm, or [[handler]] in a config file)";
 pub(super) const WHY_DISCOVER: &str =
     "mDNS discovery is not supported; list peers with join / retry_join";
 pub(super) const WHY_INTERFACE: &str =
@@ -296,6 +297,10 @@ pub fn decode(value: Value, origin: &str) -> Result<Partial, ConfigError> {
             "rejoin_after_leave" => p.rejoin_after_leave = f.boolean()?,
             "enable_compression" => p.enable_compression = f.boolean()?,
             "broadcast_timeout" => p.broadcast_timeout = f.duration()?,
+            "handler" | "handlers" => p
+                .handlers
+                .extend(super::handlers::decode(f.value, origin, &key)?),
+            "handler_cache_dir" => p.handler_cache_dir = f.string()?.map(PathBuf::from),
             "event_handlers" => {
                 f.strings()?;
                 f.unsupported(WHY_EVENT_HANDLERS)?

@@ -116,6 +116,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
             "iface" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_INTERFACE)),
             "syslog" if flag.bool()? => return Err(unsupported(&flag, WHY_SYSLOG)),
             "event-handler" => return Err(unsupported(&flag, WHY_EVENT_HANDLERS)),
+            "handler" => p
+                .handlers
+                .push(super::handlers::from_flag(&flag.value).map_err(|e| bad(&flag, e))?),
+            "handler-cache-dir" => p.handler_cache_dir = Some(flag.value.clone().into()),
             "discover" | "iface" | "syslog" => {}
             other => return Err(ConfigError::UnknownFlag(other.to_owned())),
         }

@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod flags;
+pub mod handlers;
 pub mod value;
 
 use hearsay_serf::serf::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
@@ -182,6 +183,9 @@ pub struct Partial {
     pub rejoin_after_leave: Option<bool>,
     pub enable_compression: Option<bool>,
     pub broadcast_timeout: Option<Duration>,
+    /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
+    pub handlers: Vec<crate::handlers::HandlerConfig>,
+    pub handler_cache_dir: Option<PathBuf>,
 }
 
 impl Partial {
@@ -222,7 +226,9 @@ impl Partial {
             rejoin_after_leave,
             enable_compression,
             broadcast_timeout,
+            handler_cache_dir,
         );
+        self.handlers.extend(later.handlers);
         if let Some(tags) = later.tags {
             self.tags.get_or_insert_with(BTreeMap::new).extend(tags);
         }
@@ -272,6 +278,11 @@ pub struct Config {
     pub reconnect_interval: Option<Duration>,
     pub reconnect_timeout: Option<Duration>,
     pub tombstone_timeout: Option<Duration>,
+    /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
+    pub handlers: Vec<crate::handlers::HandlerConfig>,
+    /// Where compiled handler modules are cached (default: `hearsay-wasm-cache` in the system
+    /// temp dir). Entries are keyed by module hash and engine, so agents may share it.
+    pub handler_cache_dir: PathBuf,
     /// Things Serf would warn about at start (values clamped, deprecated keys).
     pub warnings: Vec<String>,
 }
@@ -434,6 +445,12 @@ impl Config {
                     .into(),
             ));
         }
+        let mut handlers = p.handlers;
+        crate::handlers::dedupe_names(&mut handlers);
+        let handler_cache_dir = p
+            .handler_cache_dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| std::env::temp_dir().join("hearsay-wasm-cache"));
         Ok(Self {
             node_name,
             bind,
@@ -468,6 +485,8 @@ impl Config {
             reconnect_interval: p.reconnect_interval,
             reconnect_timeout: p.reconnect_timeout,
             tombstone_timeout: p.tombstone_timeout,
+            handlers,
+            handler_cache_dir,
             warnings,
         })
     }

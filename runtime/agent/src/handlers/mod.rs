@@ -245,7 +245,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Handlers(format!("loading handlers: {e}")))?
-        .map_err(Error::Host)
+        .map_err(|e| Error::Handlers(e.to_string()))
 }
 
 async fn dispatch_loop(

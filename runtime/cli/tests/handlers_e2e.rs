@@ -1,0 +1,358 @@
+//! End to end, real processes on loopback: three `hearsay agent`s with WebAssembly handlers
+//! (`-handler query:echo=echo.wasm` flags, and `sysinfo` from a TOML `[[handler]]` block that
+//! grants `/proc`). `hearsay query` and the real `serf query` get a reply from every node; a
+//! user event reaches a handler on every node (its log line, and `hearsay handlers` counts); a
+//! looping handler on one agent does not stop it answering echo; SIGHUP picks up a changed
+//! handler set and keeps the old one when the new one is bad; bad handlers at start are one
+//! error line. Every wait is bounded; nothing asserts speed.
+
+mod agent_support;
+
+use agent_support::{agent_error, free_port, require_serf, run_to_end, scratch, start_agent};
+use agent_support::{wait_join_seen, wait_output, NodeProcess};
+use hearsay_testkit::wasm::{guests, Guests};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The flag-given handlers are named after their module file (`hearsay_handler_echo.wasm`),
+/// the second one with the same name gets `-2`.
+const ECHO: &str = "hearsay_handler_echo";
+const DEPLOY: &str = "hearsay_handler_echo-2";
+
+fn wasm() -> &'static Guests {
+    guests(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// `hearsay <args>` to its end; its stdout.
+fn hearsay(args: &[&str]) -> String {
+    let f = run_to_end(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(
+        f.success,
+        "hearsay {args:?} failed: {}{}",
+        f.stdout, f.stderr
+    );
+    f.stdout
+}
+
+/// `serf <args>` (the real one) to its end; its stdout.
+fn serf(args: &[&str]) -> String {
+    let out = std::process::Command::new("serf")
+        .args(args)
+        .output()
+        .expect("running serf");
+    assert!(
+        out.status.success(),
+        "serf {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The responders of a `query` output (`Response from 'NODE': TEXT`), with their text.
+fn responses(out: &str) -> Vec<(String, String)> {
+    let mut r: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Response from '"))
+        .filter_map(|l| l.split_once("': "))
+        .map(|(n, t)| (n.to_owned(), t.to_owned()))
+        .collect();
+    r.sort();
+    r
+}
+
+/// One row of `hearsay handlers`: the columns after the name, by header.
+fn handler_row(rpc: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let out = hearsay(&["handlers", &format!("-rpc-addr={rpc}")]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&name))
+        .map(|cols| {
+            header
+                .iter()
+                .zip(cols)
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect()
+        })
+}
+
+/// Waits until `hearsay handlers` at `rpc` shows handler `name` with `pred` true of its row.
+fn wait_handler(
+    rpc: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let row = handler_row(rpc, name);
+        if row.as_ref().is_some_and(&pred) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {name} at {rpc} is {row:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn count(row: &std::collections::BTreeMap<String, String>, col: &str) -> u64 {
+    row[col].parse().unwrap()
+}
+
+/// Waits until `query NAME PAYLOAD` through `rpc` gets a response from each of `nodes`.
+fn wait_query_answers(
+    rpc: &str,
+    name: &str,
+    payload: &str,
+    nodes: &[&str],
+) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = hearsay(&[
+            "query",
+            &format!("-rpc-addr={rpc}"),
+            "-timeout=3s",
+            name,
+            payload,
+        ]);
+        let got = responses(&out);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        if names == nodes {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "query {name}: {out}");
+    }
+}
+
+struct Cluster {
+    agents: Vec<NodeProcess>,
+    rpc: Vec<String>,
+    toml: Vec<std::path::PathBuf>,
+}
+
+fn toml_for(i: usize, gossip: u16, rpc: &str, join: Option<u16>, extra: &str) -> String {
+    let g = wasm();
+    let mut t = format!(
+        "node_name = \"n{i}\"\nbind = \"127.0.0.1:{gossip}\"\nrpc_addr = \"{rpc}\"\n\
+         profile = \"local\"\n"
+    );
+    if let Some(p) = join {
+        t.push_str(&format!("start_join = [\"127.0.0.1:{p}\"]\n"));
+    }
+    t.push_str(&format!(
+        "\n[[handler]]\nname = \"sysinfo\"\nmodule = \"{}\"\nevents = \"query:sysinfo\"\n\
+         grants = {{ dirs = [\"/proc\"] }}\n",
+        g.sysinfo.display()
+    ));
+    t.push_str(extra);
+    t
+}
+
+fn start_cluster(dir: &Path) -> Cluster {
+    let g = wasm();
+    let gossip: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let rpc: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let cache = dir.join("cache");
+    let mut agents = Vec::new();
+    let mut tomls = Vec::new();
+    for i in 0..3 {
+        // n2 also runs the hostile probe: `loop` queries spin until its 1 s deadline.
+        let extra = if i == 2 {
+            format!(
+                "\n[[handler]]\nname = \"probe\"\nmodule = \"{}\"\nevents = \"query:loop\"\n\
+                 limits = {{ timeout = \"1s\" }}\n",
+                g.probe.display()
+            )
+        } else {
+            String::new()
+        };
+        let path = dir.join(format!("n{i}.toml"));
+        let join = (i > 0).then_some(gossip[0]);
+        std::fs::write(&path, toml_for(i, gossip[i], &rpc[i], join, &extra)).unwrap();
+        let mut a = start_agent(&[
+            format!("-config-file={}", path.display()),
+            format!("-handler=query:echo={}", g.echo.display()),
+            format!("-handler=user:deploy={}", g.echo.display()),
+            format!("-handler-cache-dir={}", cache.display()),
+        ]);
+        a.expect_line("==> Log data will now stream in");
+        agents.push(a);
+        tomls.push(path);
+    }
+    wait_join_seen(&mut agents[0], "n1", 0);
+    wait_join_seen(&mut agents[0], "n2", 0);
+    wait_join_seen(&mut agents[2], "n1", 0);
+    Cluster {
+        agents,
+        rpc,
+        toml: tomls,
+    }
+}
+
+#[test]
+fn three_agents_answer_queries_from_handlers_take_events_and_reload() {
+    require_serf();
+    let g = wasm();
+    let dir = scratch("handlers-e2e");
+    let mut c = start_cluster(&dir);
+    let all = ["n0", "n1", "n2"];
+
+    // hearsay query: every node answers echo with the payload.
+    let got = wait_query_answers(&c.rpc[0], "echo", "hello", &all);
+    assert!(got.iter().all(|(_, t)| t == "hello"), "{got:?}");
+
+    // The real serf CLI against a hearsay agent's RPC: the same.
+    let out = serf(&[
+        "query",
+        &format!("-rpc-addr={}", c.rpc[1]),
+        "-timeout=5s",
+        "echo",
+        "hello",
+    ]);
+    let got = responses(&out);
+    assert_eq!(
+        got,
+        all.iter()
+            .map(|n| (n.to_string(), "hello".to_string()))
+            .collect::<Vec<_>>(),
+        "{out}"
+    );
+
+    // sysinfo, with /proc granted in the TOML file, from every node.
+    let got = wait_query_answers(&c.rpc[2], "sysinfo", "", &all);
+    // Only the first line of each reply is on the `Response from` line.
+    assert!(
+        got.iter().all(|(_, t)| t.starts_with("hostname=")),
+        "{got:?}"
+    );
+
+    // A user event reaches the user:deploy handler on every node: its log line, its count.
+    hearsay(&["event", &format!("-rpc-addr={}", c.rpc[0]), "deploy", "v1"]);
+    for (i, a) in c.agents.iter_mut().enumerate() {
+        wait_output(a, 0, "the handler's log line for deploy", |l| {
+            l.contains("user event deploy at ltime") && l.contains("v1")
+        });
+        wait_handler(&c.rpc[i], DEPLOY, "deploy counted", |r| {
+            count(r, "INVOCATIONS") == 1 && r["FILTER"] == "user:deploy"
+        });
+    }
+
+    // A looping handler on n2: its `loop` query hits the 1 s deadline, and meanwhile n2 still
+    // answers echo queries.
+    let rpc0 = c.rpc[0].clone();
+    let looping = std::thread::spawn(move || {
+        hearsay(&[
+            "query",
+            &format!("-rpc-addr={rpc0}"),
+            "-timeout=3s",
+            "loop",
+            "",
+        ])
+    });
+    let got = wait_query_answers(&c.rpc[2], "echo", "still", &all);
+    assert!(got.iter().all(|(_, t)| t == "still"), "{got:?}");
+    let loop_out = looping.join().unwrap();
+    assert!(responses(&loop_out).is_empty(), "{loop_out}");
+    wait_handler(&c.rpc[2], "probe", "the loop to hit its deadline", |r| {
+        count(r, "TRAPS") >= 1
+    });
+    // `hearsay handlers` shows counts and latencies.
+    let row = handler_row(&c.rpc[2], ECHO).unwrap();
+    assert!(count(&row, "INVOCATIONS") >= 2, "{row:?}");
+    assert_ne!(row["P50"], "-", "{row:?}");
+    assert!(
+        row["MODULE"].ends_with("hearsay_handler_echo.wasm"),
+        "{row:?}"
+    );
+
+    // SIGHUP with a changed handler set: n1 gains blob on query:blob.
+    let mut text = std::fs::read_to_string(&c.toml[1]).unwrap();
+    text.push_str(&format!(
+        "\n[[handler]]\nname = \"blob\"\nmodule = \"{}\"\nevents = \"query:blob\"\n",
+        g.blob.display()
+    ));
+    std::fs::write(&c.toml[1], &text).unwrap();
+    let from = c.agents[1].seen().len();
+    c.agents[1].signal("HUP");
+    wait_output(&mut c.agents[1], from, "the handlers reload", |l| {
+        l.contains("agent: handlers reloaded")
+    });
+    let out = hearsay(&[
+        "query",
+        &format!("-rpc-addr={}", c.rpc[0]),
+        "-timeout=3s",
+        "blob",
+        "16",
+    ]);
+    let got = responses(&out);
+    assert_eq!(got.len(), 1, "only n1 has blob: {out}");
+    assert_eq!(got[0].0, "n1");
+    // The unchanged echo handler kept its counters through the reload.
+    wait_handler(&c.rpc[1], ECHO, "echo kept", |r| {
+        count(r, "INVOCATIONS") >= 2
+    });
+
+    // A bad new set (a module that does not exist) is refused; the old set keeps running.
+    text.push_str("\n[[handler]]\nname = \"ghost\"\nmodule = \"/nonexistent/ghost.wasm\"\n");
+    std::fs::write(&c.toml[1], &text).unwrap();
+    let from = c.agents[1].seen().len();
+    c.agents[1].signal("HUP");
+    wait_output(&mut c.agents[1], from, "the refused reload", |l| {
+        l.contains("failed to reload handlers") && l.contains("/nonexistent/ghost.wasm")
+    });
+    assert!(handler_row(&c.rpc[1], "ghost").is_none());
+    assert!(handler_row(&c.rpc[1], "blob").is_some());
+    wait_query_answers(&c.rpc[1], "echo", "after", &all);
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_handlers_at_start_are_one_error_line() {
+    let g = wasm();
+    let dir = scratch("handlers-bad");
+    let port = |_: ()| format!("-bind=127.0.0.1:{}", free_port());
+    let rpc = |_: ()| format!("-rpc-addr=127.0.0.1:{}", free_port());
+
+    let e = agent_error(&[&port(()), &rpc(()), "-handler=query:x=/nonexistent/x.wasm"]);
+    assert!(
+        e.contains("/nonexistent/x.wasm") && e.contains("handler x"),
+        "{e}"
+    );
+
+    let text = dir.join("script.wasm");
+    std::fs::write(&text, "#!/bin/sh\necho hi\n").unwrap();
+    let e = agent_error(&[
+        &port(()),
+        &rpc(()),
+        &format!("-handler=user={}", text.display()),
+    ]);
+    assert!(e.contains("not a WebAssembly component"), "{e}");
+
+    let e = agent_error(&[
+        &port(()),
+        &rpc(()),
+        &format!("-handler=member-joined={}", g.echo.display()),
+    ]);
+    assert!(e.contains("member-joined") && e.contains("-handler"), "{e}");
+
+    let toml = dir.join("bad.toml");
+    std::fs::write(
+        &toml,
+        "[[handler]]\nmodule = \"x.wasm\"\ngrants = { net = true }\n",
+    )
+    .unwrap();
+    let e = agent_error(&[
+        &port(()),
+        &rpc(()),
+        &format!("-config-file={}", toml.display()),
+    ]);
+    assert!(e.contains("handler[0].grants.net"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
