@@ -356,3 +356,17 @@ fn bad_handlers_at_start_are_one_error_line() {
     assert!(e.contains("handler[0].grants.net"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn handlers_verb_against_a_serf_agent_says_it_is_a_hearsay_extension() {
+    require_serf();
+    let serf = agent_support::Serf::start("handlers-verb", &["-profile=local"]);
+    let f = run_to_end(&["handlers".to_owned(), serf.rpc_arg()]);
+    assert!(!f.success, "{}", f.stdout);
+    assert!(
+        f.stderr.contains("does not support the handlers command")
+            && f.stderr.contains("hearsay extension"),
+        "{}",
+        f.stderr
+    );
+}
