@@ -270,6 +270,19 @@ fn three_agents_answer_queries_from_handlers_take_events_and_reload() {
         row["MODULE"].ends_with("hearsay_handler_echo.wasm"),
         "{row:?}"
     );
+    let json = hearsay(&[
+        "handlers",
+        &format!("-rpc-addr={}", c.rpc[2]),
+        "-format=json",
+    ]);
+    for want in [
+        format!("\"name\": \"{ECHO}\""),
+        "\"filter\": \"query:loop\"".to_owned(),
+        "\"p99_us\": ".to_owned(),
+        "\"timeouts\": 1".to_owned(),
+    ] {
+        assert!(json.contains(&want), "{want} in {json}");
+    }
 
     // SIGHUP with a changed handler set: n1 gains blob on query:blob.
     let mut text = std::fs::read_to_string(&c.toml[1]).unwrap();
