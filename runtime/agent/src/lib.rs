@@ -8,10 +8,14 @@
 pub mod error;
 pub mod filter;
 pub mod logs;
+pub mod quic;
+pub mod reply;
 pub mod rpc;
 pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;
 
 pub use error::{Error, Result};
+pub use quic::QuicOptions;
+pub use reply::{QueryReply, ReplyPath, ReplyTarget};
 pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};
