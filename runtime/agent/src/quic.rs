@@ -9,9 +9,10 @@
 //! (`handle_external_response`), and bounds the body by the query's deadline.
 
 use crate::serf_agent::{QueryResult, SerfAgent};
+use hearsay_net::quic::endpoint::Bytes;
 use hearsay_net::quic::{
     Fingerprint, IncomingResponse, IncomingResponses, Limits, QuicAdvert, QuicConfig, QuicEndpoint,
-    Security, QUIC_TAG,
+    QuicError, Security, QUIC_TAG,
 };
 use hearsay_serf::event::{Event, Member, MemberStatus, QueryId};
 use std::collections::HashMap;
@@ -28,6 +29,10 @@ const MEMBER_REFRESH: Duration = Duration::from_secs(1);
 /// Results (chunks) buffered per running query between the QUIC readers and the consumer:
 /// with 64 KiB chunks, at most 1 MiB per query on top of QUIC's flow-control windows.
 pub(crate) const QUERY_CHANNEL: usize = 16;
+/// The most bytes one [`QueryResult::ResponseChunk`] carries. QUIC hands out packet-sized
+/// pieces (~1.4 KB); whatever has already arrived is joined up to this size, so consumers
+/// (and RPC clients) see few large chunks, never a piece that waits for more data.
+pub const MAX_CHUNK: usize = 64 << 10;
 /// How long a finished or failed response waits to hand its end record to a slow consumer
 /// after the query's deadline.
 const END_GRACE: Duration = Duration::from_secs(10);
@@ -82,6 +87,9 @@ pub(crate) struct Shared {
     pub(crate) admitted: RwLock<HashMap<Fingerprint, String>>,
     /// Running queries by (ltime, id).
     pub(crate) queries: Mutex<HashMap<(u64, u32), RunningQuery>>,
+    /// Poked when the filter refuses a certificate, so a member that just joined is admitted
+    /// on the responder's retry rather than after the next periodic refresh.
+    refresh_now: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -150,11 +158,15 @@ impl QuicWire {
         config.advertise = options.advertise;
         config.limits = options.limits;
         config.peer_filter = Some(Arc::new(move |fp: &Fingerprint| {
-            filter_shared
+            let known = filter_shared
                 .admitted
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains_key(fp)
+                .contains_key(fp);
+            if !known {
+                filter_shared.refresh_now.notify_one();
+            }
+            known
         }));
         let (endpoint, incoming) = QuicEndpoint::bind(config)?;
         // This node may answer its own queries over QUIC.
@@ -198,6 +210,7 @@ async fn watch_members(agent: SerfAgent, shared: Arc<Shared>) {
                 Err(RecvError::Closed) => return,
             },
             _ = tick.tick() => {}
+            _ = shared.refresh_now.notified() => {}
         }
         match agent.members().await {
             Ok(members) => shared.refresh(&members),
@@ -267,9 +280,14 @@ async fn stream_body(agent: SerfAgent, resp: IncomingResponse, query: RunningQue
     } = resp;
     let from = header.from;
     let deadline = tokio::time::Instant::from_std(query.deadline);
+    let mut pending: Option<Result<Option<Bytes>, QuicError>> = None;
     let result = loop {
         let received = body.received();
-        match tokio::time::timeout_at(deadline, body.chunk()).await {
+        let next = match pending.take() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(deadline, body.chunk()).await,
+        };
+        match next {
             Err(_) => {
                 break Err(format!(
                     "the query's deadline passed after {received} bytes"
@@ -277,7 +295,32 @@ async fn stream_body(agent: SerfAgent, resp: IncomingResponse, query: RunningQue
             }
             Ok(Ok(None)) => break Ok(received),
             Ok(Err(e)) => break Err(e.to_string()),
-            Ok(Ok(Some(chunk))) => {
+            Ok(Ok(Some(first))) => {
+                let mut joined: Option<Vec<u8>> = None;
+                // Join what has already arrived (a zero timeout polls once), up to MAX_CHUNK.
+                while joined.as_ref().map_or(first.len(), Vec::len) < MAX_CHUNK {
+                    match tokio::time::timeout(Duration::ZERO, body.chunk()).await {
+                        Err(_) => break,
+                        Ok(Ok(Some(more)))
+                            if joined.as_ref().map_or(first.len(), Vec::len) + more.len()
+                                <= MAX_CHUNK =>
+                        {
+                            joined
+                                .get_or_insert_with(|| {
+                                    let mut v = Vec::with_capacity(MAX_CHUNK);
+                                    v.extend_from_slice(&first);
+                                    v
+                                })
+                                .extend_from_slice(&more);
+                        }
+                        // Too big to join, the end, or a failure: handled next round.
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let chunk = joined.map_or(first, Bytes::from);
                 let rec = QueryResult::ResponseChunk {
                     from: from.clone(),
                     chunk,

@@ -21,6 +21,11 @@ use std::time::Instant;
 
 /// Pieces [`SerfAgent::respond_any`] writes a whole payload in.
 const RESPOND_PIECE: usize = 64 << 10;
+/// The originator's refusal of a certificate it does not (yet) know.
+const NOT_A_MEMBER: &str = "does not belong to a known member";
+/// Retries of a connection refused with [`NOT_A_MEMBER`], pausing 200 ms, 400 ms, 600 ms.
+const CONNECT_RETRIES: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How a finished reply travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,8 +235,23 @@ impl QueryReply {
             from: self.agent.name().to_owned(),
             total_len: self.declared,
         };
-        let w = bounded(t.deadline, 0, wire.endpoint.open_response(&advert, &header)).await??;
-        Ok(w)
+        // The originator admits certificates its member list advertises; one that has not
+        // seen this node's advert yet (it joined a moment ago) refuses the handshake and
+        // refreshes its list, so a few retries get through.
+        let mut tries = 0u32;
+        loop {
+            let opened =
+                bounded(t.deadline, 0, wire.endpoint.open_response(&advert, &header)).await?;
+            match opened {
+                Ok(w) => return Ok(w),
+                Err(e) if tries < CONNECT_RETRIES && e.to_string().contains(NOT_A_MEMBER) => {
+                    tries += 1;
+                    tracing::debug!("agent: {} refused our certificate, retrying: {e}", t.origin);
+                    bounded(t.deadline, 0, tokio::time::sleep(RETRY_PAUSE * tries)).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

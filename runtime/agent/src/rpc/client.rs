@@ -91,6 +91,12 @@ impl RecordStream {
         let (from, payload) = (f.str("From").ok()?, f.bytes("Payload").ok()?);
         match f.str("Type").ok()?.as_str() {
             "ack" => Some(QueryRecord::Ack(from)),
+            "response" if f.bool("Stream").unwrap_or(false) => Some(QueryRecord::Piece {
+                from,
+                payload,
+                last: f.bool("Last").unwrap_or(false),
+                error: f.str("Error").ok().filter(|e| !e.is_empty()),
+            }),
             "response" => Some(QueryRecord::Response(from, payload)),
             _ => None,
         }
@@ -101,7 +107,17 @@ impl RecordStream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryRecord {
     Ack(String),
+    /// A whole response (Serf's UDP path).
     Response(String, Vec<u8>),
+    /// One piece of a large response, in order (hearsay agents; see `rpc::server`). `last`
+    /// marks the node's final piece; `error` says the response failed after the pieces
+    /// before it.
+    Piece {
+        from: String,
+        payload: Vec<u8>,
+        last: bool,
+        error: Option<String>,
+    },
 }
 
 /// The parameters of [`RpcClient::query`] (Serf's `QueryParam`).
