@@ -265,3 +265,146 @@ async fn bounded<T>(
         .await
         .map_err(|_| Error::ReplyDeadline { written })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentOptions, QueryResult, QueryResults, QuicOptions};
+    use hearsay_net::{Config, Profile, UdpTcpTransport};
+    use hearsay_serf::event::Event;
+    use hearsay_serf::{QueryParams, SerfConfig};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    async fn lone(name: &str, quic: bool) -> SerfAgent {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let transport = UdpTcpTransport::bind(lo).await.unwrap();
+        let addr = hearsay_net::Transport::local_addr(&transport);
+        let config = SerfConfig::new(Config::profile(Profile::Local, name, addr));
+        let options = AgentOptions::new(config);
+        if quic {
+            let q = QuicOptions::pinned(lo, name).unwrap();
+            SerfAgent::start_with_quic(options, transport, q).unwrap()
+        } else {
+            SerfAgent::start(options, transport).unwrap()
+        }
+    }
+
+    /// Starts a query to the lone node and returns it as delivered, with its results.
+    async fn ask(agent: &SerfAgent) -> (QueryEvent, QueryResults) {
+        let mut events = agent.subscribe();
+        let params = QueryParams {
+            timeout: Duration::from_secs(10),
+            finish_early: true,
+            ..QueryParams::default()
+        };
+        let results = agent.query("q", b"", params).await.unwrap();
+        let q = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(Event::Query(q)) = events.recv().await {
+                    return q;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        (q, results)
+    }
+
+    async fn collect(mut results: QueryResults) -> Vec<QueryResult> {
+        let mut all = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while let Some(r) = results.next().await {
+                all.push(r);
+            }
+        })
+        .await
+        .unwrap();
+        all
+    }
+
+    #[tokio::test]
+    async fn small_replies_take_udp_and_large_ones_quic() {
+        let agent = lone("solo", true).await;
+        let (q, results) = ask(&agent).await;
+        let mut reply = agent.open_reply(&q);
+        reply.write(b"tiny").await.unwrap();
+        assert!(!reply.is_streaming());
+        assert_eq!(reply.finish().await.unwrap(), ReplyPath::Udp { bytes: 4 });
+        let all = collect(results).await;
+        assert!(all.contains(&QueryResult::Response {
+            from: "solo".into(),
+            payload: b"tiny".to_vec()
+        }));
+
+        let (q, results) = ask(&agent).await;
+        let consumer = tokio::spawn(collect(results));
+        let mut reply = agent.open_reply(&q);
+        for _ in 0..5 {
+            reply.write(&[9u8; 1000]).await.unwrap();
+        }
+        assert!(reply.is_streaming());
+        assert_eq!(reply.written(), 5000);
+        assert_eq!(
+            reply.finish().await.unwrap(),
+            ReplyPath::Quic { bytes: 5000 }
+        );
+        let all = consumer.await.unwrap();
+        let body: Vec<u8> = all
+            .iter()
+            .filter_map(|r| match r {
+                QueryResult::ResponseChunk { chunk, .. } => Some(chunk.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(body, vec![9u8; 5000]);
+        assert!(all.contains(&QueryResult::ResponseEnd {
+            from: "solo".into(),
+            result: Ok(5000)
+        }));
+        assert_eq!(all.last(), Some(&QueryResult::Done));
+        // The node's one answer is used up by the stream.
+        let again = agent.respond(q.ltime, q.id, b"x").await.unwrap_err();
+        assert!(again.to_string().contains("already"), "{again}");
+    }
+
+    #[tokio::test]
+    async fn a_large_reply_to_an_originator_without_quic_is_refused_and_nothing_is_sent() {
+        let agent = lone("plain", false).await;
+        let (q, results) = ask(&agent).await;
+        let mut reply = agent.open_reply(&q);
+        reply.write(&[1u8; 1000]).await.unwrap();
+        let err = reply.write(&[1u8; 1000]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReplyTooLarge {
+                    size: 2000,
+                    limit: 1024,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was sent"), "{err}");
+        assert!(matches!(reply.write(b"x").await, Err(Error::ReplyFailed)));
+        drop(reply);
+        // Nothing was sent, and the node may still answer within the limit.
+        agent.respond(q.ltime, q.id, b"fits").await.unwrap();
+        let all = collect(results).await;
+        let answers: Vec<_> = all
+            .iter()
+            .filter(|r| !matches!(r, QueryResult::Done | QueryResult::Ack { .. }))
+            .collect();
+        assert_eq!(
+            answers,
+            [&QueryResult::Response {
+                from: "plain".into(),
+                payload: b"fits".to_vec()
+            }]
+        );
+    }
+}

@@ -1099,6 +1099,20 @@ fn mark_last(piece: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pieces_carry_stream_last_and_error_fields() {
+        let f = |v: &Value, k: &str| Fields::of(v, "piece").unwrap().get(k).cloned();
+        let p = piece_record("n1", b"abc".to_vec(), false, "");
+        assert_eq!(f(&p, "Type"), Some(s("response")));
+        assert_eq!(f(&p, "Stream"), Some(Value::Bool(true)));
+        assert_eq!(f(&p, "Last"), Some(Value::Bool(false)));
+        let last = mark_last(p);
+        assert_eq!(f(&last, "Last"), Some(Value::Bool(true)));
+        assert_eq!(f(&last, "Payload"), Some(Value::Raw(b"abc".to_vec())));
+        let failed = piece_record("n1", Vec::new(), true, "reset");
+        assert_eq!(f(&failed, "Error"), Some(s("reset")));
+    }
     use super::*;
 
     #[test]
