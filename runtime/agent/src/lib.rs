@@ -16,6 +16,6 @@ pub mod snapshot;
 pub mod tags_file;
 
 pub use error::{Error, Result};
-pub use quic::QuicOptions;
+pub use quic::{QuicOptions, QuicSettings};
 pub use reply::{QueryReply, ReplyPath, ReplyTarget};
 pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

@@ -71,6 +71,90 @@ impl QuicOptions {
             limits: Limits::default(),
         })
     }
+
+    /// Options from the agent's settings: the bind address (default: the gossip bind IP with
+    /// the gossip port + 1, see [`default_bind`]), pinned mode (with the certificate kept in
+    /// `identity_file` when given, so the fingerprint survives restarts) unless all three CA
+    /// files are given, and the limits.
+    pub fn from_settings(
+        s: &QuicSettings,
+        gossip_bind: SocketAddr,
+        name: &str,
+    ) -> crate::Result<Self> {
+        let security = match (&s.ca_file, &s.cert_file, &s.key_file) {
+            (Some(ca), Some(cert), Some(key)) => Security::ca_from_pem_files(ca, cert, key)?,
+            (None, None, None) => match &s.identity_file {
+                Some(path) => Security::pinned_persisted(path, name)?,
+                None => Security::pinned(name)?,
+            },
+            _ => {
+                return Err(QuicError::Config(
+                    "quic_ca_file, quic_cert_file and quic_key_file must be given together".into(),
+                )
+                .into())
+            }
+        };
+        let limits = Limits {
+            max_response: s.response_max_bytes,
+            max_query_total: s.query_max_bytes,
+            ..Limits::default()
+        };
+        if limits.max_response == 0 || limits.max_query_total == 0 {
+            return Err(QuicError::Config("QUIC byte limits must be above zero".into()).into());
+        }
+        Ok(Self {
+            bind: s.bind.unwrap_or_else(|| default_bind(gossip_bind)),
+            advertise: s.advertise,
+            security,
+            limits,
+        })
+    }
+}
+
+/// The QUIC settings as the agent's configuration gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicSettings {
+    /// `quic_bind` / `-quic-bind`; `None` = [`default_bind`].
+    pub bind: Option<SocketAddr>,
+    /// `quic_advertise` / `-quic-advertise`.
+    pub advertise: Option<SocketAddr>,
+    /// Pinned mode: where this node's certificate and key are kept (created on first start).
+    pub identity_file: Option<std::path::PathBuf>,
+    /// CA mode: `quic_ca_file`, `quic_cert_file`, `quic_key_file` (all three or none).
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// `query_response_max_bytes`: the largest response this node accepts from one node.
+    pub response_max_bytes: u64,
+    /// `query_max_bytes`: the most all responses to one of this node's queries may bring.
+    pub query_max_bytes: u64,
+}
+
+impl Default for QuicSettings {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            bind: None,
+            advertise: None,
+            identity_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            response_max_bytes: limits.max_response,
+            query_max_bytes: limits.max_query_total,
+        }
+    }
+}
+
+/// The default QUIC address: the gossip bind IP with the gossip port + 1 (memberlist owns the
+/// gossip port's UDP socket; Serf's default 7946 gives 7947). Gossip on port 0 or 65535 gives
+/// port 0: the OS chooses, and the advert carries the chosen port.
+pub fn default_bind(gossip: SocketAddr) -> SocketAddr {
+    let port = match gossip.port() {
+        0 | u16::MAX => 0,
+        p => p + 1,
+    };
+    SocketAddr::new(gossip.ip(), port)
 }
 
 /// A query this node started, as the QUIC side sees it.
@@ -376,6 +460,65 @@ mod tests {
             status,
             vsn: [1, 5, 2, 2, 5, 4],
         }
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_bind_is_advertised_with_the_gossip_ip() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let transport = hearsay_net::UdpTcpTransport::bind(lo).await.unwrap();
+        let addr = hearsay_net::Transport::local_addr(&transport);
+        let config = hearsay_serf::SerfConfig::new(hearsay_net::Config::profile(
+            hearsay_net::Profile::Local,
+            "wild",
+            addr,
+        ));
+        let quic = QuicOptions::pinned("0.0.0.0:0".parse().unwrap(), "wild").unwrap();
+        let options = crate::AgentOptions::new(config);
+        let agent = SerfAgent::start_with_quic(options, transport, quic).unwrap();
+        let advert = agent.quic_advert().unwrap();
+        assert_eq!(advert.addr.ip(), addr.ip());
+        assert_ne!(advert.addr.port(), 0);
+        let me = agent.local_member().await.unwrap();
+        assert_eq!(me.tags.get(QUIC_TAG), Some(&advert.to_tag_value()));
+        // set_tags keeps the advert whatever it is given.
+        agent.set_tags(BTreeMap::new()).await.unwrap();
+        let me = agent.local_member().await.unwrap();
+        assert_eq!(me.tags.get(QUIC_TAG), Some(&advert.to_tag_value()));
+        agent.shutdown().await;
+    }
+
+    #[test]
+    fn default_bind_is_the_next_port_on_the_gossip_ip() {
+        let b = |s: &str| default_bind(s.parse().unwrap()).to_string();
+        assert_eq!(b("0.0.0.0:7946"), "0.0.0.0:7947");
+        assert_eq!(b("10.0.0.5:7946"), "10.0.0.5:7947");
+        assert_eq!(b("127.0.0.1:0"), "127.0.0.1:0");
+        assert_eq!(b("127.0.0.1:65535"), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn settings_choose_the_mode_and_limits() {
+        let gossip = "127.0.0.1:7946".parse().unwrap();
+        let s = QuicSettings {
+            response_max_bytes: 10,
+            query_max_bytes: 20,
+            ..QuicSettings::default()
+        };
+        let o = QuicOptions::from_settings(&s, gossip, "n").unwrap();
+        assert_eq!(o.bind, "127.0.0.1:7947".parse().unwrap());
+        assert!(matches!(o.security, Security::Pinned(_)));
+        assert_eq!((o.limits.max_response, o.limits.max_query_total), (10, 20));
+        let partial = QuicSettings {
+            ca_file: Some("ca.pem".into()),
+            ..QuicSettings::default()
+        };
+        let e = QuicOptions::from_settings(&partial, gossip, "n").unwrap_err();
+        assert!(e.to_string().contains("must be given together"), "{e}");
+        let zero = QuicSettings {
+            query_max_bytes: 0,
+            ..QuicSettings::default()
+        };
+        assert!(QuicOptions::from_settings(&zero, gossip, "n").is_err());
     }
 
     #[test]

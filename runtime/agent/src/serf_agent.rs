@@ -113,12 +113,24 @@ impl SerfAgent {
     /// certificates that alive members advertise, and delivers large responses to this node's
     /// queries through [`QueryResults`]. Replies opened with [`SerfAgent::open_reply`] stream
     /// over it when they outgrow Serf's UDP limit.
+    ///
+    /// A wildcard QUIC bind (0.0.0.0 or ::) is advertised with the transport's address: with
+    /// a fixed port, on that port; with port 0, the endpoint binds the transport's IP instead
+    /// (the chosen port must be known to be advertised).
     pub fn start_with_quic<T: Transport>(
         mut options: AgentOptions,
         transport: T,
-        quic: QuicOptions,
+        mut quic: QuicOptions,
     ) -> Result<Self> {
         let name = options.config.memberlist.name.clone();
+        if quic.advertise.is_none() && quic.bind.ip().is_unspecified() {
+            let ip = transport.local_addr().ip();
+            if quic.bind.port() == 0 {
+                quic.bind.set_ip(ip);
+            } else {
+                quic.advertise = Some(SocketAddr::new(ip, quic.bind.port()));
+            }
+        }
         let (wire, incoming) = QuicWire::bind(quic, &name)?;
         let advert = wire.endpoint.advert();
         options
