@@ -20,6 +20,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// Records one stream may have waiting for its reader. When they are all waiting, the
+/// connection stops reading and TCP holds the agent back, so a large query response costs the
+/// client at most this many records (pieces are at most 64 KiB) whatever its size.
+pub const STREAM_RECORDS: usize = 64;
+
 /// Serf's client timeout for connecting and for writing a request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,7 +39,7 @@ enum Pending {
     /// A stream: the first header answers the request (no body), later ones carry records.
     Stream {
         started: Option<oneshot::Sender<Reply>>,
-        tx: mpsc::UnboundedSender<Value>,
+        tx: mpsc::Sender<Value>,
     },
 }
 
@@ -64,7 +69,7 @@ impl Drop for RpcClient {
 #[derive(Debug)]
 pub struct RecordStream {
     seq: u64,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: mpsc::Receiver<Value>,
 }
 
 impl RecordStream {
@@ -227,7 +232,7 @@ impl RpcClient {
     async fn open_stream(&self, command: &str, body: Value) -> Result<RecordStream> {
         let seq = self.next_seq();
         let (started_tx, started_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_RECORDS);
         self.pending.lock().unwrap().insert(
             seq,
             Pending::Stream {
@@ -478,7 +483,12 @@ async fn read_loop(
             } else {
                 Value::Nil
             };
-            deliver(&pending, header, body);
+            if let Some((seq, tx, record)) = deliver(&pending, header, body) {
+                // Waits while the stream's reader is behind (see STREAM_RECORDS).
+                if tx.send(record).await.is_err() {
+                    pending.lock().unwrap().remove(&seq);
+                }
+            }
         }
         match rd.read_buf(&mut buf).await {
             Ok(n) if n > 0 => {}
@@ -491,7 +501,13 @@ async fn read_loop(
     }
 }
 
-fn deliver(pending: &Mutex<HashMap<u64, Pending>>, header: ResponseHeader, body: Value) {
+/// Hands a response to its waiter; a stream record is returned with its sender, to be sent
+/// outside the lock.
+fn deliver(
+    pending: &Mutex<HashMap<u64, Pending>>,
+    header: ResponseHeader,
+    body: Value,
+) -> Option<(u64, mpsc::Sender<Value>, Value)> {
     let mut map = pending.lock().unwrap();
     let seq = header.seq;
     match map.get_mut(&seq) {
@@ -512,11 +528,14 @@ fn deliver(pending: &Mutex<HashMap<u64, Pending>>, header: ResponseHeader, body:
                 let done = Fields::of(&body, "record")
                     .and_then(|f| f.str("Type"))
                     .is_ok_and(|t| t == "done");
-                if done || tx.send(body).is_err() {
+                if done {
                     map.remove(&seq);
+                    return None;
                 }
+                return Some((seq, tx.clone(), body));
             }
         },
         None => {}
     }
+    None
 }
