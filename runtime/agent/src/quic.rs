@@ -49,6 +49,9 @@ pub struct QuicOptions {
     pub security: Security,
     /// Per-response and per-query byte limits on incoming responses.
     pub limits: Limits,
+    /// When `bind`'s port is taken, bind a port the OS chooses instead (with a warning): set
+    /// for the default address, which nobody asked for by name.
+    pub fallback_any_port: bool,
 }
 
 impl std::fmt::Debug for QuicOptions {
@@ -69,6 +72,7 @@ impl QuicOptions {
             advertise: None,
             security: Security::pinned(name)?,
             limits: Limits::default(),
+            fallback_any_port: false,
         })
     }
 
@@ -107,6 +111,7 @@ impl QuicOptions {
             advertise: s.advertise,
             security,
             limits,
+            fallback_any_port: s.bind.is_none() && s.advertise.is_none(),
         })
     }
 }
@@ -252,7 +257,23 @@ impl QuicWire {
             }
             known
         }));
-        let (endpoint, incoming) = QuicEndpoint::bind(config)?;
+        let (endpoint, incoming) = match QuicEndpoint::bind(config.clone()) {
+            Err(QuicError::Bind { addr, source }) if options.fallback_any_port => {
+                tracing::warn!(
+                    "agent.quic: cannot bind the default QUIC address {addr} ({source}); using a port the OS chooses"
+                );
+                config.bind.set_port(0);
+                // A wildcard bind was to be advertised on its port: bind the advertised IP
+                // instead, so the advert carries the port the OS chose.
+                if let Some(adv) = config.advertise.take() {
+                    if config.bind.ip().is_unspecified() {
+                        config.bind.set_ip(adv.ip());
+                    }
+                }
+                QuicEndpoint::bind(config)?
+            }
+            other => other?,
+        };
         // This node may answer its own queries over QUIC.
         shared
             .admitted

@@ -296,6 +296,15 @@ pub fn decode(value: Value, origin: &str) -> Result<Partial, ConfigError> {
             "rejoin_after_leave" => p.rejoin_after_leave = f.boolean()?,
             "enable_compression" => p.enable_compression = f.boolean()?,
             "broadcast_timeout" => p.broadcast_timeout = f.duration()?,
+            "disable_quic" => p.disable_quic = f.boolean()?,
+            "quic_bind" => p.quic_bind = f.string()?,
+            "quic_advertise" => p.quic_advertise = f.string()?,
+            "quic_identity_file" => p.quic_identity_file = f.string()?.map(PathBuf::from),
+            "quic_ca_file" => p.quic_ca_file = f.string()?.map(PathBuf::from),
+            "quic_cert_file" => p.quic_cert_file = f.string()?.map(PathBuf::from),
+            "quic_key_file" => p.quic_key_file = f.string()?.map(PathBuf::from),
+            "query_response_max_bytes" => p.query_response_max_bytes = f.unsigned()?,
+            "query_max_bytes" => p.query_max_bytes = f.unsigned()?,
             "event_handlers" => {
                 f.strings()?;
                 f.unsupported(WHY_EVENT_HANDLERS)?
