@@ -197,7 +197,8 @@ impl Shared {
             .cloned()
     }
 
-    fn refresh(&self, members: &[Member]) {
+    /// Admits exactly the certificates alive (or leaving) members advertise.
+    pub(crate) fn refresh(&self, members: &[Member]) {
         let admitted: HashMap<Fingerprint, String> = members
             .iter()
             .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving))

@@ -309,6 +309,10 @@ impl SerfAgent {
                 // Registered before the driver runs anything else, so no large response (not
                 // even this node's own) can arrive before its query is known.
                 if let Some(shared) = registry {
+                    // Admit every member known now: the periodic refresh may lag (member
+                    // events can be coalesced for seconds), and a refused handshake only
+                    // shows on the responder after it has started writing.
+                    shared.refresh(&serf.members());
                     let q = RunningQuery {
                         tx,
                         deadline: now + timeout,
