@@ -5,8 +5,8 @@
 //!
 //! Shows: with `-output-dir` each node's response lands in its own file, complete ones byte
 //! for byte, the abandoned one as `<node>.partial` with the failure on stderr; without it the
-//! pieces stream to stdout under `==> node <==`. Every wait is bounded; nothing asserts on
-//! speed.
+//! pieces stream to stdout under `==> node <==`; on a terminal (a pty from `script`) stderr
+//! shows progress. Every wait is bounded; nothing asserts on speed.
 
 use hearsay_agent::rpc::{RpcContext, RpcServer};
 use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
@@ -154,6 +154,32 @@ async fn hearsay_query_streams_large_responses_to_files_and_stdout() {
     );
     assert!(stdout.contains("Total Responses: 2"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // On a terminal (a pty from `script`), stderr shows progress; the final line counts
+    // every node and byte.
+    let dir2 = std::env::temp_dir().join(format!("hearsay-query-tty-{}", std::process::id()));
+    let cmd = format!(
+        "{} query -rpc-addr={} -output-dir={} -node=good -timeout=10s blob 300000",
+        env!("CARGO_BIN_EXE_hearsay"),
+        rpc.local_addr(),
+        dir2.display()
+    );
+    let tty = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["60", "script", "-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("acked 1 · responded 1 (0 streaming) · 293.0 KiB received"),
+        "{shown}"
+    );
+    assert_eq!(std::fs::read(dir2.join("good")).unwrap().len(), 300000);
+    std::fs::remove_dir_all(&dir2).unwrap();
 
     // To stdout: the bytes follow a `==> good <==` line.
     let out = hearsay(
