@@ -64,6 +64,31 @@ pub enum Error {
     /// message names the handler, its module and the cause, on one line).
     #[error("{0}")]
     Handlers(String),
+    /// A query reply outgrew Serf's UDP response limit, and the originator has no QUIC
+    /// endpoint to stream it to (it is a Serf node, or advertises none): nothing was sent.
+    #[error(
+        "reply of at least {size} bytes to {origin:?} is too large for a Serf originator's UDP limit of {limit} bytes ({origin:?} advertises no QUIC endpoint); nothing was sent"
+    )]
+    ReplyTooLarge {
+        origin: String,
+        size: u64,
+        limit: usize,
+    },
+    /// A reply needs QUIC but this agent runs without a QUIC endpoint.
+    #[error("reply of at least {size} bytes needs QUIC, but this agent has no QUIC endpoint")]
+    NoQuicEndpoint { size: u64 },
+    /// The query's deadline passed before the reply was complete.
+    #[error("the query's deadline passed after {written} bytes of the reply")]
+    ReplyDeadline { written: u64 },
+    /// A reply was written to after it had failed.
+    #[error("the reply already failed")]
+    ReplyFailed,
+}
+
+impl From<hearsay_net::quic::QuicError> for Error {
+    fn from(e: hearsay_net::quic::QuicError) -> Self {
+        Self::Net(hearsay_net::Error::Quic(e))
+    }
 }
 
 impl Error {

@@ -11,6 +11,8 @@ pub mod error;
 pub mod filter;
 pub mod handlers;
 pub mod logs;
+pub mod quic;
+pub mod reply;
 pub mod rpc;
 pub mod run;
 pub mod serf_agent;
@@ -18,4 +20,6 @@ pub mod snapshot;
 pub mod tags_file;
 
 pub use error::{Error, Result};
+pub use quic::{QuicOptions, QuicSettings};
+pub use reply::{QueryReply, ReplyPath, ReplyTarget};
 pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

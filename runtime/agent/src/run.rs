@@ -264,7 +264,14 @@ impl Agent {
         if let Some(ring) = keyring {
             options = options.keyring(ring);
         }
-        let serf = SerfAgent::start(options, transport)?;
+        let serf = match &config.quic {
+            Some(settings) => {
+                let quic =
+                    crate::quic::QuicOptions::from_settings(settings, bound, &config.node_name)?;
+                SerfAgent::start_with_quic(options, transport, quic)?
+            }
+            None => SerfAgent::start(options, transport)?,
+        };
         let handlers = match Handlers::start(
             serf.clone(),
             host_config(&config),
@@ -375,6 +382,9 @@ impl Agent {
             format!("                    Profile: {}", c.profile_name()),
             format!("Message Compression Enabled: {}", c.enable_compression),
         ]);
+        if let Some(advert) = self.serf.quic_advert() {
+            lines.push(format!("                  QUIC addr: '{}'", advert.addr));
+        }
         lines
     }
 

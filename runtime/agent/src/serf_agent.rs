@@ -3,6 +3,9 @@
 //! leave, members, user events, queries and their answers, tags. Clones share the same node.
 
 use crate::error::{Error, Result};
+use crate::quic::{QuicOptions, QuicWire, RunningQuery, Shared, QUERY_CHANNEL};
+use hearsay_net::quic::endpoint::Bytes;
+use hearsay_net::quic::{QuicAdvert, QUIC_TAG};
 use hearsay_net::{NodeHandle, Transport, DEFAULT_EVENT_CAPACITY};
 use hearsay_serf::coordinate::Coordinate;
 use hearsay_serf::event::{Event, Member, MemberStatus, QueryId};
@@ -10,9 +13,11 @@ use hearsay_serf::{LamportTime, QueryParams, Serf, SerfConfig};
 use hearsay_swim::Keyring;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 /// Slack on top of Serf's own leave timeouts before [`SerfAgent::leave`] gives up waiting.
 const LEAVE_SLACK: Duration = Duration::from_secs(5);
@@ -55,10 +60,24 @@ impl AgentOptions {
 }
 
 /// A handle to one running Serf node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SerfAgent {
     name: String,
     node: NodeHandle<Serf>,
+    /// Serf's UDP response limit (`query_response_size_limit`), fixed at start.
+    pub(crate) udp_limit: usize,
+    /// The QUIC endpoint for large responses, when started with one.
+    pub(crate) quic: Option<Arc<QuicWire>>,
+}
+
+impl std::fmt::Debug for SerfAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SerfAgent")
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .field("quic", &self.quic_advert())
+            .finish()
+    }
 }
 
 impl SerfAgent {
@@ -76,11 +95,77 @@ impl SerfAgent {
         } = options;
         config.memberlist.advertise = transport.local_addr();
         let name = config.memberlist.name.clone();
+        let udp_limit = config.query_response_size_limit;
         let seed = seed.unwrap_or_else(rand::random);
         let serf = Serf::new(config, keyring, seed, Instant::now())?;
         let span = tracing::info_span!("serf", node = %name);
         let node = NodeHandle::start_with(serf, transport, event_capacity, span);
-        Ok(Self { name, node })
+        Ok(Self {
+            name,
+            node,
+            udp_limit,
+            quic: None,
+        })
+    }
+
+    /// Starts a node as [`SerfAgent::start`] does, with a QUIC endpoint for large query
+    /// responses: binds it, advertises it in the `_hearsay_quic` tag, admits only client
+    /// certificates that alive members advertise, and delivers large responses to this node's
+    /// queries through [`QueryResults`]. Replies opened with [`SerfAgent::open_reply`] stream
+    /// over it when they outgrow Serf's UDP limit.
+    ///
+    /// A wildcard QUIC bind (0.0.0.0 or ::) is advertised with the transport's address: with
+    /// a fixed port, on that port; with port 0, the endpoint binds the transport's IP instead
+    /// (the chosen port must be known to be advertised).
+    pub fn start_with_quic<T: Transport>(
+        mut options: AgentOptions,
+        transport: T,
+        mut quic: QuicOptions,
+    ) -> Result<Self> {
+        let name = options.config.memberlist.name.clone();
+        if quic.advertise.is_none() && quic.bind.ip().is_unspecified() {
+            let ip = transport.local_addr().ip();
+            if quic.bind.port() == 0 {
+                quic.bind.set_ip(ip);
+            } else {
+                quic.advertise = Some(SocketAddr::new(ip, quic.bind.port()));
+            }
+        }
+        let (wire, incoming) = QuicWire::bind(quic, &name)?;
+        let advert = wire.endpoint.advert();
+        options
+            .config
+            .tags
+            .insert(QUIC_TAG.to_owned(), advert.to_tag_value());
+        let bare = Self::start(options, transport)?;
+        wire.spawn_tasks(bare.clone(), incoming);
+        tracing::info!("agent.quic: QUIC endpoint for large responses at {advert}");
+        Ok(Self {
+            quic: Some(Arc::new(wire)),
+            ..bare
+        })
+    }
+
+    /// This node's QUIC advert (address and certificate fingerprint), when it runs QUIC.
+    pub fn quic_advert(&self) -> Option<QuicAdvert> {
+        self.quic.as_ref().map(|w| w.endpoint.advert())
+    }
+
+    /// The largest reply Serf sends as one UDP response (`query_response_size_limit`,
+    /// counting the encoded message).
+    pub fn udp_response_limit(&self) -> usize {
+        self.udp_limit
+    }
+
+    /// The QUIC advert of the member named `node`: `Ok(None)` when it is unknown or carries
+    /// no valid `_hearsay_quic` tag (a Serf node).
+    pub async fn member_quic_advert(&self, node: &str) -> Result<Option<QuicAdvert>> {
+        let node = node.to_owned();
+        let member = self
+            .node
+            .call(move |serf, _| serf.members().into_iter().find(|m| m.name == node))
+            .await?;
+        Ok(member.as_ref().and_then(crate::quic::advert_of))
     }
 
     /// The generic handle underneath, for running any [`Serf`] method in the driver task.
@@ -209,15 +294,49 @@ impl SerfAgent {
         let (name, payload) = (name.to_owned(), payload.to_vec());
         // Subscribed first: a query to a lone node can finish within the call.
         let events = self.node.subscribe();
+        let shared = self.quic.as_ref().map(|w| w.shared.clone());
+        let (tx, rx) = mpsc::channel(QUERY_CHANNEL);
+        let registry = shared.clone();
         let id = self
             .node
-            .call(move |serf, now| serf.query(now, &name, &payload, params))
+            .call(move |serf, now| {
+                let timeout = if params.timeout.is_zero() {
+                    serf.default_query_timeout()
+                } else {
+                    params.timeout
+                };
+                let id = serf.query(now, &name, &payload, params)?;
+                // Registered before the driver runs anything else, so no large response (not
+                // even this node's own) can arrive before its query is known.
+                if let Some(shared) = registry {
+                    // Admit every member known now: the periodic refresh may lag (member
+                    // events can be coalesced for seconds), and a refused handshake only
+                    // shows on the responder after it has started writing.
+                    shared.refresh(&serf.members());
+                    let q = RunningQuery {
+                        tx,
+                        deadline: now + timeout,
+                    };
+                    shared
+                        .queries
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((id.ltime, id.id), q);
+                }
+                Ok::<_, hearsay_serf::Error>(id)
+            })
             .await??;
         Ok(QueryResults {
             id,
             events,
             done: false,
             missed: 0,
+            external: shared.is_some().then_some(rx),
+            registration: shared.map(|shared| Registration {
+                shared,
+                key: (id.ltime, id.id),
+            }),
+            serf_done: false,
         })
     }
 
@@ -230,8 +349,12 @@ impl SerfAgent {
             .await??)
     }
 
-    /// Replaces this node's tags and announces them.
-    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<()> {
+    /// Replaces this node's tags and announces them. With QUIC on, the `_hearsay_quic` tag is
+    /// kept (set to this node's advert) whatever `tags` says, since peers need it.
+    pub async fn set_tags(&self, mut tags: BTreeMap<String, String>) -> Result<()> {
+        if let Some(advert) = self.quic_advert() {
+            tags.insert(QUIC_TAG.to_owned(), advert.to_tag_value());
+        }
         Ok(self
             .node
             .call(move |serf, now| serf.set_tags(now, tags))
@@ -328,8 +451,9 @@ impl SerfAgent {
         while out.num_resp < out.num_nodes {
             let (from, payload) = match results.next().await {
                 Some(QueryResult::Response { from, payload }) => (from, payload),
-                Some(QueryResult::Ack { .. }) => continue,
                 Some(QueryResult::Done) | None => break,
+                // Acks, and large responses (key answers are small and never take QUIC).
+                Some(_) => continue,
             };
             out.num_resp += 1;
             match hearsay_serf::messages::decode_key_response(&payload) {
@@ -370,6 +494,9 @@ impl SerfAgent {
     /// Stops the node without leaving (peers will see it fail): ends the driver task and
     /// closes its sockets before returning. Stopping a stopped node is a no-op.
     pub async fn shutdown(&self) {
+        if let Some(w) = &self.quic {
+            w.endpoint.close();
+        }
         self.node.shutdown().await;
     }
 
@@ -380,23 +507,65 @@ impl SerfAgent {
 }
 
 /// One result of a query this node started.
+///
+/// A node answers either with one [`QueryResult::Response`] (Serf's UDP path, at most
+/// [`SerfAgent::udp_response_limit`] bytes) or, for a large reply from a hearsay node, with
+/// [`QueryResult::ResponseChunk`]s in order followed by one [`QueryResult::ResponseEnd`]
+/// (chunks of different nodes interleave). Nothing holds a whole large response: each chunk
+/// is at most 64 KiB and the consumer's pace throttles the responders (QUIC flow control).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryResult {
     /// A node acknowledged receiving the query (only when acks were requested).
     Ack { from: String },
-    /// A node answered.
+    /// A node answered (over UDP, whole).
     Response { from: String, payload: Vec<u8> },
+    /// The next piece of a node's large response (streamed over QUIC).
+    ResponseChunk { from: String, chunk: Bytes },
+    /// A node's large response ended: `Ok(total bytes)` when complete, or why it failed (the
+    /// responder died or aborted, a limit was exceeded, the deadline passed). The chunks
+    /// delivered before a failure are an incomplete response.
+    ResponseEnd {
+        from: String,
+        result: std::result::Result<u64, String>,
+    },
     /// No more results will come.
     Done,
 }
 
-/// The results of one query, in arrival order: acks and responses, then [`QueryResult::Done`].
-#[derive(Debug)]
+/// Removes a query from the QUIC side's registry when its results end or are dropped.
+struct Registration {
+    shared: Arc<Shared>,
+    key: (u64, u32),
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.unregister(self.key);
+    }
+}
+
+/// The results of one query, in arrival order: acks and responses, then [`QueryResult::Done`]
+/// (which waits for large responses in flight to end, bounded by the query's deadline).
 pub struct QueryResults {
     id: QueryId,
     events: broadcast::Receiver<Event>,
     done: bool,
     missed: u64,
+    /// Large responses' chunks and ends, from the QUIC side.
+    external: Option<mpsc::Receiver<QueryResult>>,
+    registration: Option<Registration>,
+    /// Serf said the query is done; what remains is draining `external`.
+    serf_done: bool,
+}
+
+impl std::fmt::Debug for QueryResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryResults")
+            .field("id", &self.id)
+            .field("done", &self.done)
+            .field("missed", &self.missed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QueryResults {
@@ -416,7 +585,26 @@ impl QueryResults {
             return None;
         }
         loop {
-            let ev = match self.events.recv().await {
+            if self.serf_done {
+                // Serf is done; large responses still streaming end by the deadline.
+                let next = match self.external.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => None,
+                };
+                if next.is_none() {
+                    self.done = true;
+                    return Some(QueryResult::Done);
+                }
+                return next;
+            }
+            let received = match self.external.as_mut() {
+                Some(rx) => tokio::select! {
+                    ev = self.events.recv() => ev,
+                    Some(r) = rx.recv() => return Some(r),
+                },
+                None => self.events.recv().await,
+            };
+            let ev = match received {
                 Ok(ev) => ev,
                 Err(RecvError::Lagged(n)) => {
                     self.missed += n;
@@ -437,8 +625,9 @@ impl QueryResults {
                     payload,
                 } if query == self.id => return Some(QueryResult::Response { from, payload }),
                 Event::QueryDone { query } if query == self.id => {
-                    self.done = true;
-                    return Some(QueryResult::Done);
+                    // No new large response is accepted from now on.
+                    self.registration = None;
+                    self.serf_done = true;
                 }
                 _ => {}
             }

@@ -116,6 +116,10 @@ async fn ask_bytes(
                 QueryResult::Response { from, payload } => {
                     out.insert(from, payload);
                 }
+                QueryResult::ResponseChunk { from, chunk } => {
+                    out.entry(from).or_default().extend_from_slice(&chunk);
+                }
+                QueryResult::ResponseEnd { .. } => {}
                 QueryResult::Done => break,
                 QueryResult::Ack { .. } => {}
             }

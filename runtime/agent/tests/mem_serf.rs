@@ -165,6 +165,7 @@ async fn queries_are_acked_and_answered() -> Result<()> {
                     responses.push((from, String::from_utf8(payload).unwrap()))
                 }
                 QueryResult::Done => return true,
+                QueryResult::ResponseChunk { .. } | QueryResult::ResponseEnd { .. } => {}
             }
         }
         false

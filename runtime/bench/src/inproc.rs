@@ -82,6 +82,9 @@ impl Origin {
                 match tokio::time::timeout_at(deadline, results.next()).await {
                     Ok(Some(QueryResult::Ack { .. })) => times.acks.push(start.elapsed()),
                     Ok(Some(QueryResult::Response { .. })) => times.responses.push(start.elapsed()),
+                    Ok(Some(
+                        QueryResult::ResponseChunk { .. } | QueryResult::ResponseEnd { .. },
+                    )) => {}
                     Ok(Some(QueryResult::Done)) | Ok(None) | Err(_) => break,
                 }
             }

@@ -71,6 +71,26 @@ Options:
                            leaving).
   -skip-leave-on-interrupt On SIGINT, stop without leaving (default: leave gracefully).
 
+Large query responses (hearsay; see docs/query-replies.md):
+
+  -quic-bind=addr          UDP address of the QUIC endpoint that carries query responses over
+                           Serf's 1 KiB limit (default: the gossip IP, gossip port + 1; a
+                           port the OS chooses when that one is busy). Advertised in the
+                           _hearsay_quic tag.
+  -quic-advertise=addr     Address to advertise for QUIC (default: -quic-bind, or the gossip
+                           advertise IP when binding 0.0.0.0).
+  -quic-identity-file=path Keep this node's self-signed QUIC certificate and key here, so its
+                           fingerprint survives restarts (default: a new one each start).
+  -quic-ca-file=path       CA mode (mutual TLS): the CA certificate(s) peers must chain to.
+  -quic-cert-file=path     CA mode: this node's certificate (PEM), issued by that CA.
+  -quic-key-file=path      CA mode: this node's private key (PEM). The three go together.
+  -query-response-max-bytes=67108864
+                           The largest response this node accepts from one node.
+  -query-max-bytes=268435456
+                           The most all responses to one of this node's queries may bring.
+  -disable-quic            No QUIC endpoint: replies stay within the UDP limit (a larger one
+                           is refused), and no large responses are received.
+
 Not supported (an error if used): -discover (mDNS), -iface, -syslog, -event-handler.
 
 Signals:

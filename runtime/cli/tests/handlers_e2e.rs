@@ -306,6 +306,26 @@ fn three_agents_answer_queries_from_handlers_take_events_and_reload() {
     let got = responses(&out);
     assert_eq!(got.len(), 1, "only n1 has blob: {out}");
     assert_eq!(got[0].0, "n1");
+    // A reply over Serf's UDP limit streams over QUIC to a hearsay originator.
+    let out_dir = dir.join("large");
+    let out = hearsay(&[
+        "query",
+        &format!("-rpc-addr={}", c.rpc[0]),
+        "-timeout=10s",
+        "-format=json",
+        &format!("-output-dir={}", out_dir.display()),
+        "blob",
+        "100000",
+    ]);
+    assert!(out.contains("\"Bytes\": 100000"), "{out}");
+    let files: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let body = std::fs::read(&files[0]).unwrap();
+    assert_eq!(body.len(), 100_000);
+    assert!(body.iter().enumerate().all(|(i, b)| *b as usize == i % 251));
     // The unchanged echo handler kept its counters through the reload.
     wait_handler(&c.rpc[1], ECHO, "echo kept", |r| {
         count(r, "INVOCATIONS") >= 2

@@ -79,6 +79,9 @@ pub enum Error {
     /// The driver task has stopped (after `shutdown`, or because it ended).
     #[error("the node's driver task has stopped")]
     Stopped,
+    /// The QUIC transport for large query responses failed (the variant says why).
+    #[error(transparent)]
+    Quic(#[from] crate::quic::QuicError),
 }
 
 fn describe_join_errors(errors: &[(SocketAddr, String)]) -> String {

@@ -262,6 +262,10 @@ async fn run_query(
             QueryResult::Response { from, payload } => {
                 println!("RESPONSE {from} {}", escape(&payload))
             }
+            QueryResult::ResponseChunk { from, chunk } => {
+                println!("CHUNK {from} {}", chunk.len())
+            }
+            QueryResult::ResponseEnd { from, result } => println!("END {from} {result:?}"),
             QueryResult::Done => println!("DONE {name}"),
         }
     }

@@ -301,6 +301,15 @@ pub fn decode(value: Value, origin: &str) -> Result<Partial, ConfigError> {
                 .handlers
                 .extend(super::handlers::decode(f.value, origin, &key)?),
             "handler_cache_dir" => p.handler_cache_dir = f.string()?.map(PathBuf::from),
+            "disable_quic" => p.disable_quic = f.boolean()?,
+            "quic_bind" => p.quic_bind = f.string()?,
+            "quic_advertise" => p.quic_advertise = f.string()?,
+            "quic_identity_file" => p.quic_identity_file = f.string()?.map(PathBuf::from),
+            "quic_ca_file" => p.quic_ca_file = f.string()?.map(PathBuf::from),
+            "quic_cert_file" => p.quic_cert_file = f.string()?.map(PathBuf::from),
+            "quic_key_file" => p.quic_key_file = f.string()?.map(PathBuf::from),
+            "query_response_max_bytes" => p.query_response_max_bytes = f.unsigned()?,
+            "query_max_bytes" => p.query_max_bytes = f.unsigned()?,
             "event_handlers" => {
                 f.strings()?;
                 f.unsupported(WHY_EVENT_HANDLERS)?

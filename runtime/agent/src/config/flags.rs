@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 /// Flags that stand alone (a value only as `-flag=false`).
 const BOOL_FLAGS: &[&str] = &[
+    "disable-quic",
     "h",
     "help",
     "dev",
@@ -112,6 +113,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
             // is lost); here only an explicit flag overrides the files.
             "disable-compression" => p.enable_compression = Some(!flag.bool()?),
             "broadcast-timeout" => p.broadcast_timeout = Some(duration(&flag)?),
+            "disable-quic" => p.disable_quic = Some(flag.bool()?),
+            "quic-bind" => p.quic_bind = v(),
+            "quic-advertise" => p.quic_advertise = v(),
+            "quic-identity-file" => p.quic_identity_file = Some(flag.value.clone().into()),
+            "quic-ca-file" => p.quic_ca_file = Some(flag.value.clone().into()),
+            "quic-cert-file" => p.quic_cert_file = Some(flag.value.clone().into()),
+            "quic-key-file" => p.quic_key_file = Some(flag.value.clone().into()),
+            "query-response-max-bytes" => p.query_response_max_bytes = Some(int(&flag)?),
+            "query-max-bytes" => p.query_max_bytes = Some(int(&flag)?),
             "discover" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_DISCOVER)),
             "iface" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_INTERFACE)),
             "syslog" if flag.bool()? => return Err(unsupported(&flag, WHY_SYSLOG)),

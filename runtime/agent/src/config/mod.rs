@@ -186,6 +186,16 @@ pub struct Partial {
     /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
     pub handlers: Vec<crate::handlers::HandlerConfig>,
     pub handler_cache_dir: Option<PathBuf>,
+    /// hearsay: the QUIC endpoint for large query responses (see `crate::quic`).
+    pub disable_quic: Option<bool>,
+    pub quic_bind: Option<String>,
+    pub quic_advertise: Option<String>,
+    pub quic_identity_file: Option<PathBuf>,
+    pub quic_ca_file: Option<PathBuf>,
+    pub quic_cert_file: Option<PathBuf>,
+    pub quic_key_file: Option<PathBuf>,
+    pub query_response_max_bytes: Option<u64>,
+    pub query_max_bytes: Option<u64>,
 }
 
 impl Partial {
@@ -227,6 +237,15 @@ impl Partial {
             enable_compression,
             broadcast_timeout,
             handler_cache_dir,
+            disable_quic,
+            quic_bind,
+            quic_advertise,
+            quic_identity_file,
+            quic_ca_file,
+            quic_cert_file,
+            quic_key_file,
+            query_response_max_bytes,
+            query_max_bytes,
         );
         self.handlers.extend(later.handlers);
         if let Some(tags) = later.tags {
@@ -283,6 +302,8 @@ pub struct Config {
     /// Where compiled handler modules are cached (default: `hearsay-wasm-cache` in the system
     /// temp dir). Entries are keyed by module hash and engine, so agents may share it.
     pub handler_cache_dir: PathBuf,
+    /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
+    pub quic: Option<crate::quic::QuicSettings>,
     /// Things Serf would warn about at start (values clamped, deprecated keys).
     pub warnings: Vec<String>,
 }
@@ -322,6 +343,66 @@ fn dev_defaults() -> Partial {
         profile: Some("local".into()),
         ..Partial::default()
     }
+}
+
+/// The QUIC settings: on unless `disable_quic`; `quic_bind` defaults to the gossip bind's IP
+/// with the gossip port + 1; the CA files go together; limits above zero.
+fn resolve_quic(
+    p: &Partial,
+    bind: SocketAddr,
+) -> Result<Option<crate::quic::QuicSettings>, ConfigError> {
+    if p.disable_quic.unwrap_or(false) {
+        return Ok(None);
+    }
+    let default = crate::quic::default_bind(bind);
+    let addr = |text: &Option<String>, key, flag| {
+        text.as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| parse_addr(a, default.port()).map_err(|e| invalid(key, flag, e)))
+            .transpose()
+    };
+    let file = |f: &Option<PathBuf>| f.clone().filter(|s| !s.as_os_str().is_empty());
+    let mut s = crate::quic::QuicSettings {
+        bind: addr(&p.quic_bind, "quic_bind", "quic-bind")?,
+        advertise: addr(&p.quic_advertise, "quic_advertise", "quic-advertise")?,
+        identity_file: file(&p.quic_identity_file),
+        ca_file: file(&p.quic_ca_file),
+        cert_file: file(&p.quic_cert_file),
+        key_file: file(&p.quic_key_file),
+        ..crate::quic::QuicSettings::default()
+    };
+    let given = [&s.ca_file, &s.cert_file, &s.key_file]
+        .iter()
+        .filter(|f| f.is_some())
+        .count();
+    if given != 0 && given != 3 {
+        return Err(ConfigError::Conflict(
+            "quic_ca_file, quic_cert_file and quic_key_file (-quic-ca-file, -quic-cert-file, \
+             -quic-key-file) must be given together"
+                .into(),
+        ));
+    }
+    if let Some(n) = p.query_response_max_bytes {
+        if n == 0 {
+            return Err(invalid(
+                "query_response_max_bytes",
+                "query-response-max-bytes",
+                "must be above zero",
+            ));
+        }
+        s.response_max_bytes = n;
+    }
+    if let Some(n) = p.query_max_bytes {
+        if n == 0 {
+            return Err(invalid(
+                "query_max_bytes",
+                "query-max-bytes",
+                "must be above zero",
+            ));
+        }
+        s.query_max_bytes = n;
+    }
+    Ok(Some(s))
 }
 
 /// `host[:port]` to one address (port defaulting to `default_port`), as Serf's `AddrParts`.
@@ -373,9 +454,23 @@ impl Config {
             warnings.push("'role' is deprecated; use the tag role=... instead".into());
             tags.insert("role".into(), role);
         }
+        // The QUIC keys, resolved once the gossip bind is known.
+        let quic_keys = Partial {
+            disable_quic: p.disable_quic,
+            quic_bind: p.quic_bind.clone(),
+            quic_advertise: p.quic_advertise.clone(),
+            quic_identity_file: p.quic_identity_file.clone(),
+            quic_ca_file: p.quic_ca_file.clone(),
+            quic_cert_file: p.quic_cert_file.clone(),
+            quic_key_file: p.quic_key_file.clone(),
+            query_response_max_bytes: p.query_response_max_bytes,
+            query_max_bytes: p.query_max_bytes,
+            ..Partial::default()
+        };
         let bind_text = p.bind.unwrap_or_else(|| "0.0.0.0".into());
         let bind =
             parse_addr(&bind_text, DEFAULT_BIND_PORT).map_err(|e| invalid("bind", "bind", e))?;
+        let quic = resolve_quic(&quic_keys, bind)?;
         let advertise = p
             .advertise
             .filter(|a| !a.is_empty())
@@ -487,6 +582,7 @@ impl Config {
             tombstone_timeout: p.tombstone_timeout,
             handlers,
             handler_cache_dir,
+            quic,
             warnings,
         })
     }
@@ -521,6 +617,51 @@ mod tests {
 
     fn toml(text: &str) -> Result<Partial, ConfigError> {
         decode_text(text, Format::Toml, "b.toml")
+    }
+
+    #[test]
+    fn quic_keys_from_files_and_flags() {
+        let c = Config::resolve(Partial::default()).unwrap();
+        let q = c.quic.expect("QUIC is on by default");
+        assert_eq!(q.bind, None);
+        assert_eq!(q, crate::quic::QuicSettings::default());
+        let j = json(
+            r#"{"quic_bind": "127.0.0.1:9000", "quic_identity_file": "/tmp/id.pem",
+                "query_response_max_bytes": 1000, "query_max_bytes": 5000}"#,
+        )
+        .unwrap();
+        let q = Config::resolve(j).unwrap().quic.unwrap();
+        assert_eq!(q.bind, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(q.identity_file, Some(PathBuf::from("/tmp/id.pem")));
+        assert_eq!((q.response_max_bytes, q.query_max_bytes), (1000, 5000));
+        let t = toml("quic_bind = \"10.0.0.1\"\nbind = \"10.0.0.1:8000\"").unwrap();
+        let q = Config::resolve(t).unwrap().quic.unwrap();
+        assert_eq!(
+            q.bind,
+            Some("10.0.0.1:8001".parse().unwrap()),
+            "port: gossip + 1"
+        );
+        let f = match flags::parse(["-disable-quic".to_owned()]).unwrap() {
+            flags::Command::Run(s) => s.flags,
+            flags::Command::Help => unreachable!(),
+        };
+        assert_eq!(Config::resolve(f).unwrap().quic, None);
+        let f =
+            match flags::parse(["-quic-ca-file=ca.pem", "-query-max-bytes=7"].map(str::to_owned))
+                .unwrap()
+            {
+                flags::Command::Run(s) => s.flags,
+                flags::Command::Help => unreachable!(),
+            };
+        let e = Config::resolve(f).unwrap_err().to_string();
+        assert!(e.contains("must be given together"), "{e}");
+        let e = Config::resolve(json(r#"{"query_max_bytes": 0}"#).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("query_max_bytes (-query-max-bytes): must be above zero"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearsay_host::{Embedder, EmitError, Member, Query, ReplyError, ReplySink};
 use hearsay_serf::event::QueryEvent;
@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 
 use crate::conversions;
 use crate::error::Error;
+use crate::reply::QueryReply;
 use crate::serf_agent::SerfAgent;
 
 /// How long a handler's call into the agent (members, reply, emit) waits for the driver.
@@ -25,17 +26,14 @@ pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct AgentLink {
     pub(crate) agent: SerfAgent,
     pub(crate) runtime: Handle,
-    /// Serf's UDP response limit (`query_response_size_limit`).
-    udp_limit: usize,
     last_view: Mutex<Option<(Member, Vec<Member>)>>,
 }
 
 impl AgentLink {
-    pub(crate) fn new(agent: SerfAgent, runtime: Handle, udp_limit: usize) -> Arc<Self> {
+    pub(crate) fn new(agent: SerfAgent, runtime: Handle) -> Arc<Self> {
         Arc::new(AgentLink {
             agent,
             runtime,
-            udp_limit,
             last_view: Mutex::new(None),
         })
     }
@@ -161,65 +159,77 @@ impl Embedder for EventContext {
     }
 }
 
-/// One query reply: the only code that knows how a handler's reply travels. Buffered up to
-/// Serf's UDP response limit and sent with [`SerfAgent::respond`] when finished; a longer
-/// reply is refused with [`ReplyError::TooLarge`].
+/// One query reply: the only code that knows how a handler's reply travels. It is the agent's
+/// [`QueryReply`]: buffered while it fits Serf's UDP response limit and sent as Serf's response
+/// on `finish`; past that, streamed over QUIC to a hearsay originator, or refused with
+/// [`ReplyError::TooLarge`] for a Serf originator (nothing is sent).
 struct Reply {
     link: Arc<AgentLink>,
-    ltime: u64,
-    id: u32,
-    buf: Vec<u8>,
-    limit: usize,
+    reply: Option<QueryReply>,
+    deadline: Instant,
 }
 
 impl Reply {
     fn open(link: Arc<AgentLink>, q: &QueryEvent) -> Reply {
-        let limit = link.udp_limit;
+        let reply = Some(link.agent.open_reply(q));
         Reply {
             link,
-            ltime: q.ltime,
-            id: q.id,
-            buf: Vec::new(),
-            limit,
+            reply,
+            deadline: q.deadline,
         }
+    }
+
+    /// Waits for a reply operation; the agent bounds it by the query's deadline, this bounds
+    /// it once more in case the agent is gone.
+    fn block_on<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, ReplyError> {
+        let bound = self.deadline.saturating_duration_since(Instant::now()) + AGENT_CALL_TIMEOUT;
+        self.link
+            .runtime
+            .block_on(async { tokio::time::timeout(bound, fut).await })
+            .map_err(|_| ReplyError::Closed(format!("the agent did not answer within {bound:?}")))?
+            .map_err(reply_error)
+    }
+}
+
+fn reply_error(e: Error) -> ReplyError {
+    match e {
+        Error::ReplyTooLarge { limit, .. } => ReplyError::TooLarge(limit as u64),
+        Error::Serf(hearsay_serf::Error::ResponseTooLarge { limit, .. }) => {
+            ReplyError::TooLarge(limit as u64)
+        }
+        Error::Serf(hearsay_serf::Error::AlreadyResponded) => ReplyError::AlreadyReplied,
+        e => ReplyError::Closed(e.to_string()),
     }
 }
 
 impl ReplySink for Reply {
     fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
-        if self.buf.len() + chunk.len() > self.limit {
-            return Err(ReplyError::TooLarge(self.limit as u64));
-        }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
+        let Some(mut reply) = self.reply.take() else {
+            return Err(ReplyError::Closed("the reply already failed".into()));
+        };
+        let r = self.block_on(reply.write(chunk));
+        self.reply = Some(reply);
+        r
     }
 
-    fn finish(self: Box<Self>) -> Result<(), ReplyError> {
-        let agent = &self.link.agent;
-        let r = self
-            .link
-            .runtime
-            .block_on(async {
-                tokio::time::timeout(
-                    AGENT_CALL_TIMEOUT,
-                    agent.respond(self.ltime, self.id, &self.buf),
-                )
-                .await
-            })
-            .map_err(|_| {
-                ReplyError::Closed(format!(
-                    "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
-                ))
-            })?;
-        match r {
-            Ok(()) => Ok(()),
-            Err(Error::Serf(hearsay_serf::Error::ResponseTooLarge { limit, .. })) => {
-                Err(ReplyError::TooLarge(limit as u64))
-            }
-            Err(Error::Serf(hearsay_serf::Error::AlreadyResponded)) => {
-                Err(ReplyError::AlreadyReplied)
-            }
-            Err(e) => Err(ReplyError::Closed(e.to_string())),
+    fn finish(mut self: Box<Self>) -> Result<(), ReplyError> {
+        let Some(reply) = self.reply.take() else {
+            return Err(ReplyError::Closed("the reply already failed".into()));
+        };
+        self.block_on(reply.finish()).map(|_path| ())
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // An unfinished reply is abandoned (a QUIC stream is reset); its teardown may need the
+        // runtime, and this runs on a host worker thread.
+        if let Some(reply) = self.reply.take() {
+            let _in_runtime = self.link.runtime.enter();
+            drop(reply);
         }
     }
 }

@@ -106,11 +106,7 @@ impl Handlers {
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
         check_names(&configs)?;
-        let udp_limit = agent
-            .handle()
-            .call(|serf, _| serf.config().query_response_size_limit)
-            .await?;
-        let link = AgentLink::new(agent.clone(), tokio::runtime::Handle::current(), udp_limit);
+        let link = AgentLink::new(agent.clone(), tokio::runtime::Handle::current());
         let host = blocking(move || Host::new(host_config)).await?;
         let inner = Arc::new(Inner {
             host,

@@ -20,6 +20,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// Records one stream may have waiting for its reader. When they are all waiting, the
+/// connection stops reading and TCP holds the agent back, so a large query response costs the
+/// client at most this many records (pieces are at most 64 KiB) whatever its size.
+pub const STREAM_RECORDS: usize = 64;
+
 /// Serf's client timeout for connecting and for writing a request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,7 +39,7 @@ enum Pending {
     /// A stream: the first header answers the request (no body), later ones carry records.
     Stream {
         started: Option<oneshot::Sender<Reply>>,
-        tx: mpsc::UnboundedSender<Value>,
+        tx: mpsc::Sender<Value>,
     },
 }
 
@@ -64,7 +69,7 @@ impl Drop for RpcClient {
 #[derive(Debug)]
 pub struct RecordStream {
     seq: u64,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: mpsc::Receiver<Value>,
 }
 
 impl RecordStream {
@@ -91,6 +96,12 @@ impl RecordStream {
         let (from, payload) = (f.str("From").ok()?, f.bytes("Payload").ok()?);
         match f.str("Type").ok()?.as_str() {
             "ack" => Some(QueryRecord::Ack(from)),
+            "response" if f.bool("Stream").unwrap_or(false) => Some(QueryRecord::Piece {
+                from,
+                payload,
+                last: f.bool("Last").unwrap_or(false),
+                error: f.str("Error").ok().filter(|e| !e.is_empty()),
+            }),
             "response" => Some(QueryRecord::Response(from, payload)),
             _ => None,
         }
@@ -101,7 +112,17 @@ impl RecordStream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryRecord {
     Ack(String),
+    /// A whole response (Serf's UDP path).
     Response(String, Vec<u8>),
+    /// One piece of a large response, in order (hearsay agents; see `rpc::server`). `last`
+    /// marks the node's final piece; `error` says the response failed after the pieces
+    /// before it.
+    Piece {
+        from: String,
+        payload: Vec<u8>,
+        last: bool,
+        error: Option<String>,
+    },
 }
 
 /// The parameters of [`RpcClient::query`] (Serf's `QueryParam`).
@@ -211,7 +232,7 @@ impl RpcClient {
     async fn open_stream(&self, command: &str, body: Value) -> Result<RecordStream> {
         let seq = self.next_seq();
         let (started_tx, started_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_RECORDS);
         self.pending.lock().unwrap().insert(
             seq,
             Pending::Stream {
@@ -570,7 +591,12 @@ async fn read_loop(
             } else {
                 Value::Nil
             };
-            deliver(&pending, header, body);
+            if let Some((seq, tx, record)) = deliver(&pending, header, body) {
+                // Waits while the stream's reader is behind (see STREAM_RECORDS).
+                if tx.send(record).await.is_err() {
+                    pending.lock().unwrap().remove(&seq);
+                }
+            }
         }
         match rd.read_buf(&mut buf).await {
             Ok(n) if n > 0 => {}
@@ -583,7 +609,13 @@ async fn read_loop(
     }
 }
 
-fn deliver(pending: &Mutex<HashMap<u64, Pending>>, header: ResponseHeader, body: Value) {
+/// Hands a response to its waiter; a stream record is returned with its sender, to be sent
+/// outside the lock.
+fn deliver(
+    pending: &Mutex<HashMap<u64, Pending>>,
+    header: ResponseHeader,
+    body: Value,
+) -> Option<(u64, mpsc::Sender<Value>, Value)> {
     let mut map = pending.lock().unwrap();
     let seq = header.seq;
     match map.get_mut(&seq) {
@@ -604,13 +636,16 @@ fn deliver(pending: &Mutex<HashMap<u64, Pending>>, header: ResponseHeader, body:
                 let done = Fields::of(&body, "record")
                     .and_then(|f| f.str("Type"))
                     .is_ok_and(|t| t == "done");
-                if done || tx.send(body).is_err() {
+                if done {
                     map.remove(&seq);
+                    return None;
                 }
+                return Some((seq, tx.clone(), body));
             }
         },
         None => {}
     }
+    None
 }
 
 #[cfg(test)]

@@ -5,6 +5,18 @@
 //! waiting: a client that stops reading fills its queue and is dropped, so the agent and the
 //! other clients never wait on it. A client that sends bytes that are not msgpack, or a
 //! request of the wrong shape, is dropped with a log line.
+//!
+//! Large query responses (streamed over QUIC to this agent) reach a `query` stream as several
+//! `response` records for the same node, each carrying one piece (at most 64 KiB) in order.
+//! Those records carry extra fields that Serf's client ignores (go-msgpack skips unknown map
+//! keys): `Stream: true`, `Last` (true on the node's final record) and `Error` (non-empty when
+//! the response failed midway; that final record has an empty payload). The real `serf query`
+//! thus prints one "Response from 'node': ..." line per piece and counts each piece as a
+//! response; hearsay's client joins the pieces. Piece records wait for room (at most
+//! [`QUERY_PIECES_QUEUED`] per query in the client's queue) instead of dropping a slow client,
+//! so a slow reader slows the responders down (QUIC flow control) rather than piling up memory.
+//! `respond` answers with any size through [`SerfAgent::respond_any`]: over UDP when the reply
+//! fits, over QUIC to a hearsay originator, refused with a clear error for a Serf originator.
 
 use super::client::RpcHandler;
 use super::codec::{
@@ -17,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::filter::{EventFilter, EventKind};
 use crate::handlers::Handlers;
 use crate::logs::{LogHub, LogLevel};
+use crate::reply::ReplyTarget;
 use crate::serf_agent::{QueryResult, SerfAgent};
 use hearsay_serf::event::Event;
 use hearsay_serf::{LamportTime, QueryParams};
@@ -27,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Commands hearsay's server answers beyond Serf's 20 (none takes a body). A Serf agent
@@ -41,6 +54,8 @@ pub const HEARSAY_COMMANDS: [&str; 1] = ["handlers"];
 
 /// Frames queued per client before a client that does not read is dropped.
 pub const CLIENT_QUEUE_FRAMES: usize = 1024;
+/// Pieces of large responses one `query` stream may have queued for its client.
+pub const QUERY_PIECES_QUEUED: usize = 16;
 
 /// Static facts about the agent for the `stats` command (besides what the Serf layer knows).
 #[derive(Debug, Clone, Default)]
@@ -356,17 +371,25 @@ impl Request {
 }
 
 /// A query delivered over a client's event stream, kept so the client can `respond`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct PendingQuery {
     ltime: LamportTime,
     id: u32,
     deadline: Instant,
+    origin: String,
+    name: String,
+}
+
+/// One frame for a client's writer, with the permit (if any) it holds until written.
+struct Frame {
+    buf: Vec<u8>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The sending side of one client: a bounded queue to its writer task.
 #[derive(Debug, Clone)]
 struct Outbox {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Frame>,
     kill: Arc<Notify>,
     peer: SocketAddr,
 }
@@ -375,7 +398,11 @@ impl Outbox {
     /// Queues a frame without waiting. A full queue means the client is not reading: it is
     /// dropped. Returns false when the client is gone.
     fn send(&self, header: ResponseHeader, body: Option<&Value>) -> bool {
-        match self.tx.try_send(frame(&header.to_value(), body)) {
+        let frame = Frame {
+            buf: frame(&header.to_value(), body),
+            _permit: None,
+        };
+        match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(
@@ -387,6 +414,23 @@ impl Outbox {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Queues a piece of a large response once `permits` (the query's share of the queue)
+    /// has room, waiting rather than dropping the client. Returns false when it is gone.
+    async fn send_piece(&self, seq: u64, body: &Value, permits: &Arc<Semaphore>) -> bool {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let header = ResponseHeader {
+            seq,
+            error: String::new(),
+        };
+        let frame = Frame {
+            buf: frame(&header.to_value(), Some(body)),
+            _permit: Some(permit),
+        };
+        self.tx.send(frame).await.is_ok()
     }
 
     fn reply(&self, seq: u64, error: impl Into<String>, body: Option<&Value>) -> bool {
@@ -427,11 +471,11 @@ impl Drop for Client {
 async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE_FRAMES);
+    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE_FRAMES);
     let kill = Arc::new(Notify::new());
     let writer_kill = kill.clone();
     let mut writer = AbortOnDrop(Some(tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
+        while let Some(Frame { buf, _permit }) = rx.recv().await {
             if let Err(e) = wr.write_all(&buf).await {
                 tracing::debug!(client = %peer, "agent.ipc: write failed: {e}");
                 writer_kill.notify_one();
@@ -645,11 +689,20 @@ impl Client {
                 let pending = {
                     let mut qs = self.queries.lock().unwrap();
                     qs.retain(|_, q| q.deadline > Instant::now());
-                    qs.get(&id).copied()
+                    qs.get(&id).cloned()
                 };
                 let err = match pending {
                     None => INVALID_QUERY_ID.to_owned(),
-                    Some(q) => err_string(agent.respond(q.ltime, q.id, &payload).await),
+                    Some(q) => {
+                        let target = ReplyTarget {
+                            ltime: q.ltime,
+                            id: q.id,
+                            origin: q.origin,
+                            name: q.name,
+                            deadline: q.deadline,
+                        };
+                        err_string(agent.respond_any(target, &payload).await.map(|_| ()))
+                    }
                 };
                 out.reply(seq, err, None);
             }
@@ -795,6 +848,8 @@ impl Client {
                                     ltime: q.ltime,
                                     id: q.id,
                                     deadline: q.deadline,
+                                    origin: q.source_node.clone(),
+                                    name: q.name.clone(),
                                 },
                             );
                         }
@@ -864,6 +919,9 @@ impl Client {
         self.out.reply(seq, "", None);
         let out = self.out.clone();
         let task = tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(QUERY_PIECES_QUEUED));
+            // Each node's latest piece, held back until we know whether it is the last.
+            let mut held: HashMap<String, Value> = HashMap::new();
             while let Some(r) = results.next().await {
                 let rec = match r {
                     QueryResult::Ack { from } => map(vec![
@@ -876,13 +934,39 @@ impl Client {
                         ("From", s(&from)),
                         ("Payload", Value::Raw(payload)),
                     ]),
+                    QueryResult::ResponseChunk { from, chunk } => {
+                        let piece = piece_record(&from, chunk.to_vec(), false, "");
+                        match held.insert(from, piece) {
+                            Some(prev) if !out.send_piece(seq, &prev, &permits).await => return,
+                            _ => continue,
+                        }
+                    }
+                    QueryResult::ResponseEnd { from, result } => {
+                        let last = match (held.remove(&from), &result) {
+                            (Some(piece), Ok(_)) => mark_last(piece),
+                            (held, Err(why)) => {
+                                if let Some(piece) = held {
+                                    if !out.send_piece(seq, &piece, &permits).await {
+                                        return;
+                                    }
+                                }
+                                piece_record(&from, Vec::new(), true, why)
+                            }
+                            (None, Ok(_)) => piece_record(&from, Vec::new(), true, ""),
+                        };
+                        if !out.send_piece(seq, &last, &permits).await {
+                            return;
+                        }
+                        continue;
+                    }
                     QueryResult::Done => map(vec![
                         ("Type", s("done")),
                         ("From", s("")),
                         ("Payload", Value::Nil),
                     ]),
                 };
-                if !out.reply(seq, "", Some(&rec)) {
+                // Waits for the pieces queued before it, so `done` never overtakes them.
+                if !out.send_piece(seq, &rec, &permits).await {
                     return;
                 }
             }
@@ -1029,8 +1113,48 @@ fn stream_kind(ev: &Event) -> Option<(EventKind, &str)> {
     })
 }
 
+/// A `response` record carrying one piece of a large response (see the module docs).
+fn piece_record(from: &str, payload: Vec<u8>, last: bool, error: &str) -> Value {
+    map(vec![
+        ("Type", s("response")),
+        ("From", s(from)),
+        ("Payload", Value::Raw(payload)),
+        ("Stream", Value::Bool(true)),
+        ("Last", Value::Bool(last)),
+        ("Error", s(error)),
+    ])
+}
+
+fn mark_last(piece: Value) -> Value {
+    match piece {
+        Value::Map(mut fields) => {
+            for (k, v) in fields.iter_mut() {
+                if matches!(k, Value::Raw(k) if k == b"Last") {
+                    *v = Value::Bool(true);
+                }
+            }
+            Value::Map(fields)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pieces_carry_stream_last_and_error_fields() {
+        let f = |v: &Value, k: &str| Fields::of(v, "piece").unwrap().get(k).cloned();
+        let p = piece_record("n1", b"abc".to_vec(), false, "");
+        assert_eq!(f(&p, "Type"), Some(s("response")));
+        assert_eq!(f(&p, "Stream"), Some(Value::Bool(true)));
+        assert_eq!(f(&p, "Last"), Some(Value::Bool(false)));
+        let last = mark_last(p);
+        assert_eq!(f(&last, "Last"), Some(Value::Bool(true)));
+        assert_eq!(f(&last, "Payload"), Some(Value::Raw(b"abc".to_vec())));
+        let failed = piece_record("n1", Vec::new(), true, "reset");
+        assert_eq!(f(&failed, "Error"), Some(s("reset")));
+    }
     use super::*;
 
     #[test]

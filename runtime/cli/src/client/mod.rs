@@ -6,13 +6,13 @@
 mod flags;
 mod handlers;
 mod output;
+mod query;
 
 use anyhow::Context as _;
 use hearsay_agent::rpc::client::{QueryParams, QueryRecord, RecordStream};
 use hearsay_agent::rpc::codec::Value;
 use hearsay_agent::rpc::{RpcClient, DEFAULT_RPC_ADDR};
 use output::{columnize, Json};
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// One verb: its usage text, boolean flags and value flags (besides `-rpc-addr`/`-rpc-auth`).
@@ -45,9 +45,9 @@ fn verb_spec(verb: &str) -> Option<Verb> {
             &[],
         ),
         "query" => v(
-            "usage: hearsay query [-node NAME]... [-tag key=REGEX]... [-timeout=DURATION] [-no-ack] [-relay-factor=N] [-format=text|json] NAME [PAYLOAD]",
+            "usage: hearsay query [-node NAME]... [-tag key=REGEX]... [-timeout=DURATION] [-no-ack] [-relay-factor=N] [-format=text|json] [-output-dir DIR] NAME [PAYLOAD]",
             &["no-ack"],
-            &["node", "tag", "timeout", "relay-factor", "format"],
+            &["node", "tag", "timeout", "relay-factor", "format", "output-dir"],
         ),
         "monitor" => v(
             "usage: hearsay monitor [-log-level=TRACE|DEBUG|INFO|WARN|ERR]",
@@ -384,50 +384,69 @@ async fn query(client: &RpcClient, p: &flags::Parsed) -> Outcome {
             .map(|s| s.as_bytes().to_vec())
             .unwrap_or_default(),
     };
+    let output_dir = p.get("output-dir").filter(|d| !d.is_empty());
+    let mut sink = query::Sink::new(output_dir, format == "text")?;
     let mut stream = client
         .query(&params)
         .await
         .map_err(|e| format!("Error sending query: {e}"))?;
-    let (mut acks, mut responses) = (Vec::new(), BTreeMap::new());
     if format == "text" {
         println!("Query '{}' dispatched", params.name);
     }
     while let Some(rec) = stream.next_query_record().await {
         match rec {
-            QueryRecord::Ack(from) => {
-                if format == "text" {
-                    println!("Ack from '{from}'");
-                }
-                acks.push(from);
-            }
-            QueryRecord::Response(from, payload) => {
-                let mut text = String::from_utf8_lossy(&payload).into_owned();
-                if format == "text" {
-                    if text.ends_with('\n') {
-                        text.pop();
-                    }
-                    println!("Response from '{from}': {text}");
-                }
-                responses.insert(from, String::from_utf8_lossy(&payload).into_owned());
-            }
+            QueryRecord::Ack(from) => sink.ack(from),
+            QueryRecord::Response(from, payload) => sink.response(from, payload)?,
+            QueryRecord::Piece {
+                from,
+                payload,
+                last,
+                error,
+            } => sink.piece(from, payload, last, error)?,
         }
     }
+    sink.finish()?;
     if format == "json" {
-        let acks = if acks.is_empty() {
+        let acks = if sink.acks.is_empty() {
             Json::Null
         } else {
-            Json::Arr(acks.into_iter().map(Json::Str).collect())
+            Json::Arr(sink.acks.iter().cloned().map(Json::Str).collect())
         };
-        let out = Json::Obj(vec![
+        let mut fields = vec![
             ("Acks".into(), acks),
-            ("Responses".into(), Json::string_map(&responses)),
-        ]);
-        println!("{}", out.pretty());
+            ("Responses".into(), Json::string_map(&sink.whole)),
+        ];
+        if !sink.streamed.is_empty() {
+            if output_dir.is_none() {
+                eprintln!("Large responses are not printed with -format=json; use -output-dir DIR to keep them");
+            }
+            let streamed = sink
+                .streamed
+                .iter()
+                .map(|(node, st)| {
+                    let file = st
+                        .file
+                        .as_ref()
+                        .map_or(String::new(), |f| f.display().to_string());
+                    let obj = Json::Obj(vec![
+                        ("Bytes".into(), Json::Num(st.bytes.to_string())),
+                        (
+                            "Error".into(),
+                            Json::Str(st.error.clone().unwrap_or_default()),
+                        ),
+                        ("File".into(), Json::Str(file)),
+                    ]);
+                    (node.clone(), obj)
+                })
+                .collect();
+            fields.push(("Streamed".into(), Json::Obj(streamed)));
+        }
+        println!("{}", Json::Obj(fields).pretty());
     } else {
         if !no_ack {
-            println!("Total Acks: {}", acks.len());
+            println!("Total Acks: {}", sink.acks.len());
         }
-        println!("Total Responses: {}", responses.len());
+        println!("Total Responses: {}", sink.responded());
     }
     Ok(())
 }

@@ -1,0 +1,410 @@
+//! [`QueryReply`]: the one way the agent answers a query, small or large.
+//!
+//! A reply is written chunk by chunk. While it fits Serf's UDP response limit
+//! ([`SerfAgent::udp_response_limit`], 1024 bytes by default) it is buffered, and
+//! [`QueryReply::finish`] sends it as Serf's normal UDP response. Once it grows past that, and
+//! the originator advertises a QUIC endpoint (a valid `_hearsay_quic` tag), the reply claims
+//! this node's one answer to the query and streams over QUIC to the originator: the buffered
+//! bytes, then every further chunk as it is written, so nothing holds the whole reply. A Serf
+//! originator (no advert) cannot take more than the UDP limit: the write that crosses it fails
+//! with [`Error::ReplyTooLarge`], a warning is logged, and nothing is sent.
+//!
+//! Dropping a reply abandons it: a buffered reply is never sent, a streaming one is reset so
+//! the originator sees that node's response fail (never a short one).
+
+use crate::error::{Error, Result};
+use crate::serf_agent::SerfAgent;
+use hearsay_net::quic::{ResponseHeader, ResponseWriter};
+use hearsay_serf::event::QueryEvent;
+use hearsay_serf::LamportTime;
+use std::time::Instant;
+
+/// Pieces [`SerfAgent::respond_any`] writes a whole payload in.
+const RESPOND_PIECE: usize = 64 << 10;
+/// The originator's refusal of a certificate it does not (yet) know.
+const NOT_A_MEMBER: &str = "does not belong to a known member";
+/// Retries of a connection refused with [`NOT_A_MEMBER`], pausing 200 ms, 400 ms, 600 ms.
+const CONNECT_RETRIES: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How a finished reply travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyPath {
+    /// As Serf's UDP response (`bytes` of payload).
+    Udp { bytes: u64 },
+    /// Streamed over QUIC (`bytes` of body), taken whole by the originator.
+    Quic { bytes: u64 },
+}
+
+/// Which query a reply answers and where its originator is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTarget {
+    /// The query's Lamport time and id, as delivered in [`QueryEvent`].
+    pub ltime: LamportTime,
+    pub id: u32,
+    /// The originator's node name (`QueryEvent::source_node`; empty when it did not say).
+    pub origin: String,
+    /// The query's name, for log lines (may be empty).
+    pub name: String,
+    /// The query's deadline: no write waits past it.
+    pub deadline: Instant,
+}
+
+impl From<&QueryEvent> for ReplyTarget {
+    fn from(q: &QueryEvent) -> Self {
+        Self {
+            ltime: q.ltime,
+            id: q.id,
+            origin: q.source_node.clone(),
+            name: q.name.clone(),
+            deadline: q.deadline,
+        }
+    }
+}
+
+enum State {
+    Buffering(Vec<u8>),
+    Streaming(ResponseWriter),
+    Failed,
+}
+
+/// A reply to one query in progress; see the module docs.
+pub struct QueryReply {
+    agent: SerfAgent,
+    target: ReplyTarget,
+    state: State,
+    written: u64,
+    /// The whole length when known up front ([`SerfAgent::respond_any`]): announced in the
+    /// QUIC header so the originator can refuse an over-limit reply before reading it.
+    declared: Option<u64>,
+}
+
+impl SerfAgent {
+    /// Opens a reply to a query delivered as [`hearsay_serf::event::Event::Query`].
+    pub fn open_reply(&self, query: &QueryEvent) -> QueryReply {
+        self.open_reply_to(ReplyTarget::from(query))
+    }
+
+    /// Opens a reply to the query `target` names (e.g. one an RPC client is answering).
+    pub fn open_reply_to(&self, target: ReplyTarget) -> QueryReply {
+        QueryReply {
+            agent: self.clone(),
+            target,
+            state: State::Buffering(Vec::new()),
+            written: 0,
+            declared: None,
+        }
+    }
+
+    /// Answers a query with a whole payload of any size: over UDP when it fits, else over
+    /// QUIC (written in 64 KiB pieces), else (a Serf originator) refused with
+    /// [`Error::ReplyTooLarge`].
+    pub async fn respond_any(&self, target: ReplyTarget, payload: &[u8]) -> Result<ReplyPath> {
+        let mut reply = self.open_reply_to(target);
+        reply.declared = Some(payload.len() as u64);
+        for piece in payload.chunks(RESPOND_PIECE) {
+            reply.write(piece).await?;
+        }
+        reply.finish().await
+    }
+}
+
+impl QueryReply {
+    /// The query this reply answers.
+    pub fn target(&self) -> &ReplyTarget {
+        &self.target
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// True once the reply streams over QUIC.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming(_))
+    }
+
+    /// Appends `chunk` to the reply. Past the UDP limit this starts (or continues) the QUIC
+    /// stream and waits while the originator's window is full, never past the query's
+    /// deadline. After an error the reply is dead: every later call fails.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let r = self.write_inner(chunk).await;
+        if r.is_err() {
+            // Dropping a writer resets its stream: the originator sees this response fail.
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    async fn write_inner(&mut self, chunk: &[u8]) -> Result<()> {
+        match &mut self.state {
+            State::Failed => return Err(Error::ReplyFailed),
+            State::Buffering(buf) if buf.len() + chunk.len() <= self.agent.udp_limit => {
+                buf.extend_from_slice(chunk);
+            }
+            State::Buffering(buf) => {
+                let buffered = std::mem::take(buf);
+                let size = (buffered.len() + chunk.len()) as u64;
+                let mut w = self.start_stream(size).await?;
+                self.send(&mut w, &buffered).await?;
+                self.send(&mut w, chunk).await?;
+                self.state = State::Streaming(w);
+            }
+            State::Streaming(w) => {
+                let (deadline, written) = (self.target.deadline, self.written);
+                bounded(deadline, written, w.write(chunk)).await??;
+            }
+        }
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn send(&self, w: &mut ResponseWriter, bytes: &[u8]) -> Result<()> {
+        bounded(self.target.deadline, self.written, w.write(bytes)).await??;
+        Ok(())
+    }
+
+    /// Completes the reply: a buffered one goes as Serf's UDP response (or over QUIC when its
+    /// encoded message is over the limit), a streaming one ends and waits until the
+    /// originator has taken all of it (or says why it refused it), never past the deadline.
+    pub async fn finish(mut self) -> Result<ReplyPath> {
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Failed => Err(Error::ReplyFailed),
+            State::Buffering(buf) => {
+                let (ltime, id) = (self.target.ltime, self.target.id);
+                match self.agent.respond(ltime, id, &buf).await {
+                    Ok(()) => Ok(ReplyPath::Udp {
+                        bytes: buf.len() as u64,
+                    }),
+                    // The payload fits but Serf's framing pushes the message over the limit.
+                    Err(Error::Serf(hearsay_serf::Error::ResponseTooLarge { .. })) => {
+                        let mut w = self.start_stream(buf.len() as u64).await?;
+                        self.send(&mut w, &buf).await?;
+                        self.finish_stream(w).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            State::Streaming(w) => self.finish_stream(w).await,
+        }
+    }
+
+    async fn finish_stream(&self, w: ResponseWriter) -> Result<ReplyPath> {
+        let bytes = w.written();
+        bounded(self.target.deadline, bytes, w.finish()).await??;
+        Ok(ReplyPath::Quic { bytes })
+    }
+
+    /// Switches to QUIC: finds the originator's advert, claims this node's answer in the Serf
+    /// layer and opens the stream (header: ltime, id, this node's name).
+    async fn start_stream(&self, size: u64) -> Result<ResponseWriter> {
+        let t = &self.target;
+        let advert = if t.origin.is_empty() {
+            None
+        } else {
+            self.agent.member_quic_advert(&t.origin).await?
+        };
+        let Some(advert) = advert else {
+            let limit = self.agent.udp_limit;
+            tracing::warn!(
+                "agent: refusing to answer query {:?} (ltime {}, id {}) from {:?}: the reply of at least {size} bytes exceeds the UDP limit of {limit} bytes and the originator advertises no QUIC endpoint (a Serf node); nothing was sent",
+                t.name, t.ltime, t.id, t.origin
+            );
+            return Err(Error::ReplyTooLarge {
+                origin: t.origin.clone(),
+                size,
+                limit,
+            });
+        };
+        let Some(wire) = self.agent.quic.clone() else {
+            tracing::warn!(
+                "agent: cannot answer query {:?} from {:?} with {size}+ bytes: this agent has no QUIC endpoint",
+                t.name, t.origin
+            );
+            return Err(Error::NoQuicEndpoint { size });
+        };
+        let (ltime, id) = (t.ltime, t.id);
+        self.agent
+            .handle()
+            .call(move |serf, now| serf.claim_response(now, ltime, id))
+            .await??;
+        let header = ResponseHeader {
+            ltime,
+            query_id: id,
+            from: self.agent.name().to_owned(),
+            total_len: self.declared,
+        };
+        // The originator admits certificates its member list advertises; one that has not
+        // seen this node's advert yet (it joined a moment ago) refuses the handshake and
+        // refreshes its list, so a few retries get through.
+        let mut tries = 0u32;
+        loop {
+            let opened =
+                bounded(t.deadline, 0, wire.endpoint.open_response(&advert, &header)).await?;
+            match opened {
+                Ok(w) => return Ok(w),
+                Err(e) if tries < CONNECT_RETRIES && e.to_string().contains(NOT_A_MEMBER) => {
+                    tries += 1;
+                    tracing::debug!("agent: {} refused our certificate, retrying: {e}", t.origin);
+                    bounded(t.deadline, 0, tokio::time::sleep(RETRY_PAUSE * tries)).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Runs `f`, giving up at the query's deadline.
+async fn bounded<T>(
+    deadline: Instant,
+    written: u64,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), f)
+        .await
+        .map_err(|_| Error::ReplyDeadline { written })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentOptions, QueryResult, QueryResults, QuicOptions};
+    use hearsay_net::{Config, Profile, UdpTcpTransport};
+    use hearsay_serf::event::Event;
+    use hearsay_serf::{QueryParams, SerfConfig};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    async fn lone(name: &str, quic: bool) -> SerfAgent {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let transport = UdpTcpTransport::bind(lo).await.unwrap();
+        let addr = hearsay_net::Transport::local_addr(&transport);
+        let config = SerfConfig::new(Config::profile(Profile::Local, name, addr));
+        let options = AgentOptions::new(config);
+        if quic {
+            let q = QuicOptions::pinned(lo, name).unwrap();
+            SerfAgent::start_with_quic(options, transport, q).unwrap()
+        } else {
+            SerfAgent::start(options, transport).unwrap()
+        }
+    }
+
+    /// Starts a query to the lone node and returns it as delivered, with its results.
+    async fn ask(agent: &SerfAgent) -> (QueryEvent, QueryResults) {
+        let mut events = agent.subscribe();
+        let params = QueryParams {
+            timeout: Duration::from_secs(10),
+            finish_early: true,
+            ..QueryParams::default()
+        };
+        let results = agent.query("q", b"", params).await.unwrap();
+        let q = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(Event::Query(q)) = events.recv().await {
+                    return q;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        (q, results)
+    }
+
+    async fn collect(mut results: QueryResults) -> Vec<QueryResult> {
+        let mut all = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while let Some(r) = results.next().await {
+                all.push(r);
+            }
+        })
+        .await
+        .unwrap();
+        all
+    }
+
+    #[tokio::test]
+    async fn small_replies_take_udp_and_large_ones_quic() {
+        let agent = lone("solo", true).await;
+        let (q, results) = ask(&agent).await;
+        let mut reply = agent.open_reply(&q);
+        reply.write(b"tiny").await.unwrap();
+        assert!(!reply.is_streaming());
+        assert_eq!(reply.finish().await.unwrap(), ReplyPath::Udp { bytes: 4 });
+        let all = collect(results).await;
+        assert!(all.contains(&QueryResult::Response {
+            from: "solo".into(),
+            payload: b"tiny".to_vec()
+        }));
+
+        let (q, results) = ask(&agent).await;
+        let consumer = tokio::spawn(collect(results));
+        let mut reply = agent.open_reply(&q);
+        for _ in 0..5 {
+            reply.write(&[9u8; 1000]).await.unwrap();
+        }
+        assert!(reply.is_streaming());
+        assert_eq!(reply.written(), 5000);
+        assert_eq!(
+            reply.finish().await.unwrap(),
+            ReplyPath::Quic { bytes: 5000 }
+        );
+        let all = consumer.await.unwrap();
+        let body: Vec<u8> = all
+            .iter()
+            .filter_map(|r| match r {
+                QueryResult::ResponseChunk { chunk, .. } => Some(chunk.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(body, vec![9u8; 5000]);
+        assert!(all.contains(&QueryResult::ResponseEnd {
+            from: "solo".into(),
+            result: Ok(5000)
+        }));
+        assert_eq!(all.last(), Some(&QueryResult::Done));
+        // The node's one answer is used up by the stream.
+        let again = agent.respond(q.ltime, q.id, b"x").await.unwrap_err();
+        assert!(again.to_string().contains("already"), "{again}");
+    }
+
+    #[tokio::test]
+    async fn a_large_reply_to_an_originator_without_quic_is_refused_and_nothing_is_sent() {
+        let agent = lone("plain", false).await;
+        let (q, results) = ask(&agent).await;
+        let mut reply = agent.open_reply(&q);
+        reply.write(&[1u8; 1000]).await.unwrap();
+        let err = reply.write(&[1u8; 1000]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReplyTooLarge {
+                    size: 2000,
+                    limit: 1024,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was sent"), "{err}");
+        assert!(matches!(reply.write(b"x").await, Err(Error::ReplyFailed)));
+        drop(reply);
+        // Nothing was sent, and the node may still answer within the limit.
+        agent.respond(q.ltime, q.id, b"fits").await.unwrap();
+        let all = collect(results).await;
+        let answers: Vec<_> = all
+            .iter()
+            .filter(|r| !matches!(r, QueryResult::Done | QueryResult::Ack { .. }))
+            .collect();
+        assert_eq!(
+            answers,
+            [&QueryResult::Response {
+                from: "plain".into(),
+                payload: b"fits".to_vec()
+            }]
+        );
+    }
+}
