@@ -50,6 +50,17 @@ impl LogLevel {
         }
     }
 
+    /// The `tracing` level this shows and everything above.
+    pub fn tracing_level(self) -> Level {
+        match self {
+            Self::Trace => Level::TRACE,
+            Self::Debug => Level::DEBUG,
+            Self::Info => Level::INFO,
+            Self::Warn => Level::WARN,
+            Self::Err => Level::ERROR,
+        }
+    }
+
     fn from_tracing(level: &Level) -> Self {
         match *level {
             Level::TRACE => Self::Trace,
@@ -58,6 +69,15 @@ impl LogLevel {
             Level::WARN => Self::Warn,
             _ => Self::Err,
         }
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            format!("invalid log level {s:?}; valid levels are TRACE, DEBUG, INFO, WARN, ERR")
+        })
     }
 }
 

@@ -97,55 +97,7 @@ fn invalid(key: &'static str, flag: &'static str, message: impl Into<String>) ->
 }
 
 /// Log levels as Serf spells them (`-log-level=err`); case does not matter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Err,
-}
-
-impl LogLevel {
-    /// The `tracing` level this shows and everything above.
-    pub fn tracing_level(self) -> tracing::Level {
-        match self {
-            Self::Trace => tracing::Level::TRACE,
-            Self::Debug => tracing::Level::DEBUG,
-            Self::Info => tracing::Level::INFO,
-            Self::Warn => tracing::Level::WARN,
-            Self::Err => tracing::Level::ERROR,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trace => "TRACE",
-            Self::Debug => "DEBUG",
-            Self::Info => "INFO",
-            Self::Warn => "WARN",
-            Self::Err => "ERR",
-        }
-    }
-}
-
-impl std::str::FromStr for LogLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s.to_ascii_uppercase().as_str() {
-            "TRACE" => Self::Trace,
-            "DEBUG" => Self::Debug,
-            "INFO" => Self::Info,
-            "WARN" | "WARNING" => Self::Warn,
-            "ERR" | "ERROR" => Self::Err,
-            _ => {
-                return Err(format!(
-                    "invalid log level {s:?}; valid levels are TRACE, DEBUG, INFO, WARN, ERR"
-                ))
-            }
-        })
-    }
-}
+pub use crate::logs::LogLevel;
 
 /// Settings as one file or the command line gave them: `None` / empty is "not set here".
 #[derive(Debug, Clone, Default, PartialEq)]

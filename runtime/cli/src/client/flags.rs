@@ -79,39 +79,9 @@ pub fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed,
     Ok(p)
 }
 
-/// Parses a Go duration (`1.5s`, `300ms`, `1m30s`, `0`).
+/// Parses a Go duration (`1.5s`, `300ms`, `1m30s`, `0`), as the agent's config does.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (examples: 5s, 300ms, 1m)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    hearsay_agent::config::value::parse_go_duration(s)
 }
 
 /// Serf's `UnmarshalTags`: `key=value` pairs into a map.
