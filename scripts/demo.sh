@@ -3,11 +3,16 @@
 # One hearsay agent starts from flags, one from a TOML config file; the real serf CLI lists
 # them (also through a hearsay agent's RPC address, as does `hearsay members`), fires an event
 # they receive, sends a query they acknowledge; SIGHUP reloads a tags file; SIGINT makes an
-# agent leave gracefully, `serf leave` over RPC another. Stops everything it started (by pid).
+# agent leave gracefully, `serf leave` over RPC another. The hearsay agents answer queries with
+# WebAssembly handlers (echo, sysinfo with /proc granted, blob), a 3 MB blob reply travels over
+# QUIC into `hearsay query -output-dir`. Stops everything it started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build -q -p hearsay --bin hearsay
+echo "== building the ready-made handlers for wasm32-wasip2 (handlers/)"
+cargo build -q --release --target wasm32-wasip2 --manifest-path handlers/Cargo.toml
+WASM=$(pwd)/handlers/target/wasm32-wasip2/release
 BIN=${CARGO_TARGET_DIR:-target}/debug/hearsay
 WORK=$(mktemp -d)
 PIDS=()
@@ -18,14 +23,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits (at most 10 s) until `serf members` shows a line with every word given.
+# Waits (at most 60 s: a first start compiles the handlers) until `serf members` shows a line with every word given.
 wait_member() {
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 300); do
     if serf members -rpc-addr=$SERF_RPC | grep "^$1 " | grep -q -- "$2"; then return 0; fi
     sleep 0.2
   done
   echo "demo: serf never listed $1 as $2" >&2
   serf members -rpc-addr=$SERF_RPC >&2
+  for f in "$WORK"/*.out; do echo "-- $f:" >&2; tail -20 "$f" >&2; done
   return 1
 }
 
@@ -39,7 +45,8 @@ for _ in $(seq 1 50); do serf members -rpc-addr=$SERF_RPC >/dev/null 2>&1 && bre
 
 echo "== starting hearsay-1 from flags, joining $SERF_BIND"
 "$BIN" agent -node=hearsay-1 -bind=127.0.0.1:17951 -rpc-addr=127.0.0.1:17381 \
-  -join=$SERF_BIND -tag role=hearsay >"$WORK/hearsay-1.out" 2>&1 &
+  -join=$SERF_BIND -tag role=hearsay -handler "query:hello=$WASM/hearsay_handler_echo.wasm" \
+  >"$WORK/hearsay-1.out" 2>&1 &
 H1=$!
 PIDS+=($H1)
 
@@ -52,6 +59,19 @@ rpc_addr = "127.0.0.1:17382"
 retry_join = ["$SERF_BIND"]
 retry_interval = "1s"
 tags_file = "$WORK/hearsay-2.tags.json"
+
+[[handler]]
+module = "$WASM/hearsay_handler_echo.wasm"
+events = "query:hello"
+
+[[handler]]
+module = "$WASM/hearsay_handler_sysinfo.wasm"
+events = "query:sysinfo"
+grants = { dirs = ["/proc"] }
+
+[[handler]]
+module = "$WASM/hearsay_handler_blob.wasm"
+events = "query:blob"
 EOF
 "$BIN" agent -config-file="$WORK/hearsay-2.toml" >"$WORK/hearsay-2.out" 2>&1 &
 H2=$!
@@ -79,8 +99,18 @@ for i in 1 2; do
   echo "-- hearsay-$i logged:"; grep "user-event: deploy" "$WORK/hearsay-$i.out"
 done
 
-echo "== serf query hello (answered by serf's shell handler, acknowledged by both hearsay agents)"
-serf query -rpc-addr=$SERF_RPC -timeout=3s hello
+echo "== serf query hello hi (serf-1 answers with its shell handler, the hearsay agents with the echo.wasm handler)"
+serf query -rpc-addr=$SERF_RPC -timeout=3s hello hi
+
+echo "== hearsay query sysinfo (hearsay-2's sysinfo.wasm reads the /proc it was granted)"
+"$BIN" query -rpc-addr=127.0.0.1:17381 -timeout=3s -node=hearsay-2 sysinfo
+
+echo "== hearsay query -output-dir blob 3000000 (hearsay-2's 3 MB reply streams over QUIC)"
+"$BIN" query -rpc-addr=127.0.0.1:17381 -timeout=10s -node=hearsay-2 -output-dir="$WORK/replies" blob 3000000
+ls -l "$WORK/replies"
+
+echo "== hearsay handlers -rpc-addr=127.0.0.1:17382"
+"$BIN" handlers -rpc-addr=127.0.0.1:17382
 
 echo "== new tags in hearsay-2's tags file, then SIGHUP"
 echo '{"role":"hearsay","version":"2"}' >"$WORK/hearsay-2.tags.json"

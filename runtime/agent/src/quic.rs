@@ -77,7 +77,7 @@ impl QuicOptions {
     }
 
     /// Options from the agent's settings: the bind address (default: the gossip bind IP with
-    /// the gossip port + 1, see [`default_bind`]), pinned mode (with the certificate kept in
+    /// a port the OS chooses, see [`default_bind`]), pinned mode (with the certificate kept in
     /// `identity_file` when given, so the fingerprint survives restarts) unless all three CA
     /// files are given, and the limits.
     pub fn from_settings(
@@ -151,15 +151,12 @@ impl Default for QuicSettings {
     }
 }
 
-/// The default QUIC address: the gossip bind IP with the gossip port + 1 (memberlist owns the
-/// gossip port's UDP socket; Serf's default 7946 gives 7947). Gossip on port 0 or 65535 gives
-/// port 0: the OS chooses, and the advert carries the chosen port.
+/// The default QUIC address: the gossip bind IP with a port the OS chooses (memberlist owns
+/// the gossip port's UDP socket, and a fixed neighbour such as gossip + 1 would take the port a
+/// second agent on the host is told to gossip on, e.g. Serf's habit of 7946, 7947, ...). The
+/// advert in gossip carries the chosen port; set `quic_bind` for a fixed one (firewalls).
 pub fn default_bind(gossip: SocketAddr) -> SocketAddr {
-    let port = match gossip.port() {
-        0 | u16::MAX => 0,
-        p => p + 1,
-    };
-    SocketAddr::new(gossip.ip(), port)
+    SocketAddr::new(gossip.ip(), 0)
 }
 
 /// A query this node started, as the QUIC side sees it.
@@ -510,12 +507,11 @@ mod tests {
     }
 
     #[test]
-    fn default_bind_is_the_next_port_on_the_gossip_ip() {
+    fn default_bind_is_an_os_chosen_port_on_the_gossip_ip() {
         let b = |s: &str| default_bind(s.parse().unwrap()).to_string();
-        assert_eq!(b("0.0.0.0:7946"), "0.0.0.0:7947");
-        assert_eq!(b("10.0.0.5:7946"), "10.0.0.5:7947");
+        assert_eq!(b("0.0.0.0:7946"), "0.0.0.0:0");
+        assert_eq!(b("10.0.0.5:7946"), "10.0.0.5:0");
         assert_eq!(b("127.0.0.1:0"), "127.0.0.1:0");
-        assert_eq!(b("127.0.0.1:65535"), "127.0.0.1:0");
     }
 
     #[test]
@@ -527,7 +523,7 @@ mod tests {
             ..QuicSettings::default()
         };
         let o = QuicOptions::from_settings(&s, gossip, "n").unwrap();
-        assert_eq!(o.bind, "127.0.0.1:7947".parse().unwrap());
+        assert_eq!(o.bind, "127.0.0.1:0".parse().unwrap());
         assert!(matches!(o.security, Security::Pinned(_)));
         assert_eq!((o.limits.max_response, o.limits.max_query_total), (10, 20));
         let partial = QuicSettings {

@@ -74,8 +74,8 @@ Options:
 Large query responses (hearsay; see docs/query-replies.md):
 
   -quic-bind=addr          UDP address of the QUIC endpoint that carries query responses over
-                           Serf's 1 KiB limit (default: the gossip IP, gossip port + 1; a
-                           port the OS chooses when that one is busy). Advertised in the
+                           Serf's 1 KiB limit (default: the gossip IP and a port the OS
+                           chooses; set one for firewalls). Advertised in the
                            _hearsay_quic tag.
   -quic-advertise=addr     Address to advertise for QUIC (default: -quic-bind, or the gossip
                            advertise IP when binding 0.0.0.0).
