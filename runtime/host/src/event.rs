@@ -1,0 +1,100 @@
+//! The event a handler receives and the member information it can ask for: plain Rust mirrors of
+//! the WIT types in `wit/handler.wit`, so embedders never see generated bindings.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A member's state (Serf's MemberStatus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberStatus {
+    /// Not known.
+    None,
+    /// Alive and reachable.
+    Alive,
+    /// Announced that it is leaving.
+    Leaving,
+    /// Left gracefully.
+    Left,
+    /// Declared dead by the failure detector.
+    Failed,
+}
+
+/// One cluster member as a handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The node name.
+    pub name: String,
+    /// The gossip address.
+    pub addr: IpAddr,
+    /// The gossip port.
+    pub port: u16,
+    /// The member's tags.
+    pub tags: BTreeMap<String, String>,
+    /// The member's state.
+    pub status: MemberStatus,
+    /// Estimated round-trip time from this node (network coordinates), when known.
+    pub rtt: Option<Duration>,
+}
+
+/// A user event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEvent {
+    /// The event name.
+    pub name: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The event's Lamport time.
+    pub ltime: u64,
+    /// Whether coalescing was allowed.
+    pub coalesce: bool,
+}
+
+/// A query. The embedder identifies where the reply goes by `id`, `ltime` and `source_node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The query id.
+    pub id: u32,
+    /// The query name.
+    pub name: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The query's Lamport time.
+    pub ltime: u64,
+    /// The node that asked.
+    pub source_node: String,
+}
+
+/// What happened: one invocation of a handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Members joined.
+    MemberJoin(Vec<Member>),
+    /// Members left gracefully.
+    MemberLeave(Vec<Member>),
+    /// Members failed.
+    MemberFailed(Vec<Member>),
+    /// Members changed tags.
+    MemberUpdate(Vec<Member>),
+    /// Members were reaped.
+    MemberReap(Vec<Member>),
+    /// A user event.
+    User(UserEvent),
+    /// A query.
+    Query(Query),
+}
+
+impl Event {
+    /// The event in Serf's filter syntax, for logs: `member-join`, `user:deploy`, `query:load`.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::MemberJoin(_) => "member-join".into(),
+            Event::MemberLeave(_) => "member-leave".into(),
+            Event::MemberFailed(_) => "member-failed".into(),
+            Event::MemberUpdate(_) => "member-update".into(),
+            Event::MemberReap(_) => "member-reap".into(),
+            Event::User(e) => format!("user:{}", e.name),
+            Event::Query(q) => format!("query:{}", q.name),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! One invocation: the per-event store data, the WIT imports implemented on it, and running the
+//! guest's `handle` export with its limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
+use crate::event::{self, Event};
+use crate::spec::{Grants, Limits};
+
+/// Generated host bindings for `wit/handler.wit`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "handler",
+        path: "../../wit",
+        imports: { default: trappable },
+        with: {
+            "hearsay:handler/reply.reply-stream": super::ReplyStream,
+        },
+    });
+}
+
+use bindings::hearsay::handler::{cluster, emit, log, reply, types};
+pub(crate) use bindings::HandlerPre;
+
+/// Guest stdout/stderr kept per event (panic messages land on stderr).
+const OUTPUT_CAPTURE: usize = 8 << 10;
+/// Longest guest log line kept.
+const MAX_LOG_LINE: usize = 4 << 10;
+
+/// A guest's open reply stream (the `reply-stream` resource's host state).
+pub struct ReplyStream {
+    sink: Box<dyn ReplySink>,
+}
+
+/// The store data of one invocation.
+pub(crate) struct Invocation {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    handler: Arc<str>,
+    event: String,
+    query: Option<event::Query>,
+    replied: bool,
+    embedder: Arc<dyn Embedder>,
+    grants: Arc<Grants>,
+    memory_limit: usize,
+    memory_hit: bool,
+}
+
+impl WasiView for Invocation {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for Invocation {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes exceeded",
+                self.memory_limit
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a handler needing more than this is broken.
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A clock frozen at the Unix epoch, for handlers without the clocks grant.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Builds the linker every handler is pre-instantiated with: WASI p2 (authority comes only from
+/// each event's `WasiCtx`) and the hearsay imports.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    bindings::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Why an invocation did not return `ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `handle` returned `ok`.
+    Ok,
+    /// `handle` returned the guest's `error` message.
+    GuestError(String),
+    /// The guest trapped.
+    Trap {
+        /// What kind of trap.
+        kind: TrapKind,
+        /// wasmtime's message and the tail of the guest's stderr (e.g. a panic message).
+        message: String,
+    },
+}
+
+/// The cause of a trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// Fuel ran out.
+    OutOfFuel,
+    /// The memory limit was hit.
+    Memory,
+    /// The wasm stack was exhausted (unbounded recursion in the engine's stack).
+    StackOverflow,
+    /// An out-of-bounds memory access. For Rust and C guests this is also how unbounded recursion
+    /// ends: their shadow stack lives in linear memory and runs off its bottom.
+    MemoryFault,
+    /// The guest aborted (a Rust panic is `unreachable`).
+    Abort,
+    /// The store could not be set up (e.g. a granted directory vanished) or another host failure.
+    Host,
+    /// Any other trap.
+    Other,
+}
+
+/// Everything a worker needs to run one event.
+pub(crate) struct Run<'a> {
+    pub engine: &'a Engine,
+    pub pre: &'a HandlerPre<Invocation>,
+    pub handler: Arc<str>,
+    pub limits: &'a Limits,
+    pub grants: Arc<Grants>,
+    pub ticks: u64,
+    pub fuel_enabled: bool,
+}
+
+impl Run<'_> {
+    pub(crate) fn call(&self, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
+        let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
+        let wasi = match wasi_ctx(&self.grants, &output) {
+            Ok(w) => w,
+            Err(message) => {
+                return Outcome::Trap {
+                    kind: TrapKind::Host,
+                    message,
+                }
+            }
+        };
+        let query = match &event {
+            Event::Query(q) => Some(q.clone()),
+            _ => None,
+        };
+        let data = Invocation {
+            wasi,
+            table: ResourceTable::new(),
+            handler: self.handler.clone(),
+            event: event.describe(),
+            query,
+            replied: false,
+            embedder,
+            grants: self.grants.clone(),
+            memory_limit: self.limits.memory_bytes,
+            memory_hit: false,
+        };
+        let mut store = Store::new(self.engine, data);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(self.ticks);
+        store.epoch_deadline_trap();
+        if self.fuel_enabled {
+            let fuel = self.limits.fuel.unwrap_or(u64::MAX);
+            if let Err(e) = store.set_fuel(fuel) {
+                return Outcome::Trap {
+                    kind: TrapKind::Host,
+                    message: e.to_string(),
+                };
+            }
+        }
+        let wit_event = to_wit(event);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|h| h.call_handle(&mut store, &wit_event));
+        match result {
+            Ok(Ok(())) => Outcome::Ok,
+            Ok(Err(msg)) => Outcome::GuestError(msg),
+            Err(e) => {
+                let kind = classify(&e, store.data().memory_hit);
+                // The root cause names the trap; the wasm backtrace goes to the debug log only.
+                tracing::debug!(handler = %self.handler, error = ?e, "handler trap details");
+                let mut message = e.root_cause().to_string();
+                let out = output.contents();
+                if !out.is_empty() {
+                    message.push_str("; guest output: ");
+                    message.push_str(String::from_utf8_lossy(&out).trim_end());
+                }
+                Outcome::Trap { kind, message }
+            }
+        }
+    }
+}
+
+fn classify(e: &wasmtime::Error, memory_hit: bool) -> TrapKind {
+    if memory_hit {
+        return TrapKind::Memory;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Deadline,
+        Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
+        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
+        Some(Trap::UnreachableCodeReached) => TrapKind::Abort,
+        Some(_) => TrapKind::Other,
+        None => TrapKind::Host,
+    }
+}
+
+fn wasi_ctx(grants: &Grants, output: &MemoryOutputPipe) -> Result<WasiCtx, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.allow_blocking_current_thread(true);
+    b.stdout(output.clone());
+    b.stderr(output.clone());
+    // Network: no address passes the default check and name lookup is off; say so explicitly.
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for (k, v) in &grants.env {
+        b.env(k, v);
+    }
+    for d in &grants.dirs {
+        b.preopened_dir(&d.host, &d.guest, FsPerms::ReadOnly)
+            .map_err(|e| format!("opening granted directory {}: {e}", d.host.display()))?;
+    }
+    if !grants.clocks {
+        b.wall_clock(FrozenClock);
+        b.monotonic_clock(FrozenClock);
+    }
+    Ok(b.build())
+}
+
+fn to_wit_member(m: event::Member) -> types::Member {
+    types::Member {
+        name: m.name,
+        addr: m.addr.to_string(),
+        port: m.port,
+        tags: m.tags.into_iter().collect(),
+        status: match m.status {
+            event::MemberStatus::None => types::MemberStatus::None,
+            event::MemberStatus::Alive => types::MemberStatus::Alive,
+            event::MemberStatus::Leaving => types::MemberStatus::Leaving,
+            event::MemberStatus::Left => types::MemberStatus::Left,
+            event::MemberStatus::Failed => types::MemberStatus::Failed,
+        },
+        rtt_micros: m
+            .rtt
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+    }
+}
+
+fn members(v: Vec<event::Member>) -> Vec<types::Member> {
+    v.into_iter().map(to_wit_member).collect()
+}
+
+fn to_wit(e: Event) -> types::Event {
+    match e {
+        Event::MemberJoin(m) => types::Event::MemberJoin(members(m)),
+        Event::MemberLeave(m) => types::Event::MemberLeave(members(m)),
+        Event::MemberFailed(m) => types::Event::MemberFailed(members(m)),
+        Event::MemberUpdate(m) => types::Event::MemberUpdate(members(m)),
+        Event::MemberReap(m) => types::Event::MemberReap(members(m)),
+        Event::User(u) => types::Event::User(types::UserEvent {
+            name: u.name,
+            payload: u.payload,
+            ltime: u.ltime,
+            coalesce: u.coalesce,
+        }),
+        Event::Query(q) => types::Event::Query(types::Query {
+            id: q.id,
+            name: q.name,
+            payload: q.payload,
+            ltime: q.ltime,
+            source_node: q.source_node,
+        }),
+    }
+}
+
+fn reply_error(e: ReplyError) -> types::ReplyError {
+    match e {
+        ReplyError::NotAQuery => types::ReplyError::NotAQuery,
+        ReplyError::AlreadyReplied => types::ReplyError::AlreadyReplied,
+        ReplyError::TooLarge(n) => types::ReplyError::TooLarge(n),
+        ReplyError::Closed(s) => types::ReplyError::Closed(s),
+    }
+}
+
+fn emit_error(e: EmitError) -> types::EmitError {
+    match e {
+        EmitError::NotGranted => types::EmitError::NotGranted,
+        EmitError::TooLarge(n) => types::EmitError::TooLarge(n),
+        EmitError::Rejected(s) => types::EmitError::Rejected(s),
+    }
+}
+
+impl Invocation {
+    /// Claims the one reply of this query and opens it with the embedder.
+    fn open_reply(&mut self) -> Result<Box<dyn ReplySink>, ReplyError> {
+        let query = self.query.as_ref().ok_or(ReplyError::NotAQuery)?;
+        if self.replied {
+            return Err(ReplyError::AlreadyReplied);
+        }
+        self.replied = true;
+        self.embedder.open_reply(query)
+    }
+}
+
+impl types::Host for Invocation {}
+
+impl cluster::Host for Invocation {
+    fn local_member(&mut self) -> wasmtime::Result<types::Member> {
+        Ok(to_wit_member(self.embedder.local_member()))
+    }
+
+    fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
+        Ok(members(self.embedder.members()))
+    }
+}
+
+impl reply::Host for Invocation {
+    fn respond(&mut self, payload: Vec<u8>) -> wasmtime::Result<Result<(), types::ReplyError>> {
+        let result = self.open_reply().and_then(|mut sink| {
+            sink.write(&payload)?;
+            sink.finish()
+        });
+        Ok(result.map_err(reply_error))
+    }
+
+    fn open_stream(
+        &mut self,
+    ) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
+        match self.open_reply() {
+            Ok(sink) => Ok(Ok(self.table.push(ReplyStream { sink })?)),
+            Err(e) => Ok(Err(reply_error(e))),
+        }
+    }
+}
+
+impl reply::HostReplyStream for Invocation {
+    fn write(
+        &mut self,
+        stream: Resource<ReplyStream>,
+        chunk: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+        let stream = self.table.get_mut(&stream)?;
+        Ok(stream.sink.write(&chunk).map_err(reply_error))
+    }
+
+    fn finish(
+        &mut self,
+        stream: Resource<ReplyStream>,
+    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+        let stream = self.table.delete(stream)?;
+        Ok(stream.sink.finish().map_err(reply_error))
+    }
+
+    fn drop(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<()> {
+        // Dropping the sink unfinished tells the embedder the reply was abandoned.
+        self.table.delete(stream)?;
+        Ok(())
+    }
+}
+
+impl emit::Host for Invocation {
+    fn emit(
+        &mut self,
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+    ) -> wasmtime::Result<Result<(), types::EmitError>> {
+        if !self.grants.emit {
+            return Ok(Err(types::EmitError::NotGranted));
+        }
+        Ok(self
+            .embedder
+            .emit(&name, &payload, coalesce)
+            .map_err(emit_error))
+    }
+}
+
+impl log::Host for Invocation {
+    fn log(&mut self, level: types::Level, mut message: String) -> wasmtime::Result<()> {
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let (handler, event) = (&*self.handler, self.event.as_str());
+        match level {
+            types::Level::Trace => tracing::trace!(handler, event, "{message}"),
+            types::Level::Debug => tracing::debug!(handler, event, "{message}"),
+            types::Level::Info => tracing::info!(handler, event, "{message}"),
+            types::Level::Warn => tracing::warn!(handler, event, "{message}"),
+            types::Level::Error => tracing::error!(handler, event, "{message}"),
+        }
+        Ok(())
+    }
+}

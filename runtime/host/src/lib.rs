@@ -1,0 +1,58 @@
+//! hearsay-host: runs hearsay's event handlers as sandboxed WebAssembly components.
+//!
+//! This is the only crate that touches wasmtime. It knows the WIT contract (`wit/handler.wit`),
+//! not SWIM or Serf: the embedder (the agent) converts its events into [`Event`] and answers the
+//! host's questions through [`Embedder`].
+//!
+//! # How it works
+//! - One [`Host`] per process: one wasmtime `Engine` (pooling allocator, epoch interruption; an
+//!   epoch ticker thread advances time every [`HostConfig::epoch_tick`]).
+//! - [`Host::load`] compiles a component once (or takes it from the disk cache in
+//!   [`HostConfig::cache_dir`], keyed by module sha256 and the engine; a corrupt entry is
+//!   recompiled) and pre-instantiates it against the WASI p2 and hearsay imports.
+//! - [`Host::dispatch`] queues an event on the handler's own bounded queue and returns at once;
+//!   a full queue drops the event and counts it. Workers (dedicated threads, never the caller's
+//!   task) run one event per handler at a time, each in a fresh `Store` with a memory limit, a
+//!   wall-clock deadline, optional fuel, and only the authority its [`Grants`] list.
+//! - Traps and guest errors are logged (tracing, with handler name and event) and counted in
+//!   [`Handler::stats`] (invocations, ok, errors, traps, timeouts, drops, p50/p99).
+//! - [`Host::reload`] swaps a handler's module atomically.
+//!
+//! # Wiring it into an agent
+//! ```no_run
+//! use std::sync::Arc;
+//! use hearsay_host::*;
+//! # fn embedder() -> Arc<dyn Embedder> { unimplemented!() }
+//! # fn main() -> Result<(), HostError> {
+//! let host = Host::new(HostConfig { cache_dir: Some("/var/lib/hearsay/wasm-cache".into()), ..HostConfig::default() })?;
+//! let mut spec = HandlerSpec::new("facts", ModuleSource::Path("sysinfo.wasm".into()));
+//! spec.grants.dirs.push(DirGrant { host: "/proc".into(), guest: "/proc".into() });
+//! let handler = host.load(spec)?;
+//! // For every event matching the handler's filter (agent side, e.g. `query:sysinfo`):
+//! # let event = Event::MemberJoin(vec![]);
+//! match host.dispatch(&handler, event, embedder()) {
+//!     Dispatch::Queued(_ticket) => {}   // the outcome is logged and counted; the ticket may be dropped
+//!     Dispatch::Dropped => {}           // queue full: counted in handler.stats().drops
+//! }
+//! # Ok(()) }
+//! ```
+//! The embedder passed with each event answers `members()`/`local_member()`, opens the query's
+//! [`ReplySink`] (streamed chunk by chunk) and broadcasts emitted events.
+
+mod cache;
+mod embedder;
+mod error;
+mod event;
+mod host;
+mod invoke;
+mod spec;
+mod stats;
+
+pub use cache::CacheOutcome;
+pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
+pub use error::HostError;
+pub use event::{Event, Member, MemberStatus, Query, UserEvent};
+pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};
+pub use invoke::{Outcome, TrapKind};
+pub use spec::{DirGrant, Grants, HandlerSpec, Limits, ModuleSource};
+pub use stats::HandlerStats;

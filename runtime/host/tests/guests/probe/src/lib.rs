@@ -1,0 +1,126 @@
+//! probe: a hostile or curious guest for hearsay-host's tests. The query name picks what it does;
+//! most modes reply with a text report the test checks.
+//!
+//! - `loop`: spins forever (the deadline must stop it).
+//! - `hog`: allocates without bound (the memory limit must stop it).
+//! - `recurse`: recurses without bound (the stack limit must stop it).
+//! - `panic`: panics with "probe panicked on purpose".
+//! - `file`: payload is a path; tries to read it and replies `read:<contents>` or `refused:<error>`.
+//! - `socket`: payload is `ip:port`; tries to connect and replies `connected` or `refused:<error>`.
+//! - `env`: replies with the environment, `k=v` per line.
+//! - `clock`: replies with the wall clock's seconds since the Unix epoch.
+//! - `emit`: emits user event `probe-emitted` with the payload; replies `ok` or `refused:<error>`.
+//! - `members`: replies with `name addr:port status` per member, local member first.
+//! - `twice`: opens a reply stream, tries a second reply with `respond` (which must fail), writes
+//!   that error into the stream and finishes it.
+//! - `abandon`: opens a stream, writes "partial" and drops it without finishing.
+//! - `fail`: returns an error "probe failed on purpose".
+
+use std::hint::black_box;
+use std::io::Read;
+
+use hearsay_sdk::{Event, Handler, ReplyStream};
+
+struct Probe;
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if black_box(depth) == u64::MAX {
+        return frame[1];
+    }
+    recurse(frame[0] + 1).wrapping_add(frame[31])
+}
+
+fn text(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).into_owned()
+}
+
+fn reply(s: &str) -> Result<(), String> {
+    hearsay_sdk::reply(s.as_bytes()).map_err(|e| format!("reply: {e:?}"))
+}
+
+impl Handler for Probe {
+    fn handle(event: Event) -> Result<(), String> {
+        let Event::Query(q) = event else {
+            hearsay_sdk::info(&format!("probe saw {}", event.describe()));
+            return Ok(());
+        };
+        match q.name.as_str() {
+            "loop" => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "hog" => {
+                let mut held = Vec::new();
+                loop {
+                    held.push(vec![7u8; 1 << 20]);
+                    black_box(&held);
+                }
+            }
+            "recurse" => {
+                black_box(recurse(0));
+                reply("returned")
+            }
+            "panic" => panic!("probe panicked on purpose"),
+            "file" => {
+                let mut out = String::new();
+                match std::fs::File::open(text(&q.payload))
+                    .and_then(|mut f| f.read_to_string(&mut out))
+                {
+                    Ok(_) => reply(&format!("read:{out}")),
+                    Err(e) => reply(&format!("refused:{e}")),
+                }
+            }
+            "socket" => match std::net::TcpStream::connect(text(&q.payload)) {
+                Ok(_) => reply("connected"),
+                Err(e) => reply(&format!("refused:{e}")),
+            },
+            "env" => reply(
+                &std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect::<String>(),
+            ),
+            "clock" => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                reply(&secs.to_string())
+            }
+            "emit" => match hearsay_sdk::emit("probe-emitted", &q.payload, false) {
+                Ok(()) => reply("ok"),
+                Err(e) => reply(&format!("refused:{e:?}")),
+            },
+            "members" => {
+                let mut all = vec![hearsay_sdk::local_member()];
+                all.extend(hearsay_sdk::members());
+                let lines: String = all
+                    .iter()
+                    .map(|m| format!("{} {}:{} {:?}\n", m.name, m.addr, m.port, m.status))
+                    .collect();
+                reply(&lines)
+            }
+            "twice" => {
+                let stream = hearsay_sdk::reply_stream().map_err(|e| format!("{e:?}"))?;
+                let second = hearsay_sdk::reply(b"second");
+                stream
+                    .write(format!("second reply: {second:?}").as_bytes())
+                    .map_err(|e| format!("{e:?}"))?;
+                ReplyStream::finish(stream).map_err(|e| format!("{e:?}"))
+            }
+            "abandon" => {
+                let stream = hearsay_sdk::reply_stream().map_err(|e| format!("{e:?}"))?;
+                stream.write(b"partial").map_err(|e| format!("{e:?}"))?;
+                drop(stream);
+                Ok(())
+            }
+            "fail" => Err("probe failed on purpose".into()),
+            other => Err(format!("probe: unknown mode {other}")),
+        }
+    }
+}
+
+hearsay_sdk::export!(Probe);

@@ -1,0 +1,200 @@
+//! Test support: builds the guest components (handlers, test guests, the SDK template) for
+//! wasm32-wasip2 once per test binary, and an in-memory embedder that records replies and events.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hearsay_host::{Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink};
+
+/// Paths of the built components.
+pub struct Guests {
+    pub echo: PathBuf,
+    pub blob: PathBuf,
+    pub sysinfo: PathBuf,
+    pub resolve: PathBuf,
+    pub probe: PathBuf,
+    pub template: PathBuf,
+}
+
+/// Builds every guest workspace (once per test binary) and returns the component paths.
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(build_guests)
+}
+
+fn build_guests() -> Guests {
+    ensure_wasm_target();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for manifest in [
+        "handlers/Cargo.toml",
+        "runtime/host/tests/guests/Cargo.toml",
+        "sdk/template/Cargo.toml",
+    ] {
+        let status = Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join(manifest))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            // The host build's flags are not meant for the wasm target.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("running cargo to build the wasm guests");
+        assert!(
+            status.success(),
+            "building {manifest} for wasm32-wasip2 failed"
+        );
+    }
+    let out = target_dir.join("wasm32-wasip2/release");
+    Guests {
+        echo: out.join("hearsay_handler_echo.wasm"),
+        blob: out.join("hearsay_handler_blob.wasm"),
+        sysinfo: out.join("hearsay_handler_sysinfo.wasm"),
+        resolve: out.join("hearsay_handler_resolve.wasm"),
+        probe: out.join("hearsay_test_probe.wasm"),
+        template: out.join("my_handler.wasm"),
+    }
+}
+
+/// Installs the wasm32-wasip2 standard library with rustup when it is missing.
+fn ensure_wasm_target() {
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|d| d.is_dir()) {
+        return;
+    }
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .expect("running rustup to add the wasm32-wasip2 target");
+    assert!(status.success(), "rustup target add wasm32-wasip2 failed");
+}
+
+/// A fresh directory under the test target's tmp dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("host-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One recorded reply.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    pub bytes: Vec<u8>,
+    pub chunks: usize,
+    pub finished: bool,
+}
+
+/// An embedder with a fixed member list that records replies and emitted events.
+#[derive(Default)]
+pub struct TestEmbedder {
+    pub me: Option<Member>,
+    pub others: Vec<Member>,
+    pub replies: Mutex<Vec<Arc<Mutex<Recorded>>>>,
+    pub emitted: Mutex<Vec<(String, Vec<u8>, bool)>>,
+}
+
+impl TestEmbedder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(TestEmbedder {
+            me: Some(member("self", "127.0.0.1", &[])),
+            ..Default::default()
+        })
+    }
+
+    pub fn with_members(others: Vec<Member>) -> Arc<Self> {
+        Arc::new(TestEmbedder {
+            me: Some(member("self", "127.0.0.1", &[])),
+            others,
+            ..Default::default()
+        })
+    }
+
+    /// The only reply recorded so far.
+    pub fn reply(&self) -> Recorded {
+        let replies = self.replies.lock().unwrap();
+        assert_eq!(replies.len(), 1, "expected exactly one reply");
+        let r = replies[0].lock().unwrap().clone();
+        r
+    }
+
+    pub fn reply_text(&self) -> String {
+        let r = self.reply();
+        assert!(r.finished, "reply not finished");
+        String::from_utf8(r.bytes).unwrap()
+    }
+}
+
+pub fn member(name: &str, addr: &str, tags: &[(&str, &str)]) -> Member {
+    Member {
+        name: name.into(),
+        addr: addr.parse::<IpAddr>().unwrap(),
+        port: 7946,
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        status: MemberStatus::Alive,
+        rtt: Some(Duration::from_micros(250)),
+    }
+}
+
+struct Sink(Arc<Mutex<Recorded>>);
+
+impl ReplySink for Sink {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
+        let mut r = self.0.lock().unwrap();
+        r.bytes.extend_from_slice(chunk);
+        r.chunks += 1;
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), ReplyError> {
+        self.0.lock().unwrap().finished = true;
+        Ok(())
+    }
+}
+
+impl Embedder for TestEmbedder {
+    fn local_member(&self) -> Member {
+        self.me.clone().unwrap()
+    }
+    fn members(&self) -> Vec<Member> {
+        let mut all = vec![self.local_member()];
+        all.extend(self.others.iter().cloned());
+        all
+    }
+    fn open_reply(&self, _query: &Query) -> Result<Box<dyn ReplySink>, ReplyError> {
+        let rec = Arc::new(Mutex::new(Recorded::default()));
+        self.replies.lock().unwrap().push(rec.clone());
+        Ok(Box::new(Sink(rec)))
+    }
+    fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
+        self.emitted
+            .lock()
+            .unwrap()
+            .push((name.into(), payload.into(), coalesce));
+        Ok(())
+    }
+}
