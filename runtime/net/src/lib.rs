@@ -12,6 +12,7 @@ pub mod driver;
 pub mod error;
 pub mod flags;
 pub mod memberlist;
+pub mod quic;
 pub mod transport;
 
 pub use driver::{NodeHandle, DEFAULT_EVENT_CAPACITY};

@@ -1,0 +1,158 @@
+//! QUIC transport for large query responses (quinn + rustls, ring provider).
+//!
+//! Serf answers a query with one UDP packet of at most ~1 KiB. hearsay keeps gossip for
+//! fan-out and streams larger answers over QUIC: every agent runs one [`QuicEndpoint`]
+//! (server and client on the same UDP socket); a responder opens a bidirectional stream to the
+//! originator's endpoint ([`QuicEndpoint::open_response`]), writes a small
+//! [`ResponseHeader`] and then the body chunk by chunk as it is produced, and the originator
+//! answers on the other half with its verdict (a clean end once its reader took the whole
+//! body, or a reset whose [`StopCode`] says why it refused it); the originator reads
+//! [`IncomingResponse`]s from [`IncomingResponses`], each body chunk by chunk through a
+//! [`BodyReader`] that enforces the per-response and per-query byte limits ([`Limits`]).
+//! Nothing on either side holds a whole response in memory: QUIC flow control (the
+//! per-stream receive window) bounds what is buffered for a reader that has not caught up.
+//!
+//! This module knows nothing of Serf's types: a query is named by its Lamport time and id, a
+//! node by its name and [`QuicAdvert`] (address + certificate fingerprint, carried in the
+//! `_hearsay_quic` tag).
+//!
+//! # Security modes ([`Security`])
+//!
+//! **Pinned** (the default). Each node generates a self-signed certificate at start (or keeps
+//! one in a file, [`Identity::load_or_generate`]); peers learn its [`Fingerprint`] (sha256 of
+//! the certificate DER) from gossip. The connecting side accepts a server only if it presents
+//! the certificate whose fingerprint the advert names, and checks the TLS 1.3 handshake
+//! signature with that certificate's key (so the server holds the key). The accepting side
+//! requires a client certificate, checks its handshake signature, asks the configured
+//! [`PeerFilter`] whether the fingerprint belongs to a known member (refusing the handshake
+//! otherwise), and reports the fingerprint with every response.
+//! Guarantees: confidentiality and integrity of the stream; the responder reaches exactly the
+//! endpoint the advert names; the originator knows which certificate sent each response.
+//! Does not guarantee: that the advert itself is genuine. That is as strong as gossip is: with
+//! the keyring's encryption on, only key holders can forge adverts; without it, anyone who can
+//! inject gossip can advertise their own fingerprint under a member's name. Without a filter,
+//! the accepting side accepts any client that holds the key of some certificate; the embedder
+//! must then check the reported fingerprint against its members.
+//!
+//! **CA**. The operator supplies a CA certificate and this node's certificate and key (PEM).
+//! Both sides verify the peer's chain to the CA (mutual TLS), and the connecting side still
+//! checks the advert's fingerprint, so a CA-signed certificate of one node cannot answer for
+//! another. Guarantees: only holders of CA-signed certificates can connect or answer, even if
+//! gossip is not encrypted. Does not guarantee: revocation (no CRL/OCSP is consulted), or that
+//! the certificate's names match node names (peers are identified by fingerprint).
+
+pub mod advert;
+pub mod endpoint;
+pub mod header;
+pub mod identity;
+pub mod throughput;
+pub mod tls;
+
+pub use advert::{QuicAdvert, QUIC_TAG};
+pub use endpoint::{
+    BodyReader, IncomingResponse, IncomingResponses, Limits, QuicConfig, QuicEndpoint,
+    ResponseWriter, Security, StopCode,
+};
+pub use header::{HeaderError, ResponseHeader};
+pub use identity::{Fingerprint, Identity};
+pub use tls::PeerFilter;
+
+use std::net::SocketAddr;
+use thiserror::Error;
+
+/// Everything that can go wrong in the QUIC transport, each variant naming its cause.
+#[derive(Debug, Error)]
+pub enum QuicError {
+    /// The UDP socket could not be bound.
+    #[error("failed to bind the QUIC endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid QUIC configuration: {0}")]
+    Config(String),
+    /// A certificate, key or TLS configuration is unusable.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A certificate or key file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fingerprint's text form did not parse.
+    #[error("bad fingerprint {0}")]
+    BadFingerprint(String),
+    /// A `_hearsay_quic` tag value did not parse.
+    #[error("bad QUIC advert {value:?}: {why}")]
+    BadAdvert { value: String, why: String },
+    /// Connecting to a peer failed (unreachable, timed out, or refused in the handshake, e.g.
+    /// its certificate is not the pinned one or it refused ours).
+    #[error("QUIC connection to {addr} (expecting {fingerprint}) failed: {reason}")]
+    Connect {
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        reason: String,
+    },
+    /// A header could not be encoded or the peer's header was malformed.
+    #[error("response header: {0}")]
+    Header(#[from] HeaderError),
+    /// Writing a response failed: the connection was lost or the originator stopped reading
+    /// (limit exceeded, header rejected, nobody waiting).
+    #[error("sending the response to {addr} failed: {reason}")]
+    Send { addr: SocketAddr, reason: String },
+    /// The producer wrote more or fewer bytes than the header declared.
+    #[error("response body is {written} bytes but the header declared {declared}")]
+    DeclaredLength { declared: u64, written: u64 },
+    /// A response's body is over the per-response limit.
+    #[error(
+        "response from {from:?} exceeds the per-response limit of {limit} bytes ({how} {received} bytes)"
+    )]
+    ResponseLimit {
+        from: String,
+        limit: u64,
+        received: u64,
+        /// "declared" when the header announced it, "received at least" when counted.
+        how: &'static str,
+    },
+    /// The responses to one query are together over the per-query limit.
+    #[error(
+        "responses to query (ltime {ltime}, id {query_id}) exceed the per-query limit of {limit} bytes (received at least {total} bytes; failing the response from {from:?})"
+    )]
+    QueryLimit {
+        ltime: u64,
+        query_id: u32,
+        from: String,
+        limit: u64,
+        total: u64,
+    },
+    /// The body ended at a length other than the header declared.
+    #[error("response from {from:?} ended after {received} bytes but declared {declared}")]
+    Truncated {
+        from: String,
+        declared: u64,
+        received: u64,
+    },
+    /// The responder reset the stream (it aborted, or its producer failed).
+    #[error(
+        "response from {from:?} was aborted by the responder (code {code}) after {received} bytes"
+    )]
+    Reset {
+        from: String,
+        code: u64,
+        received: u64,
+    },
+    /// The connection to the responder was lost mid-response.
+    #[error("connection to {from:?} was lost after {received} bytes: {reason}")]
+    ConnectionLost {
+        from: String,
+        received: u64,
+        reason: String,
+    },
+    /// A body was read again after it had failed.
+    #[error("response body already failed")]
+    AlreadyFailed,
+}
