@@ -18,3 +18,10 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# WebAssembly handlers (sdk/, handlers/, runtime/host's test guests) build for wasm32-wasip2;
+# hearsay-host's tests build them and need this target's standard library.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "setup: adding rustup target wasm32-wasip2" >&2
+  rustup target add wasm32-wasip2
+fi

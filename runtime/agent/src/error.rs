@@ -27,6 +27,19 @@ pub enum Error {
     /// names the file).
     #[error("tags file: {0}")]
     TagsFile(String),
+    /// An RPC socket could not be bound, connected, read or written (`context` says which).
+    #[error("{context}: {source}")]
+    RpcIo {
+        context: String,
+        source: std::io::Error,
+    },
+    /// An RPC peer sent something that is not Serf's RPC protocol (malformed msgpack, a
+    /// message of the wrong shape, an unexpected end of the connection).
+    #[error("RPC protocol error: {0}")]
+    RpcProtocol(String),
+    /// The agent answered an RPC request with this error (Serf's own words).
+    #[error("{0}")]
+    RpcRemote(String),
 }
 
 impl Error {

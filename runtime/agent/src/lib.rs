@@ -7,9 +7,11 @@
 
 pub mod error;
 pub mod filter;
+pub mod logs;
+pub mod rpc;
 pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;
 
 pub use error::{Error, Result};
-pub use serf_agent::{AgentOptions, QueryResult, QueryResults, SerfAgent};
+pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

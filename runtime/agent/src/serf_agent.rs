@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use hearsay_net::{NodeHandle, Transport, DEFAULT_EVENT_CAPACITY};
-use hearsay_serf::event::{Event, Member, QueryId};
+use hearsay_serf::coordinate::Coordinate;
+use hearsay_serf::event::{Event, Member, MemberStatus, QueryId};
 use hearsay_serf::{LamportTime, QueryParams, Serf, SerfConfig};
 use hearsay_swim::Keyring;
 use std::collections::BTreeMap;
@@ -237,6 +238,135 @@ impl SerfAgent {
             .await??)
     }
 
+    /// Forces a failed member into the left state (Serf's `RemoveFailedNode`); with `prune`
+    /// it is also removed from the member list at once.
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<()> {
+        let node = node.to_owned();
+        Ok(self
+            .node
+            .call(move |serf, now| serf.force_leave(now, &node, prune))
+            .await??)
+    }
+
+    /// The last network coordinate `node` sent (this node's own for its name); `None` when
+    /// unknown or coordinates are disabled.
+    pub async fn coordinate(&self, node: &str) -> Result<Option<Coordinate>> {
+        let node = node.to_owned();
+        Ok(self
+            .node
+            .call(move |serf, _| serf.cached_coordinate(&node).cloned())
+            .await?)
+    }
+
+    /// Serf's `Stats()`: member counts, clocks, health score, whether encryption is on.
+    /// (Queue depths are not tracked per kind here and read as 0.)
+    pub async fn stats(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .node
+            .call(|serf, _| {
+                let mut out = BTreeMap::new();
+                let (clock, event, query) = serf.clocks();
+                let count = |s| serf.count_with_status(s).to_string();
+                let swim = serf.memberlist();
+                out.insert("members".into(), serf.members().len().to_string());
+                out.insert("failed".into(), count(MemberStatus::Failed));
+                out.insert("left".into(), count(MemberStatus::Left));
+                out.insert("health_score".into(), swim.health_score().to_string());
+                out.insert("member_time".into(), clock.to_string());
+                out.insert("event_time".into(), event.to_string());
+                out.insert("query_time".into(), query.to_string());
+                for q in ["intent_queue", "event_queue", "query_queue"] {
+                    out.insert(q.into(), "0".into());
+                }
+                out.insert("encrypted".into(), swim.keyring().is_some().to_string());
+                if serf.coordinate().is_some() {
+                    out.insert("coordinate_resets".into(), "0".into());
+                }
+                out
+            })
+            .await?)
+    }
+
+    /// Runs one of Serf's key operations over the cluster as its KeyManager does: sends the
+    /// `_serf_<op>` internal query (`op` is `install-key`, `use-key`, `remove-key` or
+    /// `list-keys`; `key` is base64, ignored for `list-keys`), gathers every node's answer
+    /// until all alive members answered or the query times out, and counts keys, errors and
+    /// messages. The outcome carries Serf's error text when some node failed or did not
+    /// answer.
+    pub async fn key_op(&self, op: &str, key: &str) -> Result<KeyOpOutcome> {
+        use base64::Engine as _;
+        let mut out = KeyOpOutcome::default();
+        let raw = if op == "list-keys" {
+            Vec::new()
+        } else {
+            match base64::engine::general_purpose::STANDARD.decode(key) {
+                Ok(k) => k,
+                Err(e) => {
+                    out.error = Some(format!("illegal base64 data: {e}"));
+                    return Ok(out);
+                }
+            }
+        };
+        let payload = hearsay_serf::messages::encode_key_request(&raw);
+        let name = format!("{}{op}", hearsay_serf::serf::INTERNAL_QUERY_PREFIX);
+        let (num_nodes, timeout) = self
+            .node
+            .call(|serf, _| (serf.memberlist().num_alive(), serf.default_query_timeout()))
+            .await?;
+        out.num_nodes = num_nodes;
+        let params = QueryParams {
+            timeout,
+            ..QueryParams::default()
+        };
+        let mut results = match self.query(&name, &payload, params).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.error = Some(e.to_string());
+                return Ok(out);
+            }
+        };
+        while out.num_resp < out.num_nodes {
+            let (from, payload) = match results.next().await {
+                Some(QueryResult::Response { from, payload }) => (from, payload),
+                Some(QueryResult::Ack { .. }) => continue,
+                Some(QueryResult::Done) | None => break,
+            };
+            out.num_resp += 1;
+            match hearsay_serf::messages::decode_key_response(&payload) {
+                Err(_) => {
+                    out.messages.insert(
+                        from,
+                        format!("Failed to decode key query response: {payload:?}"),
+                    );
+                    out.num_err += 1;
+                }
+                Ok(r) => {
+                    if !r.result {
+                        out.messages.insert(from.clone(), r.message.clone());
+                        out.num_err += 1;
+                    } else if !r.message.is_empty() {
+                        out.messages.insert(from.clone(), r.message.clone());
+                    }
+                    for k in r.keys {
+                        *out.keys.entry(k).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        if out.num_err != 0 {
+            out.error = Some(format!(
+                "{}/{} nodes reported failure",
+                out.num_err, out.num_nodes
+            ));
+        } else if out.num_resp != out.num_nodes {
+            out.error = Some(format!(
+                "{}/{} nodes reported success",
+                out.num_resp, out.num_nodes
+            ));
+        }
+        Ok(out)
+    }
+
     /// Stops the node without leaving (peers will see it fail): ends the driver task and
     /// closes its sockets before returning. Stopping a stopped node is a no-op.
     pub async fn shutdown(&self) {
@@ -314,4 +444,19 @@ impl QueryResults {
             }
         }
     }
+}
+
+/// The aggregate of one key operation over the cluster (Serf's `KeyResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyOpOutcome {
+    /// Node name → error or warning text.
+    pub messages: BTreeMap<String, String>,
+    /// Base64 key → how many nodes have it installed (`list-keys`).
+    pub keys: BTreeMap<String, usize>,
+    /// Alive members when the query started.
+    pub num_nodes: usize,
+    pub num_resp: usize,
+    pub num_err: usize,
+    /// Serf's error text when the operation did not succeed everywhere.
+    pub error: Option<String>,
 }

@@ -8,7 +8,8 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
-    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+    FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView,
+    WasiView,
 };
 
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
@@ -219,6 +220,13 @@ impl Run<'_> {
         match result {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(msg)) => Outcome::GuestError(msg),
+            // `std::process::exit` in a guest: status 0 is success, others a guest error.
+            Err(e) if e.is::<I32Exit>() => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(status)) if *status != 0 => {
+                    Outcome::GuestError(format!("exited with status {status}"))
+                }
+                _ => Outcome::Ok,
+            },
             Err(e) => {
                 let kind = classify(&e, store.data().memory_hit);
                 // The root cause names the trap; the wasm backtrace goes to the debug log only.
@@ -226,8 +234,15 @@ impl Run<'_> {
                 let mut message = e.root_cause().to_string();
                 let out = output.contents();
                 if !out.is_empty() {
+                    // One line, so the log line stays one line.
+                    let out = String::from_utf8_lossy(&out);
+                    let lines: Vec<&str> = out
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
                     message.push_str("; guest output: ");
-                    message.push_str(String::from_utf8_lossy(&out).trim_end());
+                    message.push_str(&lines.join(" / "));
                 }
                 Outcome::Trap { kind, message }
             }

@@ -37,7 +37,19 @@
 //! # Ok(()) }
 //! ```
 //! The embedder passed with each event answers `members()`/`local_member()`, opens the query's
-//! [`ReplySink`] (streamed chunk by chunk) and broadcasts emitted events.
+//! [`ReplySink`] (streamed chunk by chunk) and broadcasts emitted events. Its methods run on the
+//! worker thread inside the guest's call and are not cut short by the deadline (epochs interrupt
+//! wasm code only), so they should return promptly, e.g. by sending to the driver over a channel.
+//!
+//! On reload (SIGHUP, a deploy event), call [`Host::reload`] with the handler's new spec: the
+//! [`Handler`] value, its queue and its stats stay; loading a new handler name is [`Host::load`],
+//! and removing one is dropping every clone of its [`Handler`] (queued events still run).
+//!
+//! A `hearsay handlers` listing reads [`Handler::name`], [`Handler::info`] (sha256, size, cache use),
+//! [`Handler::queued`] and [`Handler::stats`].
+//!
+//! What this crate is not: it does not filter events (the agent matches `member-join,user:deploy`
+//! filters), does not know protocol types, and keeps no state for guests between events.
 
 mod cache;
 mod embedder;

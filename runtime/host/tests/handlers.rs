@@ -17,9 +17,14 @@ use support::{guests, member, scratch_dir, TestEmbedder};
 /// Bound on waiting for one outcome (generous: a loaded 2-core machine, debug build).
 const WAIT: Duration = Duration::from_secs(120);
 
+/// A host with two workers. The tests share one compile cache, so each component is compiled
+/// once per run (which also exercises cache hits under concurrent loads).
 fn host() -> Host {
+    static CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| scratch_dir("shared-cache"));
     Host::new(HostConfig {
         workers: 2,
+        cache_dir: Some(cache.clone()),
         ..HostConfig::default()
     })
     .unwrap()
@@ -132,6 +137,22 @@ fn blob_streams_exactly_n_patterned_bytes() {
         Outcome::GuestError(msg) => assert!(msg.contains("not a byte count"), "{msg}"),
         other => panic!("expected a guest error, got {other:?}"),
     }
+}
+
+#[test]
+fn a_reply_over_the_askers_limit_is_a_guest_visible_error() {
+    let host = host();
+    let blob = host.load(spec("blob", &guests().blob)).unwrap();
+    let emb = Arc::new(TestEmbedder {
+        me: Some(member("self", "127.0.0.1", &[])),
+        reply_limit: Some(1024),
+        ..TestEmbedder::default()
+    });
+    match run(&host, &blob, query("blob", b"100000"), emb.clone()) {
+        Outcome::GuestError(msg) => assert!(msg.contains("TooLarge(1024)"), "{msg}"),
+        other => panic!("expected the guest to report the refused reply, got {other:?}"),
+    }
+    assert!(!emb.reply().finished);
 }
 
 #[test]
@@ -441,6 +462,21 @@ fn one_reply_per_query_members_and_abandoned_streams() {
     assert_eq!(
         emb.reply_text(),
         "self 127.0.0.1:7946 MemberStatus::Alive\nself 127.0.0.1:7946 MemberStatus::Alive\npeer 10.1.2.3:7946 MemberStatus::Alive\n"
+    );
+}
+
+#[test]
+fn a_guest_exit_status_maps_to_the_outcome() {
+    let host = host();
+    let probe = host.load(spec("probe", &guests().probe)).unwrap();
+    assert_eq!(
+        run(&host, &probe, query("exit", b"0"), TestEmbedder::new()),
+        Outcome::Ok
+    );
+    // WASI p2's exit carries only success or failure: every non-zero status arrives as 1.
+    assert_eq!(
+        run(&host, &probe, query("exit", b"3"), TestEmbedder::new()),
+        Outcome::GuestError("exited with status 1".into())
     );
 }
 

@@ -384,3 +384,27 @@ async fn connections_are_reused_and_close_when_idle() {
     assert_eq!(read_pattern(&mut resp, 1).await.unwrap().bytes, 1000);
     send.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responder_learns_when_nobody_takes_its_response() {
+    // The originator drops one response unread: the writer hears "dropped".
+    let (origin, mut incoming) = bind("origin");
+    let to = origin.advert();
+    let (node, _rx) = bind("r1");
+    let n = node.clone();
+    let send =
+        tokio::spawn(
+            async move { send_pattern(&n, &to, header("r1", 1, None), 1, 1000, 100).await },
+        );
+    drop(next(&mut incoming).await);
+    let e = send.await.unwrap().unwrap_err().to_string();
+    assert!(e.contains("the originator dropped the response"), "{e}");
+
+    // The originator is not receiving at all: the writer hears that.
+    drop(incoming);
+    let e = send_pattern(&node, &to, header("r1", 2, None), 1, 1000, 100)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not receiving responses"), "{e}");
+}

@@ -114,6 +114,8 @@ pub struct TestEmbedder {
     pub others: Vec<Member>,
     pub replies: Mutex<Vec<Arc<Mutex<Recorded>>>>,
     pub emitted: Mutex<Vec<(String, Vec<u8>, bool)>>,
+    /// Refuses replies longer than this many bytes (as a plain Serf asker takes 1024 at most).
+    pub reply_limit: Option<usize>,
 }
 
 impl TestEmbedder {
@@ -161,11 +163,16 @@ pub fn member(name: &str, addr: &str, tags: &[(&str, &str)]) -> Member {
     }
 }
 
-struct Sink(Arc<Mutex<Recorded>>);
+struct Sink(Arc<Mutex<Recorded>>, Option<usize>);
 
 impl ReplySink for Sink {
     fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
         let mut r = self.0.lock().unwrap();
+        if let Some(limit) = self.1 {
+            if r.bytes.len() + chunk.len() > limit {
+                return Err(ReplyError::TooLarge(limit as u64));
+            }
+        }
         r.bytes.extend_from_slice(chunk);
         r.chunks += 1;
         Ok(())
@@ -188,7 +195,7 @@ impl Embedder for TestEmbedder {
     fn open_reply(&self, _query: &Query) -> Result<Box<dyn ReplySink>, ReplyError> {
         let rec = Arc::new(Mutex::new(Recorded::default()));
         self.replies.lock().unwrap().push(rec.clone());
-        Ok(Box::new(Sink(rec)))
+        Ok(Box::new(Sink(rec, self.reply_limit)))
     }
     fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
         self.emitted

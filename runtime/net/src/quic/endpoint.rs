@@ -226,6 +226,9 @@ impl QuicEndpoint {
     /// Must be called inside a tokio runtime.
     pub fn bind(config: QuicConfig) -> Result<(Self, IncomingResponses), QuicError> {
         let transport = config.transport()?;
+        if config.security.identity().chain.is_empty() {
+            return Err(QuicError::Config("the identity has no certificate".into()));
+        }
         let (roots, identity) = match &config.security {
             Security::Pinned(id) => (None, id.clone()),
             Security::Ca { ca, identity } => (Some(tls::root_store(ca)?), identity.clone()),
@@ -346,7 +349,7 @@ impl QuicEndpoint {
     ) -> Result<(quinn::SendStream, quinn::RecvStream), QuicError> {
         let conn = self.connection(peer).await?;
         match conn.open_bi().await {
-            Ok(send) => Ok(send),
+            Ok(streams) => Ok(streams),
             Err(first) => {
                 // The cached connection died since it was checked: dial once more.
                 tracing::debug!("QUIC: reconnecting to {}: {first}", peer.addr);

@@ -64,7 +64,8 @@ pub async fn quinn_single_stream(bytes: u64) -> Result<Figures, QuicError> {
             .await
             .ok_or_else(|| io_err("no connection"))?;
         let conn = conn.await.map_err(io_err)?;
-        let mut recv = conn.accept_uni().await.map_err(io_err)?;
+        // Bidirectional like the response streams (the transport allows no uni streams).
+        let (_send, mut recv) = conn.accept_bi().await.map_err(io_err)?;
         let mut total = 0u64;
         while let Some(chunk) = recv.read_chunk(CHUNK, true).await.map_err(io_err)? {
             total += chunk.bytes.len() as u64;
@@ -78,7 +79,7 @@ pub async fn quinn_single_stream(bytes: u64) -> Result<Figures, QuicError> {
         .map_err(io_err)?;
     let block = vec![0x5au8; CHUNK];
     let start = Instant::now();
-    let mut send = conn.open_uni().await.map_err(io_err)?;
+    let (mut send, _recv) = conn.open_bi().await.map_err(io_err)?;
     let mut left = bytes;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;

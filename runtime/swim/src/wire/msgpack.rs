@@ -434,6 +434,101 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Any msgpack value, for protocols whose messages are easier to handle as a tree than as
+/// fixed structs (Serf's RPC: `map[string]interface{}` stream records, maps of tags). Strings
+/// and byte slices are both [`Value::Raw`], as the old spec go-msgpack writes has no split.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Nil,
+    Bool(bool),
+    Uint(u64),
+    /// A negative integer (non-negative ones are always [`Value::Uint`]).
+    Int(i64),
+    Float(f64),
+    Raw(Vec<u8>),
+    Array(Vec<Value>),
+    Map(Vec<(Value, Value)>),
+}
+
+impl Writer {
+    /// Writes `v` in go-msgpack's forms (raw family for bytes, smallest integers).
+    pub fn value(&mut self, v: &Value) {
+        match v {
+            Value::Nil => self.nil(),
+            Value::Bool(b) => self.bool(*b),
+            Value::Uint(u) => self.uint(*u),
+            Value::Int(i) => self.int(*i),
+            Value::Float(f) => self.float64(*f),
+            Value::Raw(b) => self.raw(b),
+            Value::Array(items) => {
+                self.array_len(items.len());
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Map(pairs) => {
+                self.map_len(pairs.len());
+                for (k, v) in pairs {
+                    self.value(k);
+                    self.value(v);
+                }
+            }
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// Reads one value of any type as a tree, nesting at most [`MAX_SKIP_DEPTH`] deep.
+    /// Extensions are refused (no Serf message uses them). Container lengths are not
+    /// trusted: elements are read one by one, so a huge declared length with no content
+    /// is [`Error::Truncated`], not an allocation.
+    pub fn value(&mut self) -> Result<Value> {
+        self.value_at(0)
+    }
+
+    fn value_at(&mut self, depth: usize) -> Result<Value> {
+        let container = |depth: usize| {
+            if depth + 1 >= MAX_SKIP_DEPTH {
+                Err(Error::TooDeep(MAX_SKIP_DEPTH))
+            } else {
+                Ok(depth + 1)
+            }
+        };
+        Ok(match self.head()? {
+            Head::Nil => Value::Nil,
+            Head::Bool(b) => Value::Bool(b),
+            Head::Uint(u) => Value::Uint(u),
+            Head::Int(i) if i >= 0 => Value::Uint(i as u64),
+            Head::Int(i) => Value::Int(i),
+            Head::Float(bits) => Value::Float(f64::from_bits(bits)),
+            Head::Raw(n) => Value::Raw(self.raw_body(n, "msgpack raw")?.to_vec()),
+            Head::Ext(_) => {
+                return Err(Error::Msgpack(
+                    "msgpack extension types are not supported".into(),
+                ))
+            }
+            Head::Array(n) => {
+                let d = container(depth)?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    items.push(self.value_at(d)?);
+                }
+                Value::Array(items)
+            }
+            Head::Map(n) => {
+                let d = container(depth)?;
+                let mut pairs = Vec::new();
+                for _ in 0..n {
+                    let k = self.value_at(d)?;
+                    let v = self.value_at(d)?;
+                    pairs.push((k, v));
+                }
+                Value::Map(pairs)
+            }
+        })
+    }
+}
+
 fn unexpected(field: &str, want: &str, got: Head) -> Error {
     Error::Msgpack(format!("field {field}: expected {want}, found {got:?}"))
 }
@@ -446,6 +541,31 @@ mod tests {
         let mut w = Writer::default();
         f(&mut w);
         w.into_inner()
+    }
+
+    #[test]
+    fn values_round_trip_and_limit_depth() {
+        let v = Value::Map(vec![
+            (
+                Value::Raw(b"a".to_vec()),
+                Value::Array(vec![Value::Uint(300), Value::Int(-5)]),
+            ),
+            (Value::Raw(b"b".to_vec()), Value::Float(1.5)),
+            (Value::Raw(b"c".to_vec()), Value::Nil),
+            (Value::Raw(b"d".to_vec()), Value::Bool(true)),
+        ]);
+        let bytes = written(|w| w.value(&v));
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.value(), Ok(v));
+        assert!(r.rest().is_empty());
+        assert_eq!(
+            Reader::new(&[0x91; 100]).value(),
+            Err(Error::TooDeep(MAX_SKIP_DEPTH))
+        );
+        assert!(matches!(
+            Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff]).value(),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   that error into the stream and finishes it.
 //! - `abandon`: opens a stream, writes "partial" and drops it without finishing.
 //! - `fail`: returns an error "probe failed on purpose".
+//! - `exit`: payload is a status; calls `std::process::exit` with it.
 
 use std::hint::black_box;
 use std::io::Read;
@@ -118,6 +119,7 @@ impl Handler for Probe {
                 Ok(())
             }
             "fail" => Err("probe failed on purpose".into()),
+            "exit" => std::process::exit(text(&q.payload).trim().parse().unwrap_or(1)),
             other => Err(format!("probe: unknown mode {other}")),
         }
     }

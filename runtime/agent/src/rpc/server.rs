@@ -1,0 +1,1056 @@
+//! [`RpcServer`]: Serf's RPC server over a running [`SerfAgent`]. One task accepts clients;
+//! each client gets a reader task (decodes requests and runs them in order, as Serf's
+//! `handleClient` does) and a writer task fed by a bounded queue. Streams (`stream`,
+//! `monitor`, `query`) run as tasks of their own that push records into that queue without
+//! waiting: a client that stops reading fills its queue and is dropped, so the agent and the
+//! other clients never wait on it. A client that sends bytes that are not msgpack, or a
+//! request of the wrong shape, is dropped with a log line.
+
+use super::codec::{
+    self, decode_value, frame, int, map, s, Fields, KeyResponse, RequestHeader, ResponseHeader,
+    RpcMember, Value,
+};
+use super::errors::*;
+use super::{command_has_body, IPC_VERSION};
+use crate::error::{Error, Result};
+use crate::filter::{EventFilter, EventKind};
+use crate::logs::{LogHub, LogLevel};
+use crate::serf_agent::{QueryResult, SerfAgent};
+use hearsay_serf::event::Event;
+use hearsay_serf::{LamportTime, QueryParams};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Frames queued per client before a client that does not read is dropped.
+pub const CLIENT_QUEUE_FRAMES: usize = 1024;
+
+/// Static facts about the agent for the `stats` command (besides what the Serf layer knows).
+#[derive(Debug, Clone, Default)]
+pub struct AgentInfo {
+    /// The agent's version, shown under `runtime` → `version`.
+    pub version: String,
+    /// Event handlers as Serf lists them: `filter` (`member-join:` / `user:deploy`) →
+    /// handler.
+    pub event_handlers: BTreeMap<String, String>,
+}
+
+/// What the RPC server needs from the agent process.
+#[derive(Debug, Clone)]
+pub struct RpcContext {
+    /// The node the commands act on.
+    pub agent: SerfAgent,
+    /// When set, clients must send `auth` with this key after the handshake.
+    pub auth_key: Option<String>,
+    /// Where `monitor` reads log lines from; install [`LogHub::layer`] in the process's
+    /// tracing subscriber so it sees them.
+    pub logs: LogHub,
+    /// When set, the `tags` command writes the new tags there (as Serf's `-tags-file`).
+    pub tags_file: Option<PathBuf>,
+    /// Static facts for `stats`.
+    pub info: AgentInfo,
+    leave: watch::Sender<bool>,
+}
+
+impl RpcContext {
+    /// A context for `agent` with no auth key, a fresh log hub, no tags file.
+    pub fn new(agent: SerfAgent) -> Self {
+        Self {
+            agent,
+            auth_key: None,
+            logs: LogHub::default(),
+            tags_file: None,
+            info: AgentInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                event_handlers: BTreeMap::new(),
+            },
+            leave: watch::channel(false).0,
+        }
+    }
+
+    /// Requires clients to authenticate with `key` (an empty key means no auth, as in Serf).
+    pub fn auth_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.auth_key = (!key.is_empty()).then_some(key);
+        self
+    }
+
+    /// Streams this hub's lines to `monitor` clients.
+    pub fn logs(mut self, hub: LogHub) -> Self {
+        self.logs = hub;
+        self
+    }
+
+    /// Persists tags set over RPC to `path`.
+    pub fn tags_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tags_file = Some(path.into());
+        self
+    }
+
+    /// Sets the static facts `stats` reports.
+    pub fn info(mut self, info: AgentInfo) -> Self {
+        self.info = info;
+        self
+    }
+
+    /// Becomes `true` once a client's `leave` has completed: the agent left gracefully and
+    /// was shut down; the process should exit. Await it with `rx.wait_for(|l| *l)`.
+    pub fn leave_requested(&self) -> watch::Receiver<bool> {
+        self.leave.subscribe()
+    }
+}
+
+/// A running RPC server. Dropping it does not stop it; call [`RpcServer::shutdown`].
+#[derive(Debug)]
+pub struct RpcServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RpcServer {
+    /// Binds `addr` (port 0 picks a free one) and starts serving `ctx.agent` on the current
+    /// tokio runtime.
+    pub async fn bind(addr: SocketAddr, ctx: RpcContext) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::RpcIo {
+                context: format!("binding the RPC address {addr}"),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::RpcIo {
+            context: "reading the RPC listener's address".into(),
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, Arc::new(ctx), stop_rx));
+        tracing::info!(addr = %local_addr, "agent.ipc: RPC listening");
+        Ok(Self {
+            local_addr,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every client connection and waits for the tasks to end.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<RpcContext>, mut stop: watch::Receiver<bool>) {
+    let mut clients = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::info!(client = %peer, "agent.ipc: Accepted client");
+                    clients.spawn(serve_client(stream, peer, ctx.clone()));
+                }
+                Err(e) => {
+                    tracing::error!("agent.ipc: Failed to accept client: {e}");
+                    // Out of descriptors and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+        }
+    }
+    clients.shutdown().await;
+}
+
+/// A request as decoded from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Handshake {
+        version: i64,
+    },
+    Auth {
+        key: String,
+    },
+    Event {
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+    },
+    ForceLeave {
+        node: String,
+        prune: bool,
+    },
+    Join {
+        existing: Vec<String>,
+        replay: bool,
+    },
+    Members,
+    MembersFiltered {
+        tags: BTreeMap<String, String>,
+        status: String,
+        name: String,
+    },
+    Tags {
+        tags: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    Stream {
+        filter: String,
+    },
+    Monitor {
+        level: String,
+    },
+    Stop {
+        seq: u64,
+    },
+    Leave,
+    Query(Box<QueryRequest>),
+    Respond {
+        id: u64,
+        payload: Vec<u8>,
+    },
+    Key {
+        op: &'static str,
+        key: String,
+    },
+    Stats,
+    Coordinate {
+        node: String,
+    },
+}
+
+/// `queryRequest`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryRequest {
+    pub filter_nodes: Vec<String>,
+    pub filter_tags: BTreeMap<String, String>,
+    pub request_ack: bool,
+    pub relay_factor: u8,
+    /// Go `time.Duration` nanoseconds; 0 = Serf's default.
+    pub timeout_ns: i64,
+    pub name: String,
+    pub payload: Vec<u8>,
+}
+
+impl Request {
+    /// Decodes the body of `command` (`Value::Nil` for commands without one). `None` for a
+    /// command Serf does not have.
+    pub fn parse(command: &str, body: &Value) -> Option<Result<Self>> {
+        let f = match Fields::of(body, command) {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let r = || -> Result<Self> {
+            Ok(match command {
+                "handshake" => Self::Handshake {
+                    version: f.int("Version")?,
+                },
+                "auth" => Self::Auth {
+                    key: f.str("AuthKey")?,
+                },
+                "event" => Self::Event {
+                    name: f.str("Name")?,
+                    payload: f.bytes("Payload")?,
+                    coalesce: f.bool("Coalesce")?,
+                },
+                "force-leave" => Self::ForceLeave {
+                    node: f.str("Node")?,
+                    prune: f.bool("Prune")?,
+                },
+                "join" => Self::Join {
+                    existing: f.strings("Existing")?,
+                    replay: f.bool("Replay")?,
+                },
+                "members" => Self::Members,
+                "members-filtered" => Self::MembersFiltered {
+                    tags: f.string_map("Tags")?,
+                    status: f.str("Status")?,
+                    name: f.str("Name")?,
+                },
+                "tags" => Self::Tags {
+                    tags: f.string_map("Tags")?,
+                    delete: f.strings("DeleteTags")?,
+                },
+                "stream" => Self::Stream {
+                    filter: f.str("Type")?,
+                },
+                "monitor" => Self::Monitor {
+                    level: f.str("LogLevel")?,
+                },
+                "stop" => Self::Stop {
+                    seq: f.uint("Stop")?,
+                },
+                "leave" => Self::Leave,
+                "query" => Self::Query(Box::new(QueryRequest {
+                    filter_nodes: f.strings("FilterNodes")?,
+                    filter_tags: f.string_map("FilterTags")?,
+                    request_ack: f.bool("RequestAck")?,
+                    relay_factor: u8::try_from(f.uint("RelayFactor")?).map_err(|_| {
+                        Error::RpcProtocol("field RelayFactor overflows a uint8".into())
+                    })?,
+                    timeout_ns: f.int("Timeout")?,
+                    name: f.str("Name")?,
+                    payload: f.bytes("Payload")?,
+                })),
+                "respond" => Self::Respond {
+                    id: f.uint("ID")?,
+                    payload: f.bytes("Payload")?,
+                },
+                "install-key" | "use-key" | "remove-key" | "list-keys" => Self::Key {
+                    op: match command {
+                        "install-key" => "install-key",
+                        "use-key" => "use-key",
+                        "remove-key" => "remove-key",
+                        _ => "list-keys",
+                    },
+                    key: f.str("Key")?,
+                },
+                "stats" => Self::Stats,
+                "get-coordinate" => Self::Coordinate {
+                    node: f.str("Node")?,
+                },
+                other => {
+                    return Err(Error::RpcProtocol(format!("unknown command {other:?}")));
+                }
+            })
+        };
+        super::COMMANDS.contains(&command).then(r)
+    }
+}
+
+/// A query delivered over a client's event stream, kept so the client can `respond`.
+#[derive(Debug, Clone, Copy)]
+struct PendingQuery {
+    ltime: LamportTime,
+    id: u32,
+    deadline: Instant,
+}
+
+/// The sending side of one client: a bounded queue to its writer task.
+#[derive(Debug, Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Vec<u8>>,
+    kill: Arc<Notify>,
+    peer: SocketAddr,
+}
+
+impl Outbox {
+    /// Queues a frame without waiting. A full queue means the client is not reading: it is
+    /// dropped. Returns false when the client is gone.
+    fn send(&self, header: ResponseHeader, body: Option<&Value>) -> bool {
+        match self.tx.try_send(frame(&header.to_value(), body)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    client = %self.peer,
+                    "agent.ipc: client is not reading its responses ({CLIENT_QUEUE_FRAMES} frames queued); dropping it"
+                );
+                self.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn reply(&self, seq: u64, error: impl Into<String>, body: Option<&Value>) -> bool {
+        self.send(
+            ResponseHeader {
+                seq,
+                error: error.into(),
+            },
+            body,
+        )
+    }
+}
+
+struct Client {
+    ctx: Arc<RpcContext>,
+    out: Outbox,
+    version: i64,
+    authed: bool,
+    streams: HashMap<u64, JoinHandle<()>>,
+    monitor: Option<(u64, JoinHandle<()>)>,
+    queries: Arc<Mutex<HashMap<u64, PendingQuery>>>,
+    next_query_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Set after a completed `leave`: the reader stops once the response is written.
+    leaving: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for (_, t) in self.streams.drain() {
+            t.abort();
+        }
+        if let Some((_, t)) = self.monitor.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE_FRAMES);
+    let kill = Arc::new(Notify::new());
+    let writer_kill = kill.clone();
+    let mut writer = AbortOnDrop(Some(tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if let Err(e) = wr.write_all(&buf).await {
+                tracing::debug!(client = %peer, "agent.ipc: write failed: {e}");
+                writer_kill.notify_one();
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    })));
+    let mut client = Client {
+        ctx,
+        out: Outbox {
+            tx,
+            kill: kill.clone(),
+            peer,
+        },
+        version: 0,
+        authed: false,
+        streams: HashMap::new(),
+        monitor: None,
+        queries: Arc::new(Mutex::new(HashMap::new())),
+        next_query_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        leaving: false,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let outcome: std::result::Result<(), String> = async {
+        loop {
+            // Decode every complete request in the buffer.
+            while let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? {
+                let header = RequestHeader::from_value(&header)
+                    .map_err(|e| format!("failed to decode request header: {e}"))?;
+                let (body, body_used) = if command_has_body(&header.command) {
+                    match decode_value(&buf[used..]).map_err(|e| e.to_string())? {
+                        Some(b) => b,
+                        None => break,
+                    }
+                } else {
+                    (Value::Nil, 0)
+                };
+                buf.drain(..used + body_used);
+                client.handle(header, body).await?;
+                if client.leaving {
+                    return Ok(());
+                }
+            }
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = kill.notified() => return Err("dropped".to_owned()),
+            };
+            match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+    .await;
+    let dropped = matches!(&outcome, Err(e) if e == "dropped");
+    match outcome {
+        Ok(()) => tracing::debug!(client = %peer, "agent.ipc: client disconnected"),
+        Err(e) if e == "dropped" => {}
+        Err(e) => tracing::error!(client = %peer, "agent.ipc: dropping client: {e}"),
+    }
+    // Ends the stream tasks, so the writer's queue closes once drained.
+    drop(client);
+    let Some(handle) = writer.0.take() else {
+        return;
+    };
+    if dropped {
+        handle.abort();
+    } else if tokio::time::timeout(WRITER_DRAIN, handle).await.is_err() {
+        tracing::warn!(client = %peer, "agent.ipc: client did not take its last responses");
+    }
+}
+
+/// How long a closing connection may take to write its last queued responses.
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
+/// Aborts the writer task when the connection's task is dropped (server shutdown), so a
+/// write blocked on a client that does not read cannot outlive it.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Client {
+    /// Runs one request. `Err` drops the client (Serf closes the connection in these cases).
+    async fn handle(
+        &mut self,
+        header: RequestHeader,
+        body: Value,
+    ) -> std::result::Result<(), String> {
+        let seq = header.seq;
+        let command = header.command.as_str();
+        if command != "handshake" && self.version == 0 {
+            self.out.reply(seq, HANDSHAKE_REQUIRED, None);
+            return Err(HANDSHAKE_REQUIRED.to_owned());
+        }
+        let req = match Request::parse(command, &body) {
+            None => {
+                self.out.reply(seq, UNSUPPORTED_COMMAND, None);
+                return Err(format!("command '{command}' not recognized"));
+            }
+            Some(Err(e)) => return Err(format!("decode failed: {e}")),
+            Some(Ok(r)) => r,
+        };
+        if self.ctx.auth_key.is_some()
+            && !self.authed
+            && !matches!(req, Request::Auth { .. } | Request::Handshake { .. })
+        {
+            tracing::warn!(client = %self.out.peer, "agent.ipc: Client sending commands before auth");
+            // No body, even for commands that have one: Serf's client skips the body
+            // when the error is exactly this one.
+            self.out.reply(seq, AUTH_REQUIRED, None);
+            return Ok(());
+        }
+        self.run(seq, req).await;
+        Ok(())
+    }
+
+    async fn run(&mut self, seq: u64, req: Request) {
+        let agent = self.ctx.agent.clone();
+        let out = self.out.clone();
+        match req {
+            Request::Handshake { version } => {
+                let err = if version != IPC_VERSION {
+                    UNSUPPORTED_IPC_VERSION
+                } else if self.version != 0 {
+                    DUPLICATE_HANDSHAKE
+                } else {
+                    self.version = version;
+                    ""
+                };
+                out.reply(seq, err, None);
+            }
+            Request::Auth { key } => {
+                let ok = self.ctx.auth_key.as_deref().is_none_or(|k| k == key);
+                self.authed |= ok;
+                out.reply(seq, if ok { "" } else { INVALID_AUTH_TOKEN }, None);
+            }
+            Request::Event {
+                name,
+                payload,
+                coalesce,
+            } => {
+                let r = agent.user_event(&name, &payload, coalesce).await;
+                out.reply(seq, err_string(r), None);
+            }
+            Request::ForceLeave { node, prune } => {
+                let r = agent.force_leave(&node, prune).await;
+                out.reply(seq, err_string(r), None);
+            }
+            Request::Join { existing, replay } => {
+                let (num, err) = join(&agent, &existing, replay).await;
+                out.reply(seq, err, Some(&map(vec![("Num", int(num as i64))])));
+            }
+            Request::Members => {
+                let r = agent.members().await;
+                let (members, err) = match r {
+                    Ok(m) => (m, String::new()),
+                    Err(e) => (Vec::new(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&members_body(&members)));
+            }
+            Request::MembersFiltered { tags, status, name } => {
+                let (members, err) = match agent.members().await {
+                    Ok(m) => match filter_members(m, &tags, &status, &name) {
+                        Ok(m) => (m, String::new()),
+                        Err(e) => (Vec::new(), e),
+                    },
+                    Err(e) => (Vec::new(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&members_body(&members)));
+            }
+            Request::Tags { tags, delete } => {
+                let r = self.set_tags(tags, delete).await;
+                out.reply(seq, r.err().unwrap_or_default(), None);
+            }
+            Request::Stream { filter } => self.start_stream(seq, &filter),
+            Request::Monitor { level } => self.start_monitor(seq, &level),
+            Request::Stop { seq: stop } => {
+                if let Some((mseq, t)) = self.monitor.take() {
+                    if mseq == stop {
+                        t.abort();
+                    } else {
+                        self.monitor = Some((mseq, t));
+                    }
+                }
+                if let Some(t) = self.streams.remove(&stop) {
+                    t.abort();
+                }
+                out.reply(seq, "", None);
+            }
+            Request::Leave => {
+                tracing::info!("agent.ipc: Graceful leave triggered");
+                let r = agent.leave().await;
+                if let Err(e) = &r {
+                    tracing::error!("agent.ipc: leave failed: {e}");
+                }
+                out.reply(seq, err_string(r), None);
+                agent.shutdown().await;
+                let _ = self.ctx.leave.send(true);
+                self.leaving = true;
+            }
+            Request::Query(q) => self.start_query(seq, *q).await,
+            Request::Respond { id, payload } => {
+                let pending = {
+                    let mut qs = self.queries.lock().unwrap();
+                    qs.retain(|_, q| q.deadline > Instant::now());
+                    qs.get(&id).copied()
+                };
+                let err = match pending {
+                    None => INVALID_QUERY_ID.to_owned(),
+                    Some(q) => err_string(agent.respond(q.ltime, q.id, &payload).await),
+                };
+                out.reply(seq, err, None);
+            }
+            Request::Key { op, key } => {
+                let (resp, err) = match agent.key_op(op, &key).await {
+                    Ok(o) => (
+                        KeyResponse {
+                            messages: o.messages,
+                            keys: if op == "list-keys" {
+                                o.keys.into_iter().map(|(k, n)| (k, n as i64)).collect()
+                            } else {
+                                BTreeMap::new()
+                            },
+                            num_nodes: o.num_nodes as i64,
+                            num_err: o.num_err as i64,
+                            num_resp: o.num_resp as i64,
+                        },
+                        o.error.unwrap_or_default(),
+                    ),
+                    Err(e) => (KeyResponse::default(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&resp.to_value()));
+            }
+            Request::Stats => {
+                let body = self.stats().await;
+                out.reply(seq, "", Some(&body));
+            }
+            Request::Coordinate { node } => {
+                let coord = agent.coordinate(&node).await.ok().flatten();
+                let mut w = hearsay_swim::wire::msgpack::Writer::default();
+                let zero = hearsay_serf::coordinate::Coordinate {
+                    vec: Vec::new(),
+                    error: 0.0,
+                    adjustment: 0.0,
+                    height: 0.0,
+                };
+                hearsay_serf::coordinate::encode_coordinate(
+                    &mut w,
+                    coord.as_ref().unwrap_or(&zero),
+                );
+                let bytes = w.into_inner();
+                let coord_value = decode_value(&bytes)
+                    .ok()
+                    .flatten()
+                    .map_or(Value::Nil, |(v, _)| v);
+                let body = map(vec![
+                    ("Coord", coord_value),
+                    ("Ok", Value::Bool(coord.is_some())),
+                ]);
+                out.reply(seq, "", Some(&body));
+            }
+        }
+    }
+
+    async fn set_tags(
+        &self,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> std::result::Result<(), String> {
+        let agent = &self.ctx.agent;
+        let mut tags = agent.local_member().await.map_err(|e| e.to_string())?.tags;
+        tags.retain(|k, _| !delete.contains(k));
+        tags.extend(set);
+        // Serf writes the tags file before announcing the tags.
+        if let Some(path) = &self.ctx.tags_file {
+            write_tags_file(path, &tags)?;
+        }
+        agent.set_tags(tags).await.map_err(|e| e.to_string())
+    }
+
+    fn start_stream(&mut self, seq: u64, filter: &str) {
+        let Ok(filter) = EventFilter::parse(filter) else {
+            self.out.reply(seq, INVALID_FILTER, None);
+            return;
+        };
+        if self.streams.contains_key(&seq) {
+            self.out.reply(seq, STREAM_EXISTS, None);
+            return;
+        }
+        let mut events = self.ctx.agent.subscribe();
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let queries = self.queries.clone();
+        let next_id = self.next_query_id.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(client = %out.peer, "agent.ipc: Dropping {n} events to client");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                match stream_kind(&ev) {
+                    Some((kind, name)) if filter.matches(kind, name) => {}
+                    _ => continue,
+                }
+                let rec = match &ev {
+                    Event::Member(me) => map(vec![
+                        ("Event", s(me.kind.as_str())),
+                        (
+                            "Members",
+                            Value::Array(
+                                me.members
+                                    .iter()
+                                    .map(|m| RpcMember::from_member(m).to_value())
+                                    .collect(),
+                            ),
+                        ),
+                    ]),
+                    Event::User(ue) => map(vec![
+                        ("Event", s("user")),
+                        ("LTime", Value::Uint(ue.ltime)),
+                        ("Name", s(&ue.name)),
+                        ("Payload", Value::Raw(ue.payload.clone())),
+                        ("Coalesce", Value::Bool(ue.coalesce)),
+                    ]),
+                    Event::Query(q) => {
+                        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if q.deadline > Instant::now() {
+                            queries.lock().unwrap().insert(
+                                id,
+                                PendingQuery {
+                                    ltime: q.ltime,
+                                    id: q.id,
+                                    deadline: q.deadline,
+                                },
+                            );
+                        }
+                        map(vec![
+                            ("Event", s("query")),
+                            ("ID", Value::Uint(id)),
+                            ("LTime", Value::Uint(q.ltime)),
+                            ("Name", s(&q.name)),
+                            ("Payload", Value::Raw(q.payload.clone())),
+                        ])
+                    }
+                    _ => continue,
+                };
+                if !out.reply(seq, "", Some(&rec)) {
+                    return;
+                }
+            }
+        });
+        self.streams.insert(seq, task);
+    }
+
+    fn start_monitor(&mut self, seq: u64, level: &str) {
+        let upper = level.to_ascii_uppercase();
+        // Serf's levels exactly (its LevelFilter knows TRACE, DEBUG, INFO, WARN, ERR).
+        let Some(min) = ["TRACE", "DEBUG", "INFO", "WARN", "ERR"]
+            .contains(&upper.as_str())
+            .then(|| LogLevel::parse(&upper))
+            .flatten()
+        else {
+            self.out
+                .reply(seq, format!("Unknown log level: {upper}"), None);
+            return;
+        };
+        if self.monitor.is_some() {
+            self.out.reply(seq, MONITOR_EXISTS, None);
+            return;
+        }
+        let mut lines = self.ctx.logs.subscribe(min);
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let task = tokio::spawn(async move {
+            while let Some(line) = lines.next().await {
+                if !out.reply(seq, "", Some(&map(vec![("Log", s(&line))]))) {
+                    return;
+                }
+            }
+        });
+        self.monitor = Some((seq, task));
+    }
+
+    async fn start_query(&mut self, seq: u64, q: QueryRequest) {
+        let params = QueryParams {
+            filter_nodes: q.filter_nodes,
+            filter_tags: q.filter_tags,
+            request_ack: q.request_ack,
+            relay_factor: q.relay_factor,
+            timeout: Duration::from_nanos(q.timeout_ns.max(0) as u64),
+            finish_early: false,
+        };
+        let mut results = match self.ctx.agent.query(&q.name, &q.payload, params).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.out.reply(seq, e.to_string(), None);
+                return;
+            }
+        };
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let task = tokio::spawn(async move {
+            while let Some(r) = results.next().await {
+                let rec = match r {
+                    QueryResult::Ack { from } => map(vec![
+                        ("Type", s("ack")),
+                        ("From", s(&from)),
+                        ("Payload", Value::Nil),
+                    ]),
+                    QueryResult::Response { from, payload } => map(vec![
+                        ("Type", s("response")),
+                        ("From", s(&from)),
+                        ("Payload", Value::Raw(payload)),
+                    ]),
+                    QueryResult::Done => map(vec![
+                        ("Type", s("done")),
+                        ("From", s("")),
+                        ("Payload", Value::Nil),
+                    ]),
+                };
+                if !out.reply(seq, "", Some(&rec)) {
+                    return;
+                }
+            }
+        });
+        // Kept with the streams so the task ends with the client; a finished one is cheap.
+        self.streams.retain(|_, t| !t.is_finished());
+        self.streams.entry(seq).or_insert(task);
+    }
+
+    async fn stats(&self) -> Value {
+        let agent = &self.ctx.agent;
+        let serf = agent.stats().await.unwrap_or_default();
+        let tags = agent
+            .local_member()
+            .await
+            .map(|m| m.tags)
+            .unwrap_or_default();
+        let mut runtime = BTreeMap::new();
+        runtime.insert("os".to_owned(), std::env::consts::OS.to_owned());
+        runtime.insert("arch".to_owned(), std::env::consts::ARCH.to_owned());
+        runtime.insert("version".to_owned(), self.ctx.info.version.clone());
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        runtime.insert("cpu_count".to_owned(), cpus.to_string());
+        runtime.insert("max_procs".to_owned(), cpus.to_string());
+        let mut agent_map = BTreeMap::new();
+        agent_map.insert("name".to_owned(), agent.name().to_owned());
+        Value::Map(vec![
+            (s("agent"), codec::string_map(&agent_map)),
+            (s("runtime"), codec::string_map(&runtime)),
+            (s("serf"), codec::string_map(&serf)),
+            (s("tags"), codec::string_map(&tags)),
+            (
+                s("event_handlers"),
+                codec::string_map(&self.ctx.info.event_handlers),
+            ),
+        ])
+    }
+}
+
+async fn join(agent: &SerfAgent, existing: &[String], replay: bool) -> (usize, String) {
+    let mut addrs = Vec::new();
+    let mut errors = Vec::new();
+    for a in existing {
+        match hearsay_net::flags::resolve(a).await {
+            Ok(addr) => addrs.push(addr),
+            Err(e) => errors.push(format!("{a}: {e}")),
+        }
+    }
+    if addrs.is_empty() {
+        let why = if errors.is_empty() {
+            "no addresses to join".to_owned()
+        } else {
+            errors.join("; ")
+        };
+        return (0, format!("join failed: {why}"));
+    }
+    tracing::info!("agent: joining: {existing:?} replay: {replay}");
+    match agent.join(&addrs, !replay).await {
+        Ok(n) => (n, String::new()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn members_body(members: &[hearsay_serf::event::Member]) -> Value {
+    map(vec![(
+        "Members",
+        Value::Array(
+            members
+                .iter()
+                .map(|m| RpcMember::from_member(m).to_value())
+                .collect(),
+        ),
+    )])
+}
+
+/// Serf's `filterMembers`: every filter is a regular expression anchored at both ends.
+fn filter_members(
+    members: Vec<hearsay_serf::event::Member>,
+    tags: &BTreeMap<String, String>,
+    status: &str,
+    name: &str,
+) -> std::result::Result<Vec<hearsay_serf::event::Member>, String> {
+    let compile = |expr: &str| {
+        regex::Regex::new(&format!("^{expr}$")).map_err(|e| format!("Failed to compile regex: {e}"))
+    };
+    let tag_res = tags
+        .iter()
+        .map(|(t, e)| Ok((t.clone(), compile(e)?)))
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let status_re = compile(status)?;
+    let name_re = compile(name)?;
+    Ok(members
+        .into_iter()
+        .filter(|m| {
+            tag_res
+                .iter()
+                .all(|(t, re)| re.is_match(m.tags.get(t).map_or("", String::as_str)))
+                && (status.is_empty() || status_re.is_match(m.status.as_str()))
+                && (name.is_empty() || name_re.is_match(&m.name))
+        })
+        .collect())
+}
+
+fn write_tags_file(
+    path: &std::path::Path,
+    tags: &BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    let mut text = String::from("{");
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        hearsay_swim::json::push_string(&mut text, k);
+        text.push(':');
+        hearsay_swim::json::push_string(&mut text, v);
+    }
+    text.push_str("}\n");
+    std::fs::write(path, text)
+        .map_err(|e| format!("Failed to write tags file {}: {e}", path.display()))
+}
+
+fn err_string<T>(r: Result<T>) -> String {
+    r.err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+/// The filter kind and name of an event a stream can carry (member events, user events,
+/// queries); `None` for the others.
+fn stream_kind(ev: &Event) -> Option<(EventKind, &str)> {
+    use hearsay_serf::event::MemberEventKind as M;
+    Some(match ev {
+        Event::Member(me) => (
+            match me.kind {
+                M::Join => EventKind::MemberJoin,
+                M::Leave => EventKind::MemberLeave,
+                M::Failed => EventKind::MemberFailed,
+                M::Update => EventKind::MemberUpdate,
+                M::Reap => EventKind::MemberReap,
+            },
+            "",
+        ),
+        Event::User(u) => (EventKind::User, u.name.as_str()),
+        Event::Query(q) => (EventKind::Query, q.name.as_str()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_with_serf_field_names() {
+        let body = map(vec![
+            ("FilterNodes", codec::strings(&["a".to_owned()])),
+            ("RequestAck", Value::Bool(true)),
+            ("RelayFactor", Value::Uint(2)),
+            ("Timeout", Value::Uint(1_000_000_000)),
+            ("Name", s("q")),
+            ("Payload", Value::Raw(b"p".to_vec())),
+        ]);
+        let Some(Ok(Request::Query(q))) = Request::parse("query", &body) else {
+            panic!("query did not parse");
+        };
+        assert_eq!(q.filter_nodes, ["a"]);
+        assert!(q.request_ack);
+        assert_eq!((q.relay_factor, q.timeout_ns), (2, 1_000_000_000));
+        assert!(Request::parse("bogus", &Value::Nil).is_none());
+        assert!(matches!(
+            Request::parse("members", &Value::Nil),
+            Some(Ok(Request::Members))
+        ));
+        let bad = map(vec![("RelayFactor", Value::Uint(300))]);
+        assert!(matches!(Request::parse("query", &bad), Some(Err(_))));
+    }
+
+    #[test]
+    fn streams_filter_events_with_serf_syntax() {
+        let f = EventFilter::parse("member-join,user:deploy").unwrap();
+        let user = |name: &str| {
+            Event::User(hearsay_serf::event::UserEvent {
+                ltime: 1,
+                name: name.into(),
+                payload: vec![],
+                coalesce: false,
+            })
+        };
+        let passes = |ev: &Event| {
+            let (kind, name) = stream_kind(ev).unwrap();
+            f.matches(kind, name)
+        };
+        assert!(passes(&user("deploy")));
+        assert!(!passes(&user("other")));
+        assert!(stream_kind(&Event::LeaveComplete).is_none());
+        assert!(EventFilter::parse("nope").is_err());
+    }
+
+    #[test]
+    fn member_filters_are_anchored_regexes() {
+        let m = |name: &str| hearsay_serf::event::Member {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            tags: BTreeMap::new(),
+            status: hearsay_serf::event::MemberStatus::Alive,
+            vsn: [0; 6],
+        };
+        let all = vec![m("web1"), m("web12"), m("db1")];
+        let got = filter_members(all.clone(), &BTreeMap::new(), "", "web.").unwrap();
+        assert_eq!(got.len(), 1);
+        let got = filter_members(all.clone(), &BTreeMap::new(), "alive", "").unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(filter_members(all, &BTreeMap::new(), "(", "").is_err());
+    }
+}
