@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# hearsay's main job for now: a real serf agent and two hearsay nodes form one cluster on
-# loopback; the real serf CLI lists them, fires an event they receive and sends a query they
-# answer. Stops everything it started (by pid) on exit.
+# hearsay's main job: `hearsay agent`s form one cluster with a real serf agent on loopback.
+# One hearsay agent starts from flags, one from a TOML config file; the real serf CLI lists
+# them (also through a hearsay agent's RPC address, as does `hearsay members`), fires an event
+# they receive, sends a query they acknowledge; SIGHUP reloads a tags file; SIGINT makes an
+# agent leave gracefully, `serf leave` over RPC another. Stops everything it started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build -q -p hearsay-agent --bin hearsay-serf-node
-BIN=target/debug/hearsay-serf-node
+cargo build -q -p hearsay --bin hearsay
+BIN=${CARGO_TARGET_DIR:-target}/debug/hearsay
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Waits (at most 10 s) until `serf members` shows a line with every word given.
+wait_member() {
+  for _ in $(seq 1 50); do
+    if serf members -rpc-addr=$SERF_RPC | grep "^$1 " | grep -q -- "$2"; then return 0; fi
+    sleep 0.2
+  done
+  echo "demo: serf never listed $1 as $2" >&2
+  serf members -rpc-addr=$SERF_RPC >&2
+  return 1
+}
 
 SERF_BIND=127.0.0.1:17946
 SERF_RPC=127.0.0.1:17373
@@ -24,24 +37,65 @@ serf agent -node=serf-1 -bind=$SERF_BIND -rpc-addr=$SERF_RPC -tag role=serf \
 PIDS+=($!)
 for _ in $(seq 1 50); do serf members -rpc-addr=$SERF_RPC >/dev/null 2>&1 && break; sleep 0.2; done
 
-for i in 1 2; do
-  echo "== starting hearsay node hearsay-$i on 127.0.0.1:1795$i, joining $SERF_BIND"
-  "$BIN" -name=hearsay-$i -bind=127.0.0.1:1795$i -join=$SERF_BIND -tag role=hearsay \
-    -respond "hello=hello from hearsay-$i" -event-log "$WORK/hearsay-$i.events" \
-    >"$WORK/hearsay-$i.out" 2>"$WORK/hearsay-$i.log" &
-  PIDS+=($!)
-done
+echo "== starting hearsay-1 from flags, joining $SERF_BIND"
+"$BIN" agent -node=hearsay-1 -bind=127.0.0.1:17951 -rpc-addr=127.0.0.1:17381 \
+  -join=$SERF_BIND -tag role=hearsay >"$WORK/hearsay-1.out" 2>&1 &
+H1=$!
+PIDS+=($H1)
+
+echo "== starting hearsay-2 from a TOML config file with a tags file"
+echo '{"role":"hearsay"}' >"$WORK/hearsay-2.tags.json"
+cat >"$WORK/hearsay-2.toml" <<EOF
+node_name = "hearsay-2"
+bind = "127.0.0.1:17952"
+rpc_addr = "127.0.0.1:17382"
+retry_join = ["$SERF_BIND"]
+retry_interval = "1s"
+tags_file = "$WORK/hearsay-2.tags.json"
+EOF
+"$BIN" agent -config-file="$WORK/hearsay-2.toml" >"$WORK/hearsay-2.out" 2>&1 &
+H2=$!
+PIDS+=($H2)
 
 echo "== waiting for serf to see all three members"
-for _ in $(seq 1 50); do
-  [ "$(serf members -rpc-addr=$SERF_RPC -status=alive | wc -l)" -ge 3 ] && break
-  sleep 0.2
-done
+wait_member hearsay-1 alive
+wait_member hearsay-2 alive
 echo "== serf members (as the real serf sees the cluster):"
 serf members -rpc-addr=$SERF_RPC
+
+for _ in $(seq 1 50); do
+  [ "$(serf members -rpc-addr=127.0.0.1:17381 -status=alive | wc -l)" -ge 3 ] && break
+  sleep 0.2
+done
+echo "== serf members -rpc-addr=127.0.0.1:17381 (the real serf CLI asking hearsay-1 over RPC):"
+serf members -rpc-addr=127.0.0.1:17381
+echo "== hearsay members -rpc-addr=127.0.0.1:17382 (hearsay's own CLI asking hearsay-2):"
+"$BIN" members -rpc-addr=127.0.0.1:17382
+
 echo "== serf event deploy v1"
 serf event -rpc-addr=$SERF_RPC deploy v1
-sleep 1
-for i in 1 2; do echo "-- hearsay-$i received:"; cat "$WORK/hearsay-$i.events"; done
-echo "== serf query hello (answered by serf's shell handler and by both hearsay nodes)"
+for i in 1 2; do
+  for _ in $(seq 1 50); do grep -q "user-event: deploy" "$WORK/hearsay-$i.out" && break; sleep 0.2; done
+  echo "-- hearsay-$i logged:"; grep "user-event: deploy" "$WORK/hearsay-$i.out"
+done
+
+echo "== serf query hello (answered by serf's shell handler, acknowledged by both hearsay agents)"
 serf query -rpc-addr=$SERF_RPC -timeout=3s hello
+
+echo "== new tags in hearsay-2's tags file, then SIGHUP"
+echo '{"role":"hearsay","version":"2"}' >"$WORK/hearsay-2.tags.json"
+kill -HUP $H2
+wait_member hearsay-2 version=2
+serf members -rpc-addr=$SERF_RPC | grep '^hearsay-2 '
+
+echo "== SIGINT to hearsay-1: it leaves gracefully"
+kill -INT $H1
+wait $H1 && echo "hearsay-1 exited with status 0"
+wait_member hearsay-1 left
+serf members -rpc-addr=$SERF_RPC
+
+echo "== serf leave -rpc-addr=127.0.0.1:17382: hearsay-2 leaves over RPC and exits"
+serf leave -rpc-addr=127.0.0.1:17382
+wait $H2 && echo "hearsay-2 exited with status 0"
+wait_member hearsay-2 left
+serf members -rpc-addr=$SERF_RPC

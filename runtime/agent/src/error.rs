@@ -27,6 +27,26 @@ pub enum Error {
     /// names the file).
     #[error("tags file: {0}")]
     TagsFile(String),
+    /// The agent's flags or config files are wrong (the message names the file or flag, and
+    /// the key).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// `-encrypt` or `-keyring-file` does not give a usable keyring.
+    #[error("{0}")]
+    Keyring(String),
+    /// The log output could not be installed (a global subscriber already exists).
+    #[error("logging: {0}")]
+    Logging(String),
+    /// `-retry-join` gave up after `retry_max` failed attempts; the last failure is kept.
+    #[error("retry-join: giving up after {attempts} attempts; last error: {last}")]
+    RetryJoinExhausted { attempts: u32, last: Box<Error> },
+    /// Another node holds our name and the cluster voted for it (Serf's name conflict).
+    #[error("another node uses the name {name:?} and the cluster voted for it ({matching} of {responses} members know us at our address); start this node with a unique name")]
+    NameConflict {
+        name: String,
+        matching: usize,
+        responses: usize,
+    },
     /// An RPC socket could not be bound, connected, read or written (`context` says which).
     #[error("{context}: {source}")]
     RpcIo {

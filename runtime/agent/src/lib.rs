@@ -5,10 +5,12 @@
 //! (that is `hearsay-net`). Config, handler dispatch, the RPC server, the module store and
 //! tenants will live here too.
 
+pub mod config;
 pub mod error;
 pub mod filter;
 pub mod logs;
 pub mod rpc;
+pub mod run;
 pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;

@@ -1,8 +1,95 @@
-//! `hearsay agent`: flags and config files become an agent config, then the agent runs until
-//! it is told to leave or stop.
+//! `hearsay agent`: flags and config files become an agent config
+//! ([`hearsay_agent::config`]), then the agent runs ([`hearsay_agent::run`]) until it is told
+//! to leave or stop.
 
+use hearsay_agent::config::flags::{self, Command};
+use hearsay_agent::run::{self, Logging};
 use std::process::ExitCode;
 
-pub fn run(_args: Vec<String>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hearsay agent` is being built (issue 4)")
+const HELP: &str = r#"Usage: hearsay agent [options]
+
+  Starts the hearsay agent and runs until an interrupt is received. The agent
+  represents a single node in a cluster. Flags take Serf's spellings; -flag=value,
+  -flag value, --flag=value and --flag value all work. Flags override config files.
+
+Options:
+
+  -dev                     Development mode: no other flag needed. Binds 127.0.0.1:7946
+                           (a free port if that one is busy), RPC on 127.0.0.1:7373,
+                           the "local" timing profile and log level debug.
+  -bind=0.0.0.0:7946       Address to bind the gossip listeners (UDP and TCP) to. The port
+                           defaults to 7946. To use an IPv6 address, specify [::1] or
+                           [::1]:7946.
+  -advertise=addr          Address to advertise to the other cluster members (default: the
+                           bind address, or this host's outward address when binding
+                           0.0.0.0).
+  -config-file=foo         Path to a config file: JSON (Serf's format) or, when the name ends
+                           in ".toml", TOML with the same keys. Can be given many times.
+  -config-dir=foo          Path to a directory whose "*.json" and "*.toml" files are read as
+                           config files in lexical order. Can be given many times.
+  -encrypt=foo             Key for encrypting network traffic within the cluster.
+                           Must be a base64-encoded 16, 24 or 32-byte key.
+  -keyring-file=path       A JSON list of base64 keys to load the keyring from (the first is
+                           the primary key). Not allowed together with -encrypt.
+  -join=addr               An agent to join at start. Can be given many times. The agent
+                           exits if none of them can be reached.
+  -retry-join=addr         An agent to join, retrying until it succeeds. Can be given many
+                           times. Unlike -join, a failure does not stop the agent.
+  -retry-interval=30s      How long to wait between -retry-join attempts (at least 1s).
+  -retry-max=0             How many times to retry -retry-join before exiting with an error
+                           (0: retry forever).
+  -replay                  Replay past user events when joining at start.
+  -log-level=info          Log level: trace, debug, info, warn or err.
+  -log-json                Write logs as JSON objects, one per line.
+  -node=hostname           Name of this node. Must be unique in the cluster.
+  -profile=lan             Timing profile: lan, wan or local.
+  -protocol=5              Serf protocol version to speak (2 to 5). Defaults to the latest,
+                           but can be set back for upgrades.
+  -rejoin                  Ignore a previous leave and rejoin the cluster at start.
+                           Only works together with -snapshot.
+  -role=foo                Deprecated: the same as -tag role=foo.
+  -rpc-addr=127.0.0.1:7373 Address to bind the RPC listener to.
+  -rpc-auth=key            Require this key from RPC clients (Serf's auth command).
+  -snapshot=path           Snapshot file: stores alive nodes and event clocks so the agent
+                           can rejoin the cluster and avoid replaying events after a restart.
+  -tag key=value           A tag of this node. Can be given many times.
+  -tags-file=path          JSON file holding the node's tags (read at start and on SIGHUP).
+                           Not allowed together with -tag or tags in a config file.
+  -disable-compression     Do not compress gossip messages.
+  -broadcast-timeout=5s    The maximum time to wait for the leave and force-leave
+                           broadcasts to go out (at least 1s).
+  -leave-on-terminate      On SIGTERM, leave the cluster gracefully (default: stop without
+                           leaving).
+  -skip-leave-on-interrupt On SIGINT, stop without leaving (default: leave gracefully).
+
+Not supported (an error if used): -discover (mDNS), -iface, -syslog, -event-handler.
+
+Signals:
+
+  SIGHUP   re-reads the config files: log level, tags (from the tags file when one is
+           used), leave_on_terminate and skip_leave_on_interrupt.
+  SIGINT   leaves gracefully (unless skip_leave_on_interrupt), then exits.
+  SIGTERM  exits; leaves gracefully first only with leave_on_terminate.
+  A second signal during the leave exits at once.
+
+See README.md for every config file key, in JSON and in TOML.
+"#;
+
+pub fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let sources = match flags::parse(args)? {
+        Command::Help => {
+            println!("{HELP}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Run(s) => *s,
+    };
+    let config = sources.load()?;
+    // Also installs the log hub the RPC server's `monitor` reads.
+    let logging = Logging::init(config.log_level, config.log_json, Vec::new())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let exit = rt.block_on(run::run(config, sources, logging))?;
+    Ok(ExitCode::from(exit.code()))
 }

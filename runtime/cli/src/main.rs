@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // One line: our errors already name their causes, so the chain is not repeated.
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("Error: {msg}");
             ExitCode::from(1)
         }
     }

@@ -29,7 +29,7 @@
 //! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
 
 use anyhow::{bail, Context};
-use hearsay_agent::{snapshot, tags_file, AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{run, tags_file, AgentOptions, QueryResult, SerfAgent};
 use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, MemberEvent, MemberEventKind};
@@ -290,14 +290,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("READY {} {}", me.name, me.addr);
 
     if let Some(path) = &args.snapshot {
-        let (file, replay) = snapshot::SnapshotFile::open(path, false)?;
-        if !replay.left {
-            let n = snapshot::restore(&agent, &replay).await?;
-            if n > 0 {
-                println!("REJOINED {n}");
-            }
+        // The agent's own snapshot handling (after a leave, the replay holds nothing to
+        // restore, as Serf's without -rejoin).
+        let n = run::open_snapshot(&agent, path, false).await?;
+        if n > 0 {
+            println!("REJOINED {n}");
         }
-        snapshot::spawn(agent.clone(), file);
     }
 
     if !args.join.is_empty() {

@@ -1,0 +1,202 @@
+//! `hearsay agent`'s command line: Serf's agent flags (Go style, `-node=x`, `-node x`,
+//! `--node=x`), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
+//! `-skip-leave-on-interrupt`, turned into [`Sources`].
+
+use super::file::{WHY_DISCOVER, WHY_EVENT_HANDLERS, WHY_INTERFACE, WHY_SYSLOG};
+use super::value::parse_go_duration;
+use super::{ConfigError, Sources};
+use hearsay_net::flags::{Flag, Flags};
+use std::collections::BTreeMap;
+
+/// Flags that stand alone (a value only as `-flag=false`).
+const BOOL_FLAGS: &[&str] = &[
+    "h",
+    "help",
+    "dev",
+    "replay",
+    "rejoin",
+    "disable-compression",
+    "syslog",
+    "log-json",
+    "leave-on-terminate",
+    "skip-leave-on-interrupt",
+];
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `-h` / `-help`: print the flags and stop.
+    Help,
+    /// Run an agent from these sources.
+    Run(Box<Sources>),
+}
+
+const ORIGIN: &str = "command line";
+
+fn bad(flag: &Flag, message: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue {
+        origin: ORIGIN.to_owned(),
+        key: format!("-{}", flag.name),
+        message: message.into(),
+    }
+}
+
+fn unsupported(flag: &Flag, why: &'static str) -> ConfigError {
+    ConfigError::Unsupported {
+        origin: ORIGIN.to_owned(),
+        key: format!("-{}", flag.name),
+        why,
+    }
+}
+
+fn int<T: std::str::FromStr>(flag: &Flag) -> Result<T, ConfigError> {
+    flag.value
+        .parse()
+        .map_err(|_| bad(flag, format!("{:?} is not a whole number", flag.value)))
+}
+
+fn duration(flag: &Flag) -> Result<std::time::Duration, ConfigError> {
+    parse_go_duration(&flag.value).map_err(|e| bad(flag, e))
+}
+
+/// A `-tag` value: `key=value` with a non-empty key, as Serf's `UnmarshalTags`.
+fn tag(flag: &Flag) -> Result<(String, String), ConfigError> {
+    match flag.value.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(bad(
+            flag,
+            format!("invalid tag {:?}; expected key=value", flag.value),
+        )),
+    }
+}
+
+/// Parses `hearsay agent`'s arguments (without the verb).
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigError> {
+    let mut s = Sources::default();
+    let p = &mut s.flags;
+    let mut tags = BTreeMap::new();
+    for flag in Flags::new(args, BOOL_FLAGS) {
+        let flag = flag?;
+        let v = || Some(flag.value.clone());
+        match flag.name.as_str() {
+            "h" | "help" => return Ok(Command::Help),
+            "dev" => s.dev = flag.bool()?,
+            "config-file" | "config-dir" => s.config_paths.push(flag.value.clone().into()),
+            "node" => p.node_name = v(),
+            "bind" => p.bind = v(),
+            "advertise" => p.advertise = v(),
+            "rpc-addr" => p.rpc_addr = v(),
+            "rpc-auth" => p.rpc_auth = v(),
+            "encrypt" => p.encrypt_key = v(),
+            "keyring-file" => p.keyring_file = Some(flag.value.clone().into()),
+            "join" => p.start_join.push(flag.value.clone()),
+            "retry-join" => p.retry_join.push(flag.value.clone()),
+            "retry-max" => p.retry_max_attempts = Some(int(&flag)?),
+            "retry-interval" => p.retry_interval = Some(duration(&flag)?),
+            "replay" => p.replay_on_join = Some(flag.bool()?),
+            "tag" => {
+                let (k, v) = tag(&flag)?;
+                tags.insert(k, v);
+            }
+            "tags-file" => p.tags_file = Some(flag.value.clone().into()),
+            "role" => p.role = v(),
+            "profile" => p.profile = v(),
+            "snapshot" => p.snapshot_path = Some(flag.value.clone().into()),
+            "rejoin" => p.rejoin_after_leave = Some(flag.bool()?),
+            "protocol" => p.protocol = Some(int(&flag)?),
+            "log-level" => p.log_level = v(),
+            "log-json" => p.log_json = Some(flag.bool()?),
+            "leave-on-terminate" => p.leave_on_terminate = Some(flag.bool()?),
+            "skip-leave-on-interrupt" => p.skip_leave_on_interrupt = Some(flag.bool()?),
+            // Serf merges this flag unconditionally (so a file's `enable_compression: false`
+            // is lost); here only an explicit flag overrides the files.
+            "disable-compression" => p.enable_compression = Some(!flag.bool()?),
+            "broadcast-timeout" => p.broadcast_timeout = Some(duration(&flag)?),
+            "discover" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_DISCOVER)),
+            "iface" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_INTERFACE)),
+            "syslog" if flag.bool()? => return Err(unsupported(&flag, WHY_SYSLOG)),
+            "event-handler" => return Err(unsupported(&flag, WHY_EVENT_HANDLERS)),
+            "discover" | "iface" | "syslog" => {}
+            other => return Err(ConfigError::UnknownFlag(other.to_owned())),
+        }
+    }
+    if !tags.is_empty() {
+        p.tags = Some(tags);
+    }
+    Ok(Command::Run(Box::new(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn run(v: &[&str]) -> Result<Sources, ConfigError> {
+        match parse(v.iter().map(|s| s.to_string()))? {
+            Command::Run(s) => Ok(*s),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn serf_flags_in_both_styles() {
+        let s = run(&[
+            "-node=a",
+            "--bind",
+            "127.0.0.1:0",
+            "-join=x",
+            "--join",
+            "y",
+            "-retry-join=z",
+            "-retry-max=3",
+            "--retry-interval=2s",
+            "-replay",
+            "-tag",
+            "role=web",
+            "--tag=dc=east",
+            "-config-file=a.json",
+            "--config-dir",
+            "conf.d",
+            "-rpc-addr=127.0.0.1:0",
+            "-protocol=4",
+            "-disable-compression",
+            "-broadcast-timeout=3s",
+            "-log-level=debug",
+            "-log-json",
+            "-dev",
+        ])
+        .unwrap();
+        let p = &s.flags;
+        assert!(s.dev);
+        assert_eq!(s.config_paths.len(), 2);
+        assert_eq!(p.node_name.as_deref(), Some("a"));
+        assert_eq!(p.start_join, ["x", "y"]);
+        assert_eq!(p.retry_join, ["z"]);
+        assert_eq!(p.retry_max_attempts, Some(3));
+        assert_eq!(p.retry_interval, Some(Duration::from_secs(2)));
+        assert_eq!(p.replay_on_join, Some(true));
+        assert_eq!(p.tags.as_ref().unwrap().len(), 2);
+        assert_eq!(p.protocol, Some(4));
+        assert_eq!(p.enable_compression, Some(false));
+        assert_eq!(p.log_json, Some(true));
+        assert_eq!(parse(["-help".to_string()]).unwrap(), Command::Help);
+        assert_eq!(run(&[]).unwrap(), Sources::default());
+    }
+
+    #[test]
+    fn bad_flags_say_which() {
+        let e = |v: &[&str]| run(v).unwrap_err().to_string();
+        assert_eq!(
+            e(&["-nodes=a"]),
+            "flag provided but not defined: -nodes (see `hearsay agent -help`)"
+        );
+        assert!(e(&["-retry-max=lots"]).contains("-retry-max"));
+        assert!(e(&["-retry-interval=5"]).contains("-retry-interval"));
+        assert!(e(&["-tag=novalue"]).contains("invalid tag"));
+        assert!(e(&["-node"]).contains("-node needs a value"));
+        assert!(e(&["-discover=cluster"]).contains("mDNS"));
+        assert!(e(&["-event-handler=x.sh"]).contains("shell-script"));
+        assert!(e(&["stray"]).contains("stray"));
+        assert!(run(&["-syslog=false"]).is_ok());
+    }
+}

@@ -1,0 +1,727 @@
+//! The agent's configuration, with Serf's names and defaults: flags (`-node=x` and
+//! `--node=x`, see [`flags`]), Serf's JSON config files and hearsay's TOML files with the same
+//! keys (see [`file`]), merged as Serf merges them and resolved into one [`Config`].
+//!
+//! Order of precedence, lowest first: Serf's defaults, `-dev`'s defaults, config files in the
+//! order given, flags. [`Sources`] keeps the files and flags so SIGHUP can read them again.
+
+pub mod file;
+pub mod flags;
+pub mod value;
+
+use hearsay_serf::serf::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
+use hearsay_swim::Profile;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Serf's gossip port (memberlist's default).
+pub const DEFAULT_BIND_PORT: u16 = 7946;
+/// Serf's default RPC address.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
+/// Serf clamps the retry interval and broadcast timeout to at least this.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the configuration could not be read or is not valid. Every variant names where the
+/// bad input came from (a file's path, or "command line") and which key or flag.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A config file or directory could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file is not valid JSON / TOML, or its top level is not an object.
+    #[error("{origin}: invalid {format}: {message}")]
+    Syntax {
+        origin: String,
+        format: &'static str,
+        message: String,
+    },
+    /// A key no Serf or hearsay config has (a typo, most likely).
+    #[error("{origin}: unknown key {key:?}")]
+    UnknownKey { origin: String, key: String },
+    /// A key whose value has the wrong type.
+    #[error("{origin}: key {key:?} must be {expected}, found {found}")]
+    WrongType {
+        origin: String,
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    /// A value of the right type that does not parse or is out of range.
+    #[error("{origin}: {key}: {message}")]
+    BadValue {
+        origin: String,
+        key: String,
+        message: String,
+    },
+    /// A Serf feature hearsay does not implement was asked for.
+    #[error("{origin}: {key}: {why}")]
+    Unsupported {
+        origin: String,
+        key: String,
+        why: &'static str,
+    },
+    /// A setting's merged value is not valid (named by its file key and its flag).
+    #[error("{key} (-{flag}): {message}")]
+    Invalid {
+        key: &'static str,
+        flag: &'static str,
+        message: String,
+    },
+    /// A command-line flag is malformed (no value, not a flag, bad value).
+    #[error(transparent)]
+    Flag(#[from] hearsay_net::Error),
+    /// A flag `hearsay agent` does not have.
+    #[error("flag provided but not defined: -{0} (see `hearsay agent -help`)")]
+    UnknownFlag(String),
+    /// Settings that contradict each other.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// A bad merged setting: files and flags are merged by now, so the error names the setting
+/// by its file key and its flag.
+fn invalid(key: &'static str, flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Log levels as Serf spells them (`-log-level=err`); case does not matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Err,
+}
+
+impl LogLevel {
+    /// The `tracing` level this shows and everything above.
+    pub fn tracing_level(self) -> tracing::Level {
+        match self {
+            Self::Trace => tracing::Level::TRACE,
+            Self::Debug => tracing::Level::DEBUG,
+            Self::Info => tracing::Level::INFO,
+            Self::Warn => tracing::Level::WARN,
+            Self::Err => tracing::Level::ERROR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "TRACE",
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Err => "ERR",
+        }
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "TRACE" => Self::Trace,
+            "DEBUG" => Self::Debug,
+            "INFO" => Self::Info,
+            "WARN" | "WARNING" => Self::Warn,
+            "ERR" | "ERROR" => Self::Err,
+            _ => {
+                return Err(format!(
+                    "invalid log level {s:?}; valid levels are TRACE, DEBUG, INFO, WARN, ERR"
+                ))
+            }
+        })
+    }
+}
+
+/// Settings as one file or the command line gave them: `None` / empty is "not set here".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partial {
+    pub node_name: Option<String>,
+    pub role: Option<String>,
+    pub disable_coordinates: Option<bool>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub tags_file: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub advertise: Option<String>,
+    pub encrypt_key: Option<String>,
+    pub keyring_file: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub log_json: Option<bool>,
+    pub rpc_addr: Option<String>,
+    pub rpc_auth: Option<String>,
+    pub protocol: Option<u32>,
+    pub replay_on_join: Option<bool>,
+    pub query_response_size_limit: Option<usize>,
+    pub query_size_limit: Option<usize>,
+    pub user_event_size_limit: Option<usize>,
+    pub start_join: Vec<String>,
+    pub retry_join: Vec<String>,
+    pub retry_max_attempts: Option<u32>,
+    pub retry_interval: Option<Duration>,
+    pub profile: Option<String>,
+    pub snapshot_path: Option<PathBuf>,
+    pub leave_on_terminate: Option<bool>,
+    pub skip_leave_on_interrupt: Option<bool>,
+    pub reconnect_interval: Option<Duration>,
+    pub reconnect_timeout: Option<Duration>,
+    pub tombstone_timeout: Option<Duration>,
+    pub disable_name_resolution: Option<bool>,
+    pub rejoin_after_leave: Option<bool>,
+    pub enable_compression: Option<bool>,
+    pub broadcast_timeout: Option<Duration>,
+}
+
+impl Partial {
+    /// Lays `later` over `self` as Serf's `MergeConfig` does: set values win, tags merge key
+    /// by key, join lists append.
+    pub fn merge(&mut self, later: Partial) {
+        macro_rules! over {
+            ($($f:ident),* $(,)?) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
+        }
+        over!(
+            node_name,
+            role,
+            disable_coordinates,
+            tags_file,
+            bind,
+            advertise,
+            encrypt_key,
+            keyring_file,
+            log_level,
+            log_json,
+            rpc_addr,
+            rpc_auth,
+            protocol,
+            replay_on_join,
+            query_response_size_limit,
+            query_size_limit,
+            user_event_size_limit,
+            retry_max_attempts,
+            retry_interval,
+            profile,
+            snapshot_path,
+            leave_on_terminate,
+            skip_leave_on_interrupt,
+            reconnect_interval,
+            reconnect_timeout,
+            tombstone_timeout,
+            disable_name_resolution,
+            rejoin_after_leave,
+            enable_compression,
+            broadcast_timeout,
+        );
+        if let Some(tags) = later.tags {
+            self.tags.get_or_insert_with(BTreeMap::new).extend(tags);
+        }
+        self.start_join.extend(later.start_join);
+        self.retry_join.extend(later.retry_join);
+    }
+}
+
+/// The resolved configuration an agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node_name: String,
+    /// Where the gossip sockets (UDP and TCP) listen.
+    pub bind: SocketAddr,
+    /// `-dev` without an explicit bind: a busy 7946 falls back to a free port.
+    pub bind_fallback: bool,
+    /// What peers are told to reach us at; `None`: the bind address, or when that is a
+    /// wildcard, this host's outward address (see [`crate::run`]).
+    pub advertise: Option<SocketAddr>,
+    pub rpc_addr: SocketAddr,
+    pub rpc_auth: Option<String>,
+    pub encrypt_key: Option<String>,
+    pub keyring_file: Option<PathBuf>,
+    pub start_join: Vec<String>,
+    pub retry_join: Vec<String>,
+    /// 0: retry forever.
+    pub retry_max_attempts: u32,
+    pub retry_interval: Duration,
+    pub replay_on_join: bool,
+    pub tags: BTreeMap<String, String>,
+    pub tags_file: Option<PathBuf>,
+    pub profile: Profile,
+    pub snapshot_path: Option<PathBuf>,
+    pub rejoin_after_leave: bool,
+    pub protocol: u8,
+    pub log_level: LogLevel,
+    pub log_json: bool,
+    pub leave_on_terminate: bool,
+    pub skip_leave_on_interrupt: bool,
+    pub enable_compression: bool,
+    pub broadcast_timeout: Duration,
+    pub query_response_size_limit: usize,
+    pub query_size_limit: usize,
+    pub user_event_size_limit: usize,
+    pub disable_coordinates: bool,
+    pub disable_name_resolution: bool,
+    pub reconnect_interval: Option<Duration>,
+    pub reconnect_timeout: Option<Duration>,
+    pub tombstone_timeout: Option<Duration>,
+    /// Things Serf would warn about at start (values clamped, deprecated keys).
+    pub warnings: Vec<String>,
+}
+
+/// Where a configuration comes from: the files named by `-config-file` / `-config-dir` and
+/// the flags, kept so that a reload (SIGHUP) reads the files again under the same flags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources {
+    pub config_paths: Vec<PathBuf>,
+    pub flags: Partial,
+    pub dev: bool,
+}
+
+impl Sources {
+    /// Reads the files and resolves them with the flags over them.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut given = file::read_paths(&self.config_paths)?;
+        given.merge(self.flags.clone());
+        let bind_fallback = self.dev && given.bind.is_none();
+        let mut merged = if self.dev {
+            dev_defaults()
+        } else {
+            Partial::default()
+        };
+        merged.merge(given);
+        let mut config = Config::resolve(merged)?;
+        config.bind_fallback = bind_fallback;
+        Ok(config)
+    }
+}
+
+/// What `-dev` changes: everything on loopback, the fast `local` profile, debug logs.
+fn dev_defaults() -> Partial {
+    Partial {
+        bind: Some(format!("127.0.0.1:{DEFAULT_BIND_PORT}")),
+        log_level: Some("debug".into()),
+        profile: Some("local".into()),
+        ..Partial::default()
+    }
+}
+
+/// `host[:port]` to one address (port defaulting to `default_port`), as Serf's `AddrParts`.
+pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    if let Some((_, port)) = s.rsplit_once(':') {
+        if !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_err()
+        {
+            return Err(format!("invalid port {port:?} in {s:?}"));
+        }
+    }
+    let has_port = s
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let with_port = if has_port {
+        s.to_owned()
+    } else {
+        format!("{s}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolved to no address"))
+}
+
+impl Config {
+    /// Serf's defaults under `p`, checked. The origin of a bad value is not known any more
+    /// here (files and flags are merged), so errors name the setting by its file key.
+    pub fn resolve(p: Partial) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
+        let node_name = match p.node_name.filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => hearsay_net::flags::default_name(),
+        };
+        let mut tags = p.tags.unwrap_or_default();
+        if let Some(role) = p.role.filter(|r| !r.is_empty()) {
+            warnings.push("'role' is deprecated; use the tag role=... instead".into());
+            tags.insert("role".into(), role);
+        }
+        let bind_text = p.bind.unwrap_or_else(|| "0.0.0.0".into());
+        let bind =
+            parse_addr(&bind_text, DEFAULT_BIND_PORT).map_err(|e| invalid("bind", "bind", e))?;
+        let advertise = p
+            .advertise
+            .filter(|a| !a.is_empty())
+            .map(|a| parse_addr(&a, bind.port()).map_err(|e| invalid("advertise", "advertise", e)))
+            .transpose()?;
+        let rpc_text = p.rpc_addr.unwrap_or_else(|| DEFAULT_RPC_ADDR.into());
+        let rpc_addr =
+            parse_addr(&rpc_text, 7373).map_err(|e| invalid("rpc_addr", "rpc-addr", e))?;
+        let profile = match p.profile.as_deref().unwrap_or("lan") {
+            "lan" => Profile::Lan,
+            "wan" => Profile::Wan,
+            "local" => Profile::Local,
+            other => {
+                return Err(invalid(
+                    "profile",
+                    "profile",
+                    format!("unknown profile {other:?}; expected lan, wan or local"),
+                ))
+            }
+        };
+        let protocol = p.protocol.unwrap_or(PROTOCOL_VERSION_MAX as u32);
+        if !(PROTOCOL_VERSION_MIN as u32..=PROTOCOL_VERSION_MAX as u32).contains(&protocol) {
+            return Err(invalid(
+                "protocol",
+                "protocol",
+                format!(
+                    "protocol version {protocol} is not supported; use \
+                     {PROTOCOL_VERSION_MIN} to {PROTOCOL_VERSION_MAX}"
+                ),
+            ));
+        }
+        let log_level = p
+            .log_level
+            .as_deref()
+            .unwrap_or("info")
+            .parse::<LogLevel>()
+            .map_err(|e| invalid("log_level", "log-level", e))?;
+        let mut retry_interval = p.retry_interval.unwrap_or(Duration::from_secs(30));
+        if retry_interval < MIN_INTERVAL {
+            retry_interval = MIN_INTERVAL;
+            warnings.push("'retry_interval' is too low; setting it to 1s".into());
+        }
+        let mut broadcast_timeout = p.broadcast_timeout.unwrap_or(Duration::from_secs(5));
+        if broadcast_timeout < MIN_INTERVAL {
+            broadcast_timeout = MIN_INTERVAL;
+            warnings.push("'broadcast_timeout' is too low; setting it to 1s".into());
+        }
+        let rejoin_after_leave = p.rejoin_after_leave.unwrap_or(false);
+        let snapshot_path = p.snapshot_path.filter(|s| !s.as_os_str().is_empty());
+        if rejoin_after_leave && snapshot_path.is_none() {
+            warnings.push("'rejoin_after_leave' enabled without a snapshot file".into());
+        }
+        let tags_file = p.tags_file.filter(|s| !s.as_os_str().is_empty());
+        if tags_file.is_some() && !tags.is_empty() {
+            return Err(ConfigError::Conflict(
+                "tags (tag / tags / role) are not allowed while using a tags file \
+                 (tags_file); put them in the tags file"
+                    .into(),
+            ));
+        }
+        let encrypt_key = p.encrypt_key.filter(|k| !k.is_empty());
+        let keyring_file = p.keyring_file.filter(|s| !s.as_os_str().is_empty());
+        if encrypt_key.is_some() && keyring_file.is_some() {
+            return Err(ConfigError::Conflict(
+                "an encryption key (encrypt) is not allowed while using a keyring file \
+                 (keyring_file); add the key to the keyring file"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            node_name,
+            bind,
+            bind_fallback: false,
+            advertise,
+            rpc_addr,
+            rpc_auth: p.rpc_auth.filter(|k| !k.is_empty()),
+            encrypt_key,
+            keyring_file,
+            start_join: p.start_join,
+            retry_join: p.retry_join,
+            retry_max_attempts: p.retry_max_attempts.unwrap_or(0),
+            retry_interval,
+            replay_on_join: p.replay_on_join.unwrap_or(false),
+            tags,
+            tags_file,
+            profile,
+            snapshot_path,
+            rejoin_after_leave,
+            protocol: protocol as u8,
+            log_level,
+            log_json: p.log_json.unwrap_or(false),
+            leave_on_terminate: p.leave_on_terminate.unwrap_or(false),
+            skip_leave_on_interrupt: p.skip_leave_on_interrupt.unwrap_or(false),
+            enable_compression: p.enable_compression.unwrap_or(true),
+            broadcast_timeout,
+            query_response_size_limit: p.query_response_size_limit.unwrap_or(1024),
+            query_size_limit: p.query_size_limit.unwrap_or(1024),
+            user_event_size_limit: p.user_event_size_limit.unwrap_or(512),
+            disable_coordinates: p.disable_coordinates.unwrap_or(false),
+            disable_name_resolution: p.disable_name_resolution.unwrap_or(false),
+            reconnect_interval: p.reconnect_interval,
+            reconnect_timeout: p.reconnect_timeout,
+            tombstone_timeout: p.tombstone_timeout,
+            warnings,
+        })
+    }
+
+    /// The profile's name as Serf prints it.
+    pub fn profile_name(&self) -> &'static str {
+        match self.profile {
+            Profile::Lan => "lan",
+            Profile::Wan => "wan",
+            Profile::Local => "local",
+        }
+    }
+
+    /// True when the bind address is a wildcard (`0.0.0.0` / `::`), so the address to
+    /// advertise has to be found.
+    pub fn binds_wildcard(&self) -> bool {
+        self.bind.ip().is_unspecified()
+    }
+}
+
+/// Loopback, for an advertise address when nothing better is found.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[cfg(test)]
+mod tests {
+    use super::file::{decode_text, Format};
+    use super::*;
+
+    fn json(text: &str) -> Result<Partial, ConfigError> {
+        decode_text(text, Format::Json, "a.json")
+    }
+
+    fn toml(text: &str) -> Result<Partial, ConfigError> {
+        decode_text(text, Format::Toml, "b.toml")
+    }
+
+    #[test]
+    fn defaults_are_serfs() {
+        let c = Config::resolve(Partial::default()).unwrap();
+        assert_eq!(c.bind, "0.0.0.0:7946".parse().unwrap());
+        assert_eq!(c.rpc_addr, "127.0.0.1:7373".parse().unwrap());
+        assert_eq!(c.profile, Profile::Lan);
+        assert_eq!(c.protocol, 5);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.retry_interval, Duration::from_secs(30));
+        assert_eq!(c.retry_max_attempts, 0);
+        assert_eq!(c.broadcast_timeout, Duration::from_secs(5));
+        assert_eq!(
+            (
+                c.query_response_size_limit,
+                c.query_size_limit,
+                c.user_event_size_limit
+            ),
+            (1024, 1024, 512)
+        );
+        assert!(c.enable_compression && !c.replay_on_join && !c.leave_on_terminate);
+        assert!(!c.node_name.is_empty());
+    }
+
+    #[test]
+    fn json_and_toml_decode_the_same_keys() {
+        let j = json(
+            r#"{"node_name":"a","bind":"127.0.0.1:8000","tags":{"role":"web"},
+                "start_join":["127.0.0.1:1"],"retry_interval":"5s","retry_max_attempts":3,
+                "protocol":4,"enable_compression":false,"event_handlers":[],
+                "enable_syslog":false,"syslog_facility":"LOCAL0","discover":""}"#,
+        )
+        .unwrap();
+        let t = toml(
+            "node_name = \"a\"\nbind = \"127.0.0.1:8000\"\nstart_join = [\"127.0.0.1:1\"]\n\
+             retry_interval = \"5s\"\nretry_max_attempts = 3\nprotocol = 4\n\
+             enable_compression = false\nevent_handlers = []\nenable_syslog = false\n\
+             syslog_facility = \"LOCAL0\"\ndiscover = \"\"\n[tags]\nrole = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(j, t);
+        let c = Config::resolve(j).unwrap();
+        assert_eq!(c.node_name, "a");
+        assert_eq!(c.retry_interval, Duration::from_secs(5));
+        assert_eq!(c.protocol, 4);
+        assert!(!c.enable_compression);
+        assert_eq!(c.tags["role"], "web");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_type() {
+        let e = json(r#"{"node_nme":"a"}"#).unwrap_err().to_string();
+        assert_eq!(e, "a.json: unknown key \"node_nme\"");
+        let e = json(r#"{"retry_max_attempts":"3"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.json: key \"retry_max_attempts\" must be an integer, found a string"
+        );
+        let e = toml("tags = { role = 1 }").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "b.toml: key \"tags.role\" must be a string, found an integer"
+        );
+        let e = json(r#"{"retry_interval":"soon"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.json: retry_interval: invalid duration"),
+            "{e}"
+        );
+        let e = json(r#"{"start_join":"x"}"#).unwrap_err().to_string();
+        assert!(e.contains("must be a list of strings"), "{e}");
+        let e = json(r#"{"event_handlers":["x.sh"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.json: event_handlers: hearsay does not"),
+            "{e}"
+        );
+        let e = json(r#"{"discover":"c"}"#).unwrap_err().to_string();
+        assert!(e.contains("mDNS discovery is not supported"), "{e}");
+        let e = json("{\"a\":").unwrap_err().to_string();
+        assert!(e.starts_with("a.json: invalid JSON:"), "{e}");
+        let e = json("[1]").unwrap_err().to_string();
+        assert!(e.contains("top level must be an object"), "{e}");
+        let e = json(r#"{"protocol":-1}"#).unwrap_err().to_string();
+        assert!(e.contains("protocol"), "{e}");
+    }
+
+    #[test]
+    fn merge_as_serf() {
+        let mut a = json(
+            r#"{"node_name":"a","tags":{"x":"1","y":"1"},"start_join":["j1"],
+                "retry_join":["r1"],"log_level":"debug"}"#,
+        )
+        .unwrap();
+        let b =
+            json(r#"{"node_name":"b","tags":{"y":"2"},"start_join":["j2"],"retry_join":["r2"]}"#)
+                .unwrap();
+        a.merge(b);
+        assert_eq!(a.node_name.as_deref(), Some("b"));
+        assert_eq!(a.log_level.as_deref(), Some("debug"));
+        let tags = a.tags.clone().unwrap();
+        assert_eq!((tags["x"].as_str(), tags["y"].as_str()), ("1", "2"));
+        assert_eq!(a.start_join, ["j1", "j2"]);
+        assert_eq!(a.retry_join, ["r1", "r2"]);
+    }
+
+    #[test]
+    fn checks_and_clamps() {
+        let c = Config::resolve(Partial {
+            retry_interval: Some(Duration::from_millis(10)),
+            role: Some("db".into()),
+            ..Partial::default()
+        })
+        .unwrap();
+        assert_eq!(c.retry_interval, Duration::from_secs(1));
+        assert_eq!(c.tags["role"], "db");
+        assert_eq!(c.warnings.len(), 2);
+        let e = |p: Partial| Config::resolve(p).unwrap_err().to_string();
+        assert!(e(Partial {
+            profile: Some("moon".into()),
+            ..Partial::default()
+        })
+        .contains("unknown profile \"moon\""));
+        assert!(e(Partial {
+            protocol: Some(9),
+            ..Partial::default()
+        })
+        .contains("protocol version 9"));
+        assert!(e(Partial {
+            log_level: Some("loud".into()),
+            ..Partial::default()
+        })
+        .contains("invalid log level"));
+        assert!(e(Partial {
+            tags: Some([("a".to_owned(), "b".to_owned())].into()),
+            tags_file: Some("t.json".into()),
+            ..Partial::default()
+        })
+        .contains("tags file"));
+        assert!(e(Partial {
+            encrypt_key: Some("k".into()),
+            keyring_file: Some("k.json".into()),
+            ..Partial::default()
+        })
+        .contains("keyring file"));
+        assert!(e(Partial {
+            bind: Some("1.2.3.4:notaport".into()),
+            ..Partial::default()
+        })
+        .starts_with("bind (-bind): "));
+        assert_eq!(
+            e(Partial {
+                rpc_addr: Some("127.0.0.1:99999".into()),
+                ..Partial::default()
+            }),
+            "rpc_addr (-rpc-addr): invalid port \"99999\" in \"127.0.0.1:99999\""
+        );
+        for level in ["trace", "DEBUG", "Info", "warn", "err", "ERROR"] {
+            assert!(level.parse::<LogLevel>().is_ok(), "{level}");
+        }
+    }
+
+    #[test]
+    fn config_dir_reads_json_and_toml_in_lexical_order() {
+        let dir = std::env::temp_dir().join(format!("hearsay-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub.json")).unwrap();
+        std::fs::write(dir.join("b.toml"), "node_name = \"b\"\n[tags]\nk = \"b\"\n").unwrap();
+        std::fs::write(
+            dir.join("a.json"),
+            r#"{"node_name":"a","start_join":["x"]}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("c.json"), r#"{"start_join":["y"]}"#).unwrap();
+        std::fs::write(dir.join("ignored.txt"), "not a config").unwrap();
+        let p = file::read_paths(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(p.node_name.as_deref(), Some("b"));
+        assert_eq!(p.start_join, ["x", "y"]);
+        std::fs::write(dir.join("d.json"), r#"{"bogus":1}"#).unwrap();
+        let e = file::read_paths(std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d.json") && e.contains("\"bogus\""), "{e}");
+        let e = file::read_paths(&[dir.join("missing.json")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dev_defaults_and_flags_over_files() {
+        let s = Sources {
+            dev: true,
+            ..Sources::default()
+        };
+        let c = s.load().unwrap();
+        assert_eq!(c.bind, "127.0.0.1:7946".parse().unwrap());
+        assert!(c.bind_fallback);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.profile, Profile::Local);
+        let path = std::env::temp_dir().join(format!("hearsay-over-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"node_name":"file","bind":"127.0.0.1:9"}"#).unwrap();
+        let s = Sources {
+            config_paths: vec![path.clone()],
+            flags: Partial {
+                node_name: Some("flag".into()),
+                ..Partial::default()
+            },
+            dev: true,
+        };
+        let c = s.load().unwrap();
+        assert_eq!(c.node_name, "flag");
+        assert_eq!(c.bind.port(), 9);
+        assert!(!c.bind_fallback);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
