@@ -52,6 +52,7 @@ struct Args {
     quick: bool,
     out: Option<PathBuf>,
     node_bin: Option<PathBuf>,
+    agent_bin: Option<PathBuf>,
     serf_bin: Option<PathBuf>,
     no_serf: bool,
     no_live: bool,
@@ -63,7 +64,8 @@ struct Args {
     raw: Vec<String>,
 }
 
-const USAGE: &str = "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] \
+const USAGE: &str =
+    "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers]";
 
 fn parse_args() -> Result<Args> {
@@ -72,6 +74,7 @@ fn parse_args() -> Result<Args> {
         quick: false,
         out: None,
         node_bin: None,
+        agent_bin: None,
         serf_bin: None,
         no_serf: false,
         no_live: false,
@@ -97,6 +100,7 @@ fn parse_args() -> Result<Args> {
             "quick" => a.quick = true,
             "out" => a.out = Some(value()?.into()),
             "node-bin" => a.node_bin = Some(value()?.into()),
+            "agent-bin" => a.agent_bin = Some(value()?.into()),
             "serf-bin" => a.serf_bin = Some(value()?.into()),
             "no-serf" => a.no_serf = true,
             "no-live" => a.no_live = true,
@@ -207,9 +211,18 @@ fn find_tools(args: &Args) -> Result<Tools> {
             node.display()
         );
     }
+    // `hearsay` (the agent and CLI), when built: optional, the old path stays without it.
+    let agent = match &args.agent_bin {
+        Some(p) => Some(p.clone()),
+        None => Some(node.with_file_name("hearsay")).filter(|p| p.is_file()),
+    };
+    if agent.is_none() {
+        eprintln!("[bench] no `hearsay` binary beside hearsay-serf-node: hearsay's live nodes run as hearsay-serf-node");
+    }
     Ok(Tools {
         serf: find_serf(args),
         node,
+        agent,
     })
 }
 
@@ -299,12 +312,22 @@ fn each<T>(
 fn failure_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "1. Failure detection".into(),
-        intro: "A fresh cluster of N agents, all serf or all `hearsay-serf-node` (LAN profile, \
+        intro: if tools.agent.is_some() {
+            "A fresh cluster of N agents, all `serf agent` or all `hearsay agent` (LAN profile, \
+serf's default), settles; then one member is killed with SIGKILL. Measured from the kill until \
+each survivor's Serf layer reports the member failed: serf's `serf: EventMemberFailed` log line, \
+hearsay's `serf: member left or failed ... event=member-failed` line (both before the agent's \
+coalescing); and until each agent hands `member-failed` to its handlers (`agent: Received \
+event: member-failed`, after the agents' 1 s coalescing quiescence). Each repetition is a new \
+cluster; how long that cluster took to form is reported too."
+        } else {
+            "A fresh cluster of N agents, all serf or all `hearsay-serf-node` (LAN profile, \
 serf's default), settles; then one member is killed with SIGKILL. Measured from the kill until \
 each survivor reports the member failed: for serf the `serf: EventMemberFailed` log line (the \
 Serf library's event, before the agent's coalescing), for hearsay the `EVENT member-failed` \
 line. Each repetition is a new cluster; how long that cluster took to form is reported too."
-            .into(),
+        }
+        .into(),
         ..Section::default()
     };
     for &(n, reps) in &plan.failure {
@@ -333,12 +356,17 @@ line. Each repetition is a new cluster; how long that cluster took to form is re
         );
         sec.rows.push(
             Row::new(
-                "kill -9 → serf agent hands member-failed to handlers (after 1 s coalescing quiescence)",
+                "kill -9 → agent hands member-failed to handlers (after 1 s coalescing quiescence)",
                 n,
                 Unit::Secs,
             )
             .serf(&s.handler)
-            .reference("hearsay-serf-node reports events uncoalesced; no hearsay equivalent yet"),
+            .hearsay(&h.handler)
+            .reference(if tools.agent.is_some() {
+                "both agents coalesce member events (serf: 1 s quiescence; hearsay agent: the same settings)"
+            } else {
+                "hearsay-serf-node reports events uncoalesced: no hearsay figure without `hearsay agent`"
+            }),
         );
         sec.rows.push(
             Row::new(
@@ -368,14 +396,21 @@ fn note_timeouts(notes: &mut Vec<String>, what: &str, s: &FailureSamples, h: &Fa
 fn events_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "2. User event propagation".into(),
-        intro:
-            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, so they sample every phase of the 200 ms gossip ticker) from one origin \
-without coalescing. serf: N agents, the event sent with `serf event -coalesce=false` to the first \
-agent's RPC; each agent's `agent: Received event: user-event` log line is its delivery. hearsay: \
-N−1 `hearsay-serf-node`s plus an in-process hearsay agent as origin (hearsay has no RPC/CLI yet); \
-each node's `EVENT user` line is its delivery. Times run from the origin's own delivery, so \
-neither CLI start-up nor RPC is counted."
-                .into(),
+        intro: format!(
+            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, \
+so they sample every phase of the 200 ms gossip ticker) from one origin without coalescing. \
+serf: N agents, the event sent with `serf event -coalesce=false` to the first agent's RPC; each \
+agent's `agent: Received event: user-event` log line is its delivery. {} Times run from the \
+origin's own delivery, so neither CLI start-up nor RPC is counted.",
+            if tools.agent.is_some() {
+                "hearsay, measured the same way: N `hearsay agent`s, the event sent with \
+`hearsay event -coalesce=false` to the first agent's RPC; each agent's `agent: Received event: \
+user-event` line is its delivery."
+            } else {
+                "hearsay: N−1 `hearsay-serf-node`s plus an in-process hearsay agent as origin \
+(no `hearsay` binary built); each node's `EVENT user` line is its delivery."
+            }
+        ),
         ..Section::default()
     };
     for &(n, reps) in &plan.events {
@@ -417,7 +452,9 @@ the origin queries `ping` with acks requested and waits for N acks and N respons
 dispatched` line to its streamed `Ack from` / `Response from` lines, and the CLI is killed \
 once all arrived (it would otherwise wait out the timeout). hearsay: `hearsay-serf-node \
 -respond ping=pong` on N−1 nodes plus the in-process origin (which answers too); times from \
-the query call to each result."
+the query call to each result. This is the old, asymmetric path: a `hearsay agent` answers \
+queries only through a handler, and `hearsay agent -handler` is not on main yet, so hearsay's \
+query figures are not yet measured through `hearsay query` over RPC."
             .into(),
         ..Section::default()
     };
@@ -457,9 +494,14 @@ fn idle_section(tools: &Tools, plan: &Plan) -> Section {
         intro: format!(
             "{} fresh 3-node cluster(s) per implementation, measured after {} s without traffic: \
 VmRSS from `/proc/PID/status` and CPU time (utime+stime from `/proc/PID/stat`) over that \
-window, per agent process.",
+window, per agent process ({}).",
             plan.idle_clusters,
-            plan.idle_for.as_secs()
+            plan.idle_for.as_secs(),
+            if tools.agent.is_some() {
+                "`serf agent` and `hearsay agent`, each with its RPC server"
+            } else {
+                "`serf agent` and `hearsay-serf-node`"
+            }
         ),
         ..Section::default()
     };
@@ -990,6 +1032,7 @@ fn main() -> Result<()> {
         Tools {
             serf: find_serf(&args),
             node: PathBuf::new(),
+            agent: None,
         }
     } else {
         find_tools(&args)?
