@@ -2,7 +2,7 @@
 //! writes BENCHMARKS.md.
 //!
 //! ```text
-//! cargo build --release -p hearsay-agent --bin hearsay-serf-node
+//! cargo build --release -p hearsay-agent --bin hearsay-serf-node -p hearsay
 //! cargo run --release -p hearsay-bench -- --out BENCHMARKS.md        # the full run
 //! cargo run --release -p hearsay-bench -- --quick --out /tmp/b.md    # < 2 min smoke run
 //! ```
@@ -966,8 +966,8 @@ fn not_measured() -> Vec<(String, String)> {
             "the agent's handler wiring is not on main yet: sections 5–7 measure hearsay at the host level",
         ),
         (
-            "Large responses inside a live query (QUIC replies wired into the agent's queries)",
-            "the agent does not route query replies over QUIC yet: section 8 measures the transport module",
+            "Large responses inside a live query (`hearsay query` with QUIC replies between agents)",
+            "the agent's QUIC query replies need a handler to produce a large reply, and `hearsay agent -handler` is not on main yet: section 8 measures the transport module",
         ),
         (
             "Module deployment by event (time until every node runs a new handler)",

@@ -195,7 +195,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
         let _ = writeln!(o, "```sh");
         let _ = writeln!(
             o,
-            "cargo build --release -p hearsay-agent --bin hearsay-serf-node"
+            "cargo build --release -p hearsay-agent --bin hearsay-serf-node -p hearsay"
         );
         let _ = writeln!(o, "{}", self.command);
         let _ = writeln!(o, "```\n");

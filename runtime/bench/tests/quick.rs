@@ -55,9 +55,9 @@ const QUIC: &[&str] = &[
     "quinn: one bare stream of 16 MiB",
 ];
 
-/// serf-only figures.
-const SERF_ONLY: &[&str] =
-    &["kill -9 → serf agent hands member-failed to handlers (after 1 s coalescing quiescence)"];
+/// Agent-only figures (coalesced member events): serf's and `hearsay agent`'s.
+const AGENT_ONLY: &[&str] =
+    &["kill -9 → agent hands member-failed to handlers (after 1 s coalescing quiescence)"];
 
 /// Simulator figures (hearsay only).
 const SIM: &[&str] = &[
@@ -85,20 +85,29 @@ fn serf_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// `hearsay-serf-node` of the same profile as this test's build; built on demand when the
-/// test runs without the rest of the workspace.
+/// `hearsay-serf-node` and `hearsay` (agent and CLI; the bench finds it beside the node) of
+/// the same profile as this test's build; built on demand when the test runs without the rest
+/// of the workspace.
 fn node_bin(bench: &Path) -> PathBuf {
     let profile_dir = bench.parent().expect("bench has a directory");
     let node = profile_dir.join("hearsay-serf-node");
-    if node.is_file() {
+    if node.is_file() && profile_dir.join("hearsay").is_file() {
         return node;
     }
     let target_dir = profile_dir.parent().expect("profile dir has a parent");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "hearsay-agent", "--bin", "hearsay-serf-node"])
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "-p",
+        "hearsay-agent",
+        "--bin",
+        "hearsay-serf-node",
+        "-p",
+        "hearsay",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir);
     if profile_dir.ends_with("release") {
         cmd.arg("--release");
     }
@@ -153,12 +162,14 @@ fn quick_mode_produces_every_figure() {
             }
         }
     }
-    for f in SERF_ONLY {
+    for f in AGENT_ONLY {
         let r = rows(&report, f);
         assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
         if serf {
             assert!(r.iter().all(|c| c[3] != "—"), "no serf value for {f:?}");
         }
+        // `hearsay` is built beside the node, so hearsay's live nodes are agents too.
+        assert!(r.iter().all(|c| c[4] != "—"), "no hearsay value for {f:?}");
     }
     for f in HEARSAY_ONLY {
         let r = rows(&report, f);
