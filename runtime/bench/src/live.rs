@@ -36,8 +36,8 @@ pub struct FailureSamples {
     pub all: Vec<f64>,
     /// kill → the first survivor reports it.
     pub first: Vec<f64>,
-    /// serf only: kill → the last survivor's agent hands `member-failed` to its handlers
-    /// (after the agent's member-event coalescing).
+    /// Agents only (serf, `hearsay agent`): kill → the last survivor's agent hands
+    /// `member-failed` to its handlers (after the agent's member-event coalescing).
     pub handler: Vec<f64>,
     /// Repetitions where some survivor never reported it within the bound.
     pub timeouts: usize,
@@ -87,11 +87,12 @@ pub fn failure_detection(
                     break;
                 }
             }
-            if imp == Impl::Serf {
-                // The agent logs this after the coalescer (a 1 s quiescent period) lets it out.
-                let t = node.proc.lines.wait_for(deadline, |l| {
-                    l.contains("agent: Received event: member-failed")
-                });
+            if node.rpc_port != 0 {
+                // An agent logs this after its coalescer (a 1 s quiescent period) lets it out.
+                let t = node
+                    .proc
+                    .lines
+                    .wait_for(deadline, |l| imp.failed_coalesced(l, &victim_name));
                 if let Some(t) = t {
                     handler_times.push(secs(t.saturating_duration_since(killed)));
                 }
@@ -116,15 +117,22 @@ struct LiveCluster {
     members: Vec<(String, Lines)>,
     nodes: Vec<Node>,
     origin: Option<Origin>,
-    serf: Option<PathBuf>,
+    /// The CLI that drives the first node over RPC (`serf` or `hearsay`).
+    cli: Option<PathBuf>,
 }
 
 impl LiveCluster {
-    /// `n` members. serf: `n` agents, the first driven by the `serf` CLI. hearsay: `n - 1`
-    /// `hearsay-serf-node`s plus the in-process origin.
+    /// `n` members. serf: `n` agents, the first driven by the `serf` CLI; hearsay likewise
+    /// with `hearsay agent`s and the `hearsay` CLI when built (and `role` needs no handler),
+    /// else `n - 1` `hearsay-serf-node`s plus the in-process origin.
     fn start(tools: &Tools, imp: Impl, prefix: &str, n: usize, role: NodeRole) -> Result<Self> {
-        match imp {
-            Impl::Serf => {
+        let cli = match imp {
+            Impl::Serf => tools.serf.clone(),
+            Impl::Hearsay if tools.hearsay_agent(role) => tools.agent.clone(),
+            Impl::Hearsay => None,
+        };
+        match cli {
+            Some(cli) => {
                 let nodes = start_cluster(tools, imp, prefix, n, role, &[])?;
                 let members = nodes
                     .iter()
@@ -134,10 +142,11 @@ impl LiveCluster {
                     members,
                     nodes,
                     origin: None,
-                    serf: tools.serf.clone(),
+                    cli: Some(cli),
                 })
             }
-            Impl::Hearsay => {
+            None if imp == Impl::Serf => bail!("serf is not installed"),
+            None => {
                 let origin_name = format!("{prefix}origin");
                 let nodes = start_cluster(tools, imp, prefix, n - 1, role, &[])?;
                 let origin = Origin::start(&origin_name, nodes[0].gossip_port)?;
@@ -156,7 +165,7 @@ impl LiveCluster {
                     members,
                     nodes,
                     origin: Some(origin),
-                    serf: None,
+                    cli: None,
                 })
             }
         }
@@ -164,14 +173,14 @@ impl LiveCluster {
 
     /// Fires user event `event` at the origin.
     fn fire(&self, event: &str) -> Result<()> {
-        match (&self.origin, &self.serf) {
+        match (&self.origin, &self.cli) {
             (Some(o), _) => o.fire(event),
-            (None, None) => bail!("serf is not installed"),
-            (None, Some(serf)) => {
+            (None, None) => bail!("no CLI to drive the cluster"),
+            (None, Some(cli)) => {
                 let args = ["event", "-coalesce=false", event, "x"];
-                let out = serf_cli(serf, &self.nodes[0], &args)?;
+                let out = rpc_cli(cli, &self.nodes[0], &args)?;
                 if !out.status.success() {
-                    bail!("serf event failed: {out:?}");
+                    bail!("{} event failed: {out:?}", cli.display());
                 }
                 Ok(())
             }
@@ -186,9 +195,9 @@ impl LiveCluster {
     }
 }
 
-/// Runs a `serf` CLI command against `node`'s RPC address.
-fn serf_cli(serf: &Path, node: &Node, args: &[&str]) -> Result<std::process::Output> {
-    Ok(Command::new(serf)
+/// Runs a `serf` or `hearsay` CLI command against `node`'s RPC address.
+fn rpc_cli(cli: &Path, node: &Node, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(cli)
         .arg(args[0])
         .arg(format!("-rpc-addr=127.0.0.1:{}", node.rpc_port))
         .args(&args[1..])
@@ -272,13 +281,13 @@ pub fn query_round_trip(
     let limit = Duration::from_secs(12);
     let mut out = QuerySamples::default();
     for _ in 0..reps {
-        let (acks, responses) = match (&cluster.origin, &cluster.serf) {
+        let (acks, responses) = match (&cluster.origin, &cluster.cli) {
             (Some(o), _) => {
                 let t = o.query_ping(n, limit)?;
                 (t.acks, t.responses)
             }
             (None, Some(serf)) => serf_query(serf, &cluster.nodes[0], n, limit)?,
-            (None, None) => bail!("serf is not installed"),
+            (None, None) => bail!("no CLI to drive the cluster"),
         };
         if acks.len() < n || responses.len() < n {
             out.incomplete += 1;

@@ -2,32 +2,45 @@
 //! writes BENCHMARKS.md.
 //!
 //! ```text
-//! cargo build --release -p hearsay-agent --bin hearsay-serf-node
+//! cargo build --release -p hearsay-agent --bin hearsay-serf-node -p hearsay
 //! cargo run --release -p hearsay-bench -- --out BENCHMARKS.md        # the full run
 //! cargo run --release -p hearsay-bench -- --quick --out /tmp/b.md    # < 2 min smoke run
 //! ```
 //!
 //! Flags: `--quick` (fewer repetitions, smaller N), `--out PATH` (default: stdout),
 //! `--node-bin PATH` (default: `hearsay-serf-node` beside this executable), `--serf-bin PATH`
-//! (default: `serf` on PATH), `--no-serf` (hearsay only), `--no-live` / `--no-sim` (skip the
-//! process or the simulator part; for development). Progress goes to stderr.
+//! (default: `serf` on PATH), `--wasm-dir PATH` (the built handler components; default: build
+//! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
+//! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development).
+//! Progress goes to stderr.
+//!
+//! Sections: 1–4 live clusters (failure detection, user events, queries, idle footprint),
+//! 5–7 handlers (cost per event, a slow handler beside a fast one, memory with 10 handlers:
+//! serf's shell handlers against hearsay-host), 8 QUIC large responses, 9 the simulator.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
 //! every child is killed by pid when its measurement ends. Scale figures come from the
 //! in-process simulator (`Sim<Serf>`).
 
+mod guests;
+mod handlers;
 mod inproc;
 mod live;
 mod machine;
 mod procs;
+mod quic;
 mod report;
+mod rpc;
 mod sim;
 mod stats;
 
 use anyhow::{bail, Context, Result};
+use guests::Guests;
+use handlers::HandlerPlan;
 use live::{EventSamples, FailureSamples, IdleSamples, QuerySamples};
 use machine::Machine;
 use procs::{Impl, Tools};
+use quic::QuicPlan;
 use report::{Report, Row, Section};
 use sim::{SimPlan, SimResult};
 use stats::Unit;
@@ -39,15 +52,21 @@ struct Args {
     quick: bool,
     out: Option<PathBuf>,
     node_bin: Option<PathBuf>,
+    agent_bin: Option<PathBuf>,
     serf_bin: Option<PathBuf>,
     no_serf: bool,
     no_live: bool,
     no_sim: bool,
+    no_handlers: bool,
+    wasm_dir: Option<PathBuf>,
+    /// Internal: run as the child process of the handler-footprint figure.
+    footprint_child: Option<usize>,
     raw: Vec<String>,
 }
 
-const USAGE: &str = "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] \
-[--serf-bin PATH] [--no-serf] [--no-live] [--no-sim]";
+const USAGE: &str =
+    "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
+[--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers]";
 
 fn parse_args() -> Result<Args> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -55,10 +74,14 @@ fn parse_args() -> Result<Args> {
         quick: false,
         out: None,
         node_bin: None,
+        agent_bin: None,
         serf_bin: None,
         no_serf: false,
         no_live: false,
         no_sim: false,
+        no_handlers: false,
+        wasm_dir: None,
+        footprint_child: None,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -77,10 +100,16 @@ fn parse_args() -> Result<Args> {
             "quick" => a.quick = true,
             "out" => a.out = Some(value()?.into()),
             "node-bin" => a.node_bin = Some(value()?.into()),
+            "agent-bin" => a.agent_bin = Some(value()?.into()),
             "serf-bin" => a.serf_bin = Some(value()?.into()),
             "no-serf" => a.no_serf = true,
             "no-live" => a.no_live = true,
             "no-sim" => a.no_sim = true,
+            "no-handlers" => a.no_handlers = true,
+            "wasm-dir" => a.wasm_dir = Some(value()?.into()),
+            "footprint-child" => {
+                a.footprint_child = Some(value()?.parse().context("--footprint-child N")?)
+            }
             "h" | "help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -103,6 +132,8 @@ struct Plan {
     sims: Vec<SimPlan>,
     /// Try N = 10 000 in the simulator if N = 1000 suggests it fits in memory and time.
     try_10k: bool,
+    handlers: HandlerPlan,
+    quic: QuicPlan,
 }
 
 impl Plan {
@@ -124,6 +155,19 @@ impl Plan {
                 settle: Duration::from_millis(500),
                 sims: vec![sim(100, 1, 3, 1)],
                 try_10k: false,
+                handlers: HandlerPlan {
+                    rounds: 1,
+                    events: 30,
+                    slow_single: 5,
+                    slow_stream: 10,
+                    footprint_reps: 1,
+                },
+                quic: QuicPlan {
+                    reps: 1,
+                    single_bytes: 16 << 20,
+                    responders: 4,
+                    bytes_each: 4 << 20,
+                },
             }
         } else {
             Self {
@@ -135,6 +179,19 @@ impl Plan {
                 settle: Duration::from_secs(2),
                 sims: vec![sim(100, 5, 10, 3), sim(1000, 2, 10, 3)],
                 try_10k: true,
+                handlers: HandlerPlan {
+                    rounds: 5,
+                    events: 100,
+                    slow_single: 15,
+                    slow_stream: 20,
+                    footprint_reps: 3,
+                },
+                quic: QuicPlan {
+                    reps: 5,
+                    single_bytes: 128 << 20,
+                    responders: 8,
+                    bytes_each: 32 << 20,
+                },
             }
         }
     }
@@ -154,25 +211,40 @@ fn find_tools(args: &Args) -> Result<Tools> {
             node.display()
         );
     }
-    let serf = if args.no_serf {
-        None
-    } else {
-        let s = args.serf_bin.clone().unwrap_or_else(|| "serf".into());
-        let ok = std::process::Command::new(&s)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            Some(s)
-        } else {
-            eprintln!(
-                "warning: {} does not run; measuring hearsay alone",
-                s.display()
-            );
-            None
-        }
+    // `hearsay` (the agent and CLI), when built: optional, the old path stays without it.
+    let agent = match &args.agent_bin {
+        Some(p) => Some(p.clone()),
+        None => Some(node.with_file_name("hearsay")).filter(|p| p.is_file()),
     };
-    Ok(Tools { serf, node })
+    if agent.is_none() {
+        eprintln!("[bench] no `hearsay` binary beside hearsay-serf-node: hearsay's live nodes run as hearsay-serf-node");
+    }
+    Ok(Tools {
+        serf: find_serf(args),
+        node,
+        agent,
+    })
+}
+
+/// The `serf` executable, unless `--no-serf` or it does not run.
+fn find_serf(args: &Args) -> Option<PathBuf> {
+    if args.no_serf {
+        return None;
+    }
+    let s = args.serf_bin.clone().unwrap_or_else(|| "serf".into());
+    let ok = std::process::Command::new(&s)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(s)
+    } else {
+        eprintln!(
+            "warning: {} does not run; measuring hearsay alone",
+            s.display()
+        );
+        None
+    }
 }
 
 /// The implementations to measure, serf first.
@@ -240,12 +312,22 @@ fn each<T>(
 fn failure_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "1. Failure detection".into(),
-        intro: "A fresh cluster of N agents, all serf or all `hearsay-serf-node` (LAN profile, \
+        intro: if tools.agent.is_some() {
+            "A fresh cluster of N agents, all `serf agent` or all `hearsay agent` (LAN profile, \
+serf's default), settles; then one member is killed with SIGKILL. Measured from the kill until \
+each survivor's Serf layer reports the member failed: serf's `serf: EventMemberFailed` log line, \
+hearsay's `serf: member left or failed ... event=member-failed` line (both before the agent's \
+coalescing); and until each agent hands `member-failed` to its handlers (`agent: Received \
+event: member-failed`, after the agents' 1 s coalescing quiescence). Each repetition is a new \
+cluster; how long that cluster took to form is reported too."
+        } else {
+            "A fresh cluster of N agents, all serf or all `hearsay-serf-node` (LAN profile, \
 serf's default), settles; then one member is killed with SIGKILL. Measured from the kill until \
 each survivor reports the member failed: for serf the `serf: EventMemberFailed` log line (the \
 Serf library's event, before the agent's coalescing), for hearsay the `EVENT member-failed` \
 line. Each repetition is a new cluster; how long that cluster took to form is reported too."
-            .into(),
+        }
+        .into(),
         ..Section::default()
     };
     for &(n, reps) in &plan.failure {
@@ -274,12 +356,17 @@ line. Each repetition is a new cluster; how long that cluster took to form is re
         );
         sec.rows.push(
             Row::new(
-                "kill -9 → serf agent hands member-failed to handlers (after 1 s coalescing quiescence)",
+                "kill -9 → agent hands member-failed to handlers (after 1 s coalescing quiescence)",
                 n,
                 Unit::Secs,
             )
             .serf(&s.handler)
-            .reference("hearsay-serf-node reports events uncoalesced; no hearsay equivalent yet"),
+            .hearsay(&h.handler)
+            .reference(if tools.agent.is_some() {
+                "both agents coalesce member events (serf: 1 s quiescence; hearsay agent: the same settings)"
+            } else {
+                "hearsay-serf-node reports events uncoalesced: no hearsay figure without `hearsay agent`"
+            }),
         );
         sec.rows.push(
             Row::new(
@@ -309,14 +396,21 @@ fn note_timeouts(notes: &mut Vec<String>, what: &str, s: &FailureSamples, h: &Fa
 fn events_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "2. User event propagation".into(),
-        intro:
-            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, so they sample every phase of the 200 ms gossip ticker) from one origin \
-without coalescing. serf: N agents, the event sent with `serf event -coalesce=false` to the first \
-agent's RPC; each agent's `agent: Received event: user-event` log line is its delivery. hearsay: \
-N−1 `hearsay-serf-node`s plus an in-process hearsay agent as origin (hearsay has no RPC/CLI yet); \
-each node's `EVENT user` line is its delivery. Times run from the origin's own delivery, so \
-neither CLI start-up nor RPC is counted."
-                .into(),
+        intro: format!(
+            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, \
+so they sample every phase of the 200 ms gossip ticker) from one origin without coalescing. \
+serf: N agents, the event sent with `serf event -coalesce=false` to the first agent's RPC; each \
+agent's `agent: Received event: user-event` log line is its delivery. {} Times run from the \
+origin's own delivery, so neither CLI start-up nor RPC is counted.",
+            if tools.agent.is_some() {
+                "hearsay, measured the same way: N `hearsay agent`s, the event sent with \
+`hearsay event -coalesce=false` to the first agent's RPC; each agent's `agent: Received event: \
+user-event` line is its delivery."
+            } else {
+                "hearsay: N−1 `hearsay-serf-node`s plus an in-process hearsay agent as origin \
+(no `hearsay` binary built); each node's `EVENT user` line is its delivery."
+            }
+        ),
         ..Section::default()
     };
     for &(n, reps) in &plan.events {
@@ -358,7 +452,9 @@ the origin queries `ping` with acks requested and waits for N acks and N respons
 dispatched` line to its streamed `Ack from` / `Response from` lines, and the CLI is killed \
 once all arrived (it would otherwise wait out the timeout). hearsay: `hearsay-serf-node \
 -respond ping=pong` on N−1 nodes plus the in-process origin (which answers too); times from \
-the query call to each result."
+the query call to each result. This is the old, asymmetric path: a `hearsay agent` answers \
+queries only through a handler, and `hearsay agent -handler` is not on main yet, so hearsay's \
+query figures are not yet measured through `hearsay query` over RPC."
             .into(),
         ..Section::default()
     };
@@ -398,9 +494,14 @@ fn idle_section(tools: &Tools, plan: &Plan) -> Section {
         intro: format!(
             "{} fresh 3-node cluster(s) per implementation, measured after {} s without traffic: \
 VmRSS from `/proc/PID/status` and CPU time (utime+stime from `/proc/PID/stat`) over that \
-window, per agent process.",
+window, per agent process ({}).",
             plan.idle_clusters,
-            plan.idle_for.as_secs()
+            plan.idle_for.as_secs(),
+            if tools.agent.is_some() {
+                "`serf agent` and `hearsay agent`, each with its RPC server"
+            } else {
+                "`serf agent` and `hearsay-serf-node`"
+            }
         ),
         ..Section::default()
     };
@@ -420,6 +521,242 @@ window, per agent process.",
             .hearsay(&h.cpu_pct)
             .reference("100 Hz tick accounting: 0.2 % resolution over 5 s"),
     );
+    sec
+}
+
+fn pct_of(samples: &[f64]) -> f64 {
+    stats::Summary::of(samples).map_or(f64::NAN, |s| s.median)
+}
+
+fn handler_cost_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section {
+    let hp = plan.handlers;
+    let mut sec = Section {
+        title: "5. Handler cost per event".into(),
+        intro: format!(
+            "One node fed user events, each handled by one handler. serf: a lone `serf agent` \
+with `-event-handler user=handler.sh`, a one-line script (`echo \"$SERF_USER_EVENT\"`; serf runs \
+`/bin/sh -c` per event), fed over its RPC port by the bench's own RPC client (no CLI fork per \
+event); a handler's time runs from the agent's `Received event: user-event` log line to that \
+script's `script output` line. hearsay, **host level** (`hearsay agent -handler` is not \
+available yet): `hearsay-host` in the bench process, the `echo` component (logs the event), \
+2 workers; a handler's time runs from `Host::dispatch` to the outcome on its ticket (hand-off to \
+a worker, a fresh `Store` and instance from the pre-instantiated component, the guest's \
+`handle`, the outcome). {} round(s) of {} events one at a time (median over all events; p99 per \
+round), then a burst of {} events fired at once (events/s from the first event's start to the \
+last one's end; both run one handler's events one after another).",
+            hp.rounds, hp.events, hp.events
+        ),
+        ..Section::default()
+    };
+    let (s, h) = each(tools, "handler cost", &mut sec.notes, |imp| match imp {
+        Impl::Serf => handlers::serf_cost(tools.serf.as_deref().context("no serf")?, hp),
+        Impl::Hearsay => handlers::hearsay_cost(guests, hp),
+    });
+    let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    let speedup = pct_of(&s.per_event) / pct_of(&h.per_event);
+    sec.rows.push(
+        Row::new("handler time per event (median)", 1, Unit::Secs)
+            .serf(&s.per_event)
+            .hearsay(&h.per_event)
+            .reference(format!(
+                "target: hearsay ≥ 100× cheaper; measured: hearsay {speedup:.0}× cheaper (hearsay host level)"
+            ))
+            .headline(),
+    );
+    sec.rows.push(
+        Row::new("handler time per event (p99 of a round)", 1, Unit::Secs)
+            .serf(&s.p99)
+            .hearsay(&h.p99)
+            .reference("hearsay host level"),
+    );
+    sec.rows.push(
+        Row::new(
+            "handler throughput, burst (events/s)",
+            1,
+            Unit::Count(" ev/s"),
+        )
+        .serf(&s.per_sec)
+        .hearsay(&h.per_sec)
+        .reference("above 1.00× hearsay handles more per second; hearsay host level")
+        .headline(),
+    );
+    sec
+}
+
+fn slow_fast_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section {
+    let hp = plan.handlers;
+    let mut sec = Section {
+        title: "6. A slow handler beside a fast one".into(),
+        intro: format!(
+            "Two handlers for every user event: a slow one (100 ms per event) and a fast one. \
+serf: `-event-handler user=slow.sh -event-handler user=fast.sh` (`sleep 0.1; echo ...` and \
+`echo ...`), which serf runs one after the other on its event loop; times from the RPC request \
+being written to the fast script's `script output` line. hearsay, **host level**: the bench's \
+`slow` component (sleeps 100 ms through the WASI monotonic clock, clocks granted) and `echo` as \
+the fast one, each on its own queue, 2 workers; the event dispatched to slow first, times from \
+that dispatch to the fast one's outcome. {} events one at a time, then a stream of {} events \
+50 ms apart (faster than the slow handler can keep up).",
+            hp.slow_single, hp.slow_stream
+        ),
+        ..Section::default()
+    };
+    let (s, h) = each(tools, "slow beside fast", &mut sec.notes, |imp| match imp {
+        Impl::Serf => handlers::serf_slow_fast(tools.serf.as_deref().context("no serf")?, hp),
+        Impl::Hearsay => handlers::hearsay_slow_fast(guests, hp),
+    });
+    let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    sec.rows.push(
+        Row::new(
+            "fast handler latency beside a 100 ms one, one event at a time",
+            1,
+            Unit::Secs,
+        )
+        .serf(&s.fast_single)
+        .hearsay(&h.fast_single)
+        .reference("serf: the fast handler waits for the slow one")
+        .headline(),
+    );
+    sec.rows.push(
+        Row::new(
+            "fast handler latency beside a 100 ms one, events every 50 ms",
+            1,
+            Unit::Secs,
+        )
+        .serf(&s.fast_stream)
+        .hearsay(&h.fast_stream)
+        .reference("serf: the wait grows with the backlog"),
+    );
+    sec.rows.push(
+        Row::new(
+            "slow handler latency (100 ms sleep), one event at a time",
+            1,
+            Unit::Secs,
+        )
+        .serf(&s.slow_single)
+        .hearsay(&h.slow_single)
+        .reference("the cost of a 100 ms handler itself"),
+    );
+    sec
+}
+
+fn handler_memory_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section {
+    let reps = plan.handlers.footprint_reps;
+    let mut sec = Section {
+        title: "7. Memory with 10 handlers".into(),
+        intro: format!(
+            "serf: a lone `serf agent` with ten `-event-handler` scripts, after one user event ran \
+all ten, idle 1 s. hearsay, **host level** (no agent with `-handler` yet): a child process \
+(`hearsay-bench --footprint-child N`) holding `hearsay-host` (4 workers, pooling allocator) \
+and N components loaded (compiled at load, no disk cache), cycling through echo, slow, blob, \
+sysinfo and resolve, each run once, idle 1 s; no gossip, so compare it with the idle agent \
+RSS of section 4. VmRSS from `/proc/PID/status`, {reps} process(es) each."
+        ),
+        ..Section::default()
+    };
+    let (s, h) = each(tools, "handler memory", &mut sec.notes, |imp| match imp {
+        Impl::Serf => handlers::serf_footprint(tools.serf.as_deref().context("no serf")?, reps)
+            .map(|v| (Vec::new(), v)),
+        Impl::Hearsay => handlers::footprint(guests, reps),
+    });
+    let (_, serf10) = s.unwrap_or_default();
+    let (zero, ten) = h.unwrap_or_default();
+    let per: Vec<f64> = zero.iter().zip(&ten).map(|(z, t)| (t - z) / 10.0).collect();
+    sec.rows.push(
+        Row::new("RSS with 10 handlers loaded", 1, Unit::KiB)
+            .serf(&serf10)
+            .hearsay(&ten)
+            .reference("serf: agent; hearsay: host-level process (hearsay-host + 10 components, no gossip)")
+            .headline(),
+    );
+    sec.rows.push(
+        Row::new("RSS of the host process with no handlers", 1, Unit::KiB)
+            .hearsay(&zero)
+            .reference("hearsay-host alone (engine, pool, 4 workers); host level"),
+    );
+    sec.rows.push(
+        Row::new("RSS added per loaded handler", 1, Unit::KiB)
+            .hearsay(&per)
+            .reference(
+                "(10 handlers − none) / 10; serf loads nothing (a script is read per event)",
+            ),
+    );
+    sec
+}
+
+fn quic_section(plan: &Plan) -> Section {
+    let q = plan.quic;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut sec = Section {
+        title: "8. Large responses over QUIC".into(),
+        intro: format!(
+            "hearsay alone: serf's query responses are capped at 1 KiB (one UDP packet). On \
+loopback, {} responder endpoints each stream a {:.0} MiB response at once to one originator \
+through `hearsay_net::quic` (`QuicEndpoint::open_response` → `BodyReader`: pinned self-signed \
+certificates, response header, limits); aggregate MiB/s from the first write to the last byte \
+read (`hearsay_net::quic::throughput::concurrent_responses`). Beside it, one bare bidirectional \
+quinn stream of {:.0} MiB between two endpoints with the module's TLS (pinned certificates) and \
+transport settings, without its header or limits: the transport's ceiling on this machine \
+(measured by the bench itself: the module's `quinn_single_stream` helper opens a unidirectional \
+stream, which those settings never grant, and times out). {} repetition(s).",
+            q.responders,
+            mib(q.bytes_each),
+            mib(q.single_bytes),
+            q.reps
+        ),
+        hearsay_only: true,
+        measured_col: "hearsay",
+        ..Section::default()
+    };
+    eprintln!("[bench] QUIC throughput ...");
+    match quic::run(q) {
+        Ok(r) => {
+            let rel: Vec<f64> = r
+                .concurrent
+                .iter()
+                .zip(&r.quinn)
+                .map(|(c, b)| c / b)
+                .collect();
+            sec.rows.push(
+                Row::new(
+                    &format!(
+                        "QUIC: {} concurrent {:.0} MiB responses, aggregate",
+                        q.responders,
+                        mib(q.bytes_each)
+                    ),
+                    q.responders,
+                    Unit::Count(" MiB/s"),
+                )
+                .hearsay(&r.concurrent)
+                .reference(format!(
+                    "{:.2}× quinn's single stream (median of per-run ratios)",
+                    pct_of(&rel)
+                ))
+                .headline(),
+            );
+            sec.rows.push(
+                Row::new(
+                    &format!("QUIC: all {} responses read whole", q.responders),
+                    q.responders,
+                    Unit::Secs,
+                )
+                .hearsay(&r.concurrent_secs)
+                .reference(format!(
+                    "{:.0} MiB in all",
+                    mib(q.bytes_each * q.responders as u64)
+                )),
+            );
+            sec.rows.push(
+                Row::new(
+                    &format!("quinn: one bare stream of {:.0} MiB", mib(q.single_bytes)),
+                    1,
+                    Unit::Count(" MiB/s"),
+                )
+                .hearsay(&r.quinn)
+                .reference("the transport's ceiling on this machine"),
+            );
+        }
+        Err(e) => sec.notes.push(format!("QUIC figures failed: {e:#}")),
+    }
     sec
 }
 
@@ -500,6 +837,25 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
         .hearsay(&r.event_bytes)
         .reference("Serf simulator max 42 000 B/s"),
     ];
+    rows.push(
+        Row::new("sim: memory per simulated node, converged", n, Unit::KiB)
+            .hearsay(&r.node_kib)
+            .reference("bench process RSS growth / N; each node holds all N members (grows as N)"),
+    );
+    let need: Vec<f64> = r
+        .node_kib
+        .iter()
+        .map(|&k| sim::extrapolate_kib(k, n, 10_000))
+        .collect();
+    rows.push(
+        Row::new(
+            "sim: memory N = 10 000 needs, extrapolated from this N",
+            n,
+            Unit::KiB,
+        )
+        .hearsay(&need)
+        .reference("per-node memory × (10 000 / N) × 10 000 (N² in all)"),
+    );
     let mut wall = Row::new("sim: wall time for this N (all seeds)", n, Unit::Secs)
         .hearsay(&[r.wall.as_secs_f64()]);
     wall.reference = format!(
@@ -513,7 +869,7 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
 
 fn sim_section(plan: &Plan) -> Section {
     let mut sec = Section {
-        title: "5. Scale (simulator)".into(),
+        title: "9. Scale (simulator)".into(),
         intro: "hearsay's Serf layer in the deterministic simulator (`Sim<Serf>`, LAN profile: \
 1 s probe, 200 ms gossip to 3 nodes): N nodes on a virtual clock, 1 ms one-way latency plus up \
 to 0.5 ms jitter, no loss. Each seed builds a cluster, lets it run 30 s after convergence (the \
@@ -543,7 +899,7 @@ Serf's simulator (`_simulator.js`: 200 ms, fanout 3) and memberlist's suspicion 
             ));
         }
         if p.n == 1000 {
-            thousand = Some((r.wall.as_secs_f64() / p.seeds as f64, r.rss_growth_kib));
+            thousand = Some((r.wall.as_secs_f64() / p.seeds as f64, pct_of(&r.node_kib)));
         }
         sec.rows.extend(sim_rows(&r));
     }
@@ -553,10 +909,11 @@ Serf's simulator (`_simulator.js`: 200 ms, fanout 3) and memberlist's suspicion 
     sec
 }
 
-/// N = 10 000 needs every node to hold 10 000 members: O(N²) state and join work. Runs it
-/// only when N = 1000 suggests it fits in memory and in about 15 minutes.
+/// N = 10 000 needs every node to hold 10 000 members: O(N²) state and join work. Runs it only
+/// when the per-node memory measured at N = 1000 says it fits in ~16 GB (and in free memory)
+/// and the wall time in about 15 minutes; otherwise prints the measured requirement.
 fn try_ten_thousand(sec: &mut Section, thousand: Option<(f64, f64)>) {
-    let Some((wall_1k, rss_1k)) = thousand else {
+    let Some((wall_1k, node_kib_1k)) = thousand else {
         return;
     };
     let avail_kib = std::fs::read_to_string("/proc/meminfo")
@@ -567,16 +924,25 @@ fn try_ten_thousand(sec: &mut Section, thousand: Option<(f64, f64)>) {
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
         .unwrap_or(0.0);
-    // Member state and join work both grow as N², so ×100 from N = 1000.
-    let mem_est = rss_1k * 100.0;
+    let gib = |kib: f64| kib / 1024.0 / 1024.0;
+    let mem_need = sim::extrapolate_kib(node_kib_1k, 1000, 10_000);
+    // Join work grows as N² too (every join reaches every node).
     let wall_est = wall_1k * 100.0;
-    if mem_est > avail_kib * 0.6 || wall_est > 15.0 * 60.0 {
+    let budget = (16.0 * 1024.0 * 1024.0f64).min(avail_kib * 0.8);
+    if mem_need > budget || wall_est > 15.0 * 60.0 {
         sec.notes.push(format!(
-            "N=10 000 not run: extrapolating N=1000 quadratically (every node holds every member) gives \
-≈{:.1} GiB of state (available {:.1} GiB) and ≈{:.0} min of wall time per seed, beyond this run's \
-budget (≈15 min, 60 % of free memory). Figures stop at N=1000.",
-            mem_est / 1024.0 / 1024.0,
-            avail_kib / 1024.0 / 1024.0,
+            "N=10 000 not run. Measured at N=1000: {:.0} KiB per simulated node ({:.0} bytes per \
+member entry, every node holding all N members), so N=10 000 needs ≈{:.0} GiB \
+({:.1} KiB × 10 000 / 1000 per node × 10 000 nodes); the budget is ~16 GB of this machine's \
+{:.1} GiB available. The join work extrapolates to ≈{:.0} min of wall time per seed. The \
+simulator keeps a whole Serf core per node (member table, broadcast queues, Lamport buffers) in \
+the protocol crates; the bench holds only per-event delivery times and drains every recorded \
+event as it goes. Figures stop at N=1000.",
+            node_kib_1k,
+            node_kib_1k * 1024.0 / 1000.0,
+            gib(mem_need),
+            node_kib_1k,
+            gib(avail_kib),
             wall_est / 60.0
         ));
         return;
@@ -596,20 +962,12 @@ budget (≈15 min, 60 % of free memory). Figures stop at N=1000.",
 fn not_measured() -> Vec<(String, String)> {
     [
         (
-            "Event handler cost: WebAssembly component vs serf's `/bin/sh -c` per event",
-            "needs the WebAssembly handlers issue (`runtime/host`, wasmtime)",
+            "Handler figures at the agent level (`hearsay agent -handler`, fed over RPC)",
+            "the agent's handler wiring is not on main yet: sections 5–7 measure hearsay at the host level",
         ),
         (
-            "Handler throughput under load (events/s per agent, serial sh vs the worker pool)",
-            "needs the WebAssembly handlers issue (`runtime/host`)",
-        ),
-        (
-            "Large query responses over QUIC (MB/s, time to first byte) vs serf's 1 KiB UDP cap",
-            "needs the QUIC large-responses issue (`runtime/net` quinn endpoint)",
-        ),
-        (
-            "RPC/CLI round trips (`serf members`, `serf event`) against a hearsay agent",
-            "needs the RPC server + CLI issue (`runtime/agent` RPC, `runtime/cli`)",
+            "Large responses inside a live query (`hearsay query` with QUIC replies between agents)",
+            "the agent's QUIC query replies need a handler to produce a large reply, and `hearsay agent -handler` is not on main yet: section 8 measures the transport module",
         ),
         (
             "Module deployment by event (time until every node runs a new handler)",
@@ -625,14 +983,56 @@ fn not_measured() -> Vec<(String, String)> {
     .collect()
 }
 
+/// Runs as the child process of the handler-footprint figure.
+fn footprint_child(args: &Args, count: usize) -> Result<()> {
+    let dir = args
+        .wasm_dir
+        .as_deref()
+        .context("--footprint-child needs --wasm-dir")?;
+    let g = guests::locate(Some(dir))?;
+    handlers::footprint_child(count, &g.all)
+}
+
+/// Sections 5–8: handlers (beside serf's shell handlers) and QUIC.
+fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<Section>) {
+    match guests::locate(args.wasm_dir.as_deref()) {
+        Ok(g) => {
+            sections.push(handler_cost_section(tools, &g, plan));
+            sections.push(slow_fast_section(tools, &g, plan));
+            sections.push(handler_memory_section(tools, &g, plan));
+        }
+        Err(e) => {
+            eprintln!("[bench] handler figures skipped: {e:#}");
+            for title in [
+                "5. Handler cost per event",
+                "6. A slow handler beside a fast one",
+                "7. Memory with 10 handlers",
+            ] {
+                sections.push(Section {
+                    title: title.into(),
+                    notes: vec![format!(
+                        "not measured: the wasm components are unavailable: {e:#}"
+                    )],
+                    ..Section::default()
+                });
+            }
+        }
+    }
+    sections.push(quic_section(plan));
+}
+
 fn main() -> Result<()> {
     let started = Instant::now();
     let args = parse_args()?;
+    if let Some(count) = args.footprint_child {
+        return footprint_child(&args, count);
+    }
     let plan = Plan::new(args.quick);
     let tools = if args.no_live {
         Tools {
-            serf: None,
+            serf: find_serf(&args),
             node: PathBuf::new(),
+            agent: None,
         }
     } else {
         find_tools(&args)?
@@ -654,6 +1054,11 @@ fn main() -> Result<()> {
         sections.push(events_section(&tools, &plan));
         sections.push(query_section(&tools, &plan));
         sections.push(idle_section(&tools, &plan));
+    }
+    if args.no_handlers {
+        run_notes.push("Handler and QUIC sections skipped (--no-handlers).".to_owned());
+    } else {
+        handler_sections(&args, &tools, &plan, &mut sections);
     }
     if args.no_sim {
         run_notes.push("Simulator section skipped (--no-sim).".to_owned());

@@ -160,6 +160,18 @@ pub struct Tools {
     pub serf: Option<PathBuf>,
     /// `hearsay-serf-node`.
     pub node: PathBuf,
+    /// The `hearsay` binary (`hearsay agent`, `hearsay event`), when built: hearsay's live
+    /// nodes are then agents driven over RPC as serf's are.
+    pub agent: Option<PathBuf>,
+}
+
+impl Tools {
+    /// Whether a hearsay node with `role` runs as a `hearsay agent` process (else as
+    /// `hearsay-serf-node`). Answering queries needs a handler, which the agent cannot load
+    /// yet, so query clusters stay on `hearsay-serf-node -respond`.
+    pub fn hearsay_agent(&self, role: NodeRole) -> bool {
+        self.agent.is_some() && !role.answer_ping
+    }
 }
 
 /// The two implementations measured side by side.
@@ -184,9 +196,14 @@ impl Impl {
                 .and_then(|rest| rest.split_whitespace().next())
                 .into_iter()
                 .collect(),
-            Impl::Hearsay => after(line, "EVENT member-join ")
-                .map(|rest| rest.split_whitespace().collect())
-                .unwrap_or_default(),
+            Impl::Hearsay => match after(line, "EVENT member-join ") {
+                Some(rest) => rest.split_whitespace().collect(),
+                // `hearsay agent`: the Serf layer's line, as serf's.
+                None if line.contains("serf: EventMemberJoin ") => {
+                    field(line, "peer").into_iter().collect()
+                }
+                None => Vec::new(),
+            },
         }
     }
 
@@ -199,8 +216,23 @@ impl Impl {
                     .and_then(|rest| rest.split_whitespace().next())
                     == Some(name)
             }
-            Impl::Hearsay => after(line, "EVENT member-failed ")
-                .is_some_and(|rest| rest.split_whitespace().any(|n| n == name)),
+            Impl::Hearsay => {
+                after(line, "EVENT member-failed ")
+                    .is_some_and(|rest| rest.split_whitespace().any(|n| n == name))
+                    || (line.contains("serf: member left or failed ")
+                        && field(line, "event") == Some("member-failed")
+                        && field(line, "peer") == Some(name))
+            }
+        }
+    }
+
+    /// Whether this line is the agent handing `member-failed` for `name` to its handlers
+    /// (after member-event coalescing); `hearsay-serf-node` has no such line.
+    pub fn failed_coalesced(self, line: &str, name: &str) -> bool {
+        match self {
+            Impl::Serf => line.contains("agent: Received event: member-failed"),
+            Impl::Hearsay => after(line, "agent: Received event: member-failed members=")
+                .is_some_and(|rest| rest.contains(&format!("\"{name}\""))),
         }
     }
 
@@ -212,9 +244,20 @@ impl Impl {
             Impl::Hearsay => {
                 after(line, "EVENT user ").and_then(|rest| rest.split_whitespace().nth(1))
                     == Some(event)
+                    // `hearsay agent`: `... user-event: NAME ltime=N`.
+                    || after(line, "agent: Received event: user-event: ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        == Some(event)
             }
         }
     }
+}
+
+/// The value of a `key=value` field of a `tracing` log line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"'))
 }
 
 /// The rest of `line` after the first `marker`.
@@ -226,7 +269,7 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
 pub struct Node {
     pub proc: Proc,
     pub gossip_port: u16,
-    /// serf's RPC port (0 for hearsay).
+    /// The agent's RPC port (0 for `hearsay-serf-node`).
     pub rpc_port: u16,
 }
 
@@ -262,6 +305,24 @@ pub fn start_node(
             }
             if role.answer_ping {
                 cmd.arg("-event-handler=query=echo pong");
+            }
+            Ok(Node {
+                proc: Proc::spawn(name, cmd)?,
+                gossip_port,
+                rpc_port,
+            })
+        }
+        Impl::Hearsay if tools.hearsay_agent(role) => {
+            let agent = tools.agent.as_ref().context("hearsay is not built")?;
+            let rpc_port = free_port()?;
+            let mut cmd = Command::new(agent);
+            cmd.arg("agent")
+                .arg(format!("-node={name}"))
+                .arg(format!("-bind={bind}"))
+                .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
+                .arg("-log-level=info");
+            if let Some(p) = join {
+                cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
             Ok(Node {
                 proc: Proc::spawn(name, cmd)?,
@@ -329,6 +390,7 @@ pub fn wait_members(
 pub fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
     let marker = match imp {
         Impl::Serf => "Serf agent running!",
+        Impl::Hearsay if node.rpc_port != 0 => "hearsay agent running!",
         Impl::Hearsay => "READY ",
     };
     if node
@@ -438,6 +500,15 @@ mod tests {
         assert!(Impl::Serf.user_event(u, "ev-1") && !Impl::Serf.user_event(u, "ev-10"));
         assert!(Impl::Hearsay.user_event("EVENT user 3 ev-1 ", "ev-1"));
         assert!(!Impl::Hearsay.user_event("EVENT user 3 ev-10 x", "ev-1"));
+        // `hearsay agent` lines.
+        let j = "2026-11-23T12:21:56.349531Z  INFO serf{node=a}: serf: EventMemberJoin node=a peer=b addr=127.0.0.1:17002";
+        assert_eq!(Impl::Hearsay.joined(j), ["b"]);
+        let f = "2026-11-23T12:21:56Z  INFO serf: member left or failed node=a peer=c addr=127.0.0.1:1 event=\"member-failed\"";
+        assert!(Impl::Hearsay.failed(f, "c") && !Impl::Hearsay.failed(f, "a"));
+        let u = "2026-11-23T12:21:58.346711Z  INFO agent: Received event: user-event: ev1 ltime=1";
+        assert!(Impl::Hearsay.user_event(u, "ev1") && !Impl::Hearsay.user_event(u, "ev"));
+        let c = "2026-11-23T12:21:57Z  INFO agent: Received event: member-failed members=[\"c\"]";
+        assert!(Impl::Hearsay.failed_coalesced(c, "c") && !Impl::Hearsay.failed_coalesced(c, "d"));
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Section {
     pub notes: Vec<String>,
     /// Only hearsay is measured (the simulator): no serf or ratio columns.
     pub hearsay_only: bool,
+    /// The measured column's heading in a hearsay-only section; empty: "hearsay (simulated)".
+    pub measured_col: &'static str,
 }
 
 /// Everything BENCHMARKS.md is made of.
@@ -142,10 +144,12 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
                 let _ = writeln!(o, "{}\n", s.intro);
             }
             if s.hearsay_only {
-                let _ = writeln!(
-                    o,
-                    "| Figure | N | hearsay (simulated) | serf model / anchor |"
-                );
+                let (col, anchor) = if s.measured_col.is_empty() {
+                    ("hearsay (simulated)", "serf model / anchor")
+                } else {
+                    (s.measured_col, "anchor")
+                };
+                let _ = writeln!(o, "| Figure | N | {col} | {anchor} |");
                 let _ = writeln!(o, "|---|---|---|---|");
                 for r in &s.rows {
                     let _ = writeln!(
@@ -191,7 +195,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
         let _ = writeln!(o, "```sh");
         let _ = writeln!(
             o,
-            "cargo build --release -p hearsay-agent --bin hearsay-serf-node"
+            "cargo build --release -p hearsay-agent --bin hearsay-serf-node -p hearsay"
         );
         let _ = writeln!(o, "{}", self.command);
         let _ = writeln!(o, "```\n");
@@ -199,6 +203,8 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
             o,
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
 CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone. \
+The handler figures build the wasm components (`handlers/`, `runtime/bench/guests/`) for \
+wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \
 Anchors come from `../shared/reference/performance-anchors.md`."
         );
         o

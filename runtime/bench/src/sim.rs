@@ -49,6 +49,9 @@ pub struct SimResult {
     /// Wall-clock time of the whole size, and this process's peak RSS growth while it ran.
     pub wall: Duration,
     pub rss_growth_kib: f64,
+    /// Per seed: this process's RSS growth from before the first build to the converged
+    /// cluster, divided by N (the member tables dominate: every node holds every member).
+    pub node_kib: Vec<f64>,
     /// Events or crashes that did not complete within their bound.
     pub timeouts: usize,
 }
@@ -146,6 +149,8 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
             continue;
         };
         out.converge.push(t);
+        let built = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
+        out.node_kib.push((built - rss0).max(0.0) / plan.n as f64);
         idle(&mut sim, plan.settle);
         peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
         let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
@@ -174,6 +179,13 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     out.wall = started.elapsed();
     out.rss_growth_kib = peak - rss0;
     out
+}
+
+/// The memory N = `target` nodes would need, in KiB, from the per-node memory measured at
+/// `n`: each node holds every member, so per-node memory grows linearly with N and the whole
+/// cluster's as N².
+pub fn extrapolate_kib(node_kib: f64, n: usize, target: usize) -> f64 {
+    node_kib * (target as f64 / n as f64) * target as f64
 }
 
 /// The `k`-th smallest (1-based) of sorted delays.
@@ -325,5 +337,7 @@ mod tests {
         assert_eq!(push_pull_interval(100), 90.0);
         assert_eq!(push_pull_interval(1000), 180.0);
         assert_eq!(suspicion_bounds(1000), (12.0, 72.0));
+        // 1 MiB per node at N = 1000 → 10 MiB per node at N = 10 000, 100 GB in all.
+        assert_eq!(extrapolate_kib(1024.0, 1000, 10_000), 1024.0 * 100_000.0);
     }
 }

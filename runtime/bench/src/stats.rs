@@ -55,6 +55,7 @@ impl Unit {
         match self {
             Unit::Secs if x.abs() < 1.0 => (1e-3, " ms", 1),
             Unit::Secs => (1.0, " s", 2),
+            Unit::KiB if x >= 10.0 * 1024.0 * 1024.0 => (1024.0 * 1024.0, " GiB", 1),
             Unit::KiB if x >= 10240.0 => (1024.0, " MiB", 1),
             Unit::KiB => (1.0, " KiB", 0),
             Unit::Count(suffix) if x >= 100.0 => (1.0, suffix, 0),
@@ -117,6 +118,7 @@ mod tests {
         assert_eq!(Unit::Secs.fmt(0.1234), "123.4 ms");
         assert_eq!(Unit::Secs.fmt(6.5), "6.50 s");
         assert_eq!(Unit::KiB.fmt(20480.0), "20.0 MiB");
+        assert_eq!(Unit::KiB.fmt(20.0 * 1024.0 * 1024.0), "20.0 GiB");
         let s = Summary::of(&[0.1, 0.2, 1.5]).unwrap();
         assert_eq!(
             Unit::Secs.fmt_summary(Some(&s)),

@@ -1,5 +1,5 @@
 //! Smoke test of the benchmark harness: `hearsay-bench --quick` produces every section and
-//! every figure. It asserts that the figures exist, never what they are (timing belongs in
+//! every figure (the handler figures build the wasm components for wasm32-wasip2 on first use). It asserts that the figures exist, never what they are (timing belongs in
 //! BENCHMARKS.md, not in a test verdict).
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,11 @@ const SECTIONS: &[&str] = &[
     "## 2. User event propagation",
     "## 3. Query round trip",
     "## 4. Idle footprint",
-    "## 5. Scale (simulator)",
+    "## 5. Handler cost per event",
+    "## 6. A slow handler beside a fast one",
+    "## 7. Memory with 10 handlers",
+    "## 8. Large responses over QUIC",
+    "## 9. Scale (simulator)",
     "## Not yet measured",
     "## Reproduce",
 ];
@@ -29,11 +33,31 @@ const LIVE: &[&str] = &[
     "query: all N responses",
     "idle RSS per agent",
     "idle CPU per agent",
+    "handler time per event (median)",
+    "handler time per event (p99 of a round)",
+    "handler throughput, burst (events/s)",
+    "fast handler latency beside a 100 ms one, one event at a time",
+    "fast handler latency beside a 100 ms one, events every 50 ms",
+    "slow handler latency (100 ms sleep), one event at a time",
+    "RSS with 10 handlers loaded",
 ];
 
-/// serf-only figures.
-const SERF_ONLY: &[&str] =
-    &["kill -9 → serf agent hands member-failed to handlers (after 1 s coalescing quiescence)"];
+/// hearsay-only figures in the serf-vs-hearsay tables (serf column empty).
+const HEARSAY_ONLY: &[&str] = &[
+    "RSS of the host process with no handlers",
+    "RSS added per loaded handler",
+];
+
+/// QUIC figures (hearsay only): | figure | N | hearsay | anchor |; names start with these.
+const QUIC: &[&str] = &[
+    "QUIC: 4 concurrent 4 MiB responses, aggregate",
+    "QUIC: all 4 responses read whole",
+    "quinn: one bare stream of 16 MiB",
+];
+
+/// Agent-only figures (coalesced member events): serf's and `hearsay agent`'s.
+const AGENT_ONLY: &[&str] =
+    &["kill -9 → agent hands member-failed to handlers (after 1 s coalescing quiescence)"];
 
 /// Simulator figures (hearsay only).
 const SIM: &[&str] = &[
@@ -49,6 +73,8 @@ const SIM: &[&str] = &[
     "sim: push/pull streams per node per s",
     "sim: UDP packets per node per s while an event spreads",
     "sim: UDP bytes per node per s while an event spreads",
+    "sim: memory per simulated node, converged",
+    "sim: memory N = 10 000 needs, extrapolated from this N",
     "sim: wall time for this N (all seeds)",
 ];
 
@@ -59,20 +85,29 @@ fn serf_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// `hearsay-serf-node` of the same profile as this test's build; built on demand when the
-/// test runs without the rest of the workspace.
+/// `hearsay-serf-node` and `hearsay` (agent and CLI; the bench finds it beside the node) of
+/// the same profile as this test's build; built on demand when the test runs without the rest
+/// of the workspace.
 fn node_bin(bench: &Path) -> PathBuf {
     let profile_dir = bench.parent().expect("bench has a directory");
     let node = profile_dir.join("hearsay-serf-node");
-    if node.is_file() {
+    if node.is_file() && profile_dir.join("hearsay").is_file() {
         return node;
     }
     let target_dir = profile_dir.parent().expect("profile dir has a parent");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "hearsay-agent", "--bin", "hearsay-serf-node"])
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "-p",
+        "hearsay-agent",
+        "--bin",
+        "hearsay-serf-node",
+        "-p",
+        "hearsay",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir);
     if profile_dir.ends_with("release") {
         cmd.arg("--release");
     }
@@ -127,12 +162,28 @@ fn quick_mode_produces_every_figure() {
             }
         }
     }
-    for f in SERF_ONLY {
+    for f in AGENT_ONLY {
         let r = rows(&report, f);
         assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
         if serf {
             assert!(r.iter().all(|c| c[3] != "—"), "no serf value for {f:?}");
         }
+        // `hearsay` is built beside the node, so hearsay's live nodes are agents too.
+        assert!(r.iter().all(|c| c[4] != "—"), "no hearsay value for {f:?}");
+    }
+    for f in HEARSAY_ONLY {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        assert!(r.iter().all(|c| c[4] != "—"), "no hearsay value for {f:?}");
+    }
+    for f in QUIC {
+        // The section's rows have four columns (the headline table's have five).
+        let r: Vec<_> = rows(&report, f)
+            .into_iter()
+            .filter(|c| c.len() == 6)
+            .collect();
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        assert!(r.iter().all(|c| c[3] != "—"), "no value for {f:?}");
     }
     // Simulator rows: | figure | N | hearsay | model |.
     for f in SIM {

@@ -1,0 +1,107 @@
+//! The WebAssembly components the handler figures run: the ready-made `echo` handler (and the
+//! other handlers, for the ten-handler footprint) and the bench's own `slow` guest
+//! (`runtime/bench/guests/slow`: sleeps 100 ms per user event). Built once for wasm32-wasip2
+//! with cargo, into `wasm-guests/` of the target directory, unless `--wasm-dir` names a
+//! directory that already holds them.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Paths of the built components.
+#[derive(Debug, Clone)]
+pub struct Guests {
+    pub echo: PathBuf,
+    pub slow: PathBuf,
+    /// Every component available (echo, blob, sysinfo, resolve, slow), for loading many.
+    pub all: Vec<PathBuf>,
+}
+
+const FILES: &[&str] = &[
+    "hearsay_handler_echo.wasm",
+    "hearsay_bench_slow.wasm",
+    "hearsay_handler_blob.wasm",
+    "hearsay_handler_sysinfo.wasm",
+    "hearsay_handler_resolve.wasm",
+];
+
+fn from_dir(dir: &Path) -> Option<Guests> {
+    let all: Vec<PathBuf> = FILES.iter().map(|f| dir.join(f)).collect();
+    if !all.iter().all(|p| p.is_file()) {
+        return None;
+    }
+    Some(Guests {
+        echo: all[0].clone(),
+        slow: all[1].clone(),
+        all,
+    })
+}
+
+/// The repository root, as seen when this crate was compiled.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where cargo puts this build's artefacts: `CARGO_TARGET_DIR`, else two levels above the
+/// running executable (`target/release/hearsay-bench`).
+fn target_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(d.into());
+    }
+    let exe = std::env::current_exe()?;
+    let profile = exe.parent().context("executable has no directory")?;
+    // Test binaries live one level deeper (target/release/deps).
+    let profile = if profile.ends_with("deps") {
+        profile.parent().context("deps has no parent")?
+    } else {
+        profile
+    };
+    Ok(profile
+        .parent()
+        .context("profile dir has no parent")?
+        .to_path_buf())
+}
+
+/// The components in `given` (if set), else builds them (a no-op when up to date).
+pub fn locate(given: Option<&Path>) -> Result<Guests> {
+    if let Some(dir) = given {
+        return from_dir(dir).with_context(|| {
+            format!(
+                "{} does not hold all of {}",
+                dir.display(),
+                FILES.join(", ")
+            )
+        });
+    }
+    let target = target_dir()?.join("wasm-guests");
+    let root = repo_root();
+    if !root.join("handlers/Cargo.toml").is_file() {
+        bail!(
+            "the hearsay sources are not at {}: pass --wasm-dir with the built components ({})",
+            root.display(),
+            FILES.join(", ")
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for manifest in ["handlers/Cargo.toml", "runtime/bench/guests/Cargo.toml"] {
+        eprintln!("[bench] building {manifest} for wasm32-wasip2 ...");
+        let status = Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+            .arg("--manifest-path")
+            .arg(root.join(manifest))
+            .arg("--target-dir")
+            .arg(&target)
+            // The host build's flags are not meant for the wasm target.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .context("running cargo to build the wasm guests")?;
+        if !status.success() {
+            bail!("building {manifest} for wasm32-wasip2 failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        }
+    }
+    let out = target.join("wasm32-wasip2/release");
+    from_dir(&out)
+        .with_context(|| format!("components missing in {} after the build", out.display()))
+}
