@@ -1,11 +1,11 @@
-//! Large responses into a real `hearsay agent` process (QUIC on by default): the originator
-//! is the agent binary on loopback; three responders join it (in-process agents with QUIC,
-//! answering through the agent's reply API with 16 MiB each in 64 KiB writes; RPC `respond`
-//! cannot carry that much, its requests are capped at 4 MiB); `hearsay query -output-dir`
-//! against the originator's RPC writes one file per node.
+//! Large responses between real `hearsay agent` processes (QUIC on by default): four agents on
+//! loopback; three run the ready-made `blob` WebAssembly handler on `query:blob` (its reply is
+//! streamed chunk by chunk from the guest into QUIC); `hearsay query -output-dir blob 16777216`
+//! against the fourth (the originator) writes one file per node.
 //!
-//! Shows: the agent advertises `_hearsay_quic` and prints its QUIC address; every response
-//! arrives intact in its file; the originator process's peak memory (VmHWM, reset through
+//! Shows: the agent advertises `_hearsay_quic` and prints its QUIC address; every node's
+//! 16 MiB response arrives intact in its file (checked byte by byte against blob's pattern
+//! i % 251); the originator process's peak memory (VmHWM, reset through
 //! `/proc/<pid>/clear_refs` before the query) grows by far less than the 48 MiB that crossed
 //! it. Every wait is bounded; nothing asserts on speed.
 
@@ -13,13 +13,10 @@ mod agent_support;
 
 use agent_support::{free_port, scratch, BIN};
 use hearsay_agent::rpc::RpcClient;
-use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
 use hearsay_net::quic::QUIC_TAG;
-use hearsay_net::{Config, Profile, UdpTcpTransport};
-use hearsay_serf::event::Event;
-use hearsay_serf::SerfConfig;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use hearsay_testkit::wasm::guests;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -38,6 +35,16 @@ impl Drop for Killed {
     }
 }
 
+/// The agents' output, for a failure message.
+fn agent_logs(dir: &Path) -> String {
+    (0..4)
+        .map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("a{i}.out"))).unwrap_or_default();
+            format!("-- a{i}:\n{text}")
+        })
+        .collect()
+}
+
 fn vm_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -47,67 +54,44 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
 }
 
-/// A responder: an in-process agent with QUIC that answers every query with [`SIZE`]
-/// pattern bytes through the reply API.
-async fn responder(name: &str, join: SocketAddr) -> SerfAgent {
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-    let transport = UdpTcpTransport::bind(lo).await.unwrap();
-    let addr = hearsay_net::Transport::local_addr(&transport);
-    let config = SerfConfig::new(Config::profile(Profile::Local, name, addr));
-    let quic = QuicOptions::pinned(lo, name).unwrap();
-    let agent = SerfAgent::start_with_quic(AgentOptions::new(config), transport, quic).unwrap();
-    agent.join(&[join], true).await.unwrap();
-    let mut events = agent.subscribe();
-    let me = agent.clone();
-    tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            let Event::Query(q) = ev else { continue };
-            let mut reply = me.open_reply(&q);
-            tokio::spawn(async move {
-                let mut off = 0;
-                while off < SIZE {
-                    let len = (64 << 10).min(SIZE - off);
-                    let chunk: Vec<u8> = (off..off + len).map(pattern).collect();
-                    if let Err(e) = reply.write(&chunk).await {
-                        eprintln!("reply failed: {e}");
-                        return;
-                    }
-                    off += len;
-                }
-                if let Err(e) = reply.finish().await {
-                    eprintln!("reply failed: {e}");
-                }
-            });
-        }
-    });
-    agent
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
+async fn blob_handlers_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
     let dir = scratch("quic-agents");
-    let gossip = [free_port()];
-    let rpc = [free_port()];
-    let args = |i: usize| {
-        let a = vec![
-            format!("-node=a{i}"),
-            format!("-bind=127.0.0.1:{}", gossip[i]),
-            format!("-rpc-addr=127.0.0.1:{}", rpc[i]),
-            "-profile=local".to_owned(),
-        ];
-        a
+    let blob = &guests(Path::new(env!("CARGO_TARGET_TMPDIR"))).blob;
+    let gossip = [free_port(), free_port(), free_port(), free_port()];
+    let rpc = [free_port(), free_port(), free_port(), free_port()];
+    // Every agent from a TOML file; the responders run `blob` with a deadline that leaves room
+    // for a loaded machine (the reply streams while the guest runs).
+    let start = |i: usize| {
+        let mut toml = format!(
+            "node_name = \"a{i}\"\nbind = \"127.0.0.1:{}\"\nrpc_addr = \"127.0.0.1:{}\"\n\
+             profile = \"local\"\n",
+            gossip[i], rpc[i]
+        );
+        if i > 0 {
+            toml += &format!(
+                "start_join = [\"127.0.0.1:{}\"]\n\n[[handler]]\nmodule = {:?}\n\
+                 events = \"query:blob\"\nlimits = {{ timeout = \"60s\" }}\n",
+                gossip[0],
+                blob.display().to_string()
+            );
+        }
+        let config = dir.join(format!("a{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let out = std::fs::File::create(dir.join(format!("a{i}.out"))).unwrap();
+        Killed(
+            Command::new(BIN)
+                .arg("agent")
+                .arg(format!("-config-file={}", config.display()))
+                .stderr(out.try_clone().unwrap())
+                .stdout(out)
+                .spawn()
+                .unwrap(),
+        )
     };
-    // The originator is started here so its pid is known.
+    // The originator first, so the others can join it.
     let log = dir.join("a0.out");
-    let origin = Killed(
-        Command::new(BIN)
-            .arg("agent")
-            .args(args(0))
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let origin = start(0);
     let pid = origin.0.id();
     let rpc0 = format!("127.0.0.1:{}", rpc[0]);
     let deadline = Instant::now() + WAIT;
@@ -118,11 +102,7 @@ async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let join = SocketAddr::from(([127, 0, 0, 1], gossip[0]));
-    let mut responders = Vec::new();
-    for i in 1..4 {
-        responders.push(responder(&format!("a{i}"), join).await);
-    }
+    let responders: Vec<Killed> = (1..4).map(start).collect();
     // Everyone alive with an advert, as a0 sees it.
     let deadline = Instant::now() + WAIT;
     loop {
@@ -134,7 +114,11 @@ async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
         if ready == 4 {
             break;
         }
-        assert!(Instant::now() < deadline, "members: {members:?}");
+        assert!(
+            Instant::now() < deadline,
+            "members: {members:?}\n{}",
+            agent_logs(&dir)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let banner = std::fs::read_to_string(&log).unwrap();
@@ -155,7 +139,8 @@ async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
                     format!("-output-dir={}", out_dir.display()),
                     "-timeout=60s".to_owned(),
                     "-no-ack".to_owned(),
-                    "big".to_owned(),
+                    "blob".to_owned(),
+                    SIZE.to_string(),
                 ])
                 .output()
                 .unwrap()
@@ -166,10 +151,11 @@ async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
     let peak = vm_kib(pid, "VmHWM:");
     let stdout = String::from_utf8_lossy(&cli.stdout);
     let stderr = String::from_utf8_lossy(&cli.stderr);
-    assert!(cli.status.success(), "{stdout}{stderr}");
+    assert!(cli.status.success(), "{stdout}{stderr}{}", agent_logs(&dir));
     for i in 1..4 {
         let path = out_dir.join(format!("a{i}"));
-        let got = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        let got = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}{}", agent_logs(&dir)));
         assert_eq!(got.len(), SIZE, "a{i}");
         assert!(
             got.iter().enumerate().all(|(j, b)| *b == pattern(j)),
@@ -190,9 +176,7 @@ async fn agents_stream_16mib_responses_to_hearsay_query_with_bounded_memory() {
         growth < 16 * 1024,
         "the originator's peak grew by {growth} KiB"
     );
-    for r in responders {
-        r.shutdown().await;
-    }
+    drop(responders);
     drop(origin);
     let _ = std::fs::remove_dir_all(&dir);
 }

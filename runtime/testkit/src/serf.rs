@@ -25,15 +25,20 @@ pub fn require_serf() {
     );
 }
 
-/// A port free for both TCP and UDP (memberlist binds both).
+/// A port free for both TCP and UDP (memberlist binds both), never one this process was
+/// given before: the OS may hand the same free port out twice while nothing holds it, and a
+/// test that asks for several ports before starting its agents would then collide.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
