@@ -1,5 +1,5 @@
 //! The WebAssembly guests hearsay's tests run: builds the ready-made handlers (`handlers/`) and
-//! the hostile test guest (`runtime/host/tests/guests`) for wasm32-wasip2, installing the target
+//! the hostile test guest (`runtime/host/tests/guests`) and the SDK template for wasm32-wasip2, installing the target
 //! with rustup when it is missing, once per test binary.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ pub struct Guests {
     pub resolve: PathBuf,
     /// The hostile guest: the query name picks what it does (`loop`, `hog`, `panic`, ...).
     pub probe: PathBuf,
+    /// The SDK's template handler (`sdk/template`), built as a user would build it.
+    pub template: PathBuf,
 }
 
 /// Builds the guests into `<target_tmp>/wasm-guests` (pass the test's `CARGO_TARGET_TMPDIR`, so
@@ -36,6 +38,7 @@ fn build(target_tmp: &Path) -> Guests {
     for manifest in [
         "handlers/Cargo.toml",
         "runtime/host/tests/guests/Cargo.toml",
+        "sdk/template/Cargo.toml",
     ] {
         let status = Command::new(&cargo)
             .args([
@@ -66,6 +69,7 @@ fn build(target_tmp: &Path) -> Guests {
         sysinfo: out.join("hearsay_handler_sysinfo.wasm"),
         resolve: out.join("hearsay_handler_resolve.wasm"),
         probe: out.join("hearsay_test_probe.wasm"),
+        template: out.join("my_handler.wasm"),
     }
 }
 

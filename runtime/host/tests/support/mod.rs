@@ -1,91 +1,20 @@
-//! Test support: builds the guest components (handlers, test guests, the SDK template) for
-//! wasm32-wasip2 once per test binary, and an in-memory embedder that records replies and events.
+//! Test support: the guest components (built by `hearsay_testkit::wasm`), and an in-memory
+//! embedder that records replies and events.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearsay_host::{Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink};
+pub use hearsay_testkit::wasm::Guests;
 
-/// Paths of the built components.
-pub struct Guests {
-    pub echo: PathBuf,
-    pub blob: PathBuf,
-    pub sysinfo: PathBuf,
-    pub resolve: PathBuf,
-    pub probe: PathBuf,
-    pub template: PathBuf,
-}
-
-/// Builds every guest workspace (once per test binary) and returns the component paths.
+/// The guest components, built once per test binary by the workspace's shared builder.
 pub fn guests() -> &'static Guests {
-    static GUESTS: OnceLock<Guests> = OnceLock::new();
-    GUESTS.get_or_init(build_guests)
-}
-
-fn build_guests() -> Guests {
-    ensure_wasm_target();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for manifest in [
-        "handlers/Cargo.toml",
-        "runtime/host/tests/guests/Cargo.toml",
-        "sdk/template/Cargo.toml",
-    ] {
-        let status = Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(root.join(manifest))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            // The host build's flags are not meant for the wasm target.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("running cargo to build the wasm guests");
-        assert!(
-            status.success(),
-            "building {manifest} for wasm32-wasip2 failed"
-        );
-    }
-    let out = target_dir.join("wasm32-wasip2/release");
-    Guests {
-        echo: out.join("hearsay_handler_echo.wasm"),
-        blob: out.join("hearsay_handler_blob.wasm"),
-        sysinfo: out.join("hearsay_handler_sysinfo.wasm"),
-        resolve: out.join("hearsay_handler_resolve.wasm"),
-        probe: out.join("hearsay_test_probe.wasm"),
-        template: out.join("my_handler.wasm"),
-    }
-}
-
-/// Installs the wasm32-wasip2 standard library with rustup when it is missing.
-fn ensure_wasm_target() {
-    let libdir = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if libdir.is_some_and(|d| d.is_dir()) {
-        return;
-    }
-    let status = Command::new("rustup")
-        .args(["target", "add", "wasm32-wasip2"])
-        .status()
-        .expect("running rustup to add the wasm32-wasip2 target");
-    assert!(status.success(), "rustup target add wasm32-wasip2 failed");
+    hearsay_testkit::wasm::guests(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// A fresh directory under the test target's tmp dir.
