@@ -192,14 +192,29 @@ impl Node {
         agent: &Serf,
         pick: impl Fn(&Message) -> Option<T>,
     ) -> (Vec<u8>, T) {
-        let deadline = Instant::now() + WAIT;
+        self.within(WAIT, pick).unwrap_or_else(|| {
+            panic!(
+                "no {what} from serf within {WAIT:?}; got {:#?}\nserf log:\n{}",
+                self.seen.iter().map(|(_, m)| m).collect::<Vec<_>>(),
+                agent.log()
+            )
+        })
+    }
+
+    /// The first message `pick` accepts within `wait`, or `None`; every message stays in `seen`.
+    fn within<T>(
+        &mut self,
+        wait: Duration,
+        pick: impl Fn(&Message) -> Option<T>,
+    ) -> Option<(Vec<u8>, T)> {
+        let deadline = Instant::now() + wait;
         loop {
             if let Some(t) = self
                 .seen
                 .iter()
                 .find_map(|(raw, m)| pick(m).map(|t| (raw.clone(), t)))
             {
-                return t;
+                return Some(t);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self
@@ -208,11 +223,7 @@ impl Node {
             {
                 Ok(m) => self.seen.push(m),
                 Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
-                Err(e) => panic!(
-                    "no {what} from serf ({e}); got {:#?}\nserf log:\n{}",
-                    self.seen.iter().map(|(_, m)| m).collect::<Vec<_>>(),
-                    agent.log()
-                ),
+                Err(_) => return None,
             }
         }
     }
@@ -238,6 +249,57 @@ fn wait_member(agent: &Serf) {
         },
         || format!("{}\n{}", text(&agent.cli_output(&["members"])), agent.log()),
     );
+}
+
+/// Checks every field serf put in the `ping-q` query, and that it re-encodes to serf's bytes.
+fn check_query(q: &Query, raw: &[u8], agent: &Serf) {
+    assert_eq!(q.payload, b"hello");
+    assert_eq!(q.source_node, "ref");
+    assert_eq!(q.port, agent.bind);
+    assert_eq!(query_reply_addr(q), agent.addr());
+    assert_eq!(q.timeout, Duration::from_secs(4));
+    assert_eq!(q.relay_factor, 1);
+    assert!(q.ack() && !q.no_broadcast(), "flags {}", q.flags);
+    assert_eq!(
+        q.filters,
+        [
+            Filter::Nodes(vec!["ref".into(), "h1".into()]),
+            Filter::Tag {
+                tag: "role".into(),
+                expr: ".*".into()
+            }
+        ]
+    );
+    assert_eq!(
+        encode(&Message::Query(q.clone())),
+        raw,
+        "re-encoded query differs"
+    );
+}
+
+/// Sends h1's ack and its response `pong from hearsay` to the query's originator.
+fn answer_query(rt: &tokio::runtime::Runtime, node: &Node, q: &Query) {
+    let ack = QueryResponse {
+        ltime: q.ltime,
+        id: q.id,
+        from: "h1".into(),
+        flags: QUERY_FLAG_ACK,
+        payload: vec![],
+    };
+    let resp = QueryResponse {
+        flags: 0,
+        payload: b"pong from hearsay".to_vec(),
+        ..ack.clone()
+    };
+    rt.block_on(async {
+        for r in [&ack, &resp] {
+            let msg = encode(&Message::QueryResponse(r.clone()));
+            node.ml
+                .send_user_packet(query_reply_addr(q), msg)
+                .await
+                .unwrap();
+        }
+    });
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -297,97 +359,78 @@ fn capture_and_answer_real_serf_messages() {
     );
 
     // ---- a query with filters and a relay factor; we ack and respond ----
-    let query_cli = agent.spawn_cli(&[
-        "query",
-        "-timeout=4s",
-        "-relay-factor=1",
-        "-node=ref",
-        "-node=h1",
-        "-tag",
-        "role=.*",
-        "ping-q",
-        "hello",
-    ]);
-    let (raw, q) = node.expect("query 'ping-q'", &agent, |m| match m {
-        Message::Query(q) if q.name == "ping-q" => Some(q.clone()),
-        _ => None,
-    });
-    assert_eq!(q.payload, b"hello");
-    assert_eq!(q.source_node, "ref");
-    assert_eq!(q.port, agent.bind);
-    assert_eq!(query_reply_addr(&q), agent.addr());
-    assert_eq!(q.timeout, Duration::from_secs(4));
-    assert_eq!(q.relay_factor, 1);
-    assert!(q.ack() && !q.no_broadcast(), "flags {}", q.flags);
-    assert_eq!(
-        q.filters,
-        [
-            Filter::Nodes(vec!["ref".into(), "h1".into()]),
-            Filter::Tag {
-                tag: "role".into(),
-                expr: ".*".into()
-            }
-        ]
-    );
-    assert_eq!(
-        encode(&Message::Query(q.clone())),
-        raw,
-        "re-encoded query differs"
-    );
+    // serf relays its own ack through `relay_factor` random alive members other than itself
+    // (kRandomMembers in serf/query.go). It draws at most 3 × len(members) times, here 6 draws
+    // between `ref` and `h1`, so 1 query in 64 relays nothing. A query without a relay is asked
+    // again, at most four times.
+    let mut asked = Vec::new();
+    let mut relayed = None;
+    let mut q = None;
+    for _attempt in 0..4 {
+        let query_cli = agent.spawn_cli(&[
+            "query",
+            "-timeout=4s",
+            "-relay-factor=1",
+            "-node=ref",
+            "-node=h1",
+            "-tag",
+            "role=.*",
+            "ping-q",
+            "hello",
+        ]);
+        let (raw, this) = node.expect("query 'ping-q'", &agent, |m| match m {
+            Message::Query(q) if q.name == "ping-q" && !asked.contains(&q.id) => Some(q.clone()),
+            _ => None,
+        });
+        asked.push(this.id);
+        check_query(&this, &raw, &agent);
+        answer_query(&rt, &node, &this);
+        let id = this.id;
+        relayed = node.within(Duration::from_secs(5), |m| match m {
+            Message::Relay {
+                dest,
+                dest_name,
+                inner,
+            } => match decode(inner) {
+                Ok(Message::QueryResponse(r)) if r.id == id => {
+                    Some((*dest, dest_name.clone(), inner.clone(), r))
+                }
+                _ => None,
+            },
+            _ => None,
+        });
 
-    let reply_to = query_reply_addr(&q);
-    let ack = QueryResponse {
-        ltime: q.ltime,
-        id: q.id,
-        from: "h1".into(),
-        flags: QUERY_FLAG_ACK,
-        payload: vec![],
-    };
-    let resp = QueryResponse {
-        flags: 0,
-        payload: b"pong from hearsay".to_vec(),
-        ..ack.clone()
-    };
-    rt.block_on(async {
-        for r in [&ack, &resp] {
-            let msg = encode(&Message::QueryResponse(r.clone()));
-            node.ml.send_user_packet(reply_to, msg).await.unwrap();
+        let out = query_cli.wait_with_output().unwrap();
+        let out = text(&out);
+        assert!(out.contains("Ack from 'h1'"), "{out}\n{}", agent.log());
+        assert!(
+            out.contains("Response from 'h1': pong from hearsay"),
+            "{out}\n{}",
+            agent.log()
+        );
+        assert!(out.contains("Ack from 'ref'"), "{out}");
+        q = Some(this);
+        if relayed.is_some() {
+            break;
         }
-    });
-
-    // serf relays its own ack through us (the only other member): a real relay message.
-    let (raw, (dest, dest_name, inner)) = node.expect("relayed ack", &agent, |m| match m {
-        Message::Relay {
-            dest,
-            dest_name,
-            inner,
-        } => Some((*dest, dest_name.clone(), inner.clone())),
-        _ => None,
+    }
+    let q = q.expect("at least one query");
+    // serf's own ack, relayed through us (the only other member): a real relay message.
+    let (raw, (dest, dest_name, inner, relayed)) = relayed.unwrap_or_else(|| {
+        panic!(
+            "serf relayed none of {} queries' acks through h1\nserf log:\n{}",
+            asked.len(),
+            agent.log()
+        )
     });
     assert_eq!(dest, agent.addr());
     assert_eq!(dest_name, "ref");
-    let Ok(Message::QueryResponse(relayed)) = decode(&inner) else {
-        panic!("relayed message is not a query response: {inner:02x?}")
-    };
-    assert!(
-        relayed.ack() && relayed.id == q.id && relayed.from == "ref",
-        "{relayed:?}"
-    );
+    assert!(relayed.ack() && relayed.from == "ref", "{relayed:?}");
     assert_eq!(
         encode_relay(dest, &dest_name, &inner),
         raw,
         "re-encoded relay differs"
     );
-
-    let out = query_cli.wait_with_output().unwrap();
-    let out = text(&out);
-    assert!(out.contains("Ack from 'h1'"), "{out}\n{}", agent.log());
-    assert!(
-        out.contains("Response from 'h1': pong from hearsay"),
-        "{out}\n{}",
-        agent.log()
-    );
-    assert!(out.contains("Ack from 'ref'"), "{out}");
 
     // ---- _serf_conflict: serf answers with the Member it holds for us, or nil ----
     let ours = rt.block_on(node.ml.local()).unwrap().addr;
