@@ -7,13 +7,17 @@
 //! (`agent: Received event: user-event: NAME` before the handlers run, and the
 //! `agent: Event 'user' script output: ...` line each script's end produces).
 //!
-//! hearsay side (host level: no hearsay agent with `-handler` yet): a [`Host`] in this process
-//! with the components loaded; each event is [`Host::dispatch`]ed and timed from the call to its
-//! [`hearsay_host::Ticket`] yielding the outcome: queue hand-off to a worker thread, a fresh
-//! `Store` and instance from the pre-instantiated component, the guest's `handle`, the outcome.
+//! hearsay side, the same way: one real `hearsay agent` with `[[handler]]` blocks for user
+//! events (the `echo` component, the bench's `slow` one), fed over RPC by the same client, timed
+//! from the same `Received event` line to the guest's log line (`user event NAME ...` with
+//! `handler="H"`). Each event runs in a fresh instance on the agent's worker pool.
+//!
+//! Besides, hearsay's handler alone ([`hearsay_cost`], host level): a [`Host`] in this process,
+//! each event [`Host::dispatch`]ed and timed until its [`hearsay_host::Ticket`] yields the
+//! outcome (hand-off to a worker, a fresh `Store` and instance, the guest's `handle`).
 
 use crate::guests::Guests;
-use crate::procs::{free_port, rss_kib, Lines, Proc};
+use crate::procs::{free_port, rss_kib, Impl, Proc, Tools};
 use crate::rpc::RpcClient;
 use anyhow::{bail, Context, Result};
 use hearsay_host::{
@@ -96,93 +100,189 @@ impl Drop for Scratch {
     }
 }
 
-/// A lone serf agent (debug logs) running `handlers` for user events, and an RPC client.
-struct SerfHandlerAgent {
-    proc: Proc,
-    rpc: RpcClient,
+/// One handler of a lone agent: serf runs a script, hearsay a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Logs the event at once: serf `echo "NAME $SERF_USER_EVENT"`; hearsay the `echo` component.
+    Echo,
+    /// Sleeps 100 ms, then logs: serf `sleep 0.1; echo ...`; hearsay the bench's `slow` component.
+    Slow,
 }
 
-impl SerfHandlerAgent {
-    fn start(serf: &Path, name: &str, handlers: &[PathBuf]) -> Result<Self> {
+/// A lone agent (serf or hearsay) running user-event `handlers`, named as given, one after
+/// another in that order, and an RPC client feeding it events.
+struct HandlerAgent {
+    imp: Impl,
+    proc: Proc,
+    rpc: RpcClient,
+    _dir: Scratch,
+}
+
+impl HandlerAgent {
+    /// serf: `-event-handler user=SCRIPT` per handler. hearsay: `hearsay agent -config-file`
+    /// with one `[[handler]]` block per handler (`events = "user"`; the slow one granted clocks
+    /// for its sleep); components compiled at load or taken from the agent's disk cache.
+    fn start(
+        tools: &Tools,
+        guests: Option<&Guests>,
+        imp: Impl,
+        name: &str,
+        handlers: &[(&str, Kind)],
+    ) -> Result<Self> {
+        let dir = Scratch::new(name)?;
         let (gossip, rpc_port) = (free_port()?, free_port()?);
-        let mut cmd = Command::new(serf);
+        let bin = match imp {
+            Impl::Serf => tools.serf.as_deref().context("serf is not installed")?,
+            Impl::Hearsay => tools
+                .agent
+                .as_deref()
+                .context("the hearsay binary is not built")?,
+        };
+        let mut cmd = Command::new(bin);
         cmd.arg("agent")
             .arg(format!("-node={name}"))
             .arg(format!("-bind=127.0.0.1:{gossip}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
-            .arg("-log-level=debug");
-        for h in handlers {
-            cmd.arg(format!("-event-handler=user={}", h.display()));
+            .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"));
+        match imp {
+            Impl::Serf => {
+                cmd.arg("-log-level=debug");
+                for (h, kind) in handlers {
+                    let body = match kind {
+                        Kind::Echo => format!("echo \"{h} $SERF_USER_EVENT\""),
+                        Kind::Slow => format!("sleep 0.1\necho \"{h} $SERF_USER_EVENT\""),
+                    };
+                    let script = dir.script(&format!("{h}.sh"), &body)?;
+                    cmd.arg(format!("-event-handler=user={}", script.display()));
+                }
+            }
+            Impl::Hearsay => {
+                let guests = guests.context("no WebAssembly guests")?;
+                let mut toml = String::new();
+                for (h, kind) in handlers {
+                    let (module, clocks) = match kind {
+                        Kind::Echo => (&guests.echo, false),
+                        Kind::Slow => (&guests.slow, true),
+                    };
+                    toml.push_str(&format!(
+                        "[[handler]]\nname = \"{h}\"\nmodule = \"{}\"\nevents = \"user\"\n\
+                         limits = {{ queue = 1024 }}\ngrants = {{ clocks = {clocks} }}\n\n",
+                        module.display()
+                    ));
+                }
+                let config = dir.0.join("handlers.toml");
+                std::fs::write(&config, toml)?;
+                cmd.arg(format!("-config-file={}", config.display()));
+            }
         }
         let proc = Proc::spawn(name, cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let running = match imp {
+            Impl::Serf => "Serf agent running!",
+            Impl::Hearsay => "hearsay agent running!",
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
         if proc
             .lines
-            .wait_for(deadline, |l| l.contains("Serf agent running!"))
+            .wait_for(deadline, |l| l.contains(running))
             .is_none()
         {
-            bail!("serf agent did not start: {}", proc.lines.tail(10));
+            bail!("{imp:?} agent did not start: {}", proc.lines.tail(10));
         }
         let rpc = RpcClient::connect(rpc_port)?;
-        Ok(Self { proc, rpc })
-    }
-
-    fn lines(&self) -> &Lines {
-        &self.proc.lines
-    }
-}
-
-fn received(line: &str, event: &str) -> bool {
-    line.strip_suffix(event)
-        .is_some_and(|l| l.ends_with("agent: Received event: user-event: "))
-}
-
-/// The script output line of the script that echoed `text`.
-fn output(line: &str, text: &str) -> bool {
-    line.strip_suffix(text)
-        .is_some_and(|l| l.ends_with("agent: Event 'user' script output: "))
-}
-
-fn wait(lines: &Lines, what: &str, pred: impl FnMut(&str) -> bool) -> Result<Instant> {
-    lines
-        .wait_for(Instant::now() + Duration::from_secs(30), pred)
-        .with_context(|| {
-            format!(
-                "serf: no {what} within 30 s; last output:\n{}",
-                lines.tail(8)
-            )
+        Ok(Self {
+            imp,
+            proc,
+            rpc,
+            _dir: dir,
         })
+    }
+
+    /// Fires user event `event` over RPC and waits for the agent's acknowledgement.
+    fn fire(&mut self, event: &str) -> Result<()> {
+        self.rpc.event(event, b"x")?;
+        self.rpc.wait_all()
+    }
+
+    /// When the agent logged `Received event: user-event: EVENT` (both agents log this line
+    /// before running any handler).
+    fn received(&self, event: &str) -> Result<Instant> {
+        let mark = format!("agent: Received event: user-event: {event}");
+        // Both lines carry a timestamp and level before the message; hearsay's has fields after.
+        self.wait(&format!("received line of {event}"), |l| {
+            l.find(&mark)
+                .map(|i| &l[i + mark.len()..])
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+        })
+    }
+
+    /// When handler `handler` logged that it ran for `event`: serf's `script output` line of
+    /// the script echoing `HANDLER EVENT`; hearsay's guest log line (`user event EVENT ...`,
+    /// with the field `handler="HANDLER"`).
+    fn handled(&self, handler: &str, event: &str) -> Result<Instant> {
+        let what = format!("{handler}'s output for {event}");
+        match self.imp {
+            Impl::Serf => {
+                let mark = format!("agent: Event 'user' script output: {handler} {event}");
+                self.wait(&what, |l| l.ends_with(&mark))
+            }
+            Impl::Hearsay => {
+                let (text, field) = (
+                    format!("user event {event} "),
+                    format!("handler=\"{handler}\""),
+                );
+                self.wait(&what, |l| l.contains(&text) && l.contains(&field))
+            }
+        }
+    }
+
+    fn wait(&self, what: &str, pred: impl FnMut(&str) -> bool) -> Result<Instant> {
+        let lines = &self.proc.lines;
+        lines
+            .wait_for(Instant::now() + Duration::from_secs(30), pred)
+            .with_context(|| {
+                format!(
+                    "{:?}: no {what} within 30 s; last output:\n{}",
+                    self.imp,
+                    lines.tail(8)
+                )
+            })
+    }
 }
 
-/// serf: per-event cost of a one-line shell handler (`echo "$SERF_USER_EVENT"`), from the
-/// agent's "Received event" line to the script's output line.
-pub fn serf_cost(serf: &Path, plan: HandlerPlan) -> Result<CostSamples> {
-    let dir = Scratch::new("cost")?;
-    let script = dir.script("handler.sh", "echo \"$SERF_USER_EVENT\"")?;
-    let mut agent = SerfHandlerAgent::start(serf, "hcost", &[script])?;
+/// Per-event cost of one logging handler on a lone agent, from the agent's `Received event`
+/// line to the handler's output line: rounds of events one at a time, then a burst.
+pub fn agent_cost(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    plan: HandlerPlan,
+) -> Result<CostSamples> {
+    let mut agent = HandlerAgent::start(tools, guests, imp, "hcost", &[("h", Kind::Echo)])?;
+    // One untimed event: the first instantiation touches fresh memory, the first fork warms
+    // the page cache.
+    agent.fire("warm")?;
+    agent.handled("h", "warm")?;
     let mut out = CostSamples::default();
     for round in 0..plan.rounds {
         let mut times = Vec::new();
         for i in 0..plan.events {
             let ev = format!("c{round}-{i}");
-            agent.rpc.event(&ev, b"x")?;
-            agent.rpc.wait_all()?;
-            let t0 = wait(agent.lines(), "received line", |l| received(l, &ev))?;
-            let t1 = wait(agent.lines(), "script output", |l| output(l, &ev))?;
+            agent.fire(&ev)?;
+            let t0 = agent.received(&ev)?;
+            let t1 = agent.handled("h", &ev)?;
             times.push(secs(t1.saturating_duration_since(t0)));
         }
         out.p99.push(p99(&times));
         out.per_event.extend(times);
-        // A burst: every request written at once; the agent's event loop runs them in turn.
+        // A burst: every request written at once; each agent runs the handler's events in turn.
         let names: Vec<String> = (0..plan.events).map(|i| format!("b{round}-{i}")).collect();
         for ev in &names {
             agent.rpc.event(ev, b"x")?;
         }
         agent.rpc.wait_all()?;
-        let first = wait(agent.lines(), "received line", |l| received(l, &names[0]))?;
+        let first = agent.received(&names[0])?;
         let mut last = first;
         for ev in &names {
-            last = last.max(wait(agent.lines(), "script output", |l| output(l, ev))?);
+            last = last.max(agent.handled("h", ev)?);
         }
         out.per_sec
             .push(plan.events as f64 / secs(last.saturating_duration_since(first)).max(1e-9));
@@ -191,25 +291,25 @@ pub fn serf_cost(serf: &Path, plan: HandlerPlan) -> Result<CostSamples> {
     Ok(out)
 }
 
-/// serf: a `sleep 0.1` handler registered before a fast one; the fast one's latency from firing
-/// (the RPC request written) to its output line.
-pub fn serf_slow_fast(serf: &Path, plan: HandlerPlan) -> Result<SlowFastSamples> {
-    let dir = Scratch::new("slowfast")?;
-    let slow = dir.script("slow.sh", "sleep 0.1\necho \"slow $SERF_USER_EVENT\"")?;
-    let fast = dir.script("fast.sh", "echo \"fast $SERF_USER_EVENT\"")?;
-    let mut agent = SerfHandlerAgent::start(serf, "hslow", &[slow, fast])?;
+/// A slow handler registered before a fast one on a lone agent; the fast one's latency from
+/// firing (the RPC request written) to its output line.
+pub fn agent_slow_fast(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    plan: HandlerPlan,
+) -> Result<SlowFastSamples> {
+    let handlers = [("slow", Kind::Slow), ("fast", Kind::Echo)];
+    let mut agent = HandlerAgent::start(tools, guests, imp, "hslow", &handlers)?;
+    agent.fire("warm")?;
+    agent.handled("slow", "warm")?;
     let mut out = SlowFastSamples::default();
     for i in 0..plan.slow_single {
         let ev = format!("s{i}");
         let fired = Instant::now();
-        agent.rpc.event(&ev, b"x")?;
-        agent.rpc.wait_all()?;
-        let s = wait(agent.lines(), "slow output", |l| {
-            output(l, &format!("slow {ev}"))
-        })?;
-        let f = wait(agent.lines(), "fast output", |l| {
-            output(l, &format!("fast {ev}"))
-        })?;
+        agent.fire(&ev)?;
+        let s = agent.handled("slow", &ev)?;
+        let f = agent.handled("fast", &ev)?;
         out.slow_single
             .push(secs(s.saturating_duration_since(fired)));
         out.fast_single
@@ -219,19 +319,41 @@ pub fn serf_slow_fast(serf: &Path, plan: HandlerPlan) -> Result<SlowFastSamples>
     for i in 0..plan.slow_stream {
         let ev = format!("t{i}");
         fired.push((ev.clone(), Instant::now()));
-        agent.rpc.event(&ev, b"x")?;
-        agent.rpc.wait_all()?;
+        agent.fire(&ev)?;
         std::thread::sleep(
             STREAM_GAP.saturating_sub(fired.last().map_or(Duration::ZERO, |(_, t)| t.elapsed())),
         );
     }
     for (ev, t) in &fired {
-        let f = wait(agent.lines(), "fast output", |l| {
-            output(l, &format!("fast {ev}"))
-        })?;
+        let f = agent.handled("fast", ev)?;
         out.fast_stream.push(secs(f.saturating_duration_since(*t)));
     }
     agent.proc.kill();
+    Ok(out)
+}
+
+/// VmRSS of lone agents with `count` logging handlers configured, after one user event ran
+/// all of them and the agent sat idle for a second, `reps` agents.
+pub fn agent_footprint(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    count: usize,
+    reps: usize,
+) -> Result<Vec<f64>> {
+    let names: Vec<String> = (0..count).map(|i| format!("h{i}")).collect();
+    let handlers: Vec<(&str, Kind)> = names.iter().map(|n| (n.as_str(), Kind::Echo)).collect();
+    let mut out = Vec::new();
+    for r in 0..reps {
+        let mut agent = HandlerAgent::start(tools, guests, imp, &format!("hfoot{r}"), &handlers)?;
+        agent.fire("hello")?;
+        for h in &names {
+            agent.handled(h, "hello")?;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        out.push(rss_kib(agent.proc.pid())?);
+        agent.proc.kill();
+    }
     Ok(out)
 }
 
@@ -301,7 +423,8 @@ fn finish(t: &Ticket) -> Result<Instant> {
     }
 }
 
-/// hearsay: per-event cost of the `echo` component (logs the user event), dispatch → outcome.
+/// hearsay's handler alone (host level): per-event cost of the `echo` component, dispatch →
+/// outcome.
 pub fn hearsay_cost(guests: &Guests, plan: HandlerPlan) -> Result<CostSamples> {
     let host = host(2)?;
     let echo = load(&host, "echo", &guests.echo, plan.events + 1, false)?;
@@ -336,98 +459,6 @@ pub fn hearsay_cost(guests: &Guests, plan: HandlerPlan) -> Result<CostSamples> {
     Ok(out)
 }
 
-/// hearsay: the `slow` component (sleeps 100 ms) and `echo` as the fast one, each event
-/// dispatched to slow first; the fast one's latency from dispatch to its outcome.
-pub fn hearsay_slow_fast(guests: &Guests, plan: HandlerPlan) -> Result<SlowFastSamples> {
-    let host = host(2)?;
-    let n = plan.slow_single.max(plan.slow_stream) + 1;
-    let slow = load(&host, "slow", &guests.slow, n, true)?;
-    let fast = load(&host, "fast", &guests.echo, n, false)?;
-    let emb: Arc<dyn Embedder> = Arc::new(Lone);
-    finish(&send(&host, &fast, user("warm", 0), &emb)?)?;
-    let mut out = SlowFastSamples::default();
-    let mut ltime = 0;
-    for _ in 0..plan.slow_single {
-        ltime += 1;
-        let fired = Instant::now();
-        let s = send(&host, &slow, user("s", ltime), &emb)?;
-        let f = send(&host, &fast, user("s", ltime), &emb)?;
-        out.fast_single
-            .push(secs(finish(&f)?.saturating_duration_since(fired)));
-        out.slow_single
-            .push(secs(finish(&s)?.saturating_duration_since(fired)));
-    }
-    let mut pending = Vec::new();
-    for _ in 0..plan.slow_stream {
-        ltime += 1;
-        let fired = Instant::now();
-        let s = send(&host, &slow, user("t", ltime), &emb)?;
-        let f = send(&host, &fast, user("t", ltime), &emb)?;
-        // The fast one's outcome is read as soon as it is there, not after the whole stream.
-        let done = finish(&f)?;
-        out.fast_stream
-            .push(secs(done.saturating_duration_since(fired)));
-        pending.push(s);
-        std::thread::sleep(STREAM_GAP.saturating_sub(fired.elapsed()));
-    }
-    for s in &pending {
-        finish(s)?;
-    }
-    Ok(out)
-}
-
-// ---------------------------------------------------------------- footprint
-
-/// The child side of [`footprint`]: a host with `count` handlers (cycling through the given
-/// components), each run once; prints `READY` and waits to be killed.
-pub fn footprint_child(count: usize, wasm: &[PathBuf]) -> Result<()> {
-    let host = host(4)?;
-    let emb: Arc<dyn Embedder> = Arc::new(Lone);
-    let mut handlers = Vec::new();
-    for i in 0..count {
-        let path = &wasm[i % wasm.len()];
-        let h = load(&host, &format!("h{i}"), path, 4, true)?;
-        // Every handler has run once (the slow one takes its 100 ms), as in a live agent.
-        let t = send(&host, &h, user("hello", 1), &emb)?;
-        t.wait(Duration::from_secs(30))
-            .context("handler did not finish")?;
-        handlers.push(h);
-    }
-    println!("READY {}", handlers.len());
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-/// VmRSS of child processes holding a host with 0 and with 10 loaded handlers, `reps` each.
-pub fn footprint(guests: &Guests, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let exe = std::env::current_exe()?;
-    let wasm_dir = guests.echo.parent().context("wasm dir")?;
-    let (mut zero, mut ten) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        for (count, out) in [(0, &mut zero), (10, &mut ten)] {
-            let mut cmd = Command::new(&exe);
-            cmd.arg("--footprint-child")
-                .arg(count.to_string())
-                .arg("--wasm-dir")
-                .arg(wasm_dir);
-            let mut p = Proc::spawn("footprint", cmd)?;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            if p.lines
-                .wait_for(deadline, |l| l.starts_with("READY"))
-                .is_none()
-            {
-                bail!("footprint child did not get ready: {}", p.lines.tail(5));
-            }
-            // Idle for a moment, as the agents' idle figure is taken after a quiet period.
-            std::thread::sleep(Duration::from_secs(1));
-            out.push(rss_kib(p.pid())?);
-            p.kill();
-        }
-    }
-    Ok((zero, ten))
-}
-
 /// The 99th percentile of unsorted samples.
 fn p99(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
@@ -436,31 +467,4 @@ fn p99(samples: &[f64]) -> f64 {
         return f64::NAN;
     }
     crate::stats::percentile(&s, 0.99)
-}
-
-/// serf: VmRSS of a lone agent with ten `-event-handler` scripts configured, after it ran each
-/// once and sat idle for a second, `reps` agents.
-pub fn serf_footprint(serf: &Path, reps: usize) -> Result<Vec<f64>> {
-    let dir = Scratch::new("footprint")?;
-    let scripts: Vec<PathBuf> = (0..10)
-        .map(|i| {
-            dir.script(
-                &format!("h{i}.sh"),
-                &format!("echo \"h{i} $SERF_USER_EVENT\""),
-            )
-        })
-        .collect::<Result<_>>()?;
-    let mut out = Vec::new();
-    for r in 0..reps {
-        let mut agent = SerfHandlerAgent::start(serf, &format!("hfoot{r}"), &scripts)?;
-        agent.rpc.event("hello", b"x")?;
-        agent.rpc.wait_all()?;
-        wait(agent.lines(), "last script output", |l| {
-            output(l, "h9 hello")
-        })?;
-        std::thread::sleep(Duration::from_secs(1));
-        out.push(rss_kib(agent.proc.pid())?);
-        agent.proc.kill();
-    }
-    Ok(out)
 }

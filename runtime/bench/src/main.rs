@@ -44,7 +44,7 @@ use quic::QuicPlan;
 use report::{Report, Row, Section};
 use sim::{SimPlan, SimResult};
 use stats::Unit;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -59,8 +59,6 @@ struct Args {
     no_sim: bool,
     no_handlers: bool,
     wasm_dir: Option<PathBuf>,
-    /// Internal: run as the child process of the handler-footprint figure.
-    footprint_child: Option<usize>,
     raw: Vec<String>,
 }
 
@@ -81,7 +79,6 @@ fn parse_args() -> Result<Args> {
         no_sim: false,
         no_handlers: false,
         wasm_dir: None,
-        footprint_child: None,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -107,9 +104,6 @@ fn parse_args() -> Result<Args> {
             "no-sim" => a.no_sim = true,
             "no-handlers" => a.no_handlers = true,
             "wasm-dir" => a.wasm_dir = Some(value()?.into()),
-            "footprint-child" => {
-                a.footprint_child = Some(value()?.parse().context("--footprint-child N")?)
-            }
             "h" | "help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -212,10 +206,7 @@ fn find_tools(args: &Args) -> Result<Tools> {
         );
     }
     // `hearsay` (the agent and CLI), when built: optional, the old path stays without it.
-    let agent = match &args.agent_bin {
-        Some(p) => Some(p.clone()),
-        None => Some(node.with_file_name("hearsay")).filter(|p| p.is_file()),
-    };
+    let agent = find_agent(args, &node);
     if agent.is_none() {
         eprintln!("[bench] no `hearsay` binary beside hearsay-serf-node: hearsay's live nodes run as hearsay-serf-node");
     }
@@ -224,6 +215,14 @@ fn find_tools(args: &Args) -> Result<Tools> {
         node,
         agent,
     })
+}
+
+/// `--agent-bin`, else `hearsay` beside `sibling` when it is there.
+fn find_agent(args: &Args, sibling: &Path) -> Option<PathBuf> {
+    match &args.agent_bin {
+        Some(p) => Some(p.clone()),
+        None => Some(sibling.with_file_name("hearsay")).filter(|p| p.is_file()),
+    }
 }
 
 /// The `serf` executable, unless `--no-serf` or it does not run.
@@ -533,24 +532,24 @@ fn handler_cost_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section 
     let mut sec = Section {
         title: "5. Handler cost per event".into(),
         intro: format!(
-            "One node fed user events, each handled by one handler. serf: a lone `serf agent` \
-with `-event-handler user=handler.sh`, a one-line script (`echo \"$SERF_USER_EVENT\"`; serf runs \
-`/bin/sh -c` per event), fed over its RPC port by the bench's own RPC client (no CLI fork per \
-event); a handler's time runs from the agent's `Received event: user-event` log line to that \
-script's `script output` line. hearsay, **host level** (`hearsay agent -handler` is not \
-available yet): `hearsay-host` in the bench process, the `echo` component (logs the event), \
-2 workers; a handler's time runs from `Host::dispatch` to the outcome on its ticket (hand-off to \
-a worker, a fresh `Store` and instance from the pre-instantiated component, the guest's \
-`handle`, the outcome). {} round(s) of {} events one at a time (median over all events; p99 per \
-round), then a burst of {} events fired at once (events/s from the first event's start to the \
-last one's end; both run one handler's events one after another).",
+            "One agent fed user events over its RPC port by the bench's own RPC client (no CLI \
+fork per event), each event handled by one handler that logs it. serf: a lone `serf agent` with \
+`-event-handler user=h.sh`, a one-line script (`echo \"h $SERF_USER_EVENT\"`; serf runs \
+`/bin/sh -c` per event). hearsay: a lone `hearsay agent` with a `[[handler]]` block running the \
+`echo` component for `user` events (a fresh instance per event on the agent's worker pool). For \
+both, a handler's time runs from the agent's `Received event: user-event` log line to the \
+handler's output line, both read from the agent's stdout by the bench. {} round(s) of {} \
+events one at a time (median over all events; p99 per round), then a burst of {} events fired \
+at once (events/s from the first event's `Received` line to the last one's output; both agents \
+run one handler's events one after another). Last row: hearsay's handler alone, in the bench \
+process (`hearsay-host`, 2 workers, `Host::dispatch` to the outcome on its ticket), no agent, \
+no log pipe.",
             hp.rounds, hp.events, hp.events
         ),
         ..Section::default()
     };
-    let (s, h) = each(tools, "handler cost", &mut sec.notes, |imp| match imp {
-        Impl::Serf => handlers::serf_cost(tools.serf.as_deref().context("no serf")?, hp),
-        Impl::Hearsay => handlers::hearsay_cost(guests, hp),
+    let (s, h) = each(tools, "handler cost", &mut sec.notes, |imp| {
+        handlers::agent_cost(tools, Some(guests), imp, hp)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
     let speedup = pct_of(&s.per_event) / pct_of(&h.per_event);
@@ -559,7 +558,7 @@ last one's end; both run one handler's events one after another).",
             .serf(&s.per_event)
             .hearsay(&h.per_event)
             .reference(format!(
-                "target: hearsay ≥ 100× cheaper; measured: hearsay {speedup:.0}× cheaper (hearsay host level)"
+                "target: hearsay ≥ 100× cheaper; measured: hearsay {speedup:.0}× cheaper (agents)"
             ))
             .headline(),
     );
@@ -567,7 +566,7 @@ last one's end; both run one handler's events one after another).",
         Row::new("handler time per event (p99 of a round)", 1, Unit::Secs)
             .serf(&s.p99)
             .hearsay(&h.p99)
-            .reference("hearsay host level"),
+            .reference("agents"),
     );
     sec.rows.push(
         Row::new(
@@ -577,9 +576,24 @@ last one's end; both run one handler's events one after another).",
         )
         .serf(&s.per_sec)
         .hearsay(&h.per_sec)
-        .reference("above 1.00× hearsay handles more per second; hearsay host level")
+        .reference("above 1.00× hearsay handles more per second; agents")
         .headline(),
     );
+    match handlers::hearsay_cost(guests, hp) {
+        Ok(host) => {
+            let alone = pct_of(&s.per_event) / pct_of(&host.per_event);
+            sec.rows.push(
+                Row::new("hearsay handler alone per event (median)", 1, Unit::Secs)
+                    .hearsay(&host.per_event)
+                    .reference(format!(
+                        "host level, no agent: serf's agent median is {alone:.0}× this"
+                    )),
+            );
+        }
+        Err(e) => sec
+            .notes
+            .push(format!("hearsay host-level cost failed: {e:#}")),
+    }
     sec
 }
 
@@ -588,21 +602,20 @@ fn slow_fast_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "6. A slow handler beside a fast one".into(),
         intro: format!(
-            "Two handlers for every user event: a slow one (100 ms per event) and a fast one. \
-serf: `-event-handler user=slow.sh -event-handler user=fast.sh` (`sleep 0.1; echo ...` and \
-`echo ...`), which serf runs one after the other on its event loop; times from the RPC request \
-being written to the fast script's `script output` line. hearsay, **host level**: the bench's \
-`slow` component (sleeps 100 ms through the WASI monotonic clock, clocks granted) and `echo` as \
-the fast one, each on its own queue, 2 workers; the event dispatched to slow first, times from \
-that dispatch to the fast one's outcome. {} events one at a time, then a stream of {} events \
-50 ms apart (faster than the slow handler can keep up).",
+            "Two handlers for every user event on a lone agent, the slow one (100 ms per event) \
+registered first. serf: `-event-handler user=slow.sh -event-handler user=fast.sh` (`sleep 0.1; \
+echo ...` and `echo ...`), which serf runs one after the other on its event loop. hearsay: two \
+`[[handler]]` blocks, the bench's `slow` component (sleeps 100 ms through the WASI monotonic \
+clock, clocks granted, then logs) and `echo` as the fast one, each with its own queue on the \
+agent's worker pool. Times from the RPC request being written to the handler's output line. \
+{} events one at a time, then a stream of {} events 50 ms apart (faster than the slow handler \
+can keep up).",
             hp.slow_single, hp.slow_stream
         ),
         ..Section::default()
     };
-    let (s, h) = each(tools, "slow beside fast", &mut sec.notes, |imp| match imp {
-        Impl::Serf => handlers::serf_slow_fast(tools.serf.as_deref().context("no serf")?, hp),
-        Impl::Hearsay => handlers::hearsay_slow_fast(guests, hp),
+    let (s, h) = each(tools, "slow beside fast", &mut sec.notes, |imp| {
+        handlers::agent_slow_fast(tools, Some(guests), imp, hp)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
     sec.rows.push(
@@ -644,41 +657,41 @@ fn handler_memory_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Sectio
     let mut sec = Section {
         title: "7. Memory with 10 handlers".into(),
         intro: format!(
-            "serf: a lone `serf agent` with ten `-event-handler` scripts, after one user event ran \
-all ten, idle 1 s. hearsay, **host level** (no agent with `-handler` yet): a child process \
-(`hearsay-bench --footprint-child N`) holding `hearsay-host` (4 workers, pooling allocator) \
-and N components loaded (compiled at load, no disk cache), cycling through echo, slow, blob, \
-sysinfo and resolve, each run once, idle 1 s; no gossip, so compare it with the idle agent \
-RSS of section 4. VmRSS from `/proc/PID/status`, {reps} process(es) each."
+            "A lone agent with ten user-event handlers, after one user event ran all ten, idle \
+1 s; and the same agent with one handler. serf: ten `-event-handler` scripts (`echo ...`). \
+hearsay: ten `[[handler]]` blocks loading the `echo` component ten times under ten names (each \
+compiled or taken from the disk cache, pre-instantiated, with its own queue and stats), 4 \
+workers. VmRSS from `/proc/PID/status`, {reps} agent(s) each."
         ),
         ..Section::default()
     };
-    let (s, h) = each(tools, "handler memory", &mut sec.notes, |imp| match imp {
-        Impl::Serf => handlers::serf_footprint(tools.serf.as_deref().context("no serf")?, reps)
-            .map(|v| (Vec::new(), v)),
-        Impl::Hearsay => handlers::footprint(guests, reps),
+    let (s, h) = each(tools, "handler memory", &mut sec.notes, |imp| {
+        let one = handlers::agent_footprint(tools, Some(guests), imp, 1, reps)?;
+        let ten = handlers::agent_footprint(tools, Some(guests), imp, 10, reps)?;
+        Ok((one, ten))
     });
-    let (_, serf10) = s.unwrap_or_default();
-    let (zero, ten) = h.unwrap_or_default();
-    let per: Vec<f64> = zero.iter().zip(&ten).map(|(z, t)| (t - z) / 10.0).collect();
+    let ((s1, s10), (h1, h10)) = (s.unwrap_or_default(), h.unwrap_or_default());
+    let per = |one: &[f64], ten: &[f64]| -> Vec<f64> {
+        one.iter().zip(ten).map(|(o, t)| (t - o) / 9.0).collect()
+    };
     sec.rows.push(
         Row::new("RSS with 10 handlers loaded", 1, Unit::KiB)
-            .serf(&serf10)
-            .hearsay(&ten)
-            .reference("serf: agent; hearsay: host-level process (hearsay-host + 10 components, no gossip)")
+            .serf(&s10)
+            .hearsay(&h10)
+            .reference("agents, after each handler ran once")
             .headline(),
     );
     sec.rows.push(
-        Row::new("RSS of the host process with no handlers", 1, Unit::KiB)
-            .hearsay(&zero)
-            .reference("hearsay-host alone (engine, pool, 4 workers); host level"),
+        Row::new("RSS with 1 handler loaded", 1, Unit::KiB)
+            .serf(&s1)
+            .hearsay(&h1)
+            .reference("agents"),
     );
     sec.rows.push(
-        Row::new("RSS added per loaded handler", 1, Unit::KiB)
-            .hearsay(&per)
-            .reference(
-                "(10 handlers − none) / 10; serf loads nothing (a script is read per event)",
-            ),
+        Row::new("RSS added per further handler", 1, Unit::KiB)
+            .serf(&per(&s1, &s10))
+            .hearsay(&per(&h1, &h10))
+            .reference("(10 handlers − 1) / 9; serf reads a script per event and holds none"),
     );
     sec
 }
@@ -983,16 +996,6 @@ fn not_measured() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Runs as the child process of the handler-footprint figure.
-fn footprint_child(args: &Args, count: usize) -> Result<()> {
-    let dir = args
-        .wasm_dir
-        .as_deref()
-        .context("--footprint-child needs --wasm-dir")?;
-    let g = guests::locate(Some(dir))?;
-    handlers::footprint_child(count, &g.all)
-}
-
 /// Sections 5–8: handlers (beside serf's shell handlers) and QUIC.
 fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<Section>) {
     match guests::locate(args.wasm_dir.as_deref()) {
@@ -1024,15 +1027,13 @@ fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<
 fn main() -> Result<()> {
     let started = Instant::now();
     let args = parse_args()?;
-    if let Some(count) = args.footprint_child {
-        return footprint_child(&args, count);
-    }
     let plan = Plan::new(args.quick);
     let tools = if args.no_live {
+        // The handler figures still run lone agents.
         Tools {
             serf: find_serf(&args),
             node: PathBuf::new(),
-            agent: None,
+            agent: find_agent(&args, &std::env::current_exe()?),
         }
     } else {
         find_tools(&args)?

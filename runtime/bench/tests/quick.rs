@@ -40,13 +40,12 @@ const LIVE: &[&str] = &[
     "fast handler latency beside a 100 ms one, events every 50 ms",
     "slow handler latency (100 ms sleep), one event at a time",
     "RSS with 10 handlers loaded",
+    "RSS with 1 handler loaded",
+    "RSS added per further handler",
 ];
 
 /// hearsay-only figures in the serf-vs-hearsay tables (serf column empty).
-const HEARSAY_ONLY: &[&str] = &[
-    "RSS of the host process with no handlers",
-    "RSS added per loaded handler",
-];
+const HEARSAY_ONLY: &[&str] = &["hearsay handler alone per event (median)"];
 
 /// QUIC figures (hearsay only): | figure | N | hearsay | anchor |; names start with these.
 const QUIC: &[&str] = &[
