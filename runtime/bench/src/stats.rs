@@ -41,7 +41,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// How a figure's samples are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
-    /// Samples in seconds; printed in s, or ms below one second.
+    /// Samples in seconds; printed in s, ms below one second, µs below one millisecond.
     Secs,
     /// Samples in KiB.
     KiB,
@@ -53,6 +53,7 @@ impl Unit {
     /// The scale a value is printed in: (divisor, suffix, decimals).
     fn scale(self, x: f64) -> (f64, &'static str, usize) {
         match self {
+            Unit::Secs if x.abs() < 1e-3 => (1e-6, " µs", 0),
             Unit::Secs if x.abs() < 1.0 => (1e-3, " ms", 1),
             Unit::Secs => (1.0, " s", 2),
             Unit::KiB if x >= 10.0 * 1024.0 * 1024.0 => (1024.0 * 1024.0, " GiB", 1),
@@ -116,6 +117,7 @@ mod tests {
     #[test]
     fn formatting() {
         assert_eq!(Unit::Secs.fmt(0.1234), "123.4 ms");
+        assert_eq!(Unit::Secs.fmt(0.000_108_4), "108 µs");
         assert_eq!(Unit::Secs.fmt(6.5), "6.50 s");
         assert_eq!(Unit::KiB.fmt(20480.0), "20.0 MiB");
         assert_eq!(Unit::KiB.fmt(20.0 * 1024.0 * 1024.0), "20.0 GiB");
