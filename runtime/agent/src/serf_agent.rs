@@ -381,8 +381,8 @@ impl SerfAgent {
             .await?)
     }
 
-    /// Serf's `Stats()`: member counts, clocks, health score, whether encryption is on.
-    /// (Queue depths are not tracked per kind here and read as 0.)
+    /// Serf's `Stats()`: member counts, clocks, health score, broadcast queue depths, whether
+    /// encryption is on, and coordinate resets.
     pub async fn stats(&self) -> Result<BTreeMap<String, String>> {
         Ok(self
             .node
@@ -398,12 +398,13 @@ impl SerfAgent {
                 out.insert("member_time".into(), clock.to_string());
                 out.insert("event_time".into(), event.to_string());
                 out.insert("query_time".into(), query.to_string());
-                for q in ["intent_queue", "event_queue", "query_queue"] {
-                    out.insert(q.into(), "0".into());
-                }
+                let queues = serf.queue_depths();
+                out.insert("intent_queue".into(), queues.intent.to_string());
+                out.insert("event_queue".into(), queues.event.to_string());
+                out.insert("query_queue".into(), queues.query.to_string());
                 out.insert("encrypted".into(), swim.keyring().is_some().to_string());
-                if serf.coordinate().is_some() {
-                    out.insert("coordinate_resets".into(), "0".into());
+                if let Some(resets) = serf.coordinate_resets() {
+                    out.insert("coordinate_resets".into(), resets.to_string());
                 }
                 out
             })

@@ -384,6 +384,52 @@ async fn rpc_auth_is_enforced_with_serf_errors() {
     h.agent.shutdown().await;
 }
 
+/// The `serf info` line `\tKEY = VALUE`'s value.
+fn info_value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key} = ");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+}
+
+/// A lone node gossips to no one, so the broadcasts it makes stay queued: `serf info` shows the
+/// same queue depths for a hearsay agent as for a real serf agent after the same commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_counts_queued_broadcasts_as_serf_does() {
+    require_serf();
+    let dir = std::env::temp_dir().join(format!("hearsay-info-queues-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let real = hearsay_testkit::serf::Serf::launch(dir.clone(), "lone-serf", &[], WAIT);
+    let h = start_node("lone", None, "").await;
+    for args in [
+        &["event", "-coalesce=false", "a", "1"][..],
+        &["event", "-coalesce=false", "b", "2"],
+        &["query", "-timeout=1s", "q"],
+    ] {
+        real.cli(args);
+        ok(&h, args[0], &args[1..]).await;
+    }
+    let theirs = real.cli(&["info"]);
+    let ours = ok(&h, "info", &[]).await;
+    for key in [
+        "event_queue",
+        "query_queue",
+        "intent_queue",
+        "coordinate_resets",
+    ] {
+        assert_eq!(
+            info_value(&ours, key),
+            info_value(&theirs, key),
+            "{key}\nhearsay:\n{ours}\nserf:\n{theirs}"
+        );
+    }
+    assert_eq!(info_value(&ours, "event_queue"), Some("2"), "{ours}");
+    assert_eq!(info_value(&ours, "query_queue"), Some("1"), "{ours}");
+    h.rpc.shutdown().await;
+    h.agent.shutdown().await;
+    drop(real);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The `[n/m]` count `serf keys -list` prints beside `key` (columnized, so spacing varies).
 fn key_count<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines()

@@ -14,6 +14,6 @@ pub mod messages;
 pub mod serf;
 pub mod snapshot;
 
-pub use crate::serf::{QueryParams, Serf, SerfConfig, State};
+pub use crate::serf::{QueryParams, QueueDepths, Serf, SerfConfig, State};
 pub use clock::{LamportClock, LamportTime};
 pub use error::{Error, Result};

@@ -193,6 +193,18 @@ enum LeavePhase {
     Propagate { until: Instant },
 }
 
+/// Broadcasts queued for gossip, by Serf's queue (its `Stats()` `intent_queue`, `event_queue`
+/// and `query_queue`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Join and leave intents.
+    pub intent: usize,
+    /// User events.
+    pub event: usize,
+    /// Queries.
+    pub query: usize,
+}
+
 /// The Serf state machine of one node.
 #[derive(Debug)]
 pub struct Serf {
@@ -344,6 +356,28 @@ impl Serf {
     /// Our network coordinate (None when coordinates are disabled).
     pub fn coordinate(&self) -> Option<&Coordinate> {
         self.coord_client.as_ref().map(|c| c.coordinate())
+    }
+
+    /// How often our coordinate went invalid and was reset (None when coordinates are disabled).
+    pub fn coordinate_resets(&self) -> Option<u64> {
+        self.coord_client.as_ref().map(|c| c.stats().resets)
+    }
+
+    /// Broadcasts waiting for gossip, counted as Serf's three queues: join and leave intents,
+    /// user events, and queries. (Serf keeps three queues; here they share one and are told
+    /// apart by their message type.)
+    pub fn queue_depths(&self) -> QueueDepths {
+        let mut d = QueueDepths::default();
+        for msg in self.swim.queued_user_broadcasts() {
+            use messages::MessageType;
+            match msg.first().and_then(|&t| MessageType::from_u8(t)) {
+                Some(MessageType::Join | MessageType::Leave) => d.intent += 1,
+                Some(MessageType::UserEvent) => d.event += 1,
+                Some(MessageType::Query) => d.query += 1,
+                _ => {}
+            }
+        }
+        d
     }
 
     /// The last coordinate `node` sent us; our own for our name.
@@ -1856,6 +1890,26 @@ mod tests {
             ..s.config().clone()
         };
         assert!(Serf::new(too_big, None, 1, now).is_err());
+    }
+
+    #[test]
+    fn queue_depths_count_each_kind_of_broadcast() {
+        let now = Instant::now();
+        let mut s = serf(|_| {});
+        // A lone node gossips to no one, so what it queues stays queued.
+        let start = s.queue_depths();
+        s.user_event(now, "a", b"1", false).unwrap();
+        s.user_event(now, "b", b"2", false).unwrap();
+        s.query(now, "q", b"", QueryParams::default()).unwrap();
+        let d = s.queue_depths();
+        assert_eq!(d.event, start.event + 2, "{d:?}");
+        assert_eq!(d.query, start.query + 1, "{d:?}");
+        assert_eq!(d.intent, start.intent, "{d:?}");
+        assert_eq!(s.coordinate_resets(), Some(0));
+        assert_eq!(
+            serf(|c| c.disable_coordinates = true).coordinate_resets(),
+            None
+        );
     }
 
     #[test]

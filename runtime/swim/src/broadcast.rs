@@ -64,6 +64,11 @@ impl BroadcastQueue {
         self.items.len()
     }
 
+    /// The queued messages, in no particular order.
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.items.values().map(|i| i.msg.as_slice())
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

@@ -467,6 +467,12 @@ impl Swim {
         id
     }
 
+    /// The user broadcasts still queued for gossip, as given to
+    /// [`Swim::queue_user_broadcast`] (without the framing byte), in no particular order.
+    pub fn queued_user_broadcasts(&self) -> impl Iterator<Item = &[u8]> {
+        self.user_broadcasts.messages().map(|m| &m[1..])
+    }
+
     fn queue_user_broadcast_inner(
         &mut self,
         msg: Vec<u8>,
