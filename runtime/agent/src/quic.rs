@@ -6,7 +6,10 @@
 //! The transport itself (`hearsay_net::quic`) knows nothing of Serf; this module is where a
 //! response stream becomes "node X's answer to query (ltime, id)": it checks that the stream's
 //! certificate is the one node X advertises, counts it as X's answer in the Serf layer
-//! (`handle_external_response`), and bounds the body by the query's deadline.
+//! (`handle_external_response`), and bounds the body by the query's deadline. It is also where
+//! a relay node forwards another responder's stream to the originator its relay header names
+//! (relay factor), and where the originator refuses the copies of a response that came second
+//! (`StopCode::Duplicate`).
 
 use crate::serf_agent::{QueryResult, SerfAgent};
 use hearsay_net::quic::endpoint::Bytes;
