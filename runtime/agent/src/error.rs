@@ -80,6 +80,13 @@ pub enum Error {
     /// The query's deadline passed before the reply was complete.
     #[error("the query's deadline passed after {written} bytes of the reply")]
     ReplyDeadline { written: u64 },
+    /// One of a reply's QUIC streams (direct or relayed) fell behind the others by more than
+    /// the straggler grace and was dropped (the reply goes on with the others).
+    #[error("the stream fell {grace:?} behind the reply's other streams after {written} bytes")]
+    ReplyStraggler {
+        written: u64,
+        grace: std::time::Duration,
+    },
     /// A reply was written to after it had failed.
     #[error("the reply already failed")]
     ReplyFailed,

@@ -20,6 +20,6 @@ pub mod snapshot;
 pub mod tags_file;
 
 pub use error::{Error, Result};
-pub use quic::{QuicOptions, QuicSettings};
+pub use quic::{QuicOptions, QuicSettings, QuicStats};
 pub use reply::{QueryReply, ReplyPath, ReplyTarget};
 pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

@@ -6,17 +6,21 @@
 //! The transport itself (`hearsay_net::quic`) knows nothing of Serf; this module is where a
 //! response stream becomes "node X's answer to query (ltime, id)": it checks that the stream's
 //! certificate is the one node X advertises, counts it as X's answer in the Serf layer
-//! (`handle_external_response`), and bounds the body by the query's deadline.
+//! (`handle_external_response`), and bounds the body by the query's deadline. It is also where
+//! a relay node forwards another responder's stream to the originator its relay header names
+//! (relay factor), and where the originator refuses the copies of a response that came second
+//! (`StopCode::Duplicate`).
 
 use crate::serf_agent::{QueryResult, SerfAgent};
 use hearsay_net::quic::endpoint::Bytes;
 use hearsay_net::quic::{
     Fingerprint, IncomingResponse, IncomingResponses, Limits, QuicAdvert, QuicConfig, QuicEndpoint,
-    QuicError, Security, QUIC_TAG,
+    QuicError, Security, StopCode, QUIC_TAG,
 };
 use hearsay_serf::event::{Event, Member, MemberStatus, QueryId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
@@ -166,9 +170,55 @@ pub(crate) struct RunningQuery {
     pub(crate) deadline: Instant,
 }
 
+/// Counters of the QUIC response paths, as [`SerfAgent::quic_stats`] reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuicStats {
+    /// Streams this node opened to relay nodes for its own large replies (relay factor).
+    pub relay_legs_opened: u64,
+    /// Responses of other nodes this node forwarded as a relay node (a stream to the
+    /// originator was opened).
+    pub relays_forwarded: u64,
+    /// Of those, the ones the originator took whole.
+    pub relays_delivered: u64,
+    /// Responses to this node's queries that arrived through a relay node and were taken.
+    pub relayed_accepted: u64,
+    /// Streams to this node's queries refused because that node's response had already
+    /// arrived on another path (a relayed copy, or the direct one after a relayed copy).
+    pub duplicates_dropped: u64,
+}
+
+/// The live counters behind [`QuicStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) relay_legs_opened: AtomicU64,
+    relays_forwarded: AtomicU64,
+    relays_delivered: AtomicU64,
+    relayed_accepted: AtomicU64,
+    duplicates_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> QuicStats {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        QuicStats {
+            relay_legs_opened: v(&self.relay_legs_opened),
+            relays_forwarded: v(&self.relays_forwarded),
+            relays_delivered: v(&self.relays_delivered),
+            relayed_accepted: v(&self.relayed_accepted),
+            duplicates_dropped: v(&self.duplicates_dropped),
+        }
+    }
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 /// State the QUIC tasks share with the agent handles.
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// How the response paths were used.
+    pub(crate) stats: Counters,
     /// Fingerprints advertised by alive (or leaving) members, with the member's name.
     pub(crate) admitted: RwLock<HashMap<Fingerprint, String>>,
     /// Running queries by (ltime, id).
@@ -292,7 +342,12 @@ impl QuicWire {
     /// without this wire (so the tasks do not keep it alive).
     pub(crate) fn spawn_tasks(&self, agent: SerfAgent, incoming: IncomingResponses) {
         let watcher = tokio::spawn(watch_members(agent.clone(), self.shared.clone()));
-        let receiver = tokio::spawn(receive(agent, self.shared.clone(), incoming));
+        let receiver = tokio::spawn(receive(
+            agent,
+            self.shared.clone(),
+            self.endpoint.clone(),
+            incoming,
+        ));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -322,56 +377,264 @@ async fn watch_members(agent: SerfAgent, shared: Arc<Shared>) {
     }
 }
 
-/// The originator's side: every incoming response is matched to a running query, checked
-/// against the advert of the node it claims to be from, counted by the Serf layer, and its body
-/// streamed to the query's consumer.
-async fn receive(agent: SerfAgent, shared: Arc<Shared>, mut incoming: IncomingResponses) {
+/// Every incoming stream: a relay header naming another originator is forwarded
+/// ([`relay`]); anything else is a response to one of this node's queries
+/// ([`accept_response`]). Each is handled in its own task, so a slow member-list lookup or
+/// a relay's dial never holds up the next stream.
+async fn receive(
+    agent: SerfAgent,
+    shared: Arc<Shared>,
+    endpoint: QuicEndpoint,
+    mut incoming: IncomingResponses,
+) {
     while let Some(resp) = incoming.next().await {
-        let h = &resp.header;
-        let (ltime, id, from) = (h.ltime, h.query_id, h.from.clone());
-        let Some(query) = shared.running((ltime, id)) else {
+        let for_other = resp
+            .header
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.origin != agent.name());
+        if for_other {
+            tokio::spawn(relay(agent.clone(), shared.clone(), endpoint.clone(), resp));
+        } else {
+            tokio::spawn(accept_response(agent.clone(), shared.clone(), resp));
+        }
+    }
+}
+
+/// The originator's side: a response is matched to a running query, checked against the
+/// advert of the node it claims to be from (or, relayed, against the member list: the relay
+/// node vouches for the responder, as a Serf relay does), counted by the Serf layer (the first
+/// stream per node wins; later ones are refused as duplicates), and its body streamed to the
+/// query's consumer.
+async fn accept_response(agent: SerfAgent, shared: Arc<Shared>, resp: IncomingResponse) {
+    let h = &resp.header;
+    let (ltime, id, from) = (h.ltime, h.query_id, h.from.clone());
+    let relayed_by = h.relay.as_ref().map(|_| {
+        shared
+            .admitted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&resp.peer)
+            .cloned()
+    });
+    let via = match &relayed_by {
+        None => String::from("directly"),
+        Some(Some(node)) => format!("relayed by {node:?}"),
+        Some(None) => format!("relayed by an unknown certificate {}", resp.peer),
+    };
+    let Some(query) = shared.running((ltime, id)) else {
+        if relayed_by.is_some() {
+            // A relayed copy often trails the direct one past the query's end.
+            tracing::debug!(
+                "agent.quic: dropping a response from {from:?} ({via}) to an unknown or finished query (ltime {ltime}, id {id})"
+            );
+        } else {
             tracing::warn!(
                 "agent.quic: dropping a response from {from:?} ({}) to an unknown or finished query (ltime {ltime}, id {id})",
                 resp.remote
             );
-            continue;
-        };
-        let members = match agent.members().await {
-            Ok(m) => m,
-            Err(_) => return,
-        };
-        let advertised = members
-            .iter()
-            .find(|m| m.name == from)
-            .and_then(advert_of)
-            .map(|a| a.fingerprint);
-        if advertised != Some(resp.peer) {
-            let want = advertised.map_or_else(|| "no advert".to_owned(), |f| f.to_string());
-            tracing::warn!(
-                "agent.quic: refusing a response claiming to be from {from:?} ({}): its certificate {} is not the one {from:?} advertises ({want})",
-                resp.remote,
-                resp.peer
-            );
-            continue;
         }
-        let counted = {
-            let from = from.clone();
-            agent
-                .handle()
-                .call(move |serf, _| serf.handle_external_response(ltime, id, &from))
-                .await
-        };
-        let qid = match counted {
-            Ok(Ok(qid)) => qid,
-            Ok(Err(e)) => {
+        return;
+    };
+    match &relayed_by {
+        None => {
+            let Ok(members) = agent.members().await else {
+                return;
+            };
+            let advertised = members
+                .iter()
+                .find(|m| m.name == from)
+                .and_then(advert_of)
+                .map(|a| a.fingerprint);
+            if advertised != Some(resp.peer) {
+                let want = advertised.map_or_else(|| "no advert".to_owned(), |f| f.to_string());
                 tracing::warn!(
-                    "agent.quic: dropping the response from {from:?} to query (ltime {ltime}, id {id}): {e}"
+                    "agent.quic: refusing a response claiming to be from {from:?} ({}): its certificate {} is not the one {from:?} advertises ({want})",
+                    resp.remote,
+                    resp.peer
                 );
-                continue;
+                return;
             }
-            Err(_) => return,
-        };
-        tokio::spawn(stream_body(agent.clone(), resp, query, qid));
+        }
+        Some(None) => {
+            // The peer filter admits only members' certificates, so this is a member that
+            // left between its handshake and now.
+            tracing::warn!(
+                "agent.quic: refusing a response from {from:?} {via} ({}): the relay is not a member",
+                resp.remote
+            );
+            return;
+        }
+        Some(Some(_)) => {}
+    }
+    let counted = {
+        let from = from.clone();
+        agent
+            .handle()
+            .call(move |serf, _| serf.handle_external_response(ltime, id, &from))
+            .await
+    };
+    let qid = match counted {
+        Ok(Ok(qid)) => qid,
+        Ok(Err(hearsay_serf::Error::AlreadyResponded)) => {
+            bump(&shared.stats.duplicates_dropped);
+            tracing::debug!(
+                "agent.quic: dropped a duplicate response from {from:?} ({via}) to query (ltime {ltime}, id {id}): its response already arrived"
+            );
+            resp.body.refuse(StopCode::Duplicate);
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(
+                "agent.quic: dropping the response from {from:?} ({via}) to query (ltime {ltime}, id {id}): {e}"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    if relayed_by.is_some() {
+        bump(&shared.stats.relayed_accepted);
+        tracing::debug!(
+            "agent.quic: taking the response from {from:?} ({via}) to query (ltime {ltime}, id {id})"
+        );
+    }
+    stream_body(agent, resp, query, qid).await;
+}
+
+/// A relay node's side: checks that the stream comes from the node it names and that the
+/// originator it names is the member gossip knows (same advert, so the originator's
+/// certificate is pinned exactly as for a direct response), opens a stream to the originator
+/// with the same header, and pipes the body through one chunk at a time (at most
+/// [`MAX_CHUNK`] held here, QUIC flow control pacing both sides). The end passes through both
+/// ways: the responder's end or failure goes on to the originator, and the originator's
+/// verdict (taken whole, or refused with a reason such as a duplicate) comes back to the
+/// responder. Nothing runs past the query's deadline as the responder gave it.
+async fn relay(
+    agent: SerfAgent,
+    shared: Arc<Shared>,
+    endpoint: QuicEndpoint,
+    resp: IncomingResponse,
+) {
+    let IncomingResponse {
+        header,
+        peer,
+        remote,
+        mut body,
+    } = resp;
+    let Some(r) = header.relay.clone() else {
+        return;
+    };
+    let (ltime, id, from) = (header.ltime, header.query_id, header.from.clone());
+    let what = format!(
+        "the response from {from:?} to {:?}'s query (ltime {ltime}, id {id})",
+        r.origin
+    );
+    let deadline = Instant::now() + Duration::from_millis(u64::from(r.remaining_ms));
+    let Ok(members) = agent.members().await else {
+        return;
+    };
+    let advert_of_alive = |name: &str| {
+        members
+            .iter()
+            .find(|m| m.name == name)
+            .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving))
+            .and_then(advert_of)
+    };
+    if advert_of_alive(&from).map(|a| a.fingerprint) != Some(peer) {
+        tracing::warn!(
+            "agent.quic: refusing to relay {what} from {remote}: its certificate {peer} is not the one {from:?} advertises"
+        );
+        body.refuse(StopCode::RelayFailed);
+        return;
+    }
+    let origin = match advert_of_alive(&r.origin) {
+        Some(a) if a == r.origin_advert => a,
+        other => {
+            let known = other.map_or_else(
+                || "no advert of an alive member".to_owned(),
+                |a| a.to_string(),
+            );
+            tracing::warn!(
+                "agent.quic: refusing to relay {what}: the header names the originator's endpoint {} but gossip says {known}",
+                r.origin_advert
+            );
+            body.refuse(StopCode::RelayFailed);
+            return;
+        }
+    };
+    let mut onward = match crate::reply::open_stream(&endpoint, &origin, &header, deadline).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::info!("agent.quic: cannot relay {what}: {e}");
+            body.refuse(StopCode::RelayFailed);
+            return;
+        }
+    };
+    bump(&shared.stats.relays_forwarded);
+    tracing::debug!("agent.quic: relaying {what} to {origin}");
+    body.hold_verdict();
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let failed = |e: &QuicError| e.stop_code().unwrap_or(StopCode::RelayFailed);
+    loop {
+        match tokio::time::timeout_at(deadline, body.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                match tokio::time::timeout_at(deadline, onward.write(&chunk)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        log_relay_end(&what, &e);
+                        body.refuse(failed(&e));
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            "agent.quic: gave up relaying {what}: the query's deadline passed"
+                        );
+                        body.refuse(StopCode::RelayFailed);
+                        return;
+                    }
+                }
+            }
+            Ok(Ok(None)) => {
+                match tokio::time::timeout_at(deadline, onward.finish()).await {
+                    Ok(Ok(())) => {
+                        bump(&shared.stats.relays_delivered);
+                        body.accept();
+                    }
+                    Ok(Err(e)) => {
+                        log_relay_end(&what, &e);
+                        body.refuse(failed(&e));
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            "agent.quic: gave up relaying {what}: the query's deadline passed"
+                        );
+                        body.refuse(StopCode::RelayFailed);
+                    }
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                // The responder's side failed: the originator sees this copy aborted.
+                tracing::debug!("agent.quic: {what} failed on its way in: {e}");
+                onward.abort();
+                return;
+            }
+            Err(_) => {
+                tracing::info!("agent.quic: gave up relaying {what}: the query's deadline passed");
+                onward.abort();
+                body.refuse(StopCode::RelayFailed);
+                return;
+            }
+        }
+    }
+}
+
+/// A relayed copy refused as a duplicate is the normal case (another path was first).
+fn log_relay_end(what: &str, e: &QuicError) {
+    if e.stop_code() == Some(StopCode::Duplicate) {
+        tracing::debug!("agent.quic: the originator already had {what}; dropped this copy");
+    } else {
+        tracing::info!("agent.quic: relaying {what} failed: {e}");
     }
 }
 

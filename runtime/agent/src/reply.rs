@@ -9,15 +9,29 @@
 //! originator (no advert) cannot take more than the UDP limit: the write that crosses it fails
 //! with [`Error::ReplyTooLarge`], a warning is logged, and nothing is sent.
 //!
+//! When the query asked for a relay factor R, a reply that streams over QUIC also goes to up
+//! to R random other alive hearsay members (a relay header naming the originator), which
+//! forward it to the originator; the originator takes the first stream per node and refuses
+//! the others as duplicates. Every chunk is written to every live stream (nothing holds the
+//! whole reply); a stream that fails is dropped without failing the others, and one that
+//! stalls while another has taken the chunk is dropped after [`STRAGGLER_GRACE`]. The reply
+//! succeeds when any stream was taken whole.
+//!
 //! Dropping a reply abandons it: a buffered reply is never sent, a streaming one is reset so
 //! the originator sees that node's response fail (never a short one).
 
 use crate::error::{Error, Result};
 use crate::serf_agent::SerfAgent;
-use hearsay_net::quic::{ResponseHeader, ResponseWriter};
-use hearsay_serf::event::QueryEvent;
+use hearsay_net::quic::{
+    QuicAdvert, QuicEndpoint, Relay, ResponseHeader, ResponseWriter, StopCode,
+};
+use hearsay_serf::event::{MemberStatus, QueryEvent};
 use hearsay_serf::LamportTime;
-use std::time::Instant;
+use rand::seq::SliceRandom;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 /// Pieces [`SerfAgent::respond_any`] writes a whole payload in.
 const RESPOND_PIECE: usize = 64 << 10;
@@ -25,7 +39,11 @@ const RESPOND_PIECE: usize = 64 << 10;
 const NOT_A_MEMBER: &str = "does not belong to a known member";
 /// Retries of a connection refused with [`NOT_A_MEMBER`], pausing 200 ms, 400 ms, 600 ms.
 const CONNECT_RETRIES: u32 = 3;
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Once one of a reply's streams has taken a chunk (or opened), how long the others may take
+/// to do the same before they are dropped: a stalled relay must not hold the reply up until
+/// the query's deadline.
+pub const STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 
 /// How a finished reply travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +82,64 @@ impl From<&QueryEvent> for ReplyTarget {
 
 enum State {
     Buffering(Vec<u8>),
-    Streaming(ResponseWriter),
+    Streaming(Fanout),
     Failed,
+}
+
+/// One QUIC stream of a streaming reply.
+struct Leg {
+    /// `None` straight to the originator, else the relay node's name.
+    via: Option<String>,
+    writer: ResponseWriter,
+}
+
+impl Leg {
+    fn describe(via: &Option<String>) -> String {
+        match via {
+            None => "the direct stream".to_owned(),
+            Some(node) => format!("the stream relayed by {node:?}"),
+        }
+    }
+}
+
+/// The streams a reply writes to: the direct one and the relayed ones.
+struct Fanout {
+    legs: Vec<Leg>,
+    /// Why legs were dropped, kept until no leg is left (the direct leg's error first).
+    errors: Vec<(Option<String>, Error)>,
+}
+
+impl Fanout {
+    /// Records a dropped leg: a duplicate refusal is the normal end of a losing copy.
+    fn dropped(&mut self, target: &ReplyTarget, via: Option<String>, e: Error) {
+        let dup = matches!(&e, Error::Net(hearsay_net::Error::Quic(q))
+            if q.stop_code() == Some(StopCode::Duplicate));
+        let msg = format!(
+            "agent: reply to query {:?} (ltime {}, id {}): dropping {}: {e}",
+            target.name,
+            target.ltime,
+            target.id,
+            Leg::describe(&via)
+        );
+        if dup || via.is_some() {
+            tracing::debug!("{msg}");
+        } else {
+            tracing::info!("{msg}");
+        }
+        if via.is_none() {
+            self.errors.insert(0, (via, e));
+        } else {
+            self.errors.push((via, e));
+        }
+    }
+
+    /// The error to report when no leg is left.
+    fn failure(&mut self, written: u64) -> Error {
+        if self.errors.is_empty() {
+            return Error::ReplyDeadline { written };
+        }
+        self.errors.swap_remove(0).1
+    }
 }
 
 /// A reply to one query in progress; see the module docs.
@@ -146,22 +220,46 @@ impl QueryReply {
             State::Buffering(buf) => {
                 let buffered = std::mem::take(buf);
                 let size = (buffered.len() + chunk.len()) as u64;
-                let mut w = self.start_stream(size).await?;
-                self.send(&mut w, &buffered).await?;
-                self.send(&mut w, chunk).await?;
-                self.state = State::Streaming(w);
+                let mut fan = self.start_stream(size).await?;
+                self.send(&mut fan, &buffered, 0).await?;
+                self.send(&mut fan, chunk, buffered.len() as u64).await?;
+                self.state = State::Streaming(fan);
             }
-            State::Streaming(w) => {
-                let (deadline, written) = (self.target.deadline, self.written);
-                bounded(deadline, written, w.write(chunk)).await??;
+            State::Streaming(_) => {
+                let State::Streaming(mut fan) = std::mem::replace(&mut self.state, State::Failed)
+                else {
+                    unreachable!("matched above")
+                };
+                self.send(&mut fan, chunk, self.written).await?;
+                self.state = State::Streaming(fan);
             }
         }
         self.written += chunk.len() as u64;
         Ok(())
     }
 
-    async fn send(&self, w: &mut ResponseWriter, bytes: &[u8]) -> Result<()> {
-        bounded(self.target.deadline, self.written, w.write(bytes)).await??;
+    /// Writes `bytes` to every live leg; `before` is how much was written before them.
+    async fn send(&self, fan: &mut Fanout, bytes: &[u8], before: u64) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let (outcomes, late) = all_with_grace(
+            fan.legs.iter_mut().map(|leg| leg.writer.write(bytes)),
+            self.target.deadline,
+        )
+        .await;
+        let mut kept = Vec::with_capacity(fan.legs.len());
+        for (leg, outcome) in std::mem::take(&mut fan.legs).into_iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(())) => kept.push(leg),
+                Some(Err(e)) => fan.dropped(&self.target, leg.via, e.into()),
+                None => fan.dropped(&self.target, leg.via, cut_off(late, before)),
+            }
+        }
+        fan.legs = kept;
+        if fan.legs.is_empty() {
+            return Err(fan.failure(before));
+        }
         Ok(())
     }
 
@@ -179,26 +277,49 @@ impl QueryReply {
                     }),
                     // The payload fits but Serf's framing pushes the message over the limit.
                     Err(Error::Serf(hearsay_serf::Error::ResponseTooLarge { .. })) => {
-                        let mut w = self.start_stream(buf.len() as u64).await?;
-                        self.send(&mut w, &buf).await?;
-                        self.finish_stream(w).await
+                        let mut fan = self.start_stream(buf.len() as u64).await?;
+                        self.send(&mut fan, &buf, 0).await?;
+                        self.finish_stream(fan).await
                     }
                     Err(e) => Err(e),
                 }
             }
-            State::Streaming(w) => self.finish_stream(w).await,
+            State::Streaming(fan) => self.finish_stream(fan).await,
         }
     }
 
-    async fn finish_stream(&self, w: ResponseWriter) -> Result<ReplyPath> {
-        let bytes = w.written();
-        bounded(self.target.deadline, bytes, w.finish()).await??;
-        Ok(ReplyPath::Quic { bytes })
+    /// Ends every leg and waits for the originator's verdicts: the reply succeeded when any
+    /// leg was taken whole (the others are duplicates the originator refused, or failed).
+    async fn finish_stream(&self, mut fan: Fanout) -> Result<ReplyPath> {
+        let bytes = self.written;
+        let legs = std::mem::take(&mut fan.legs);
+        let vias: Vec<Option<String>> = legs.iter().map(|l| l.via.clone()).collect();
+        let (outcomes, late) = all_with_grace(
+            legs.into_iter().map(|leg| leg.writer.finish()),
+            self.target.deadline,
+        )
+        .await;
+        let mut taken = false;
+        for (via, outcome) in vias.into_iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(())) => taken = true,
+                Some(Err(e)) => fan.dropped(&self.target, via, e.into()),
+                None => fan.dropped(&self.target, via, cut_off(late, bytes)),
+            }
+        }
+        if taken {
+            Ok(ReplyPath::Quic { bytes })
+        } else {
+            Err(fan.failure(bytes))
+        }
     }
 
     /// Switches to QUIC: finds the originator's advert, claims this node's answer in the Serf
-    /// layer and opens the stream (header: ltime, id, this node's name).
-    async fn start_stream(&self, size: u64) -> Result<ResponseWriter> {
+    /// layer (which says the query's relay factor) and opens the streams: the direct one and,
+    /// with a relay factor R, one to each of up to R random other alive hearsay members (the
+    /// header naming the originator). The streams open concurrently; the reply goes on with
+    /// those that opened (one failing to open fails only itself).
+    async fn start_stream(&self, size: u64) -> Result<Fanout> {
         let t = &self.target;
         let advert = if t.origin.is_empty() {
             None
@@ -225,7 +346,8 @@ impl QueryReply {
             return Err(Error::NoQuicEndpoint { size });
         };
         let (ltime, id) = (t.ltime, t.id);
-        self.agent
+        let relay_factor = self
+            .agent
             .handle()
             .call(move |serf, now| serf.claim_response(now, ltime, id))
             .await??;
@@ -234,23 +356,101 @@ impl QueryReply {
             query_id: id,
             from: self.agent.name().to_owned(),
             total_len: self.declared,
+            relay: None,
         };
-        // The originator admits certificates its member list advertises; one that has not
-        // seen this node's advert yet (it joined a moment ago) refuses the handshake and
-        // refreshes its list, so a few retries get through.
-        let mut tries = 0u32;
-        loop {
-            let opened =
-                bounded(t.deadline, 0, wire.endpoint.open_response(&advert, &header)).await?;
-            match opened {
-                Ok(w) => return Ok(w),
-                Err(e) if tries < CONNECT_RETRIES && e.to_string().contains(NOT_A_MEMBER) => {
-                    tries += 1;
-                    tracing::debug!("agent: {} refused our certificate, retrying: {e}", t.origin);
-                    bounded(t.deadline, 0, tokio::time::sleep(RETRY_PAUSE * tries)).await?;
+        let relays = if relay_factor == 0 {
+            Vec::new()
+        } else {
+            self.relay_nodes(relay_factor, &t.origin).await?
+        };
+        let remaining_ms = t
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32;
+        let mut targets = vec![(None, advert, header.clone())];
+        for (node, relay_advert) in relays {
+            let relayed = ResponseHeader {
+                relay: Some(Relay {
+                    origin: t.origin.clone(),
+                    origin_advert: advert,
+                    remaining_ms,
+                }),
+                ..header.clone()
+            };
+            targets.push((Some(node), relay_advert, relayed));
+        }
+        let endpoint = &wire.endpoint;
+        let (outcomes, late) = all_with_grace(
+            targets
+                .iter()
+                .map(|(_, to, h)| open_stream(endpoint, to, h, t.deadline)),
+            t.deadline,
+        )
+        .await;
+        let mut fan = Fanout {
+            legs: Vec::new(),
+            errors: Vec::new(),
+        };
+        for ((via, _, _), outcome) in targets.into_iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(writer)) => {
+                    if via.is_some() {
+                        crate::quic::bump(&wire.shared.stats.relay_legs_opened);
+                    }
+                    fan.legs.push(Leg { via, writer });
                 }
-                Err(e) => return Err(e.into()),
+                Some(Err(e)) => fan.dropped(t, via, e),
+                None => fan.dropped(t, via, cut_off(late, 0)),
             }
+        }
+        if fan.legs.is_empty() {
+            return Err(fan.failure(0));
+        }
+        Ok(fan)
+    }
+
+    /// Up to `factor` random alive hearsay members (a QUIC advert, protocol 5 or later as
+    /// Serf's relays require), neither this node nor the originator, with their adverts.
+    async fn relay_nodes(&self, factor: u8, origin: &str) -> Result<Vec<(String, QuicAdvert)>> {
+        let me = self.agent.name();
+        let mut candidates: Vec<(String, QuicAdvert)> = self
+            .agent
+            .members()
+            .await?
+            .into_iter()
+            .filter(|m| {
+                m.status == MemberStatus::Alive && m.vsn[1] >= 5 && m.name != me && m.name != origin
+            })
+            .filter_map(|m| Some((m.name.clone(), crate::quic::advert_of(&m)?)))
+            .collect();
+        candidates.shuffle(&mut rand::thread_rng());
+        candidates.truncate(usize::from(factor));
+        Ok(candidates)
+    }
+}
+
+/// Opens a response stream to `to` with `header`, by the query's deadline. The peer admits
+/// certificates its member list advertises; one that has not seen this node's advert yet (it
+/// joined a moment ago) refuses the handshake and refreshes its list, so a few retries get
+/// through. Used by responders and by relay nodes alike.
+pub(crate) async fn open_stream(
+    endpoint: &QuicEndpoint,
+    to: &QuicAdvert,
+    header: &ResponseHeader,
+    deadline: Instant,
+) -> Result<ResponseWriter> {
+    let mut tries = 0u32;
+    loop {
+        let opened = bounded(deadline, 0, endpoint.open_response(to, header)).await?;
+        match opened {
+            Ok(w) => return Ok(w),
+            Err(e) if tries < CONNECT_RETRIES && e.to_string().contains(NOT_A_MEMBER) => {
+                tries += 1;
+                tracing::debug!("agent: {} refused our certificate, retrying: {e}", to.addr);
+                bounded(deadline, 0, tokio::time::sleep(RETRY_PAUSE * tries)).await?;
+            }
+            Err(e) => return Err(Error::from(e)),
         }
     }
 }
@@ -264,6 +464,66 @@ async fn bounded<T>(
     tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), f)
         .await
         .map_err(|_| Error::ReplyDeadline { written })
+}
+
+/// Runs `futs` concurrently until all are done, except that none runs past `deadline` and,
+/// once one has succeeded, the others get at most [`STRAGGLER_GRACE`] more. Returns each
+/// one's output in order (`None` for one cut off) and whether the deadline cut them off.
+async fn all_with_grace<F, T, E>(
+    futs: impl IntoIterator<Item = F>,
+    deadline: Instant,
+) -> (Vec<Option<std::result::Result<T, E>>>, bool)
+where
+    F: Future<Output = std::result::Result<T, E>>,
+{
+    let mut futs: Vec<Option<Pin<Box<F>>>> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outs: Vec<Option<std::result::Result<T, E>>> = futs.iter().map(|_| None).collect();
+    let hard = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+    tokio::pin!(hard);
+    let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut past_deadline = false;
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if !pending {
+            return Poll::Ready(());
+        }
+        if grace.is_none() && outs.iter().any(|o| matches!(o, Some(Ok(_)))) {
+            grace = Some(Box::pin(tokio::time::sleep(STRAGGLER_GRACE)));
+        }
+        if hard.as_mut().poll(cx).is_ready() {
+            past_deadline = true;
+            return Poll::Ready(());
+        }
+        match grace.as_mut().map(|g| g.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    (outs, past_deadline)
+}
+
+/// Why a leg was cut off by [`all_with_grace`].
+fn cut_off(past_deadline: bool, written: u64) -> Error {
+    if past_deadline {
+        Error::ReplyDeadline { written }
+    } else {
+        Error::ReplyStraggler {
+            written,
+            grace: STRAGGLER_GRACE,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,12 @@ impl SerfAgent {
         self.quic.as_ref().map(|w| w.endpoint.advert())
     }
 
+    /// How this node's QUIC response paths were used (relays opened, forwarded and taken,
+    /// duplicates refused), when it runs QUIC.
+    pub fn quic_stats(&self) -> Option<crate::quic::QuicStats> {
+        self.quic.as_ref().map(|w| w.shared.stats.snapshot())
+    }
+
     /// The largest reply Serf sends as one UDP response (`query_response_size_limit`,
     /// counting the encoded message).
     pub fn udp_response_limit(&self) -> usize {

@@ -467,6 +467,7 @@ async fn unknown_and_wrong_certificates_are_refused_and_logged() {
         query_id: qid.id,
         from: from.to_owned(),
         total_len: None,
+        relay: None,
     };
     let refused = async {
         let mut w = stranger

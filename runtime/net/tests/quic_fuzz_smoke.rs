@@ -1,11 +1,14 @@
 //! Runs the `quic_header` fuzz entry point (`quic::header::fuzz_header`) over a few thousand
 //! inputs, so "never panics, and whatever decodes round-trips" is checked on every `cargo
 //! test`, not only under cargo-fuzz. Inputs are valid headers built from a seeded RNG and then
-//! mutated (bytes flipped, cut, inserted, spliced), plus some uniformly random inputs.
+//! mutated (bytes flipped, cut, inserted, spliced), plus some uniformly random inputs. Half of
+//! the valid headers carry the version 2 relay section.
 
-use hearsay_net::quic::header::{fuzz_header, ResponseHeader};
+use hearsay_net::quic::header::{fuzz_header, Relay, ResponseHeader};
+use hearsay_net::quic::{Fingerprint, QuicAdvert};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::net::{IpAddr, SocketAddr};
 
 /// How many inputs each run feeds the target (bounded, so the test stays quick).
 const INPUTS: usize = 4000;
@@ -18,6 +21,24 @@ fn valid(rng: &mut StdRng) -> Vec<u8> {
         query_id: rng.gen(),
         from,
         total_len: rng.gen_bool(0.5).then(|| rng.gen()),
+        // Half of the headers are version 2 relay headers, so the relay section's decoder is
+        // exercised as much as the rest.
+        relay: rng.gen_bool(0.5).then(|| {
+            let ip = if rng.gen_bool(0.5) {
+                IpAddr::from(rng.gen::<[u8; 4]>())
+            } else {
+                IpAddr::from(rng.gen::<[u8; 16]>())
+            };
+            let len = rng.gen_range(0..20);
+            Relay {
+                origin: (0..len).map(|_| rng.gen_range('a'..='z')).collect(),
+                origin_advert: QuicAdvert {
+                    addr: SocketAddr::new(ip, rng.gen()),
+                    fingerprint: Fingerprint(rng.gen()),
+                },
+                remaining_ms: rng.gen(),
+            }
+        }),
     }
     .encode()
     .unwrap()
@@ -51,7 +72,7 @@ fn header_decoder_survives_mutated_and_random_inputs() {
     let mut decoded = 0;
     for i in 0..INPUTS {
         let input = if i % 10 == 0 {
-            let len = rng.gen_range(0..80);
+            let len = rng.gen_range(0..160);
             (0..len).map(|_| rng.gen()).collect()
         } else {
             let base = valid(&mut rng);

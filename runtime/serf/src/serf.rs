@@ -633,8 +633,9 @@ impl Serf {
     /// hearsay extension: claims this node's one answer to a query delivered as
     /// [`Event::Query`] for a response that travels outside Serf's UDP path (a large response
     /// streamed over QUIC). After this, [`Serf::respond`] for the same query fails with
-    /// [`Error::AlreadyResponded`], as after a normal answer.
-    pub fn claim_response(&mut self, now: Instant, ltime: LamportTime, id: u32) -> Result<()> {
+    /// [`Error::AlreadyResponded`], as after a normal answer. Returns the query's relay
+    /// factor, so the out-of-band response can be relayed as Serf relays a UDP one.
+    pub fn claim_response(&mut self, now: Instant, ltime: LamportTime, id: u32) -> Result<u8> {
         let inq = self
             .incoming
             .get_mut(&(ltime, id))
@@ -644,7 +645,7 @@ impl Serf {
             return Err(Error::AlreadyResponded);
         }
         inq.responded = true;
-        Ok(())
+        Ok(inq.relay_factor)
     }
 
     /// hearsay extension, originator side: a response to our query `ltime`/`id` from `from`

@@ -36,12 +36,19 @@ pub enum StopCode {
     NotWanted = 4,
     /// The body did not match its declared length.
     LengthMismatch = 5,
+    /// The originator already has this node's response (it came first on another path:
+    /// directly or through another relay node).
+    Duplicate = 6,
+    /// A relay node could not deliver the response to the originator (refused the relay
+    /// header, could not reach the originator, or lost the connection to it).
+    RelayFailed = 7,
     /// The responder abandoned the response (writer dropped or aborted).
     Aborted = 10,
 }
 
 impl StopCode {
-    fn describe(code: u64) -> String {
+    /// What a stream reset or stop with `code` means, for error messages.
+    pub fn describe(code: u64) -> String {
         let what = match code {
             0 => "the originator dropped the response",
             1 => "the originator rejected the header",
@@ -49,6 +56,8 @@ impl StopCode {
             3 => "the query's responses exceeded the originator's per-query limit",
             4 => "the originator is not receiving responses",
             5 => "the body did not match its declared length",
+            6 => "the originator already has this node's response (a duplicate)",
+            7 => "the relay node could not deliver the response to the originator",
             10 => "aborted",
             _ => "unknown reason",
         };
@@ -57,6 +66,27 @@ impl StopCode {
 
     fn varint(self) -> quinn::VarInt {
         quinn::VarInt::from_u32(self as u32)
+    }
+
+    /// The code as sent on the wire.
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    /// The code for a wire value, if it is one this version defines.
+    pub fn from_code(code: u64) -> Option<Self> {
+        Some(match code {
+            0 => Self::Dropped,
+            1 => Self::HeaderRejected,
+            2 => Self::ResponseLimit,
+            3 => Self::QueryLimit,
+            4 => Self::NotWanted,
+            5 => Self::LengthMismatch,
+            6 => Self::Duplicate,
+            7 => Self::RelayFailed,
+            10 => Self::Aborted,
+            _ => return None,
+        })
     }
 }
 
@@ -433,7 +463,12 @@ fn connect_error(peer: &QuicAdvert, e: impl std::fmt::Display) -> QuicError {
 
 fn send_error(addr: SocketAddr, e: quinn::WriteError) -> QuicError {
     let reason = match e {
-        quinn::WriteError::Stopped(code) => StopCode::describe(code.into_inner()),
+        quinn::WriteError::Stopped(code) => {
+            return QuicError::Stopped {
+                addr,
+                code: code.into_inner(),
+            }
+        }
         quinn::WriteError::ConnectionLost(c) => connection_lost(&c),
         other => other.to_string(),
     };
@@ -498,7 +533,10 @@ impl ResponseWriter {
         let reason = match self.verdict.read_to_end(64).await {
             Ok(_) => return Ok(()),
             Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
-                StopCode::describe(code.into_inner())
+                return Err(QuicError::Stopped {
+                    addr: self.addr,
+                    code: code.into_inner(),
+                })
             }
             Err(quinn::ReadToEndError::Read(e)) => read_error(&e),
             Err(e) => e.to_string(),
@@ -510,9 +548,14 @@ impl ResponseWriter {
     }
 
     /// Abandons the response: the originator's reader fails with [`QuicError::Reset`].
-    pub fn abort(mut self) {
+    pub fn abort(self) {
+        self.abort_with(StopCode::Aborted);
+    }
+
+    /// Abandons the response with `code` (a relay passes on why its inbound side failed).
+    pub fn abort_with(mut self, code: StopCode) {
         self.finished = true;
-        let _ = self.send.reset(StopCode::Aborted.varint());
+        let _ = self.send.reset(code.varint());
     }
 }
 
@@ -598,7 +641,7 @@ async fn read_header(recv: &mut quinn::RecvStream, limit: usize) -> Result<Respo
     recv.read_exact(&mut rest)
         .await
         .map_err(|e| format!("reading the header: {e}"))?;
-    ResponseHeader::decode_rest(&rest).map_err(|e| e.to_string())
+    ResponseHeader::decode_rest(prefix[0], &rest).map_err(|e| e.to_string())
 }
 
 /// Both halves of an incoming response stream.
@@ -653,6 +696,8 @@ async fn serve_stream(
         max_chunk: shared.max_chunk,
         query_total,
         state: BodyState::Open,
+        hold: false,
+        settled: false,
     };
     let response = IncomingResponse {
         header,
@@ -660,9 +705,8 @@ async fn serve_stream(
         remote,
         body,
     };
-    if let Err(mpsc::error::SendError(mut refused)) = shared.tx.send(response).await {
-        refused.body.stream.refuse(StopCode::NotWanted);
-        refused.body.state = BodyState::Failed;
+    if let Err(mpsc::error::SendError(refused)) = shared.tx.send(response).await {
+        refused.body.refuse(StopCode::NotWanted);
     }
 }
 
@@ -715,9 +759,40 @@ pub struct BodyReader {
     max_chunk: usize,
     query_total: Arc<AtomicU64>,
     state: BodyState,
+    /// Set by [`BodyReader::hold_verdict`]: the end of the body does not answer the
+    /// responder; [`BodyReader::accept`] or [`BodyReader::refuse`] does.
+    hold: bool,
+    /// The verdict has been sent (finished or reset).
+    settled: bool,
 }
 
 impl BodyReader {
+    /// Keeps the responder waiting at the end of the body until [`BodyReader::accept`] or
+    /// [`BodyReader::refuse`]: a relay node answers the responder only once the originator
+    /// has answered it, so the responder learns whether the response really arrived.
+    pub fn hold_verdict(&mut self) {
+        self.hold = true;
+    }
+
+    /// Tells the responder its whole response was taken (after [`BodyReader::hold_verdict`]
+    /// and the end of the body; before the end it refuses the response as dropped).
+    pub fn accept(mut self) {
+        if self.state == BodyState::Done && !self.settled {
+            self.settled = true;
+            let _ = self.stream.verdict.finish();
+        }
+    }
+
+    /// Refuses the response with `code`, whatever was read so far: the responder's writes
+    /// (or its `finish`) fail with [`QuicError::Stopped`] carrying that code.
+    pub fn refuse(mut self, code: StopCode) {
+        if !self.settled {
+            self.settled = true;
+            self.state = BodyState::Failed;
+            self.stream.refuse(code);
+        }
+    }
+
     /// The next chunk, `Ok(None)` at the end of a complete body, or why the response failed.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, QuicError> {
         match self.state {
@@ -729,10 +804,16 @@ impl BodyReader {
         match &result {
             Ok(None) => {
                 self.state = BodyState::Done;
-                // Tell the responder the whole response was taken.
-                let _ = self.stream.verdict.finish();
+                if !self.hold {
+                    // Tell the responder the whole response was taken.
+                    self.settled = true;
+                    let _ = self.stream.verdict.finish();
+                }
             }
-            Err(_) => self.state = BodyState::Failed,
+            Err(_) => {
+                self.state = BodyState::Failed;
+                self.settled = true;
+            }
             Ok(Some(_)) => {}
         }
         result
@@ -828,7 +909,8 @@ impl BodyReader {
 
 impl Drop for BodyReader {
     fn drop(&mut self) {
-        if self.state == BodyState::Open {
+        if !self.settled {
+            self.settled = true;
             // quinn would finish the verdict on drop, which reads as "taken": say otherwise.
             self.stream.refuse(StopCode::Dropped);
         }

@@ -53,7 +53,7 @@ pub use endpoint::{
     BodyReader, IncomingResponse, IncomingResponses, Limits, QuicConfig, QuicEndpoint,
     ResponseWriter, Security, StopCode,
 };
-pub use header::{HeaderError, ResponseHeader};
+pub use header::{HeaderError, Relay, ResponseHeader};
 pub use identity::{Fingerprint, Identity};
 pub use tls::PeerFilter;
 
@@ -104,6 +104,10 @@ pub enum QuicError {
     /// (limit exceeded, header rejected, nobody waiting).
     #[error("sending the response to {addr} failed: {reason}")]
     Send { addr: SocketAddr, reason: String },
+    /// The originator (or a relay node passing on the originator's answer) refused the
+    /// response with a [`StopCode`] (`code`; see [`StopCode::from_code`]).
+    #[error("sending the response to {addr} failed: {}", StopCode::describe(*code))]
+    Stopped { addr: SocketAddr, code: u64 },
     /// The producer wrote more or fewer bytes than the header declared.
     #[error("response body is {written} bytes but the header declared {declared}")]
     DeclaredLength { declared: u64, written: u64 },
@@ -155,4 +159,14 @@ pub enum QuicError {
     /// A body was read again after it had failed.
     #[error("response body already failed")]
     AlreadyFailed,
+}
+
+impl QuicError {
+    /// The [`StopCode`] the other side refused a response with, when that is what happened.
+    pub fn stop_code(&self) -> Option<StopCode> {
+        match self {
+            Self::Stopped { code, .. } => StopCode::from_code(*code),
+            _ => None,
+        }
+    }
 }

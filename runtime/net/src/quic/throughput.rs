@@ -121,6 +121,7 @@ pub async fn concurrent_responses(
                 query_id: 1,
                 from: name,
                 total_len: Some(bytes_each),
+                relay: None,
             };
             let mut w = node.open_response(&target, &header).await?;
             let block = vec![0xa5u8; CHUNK];

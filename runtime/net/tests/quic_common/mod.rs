@@ -112,6 +112,7 @@ pub fn header(from: &str, query_id: u32, total_len: Option<u64>) -> ResponseHead
         query_id,
         from: from.to_owned(),
         total_len,
+        relay: None,
     }
 }
 
