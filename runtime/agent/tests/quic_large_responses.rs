@@ -42,6 +42,10 @@ async fn start_agent(name: &str, tags: BTreeMap<String, String>, quic: bool) -> 
     let transport = UdpTcpTransport::bind(loopback()).await.unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let mut config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
+    // Four nodes: with the local profile's retransmit multiplier (2) a query is sent only
+    // twice, and the rebroadcasts miss the third responder about one time in nine (as in
+    // Serf). Four sends reach every responder from the originator directly.
+    config.memberlist.retransmit_mult = 4;
     config.tags = tags;
     let options = AgentOptions::new(config);
     if quic {
