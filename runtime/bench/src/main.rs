@@ -22,6 +22,7 @@
 //! every child is killed by pid when its measurement ends. Scale figures come from the
 //! in-process simulator (`Sim<Serf>`).
 
+mod alloc;
 mod guests;
 mod handlers;
 mod inproc;
@@ -47,6 +48,9 @@ use stats::Unit;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
 #[derive(Debug)]
 struct Args {
     quick: bool,
@@ -59,6 +63,11 @@ struct Args {
     no_sim: bool,
     no_handlers: bool,
     wasm_dir: Option<PathBuf>,
+    /// `--sim N[,N...]`: run only the simulator, at these sizes.
+    sim_sizes: Vec<usize>,
+    sim_seeds: Option<usize>,
+    sim_events: Option<usize>,
+    sim_crashes: Option<usize>,
     /// Internal: run as the child process of the handler-footprint figure.
     footprint_child: Option<usize>,
     raw: Vec<String>,
@@ -66,7 +75,8 @@ struct Args {
 
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
-[--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers]";
+[--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
+[--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C]]";
 
 fn parse_args() -> Result<Args> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -81,6 +91,10 @@ fn parse_args() -> Result<Args> {
         no_sim: false,
         no_handlers: false,
         wasm_dir: None,
+        sim_sizes: Vec::new(),
+        sim_seeds: None,
+        sim_events: None,
+        sim_crashes: None,
         footprint_child: None,
         raw: raw.clone(),
     };
@@ -107,6 +121,18 @@ fn parse_args() -> Result<Args> {
             "no-sim" => a.no_sim = true,
             "no-handlers" => a.no_handlers = true,
             "wasm-dir" => a.wasm_dir = Some(value()?.into()),
+            "sim" => {
+                a.sim_sizes = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().context("--sim N[,N...]"))
+                    .collect::<Result<_>>()?;
+                if a.sim_sizes.iter().any(|&n| n < 2) {
+                    bail!("--sim sizes must be at least 2");
+                }
+            }
+            "sim-seeds" => a.sim_seeds = Some(value()?.parse().context("--sim-seeds S")?),
+            "sim-events" => a.sim_events = Some(value()?.parse().context("--sim-events E")?),
+            "sim-crashes" => a.sim_crashes = Some(value()?.parse().context("--sim-crashes C")?),
             "footprint-child" => {
                 a.footprint_child = Some(value()?.parse().context("--footprint-child N")?)
             }
@@ -842,6 +868,15 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
             .hearsay(&r.node_kib)
             .reference("bench process RSS growth / N; each node holds all N members (grows as N)"),
     );
+    rows.push(
+        Row::new(
+            "sim: live heap per member entry, converged",
+            n,
+            Unit::Count(" B"),
+        )
+        .hearsay(&r.entry_bytes)
+        .reference("counting allocator (with malloc's block overhead) / N² entries"),
+    );
     let need: Vec<f64> = r
         .node_kib
         .iter()
@@ -1023,11 +1058,29 @@ fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<
 
 fn main() -> Result<()> {
     let started = Instant::now();
-    let args = parse_args()?;
+    let mut args = parse_args()?;
     if let Some(count) = args.footprint_child {
         return footprint_child(&args, count);
     }
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if !args.sim_sizes.is_empty() {
+        // Only the simulator, at the sizes asked for.
+        args.no_live = true;
+        args.no_handlers = true;
+        args.no_sim = false;
+        plan.try_10k = false;
+        plan.sims = args
+            .sim_sizes
+            .iter()
+            .map(|&n| SimPlan {
+                n,
+                seeds: args.sim_seeds.unwrap_or(1),
+                events_per_seed: args.sim_events.unwrap_or(3),
+                crashes_per_seed: args.sim_crashes.unwrap_or(1),
+                settle: Duration::from_secs(30),
+            })
+            .collect();
+    }
     let tools = if args.no_live {
         Tools {
             serf: find_serf(&args),

@@ -4,6 +4,7 @@
 //! models Serf documents for the same quantities. serf itself cannot run here: the anchors
 //! are its published formulas.
 
+use crate::alloc::Heap;
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
 use hearsay_serf::{Serf, SerfConfig};
 use hearsay_swim::testing::{Sim, SimStats};
@@ -52,6 +53,14 @@ pub struct SimResult {
     /// Per seed: this process's RSS growth from before the first build to the converged
     /// cluster, divided by N (the member tables dominate: every node holds every member).
     pub node_kib: Vec<f64>,
+    /// Per seed: live heap growth (counting allocator, with malloc's per-block overhead)
+    /// from before the build to the converged cluster, per member entry (N² entries).
+    pub entry_bytes: Vec<f64>,
+    /// The last seed's per-table breakdown at convergence (estimated from capacities),
+    /// bytes per member entry.
+    pub breakdown: Vec<(&'static str, f64)>,
+    /// Wall time of the last seed's build.
+    pub build_wall: Duration,
     /// Events or crashes that did not complete within their bound.
     pub timeouts: usize,
 }
@@ -144,13 +153,31 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     };
     for s in 0..plan.seeds {
         let seed = base_seed + s as u64;
+        let heap0 = Heap::now();
+        let build_started = Instant::now();
         let Some((mut sim, t)) = build(seed, plan.n) else {
             out.timeouts += 1;
             continue;
         };
+        out.build_wall = build_started.elapsed();
         out.converge.push(t);
         let built = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
         out.node_kib.push((built - rss0).max(0.0) / plan.n as f64);
+        let entries = (plan.n * plan.n) as f64;
+        out.entry_bytes
+            .push(Heap::now().since(heap0).chunk_bytes as f64 / entries);
+        out.breakdown = breakdown(&sim, entries);
+        eprintln!(
+            "[bench] simulator N={} built in {:.1} s wall: {:.0} bytes per member entry \
+(live heap incl. malloc overhead), RSS {:.0} MiB",
+            plan.n,
+            out.build_wall.as_secs_f64(),
+            out.entry_bytes.last().copied().unwrap_or(0.0),
+            built / 1024.0
+        );
+        for (what, b) in &out.breakdown {
+            eprintln!("[bench]   {b:>8.1} B/entry  {what}");
+        }
         idle(&mut sim, plan.settle);
         peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
         let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
@@ -179,6 +206,25 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     out.wall = started.elapsed();
     out.rss_growth_kib = peak - rss0;
     out
+}
+
+/// Every node's heap breakdown summed, per member entry.
+fn breakdown(sim: &Sim<Serf>, entries: f64) -> Vec<(&'static str, f64)> {
+    let mut sum: Vec<(&'static str, usize)> = Vec::new();
+    for node in &sim.nodes {
+        let Some(core) = node.swim.as_ref() else {
+            continue;
+        };
+        for (i, (what, b)) in core.heap_breakdown().into_iter().enumerate() {
+            if i == sum.len() {
+                sum.push((what, 0));
+            }
+            sum[i].1 += b;
+        }
+    }
+    sum.into_iter()
+        .map(|(w, b)| (w, b as f64 / entries))
+        .collect()
 }
 
 /// The memory N = `target` nodes would need, in KiB, from the per-node memory measured at

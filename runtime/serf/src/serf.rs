@@ -324,6 +324,85 @@ impl Serf {
         &mut self.swim
     }
 
+    /// Where this node's heap goes, per table, the membership core's included (estimated
+    /// from capacities; the scale bench divides by the member count).
+    pub fn heap_breakdown(&self) -> Vec<hearsay_swim::heap::Line> {
+        use hearsay_swim::heap;
+        let mut out = self.swim.heap_breakdown();
+        let names: usize = self
+            .members
+            .iter()
+            .map(|(k, m)| k.capacity() + m.member.name.capacity())
+            .sum();
+        let tags: usize = self
+            .members
+            .values()
+            .map(|m| {
+                heap::btree_map(&m.member.tags)
+                    + m.member
+                        .tags
+                        .iter()
+                        .map(|(k, v)| k.capacity() + v.capacity())
+                        .sum::<usize>()
+            })
+            .sum();
+        let intents: usize = self.recent_intents.keys().map(|k| k.capacity()).sum();
+        let coords: usize = self
+            .coord_cache
+            .iter()
+            .map(|(k, c)| k.capacity() + heap::vec(&c.vec))
+            .sum();
+        let events: usize = self
+            .event_buffer
+            .iter()
+            .flatten()
+            .map(|u| {
+                heap::vec(&u.events)
+                    + u.events
+                        .iter()
+                        .map(|e| e.name.capacity() + e.payload.capacity())
+                        .sum::<usize>()
+            })
+            .sum();
+        let queries: usize = self
+            .query_buffer
+            .iter()
+            .flatten()
+            .map(|(_, ids)| heap::vec(ids))
+            .sum();
+        out.extend([
+            (
+                "serf: member table (hash map slots)",
+                heap::hash_map(&self.members),
+            ),
+            ("serf: member names (map key + Member.name)", names),
+            ("serf: member tags (BTreeMap)", tags),
+            (
+                "serf: recent intents",
+                heap::hash_map(&self.recent_intents) + intents,
+            ),
+            (
+                "serf: Vivaldi coordinate cache",
+                heap::hash_map(&self.coord_cache) + coords,
+            ),
+            (
+                "serf: Vivaldi latency filters",
+                self.coord_client
+                    .as_ref()
+                    .map_or(0, |c| c.latency_filter_bytes()),
+            ),
+            (
+                "serf: event and query buffers",
+                heap::vec(&self.event_buffer) + events + heap::vec(&self.query_buffer) + queries,
+            ),
+            (
+                "serf: pending events",
+                heap::deque(&self.events) + heap::deque(&self.out),
+            ),
+        ]);
+        out
+    }
+
     /// This node's configuration.
     pub fn config(&self) -> &SerfConfig {
         &self.config

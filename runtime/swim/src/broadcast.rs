@@ -120,6 +120,17 @@ impl BroadcastQueue {
         self.by_subject.clear();
     }
 
+    /// Heap bytes held (estimate from capacities; see [`crate::heap`]).
+    pub fn heap_bytes(&self) -> usize {
+        let items: usize = self
+            .items
+            .values()
+            .map(|i| i.msg.capacity() + i.subject.as_ref().map_or(0, |s| s.capacity()))
+            .sum();
+        let keys: usize = self.by_subject.keys().map(|k| k.capacity()).sum();
+        crate::heap::btree_map(&self.items) + items + crate::heap::hash_map(&self.by_subject) + keys
+    }
+
     /// The next notification of a finished broadcast.
     pub fn poll_finished(&mut self) -> Option<NotifyId> {
         self.finished.pop()

@@ -323,6 +323,41 @@ impl Swim {
 
     // ----- accessors -------------------------------------------------------------------
 
+    /// Where this core's heap goes, per table (estimated from capacities; the scale bench
+    /// divides by the member count for the cost of one member entry).
+    pub fn heap_breakdown(&self) -> Vec<crate::heap::Line> {
+        use crate::heap;
+        let names: usize = self
+            .nodes
+            .iter()
+            .map(|(k, e)| k.capacity() + e.member.name.capacity())
+            .sum();
+        let meta: usize = self.nodes.values().map(|e| e.member.meta.capacity()).sum();
+        let order: usize = self.order.iter().map(|s| s.capacity()).sum();
+        let susp: usize = self.suspicions.keys().map(|k| k.capacity()).sum();
+        vec![
+            (
+                "swim: member table (hash map slots)",
+                heap::hash_map(&self.nodes),
+            ),
+            ("swim: member names (map key + Member.name)", names),
+            ("swim: member meta (Serf tags)", meta),
+            (
+                "swim: probe order (Vec<String>)",
+                heap::vec(&self.order) + order,
+            ),
+            ("swim: suspicions", heap::hash_map(&self.suspicions) + susp),
+            (
+                "swim: broadcast queues",
+                self.broadcasts.heap_bytes() + self.user_broadcasts.heap_bytes(),
+            ),
+            (
+                "swim: pending outputs",
+                heap::deque(&self.events) + heap::deque(&self.transmits),
+            ),
+        ]
+    }
+
     /// This node's configuration.
     pub fn config(&self) -> &Config {
         &self.config

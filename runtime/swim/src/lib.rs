@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod heap;
 pub mod json;
 pub mod keyring;
 pub mod protocol;
