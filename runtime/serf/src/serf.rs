@@ -14,6 +14,7 @@ use crate::messages::{
     self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
+use hearsay_swim::table::{Named, NamedTable};
 use hearsay_swim::wire::{ip_bytes, socket_addr, NodeStateKind};
 use hearsay_swim::{
     Config as SwimConfig, Event as SwimEvent, JoinId, Keyring, NotifyId, StreamId, StreamOutcome,
@@ -146,6 +147,12 @@ struct MemberState {
     leave_time: Option<Instant>,
 }
 
+impl Named for MemberState {
+    fn name(&self) -> &str {
+        &self.member.name
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IntentKind {
     Join,
@@ -202,7 +209,7 @@ pub struct Serf {
     clock: LamportClock,
     event_clock: LamportClock,
     query_clock: LamportClock,
-    members: HashMap<String, MemberState>,
+    members: NamedTable<MemberState>,
     recent_intents: HashMap<String, Intent>,
     event_buffer: Vec<Option<UserEvents>>,
     event_min_time: LamportTime,
@@ -258,7 +265,7 @@ impl Serf {
             clock: LamportClock::new(),
             event_clock: LamportClock::new(),
             query_clock: LamportClock::new(),
-            members: HashMap::new(),
+            members: NamedTable::new(),
             recent_intents: HashMap::new(),
             event_buffer: vec![None; config.event_buffer],
             event_min_time: 0,
@@ -329,14 +336,10 @@ impl Serf {
     pub fn heap_breakdown(&self) -> Vec<hearsay_swim::heap::Line> {
         use hearsay_swim::heap;
         let mut out = self.swim.heap_breakdown();
-        let names: usize = self
-            .members
-            .iter()
-            .map(|(k, m)| k.capacity() + m.member.name.capacity())
-            .sum();
+        let names: usize = self.members.iter().map(|m| m.member.name.capacity()).sum();
         let tags: usize = self
             .members
-            .values()
+            .iter()
             .map(|m| {
                 heap::btree_map(&m.member.tags)
                     + m.member
@@ -372,10 +375,10 @@ impl Serf {
             .sum();
         out.extend([
             (
-                "serf: member table (hash map slots)",
-                heap::hash_map(&self.members),
+                "serf: member table (slots + index)",
+                self.members.heap_bytes(),
             ),
-            ("serf: member names (map key + Member.name)", names),
+            ("serf: member names (Member.name)", names),
             ("serf: member tags (BTreeMap)", tags),
             (
                 "serf: recent intents",
@@ -415,7 +418,7 @@ impl Serf {
 
     /// All members Serf knows, including failed and left ones not yet reaped.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.members.values().map(|m| m.member.clone()).collect();
+        let mut v: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -442,7 +445,7 @@ impl Serf {
     /// How many members have `status` (without copying the member list).
     pub fn count_with_status(&self, status: MemberStatus) -> usize {
         self.members
-            .values()
+            .iter()
             .filter(|m| m.member.status == status)
             .count()
     }
@@ -759,7 +762,11 @@ impl Serf {
 
     /// The next Serf event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() {
+            hearsay_swim::heap::release_idle(&mut self.out);
+        }
+        next
     }
 
     /// When [`Serf::handle_timeout`] should run next.
@@ -859,7 +866,8 @@ impl Serf {
         self.state_dirty = false;
         let mut status_ltimes = BTreeMap::new();
         let mut left_members = Vec::new();
-        for (name, m) in &self.members {
+        for m in self.members.iter() {
+            let name = &m.member.name;
             status_ltimes.insert(name.clone(), m.status_ltime);
             if m.member.status == MemberStatus::Left {
                 left_members.push(name.clone());
@@ -905,6 +913,7 @@ impl Serf {
                 (ev, _, _) => self.out.push_back(ev),
             }
         }
+        hearsay_swim::heap::release_idle(&mut self.events);
     }
 
     /// Moves everything the membership core produced through the Serf layer.
@@ -1105,7 +1114,7 @@ impl Serf {
                         }
                     }
                 }
-                self.members.insert(n.name.clone(), ms);
+                self.members.insert(ms);
             }
             Some(ms) => {
                 old_status = ms.member.status;
@@ -1118,7 +1127,12 @@ impl Serf {
         }
         let _ = old_status;
         self.state_dirty = true;
-        let member = self.members[&n.name].member.clone();
+        let member = self
+            .members
+            .get(&n.name)
+            .expect("inserted above")
+            .member
+            .clone();
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, "serf: EventMemberJoin");
         self.emit_member(MemberEventKind::Join, member);
     }
@@ -1265,7 +1279,7 @@ impl Serf {
     }
 
     fn has_alive_members(&self) -> bool {
-        self.members.values().any(|m| {
+        self.members.iter().any(|m| {
             m.member.name != self.config.memberlist.name && m.member.status == MemberStatus::Alive
         })
     }
@@ -1376,7 +1390,7 @@ impl Serf {
     /// Alive members that pass `filters`, as the originator sees their tags.
     fn matching_members(&self, filters: &[Filter]) -> HashSet<String> {
         let mut out = HashSet::new();
-        'members: for ms in self.members.values() {
+        'members: for ms in self.members.iter() {
             if ms.member.status != MemberStatus::Alive {
                 continue;
             }
@@ -1599,7 +1613,7 @@ impl Serf {
         let me = self.name().to_owned();
         let mut candidates: Vec<SocketAddr> = self
             .members
-            .values()
+            .iter()
             .filter(|m| {
                 m.member.status == MemberStatus::Alive
                     && m.member.vsn[1] >= 5
@@ -1765,7 +1779,8 @@ impl Serf {
 
     fn reap(&mut self, now: Instant) {
         let mut reaped = Vec::new();
-        for (name, ms) in &self.members {
+        for ms in self.members.iter() {
+            let name = &ms.member.name;
             let timeout = match ms.member.status {
                 MemberStatus::Failed => self.config.reconnect_timeout,
                 MemberStatus::Left => self.config.tombstone_timeout,
@@ -1796,7 +1811,7 @@ impl Serf {
     fn reconnect(&mut self, now: Instant) {
         let mut failed: Vec<SocketAddr> = self
             .members
-            .values()
+            .iter()
             .filter(|m| m.member.status == MemberStatus::Failed)
             .map(|m| m.member.addr)
             .collect();
@@ -1806,7 +1821,7 @@ impl Serf {
         failed.sort();
         let left = self
             .members
-            .values()
+            .iter()
             .filter(|m| m.member.status == MemberStatus::Left)
             .count();
         let alive = (self.members.len() - failed.len() - left).max(1);

@@ -42,3 +42,12 @@ pub fn deque<T>(v: &VecDeque<T>) -> usize {
 
 /// One line of a breakdown: what, and its heap bytes.
 pub type Line = (&'static str, usize);
+
+/// Gives back a drained queue's buffer beyond a small one: a burst (a join storm, a push/pull
+/// of N members) would otherwise leave its peak capacity behind in every one of N nodes.
+pub fn release_idle<T>(q: &mut VecDeque<T>) {
+    const KEEP: usize = 32;
+    if q.is_empty() && q.capacity() > KEEP {
+        q.shrink_to(KEEP);
+    }
+}

@@ -15,6 +15,7 @@ pub mod json;
 pub mod keyring;
 pub mod protocol;
 pub mod suspicion;
+pub mod table;
 pub mod wire;
 
 pub use crate::broadcast::NotifyId;
