@@ -6,8 +6,9 @@
 
 use crate::alloc::Heap;
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
-use hearsay_serf::{Serf, SerfConfig};
+use hearsay_serf::{messages, Serf, SerfConfig};
 use hearsay_swim::testing::{Sim, SimStats};
+use hearsay_swim::wire::{ip_bytes, Codec, NodeStateKind, PushNodeState, PushPull, StreamMessage};
 use hearsay_swim::Config;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,12 +24,17 @@ pub struct SimPlan {
     /// Virtual time the converged cluster runs before measuring (the join storm's gossip
     /// drains).
     pub settle: Duration,
+    /// Start from a bootstrapped cluster (every node fed one push/pull naming all N alive)
+    /// instead of the join storm; see [`bootstrap`].
+    pub bootstrap: bool,
 }
 
 /// Results at one cluster size, over all seeds.
 #[derive(Debug, Default)]
 pub struct SimResult {
     pub n: usize,
+    /// The cluster was bootstrapped (no join storm; `converge` is empty).
+    pub bootstrapped: bool,
     pub seeds: usize,
     /// Per event: time to reach 50 %, 99 %, 99.99 % and 100 % of nodes (origin included).
     pub p50: Vec<f64>,
@@ -122,6 +128,71 @@ fn build(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
     Some((sim, t))
 }
 
+/// `n` nodes that already know each other as alive members, without a join storm: every
+/// node's core is fed, through its public `handle_stream`, one push/pull carrying all `n`
+/// nodes as alive (each node's own announcement: name, address, meta, incarnation and
+/// versions, read from its `local()`) and a Serf state with a join intent at Lamport time 1
+/// for each; exactly what a push/pull from a node that already knows everyone delivers. The
+/// alive broadcasts each core queues while merging are then dropped (every node already knows
+/// what they say), so the cluster starts quiet, as if long converged. Takes no virtual time.
+fn bootstrap(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    for i in 0..n {
+        add(&mut sim, i);
+    }
+    drain_events(&mut sim, |_, _, _| {});
+    let nodes: Vec<PushNodeState> = sim
+        .nodes
+        .iter()
+        .map(|node| {
+            let m = node.swim.as_ref().expect("just added").memberlist().local();
+            PushNodeState {
+                name: m.name.clone(),
+                addr: ip_bytes(m.addr.ip()),
+                port: m.addr.port(),
+                meta: m.meta.clone(),
+                incarnation: m.incarnation,
+                state: NodeStateKind::Alive,
+                vsn: m.vsn.to_vec(),
+            }
+        })
+        .collect();
+    let serf_state = messages::PushPull {
+        ltime: 2,
+        status_ltimes: nodes.iter().map(|p| (p.name.clone(), 1)).collect(),
+        left_members: Vec::new(),
+        event_ltime: 1,
+        events: Vec::new(),
+        query_ltime: 1,
+    };
+    let msg = StreamMessage::PushPull(PushPull {
+        join: false,
+        nodes,
+        user_state: messages::encode(&messages::Message::PushPull(serf_state)),
+    });
+    let wire = sim.nodes[0]
+        .swim
+        .as_ref()?
+        .memberlist()
+        .config()
+        .wire
+        .clone();
+    let codec = Codec::try_new(wire, None).ok()?;
+    let bytes = codec.seal_stream(&msg, &mut StdRng::seed_from_u64(seed));
+    drop(msg);
+    for i in 0..n {
+        let from = sim.nodes[(i + 1) % n].addr;
+        sim.with_node(i, |s, now| {
+            // The reply (this node's state) would go back to the sender; nobody waits for it.
+            let _ = s.handle_stream(now, from, &bytes);
+            s.memberlist_mut().clear_broadcasts();
+        });
+        // The n member-join events this node just raised.
+        sim.nodes[i].events = Vec::new();
+    }
+    converged(&sim, n).then_some((sim, 0.0))
+}
+
 /// Runs for `d` of virtual time, discarding events as it goes.
 fn idle(sim: &mut Sim<Serf>, d: Duration) {
     let end = sim.now() + d;
@@ -149,18 +220,26 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     let mut out = SimResult {
         n: plan.n,
         seeds: plan.seeds,
+        bootstrapped: plan.bootstrap,
         ..SimResult::default()
     };
     for s in 0..plan.seeds {
         let seed = base_seed + s as u64;
         let heap0 = Heap::now();
         let build_started = Instant::now();
-        let Some((mut sim, t)) = build(seed, plan.n) else {
+        let built = if plan.bootstrap {
+            bootstrap(seed, plan.n)
+        } else {
+            build(seed, plan.n)
+        };
+        let Some((mut sim, t)) = built else {
             out.timeouts += 1;
             continue;
         };
         out.build_wall = build_started.elapsed();
-        out.converge.push(t);
+        if !plan.bootstrap {
+            out.converge.push(t);
+        }
         let built = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
         out.node_kib.push((built - rss0).max(0.0) / plan.n as f64);
         let entries = (plan.n * plan.n) as f64;
