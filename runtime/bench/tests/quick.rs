@@ -74,6 +74,7 @@ const SIM: &[&str] = &[
     "sim: UDP packets per node per s while an event spreads",
     "sim: UDP bytes per node per s while an event spreads",
     "sim: memory per simulated node, converged",
+    "sim: live heap per member entry, converged",
     "sim: memory N = 10 000 needs, extrapolated from this N",
     "sim: wall time for this N (all seeds)",
 ];
