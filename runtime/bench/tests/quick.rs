@@ -104,7 +104,10 @@ fn node_bin(bench: &Path) -> PathBuf {
         "hearsay-agent",
         "--bin",
         "hearsay-serf-node",
+        // `--bin` filters every selected package, so the CLI's binary is named too.
         "-p",
+        "hearsay",
+        "--bin",
         "hearsay",
     ])
     .arg("--target-dir")
