@@ -11,7 +11,10 @@
 //! `--node-bin PATH` (default: `hearsay-serf-node` beside this executable), `--serf-bin PATH`
 //! (default: `serf` on PATH), `--wasm-dir PATH` (the built handler components; default: build
 //! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
-//! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development).
+//! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development),
+//! `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
+//! `--sim-events E`, `--sim-crashes C`, and `--sim-bootstrap` to start each cluster converged
+//! instead of by the join storm).
 //! Progress goes to stderr.
 //!
 //! Sections: 1–4 live clusters (failure detection, user events, queries, idle footprint),
@@ -22,6 +25,7 @@
 //! every child is killed by pid when its measurement ends. Scale figures come from the
 //! in-process simulator (`Sim<Serf>`).
 
+mod alloc;
 mod guests;
 mod handlers;
 mod inproc;
@@ -47,6 +51,9 @@ use stats::Unit;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
 #[derive(Debug)]
 struct Args {
     quick: bool,
@@ -59,12 +66,20 @@ struct Args {
     no_sim: bool,
     no_handlers: bool,
     wasm_dir: Option<PathBuf>,
+    /// `--sim N[,N...]`: run only the simulator, at these sizes.
+    sim_sizes: Vec<usize>,
+    sim_seeds: Option<usize>,
+    sim_events: Option<usize>,
+    sim_crashes: Option<usize>,
+    /// `--sim-bootstrap`: start the `--sim` clusters converged (no join storm).
+    sim_bootstrap: bool,
     raw: Vec<String>,
 }
 
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
-[--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers]";
+[--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
+[--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -79,6 +94,11 @@ fn parse_args() -> Result<Args> {
         no_sim: false,
         no_handlers: false,
         wasm_dir: None,
+        sim_sizes: Vec::new(),
+        sim_seeds: None,
+        sim_events: None,
+        sim_crashes: None,
+        sim_bootstrap: false,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -104,6 +124,19 @@ fn parse_args() -> Result<Args> {
             "no-sim" => a.no_sim = true,
             "no-handlers" => a.no_handlers = true,
             "wasm-dir" => a.wasm_dir = Some(value()?.into()),
+            "sim" => {
+                a.sim_sizes = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().context("--sim N[,N...]"))
+                    .collect::<Result<_>>()?;
+                if a.sim_sizes.iter().any(|&n| n < 2) {
+                    bail!("--sim sizes must be at least 2");
+                }
+            }
+            "sim-seeds" => a.sim_seeds = Some(value()?.parse().context("--sim-seeds S")?),
+            "sim-events" => a.sim_events = Some(value()?.parse().context("--sim-events E")?),
+            "sim-crashes" => a.sim_crashes = Some(value()?.parse().context("--sim-crashes C")?),
+            "sim-bootstrap" => a.sim_bootstrap = true,
             "h" | "help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -138,6 +171,7 @@ impl Plan {
             events_per_seed: events,
             crashes_per_seed: crashes,
             settle: Duration::from_secs(30),
+            bootstrap: false,
         };
         if quick {
             Self {
@@ -784,14 +818,28 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
     let mc = sim::detection_model_all(n)
         .map(|m| format!("; memberlist Monte Carlo, all know: mean {m:.2} s"))
         .unwrap_or_default();
-    let mut rows = vec![
-        Row::new(
-            "sim: joins → every node sees all alive (virtual)",
-            n,
-            Unit::Secs,
-        )
-        .hearsay(&r.converge)
-        .reference("node i joins a random earlier node, 5 ms apart"),
+    let mut rows = Vec::new();
+    if r.bootstrapped {
+        rows.push(
+            Row::new("sim: bootstrap wall time (no join storm)", n, Unit::Secs)
+                .hearsay(&[r.build_wall.as_secs_f64()])
+                .reference(
+                    "BOOTSTRAPPED: each node fed one push/pull naming all N alive; \
+no joins → converged figure at this N",
+                ),
+        );
+    } else {
+        rows.push(
+            Row::new(
+                "sim: joins → every node sees all alive (virtual)",
+                n,
+                Unit::Secs,
+            )
+            .hearsay(&r.converge)
+            .reference("node i joins a random earlier node, 5 ms apart"),
+        );
+    }
+    rows.extend([
         Row::new("sim: user event → 50 % of nodes", n, Unit::Secs)
             .hearsay(&r.p50)
             .reference(format!("Serf model {}", vs(&r.p50, model(0.5)))),
@@ -849,11 +897,20 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
         )
         .hearsay(&r.event_bytes)
         .reference("Serf simulator max 42 000 B/s"),
-    ];
+    ]);
     rows.push(
         Row::new("sim: memory per simulated node, converged", n, Unit::KiB)
             .hearsay(&r.node_kib)
             .reference("bench process RSS growth / N; each node holds all N members (grows as N)"),
+    );
+    rows.push(
+        Row::new(
+            "sim: live heap per member entry, converged",
+            n,
+            Unit::Count(" B"),
+        )
+        .hearsay(&r.entry_bytes)
+        .reference("counting allocator (with malloc's block overhead) / N² entries"),
     );
     let need: Vec<f64> = r
         .node_kib
@@ -891,12 +948,17 @@ nodes (each measured until it reached every node, then 5 s apart), then crashes 
 (each measured until every live node marked it failed). Times are virtual seconds. serf cannot \
 run in the simulator, so the right column gives Serf's own models: the convergence formula of \
 Serf's simulator (`_simulator.js`: 200 ms, fanout 3) and memberlist's suspicion timeout \
-(`4 × max(1, log10 n)` s, up to 6×)."
+(`4 × max(1, log10 n)` s, up to 6×). Sizes marked BOOTSTRAPPED skip the join storm: every \
+node's core is fed, through its public `handle_stream`, one push/pull naming all N nodes alive \
+(what a push/pull from a node that knows everyone carries), and the alive broadcasts that merge \
+queues are dropped, so the cluster starts quiet as if long converged; they have no joins → \
+converged figure. Memory: `live heap per member entry` is the counting allocator's growth (with \
+malloc's block overhead) from before the build to convergence, over N² entries."
             .into(),
         hearsay_only: true,
         ..Section::default()
     };
-    let mut thousand: Option<(f64, f64)> = None;
+    let mut thousand: Option<f64> = None;
     for (k, p) in plan.sims.iter().enumerate() {
         eprintln!("[bench] simulator N={} ({} seed(s)) ...", p.n, p.seeds);
         let r = sim::run(*p, 1000 + k as u64 * 100);
@@ -912,7 +974,7 @@ Serf's simulator (`_simulator.js`: 200 ms, fanout 3) and memberlist's suspicion 
             ));
         }
         if p.n == 1000 {
-            thousand = Some((r.wall.as_secs_f64() / p.seeds as f64, pct_of(&r.node_kib)));
+            thousand = Some(pct_of(&r.entry_bytes));
         }
         sec.rows.extend(sim_rows(&r));
     }
@@ -922,52 +984,59 @@ Serf's simulator (`_simulator.js`: 200 ms, fanout 3) and memberlist's suspicion 
     sec
 }
 
-/// N = 10 000 needs every node to hold 10 000 members: O(N²) state and join work. Runs it only
-/// when the per-node memory measured at N = 1000 says it fits in ~16 GB (and in free memory)
-/// and the wall time in about 15 minutes; otherwise prints the measured requirement.
-fn try_ten_thousand(sec: &mut Section, thousand: Option<(f64, f64)>) {
-    let Some((wall_1k, node_kib_1k)) = thousand else {
+/// N = 10 000 needs every node to hold 10 000 members: 10⁸ member entries. The cluster is
+/// bootstrapped (no join storm, see `sim::bootstrap`); the run goes ahead when the bytes per
+/// member entry measured at N = 1000 (counting allocator) say it fits in ~14 GiB and in 80 %
+/// of the memory available now. Otherwise the largest N that fits runs instead (at least
+/// 2000), and a note says why 10 000 did not.
+fn try_ten_thousand(sec: &mut Section, thousand: Option<f64>) {
+    let Some(entry_bytes) = thousand else {
         return;
     };
-    let avail_kib = std::fs::read_to_string("/proc/meminfo")
+    let avail = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines()
                 .find_map(|l| l.strip_prefix("MemAvailable:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
-        .unwrap_or(0.0);
-    let gib = |kib: f64| kib / 1024.0 / 1024.0;
-    let mem_need = sim::extrapolate_kib(node_kib_1k, 1000, 10_000);
-    // Join work grows as N² too (every join reaches every node).
-    let wall_est = wall_1k * 100.0;
-    let budget = (16.0 * 1024.0 * 1024.0f64).min(avail_kib * 0.8);
-    if mem_need > budget || wall_est > 15.0 * 60.0 {
+        .map_or(0.0, |kib| kib * 1024.0);
+    let gib = |b: f64| b / f64::from(1u32 << 30);
+    let budget = (14.0 * f64::from(1u32 << 30)).min(avail * 0.8);
+    // Allocator slack and the per-node fixed state on top of the entries: 25 %.
+    let need = |n: usize| (n * n) as f64 * entry_bytes * 1.25;
+    let mut n = 10_000;
+    while n > 2000 && need(n) > budget {
+        n -= 500;
+    }
+    if need(n) > budget {
         sec.notes.push(format!(
-            "N=10 000 not run. Measured at N=1000: {:.0} KiB per simulated node ({:.0} bytes per \
-member entry, every node holding all N members), so N=10 000 needs ≈{:.0} GiB \
-({:.1} KiB × 10 000 / 1000 per node × 10 000 nodes); the budget is ~16 GB of this machine's \
-{:.1} GiB available. The join work extrapolates to ≈{:.0} min of wall time per seed. The \
-simulator keeps a whole Serf core per node (member table, broadcast queues, Lamport buffers) in \
-the protocol crates; the bench holds only per-event delivery times and drains every recorded \
-event as it goes. Figures stop at N=1000.",
-            node_kib_1k,
-            node_kib_1k * 1024.0 / 1000.0,
-            gib(mem_need),
-            node_kib_1k,
-            gib(avail_kib),
-            wall_est / 60.0
+            "N=10 000 not run: {entry_bytes:.0} bytes per member entry measured at N=1000 → \
+≈{:.0} GiB for 10⁸ entries; budget {:.1} GiB.",
+            gib(need(10_000)),
+            gib(budget)
         ));
         return;
     }
+    if n < 10_000 {
+        sec.notes.push(format!(
+            "N=10 000 not run: {entry_bytes:.0} bytes per member entry measured at N=1000 → \
+≈{:.0} GiB for 10⁸ entries (with 25 % slack); budget {:.1} GiB ({:.1} GiB available). \
+N={n} (bootstrapped) is the largest size that fits.",
+            gib(need(10_000)),
+            gib(budget),
+            gib(avail)
+        ));
+    }
     let p = SimPlan {
-        n: 10_000,
+        n,
         seeds: 1,
         events_per_seed: 3,
         crashes_per_seed: 1,
         settle: Duration::from_secs(30),
+        bootstrap: true,
     };
-    eprintln!("[bench] simulator N=10000 ...");
+    eprintln!("[bench] simulator N={n} (bootstrapped) ...");
     let r = sim::run(p, 9000);
     sec.rows.extend(sim_rows(&r));
 }
@@ -1026,8 +1095,27 @@ fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<
 
 fn main() -> Result<()> {
     let started = Instant::now();
-    let args = parse_args()?;
-    let plan = Plan::new(args.quick);
+    let mut args = parse_args()?;
+    let mut plan = Plan::new(args.quick);
+    if !args.sim_sizes.is_empty() {
+        // Only the simulator, at the sizes asked for.
+        args.no_live = true;
+        args.no_handlers = true;
+        args.no_sim = false;
+        plan.try_10k = false;
+        plan.sims = args
+            .sim_sizes
+            .iter()
+            .map(|&n| SimPlan {
+                n,
+                seeds: args.sim_seeds.unwrap_or(1),
+                events_per_seed: args.sim_events.unwrap_or(3),
+                crashes_per_seed: args.sim_crashes.unwrap_or(1),
+                settle: Duration::from_secs(30),
+                bootstrap: args.sim_bootstrap,
+            })
+            .collect();
+    }
     let tools = if args.no_live {
         // The handler figures still run lone agents.
         Tools {

@@ -4,9 +4,11 @@
 //! models Serf documents for the same quantities. serf itself cannot run here: the anchors
 //! are its published formulas.
 
+use crate::alloc::Heap;
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
-use hearsay_serf::{Serf, SerfConfig};
+use hearsay_serf::{messages, Serf, SerfConfig};
 use hearsay_swim::testing::{Sim, SimStats};
+use hearsay_swim::wire::{ip_bytes, Codec, NodeStateKind, PushNodeState, PushPull, StreamMessage};
 use hearsay_swim::Config;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,12 +24,17 @@ pub struct SimPlan {
     /// Virtual time the converged cluster runs before measuring (the join storm's gossip
     /// drains).
     pub settle: Duration,
+    /// Start from a bootstrapped cluster (every node fed one push/pull naming all N alive)
+    /// instead of the join storm; see [`bootstrap`].
+    pub bootstrap: bool,
 }
 
 /// Results at one cluster size, over all seeds.
 #[derive(Debug, Default)]
 pub struct SimResult {
     pub n: usize,
+    /// The cluster was bootstrapped (no join storm; `converge` is empty).
+    pub bootstrapped: bool,
     pub seeds: usize,
     /// Per event: time to reach 50 %, 99 %, 99.99 % and 100 % of nodes (origin included).
     pub p50: Vec<f64>,
@@ -52,6 +59,14 @@ pub struct SimResult {
     /// Per seed: this process's RSS growth from before the first build to the converged
     /// cluster, divided by N (the member tables dominate: every node holds every member).
     pub node_kib: Vec<f64>,
+    /// Per seed: live heap growth (counting allocator, with malloc's per-block overhead)
+    /// from before the build to the converged cluster, per member entry (N² entries).
+    pub entry_bytes: Vec<f64>,
+    /// The last seed's per-table breakdown at convergence (estimated from capacities),
+    /// bytes per member entry.
+    pub breakdown: Vec<(&'static str, f64)>,
+    /// Wall time of the last seed's build.
+    pub build_wall: Duration,
     /// Events or crashes that did not complete within their bound.
     pub timeouts: usize,
 }
@@ -113,6 +128,71 @@ fn build(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
     Some((sim, t))
 }
 
+/// `n` nodes that already know each other as alive members, without a join storm: every
+/// node's core is fed, through its public `handle_stream`, one push/pull carrying all `n`
+/// nodes as alive (each node's own announcement: name, address, meta, incarnation and
+/// versions, read from its `local()`) and a Serf state with a join intent at Lamport time 1
+/// for each; exactly what a push/pull from a node that already knows everyone delivers. The
+/// alive broadcasts each core queues while merging are then dropped (every node already knows
+/// what they say), so the cluster starts quiet, as if long converged. Takes no virtual time.
+fn bootstrap(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
+    let mut sim: Sim<Serf> = Sim::new(seed);
+    for i in 0..n {
+        add(&mut sim, i);
+    }
+    drain_events(&mut sim, |_, _, _| {});
+    let nodes: Vec<PushNodeState> = sim
+        .nodes
+        .iter()
+        .map(|node| {
+            let m = node.swim.as_ref().expect("just added").memberlist().local();
+            PushNodeState {
+                name: m.name.clone(),
+                addr: ip_bytes(m.addr.ip()),
+                port: m.addr.port(),
+                meta: m.meta.clone(),
+                incarnation: m.incarnation,
+                state: NodeStateKind::Alive,
+                vsn: m.vsn.to_vec(),
+            }
+        })
+        .collect();
+    let serf_state = messages::PushPull {
+        ltime: 2,
+        status_ltimes: nodes.iter().map(|p| (p.name.clone(), 1)).collect(),
+        left_members: Vec::new(),
+        event_ltime: 1,
+        events: Vec::new(),
+        query_ltime: 1,
+    };
+    let msg = StreamMessage::PushPull(PushPull {
+        join: false,
+        nodes,
+        user_state: messages::encode(&messages::Message::PushPull(serf_state)),
+    });
+    let wire = sim.nodes[0]
+        .swim
+        .as_ref()?
+        .memberlist()
+        .config()
+        .wire
+        .clone();
+    let codec = Codec::try_new(wire, None).ok()?;
+    let bytes = codec.seal_stream(&msg, &mut StdRng::seed_from_u64(seed));
+    drop(msg);
+    for i in 0..n {
+        let from = sim.nodes[(i + 1) % n].addr;
+        sim.with_node(i, |s, now| {
+            // The reply (this node's state) would go back to the sender; nobody waits for it.
+            let _ = s.handle_stream(now, from, &bytes);
+            s.memberlist_mut().clear_broadcasts();
+        });
+        // The n member-join events this node just raised.
+        sim.nodes[i].events = Vec::new();
+    }
+    converged(&sim, n).then_some((sim, 0.0))
+}
+
 /// Runs for `d` of virtual time, discarding events as it goes.
 fn idle(sim: &mut Sim<Serf>, d: Duration) {
     let end = sim.now() + d;
@@ -140,17 +220,43 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     let mut out = SimResult {
         n: plan.n,
         seeds: plan.seeds,
+        bootstrapped: plan.bootstrap,
         ..SimResult::default()
     };
     for s in 0..plan.seeds {
         let seed = base_seed + s as u64;
-        let Some((mut sim, t)) = build(seed, plan.n) else {
+        let heap0 = Heap::now();
+        let build_started = Instant::now();
+        let built = if plan.bootstrap {
+            bootstrap(seed, plan.n)
+        } else {
+            build(seed, plan.n)
+        };
+        let Some((mut sim, t)) = built else {
             out.timeouts += 1;
             continue;
         };
-        out.converge.push(t);
+        out.build_wall = build_started.elapsed();
+        if !plan.bootstrap {
+            out.converge.push(t);
+        }
         let built = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
         out.node_kib.push((built - rss0).max(0.0) / plan.n as f64);
+        let entries = (plan.n * plan.n) as f64;
+        out.entry_bytes
+            .push(Heap::now().since(heap0).chunk_bytes as f64 / entries);
+        out.breakdown = breakdown(&sim, entries);
+        eprintln!(
+            "[bench] simulator N={} built in {:.1} s wall: {:.0} bytes per member entry \
+(live heap incl. malloc overhead), RSS {:.0} MiB",
+            plan.n,
+            out.build_wall.as_secs_f64(),
+            out.entry_bytes.last().copied().unwrap_or(0.0),
+            built / 1024.0
+        );
+        for (what, b) in &out.breakdown {
+            eprintln!("[bench]   {b:>8.1} B/entry  {what}");
+        }
         idle(&mut sim, plan.settle);
         peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
         let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
@@ -179,6 +285,25 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     out.wall = started.elapsed();
     out.rss_growth_kib = peak - rss0;
     out
+}
+
+/// Every node's heap breakdown summed, per member entry.
+fn breakdown(sim: &Sim<Serf>, entries: f64) -> Vec<(&'static str, f64)> {
+    let mut sum: Vec<(&'static str, usize)> = Vec::new();
+    for node in &sim.nodes {
+        let Some(core) = node.swim.as_ref() else {
+            continue;
+        };
+        for (i, (what, b)) in core.heap_breakdown().into_iter().enumerate() {
+            if i == sum.len() {
+                sum.push((what, 0));
+            }
+            sum[i].1 += b;
+        }
+    }
+    sum.into_iter()
+        .map(|(w, b)| (w, b as f64 / entries))
+        .collect()
 }
 
 /// The memory N = `target` nodes would need, in KiB, from the per-node memory measured at

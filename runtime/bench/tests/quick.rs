@@ -73,6 +73,7 @@ const SIM: &[&str] = &[
     "sim: UDP packets per node per s while an event spreads",
     "sim: UDP bytes per node per s while an event spreads",
     "sim: memory per simulated node, converged",
+    "sim: live heap per member entry, converged",
     "sim: memory N = 10 000 needs, extrapolated from this N",
     "sim: wall time for this N (all seeds)",
 ];
@@ -102,7 +103,10 @@ fn node_bin(bench: &Path) -> PathBuf {
         "hearsay-agent",
         "--bin",
         "hearsay-serf-node",
+        // `--bin` filters every selected package, so the CLI's binary is named too.
         "-p",
+        "hearsay",
+        "--bin",
         "hearsay",
     ])
     .arg("--target-dir")

@@ -293,6 +293,16 @@ impl Client {
         self.latency_samples.remove(node);
     }
 
+    /// Heap bytes of the per-peer latency filters (estimate from capacities).
+    pub fn latency_filter_bytes(&self) -> usize {
+        let per: usize = self
+            .latency_samples
+            .iter()
+            .map(|(k, v)| k.capacity() + hearsay_swim::heap::deque(v))
+            .sum();
+        hearsay_swim::heap::hash_map(&self.latency_samples) + per
+    }
+
     /// The client's counters.
     pub fn stats(&self) -> ClientStats {
         self.stats

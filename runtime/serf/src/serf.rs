@@ -14,6 +14,7 @@ use crate::messages::{
     self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
+use hearsay_swim::table::{Named, NamedTable};
 use hearsay_swim::wire::{ip_bytes, socket_addr, NodeStateKind};
 use hearsay_swim::{
     Config as SwimConfig, Event as SwimEvent, JoinId, Keyring, NotifyId, StreamId, StreamOutcome,
@@ -146,6 +147,12 @@ struct MemberState {
     leave_time: Option<Instant>,
 }
 
+impl Named for MemberState {
+    fn name(&self) -> &str {
+        &self.member.name
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IntentKind {
     Join,
@@ -214,7 +221,7 @@ pub struct Serf {
     clock: LamportClock,
     event_clock: LamportClock,
     query_clock: LamportClock,
-    members: HashMap<String, MemberState>,
+    members: NamedTable<MemberState>,
     recent_intents: HashMap<String, Intent>,
     event_buffer: Vec<Option<UserEvents>>,
     event_min_time: LamportTime,
@@ -270,7 +277,7 @@ impl Serf {
             clock: LamportClock::new(),
             event_clock: LamportClock::new(),
             query_clock: LamportClock::new(),
-            members: HashMap::new(),
+            members: NamedTable::new(),
             recent_intents: HashMap::new(),
             event_buffer: vec![None; config.event_buffer],
             event_min_time: 0,
@@ -336,6 +343,81 @@ impl Serf {
         &mut self.swim
     }
 
+    /// Where this node's heap goes, per table, the membership core's included (estimated
+    /// from capacities; the scale bench divides by the member count).
+    pub fn heap_breakdown(&self) -> Vec<hearsay_swim::heap::Line> {
+        use hearsay_swim::heap;
+        let mut out = self.swim.heap_breakdown();
+        let names: usize = self.members.iter().map(|m| m.member.name.capacity()).sum();
+        let tags: usize = self
+            .members
+            .iter()
+            .map(|m| {
+                heap::btree_map(&m.member.tags)
+                    + m.member
+                        .tags
+                        .iter()
+                        .map(|(k, v)| k.capacity() + v.capacity())
+                        .sum::<usize>()
+            })
+            .sum();
+        let intents: usize = self.recent_intents.keys().map(|k| k.capacity()).sum();
+        let coords: usize = self
+            .coord_cache
+            .iter()
+            .map(|(k, c)| k.capacity() + heap::vec(&c.vec))
+            .sum();
+        let events: usize = self
+            .event_buffer
+            .iter()
+            .flatten()
+            .map(|u| {
+                heap::vec(&u.events)
+                    + u.events
+                        .iter()
+                        .map(|e| e.name.capacity() + e.payload.capacity())
+                        .sum::<usize>()
+            })
+            .sum();
+        let queries: usize = self
+            .query_buffer
+            .iter()
+            .flatten()
+            .map(|(_, ids)| heap::vec(ids))
+            .sum();
+        out.extend([
+            (
+                "serf: member table (slots + index)",
+                self.members.heap_bytes(),
+            ),
+            ("serf: member names (Member.name)", names),
+            ("serf: member tags (BTreeMap)", tags),
+            (
+                "serf: recent intents",
+                heap::hash_map(&self.recent_intents) + intents,
+            ),
+            (
+                "serf: Vivaldi coordinate cache",
+                heap::hash_map(&self.coord_cache) + coords,
+            ),
+            (
+                "serf: Vivaldi latency filters",
+                self.coord_client
+                    .as_ref()
+                    .map_or(0, |c| c.latency_filter_bytes()),
+            ),
+            (
+                "serf: event and query buffers",
+                heap::vec(&self.event_buffer) + events + heap::vec(&self.query_buffer) + queries,
+            ),
+            (
+                "serf: pending events",
+                heap::deque(&self.events) + heap::deque(&self.out),
+            ),
+        ]);
+        out
+    }
+
     /// This node's configuration.
     pub fn config(&self) -> &SerfConfig {
         &self.config
@@ -348,7 +430,7 @@ impl Serf {
 
     /// All members Serf knows, including failed and left ones not yet reaped.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.members.values().map(|m| m.member.clone()).collect();
+        let mut v: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -397,7 +479,7 @@ impl Serf {
     /// How many members have `status` (without copying the member list).
     pub fn count_with_status(&self, status: MemberStatus) -> usize {
         self.members
-            .values()
+            .iter()
             .filter(|m| m.member.status == status)
             .count()
     }
@@ -715,7 +797,11 @@ impl Serf {
 
     /// The next Serf event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() {
+            hearsay_swim::heap::release_idle(&mut self.out);
+        }
+        next
     }
 
     /// When [`Serf::handle_timeout`] should run next.
@@ -815,7 +901,8 @@ impl Serf {
         self.state_dirty = false;
         let mut status_ltimes = BTreeMap::new();
         let mut left_members = Vec::new();
-        for (name, m) in &self.members {
+        for m in self.members.iter() {
+            let name = &m.member.name;
             status_ltimes.insert(name.clone(), m.status_ltime);
             if m.member.status == MemberStatus::Left {
                 left_members.push(name.clone());
@@ -861,6 +948,7 @@ impl Serf {
                 (ev, _, _) => self.out.push_back(ev),
             }
         }
+        hearsay_swim::heap::release_idle(&mut self.events);
     }
 
     /// Moves everything the membership core produced through the Serf layer.
@@ -1061,7 +1149,7 @@ impl Serf {
                         }
                     }
                 }
-                self.members.insert(n.name.clone(), ms);
+                self.members.insert(ms);
             }
             Some(ms) => {
                 old_status = ms.member.status;
@@ -1074,7 +1162,12 @@ impl Serf {
         }
         let _ = old_status;
         self.state_dirty = true;
-        let member = self.members[&n.name].member.clone();
+        let member = self
+            .members
+            .get(&n.name)
+            .expect("inserted above")
+            .member
+            .clone();
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, "serf: EventMemberJoin");
         self.emit_member(MemberEventKind::Join, member);
     }
@@ -1221,7 +1314,7 @@ impl Serf {
     }
 
     fn has_alive_members(&self) -> bool {
-        self.members.values().any(|m| {
+        self.members.iter().any(|m| {
             m.member.name != self.config.memberlist.name && m.member.status == MemberStatus::Alive
         })
     }
@@ -1332,7 +1425,7 @@ impl Serf {
     /// Alive members that pass `filters`, as the originator sees their tags.
     fn matching_members(&self, filters: &[Filter]) -> HashSet<String> {
         let mut out = HashSet::new();
-        'members: for ms in self.members.values() {
+        'members: for ms in self.members.iter() {
             if ms.member.status != MemberStatus::Alive {
                 continue;
             }
@@ -1555,7 +1648,7 @@ impl Serf {
         let me = self.name().to_owned();
         let mut candidates: Vec<SocketAddr> = self
             .members
-            .values()
+            .iter()
             .filter(|m| {
                 m.member.status == MemberStatus::Alive
                     && m.member.vsn[1] >= 5
@@ -1721,7 +1814,8 @@ impl Serf {
 
     fn reap(&mut self, now: Instant) {
         let mut reaped = Vec::new();
-        for (name, ms) in &self.members {
+        for ms in self.members.iter() {
+            let name = &ms.member.name;
             let timeout = match ms.member.status {
                 MemberStatus::Failed => self.config.reconnect_timeout,
                 MemberStatus::Left => self.config.tombstone_timeout,
@@ -1752,7 +1846,7 @@ impl Serf {
     fn reconnect(&mut self, now: Instant) {
         let mut failed: Vec<SocketAddr> = self
             .members
-            .values()
+            .iter()
             .filter(|m| m.member.status == MemberStatus::Failed)
             .map(|m| m.member.addr)
             .collect();
@@ -1762,7 +1856,7 @@ impl Serf {
         failed.sort();
         let left = self
             .members
-            .values()
+            .iter()
             .filter(|m| m.member.status == MemberStatus::Left)
             .count();
         let alive = (self.members.len() - failed.len() - left).max(1);

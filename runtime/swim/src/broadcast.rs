@@ -97,6 +97,7 @@ impl BroadcastQueue {
             used += overhead + item.msg.len();
             picked.push(*key);
         }
+        let retired = !picked.is_empty();
         for key in picked {
             let item = self.items.remove(&key).expect("picked key present");
             out.push(item.msg.clone());
@@ -114,6 +115,14 @@ impl BroadcastQueue {
                 self.items.insert(new_key, item);
             }
         }
+        // A burst of broadcasts (N alive messages after a join) leaves the subject index at
+        // its peak size; give the space back once most of it has drained.
+        if retired
+            && self.by_subject.capacity() > 64
+            && self.by_subject.len() * 4 < self.by_subject.capacity()
+        {
+            self.by_subject.shrink_to(self.by_subject.len() * 2);
+        }
         out
     }
 
@@ -122,7 +131,19 @@ impl BroadcastQueue {
         for (_, item) in std::mem::take(&mut self.items) {
             self.finished.extend(item.notify);
         }
-        self.by_subject.clear();
+        // Not `clear()`: that would keep the index's peak capacity.
+        self.by_subject = HashMap::new();
+    }
+
+    /// Heap bytes held (estimate from capacities; see [`crate::heap`]).
+    pub fn heap_bytes(&self) -> usize {
+        let items: usize = self
+            .items
+            .values()
+            .map(|i| i.msg.capacity() + i.subject.as_ref().map_or(0, |s| s.capacity()))
+            .sum();
+        let keys: usize = self.by_subject.keys().map(|k| k.capacity()).sum();
+        crate::heap::btree_map(&self.items) + items + crate::heap::hash_map(&self.by_subject) + keys
     }
 
     /// The next notification of a finished broadcast.

@@ -7,6 +7,7 @@ use crate::config::{push_pull_scale, retransmit_limit, suspicion_timeout, Config
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::suspicion::Suspicion;
+use crate::table::{Named, NamedTable, SlotId};
 use crate::wire::{
     self, encode_compound, encode_compounds, encode_message, ip_bytes, socket_addr, Ack, Alive,
     Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState,
@@ -70,6 +71,12 @@ impl Member {
 struct NodeEntry {
     member: Member,
     state_change: Instant,
+}
+
+impl Named for NodeEntry {
+    fn name(&self) -> &str {
+        &self.member.name
+    }
 }
 
 /// A UDP datagram to send.
@@ -212,9 +219,9 @@ pub struct Swim {
     config: Config,
     codec: Codec,
     rng: StdRng,
-    nodes: HashMap<String, NodeEntry>,
-    /// Probe order: memberlist's shuffled node list.
-    order: Vec<String>,
+    nodes: NamedTable<NodeEntry>,
+    /// Probe order: memberlist's shuffled node list (slot ids in `nodes`).
+    order: Vec<SlotId>,
     probe_index: usize,
     probe: Option<Probe>,
     acks: HashMap<u32, AckHandler>,
@@ -285,7 +292,7 @@ impl Swim {
         let mut swim = Self {
             codec,
             rng,
-            nodes: HashMap::new(),
+            nodes: NamedTable::new(),
             order: Vec::new(),
             probe_index: 0,
             probe: None,
@@ -323,6 +330,43 @@ impl Swim {
 
     // ----- accessors -------------------------------------------------------------------
 
+    /// Where this core's heap goes, per table (estimated from capacities; the scale bench
+    /// divides by the member count for the cost of one member entry).
+    pub fn heap_breakdown(&self) -> Vec<crate::heap::Line> {
+        use crate::heap;
+        let names: usize = self.nodes.iter().map(|e| e.member.name.capacity()).sum();
+        let meta: usize = self.nodes.iter().map(|e| e.member.meta.capacity()).sum();
+        let susp: usize = self.suspicions.keys().map(|k| k.capacity()).sum();
+        vec![
+            (
+                "swim: member table (slots + index)",
+                self.nodes.heap_bytes(),
+            ),
+            ("swim: member names (Member.name)", names),
+            ("swim: member meta (Serf tags)", meta),
+            ("swim: probe order (slot ids)", heap::vec(&self.order)),
+            ("swim: suspicions", heap::hash_map(&self.suspicions) + susp),
+            (
+                "swim: broadcast queues",
+                self.broadcasts.heap_bytes() + self.user_broadcasts.heap_bytes(),
+            ),
+            (
+                "swim: pending outputs",
+                heap::deque(&self.events) + heap::deque(&self.transmits),
+            ),
+        ]
+    }
+
+    /// Drops every queued membership broadcast (alive, suspect and dead messages; user
+    /// broadcasts stay). For simulations that start from a converged cluster: after a
+    /// bootstrap push/pull every node would otherwise re-gossip all N members it just learned
+    /// (memberlist does after a real join), although every node already knows them.
+    #[cfg(feature = "testing")]
+    pub fn clear_broadcasts(&mut self) {
+        self.broadcasts.clear();
+        while self.broadcasts.poll_finished().is_some() {}
+    }
+
     /// This node's configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -330,12 +374,16 @@ impl Swim {
 
     /// This node as the cluster sees it.
     pub fn local(&self) -> &Member {
-        &self.nodes[&self.config.name].member
+        &self
+            .nodes
+            .get(&self.config.name)
+            .expect("the local node is never removed")
+            .member
     }
 
     /// Every known member, including dead and left ones not yet reaped.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.nodes.values().map(|e| &e.member)
+        self.nodes.iter().map(|e| &e.member)
     }
 
     /// A member by name.
@@ -346,7 +394,7 @@ impl Swim {
     /// Members that are alive or suspect (memberlist's `NumMembers` counts these).
     pub fn num_alive(&self) -> usize {
         self.nodes
-            .values()
+            .iter()
             .filter(|e| !e.member.dead_or_left())
             .count()
     }
@@ -407,7 +455,7 @@ impl Swim {
         let me = self.local().clone();
         let anyone = self
             .nodes
-            .values()
+            .iter()
             .any(|e| e.member.name != me.name && !e.member.dead_or_left());
         self.dead_node(
             now,
@@ -517,17 +565,29 @@ impl Swim {
 
     /// The next UDP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        if next.is_none() {
+            crate::heap::release_idle(&mut self.transmits);
+        }
+        next
     }
 
     /// The next stream to open.
     pub fn poll_stream(&mut self) -> Option<StreamRequest> {
-        self.stream_requests.pop_front()
+        let next = self.stream_requests.pop_front();
+        if next.is_none() {
+            crate::heap::release_idle(&mut self.stream_requests);
+        }
+        next
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let next = self.events.pop_front();
+        if next.is_none() {
+            crate::heap::release_idle(&mut self.events);
+        }
+        next
     }
 
     /// When [`Swim::handle_timeout`] should be called next.
@@ -884,19 +944,25 @@ impl Swim {
                 checked += 1;
                 continue;
             }
-            let name = self.order[self.probe_index].clone();
+            let id = self.order[self.probe_index];
             self.probe_index += 1;
-            let skip = match self.nodes.get(&name) {
-                Some(e) => name == self.config.name || e.member.dead_or_left(),
+            let skip = match self.nodes.at(id) {
+                Some(e) => e.member.name == self.config.name || e.member.dead_or_left(),
                 None => true,
             };
             if skip {
                 checked += 1;
                 continue;
             }
-            break name;
+            break self
+                .nodes
+                .at(id)
+                .expect("checked above")
+                .member
+                .name
+                .clone();
         };
-        let entry = &self.nodes[&target];
+        let entry = self.nodes.get(&target).expect("picked above");
         let addr = entry.member.addr;
         let state = entry.member.state;
         let incarnation = entry.member.incarnation;
@@ -1058,7 +1124,7 @@ impl Swim {
         let limit = self.config.gossip_to_the_dead_time;
         let reaped: Vec<String> = self
             .nodes
-            .values()
+            .iter()
             .filter(|e| {
                 // memberlist would reap its own entry too once it has left, after which its
                 // LocalNode dereferences nil; we keep it so `local()` stays valid.
@@ -1073,9 +1139,14 @@ impl Swim {
             self.nodes.remove(&name);
             self.suspicions.remove(&name);
         }
-        self.order = self.nodes.keys().cloned().collect();
-        self.order.sort();
-        self.order.shuffle(&mut self.rng);
+        let mut order: Vec<SlotId> = self.nodes.ids().collect();
+        let nodes = &self.nodes;
+        order.sort_by(|&a, &b| {
+            let name = |i| nodes.at(i).map(|e| e.member.name.as_str());
+            name(a).cmp(&name(b))
+        });
+        order.shuffle(&mut self.rng);
+        self.order = order;
     }
 
     fn k_random_nodes(&mut self, k: usize, exclude: impl Fn(&NodeEntry) -> bool) -> Vec<Member> {
@@ -1084,11 +1155,11 @@ impl Swim {
         let mut tries = 0;
         while tries < 3 * n && out.len() < k {
             tries += 1;
-            let name = &self.order[self.rng.gen_range(0..n)];
-            let Some(e) = self.nodes.get(name) else {
+            let id = self.order[self.rng.gen_range(0..n)];
+            let Some(e) = self.nodes.at(id) else {
                 continue;
             };
-            if exclude(e) || out.iter().any(|m| m.name == *name) {
+            if exclude(e) || out.iter().any(|m| m.name == e.member.name) {
                 continue;
             }
             out.push(e.member.clone());
@@ -1168,7 +1239,7 @@ impl Swim {
     /// whether we opened the connection (only that side writes the label header).
     fn local_state(&mut self, join: bool, dialing: bool) -> Vec<u8> {
         let mut nodes: Vec<PushNodeState> =
-            self.nodes.values().map(|e| e.member.push_state()).collect();
+            self.nodes.iter().map(|e| e.member.push_state()).collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let user_state = self.user_state.clone();
         let msg = StreamMessage::PushPull(PushPull {
@@ -1240,7 +1311,7 @@ impl Swim {
         let vsns: Vec<(NodeStateKind, [u8; 6])> = remote
             .iter()
             .map(remote_vsn)
-            .chain(self.nodes.values().map(|e| (e.member.state, e.member.vsn)))
+            .chain(self.nodes.iter().map(|e| (e.member.state, e.member.vsn)))
             .filter(|(_, v)| !(v[0] == 0 && v[1] == 0))
             .collect();
         let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
@@ -1346,14 +1417,14 @@ impl Swim {
                 },
                 state_change: now,
             };
-            self.nodes.insert(a.node.clone(), entry);
+            let (id, _) = self.nodes.insert(entry);
             // Insert at a random position so probing order stays random.
             let pos = self.rng.gen_range(0..=self.order.len());
-            self.order.push(a.node.clone());
+            self.order.push(id);
             let last = self.order.len() - 1;
             self.order.swap(pos, last);
         }
-        let e = &self.nodes[&a.node];
+        let e = &self.nodes.get(&a.node).expect("inserted above");
         if a.incarnation <= e.member.incarnation && !is_local && !updates_node {
             return;
         }
@@ -1364,7 +1435,7 @@ impl Swim {
         let old_state = e.member.state;
         let old_meta = e.member.meta.clone();
         if !bootstrap && is_local {
-            let e = &self.nodes[&a.node];
+            let e = &self.nodes.get(&a.node).expect("inserted above");
             if a.incarnation == e.member.incarnation
                 && a.meta == e.member.meta
                 && a.vsn.as_slice() == e.member.vsn.as_slice()
@@ -1395,7 +1466,12 @@ impl Swim {
                 self.incarnation = self.incarnation.max(a.incarnation);
             }
         }
-        let member = self.nodes[&a.node].member.clone();
+        let member = self
+            .nodes
+            .get(&a.node)
+            .expect("inserted above")
+            .member
+            .clone();
         if matches!(old_state, NodeStateKind::Dead | NodeStateKind::Left) {
             info!(node = %self.config.name, peer = %member.name, addr = %member.addr, "memberlist: member joined");
             self.events.push_back(Event::MemberJoined(member));
@@ -1619,7 +1695,7 @@ impl Swim {
     fn send_raw(&mut self, dst: SocketAddr, node: Option<&str>, msg: Vec<u8>) {
         let pmax = node
             .and_then(|n| self.nodes.get(n))
-            .or_else(|| self.nodes.values().find(|e| e.member.addr == dst))
+            .or_else(|| self.nodes.iter().find(|e| e.member.addr == dst))
             .map(|e| e.member.vsn[1])
             .unwrap_or(0);
         let payload = self.codec.seal_packet(&msg, pmax >= 5, &mut self.rng);

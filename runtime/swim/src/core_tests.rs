@@ -184,11 +184,12 @@ impl Harness {
 
     /// Makes `name` the next node probed and starts the probe at `now`.
     fn probe(&mut self, now: Instant, name: &str) -> u32 {
+        let id = self.swim.nodes.id(name).expect("known");
         let idx = self
             .swim
             .order
             .iter()
-            .position(|n| n == name)
+            .position(|&n| n == id)
             .expect("known");
         self.swim.probe_index = idx;
         self.swim.next_probe = now;

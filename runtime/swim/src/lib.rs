@@ -10,10 +10,12 @@ pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod heap;
 pub mod json;
 pub mod keyring;
 pub mod protocol;
 pub mod suspicion;
+pub mod table;
 pub mod wire;
 
 pub use crate::broadcast::NotifyId;
