@@ -260,13 +260,15 @@ impl Interface {
         let all = if_addrs::get_if_addrs()
             .map_err(|e| Error::Interface(format!("Failed to get interface addresses: {e}")))?;
         let mine: Vec<_> = all.iter().filter(|i| i.name == name).collect();
+        let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
         let index = mine.iter().find_map(|i| i.index).or_else(|| {
             // An interface without addresses is not in getifaddrs' IP list; sysfs knows it.
-            std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-                .ok()
+            plain
+                .then(|| std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok())
+                .flatten()
                 .and_then(|s| s.trim().parse().ok())
         });
-        let Some(index) = index.filter(|_| !name.is_empty() && !name.contains('/')) else {
+        let Some(index) = index else {
             return Err(Error::Interface(format!(
                 "Invalid network interface: no such network interface: {name}"
             )));
@@ -486,7 +488,10 @@ async fn run(
                 let (n, from) = match r {
                     Ok(x) => x,
                     Err(e) => {
+                        // Not expected on a bound UDP socket; pause so a lasting error
+                        // cannot spin.
                         debug!(error = %e, "agent.mdns: receive failed");
+                        tokio::time::sleep(QUIET_INTERVAL).await;
                         continue;
                     }
                 };

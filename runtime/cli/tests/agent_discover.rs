@@ -26,10 +26,11 @@ struct Netns {
 }
 
 impl Netns {
-    /// Creates the namespace and sets up multicast on its loopback; `Err` says why not.
-    fn create() -> Result<Self, String> {
+    /// Creates the namespace (`tag` makes its name unique) with loopback up and, with
+    /// `multicast`, multicast on it; `Err` says why not.
+    fn create(tag: &str, multicast: bool) -> Result<Self, String> {
         let ns = Netns {
-            name: format!("hearsay-mdns-{}", std::process::id()),
+            name: format!("hearsay-mdns-{}-{tag}", std::process::id()),
         };
         let ip = |args: &[&str]| -> Result<(), String> {
             let out = Command::new("ip")
@@ -49,6 +50,9 @@ impl Netns {
         ip(&["netns", "add", &ns.name])?;
         // From here on `ns` is dropped (so deleted) on any error.
         ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        if !multicast {
+            return Ok(ns);
+        }
         ip(&["-n", &ns.name, "link", "set", "lo", "multicast", "on"])?;
         ip(&["-n", &ns.name, "route", "add", "224.0.0.0/4", "dev", "lo"])?;
         // Without IPv6 (disabled in the kernel) serf sends no IPv6 query, so this may fail.
@@ -191,7 +195,7 @@ fn wait_words(n: &mut NodeProcess, words: &[&str]) -> String {
 fn hearsay_and_serf_find_each_other_over_mdns() {
     require_serf();
     // Declared first, so dropped last: the agents in it are killed before it goes.
-    let ns = match Netns::create() {
+    let ns = match Netns::create("interop", true) {
         Ok(ns) => ns,
         Err(why) => {
             eprintln!("skipping: no network namespace for the multicast test: {why}");
@@ -264,4 +268,22 @@ fn hearsay_and_serf_find_each_other_over_mdns() {
 
     drop((h1, h2, h3, serf));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where multicast cannot work (a namespace whose loopback has no multicast route), the agent
+/// says why at warn level and runs on: it answers `serf members` over RPC.
+#[test]
+fn without_multicast_the_agent_warns_and_runs_on() {
+    require_serf();
+    let ns = match Netns::create("nomcast", false) {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("skipping: no network namespace for the multicast test: {why}");
+            return;
+        }
+    };
+    let mut h = hearsay(&ns, "lonely", "127.0.0.2");
+    let line = wait_words(&mut h, &["WARN", "agent.mdns: cannot start mDNS discovery"]);
+    assert!(line.contains("error="), "the reason is given: {line}");
+    ns.wait_alive("127.0.0.2:7373", &["lonely"]);
 }
