@@ -1,8 +1,8 @@
 //! mDNS discovery (`-discover=c1`) against the real serf 0.8.2, with no `-join` anywhere: two
 //! hearsay agents find each other through mDNS alone; then a real `serf agent -discover=c1`
 //! finds both through its own mDNS poll (our answers read by hashicorp/mdns's client); then a
-//! third hearsay agent finds serf (serf's answers read by our client), and `serf members`
-//! lists all four alive.
+//! third hearsay agent, bound with `-iface=lo`, finds serf (serf's answers read by our
+//! client), and `serf members` lists all four alive.
 //!
 //! Multicast does not work on a plain loopback, so the test makes a network namespace of its
 //! own (it needs root and `ip netns`): loopback up with multicast on, a route for 224.0.0.0/4
@@ -151,6 +151,11 @@ impl Drop for SerfAgent {
 /// `hearsay agent -node=<name> -bind=<ip> -rpc-addr=<ip>:7373 -discover=c1` inside the
 /// namespace (a fresh namespace: the default ports are free).
 fn hearsay(ns: &Netns, name: &str, ip: &str) -> NodeProcess {
+    hearsay_with(ns, name, ip, &format!("-bind={ip}"))
+}
+
+/// Like [`hearsay`], with `bind` (`-bind=...` or `-iface=...`) saying where to bind.
+fn hearsay_with(ns: &Netns, name: &str, ip: &str, bind: &str) -> NodeProcess {
     let args: Vec<String> = [
         "netns",
         "exec",
@@ -158,7 +163,7 @@ fn hearsay(ns: &Netns, name: &str, ip: &str) -> NodeProcess {
         BIN,
         "agent",
         &format!("-node={name}"),
-        &format!("-bind={ip}"),
+        bind,
         &format!("-rpc-addr={ip}:7373"),
         "-discover=c1",
         "-profile=local",
@@ -247,14 +252,22 @@ fn hearsay_and_serf_find_each_other_over_mdns() {
     serf.wait_log(&["agent.mdns: Joined"]);
     ns.wait_alive("127.0.0.4:7373", &["s1", "h1", "h2"]);
 
-    // A third hearsay agent finds serf's answer (and the other two) and joins them.
-    let mut h3 = hearsay(&ns, "h3", "127.0.0.5");
+    // A third hearsay agent, bound by interface (`-iface=lo`: loopback's first address,
+    // 127.0.0.1, and mDNS on loopback), finds serf's answer (and the other two) and joins.
+    let mut h3 = hearsay_with(&ns, "h3", "127.0.0.5", "-iface=lo");
+    wait_words(&mut h3, &["Using interface 'lo' address '127.0.0.1'"]);
     wait_words(
         &mut h3,
         &["agent.mdns: discovered a peer", "s1", "127.0.0.4:7946"],
     );
     wait_words(&mut h3, &["agent.mdns: Joined", "s1"]);
     let members = ns.wait_alive("127.0.0.4:7373", &["s1", "h1", "h2", "h3"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.starts_with("h3 ") && l.contains("127.0.0.1:7946")),
+        "h3 bound to lo's address: {members}"
+    );
     // No agent discovered itself as a peer.
     for (n, me) in [(&h1, "h1"), (&h2, "h2"), (&h3, "h3")] {
         assert!(
