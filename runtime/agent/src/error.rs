@@ -31,6 +31,9 @@ pub enum Error {
     /// the key).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `-iface` names no usable interface, or one without the `-bind` address (Serf's words).
+    #[error("{0}")]
+    Interface(String),
     /// `-encrypt` or `-keyring-file` does not give a usable keyring.
     #[error("{0}")]
     Keyring(String),

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod conversions;
+pub mod discover;
 pub mod error;
 pub mod filter;
 pub mod handlers;

@@ -254,7 +254,16 @@ impl Agent {
     /// module that does not load stops the start with one error line), and restores the
     /// snapshot (clocks, then a rejoin of the nodes it remembers), as Serf's `Create` does
     /// before anything else runs.
-    pub async fn start(config: Config) -> Result<Self> {
+    pub async fn start(mut config: Config) -> Result<Self> {
+        if let Some(name) = &config.interface {
+            // Serf's `-iface`: the interface must exist, and gives the bind address.
+            let iface = crate::discover::Interface::by_name(name)?;
+            let bind = iface.bind_addr(config.bind)?;
+            if bind != config.bind {
+                ui(&format!("Using interface '{name}' address '{}'", bind.ip()));
+                config.bind = bind;
+            }
+        }
         let keyring = keyring(&config)?;
         let encrypted = keyring.is_some();
         let tags = initial_tags(&config)?;
@@ -364,6 +373,40 @@ impl Agent {
         }
     }
 
+    /// Starts mDNS discovery when `discover` is set: advertises the node at its advertise
+    /// address and joins the peers it finds. A failure to start is logged and the agent runs
+    /// on without it.
+    pub fn start_discovery(&self) -> Option<crate::discover::Discovery> {
+        let c = &self.config;
+        let cluster = c.discover.as_deref()?;
+        let iface = match c
+            .interface
+            .as_deref()
+            .map(crate::discover::Interface::by_name)
+        {
+            None => None,
+            Some(Ok(i)) => Some(i),
+            Some(Err(e)) => {
+                warn!(error = %e, "agent.mdns: cannot start mDNS discovery; running without it");
+                return None;
+            }
+        };
+        match crate::discover::Discovery::start(
+            self.serf.clone(),
+            &c.node_name,
+            cluster,
+            self.serf.local_addr(),
+            iface,
+            c.replay_on_join,
+        ) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                warn!(error = %e, cluster, "agent.mdns: cannot start mDNS discovery; running without it");
+                None
+            }
+        }
+    }
+
     /// The lines Serf prints once its agent runs (`rpc`: the address the RPC server got).
     pub fn banner(&self, rpc: SocketAddr) -> Vec<String> {
         let c = &self.config;
@@ -384,6 +427,9 @@ impl Agent {
         ]);
         if let Some(advert) = self.serf.quic_advert() {
             lines.push(format!("                  QUIC addr: '{}'", advert.addr));
+        }
+        if let Some(cluster) = &c.discover {
+            lines.push(format!("               mDNS cluster: {cluster}"));
         }
         lines
     }
@@ -554,6 +600,8 @@ async fn serve_rpc_started(
     logging: &Logging,
     leave_requested: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<Exit> {
+    // Held until the agent stops: dropping it stops answering and polling.
+    let _discovery = agent.start_discovery();
     agent.startup_join().await?;
     ui_info("");
     ui("Log data will now stream in as it occurs:\n");

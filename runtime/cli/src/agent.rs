@@ -20,6 +20,10 @@ Options:
   -bind=0.0.0.0:7946       Address to bind the gossip listeners (UDP and TCP) to. The port
                            defaults to 7946. To use an IPv6 address, specify [::1] or
                            [::1]:7946.
+  -iface=name              Network interface to bind to. Can be used instead of -bind if the
+                           interface is known but not the address (its first address that is
+                           not link-local is used). If both are given, the interface must
+                           have the -bind address. Also the multicast device for -discover.
   -advertise=addr          Address to advertise to the other cluster members (default: the
                            bind address, or this host's outward address when binding
                            0.0.0.0).
@@ -27,6 +31,10 @@ Options:
                            in ".toml", TOML with the same keys. Can be given many times.
   -config-dir=foo          Path to a directory whose "*.json" and "*.toml" files are read as
                            config files in lexical order. Can be given many times.
+  -discover=cluster        A cluster name used to discover peers with mDNS (Serf's
+                           _serf_<cluster>._tcp.local. service, IPv4 multicast): on networks
+                           that support multicast, agents of the same cluster, hearsay or
+                           Serf, join each other without an explicit join.
   -encrypt=foo             Key for encrypting network traffic within the cluster.
                            Must be a base64-encoded 16, 24 or 32-byte key.
   -keyring-file=path       A JSON list of base64 keys to load the keyring from (the first is
@@ -91,7 +99,7 @@ Large query responses (hearsay; see docs/query-replies.md):
   -disable-quic            No QUIC endpoint: replies stay within the UDP limit (a larger one
                            is refused), and no large responses are received.
 
-Not supported (an error if used): -discover (mDNS), -iface, -syslog, -event-handler.
+Not supported (an error if used): -syslog, -event-handler.
 
 Signals:
 

@@ -16,8 +16,22 @@ fn unknown_and_malformed_flags() {
     assert!(e.contains("-node needs a value"), "{e}");
     let e = agent_error(&["-profile=moon", "-bind=127.0.0.1:0"]);
     assert!(e.contains("unknown profile \"moon\""), "{e}");
-    let e = agent_error(&["-discover=cluster"]);
-    assert!(e.contains("mDNS") && e.contains("not supported"), "{e}");
+    let e = agent_error(&["-discover"]);
+    assert!(e.contains("-discover needs a value"), "{e}");
+}
+
+#[test]
+fn iface_must_name_an_interface_with_the_bind_address() {
+    let e = agent_error(&["-iface=no-such-if0", "-rpc-addr=127.0.0.1:0"]);
+    assert!(
+        e.contains("Invalid network interface: no such network interface: no-such-if0"),
+        "{e}"
+    );
+    let e = agent_error(&["-iface=lo", "-bind=192.0.2.1:0", "-rpc-addr=127.0.0.1:0"]);
+    assert!(
+        e.contains("Interface 'lo' has no '192.0.2.1' address"),
+        "{e}"
+    );
 }
 
 #[test]

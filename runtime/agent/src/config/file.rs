@@ -235,10 +235,6 @@ fn to_usize(f: &Field<'_>, n: Option<u64>) -> Result<Option<usize>, ConfigError>
 pub(super) const WHY_EVENT_HANDLERS: &str =
     "hearsay does not run shell-script event handlers; it runs WebAssembly handlers \
      (-handler FILTER=PATH.wasm, or [[handler]] in a config file)";
-pub(super) const WHY_DISCOVER: &str =
-    "mDNS discovery is not supported; list peers with join / retry_join";
-pub(super) const WHY_INTERFACE: &str =
-    "binding by interface name is not supported; give the interface's address to bind";
 pub(super) const WHY_SYSLOG: &str = "syslog output is not supported; logs go to stdout";
 pub(super) const WHY_METRICS: &str = "statsite/statsd metrics sinks are not supported";
 
@@ -314,14 +310,8 @@ pub fn decode(value: Value, origin: &str) -> Result<Partial, ConfigError> {
                 f.strings()?;
                 f.unsupported(WHY_EVENT_HANDLERS)?
             }
-            "discover" => {
-                f.string()?;
-                f.unsupported(WHY_DISCOVER)?
-            }
-            "interface" => {
-                f.string()?;
-                f.unsupported(WHY_INTERFACE)?
-            }
+            "discover" => p.discover = f.string()?,
+            "interface" => p.interface = f.string()?,
             "enable_syslog" => {
                 f.boolean()?;
                 f.unsupported(WHY_SYSLOG)?

@@ -2,7 +2,7 @@
 //! `--node=x`), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
 //! `-skip-leave-on-interrupt`, turned into [`Sources`].
 
-use super::file::{WHY_DISCOVER, WHY_EVENT_HANDLERS, WHY_INTERFACE, WHY_SYSLOG};
+use super::file::{WHY_EVENT_HANDLERS, WHY_SYSLOG};
 use super::value::parse_go_duration;
 use super::{ConfigError, Sources};
 use hearsay_net::flags::{Flag, Flags};
@@ -122,15 +122,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
             "quic-key-file" => p.quic_key_file = Some(flag.value.clone().into()),
             "query-response-max-bytes" => p.query_response_max_bytes = Some(int(&flag)?),
             "query-max-bytes" => p.query_max_bytes = Some(int(&flag)?),
-            "discover" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_DISCOVER)),
-            "iface" if !flag.value.is_empty() => return Err(unsupported(&flag, WHY_INTERFACE)),
+            "discover" => p.discover = v(),
+            "iface" => p.interface = v(),
             "syslog" if flag.bool()? => return Err(unsupported(&flag, WHY_SYSLOG)),
             "event-handler" => return Err(unsupported(&flag, WHY_EVENT_HANDLERS)),
             "handler" => p
                 .handlers
                 .push(super::handlers::from_flag(&flag.value).map_err(|e| bad(&flag, e))?),
             "handler-cache-dir" => p.handler_cache_dir = Some(flag.value.clone().into()),
-            "discover" | "iface" | "syslog" => {}
+            "syslog" => {}
             other => return Err(ConfigError::UnknownFlag(other.to_owned())),
         }
     }
@@ -178,6 +178,9 @@ mod tests {
             "-log-level=debug",
             "-log-json",
             "-dev",
+            "-discover=c1",
+            "--iface",
+            "eth0",
         ])
         .unwrap();
         let p = &s.flags;
@@ -193,6 +196,8 @@ mod tests {
         assert_eq!(p.protocol, Some(4));
         assert_eq!(p.enable_compression, Some(false));
         assert_eq!(p.log_json, Some(true));
+        assert_eq!(p.discover.as_deref(), Some("c1"));
+        assert_eq!(p.interface.as_deref(), Some("eth0"));
         assert_eq!(parse(["-help".to_string()]).unwrap(), Command::Help);
         assert_eq!(run(&[]).unwrap(), Sources::default());
     }
@@ -208,8 +213,8 @@ mod tests {
         assert!(e(&["-retry-interval=5"]).contains("-retry-interval"));
         assert!(e(&["-tag=novalue"]).contains("invalid tag"));
         assert!(e(&["-node"]).contains("-node needs a value"));
-        assert!(e(&["-discover=cluster"]).contains("mDNS"));
         assert!(e(&["-event-handler=x.sh"]).contains("shell-script"));
+        assert!(e(&["-discover"]).contains("-discover needs a value"));
         assert!(e(&["stray"]).contains("stray"));
         assert!(run(&["-syslog=false"]).is_ok());
     }

@@ -148,6 +148,10 @@ pub struct Partial {
     pub quic_key_file: Option<PathBuf>,
     pub query_response_max_bytes: Option<u64>,
     pub query_max_bytes: Option<u64>,
+    /// Serf's mDNS discovery: the cluster name (`-discover`, `discover`).
+    pub discover: Option<String>,
+    /// Serf's `-iface` / `interface`: bind to this interface's address, multicast on it.
+    pub interface: Option<String>,
 }
 
 impl Partial {
@@ -198,6 +202,8 @@ impl Partial {
             quic_key_file,
             query_response_max_bytes,
             query_max_bytes,
+            discover,
+            interface,
         );
         self.handlers.extend(later.handlers);
         if let Some(tags) = later.tags {
@@ -256,6 +262,11 @@ pub struct Config {
     pub handler_cache_dir: PathBuf,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
     pub quic: Option<crate::quic::QuicSettings>,
+    /// mDNS discovery's cluster name (see [`crate::discover`]); `None`: no discovery.
+    pub discover: Option<String>,
+    /// The network interface to bind to and to multicast on (`-iface`); the agent checks it
+    /// at start, as Serf does.
+    pub interface: Option<String>,
     /// Things Serf would warn about at start (values clamped, deprecated keys).
     pub warnings: Vec<String>,
 }
@@ -535,6 +546,8 @@ impl Config {
             handlers,
             handler_cache_dir,
             quic,
+            discover: p.discover.filter(|d| !d.is_empty()),
+            interface: p.interface.filter(|i| !i.is_empty()),
             warnings,
         })
     }
@@ -665,6 +678,31 @@ mod tests {
     }
 
     #[test]
+    fn discover_and_interface_from_files_and_flags() {
+        let c = Config::resolve(Partial::default()).unwrap();
+        assert_eq!((c.discover, c.interface), (None, None));
+        let j = json(r#"{"discover":"c1","interface":"eth0"}"#).unwrap();
+        let t = toml("discover = \"c1\"\ninterface = \"eth0\"\n").unwrap();
+        assert_eq!(j, t);
+        let c = Config::resolve(j.clone()).unwrap();
+        assert_eq!(c.discover.as_deref(), Some("c1"));
+        assert_eq!(c.interface.as_deref(), Some("eth0"));
+        // A later file or the flags win, as for every other key; empty is "off".
+        let mut merged = j;
+        merged.merge(json(r#"{"discover":"c2"}"#).unwrap());
+        let flags = match flags::parse(["-iface=lo".to_owned()]).unwrap() {
+            flags::Command::Run(s) => s.flags,
+            flags::Command::Help => unreachable!(),
+        };
+        merged.merge(flags);
+        let c = Config::resolve(merged).unwrap();
+        assert_eq!(c.discover.as_deref(), Some("c2"));
+        assert_eq!(c.interface.as_deref(), Some("lo"));
+        let c = Config::resolve(json(r#"{"discover":""}"#).unwrap()).unwrap();
+        assert_eq!(c.discover, None);
+    }
+
+    #[test]
     fn errors_name_file_key_and_type() {
         let e = json(r#"{"node_nme":"a"}"#).unwrap_err().to_string();
         assert_eq!(e, "a.json: unknown key \"node_nme\"");
@@ -696,8 +734,11 @@ mod tests {
             e.starts_with("a.json: event_handlers: hearsay does not"),
             "{e}"
         );
-        let e = json(r#"{"discover":"c"}"#).unwrap_err().to_string();
-        assert!(e.contains("mDNS discovery is not supported"), "{e}");
+        let e = json(r#"{"discover":1}"#).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "a.json: key \"discover\" must be a string, found an integer"
+        );
         let e = json("{\"a\":").unwrap_err().to_string();
         assert!(e.starts_with("a.json: invalid JSON:"), "{e}");
         let e = json("[1]").unwrap_err().to_string();
