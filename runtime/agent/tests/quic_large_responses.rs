@@ -14,16 +14,18 @@
 //! one the named node advertises is refused and logged; a response to an unknown query is
 //! dropped and logged. Every wait is bounded; nothing asserts on speed.
 
+mod common;
+use common::{capture_logs, wait_log, wait_quic_members};
 use hearsay_agent::{AgentOptions, QueryResult, QuicOptions, SerfAgent};
 use hearsay_net::quic::{QuicAdvert, QuicConfig, QuicEndpoint, ResponseHeader, Security, QUIC_TAG};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
-use hearsay_serf::event::{Event, MemberStatus, QueryEvent};
+use hearsay_serf::event::{Event, QueryEvent};
 use hearsay_serf::{QueryParams, SerfConfig};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
@@ -178,27 +180,6 @@ impl Responder {
     }
 }
 
-/// Waits until `agent` sees `names` alive with their QUIC adverts.
-async fn wait_members(agent: &SerfAgent, names: &[&str]) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let members = agent.members().await.unwrap();
-        let ok = names.iter().all(|n| {
-            members.iter().any(|m| {
-                m.name == *n && m.status == MemberStatus::Alive && m.tags.contains_key(QUIC_TAG)
-            })
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members never converged: {members:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// What the originator saw of one node's answer.
 #[derive(Debug, Default)]
 struct Received {
@@ -285,7 +266,7 @@ async fn three_16mib_responses_arrive_intact_with_bounded_memory() {
         .iter()
         .map(|n| Responder::start(n, origin.local_addr()))
         .collect();
-    wait_members(&origin, &names).await;
+    wait_quic_members(&origin, &names).await;
 
     // Small replies stay on Serf's UDP path.
     let small = run_query(&origin, "small", "", Duration::from_secs(10), |_, _| {}).await;
@@ -352,7 +333,7 @@ async fn killing_a_responder_mid_stream_fails_only_its_response() {
         .iter()
         .map(|n| Responder::start(n, origin.local_addr()))
         .collect();
-    wait_members(&origin, &names).await;
+    wait_quic_members(&origin, &names).await;
     let size = 4 * MIB;
     let victim = std::cell::RefCell::new(Some(responders.remove(0)));
     let out = run_query(
@@ -386,53 +367,10 @@ async fn killing_a_responder_mid_stream_fails_only_its_response() {
     println!("k0 failed with: {:?}", k0.end);
 }
 
-/// Log lines of this test process, captured by a global subscriber.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Capture(writer.clone()))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn wait_log(needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needle:?} in:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_wrong_certificates_are_refused_and_logged() {
     let _serial = SERIAL.lock().await;
-    logs();
+    capture_logs("info");
     let origin = start_agent("cert-origin", BTreeMap::new(), true).await;
     let honest = start_agent("honest", BTreeMap::new(), true).await;
     // "mallory" is a member whose advert names a certificate it holds, but it will claim to
@@ -448,7 +386,7 @@ async fn unknown_and_wrong_certificates_are_refused_and_logged() {
     for a in [&honest, &mallory] {
         a.join(&[origin.local_addr()], true).await.unwrap();
     }
-    wait_members(&origin, &["honest", "mallory"]).await;
+    wait_quic_members(&origin, &["honest", "mallory"]).await;
     let origin_advert: QuicAdvert = origin.quic_advert().unwrap();
 
     // A query for the responses to answer; `honest` listens before it starts.

@@ -11,17 +11,16 @@
 //! responder-to-originator QUIC path is blocked at the network layer, that responder's
 //! response still arrives, through a relay. Every wait is bounded; nothing asserts on speed.
 
+mod common;
+use common::{capture_logs, log_text, wait_quic_members};
 use hearsay_agent::{AgentOptions, QueryResult, QuicOptions, QuicStats, SerfAgent};
-use hearsay_net::quic::QUIC_TAG;
 use hearsay_net::{Config, Profile, UdpTcpTransport};
-use hearsay_serf::event::{Event, MemberStatus, QueryEvent};
+use hearsay_serf::event::{Event, QueryEvent};
 use hearsay_serf::{QueryParams, SerfConfig};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
@@ -112,27 +111,6 @@ async fn answer(
         .map(|p| format!("{p:?}"))
         .map_err(|e| e.to_string());
     let _ = done.send((me, outcome));
-}
-
-/// Waits until `agent` sees `names` alive with their QUIC adverts.
-async fn wait_members(agent: &SerfAgent, names: &[&str]) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let members = agent.members().await.unwrap();
-        let ok = names.iter().all(|n| {
-            members.iter().any(|m| {
-                m.name == *n && m.status == MemberStatus::Alive && m.tags.contains_key(QUIC_TAG)
-            })
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members never converged: {members:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What the originator's results showed of one node.
@@ -229,7 +207,7 @@ async fn relay_factor_2_delivers_every_large_response_exactly_once() {
         a.join(&[agents[0].local_addr()], true).await.unwrap();
     }
     for a in &agents {
-        wait_members(a, &names).await;
+        wait_quic_members(a, &names).await;
     }
     let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel();
     let answerers: Vec<_> = agents
@@ -277,42 +255,6 @@ async fn relay_factor_2_delivers_every_large_response_exactly_once() {
     for a in answerers {
         a.abort();
     }
-}
-
-/// Log lines of this test process at debug level for the agent, captured by a global
-/// subscriber (only the netns child uses it).
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Capture(writer.clone()))
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "info,hearsay_agent::quic=debug",
-            ))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
 }
 
 /// Runs `ip` with `args`, failing the test with its stderr.
@@ -431,7 +373,7 @@ fn blocked_direct_path_child() {
     if std::env::var_os("QUIC_RELAY_NETNS_CHILD").is_none() {
         return;
     }
-    logs();
+    capture_logs("info,hearsay_agent::quic=debug");
     ip(&["link", "set", "lo", "up"]);
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let quic_ip = |n: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n));
@@ -465,7 +407,7 @@ fn blocked_direct_path_child() {
             a.join(&[agents[0].local_addr()], true).await.unwrap();
         }
         for a in &agents {
-            wait_members(a, &names).await;
+            wait_quic_members(a, &names).await;
         }
         // Only "blocked" is asked (the others still relay: that needs no query).
         let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel();

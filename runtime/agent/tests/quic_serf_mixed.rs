@@ -10,6 +10,8 @@
 //! tried it, and in a warning log line) while nothing is sent.
 //! Needs `serf` on the PATH; every wait is bounded; nothing asserts on speed.
 
+mod common;
+use common::{capture_logs, wait_log};
 use hearsay_agent::rpc::client::{QueryParams as RpcQueryParams, QueryRecord};
 use hearsay_agent::rpc::codec::Fields;
 use hearsay_agent::rpc::{RpcClient, RpcContext, RpcServer};
@@ -17,10 +19,8 @@ use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::SerfConfig;
 use hearsay_testkit::serf::{require_serf, Serf};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -49,49 +49,6 @@ async fn start_node(name: &str) -> Node {
         .await
         .unwrap();
     Node { agent, rpc }
-}
-
-/// Log lines of this test process.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Capture(writer.clone()))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn wait_log(needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needle:?} in:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Answers every query on `node` through its own RPC server (`stream` + `respond`), as a Serf
@@ -151,7 +108,7 @@ async fn serf_cli(args: Vec<String>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serf_nodes_keep_answering_and_serf_originators_get_clear_refusals() {
     require_serf();
-    logs();
+    capture_logs("info");
     let s1 = Serf::start("quic-mixed", &["-event-handler=query=echo pong"]);
     let h1 = start_node("h1").await;
     let h2 = start_node("h2").await;

@@ -193,10 +193,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
         let _ = writeln!(o);
         let _ = writeln!(o, "## Reproduce\n");
         let _ = writeln!(o, "```sh");
-        let _ = writeln!(
-            o,
-            "cargo build --release -p hearsay-agent --bin hearsay-serf-node -p hearsay"
-        );
+        let _ = writeln!(o, "cargo build --release -p hearsay-agent -p hearsay");
         let _ = writeln!(o, "{}", self.command);
         let _ = writeln!(o, "```\n");
         let _ = writeln!(

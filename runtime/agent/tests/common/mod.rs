@@ -13,3 +13,81 @@ pub const OTHER_KEY: &str = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=";
 pub fn spawn_node(args: &[String]) -> NodeProcess {
     NodeProcess::start(env!("CARGO_BIN_EXE_hearsay-serf-node"), args)
 }
+
+/// What this test process logs through `tracing`, captured by a global subscriber installed on
+/// the first call (one per process, so the first caller's `filter` — an `EnvFilter` directive
+/// such as `"info,hearsay_agent::quic=debug"` — holds for the whole binary).
+pub fn capture_logs(filter: &str) {
+    LOGS.get_or_init(|| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Capture(writer.clone()))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    });
+}
+
+static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+    std::sync::OnceLock::new();
+
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything captured so far (empty before [`capture_logs`]).
+pub fn log_text() -> String {
+    LOGS.get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits (up to [`WAIT`]) for a captured log line containing `needle` and returns it.
+pub async fn wait_log(needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = log_text();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {needle:?} in:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to [`WAIT`]) until `agent` sees every one of `names` alive with a QUIC advert.
+pub async fn wait_quic_members(agent: &hearsay_agent::SerfAgent, names: &[&str]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let members = agent.members().await.unwrap();
+        let ok = names.iter().all(|n| {
+            members.iter().any(|m| {
+                m.name == *n
+                    && m.status == hearsay_serf::event::MemberStatus::Alive
+                    && m.tags.contains_key(hearsay_net::quic::QUIC_TAG)
+            })
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members never converged: {members:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
