@@ -45,8 +45,9 @@ pub fn rtt(local: Option<&Coordinate>, other: Option<&Coordinate>) -> Option<Dur
     a.checked_distance_to(b).ok()
 }
 
-/// The filter kind and name of an event a handler can be given (member events, user events,
-/// queries); `None` for the agent's own bookkeeping events (query results, joins, ...).
+/// The filter kind and name of an event a handler or an RPC `stream` can be given (member
+/// events, user events, queries); `None` for the agent's own bookkeeping events (query
+/// results, joins, ...).
 pub fn kind(ev: &serf::Event) -> Option<(EventKind, &str)> {
     use serf::MemberEventKind as M;
     Some(match ev {

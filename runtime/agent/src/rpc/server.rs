@@ -26,7 +26,7 @@ use super::codec::{
 use super::errors::*;
 use super::{command_has_body, IPC_VERSION};
 use crate::error::{Error, Result};
-use crate::filter::{EventFilter, EventKind};
+use crate::filter::EventFilter;
 use crate::handlers::Handlers;
 use crate::logs::{LogHub, LogLevel};
 use crate::reply::ReplyTarget;
@@ -815,7 +815,7 @@ impl Client {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                match stream_kind(&ev) {
+                match crate::conversions::kind(&ev) {
                     Some((kind, name)) if filter.matches(kind, name) => {}
                     _ => continue,
                 }
@@ -1090,27 +1090,6 @@ fn write_tags_file(
 
 fn err_string<T>(r: Result<T>) -> String {
     r.err().map(|e| e.to_string()).unwrap_or_default()
-}
-
-/// The filter kind and name of an event a stream can carry (member events, user events,
-/// queries); `None` for the others.
-fn stream_kind(ev: &Event) -> Option<(EventKind, &str)> {
-    use hearsay_serf::event::MemberEventKind as M;
-    Some(match ev {
-        Event::Member(me) => (
-            match me.kind {
-                M::Join => EventKind::MemberJoin,
-                M::Leave => EventKind::MemberLeave,
-                M::Failed => EventKind::MemberFailed,
-                M::Update => EventKind::MemberUpdate,
-                M::Reap => EventKind::MemberReap,
-            },
-            "",
-        ),
-        Event::User(u) => (EventKind::User, u.name.as_str()),
-        Event::Query(q) => (EventKind::Query, q.name.as_str()),
-        _ => return None,
-    })
 }
 
 /// A `response` record carrying one piece of a large response (see the module docs).
