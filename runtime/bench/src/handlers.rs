@@ -17,7 +17,7 @@
 //! outcome (hand-off to a worker, a fresh `Store` and instance, the guest's `handle`).
 
 use crate::guests::Guests;
-use crate::procs::{free_port, rss_kib, Impl, Proc, Tools};
+use crate::procs::{agent_command, free_port, rss_kib, Impl, Proc, Tools};
 use crate::rpc::RpcClient;
 use anyhow::{bail, Context, Result};
 use hearsay_host::{
@@ -26,7 +26,6 @@ use hearsay_host::{
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,11 +137,7 @@ impl HandlerAgent {
                 .as_deref()
                 .context("the hearsay binary is not built")?,
         };
-        let mut cmd = Command::new(bin);
-        cmd.arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind=127.0.0.1:{gossip}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"));
+        let mut cmd = agent_command(bin, name, gossip, rpc_port);
         match imp {
             Impl::Serf => {
                 cmd.arg("-log-level=debug");

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -280,6 +280,17 @@ pub struct NodeRole {
     pub answer_ping: bool,
 }
 
+/// `BIN agent -node=NAME -bind=127.0.0.1:GOSSIP -rpc-addr=127.0.0.1:RPC`: the flags `serf agent`
+/// and `hearsay agent` share.
+pub fn agent_command(bin: &Path, name: &str, gossip_port: u16, rpc_port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("agent")
+        .arg(format!("-node={name}"))
+        .arg(format!("-bind=127.0.0.1:{gossip_port}"))
+        .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"));
+    cmd
+}
+
 /// Starts one agent of `imp`, joining `join` (a gossip port) unless it is the first.
 pub fn start_node(
     tools: &Tools,
@@ -294,12 +305,8 @@ pub fn start_node(
         Impl::Serf => {
             let serf = tools.serf.as_ref().context("serf is not installed")?;
             let rpc_port = free_port()?;
-            let mut cmd = Command::new(serf);
-            cmd.arg("agent")
-                .arg(format!("-node={name}"))
-                .arg(format!("-bind={bind}"))
-                .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
-                .arg("-log-level=info");
+            let mut cmd = agent_command(serf, name, gossip_port, rpc_port);
+            cmd.arg("-log-level=info");
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
@@ -315,12 +322,8 @@ pub fn start_node(
         Impl::Hearsay if tools.hearsay_agent(role) => {
             let agent = tools.agent.as_ref().context("hearsay is not built")?;
             let rpc_port = free_port()?;
-            let mut cmd = Command::new(agent);
-            cmd.arg("agent")
-                .arg(format!("-node={name}"))
-                .arg(format!("-bind={bind}"))
-                .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
-                .arg("-log-level=info");
+            let mut cmd = agent_command(agent, name, gossip_port, rpc_port);
+            cmd.arg("-log-level=info");
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
