@@ -1173,12 +1173,12 @@ mod tests {
             })
         };
         let passes = |ev: &Event| {
-            let (kind, name) = stream_kind(ev).unwrap();
+            let (kind, name) = crate::conversions::kind(ev).unwrap();
             f.matches(kind, name)
         };
         assert!(passes(&user("deploy")));
         assert!(!passes(&user("other")));
-        assert!(stream_kind(&Event::LeaveComplete).is_none());
+        assert!(crate::conversions::kind(&Event::LeaveComplete).is_none());
         assert!(EventFilter::parse("nope").is_err());
     }
 
