@@ -4,7 +4,9 @@
 //! a hostile handler beside a healthy one, reload (atomic, unchanged handlers kept), and load
 //! errors. Every wait is bounded; nothing asserts speed.
 
+mod common;
 use anyhow::{bail, ensure, Context, Result};
+use common::init_logs;
 use hearsay_agent::filter::EventFilter;
 use hearsay_agent::handlers::{HandlerConfig, HandlerListing, Handlers};
 use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
@@ -22,17 +24,6 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn wasm() -> &'static Guests {
     guests(Path::new(env!("CARGO_TARGET_TMPDIR")))
-}
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
 }
 
 fn host_config() -> HostConfig {

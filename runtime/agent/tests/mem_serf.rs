@@ -2,7 +2,9 @@
 //! join, see each other with tags, deliver user events and answer queries, see tag changes
 //! and a graceful leave. Every wait is bounded; nothing asserts on speed.
 
+mod common;
 use anyhow::{bail, ensure, Context, Result};
+use common::init_logs;
 use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
 use hearsay_net::{Config, MemNetwork, Transport};
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
@@ -12,17 +14,6 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
-}
 
 fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<SerfAgent> {
     let t = net.bind("10.0.0.1:0".parse()?)?;

@@ -91,3 +91,16 @@ pub async fn wait_quic_members(agent: &hearsay_agent::SerfAgent, names: &[&str])
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Logs to the test harness's captured output (`RUST_LOG`, else `info`); the first call in a
+/// process installs the subscriber, later ones do nothing.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
