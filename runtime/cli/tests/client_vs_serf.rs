@@ -50,9 +50,11 @@ fn hearsay(serf: &Serf, args: &[&str]) -> String {
 }
 
 fn sorted_lines(s: &str) -> Vec<String> {
+    // columnize trims the whole table, so only the last line loses the "  " that precedes an
+    // empty tags column; which member is last depends on the (random) listing order.
     let mut v: Vec<String> = s
         .lines()
-        .map(|l| l.trim_end_matches(',').to_owned())
+        .map(|l| l.trim_end().trim_end_matches(',').to_owned())
         .collect();
     v.sort();
     v
