@@ -245,8 +245,11 @@ pub struct Agent {
     /// `-dev` fallback or a port-0 bind).
     pub bound: SocketAddr,
     pub encrypted: bool,
-    /// The WebAssembly handlers (`-handler`, `[[handler]]`); SIGHUP replaces the set.
+    /// The WebAssembly handlers (`-handler`, `[[handler]]`); SIGHUP replaces the set. The
+    /// agent's event loop dispatches to them after logging each event.
     pub handlers: Handlers,
+    /// The node's events since it started, for the event loop (taken by the first loop).
+    pub events: Option<tokio::sync::broadcast::Receiver<Event>>,
 }
 
 impl Agent {
@@ -281,19 +284,17 @@ impl Agent {
             }
             None => SerfAgent::start(options, transport)?,
         };
-        let handlers = match Handlers::start(
-            serf.clone(),
-            host_config(&config),
-            config.handlers.clone(),
-        )
-        .await
-        {
-            Ok(h) => h,
-            Err(e) => {
-                serf.shutdown().await;
-                return Err(e);
-            }
-        };
+        // Subscribed at once, so the handlers see the events of the rejoin below too.
+        let events = Some(serf.subscribe());
+        let handlers =
+            match Handlers::load(serf.clone(), host_config(&config), config.handlers.clone()).await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    serf.shutdown().await;
+                    return Err(e);
+                }
+            };
         if !config.handlers.is_empty() {
             let names: Vec<&str> = config.handlers.iter().map(|h| h.name.as_str()).collect();
             info!(handlers = ?names, cache = %config.handler_cache_dir.display(), "agent: handlers loaded");
@@ -304,6 +305,7 @@ impl Agent {
             bound,
             encrypted,
             handlers,
+            events,
         };
         if let Err(e) = agent.restore_snapshot().await {
             agent.serf.shutdown().await;
@@ -615,6 +617,7 @@ async fn serve_rpc_started(
                 bound: agent.bound,
                 encrypted: agent.encrypted,
                 handlers: agent.handlers.clone(),
+                events: None,
             };
             tokio::spawn(async move {
                 let _ = tx.send(a.retry_join().await);
@@ -624,7 +627,10 @@ async fn serve_rpc_started(
     };
     tokio::pin!(retry);
     let mut retry_done = agent.config.retry_join.is_empty();
-    let mut events = agent.serf.subscribe();
+    let mut events = match agent.events.take() {
+        Some(events) => events,
+        None => agent.serf.subscribe(),
+    };
     // A second receiver of the same flag, for after the node stopped (the loop's is borrowed).
     let mut stopped_flag = leave_requested.clone();
     loop {
@@ -658,7 +664,10 @@ async fn serve_rpc_started(
                 }
             }
             ev = events.recv() => match ev {
-                Ok(ev) => handle_event(agent, &ev)?,
+                Ok(ev) => {
+                    handle_event(agent, &ev)?;
+                    agent.handlers.dispatch(&ev).await;
+                }
                 Err(RecvError::Lagged(n)) => warn!(missed = n, "agent: fell behind the event stream"),
                 // The node stopped. An RPC `leave` stops it just before it raises its flag,
                 // so give the flag a moment before calling this a stop without a leave.

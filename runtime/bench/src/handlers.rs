@@ -17,7 +17,7 @@
 //! outcome (hand-off to a worker, a fresh `Store` and instance, the guest's `handle`).
 
 use crate::guests::Guests;
-use crate::procs::{agent_command, free_port, rss_kib, Impl, Proc, Tools};
+use crate::procs::{agent_command, cpu_with_children_secs, free_port, rss_kib, Impl, Proc, Tools};
 use crate::rpc::RpcClient;
 use anyhow::{bail, Context, Result};
 use hearsay_host::{
@@ -44,6 +44,17 @@ pub struct CostSamples {
     pub per_sec: Vec<f64>,
 }
 
+/// CPU per event of a lone agent fed bursts of user events, one sample per burst, in seconds.
+#[derive(Debug, Default)]
+pub struct CpuSamples {
+    /// With one logging handler (serf: its forks included).
+    pub with_handler: Vec<f64>,
+    /// With no handler.
+    pub without: Vec<f64>,
+    /// `with_handler − without`, burst by burst: what the handler costs per event.
+    pub handler: Vec<f64>,
+}
+
 /// Samples of the fast handler's latency beside a slow one.
 #[derive(Debug, Default)]
 pub struct SlowFastSamples {
@@ -66,6 +77,8 @@ pub struct HandlerPlan {
     pub slow_stream: usize,
     /// Processes measured per handler count for the footprint.
     pub footprint_reps: usize,
+    /// Events per burst of the CPU figure (one burst per round).
+    pub cpu_events: usize,
 }
 
 const STREAM_GAP: Duration = Duration::from_millis(50);
@@ -283,6 +296,59 @@ pub fn agent_cost(
             .push(plan.events as f64 / secs(last.saturating_duration_since(first)).max(1e-9));
     }
     agent.proc.kill();
+    Ok(out)
+}
+
+/// CPU per event: a lone agent with the logging handler, then one with none, each fed
+/// `plan.rounds` bursts of `plan.cpu_events` user events; per burst, the CPU the agent (and, for
+/// serf, its reaped handler processes) used from the first request to the last event's output
+/// line (`Received` line without a handler), divided by the events.
+pub fn agent_cpu(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    plan: HandlerPlan,
+) -> Result<CpuSamples> {
+    let mut out = CpuSamples::default();
+    for with in [true, false] {
+        let handlers: &[(&str, Kind)] = if with { &[("h", Kind::Echo)] } else { &[] };
+        let mut agent = HandlerAgent::start(tools, guests, imp, "hcpu", handlers)?;
+        agent.fire("warm")?;
+        agent.received("warm")?;
+        if with {
+            agent.handled("h", "warm")?;
+        }
+        for round in 0..plan.rounds {
+            let names: Vec<String> = (0..plan.cpu_events)
+                .map(|i| format!("u{round}-{i}"))
+                .collect();
+            let before = cpu_with_children_secs(agent.proc.pid())?;
+            for ev in &names {
+                agent.rpc.event(ev, b"x")?;
+            }
+            agent.rpc.wait_all()?;
+            for ev in &names {
+                agent.received(ev)?;
+                if with {
+                    agent.handled("h", ev)?;
+                }
+            }
+            let per_event =
+                (cpu_with_children_secs(agent.proc.pid())? - before) / plan.cpu_events as f64;
+            if with {
+                out.with_handler.push(per_event);
+            } else {
+                out.without.push(per_event);
+            }
+        }
+        agent.proc.kill();
+    }
+    out.handler = out
+        .with_handler
+        .iter()
+        .zip(&out.without)
+        .map(|(w, wo)| w - wo)
+        .collect();
     Ok(out)
 }
 

@@ -189,6 +189,7 @@ impl Plan {
                     slow_single: 5,
                     slow_stream: 10,
                     footprint_reps: 1,
+                    cpu_events: 100,
                 },
                 quic: QuicPlan {
                     reps: 1,
@@ -213,6 +214,7 @@ impl Plan {
                     slow_single: 15,
                     slow_stream: 20,
                     footprint_reps: 3,
+                    cpu_events: 500,
                 },
                 quic: QuicPlan {
                     reps: 5,
@@ -570,15 +572,21 @@ fn handler_cost_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section 
 fork per event), each event handled by one handler that logs it. serf: a lone `serf agent` with \
 `-event-handler user=h.sh`, a one-line script (`echo \"h $SERF_USER_EVENT\"`; serf runs \
 `/bin/sh -c` per event). hearsay: a lone `hearsay agent` with a `[[handler]]` block running the \
-`echo` component for `user` events (a fresh instance per event on the agent's worker pool). For \
+`echo` component for `user` events (a fresh instance per event on the agent's worker pool; the \
+pool makes each handler's next instance after an event, so instantiation is not on the next \
+event's path, but every event still runs in an instance no event ran in). For \
 both, a handler's time runs from the agent's `Received event: user-event` log line to the \
-handler's output line, both read from the agent's stdout by the bench. {} round(s) of {} \
+handler's output line, both read from the agent's stdout by the bench (both agents log that \
+line, then hand the event to the handlers). {} round(s) of {} \
 events one at a time (median over all events; p99 per round), then a burst of {} events fired \
 at once (events/s from the first event's `Received` line to the last one's output; both agents \
-run one handler's events one after another). Last row: hearsay's handler alone, in the bench \
-process (`hearsay-host`, 2 workers, `Host::dispatch` to the outcome on its ticket), no agent, \
-no log pipe.",
-            hp.rounds, hp.events, hp.events
+run one handler's events one after another). CPU: the same agent, then one with no handler, each \
+fed {} burst(s) of {} events; CPU per event from `/proc` (the agent's threads' `schedstat`, plus \
+serf's reaped handler processes' `cutime`+`cstime`) from the first request to the last output \
+line; the handler's share is the difference, burst by burst. Last row: hearsay's handler alone, \
+in the bench process (`hearsay-host`, 2 workers, `Host::dispatch` to the outcome on its \
+ticket), no agent, no log pipe.",
+            hp.rounds, hp.events, hp.events, hp.rounds, hp.cpu_events
         ),
         ..Section::default()
     };
@@ -613,9 +621,37 @@ no log pipe.",
         .reference("above 1.00× hearsay handles more per second; agents")
         .headline(),
     );
+    let serf_median = pct_of(&s.per_event);
+    let (s, h) = each(tools, "handler CPU", &mut sec.notes, |imp| {
+        handlers::agent_cpu(tools, Some(guests), imp, hp)
+    });
+    let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    let cheaper = pct_of(&s.handler) / pct_of(&h.handler);
+    sec.rows.push(
+        Row::new("CPU per event spent on the handler (median)", 1, Unit::Secs)
+            .serf(&s.handler)
+            .hearsay(&h.handler)
+            .reference(format!(
+                "target: hearsay ≥ 100× cheaper; measured: hearsay {cheaper:.0}× cheaper \
+(agent CPU with the handler − without, per burst)"
+            ))
+            .headline(),
+    );
+    sec.rows.push(
+        Row::new("agent CPU per event, with the handler", 1, Unit::Secs)
+            .serf(&s.with_handler)
+            .hearsay(&h.with_handler)
+            .reference("serf: its handler processes included"),
+    );
+    sec.rows.push(
+        Row::new("agent CPU per event, no handler", 1, Unit::Secs)
+            .serf(&s.without)
+            .hearsay(&h.without)
+            .reference("RPC, Lamport clock, event buffer, gossip queue, log line"),
+    );
     match handlers::hearsay_cost(guests, hp) {
         Ok(host) => {
-            let alone = pct_of(&s.per_event) / pct_of(&host.per_event);
+            let alone = serf_median / pct_of(&host.per_event);
             sec.rows.push(
                 Row::new("hearsay handler alone per event (median)", 1, Unit::Secs)
                     .hearsay(&host.per_event)

@@ -482,6 +482,29 @@ pub fn cpu_secs(pid: u32) -> Result<f64> {
     Ok(ticks / clock_ticks())
 }
 
+/// CPU time a process and its reaped children used so far, in seconds: the process's threads
+/// from `/proc/PID/task/*/schedstat` (nanoseconds; threads that exited are not counted), the
+/// children from `/proc/PID/stat` (`cutime` + `cstime`, in clock ticks).
+pub fn cpu_with_children_secs(pid: u32) -> Result<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that exited between the listing and the read is skipped.
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .with_context(|| format!("malformed {}", path.display()))?;
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let children: f64 = f[13].parse::<f64>()? + f[14].parse::<f64>()?;
+    Ok(ns as f64 / 1e9 + children / clock_ticks())
+}
+
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux configuration we run on (USER_HZ).
 fn clock_ticks() -> f64 {
     100.0

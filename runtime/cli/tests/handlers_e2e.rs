@@ -241,6 +241,15 @@ fn three_agents_answer_queries_from_handlers_take_events_and_reload() {
         wait_handler(&c.rpc[i], DEPLOY, "deploy counted", |r| {
             count(r, "INVOCATIONS") == 1 && r["FILTER"] == "user:deploy"
         });
+        // As in Serf, the agent logs the event before its handlers run.
+        let seen = a.seen();
+        let at = |pred: &dyn Fn(&str) -> bool| seen.iter().position(|l| pred(l));
+        let received = at(&|l| l.contains("agent: Received event: user-event: deploy"));
+        let handled = at(&|l| l.contains("user event deploy at ltime"));
+        assert!(
+            matches!((received, handled), (Some(r), Some(h)) if r < h),
+            "node {i}: the Received line must come first: {seen:?}"
+        );
     }
 
     // A looping handler on n2: its `loop` query hits the 1 s deadline, and meanwhile n2 still

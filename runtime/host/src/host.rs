@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::{self, CacheOutcome};
 use crate::embedder::Embedder;
 use crate::error::HostError;
 use crate::event::Event;
-use crate::invoke::{self, HandlerPre, Invocation, Outcome, Run, TrapKind};
+use crate::invoke::{self, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
 use crate::spec::{Grants, HandlerSpec, Limits, ModuleSource};
 use crate::stats::{HandlerStats, Recorder};
 
@@ -70,6 +70,10 @@ struct Shared {
     engine_key: String,
     pool: Mutex<PoolState>,
     wake: Condvar,
+    /// Fresh instances made ahead of their events, across all handlers.
+    spares: Arc<AtomicUsize>,
+    /// At most this many spares: the pool's instance slots not reserved for the workers.
+    spare_limit: usize,
 }
 
 #[derive(Default)]
@@ -90,6 +94,57 @@ struct Slot {
     module: RwLock<Arc<Loaded>>,
     queue: Mutex<SlotQueue>,
     stats: Mutex<Recorder>,
+    /// The instance the handler's next event runs in, made by a worker after the previous event
+    /// (or at load), so that an event does not wait for instantiation.
+    spare: Mutex<SpareState>,
+}
+
+#[derive(Default)]
+enum SpareState {
+    #[default]
+    Empty,
+    /// A fresh instance of `module`, never used.
+    Ready {
+        module: Arc<Loaded>,
+        prepared: Prepared,
+        _count: SpareCount,
+    },
+    /// Making an instance of `module` ahead of time failed (e.g. its start function traps): each
+    /// event makes its own, and reports the failure, rather than the worker failing twice.
+    Failed(Arc<Loaded>),
+}
+
+impl SpareState {
+    /// The ready instance, if it is of `current` (the handler's module now).
+    fn take_ready(&mut self, current: &Arc<Loaded>) -> Option<Prepared> {
+        if !matches!(self, SpareState::Ready { module, .. } if Arc::ptr_eq(module, current)) {
+            return None;
+        }
+        match std::mem::take(self) {
+            SpareState::Ready { prepared, .. } => Some(prepared),
+            _ => None,
+        }
+    }
+}
+
+/// One spare counted in [`Shared::spares`]; dropping it releases the count.
+struct SpareCount(Arc<AtomicUsize>);
+
+impl SpareCount {
+    fn reserve(spares: &Arc<AtomicUsize>, limit: usize) -> Option<SpareCount> {
+        spares
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SpareCount(spares.clone()))
+    }
+}
+
+impl Drop for SpareCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Default)]
@@ -159,9 +214,13 @@ impl Host {
             engine_key: cache::engine_key(&engine),
             engine,
             linker,
+            spare_limit: usize::try_from(instance_slots(&config))
+                .unwrap_or(usize::MAX)
+                .saturating_sub(config.workers),
             config,
             pool: Mutex::new(PoolState::default()),
             wake: Condvar::new(),
+            spares: Arc::new(AtomicUsize::new(0)),
         });
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -202,14 +261,19 @@ impl Host {
         let name: Arc<str> = spec.name.as_str().into();
         let loaded = self.prepare(spec)?;
         tracing::info!(handler = %name, sha256 = %loaded.info.sha256, cache = ?loaded.info.cache, "handler loaded");
-        Ok(Handler {
-            slot: Arc::new(Slot {
-                name,
-                module: RwLock::new(Arc::new(loaded)),
-                queue: Mutex::new(SlotQueue::default()),
-                stats: Mutex::new(Recorder::default()),
-            }),
-        })
+        let slot = Arc::new(Slot {
+            name,
+            module: RwLock::new(Arc::new(loaded)),
+            queue: Mutex::new(SlotQueue::default()),
+            stats: Mutex::new(Recorder::default()),
+            spare: Mutex::new(SpareState::Empty),
+        });
+        // A worker makes the first event's instance now.
+        self.activate(
+            &slot,
+            &mut slot.queue.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        Ok(Handler { slot })
     }
 
     /// Replaces `handler`'s module, limits and grants atomically: events already running finish on
@@ -227,7 +291,29 @@ impl Host {
             .module
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        // The spare is of the old module: a worker replaces it (now, or after its current event).
+        let slot = &handler.slot;
+        self.activate(
+            slot,
+            &mut slot.queue.lock().unwrap_or_else(|e| e.into_inner()),
+        );
         Ok(())
+    }
+
+    /// Puts `slot` on the ready list for a worker, unless a worker has it already. False when the
+    /// host is stopping.
+    fn activate(&self, slot: &Arc<Slot>, queue: &mut SlotQueue) -> bool {
+        if queue.active {
+            return true;
+        }
+        let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.shutdown {
+            return false;
+        }
+        queue.active = true;
+        pool.ready.push_back(slot.clone());
+        self.shared.wake.notify_one();
+        true
     }
 
     /// Queues `event` for `handler`. Never blocks and never runs the handler on the caller's
@@ -262,22 +348,15 @@ impl Host {
             embedder,
             done,
         });
-        if !queue.active {
-            let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.shutdown {
-                queue.jobs.pop_back();
-                drop(pool);
-                drop(queue);
-                slot.stats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .counters
-                    .drops += 1;
-                return Dispatch::Dropped;
-            }
-            queue.active = true;
-            pool.ready.push_back(slot.clone());
-            self.shared.wake.notify_one();
+        if !self.activate(slot, &mut queue) {
+            queue.jobs.pop_back();
+            drop(queue);
+            slot.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .counters
+                .drops += 1;
+            return Dispatch::Dropped;
         }
         Dispatch::Queued(Ticket { rx })
     }
@@ -446,11 +525,30 @@ fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), 
     Ok(())
 }
 
-fn engine(config: &HostConfig) -> Result<Engine, HostError> {
-    let mut pool = PoolingAllocationConfig::new();
-    let instances = config
+/// Linear memory kept resident between instances of a pool slot when the kernel can say which
+/// pages an instance wrote: covers a Rust guest's 1 MiB stack, its data and a small heap.
+const KEEP_RESIDENT: usize = 2 << 20;
+
+/// Instance slots of the pool: at least one per worker.
+fn instance_slots(config: &HostConfig) -> u32 {
+    config
         .max_instances
-        .max(u32::try_from(config.workers).unwrap_or(u32::MAX));
+        .max(u32::try_from(config.workers).unwrap_or(u32::MAX))
+}
+
+/// The engine, resetting pool slots with Linux's `PAGEMAP_SCAN` (6.7+) where the kernel has it:
+/// then only the pages an instance dirtied are restored, and they stay resident, so the next
+/// instance neither pays `madvise` nor page faults. Elsewhere slots are reset by `madvise`.
+fn engine(config: &HostConfig) -> Result<Engine, HostError> {
+    build_engine(config, true).or_else(|e| {
+        tracing::debug!(error = %e, "PAGEMAP_SCAN not available; handler memory is reset by madvise");
+        build_engine(config, false)
+    })
+}
+
+fn build_engine(config: &HostConfig, pagemap_scan: bool) -> Result<Engine, HostError> {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = instance_slots(config);
     // A Rust wasip2 component holds a few core instances (its module plus adapter shims) and
     // tables; one memory per instance in practice.
     pool.total_component_instances(instances)
@@ -458,6 +556,11 @@ fn engine(config: &HostConfig) -> Result<Engine, HostError> {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
         .max_memory_size(config.max_memory_bytes);
+    if pagemap_scan {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+    }
     let mut c = Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
@@ -490,6 +593,7 @@ fn worker(shared: &Shared) {
         if let Some(job) = job {
             run(shared, &slot, job);
         }
+        refill(shared, &slot);
         let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.is_empty() {
             queue.active = false;
@@ -502,24 +606,82 @@ fn worker(shared: &Shared) {
     }
 }
 
+impl Slot {
+    fn current(&self) -> Arc<Loaded> {
+        self.module
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, SpareState> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Loaded {
+    fn run<'a>(&'a self, shared: &'a Shared, name: &Arc<str>) -> Run<'a> {
+        Run {
+            engine: &shared.engine,
+            pre: &self.pre,
+            handler: name.clone(),
+            limits: &self.limits,
+            grants: self.grants.clone(),
+            ticks: self.ticks,
+            fuel_enabled: shared.config.fuel,
+        }
+    }
+}
+
+/// Makes the instance of `slot`'s next event unless it has one of its current module (or making
+/// one failed for that module), within the pool's spare slots.
+fn refill(shared: &Shared, slot: &Slot) {
+    let loaded = slot.current();
+    let mut spare = slot.spare();
+    match &*spare {
+        SpareState::Ready { module, .. } | SpareState::Failed(module)
+            if Arc::ptr_eq(module, &loaded) =>
+        {
+            return
+        }
+        _ => *spare = SpareState::Empty,
+    }
+    let Some(count) = SpareCount::reserve(&shared.spares, shared.spare_limit) else {
+        return;
+    };
+    *spare = match loaded.run(shared, &slot.name).prepare() {
+        Ok(prepared) => SpareState::Ready {
+            module: loaded,
+            prepared,
+            _count: count,
+        },
+        Err(outcome) => {
+            tracing::debug!(handler = %slot.name, ?outcome, "could not make an instance ahead of its event");
+            SpareState::Failed(loaded)
+        }
+    };
+}
+
 fn run(shared: &Shared, slot: &Slot, job: Job) {
-    let loaded = slot
-        .module
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let loaded = slot.current();
     let describe = job.event.describe();
     let started = Instant::now();
-    let outcome = Run {
-        engine: &shared.engine,
-        pre: &loaded.pre,
-        handler: slot.name.clone(),
-        limits: &loaded.limits,
-        grants: loaded.grants.clone(),
-        ticks: loaded.ticks,
-        fuel_enabled: shared.config.fuel,
-    }
-    .call(job.event, job.embedder);
+    let run = loaded.run(shared, &slot.name);
+    let spare = slot.spare().take_ready(&loaded);
+    let prepared = match spare {
+        Some(p) => Ok(p),
+        None => run.prepare().inspect(|_| {
+            // It works again (e.g. a granted directory is back): let the worker make spares.
+            let mut state = slot.spare();
+            if matches!(*state, SpareState::Failed(_)) {
+                *state = SpareState::Empty;
+            }
+        }),
+    };
+    let (outcome, spent) = match prepared {
+        Ok(mut p) => (run.call(&mut p, job.event, job.embedder), Some(p)),
+        Err(outcome) => (outcome, None),
+    };
     let elapsed = started.elapsed();
     {
         let mut stats = slot.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -549,4 +711,6 @@ fn run(shared: &Shared, slot: &Slot, job: Job) {
         }
     }
     let _ = job.done.try_send(outcome);
+    // The instance is torn down after its outcome is out.
+    drop(spent);
 }

@@ -49,7 +49,8 @@ pub(crate) struct Invocation {
     event: String,
     query: Option<event::Query>,
     replied: bool,
-    embedder: Arc<dyn Embedder>,
+    /// The event's embedder; `None` while the instance is being made (before its event).
+    embedder: Option<Arc<dyn Embedder>>,
     grants: Arc<Grants>,
     memory_limit: usize,
     memory_hit: bool,
@@ -160,7 +161,7 @@ pub enum TrapKind {
     Other,
 }
 
-/// Everything a worker needs to run one event.
+/// Everything a worker needs to make a fresh instance of a handler and run one event in it.
 pub(crate) struct Run<'a> {
     pub engine: &'a Engine,
     pub pre: &'a HandlerPre<Invocation>,
@@ -171,82 +172,123 @@ pub(crate) struct Run<'a> {
     pub fuel_enabled: bool,
 }
 
+/// A fresh instance of a handler, made before its event arrives so that instantiation is not on
+/// the event's path. It runs exactly one event ([`Run::call`]) and is then dropped: no state
+/// survives between events.
+pub(crate) struct Prepared {
+    store: Store<Invocation>,
+    instance: bindings::Handler,
+    output: MemoryOutputPipe,
+}
+
 impl Run<'_> {
-    pub(crate) fn call(&self, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
+    /// A fresh store with the handler's limits and grants, and the component instantiated in it.
+    /// Instantiation runs any start function of the component, under the same deadline and fuel
+    /// as an event; with no event bound yet, the cluster and emit imports trap there.
+    pub(crate) fn prepare(&self) -> Result<Prepared, Outcome> {
         let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
-        let wasi = match wasi_ctx(&self.grants, &output) {
-            Ok(w) => w,
-            Err(message) => {
-                return Outcome::Trap {
-                    kind: TrapKind::Host,
-                    message,
-                }
-            }
-        };
-        let query = match &event {
-            Event::Query(q) => Some(q.clone()),
-            _ => None,
-        };
+        let wasi = wasi_ctx(&self.grants, &output).map_err(|message| Outcome::Trap {
+            kind: TrapKind::Host,
+            message,
+        })?;
         let data = Invocation {
             wasi,
             table: ResourceTable::new(),
             handler: self.handler.clone(),
-            event: event.describe(),
-            query,
+            event: String::new(),
+            query: None,
             replied: false,
-            embedder,
+            embedder: None,
             grants: self.grants.clone(),
             memory_limit: self.limits.memory_bytes,
             memory_hit: false,
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|s| s);
-        store.set_epoch_deadline(self.ticks);
         store.epoch_deadline_trap();
-        if self.fuel_enabled {
-            let fuel = self.limits.fuel.unwrap_or(u64::MAX);
-            if let Err(e) = store.set_fuel(fuel) {
-                return Outcome::Trap {
-                    kind: TrapKind::Host,
-                    message: e.to_string(),
-                };
-            }
+        self.arm(&mut store)?;
+        match self.pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Prepared {
+                store,
+                instance,
+                output,
+            }),
+            Err(e) => Err(match self.failure(&e, &store, &output) {
+                // An exit, even with status 0, leaves no instance to run the event in.
+                Outcome::Ok => Outcome::GuestError("exited while being instantiated".into()),
+                other => other,
+            }),
         }
-        let wit_event = to_wit(event);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|h| h.call_handle(&mut store, &wit_event));
-        match result {
+    }
+
+    /// Runs `event` in the fresh instance `p`, with a full deadline (and fuel) from now.
+    pub(crate) fn call(
+        &self,
+        p: &mut Prepared,
+        event: Event,
+        embedder: Arc<dyn Embedder>,
+    ) -> Outcome {
+        let data = p.store.data_mut();
+        data.event = event.describe();
+        data.query = match &event {
+            Event::Query(q) => Some(q.clone()),
+            _ => None,
+        };
+        data.embedder = Some(embedder);
+        if let Err(outcome) = self.arm(&mut p.store) {
+            return outcome;
+        }
+        match p.instance.call_handle(&mut p.store, &to_wit(event)) {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(msg)) => Outcome::GuestError(msg),
-            // `std::process::exit` in a guest: status 0 is success, others a guest error.
-            Err(e) if e.is::<I32Exit>() => match e.downcast_ref::<I32Exit>() {
-                Some(I32Exit(status)) if *status != 0 => {
-                    Outcome::GuestError(format!("exited with status {status}"))
-                }
-                _ => Outcome::Ok,
-            },
-            Err(e) => {
-                let kind = classify(&e, store.data().memory_hit);
-                // The root cause names the trap; the wasm backtrace goes to the debug log only.
-                tracing::debug!(handler = %self.handler, error = ?e, "handler trap details");
-                let mut message = e.root_cause().to_string();
-                let out = output.contents();
-                if !out.is_empty() {
-                    // One line, so the log line stays one line.
-                    let out = String::from_utf8_lossy(&out);
-                    let lines: Vec<&str> = out
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect();
-                    message.push_str("; guest output: ");
-                    message.push_str(&lines.join(" / "));
-                }
-                Outcome::Trap { kind, message }
-            }
+            Err(e) => self.failure(&e, &p.store, &p.output),
         }
+    }
+
+    /// Sets the deadline (and fuel) for what runs next in `store`.
+    fn arm(&self, store: &mut Store<Invocation>) -> Result<(), Outcome> {
+        store.set_epoch_deadline(self.ticks);
+        if self.fuel_enabled {
+            let fuel = self.limits.fuel.unwrap_or(u64::MAX);
+            store.set_fuel(fuel).map_err(|e| Outcome::Trap {
+                kind: TrapKind::Host,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The outcome of an instantiation or call that failed with `e`.
+    fn failure(
+        &self,
+        e: &wasmtime::Error,
+        store: &Store<Invocation>,
+        output: &MemoryOutputPipe,
+    ) -> Outcome {
+        // `std::process::exit` in a guest: status 0 is success, others a guest error.
+        if let Some(I32Exit(status)) = e.downcast_ref::<I32Exit>() {
+            return match status {
+                0 => Outcome::Ok,
+                _ => Outcome::GuestError(format!("exited with status {status}")),
+            };
+        }
+        let kind = classify(e, store.data().memory_hit);
+        // The root cause names the trap; the wasm backtrace goes to the debug log only.
+        tracing::debug!(handler = %self.handler, error = ?e, "handler trap details");
+        let mut message = e.root_cause().to_string();
+        let out = output.contents();
+        if !out.is_empty() {
+            // One line, so the log line stays one line.
+            let out = String::from_utf8_lossy(&out);
+            let lines: Vec<&str> = out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            message.push_str("; guest output: ");
+            message.push_str(&lines.join(" / "));
+        }
+        Outcome::Trap { kind, message }
     }
 }
 
@@ -359,7 +401,18 @@ impl Invocation {
             return Err(ReplyError::AlreadyReplied);
         }
         self.replied = true;
-        self.embedder.open_reply(query)
+        match &self.embedder {
+            Some(e) => e.open_reply(query),
+            None => Err(ReplyError::NotAQuery),
+        }
+    }
+
+    /// The embedder of the event being handled; imports called while the instance is being made
+    /// (from a start function) trap.
+    fn embedder(&self) -> wasmtime::Result<&Arc<dyn Embedder>> {
+        self.embedder.as_ref().ok_or_else(|| {
+            wasmtime::Error::msg("cluster imports are available only during an event")
+        })
     }
 }
 
@@ -367,11 +420,11 @@ impl types::Host for Invocation {}
 
 impl cluster::Host for Invocation {
     fn local_member(&mut self) -> wasmtime::Result<types::Member> {
-        Ok(to_wit_member(self.embedder.local_member()))
+        Ok(to_wit_member(self.embedder()?.local_member()))
     }
 
     fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
-        Ok(members(self.embedder.members()))
+        Ok(members(self.embedder()?.members()))
     }
 }
 
@@ -430,7 +483,7 @@ impl emit::Host for Invocation {
             return Ok(Err(types::EmitError::NotGranted));
         }
         Ok(self
-            .embedder
+            .embedder()?
             .emit(&name, &payload, coalesce)
             .map_err(emit_error))
     }

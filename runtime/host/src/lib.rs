@@ -14,6 +14,11 @@
 //!   a full queue drops the event and counts it. Workers (dedicated threads, never the caller's
 //!   task) run one event per handler at a time, each in a fresh `Store` with a memory limit, a
 //!   wall-clock deadline, optional fuel, and only the authority its [`Grants`] list.
+//! - Instantiation is kept off an event's path: after each event (and at load or reload) a worker
+//!   makes the handler's next instance, which waits unused until the next event and runs only
+//!   that one. Pool slots are reset between instances; where Linux has `PAGEMAP_SCAN` (6.7+) only
+//!   the pages an instance dirtied are restored and stay resident, so the next instance takes no
+//!   page faults for them.
 //! - Traps and guest errors are logged (tracing, with handler name and event) and counted in
 //!   [`Handler::stats`] (invocations, ok, errors, traps, timeouts, drops, p50/p99).
 //! - [`Host::reload`] swaps a handler's module atomically.

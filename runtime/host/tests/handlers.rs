@@ -695,3 +695,44 @@ fn the_sdk_template_builds_and_answers() {
     );
     assert_eq!(emb.reply_text(), "hello from self (2 members known)");
 }
+
+/// Each event runs in an instance no event ran in before, although the host makes the next
+/// instance ahead of time: one by one, in a burst, after a trap and after a reload, a probe finds
+/// its statics as the module initialised them.
+#[test]
+fn every_event_gets_a_fresh_instance() {
+    let host = host();
+    let a = host.load(spec("a", &guests().probe)).unwrap();
+    let b = host.load(spec("b", &guests().probe)).unwrap();
+    let fresh = "calls=1 word=7";
+    let state = |h: &Handler| {
+        let emb = TestEmbedder::new();
+        assert_eq!(run(&host, h, query("state", b""), emb.clone()), Outcome::Ok);
+        emb.reply_text()
+    };
+    for _ in 0..4 {
+        assert_eq!(state(&a), fresh);
+        assert_eq!(state(&b), fresh);
+    }
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let emb = TestEmbedder::new();
+            match host.dispatch(&a, query("state", b""), emb.clone()) {
+                Dispatch::Queued(t) => (t, emb),
+                Dispatch::Dropped => panic!("event dropped"),
+            }
+        })
+        .collect();
+    for (ticket, emb) in burst {
+        assert_eq!(ticket.wait(WAIT), Some(Outcome::Ok));
+        assert_eq!(emb.reply_text(), fresh);
+    }
+    assert_eq!(
+        trap_kind(&run(&host, &a, query("panic", b""), TestEmbedder::new())),
+        TrapKind::Abort
+    );
+    assert_eq!(state(&a), fresh);
+    host.reload(&a, spec("a", &guests().probe)).unwrap();
+    assert_eq!(state(&a), fresh);
+    assert_eq!(a.stats().invocations, 4 + 20 + 3);
+}

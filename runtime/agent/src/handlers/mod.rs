@@ -98,15 +98,35 @@ struct Active {
 
 impl Handlers {
     /// Starts the host, loads `configs` (all or nothing: the first failure is returned, naming
-    /// the handler and the cause) and starts dispatching `agent`'s events. Call it inside the
-    /// agent's tokio runtime.
+    /// the handler and the cause) and starts dispatching `agent`'s events from a task of its own.
+    /// Call it inside the agent's tokio runtime.
     pub async fn start(
         agent: SerfAgent,
         host_config: HostConfig,
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
+        // Subscribed before loading, so no event after `start` is missed.
+        let events = agent.subscribe();
+        let handlers = Handlers::load(agent, host_config, configs).await?;
+        let task = tokio::spawn(dispatch_loop(Arc::downgrade(&handlers.inner), events));
+        *handlers
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(handlers)
+    }
+
+    /// Like [`Handlers::start`] but without a dispatch task: the caller hands every event to
+    /// [`Handlers::dispatch`] itself, in order with its own processing of the event (the agent
+    /// logs `Received event` first, as Serf does before running its handlers).
+    pub async fn load(
+        agent: SerfAgent,
+        host_config: HostConfig,
+        configs: Vec<HandlerConfig>,
+    ) -> Result<Handlers> {
         check_names(&configs)?;
-        let link = AgentLink::new(agent.clone(), tokio::runtime::Handle::current());
+        let link = AgentLink::new(agent, tokio::runtime::Handle::current());
         let host = blocking(move || Host::new(host_config)).await?;
         let inner = Arc::new(Inner {
             host,
@@ -117,10 +137,6 @@ impl Handlers {
         });
         let set = load_set(&inner, &[], configs).await?;
         *inner.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-        // Subscribed before returning, so no event after `start` is missed.
-        let events = agent.subscribe();
-        let task = tokio::spawn(dispatch_loop(Arc::downgrade(&inner), events));
-        *inner.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(Handlers { inner })
     }
 
@@ -161,8 +177,9 @@ impl Handlers {
     }
 
     /// Hands one event to every handler whose filter admits it; returns how many handlers
-    /// queued it (dropped ones are counted in their stats). The dispatch task calls this for
-    /// every event of the agent; it is public so tests and embedders can inject events.
+    /// queued it (dropped ones are counted in their stats). The dispatch task of
+    /// [`Handlers::start`], or the caller of [`Handlers::load`], calls this for every event of
+    /// the agent; tests and embedders can inject events with it.
     pub async fn dispatch(&self, event: &Event) -> usize {
         dispatch(&self.inner, event).await
     }

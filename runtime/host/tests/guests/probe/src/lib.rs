@@ -16,13 +16,21 @@
 //! - `abandon`: opens a stream, writes "partial" and drops it without finishing.
 //! - `fail`: returns an error "probe failed on purpose".
 //! - `exit`: payload is a status; calls `std::process::exit` with it.
+//! - `state`: counts its calls in a zeroed static and overwrites an initialised one, and replies
+//!   `calls=N word=W` with the values it found: `calls=1 word=7` in a fresh instance.
 
 use std::hint::black_box;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hearsay_sdk::{Event, Handler, ReplyStream};
 
 struct Probe;
+
+/// Zero in a fresh instance (.bss).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+/// 7 in a fresh instance (.data).
+static WORD: AtomicU64 = AtomicU64::new(7);
 
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
@@ -120,6 +128,11 @@ impl Handler for Probe {
             }
             "fail" => Err("probe failed on purpose".into()),
             "exit" => std::process::exit(text(&q.payload).trim().parse().unwrap_or(1)),
+            "state" => {
+                let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                let word = WORD.swap(1_000_000 + calls, Ordering::Relaxed);
+                reply(&format!("calls={calls} word={word}"))
+            }
             other => Err(format!("probe: unknown mode {other}")),
         }
     }
