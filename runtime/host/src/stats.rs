@@ -21,7 +21,8 @@ pub struct HandlerStats {
     pub timeouts: u64,
     /// Events dropped because the handler's queue was full.
     pub drops: u64,
-    /// Median run time over the recent window.
+    /// Median run time over the recent window: from a worker taking the event to the guest's
+    /// return (instantiation included only when no instance was made ahead of the event).
     pub p50: Option<Duration>,
     /// 99th-percentile run time over the recent window.
     pub p99: Option<Duration>,
