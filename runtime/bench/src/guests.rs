@@ -1,5 +1,5 @@
-//! The WebAssembly components the handler figures run: the ready-made `echo` handler and the
-//! bench's own `slow` guest
+//! The WebAssembly components the handler and query figures run: the ready-made `echo` and
+//! `blob` handlers and the bench's own `slow` guest
 //! (`runtime/bench/guests/slow`: sleeps 100 ms per user event). Built once for wasm32-wasip2
 //! with cargo, into `wasm-guests/` of the target directory, unless `--wasm-dir` names a
 //! directory that already holds them.
@@ -13,9 +13,15 @@ use std::process::Command;
 pub struct Guests {
     pub echo: PathBuf,
     pub slow: PathBuf,
+    /// Answers a query whose payload is a decimal byte count with that many bytes.
+    pub blob: PathBuf,
 }
 
-const FILES: &[&str] = &["hearsay_handler_echo.wasm", "hearsay_bench_slow.wasm"];
+const FILES: &[&str] = &[
+    "hearsay_handler_echo.wasm",
+    "hearsay_bench_slow.wasm",
+    "hearsay_handler_blob.wasm",
+];
 
 fn from_dir(dir: &Path) -> Option<Guests> {
     let all: Vec<PathBuf> = FILES.iter().map(|f| dir.join(f)).collect();
@@ -25,6 +31,7 @@ fn from_dir(dir: &Path) -> Option<Guests> {
     Some(Guests {
         echo: all[0].clone(),
         slow: all[1].clone(),
+        blob: all[2].clone(),
     })
 }
 

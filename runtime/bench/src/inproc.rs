@@ -1,32 +1,26 @@
 //! The hearsay origin node: a [`SerfAgent`] inside the benchmark process, on real UDP/TCP
-//! sockets on loopback, that fires user events and queries where serf's origin is driven by
-//! the `serf` CLI over RPC. Its events are logged as the same `EVENT ...` lines
-//! `hearsay-serf-node` prints, so both kinds of node are read alike.
+//! sockets on loopback, that fires user events where serf's origin is driven by the `serf`
+//! CLI over RPC; used only when the `hearsay` binary is not built (otherwise the bench drives
+//! `hearsay agent`s with the `hearsay` CLI). Its events are logged as the same `EVENT ...`
+//! lines `hearsay-serf-node` prints, so both kinds of node are read alike.
 
 use crate::procs::{free_port, Lines};
 use anyhow::{Context, Result};
-use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{AgentOptions, SerfAgent};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::Event;
-use hearsay_serf::{QueryParams, SerfConfig};
+use hearsay_serf::SerfConfig;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::broadcast::error::RecvError;
 
-/// A hearsay node running in this process, answering `ping` queries with `pong`.
+/// A hearsay node running in this process.
 pub struct Origin {
     pub name: String,
     pub lines: Lines,
     agent: SerfAgent,
     rt: Runtime,
-}
-
-/// When the acks and responses of one query arrived, measured from the call.
-#[derive(Debug, Default)]
-pub struct QueryTimes {
-    pub acks: Vec<Duration>,
-    pub responses: Vec<Duration>,
 }
 
 impl Origin {
@@ -45,7 +39,7 @@ impl Origin {
             let agent = SerfAgent::start(AgentOptions::new(config), transport)?;
             anyhow::Ok(agent)
         })?;
-        rt.spawn(log_and_answer(agent.clone(), lines.clone()));
+        rt.spawn(log_events(agent.clone(), lines.clone()));
         let seed = SocketAddr::from(([127, 0, 0, 1], join));
         rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), agent.join(&[seed], true)).await
@@ -66,32 +60,6 @@ impl Origin {
             .context("firing a user event")
     }
 
-    /// Queries `ping` (with acks) and collects results until `expect` acks and responses
-    /// arrived or `limit` passed.
-    pub fn query_ping(&self, expect: usize, limit: Duration) -> Result<QueryTimes> {
-        self.rt.block_on(async {
-            let params = QueryParams {
-                request_ack: true,
-                ..QueryParams::default()
-            };
-            let start = Instant::now();
-            let mut results = self.agent.query("ping", b"", params).await?;
-            let mut times = QueryTimes::default();
-            let deadline = tokio::time::Instant::from_std(start + limit);
-            while times.acks.len() < expect || times.responses.len() < expect {
-                match tokio::time::timeout_at(deadline, results.next()).await {
-                    Ok(Some(QueryResult::Ack { .. })) => times.acks.push(start.elapsed()),
-                    Ok(Some(QueryResult::Response { .. })) => times.responses.push(start.elapsed()),
-                    Ok(Some(
-                        QueryResult::ResponseChunk { .. } | QueryResult::ResponseEnd { .. },
-                    )) => {}
-                    Ok(Some(QueryResult::Done)) | Ok(None) | Err(_) => break,
-                }
-            }
-            Ok(times)
-        })
-    }
-
     /// Stops the node without leaving.
     pub fn shutdown(self) {
         self.rt.block_on(self.agent.shutdown());
@@ -99,8 +67,8 @@ impl Origin {
     }
 }
 
-/// Logs events as `hearsay-serf-node` prints them and answers `ping` queries.
-async fn log_and_answer(agent: SerfAgent, lines: Lines) {
+/// Logs events as `hearsay-serf-node` prints them.
+async fn log_events(agent: SerfAgent, lines: Lines) {
     let mut events = agent.subscribe();
     loop {
         let ev = match events.recv().await {
@@ -114,12 +82,7 @@ async fn log_and_answer(agent: SerfAgent, lines: Lines) {
                 lines.push(format!("EVENT {} {}", m.kind.as_str(), names.join(" ")));
             }
             Event::User(u) => lines.push(format!("EVENT user {} {} x", u.ltime, u.name)),
-            Event::Query(q) => {
-                lines.push(format!("EVENT query {} {}", q.ltime, q.name));
-                if q.name == "ping" {
-                    let _ = agent.respond(q.ltime, q.id, b"pong").await;
-                }
-            }
+            Event::Query(q) => lines.push(format!("EVENT query {} {}", q.ltime, q.name)),
             _ => {}
         }
     }

@@ -1,11 +1,11 @@
 //! The live measurements: real processes on 127.0.0.1, an all-serf cluster and an
 //! all-hearsay cluster measured the same way one after the other. Failure detection, user
-//! event propagation, query round trips and idle footprint.
+//! event propagation and idle footprint (query round trips: [`crate::query`]).
 
 use crate::inproc::Origin;
 use crate::procs::{
     cpu_secs, formation_secs, rss_kib, start_cluster, start_node, wait_members, wait_ready, Impl,
-    Lines, Node, NodeRole, Proc, Tools,
+    Lines, Node, NodeRole, Tools,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ pub fn failure_detection(
     Ok(out)
 }
 
-/// A cluster for events and queries: the members' output lines (origin first) and whatever
+/// A cluster for user events: the members' output lines (origin first) and whatever
 /// must stay alive while it runs.
 struct LiveCluster {
     members: Vec<(String, Lines)>,
@@ -123,12 +123,13 @@ struct LiveCluster {
 
 impl LiveCluster {
     /// `n` members. serf: `n` agents, the first driven by the `serf` CLI; hearsay likewise
-    /// with `hearsay agent`s and the `hearsay` CLI when built (and `role` needs no handler),
-    /// else `n - 1` `hearsay-serf-node`s plus the in-process origin.
-    fn start(tools: &Tools, imp: Impl, prefix: &str, n: usize, role: NodeRole) -> Result<Self> {
+    /// with `hearsay agent`s and the `hearsay` CLI when built, else `n - 1`
+    /// `hearsay-serf-node`s plus the in-process origin.
+    fn start(tools: &Tools, imp: Impl, prefix: &str, n: usize) -> Result<Self> {
+        let role = NodeRole::default();
         let cli = match imp {
             Impl::Serf => tools.serf.clone(),
-            Impl::Hearsay if tools.hearsay_agent(role) => tools.agent.clone(),
+            Impl::Hearsay if tools.hearsay_agent() => tools.agent.clone(),
             Impl::Hearsay => None,
         };
         match cli {
@@ -223,7 +224,7 @@ pub fn event_propagation(
     reps: usize,
     settle_for: Duration,
 ) -> Result<EventSamples> {
-    let cluster = LiveCluster::start(tools, imp, &format!("e{n}-"), n, NodeRole::default())?;
+    let cluster = LiveCluster::start(tools, imp, &format!("e{n}-"), n)?;
     settle(settle_for);
     let mut out = EventSamples::default();
     for rep in 0..reps {
@@ -253,95 +254,6 @@ pub fn event_propagation(
     }
     cluster.stop();
     Ok(out)
-}
-
-/// Samples of query round trips.
-#[derive(Debug, Default)]
-pub struct QuerySamples {
-    /// dispatch → the last of the `n` acks.
-    pub acks: Vec<f64>,
-    /// dispatch → the last of the `n` responses.
-    pub responses: Vec<f64>,
-    /// Queries that did not get all `n` acks and responses in time.
-    pub incomplete: usize,
-}
-
-/// `reps` queries `ping` from the origin of an `n`-member cluster where every member
-/// answers `pong`.
-pub fn query_round_trip(
-    tools: &Tools,
-    imp: Impl,
-    n: usize,
-    reps: usize,
-    settle_for: Duration,
-) -> Result<QuerySamples> {
-    let role = NodeRole { answer_ping: true };
-    let cluster = LiveCluster::start(tools, imp, &format!("q{n}-"), n, role)?;
-    settle(settle_for);
-    let limit = Duration::from_secs(12);
-    let mut out = QuerySamples::default();
-    for _ in 0..reps {
-        let (acks, responses) = match (&cluster.origin, &cluster.cli) {
-            (Some(o), _) => {
-                let t = o.query_ping(n, limit)?;
-                (t.acks, t.responses)
-            }
-            (None, Some(serf)) => serf_query(serf, &cluster.nodes[0], n, limit)?,
-            (None, None) => bail!("no CLI to drive the cluster"),
-        };
-        if acks.len() < n || responses.len() < n {
-            out.incomplete += 1;
-        } else {
-            out.acks.push(secs(*acks.iter().max().expect("n > 0")));
-            out.responses
-                .push(secs(*responses.iter().max().expect("n > 0")));
-        }
-        gap();
-    }
-    cluster.stop();
-    Ok(out)
-}
-
-/// `serf query ping` against `node`, read as it streams: times of acks and responses from
-/// the CLI's "dispatched" line. The CLI waits out the whole query timeout, so it is killed
-/// once everything expected arrived.
-fn serf_query(
-    serf: &Path,
-    node: &Node,
-    n: usize,
-    limit: Duration,
-) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    let mut cmd = Command::new(serf);
-    cmd.arg("query")
-        .arg(format!("-rpc-addr=127.0.0.1:{}", node.rpc_port))
-        .arg(format!("-timeout={}s", limit.as_secs()))
-        .arg("ping");
-    let mut cli = Proc::spawn("serf-query", cmd)?;
-    let deadline = Instant::now() + limit + Duration::from_secs(2);
-    let Some(t0) = cli
-        .lines
-        .wait_for(deadline, |l| l.starts_with("Query 'ping' dispatched"))
-    else {
-        bail!("serf query did not dispatch: {}", cli.lines.tail(5));
-    };
-    let (mut acks, mut responses) = (0, 0);
-    cli.lines.wait_for(deadline, |l| {
-        if l.starts_with("Ack from ") {
-            acks += 1;
-        } else if l.starts_with("Response from ") {
-            responses += 1;
-        }
-        (acks >= n && responses >= n) || l.starts_with("Total Responses")
-    });
-    cli.kill();
-    let since = |prefix: &str| {
-        cli.lines
-            .all(|l| l.starts_with(prefix))
-            .into_iter()
-            .map(|(t, _)| t.saturating_duration_since(t0))
-            .collect::<Vec<_>>()
-    };
-    Ok((since("Ack from "), since("Response from ")))
 }
 
 /// Samples of an idle cluster's footprint.

@@ -17,9 +17,11 @@
 //! instead of by the join storm).
 //! Progress goes to stderr.
 //!
-//! Sections: 1–4 live clusters (failure detection, user events, queries, idle footprint),
-//! 5–7 handlers (cost per event, a slow handler beside a fast one, memory with 10 handlers:
-//! serf's shell handlers against hearsay-host), 8 QUIC large responses, 9 the simulator.
+//! Sections: 1–4 live clusters (failure detection, user events, queries with small responses
+//! beside serf and large ones over QUIC for hearsay alone, idle footprint), 5–7 handlers (cost
+//! per event, a slow handler beside a fast one, memory with 10 handlers: serf's shell handlers
+//! against hearsay-host), 8 QUIC large responses at the transport, 9 the simulator. The query
+//! figures run the `echo` and `blob` components, so the live part builds them too.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
 //! every child is killed by pid when its measurement ends. Scale figures come from the
@@ -32,6 +34,7 @@ mod inproc;
 mod live;
 mod machine;
 mod procs;
+mod query;
 mod quic;
 mod report;
 mod rpc;
@@ -41,9 +44,10 @@ mod stats;
 use anyhow::{bail, Context, Result};
 use guests::Guests;
 use handlers::HandlerPlan;
-use live::{EventSamples, FailureSamples, IdleSamples, QuerySamples};
+use live::{EventSamples, FailureSamples, IdleSamples};
 use machine::Machine;
 use procs::{Impl, Tools};
+use query::{LargeSamples, SmallSamples};
 use quic::QuicPlan;
 use report::{Report, Row, Section};
 use sim::{SimPlan, SimResult};
@@ -153,6 +157,7 @@ struct Plan {
     failure: Vec<(usize, usize)>,
     events: Vec<(usize, usize)>,
     query: Vec<(usize, usize)>,
+    large_query: LargeQueryPlan,
     idle_clusters: usize,
     idle_for: Duration,
     settle: Duration,
@@ -161,6 +166,16 @@ struct Plan {
     try_10k: bool,
     handlers: HandlerPlan,
     quic: QuicPlan,
+}
+
+/// Large query responses between agents (hearsay alone).
+#[derive(Debug, Clone)]
+struct LargeQueryPlan {
+    /// Responder counts, one cluster each (plus the originator).
+    responders: Vec<usize>,
+    /// Bytes each responder sends, each measured on every cluster.
+    sizes: Vec<u64>,
+    reps: usize,
 }
 
 impl Plan {
@@ -178,6 +193,11 @@ impl Plan {
                 failure: vec![(3, 1)],
                 events: vec![(3, 3)],
                 query: vec![(3, 3)],
+                large_query: LargeQueryPlan {
+                    responders: vec![3],
+                    sizes: vec![1 << 20, 16 << 20],
+                    reps: 2,
+                },
                 idle_clusters: 1,
                 idle_for: Duration::from_secs(5),
                 settle: Duration::from_millis(500),
@@ -203,6 +223,11 @@ impl Plan {
                 failure: vec![(3, 5), (10, 5)],
                 events: vec![(3, 15), (10, 15)],
                 query: vec![(10, 15)],
+                large_query: LargeQueryPlan {
+                    responders: vec![4, 10],
+                    sizes: vec![1 << 20, 16 << 20],
+                    reps: 5,
+                },
                 idle_clusters: 3,
                 idle_for: Duration::from_secs(5),
                 settle: Duration::from_secs(2),
@@ -477,26 +502,59 @@ user-event` line is its delivery."
     sec
 }
 
-fn query_section(tools: &Tools, plan: &Plan) -> Section {
+fn query_section(tools: &Tools, guests: Result<&Guests, &anyhow::Error>, plan: &Plan) -> Section {
+    let lq = &plan.large_query;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let sizes: Vec<String> = lq
+        .sizes
+        .iter()
+        .map(|&b| format!("{:.0} MiB", mib(b)))
+        .collect();
+    let counts: Vec<String> = lq.responders.iter().map(usize::to_string).collect();
     let mut sec = Section {
         title: "3. Query round trip".into(),
-        intro: "An N-member cluster where every member answers the query `ping` with `pong`; \
-the origin queries `ping` with acks requested and waits for N acks and N responses; queries are 300–500 ms apart, at random. serf: \
-`serf query -timeout=12s ping` against the first agent, every agent running the handler \
-`query=echo pong` (serf forks `/bin/sh` per query); times from the CLI's `Query 'ping' \
-dispatched` line to its streamed `Ack from` / `Response from` lines, and the CLI is killed \
-once all arrived (it would otherwise wait out the timeout). hearsay: `hearsay-serf-node \
--respond ping=pong` on N−1 nodes plus the in-process origin (which answers too); times from \
-the query call to each result. This is the old, asymmetric path: a `hearsay agent` answers \
-queries only through a handler, and `hearsay agent -handler` is not on main yet, so hearsay's \
-query figures are not yet measured through `hearsay query` over RPC."
-            .into(),
+        intro: format!(
+            "Both implementations are queried the same way: the bench sends every query over \
+RPC to the first agent with hearsay's RPC client (`hearsay_agent::rpc::RpcClient`, which speaks \
+Serf's RPC protocol to either agent), on a fresh connection per query, and times each ack and \
+response record from the `query` request as the client reads it; no CLI is forked per query, \
+for either side. Small responses, serf beside hearsay: N agents, every one answering the query \
+`ping` (payload `pong`, acks requested, timeout 12 s); the origin waits for N acks and N \
+responses, then drops the connection (the agents would stream nothing more until the timeout). \
+serf: N `serf agent`s with the event handler `query=echo pong` (serf forks `/bin/sh` per query). \
+hearsay: N `hearsay agent`s, each with a `[[handler]]` block running the `echo` component on \
+`query:ping` (a fresh instance per query on the agent's worker pool; it replies with the \
+payload, `pong`). One untimed query first, then queries 300–500 ms apart, at random. Large \
+responses, hearsay alone (serf's responses are capped at 1 KiB, one UDP packet): an originator \
+`hearsay agent` without handlers and N responder agents (N = {}), each running the `blob` \
+component on `query:blob` (payload: a decimal byte count; reply: that many bytes, streamed from \
+the guest over QUIC to the originator; QUIC on by default, pinned self-signed certificates \
+exchanged through the `_hearsay_quic` tag), queried `blob BYTES` without acks for {} per \
+responder, {} time(s) each after one untimed query. Timed from the `query` request to the \
+last byte of every response read by the client (each response's byte count is checked); \
+aggregate MiB/s is N × bytes over that time; the originator's peak RSS growth is its VmHWM after \
+the query over its VmRSS before it (the peak reset through `/proc/PID/clear_refs` first). The \
+transport alone, without agents, is in section 8.",
+            counts.join(" and "),
+            sizes.join(" and "),
+            lq.reps
+        ),
         ..Section::default()
+    };
+    let guests = match guests {
+        Ok(g) => Some(g),
+        Err(e) => {
+            sec.notes.push(format!(
+                "hearsay's query figures need the echo and blob components, which are unavailable: {}",
+                first_line(&format!("{e:#}"))
+            ));
+            None
+        }
     };
     for &(n, reps) in &plan.query {
         let what = format!("queries N={n}");
-        let (s, h): (Option<QuerySamples>, _) = each(tools, &what, &mut sec.notes, |imp| {
-            live::query_round_trip(tools, imp, n, reps, plan.settle)
+        let (s, h): (Option<SmallSamples>, _) = each(tools, &what, &mut sec.notes, |imp| {
+            query::small(tools, guests, imp, n, reps, plan.settle)
         });
         let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
         sec.rows.push(
@@ -509,13 +567,83 @@ query figures are not yet measured through `hearsay query` over RPC."
             Row::new("query: all N responses", n, Unit::Secs)
                 .serf(&s.responses)
                 .hearsay(&h.responses)
-                .reference("serf: + one `sh -c` per node (0.6–0.8 ms spawn)")
+                .reference("serf: + one `sh -c` per node; hearsay: + one `echo` instance per node")
                 .headline(),
         );
         for (label, t) in [("serf", s.incomplete), ("hearsay", h.incomplete)] {
             if t > 0 {
                 sec.notes.push(format!(
                     "{what}, {label}: {t} query(ies) without all N acks and responses in 12 s (left out)"
+                ));
+            }
+        }
+    }
+    let last = lq.responders.last().copied();
+    for &r in &lq.responders {
+        let what = format!("large query responses N={r}");
+        let t = Instant::now();
+        eprintln!("[bench] {what}: hearsay ...");
+        let result = query::large(tools, guests, r, &lq.sizes, lq.reps, plan.settle).or_else(|e| {
+            eprintln!("[bench] {what}: failed, retrying once: {e:#}");
+            sec.notes.push(format!(
+                "{what}: the first attempt failed and was retried: {}",
+                first_line(&format!("{e:#}"))
+            ));
+            query::large(tools, guests, r, &lq.sizes, lq.reps, plan.settle)
+        });
+        eprintln!("[bench] {what}: took {:.1} s", t.elapsed().as_secs_f64());
+        let samples = match result {
+            Ok(v) => v,
+            Err(e) => {
+                sec.notes
+                    .push(format!("{what}: failed: {}", first_line(&format!("{e:#}"))));
+                lq.sizes
+                    .iter()
+                    .map(|&bytes| LargeSamples {
+                        bytes,
+                        ..LargeSamples::default()
+                    })
+                    .collect()
+            }
+        };
+        let biggest = lq.sizes.iter().copied().max();
+        for s in samples {
+            let size = format!("{:.0} MiB", mib(s.bytes));
+            let total = format!("{:.0} MiB in all", mib(s.bytes * r as u64));
+            sec.rows.push(
+                Row::new(
+                    &format!("query, {size} per responder over QUIC: every response read whole"),
+                    r,
+                    Unit::Secs,
+                )
+                .hearsay(&s.secs)
+                .reference(format!("serf cannot (1 KiB cap); {total}")),
+            );
+            let mut aggregate = Row::new(
+                &format!("query, {size} per responder over QUIC: aggregate"),
+                r,
+                Unit::Count(" MiB/s"),
+            )
+            .hearsay(&s.mib_per_sec)
+            .reference("N × bytes / time to the last byte");
+            if Some(r) == last && Some(s.bytes) == biggest {
+                aggregate = aggregate.headline();
+            }
+            sec.rows.push(aggregate);
+            sec.rows.push(
+                Row::new(
+                    &format!("query, {size} per responder over QUIC: originator's peak RSS growth"),
+                    r,
+                    Unit::KiB,
+                )
+                .hearsay(&s.rss_growth_kib)
+                .reference(format!("VmHWM after − VmRSS before; {total} crossed it")),
+            );
+            if s.incomplete > 0 {
+                sec.notes.push(format!(
+                    "{what}, {size} each: {} query(ies) without every response whole (left out); first: {}",
+                    s.incomplete,
+                    s.first_failure.unwrap_or_default()
                 ));
             }
         }
@@ -780,7 +908,8 @@ read (`hearsay_net::quic::throughput::concurrent_responses`). Beside it, one bar
 quinn stream of {:.0} MiB between two endpoints with the module's TLS (pinned certificates) and \
 transport settings, without its header or limits: the transport's ceiling on this machine \
 (measured by the bench itself: the module's `quinn_single_stream` helper opens a unidirectional \
-stream, which those settings never grant, and times out). {} repetition(s).",
+stream, which those settings never grant, and times out). {} repetition(s). Large responses \
+inside a live query, between `hearsay agent`s running the `blob` handler, are in section 3.",
             q.responders,
             mib(q.bytes_each),
             mib(q.single_bytes),
@@ -1080,10 +1209,6 @@ N={n} (bootstrapped) is the largest size that fits.",
 fn not_measured() -> Vec<(String, String)> {
     [
         (
-            "Large responses inside a live query (`hearsay query` with QUIC replies between agents)",
-            "section 8 times the transport module; agents answering with the `blob` handler over QUIC are covered for correctness and memory by the tests (`runtime/cli/tests/quic_agents.rs`), not timed here",
-        ),
-        (
             "Module deployment by event (time until every node runs a new handler)",
             "needs the deploy-by-event issue",
         ),
@@ -1173,7 +1298,8 @@ fn main() -> Result<()> {
         }
         sections.push(failure_section(&tools, &plan));
         sections.push(events_section(&tools, &plan));
-        sections.push(query_section(&tools, &plan));
+        let guests = guests::locate(args.wasm_dir.as_deref());
+        sections.push(query_section(&tools, guests.as_ref(), &plan));
         sections.push(idle_section(&tools, &plan));
     }
     if args.no_handlers {

@@ -166,11 +166,9 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// Whether a hearsay node with `role` runs as a `hearsay agent` process (else as
-    /// `hearsay-serf-node`). Answering queries needs a handler, which the agent cannot load
-    /// yet, so query clusters stay on `hearsay-serf-node -respond`.
-    pub fn hearsay_agent(&self, role: NodeRole) -> bool {
-        self.agent.is_some() && !role.answer_ping
+    /// Whether hearsay's nodes run as `hearsay agent` processes (else as `hearsay-serf-node`).
+    pub fn hearsay_agent(&self) -> bool {
+        self.agent.is_some()
     }
 }
 
@@ -275,9 +273,11 @@ pub struct Node {
 
 /// What the nodes of a cluster run besides gossip.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NodeRole {
-    /// Answer queries named `ping` with `pong` (serf: an event handler `query=echo pong`).
+pub struct NodeRole<'a> {
+    /// serf: answer every query with `pong` through the event handler `query=echo pong`.
     pub answer_ping: bool,
+    /// `hearsay agent`: `-config-file=PATH`, the handlers it runs (`[[handler]]` blocks).
+    pub config_file: Option<&'a Path>,
 }
 
 /// `BIN agent -node=NAME -bind=127.0.0.1:GOSSIP -rpc-addr=127.0.0.1:RPC`: the flags `serf agent`
@@ -297,7 +297,7 @@ pub fn start_node(
     imp: Impl,
     name: &str,
     join: Option<u16>,
-    role: NodeRole,
+    role: NodeRole<'_>,
 ) -> Result<Node> {
     let gossip_port = free_port()?;
     let bind = format!("127.0.0.1:{gossip_port}");
@@ -319,13 +319,16 @@ pub fn start_node(
                 rpc_port,
             })
         }
-        Impl::Hearsay if tools.hearsay_agent(role) => {
+        Impl::Hearsay if tools.hearsay_agent() => {
             let agent = tools.agent.as_ref().context("hearsay is not built")?;
             let rpc_port = free_port()?;
             let mut cmd = agent_command(agent, name, gossip_port, rpc_port);
             cmd.arg("-log-level=info");
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
+            }
+            if let Some(config) = role.config_file {
+                cmd.arg(format!("-config-file={}", config.display()));
             }
             Ok(Node {
                 proc: Proc::spawn(name, cmd)?,
@@ -340,9 +343,6 @@ pub fn start_node(
                 .arg("-profile=lan");
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
-            }
-            if role.answer_ping {
-                cmd.arg("-respond=ping=pong");
             }
             Ok(Node {
                 proc: Proc::spawn(name, cmd)?,
@@ -419,7 +419,7 @@ pub fn start_cluster(
     imp: Impl,
     prefix: &str,
     n: usize,
-    role: NodeRole,
+    role: NodeRole<'_>,
     extra_names: &[String],
 ) -> Result<Vec<Node>> {
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();

@@ -200,7 +200,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
             o,
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
 CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone. \
-The handler figures build the wasm components (`handlers/`, `runtime/bench/guests/`) for \
+The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \
 Anchors come from `../shared/reference/performance-anchors.md`."
         );

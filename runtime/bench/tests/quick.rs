@@ -44,8 +44,17 @@ const LIVE: &[&str] = &[
     "RSS added per further handler",
 ];
 
-/// hearsay-only figures in the serf-vs-hearsay tables (serf column empty).
-const HEARSAY_ONLY: &[&str] = &["hearsay handler alone per event (median)"];
+/// hearsay-only figures in the serf-vs-hearsay tables (serf column empty): the handler alone,
+/// and large query responses between agents (serf's are capped at 1 KiB).
+const HEARSAY_ONLY: &[&str] = &[
+    "hearsay handler alone per event (median)",
+    "query, 1 MiB per responder over QUIC: every response read whole",
+    "query, 1 MiB per responder over QUIC: aggregate",
+    "query, 1 MiB per responder over QUIC: originator's peak RSS growth",
+    "query, 16 MiB per responder over QUIC: every response read whole",
+    "query, 16 MiB per responder over QUIC: aggregate",
+    "query, 16 MiB per responder over QUIC: originator's peak RSS growth",
+];
 
 /// QUIC figures (hearsay only): | figure | N | hearsay | anchor |; names start with these.
 const QUIC: &[&str] = &[
