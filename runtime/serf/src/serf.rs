@@ -1938,6 +1938,58 @@ mod tests {
         Serf::new(cfg, None, 1, Instant::now()).unwrap()
     }
 
+    /// Serf's `handleQuery` acks with `SendToAddress` on receipt (query.go), while the
+    /// query itself is only queued for gossip (`queryBroadcasts.QueueBroadcast`): the ack
+    /// leaves within the same packet handling, the rebroadcast waits for a gossip tick.
+    #[test]
+    fn a_received_query_is_acked_at_once_and_queued_for_the_gossip_tick() {
+        use hearsay_swim::wire::{encode_message, Codec, Message as WireMessage, WireConfig};
+        let mut s = serf(|_| {});
+        let now = Instant::now();
+        while s.poll_transmit().is_some() {}
+        let origin: SocketAddr = "127.0.0.2:7946".parse().unwrap();
+        let q = Query {
+            ltime: 3,
+            id: 77,
+            addr: ip_bytes(origin.ip()),
+            port: origin.port(),
+            source_node: "origin".into(),
+            filters: Vec::new(),
+            flags: QUERY_FLAG_ACK,
+            relay_factor: 0,
+            timeout: Duration::from_secs(5),
+            name: "ping".into(),
+            payload: Vec::new(),
+        };
+        let raw = messages::encode(&Message::Query(q));
+        let codec = Codec::new(WireConfig::default(), None);
+        let mut rng = StdRng::seed_from_u64(3);
+        let pkt = codec.seal_packet(
+            &encode_message(&WireMessage::User(raw.clone())),
+            false,
+            &mut rng,
+        );
+        s.handle_packet(now, origin, &pkt);
+        let sent: Vec<Transmit> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        assert_eq!(sent.len(), 1, "only the ack goes out now: {sent:?}");
+        assert_eq!(sent[0].dst, origin);
+        let opened = codec.open_packet(&sent[0].payload).unwrap();
+        let [WireMessage::User(body)] = &opened.messages[..] else {
+            panic!("{:?}", opened.messages)
+        };
+        let Message::QueryResponse(ack) = messages::decode(body).unwrap() else {
+            panic!("not a query response")
+        };
+        assert_eq!((ack.ltime, ack.id, ack.flags), (3, 77, QUERY_FLAG_ACK));
+        assert_eq!(ack.from, "n1");
+        assert!(
+            s.memberlist()
+                .queued_user_broadcasts()
+                .any(|m| m == &raw[..]),
+            "the query is queued for gossip"
+        );
+    }
+
     #[test]
     fn tags_follow_the_protocol_version() {
         let mut tags = BTreeMap::new();

@@ -622,7 +622,7 @@ impl Swim {
             self.start_probe(now);
         }
         if now >= self.next_gossip {
-            self.next_gossip = now + self.config.gossip_interval;
+            self.next_gossip = next_tick(self.next_gossip, now, self.config.gossip_interval);
             self.gossip(now);
         }
         if now >= self.next_push_pull {
@@ -1713,6 +1713,22 @@ impl Swim {
             self.events.push_back(Event::UserBroadcastDone(id));
         }
     }
+}
+
+/// The first tick of a fixed-rate ticker due after `now`, the last one having been due at
+/// `due`. memberlist gossips on a Go `time.Ticker` (state.go `schedule`): ticks stay on the
+/// grid of the interval however late one is handled, and ticks missed while busy are dropped
+/// rather than bunched. Scheduling from the handling time instead would stretch every period
+/// by the wake-up lateness, so a loaded node would gossip less often than its peers.
+fn next_tick(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let next = due + interval;
+    if next > now || interval.is_zero() {
+        return next.max(now);
+    }
+    // Later than a whole interval: the next grid point after `now`.
+    let period = interval.as_nanos();
+    let into = now.saturating_duration_since(due).as_nanos() % period;
+    now + Duration::from_nanos((period - into) as u64)
 }
 
 #[cfg(test)]

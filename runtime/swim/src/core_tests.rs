@@ -9,6 +9,7 @@ use super::*;
 use crate::config::suspicion_timeout;
 use crate::suspicion::timeout_after;
 use crate::wire::MessageType;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 const ME: &str = "me";
@@ -1579,6 +1580,73 @@ fn user_broadcasts_are_framed_as_user_messages() {
         "{msgs:?}"
     );
     assert!(msgs.contains(&Message::User(b"more".to_vec())), "{msgs:?}");
+}
+
+#[test]
+fn a_queued_user_broadcast_rides_on_the_next_probe_ping() {
+    // memberlist's probeNode sends the ping with sendMsg, which piggybacks queued broadcasts
+    // (net.go sendMsg/getBroadcasts): a broadcast does not have to wait for the gossip tick.
+    let mut h = Harness::new();
+    h.add_peer("a", 2);
+    h.swim.queue_user_broadcast(b"event".to_vec(), None);
+    h.probe(h.at(10), "a");
+    assert!(
+        h.last_probe.contains(&Message::User(b"event".to_vec())),
+        "{:?}",
+        h.last_probe
+    );
+}
+
+#[test]
+fn a_queued_user_broadcast_goes_out_at_the_next_gossip_tick_to_gossip_nodes_peers() {
+    let mut h = Harness::new();
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        h.add_peer(name, 2 + i as u8);
+    }
+    h.swim.next_gossip = h.at(200);
+    h.swim.queue_user_broadcast(b"event".to_vec(), None);
+    // Queuing sends nothing by itself (serf's QueueBroadcast only fills the queue) ...
+    assert!(h.sent().is_empty());
+    h.swim.handle_timeout(h.at(199));
+    assert!(h.sent().is_empty(), "no gossip before the tick");
+    // ... the tick sends it to gossip_nodes distinct peers at once.
+    h.swim.handle_timeout(h.at(200));
+    let out = h.sent();
+    let dsts: HashSet<SocketAddr> = out.iter().map(|(d, _)| *d).collect();
+    assert_eq!(out.len(), h.swim.config.gossip_nodes, "{out:?}");
+    assert_eq!(dsts.len(), h.swim.config.gossip_nodes, "{out:?}");
+    for (_, msgs) in &out {
+        assert_eq!(msgs, &vec![Message::User(b"event".to_vec())]);
+    }
+}
+
+#[test]
+fn gossip_ticks_stay_on_the_interval_grid_when_handled_late() {
+    let mut h = Harness::new();
+    h.add_peer("a", 2);
+    h.swim.next_gossip = h.at(200);
+    // Handled 30 ms late: the next tick is still due 200 ms after the last one was due.
+    h.swim.handle_timeout(h.at(230));
+    assert_eq!(h.swim.next_gossip, h.at(400));
+    // Handled more than two intervals late: the missed ticks are dropped, not bunched (one
+    // gossip round now, the next on the grid).
+    h.swim.queue_user_broadcast(b"x".to_vec(), None);
+    h.swim.handle_timeout(h.at(950));
+    assert_eq!(h.sent().len(), 1, "one round for the missed ticks");
+    assert_eq!(h.swim.next_gossip, h.at(1000));
+    h.swim.handle_timeout(h.at(999));
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn next_tick_follows_a_fixed_rate_grid() {
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let i = ms(200);
+    assert_eq!(next_tick(t, t, i), t + i);
+    assert_eq!(next_tick(t, t + ms(199), i), t + i);
+    assert_eq!(next_tick(t, t + ms(200), i), t + ms(400));
+    assert_eq!(next_tick(t, t + ms(510), i), t + ms(600));
 }
 
 #[test]
