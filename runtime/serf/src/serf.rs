@@ -14,6 +14,7 @@ use crate::messages::{
     self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
+use hearsay_swim::compact::Stamp;
 use hearsay_swim::table::{IdTable, NameId};
 use hearsay_swim::wire::{ip_bytes, socket_addr, NodeStateKind};
 use hearsay_swim::{
@@ -146,8 +147,8 @@ struct MemberState {
     status: MemberStatus,
     /// Lamport time of the last intent that changed the status.
     status_ltime: LamportTime,
-    /// When it failed or left (for reaping).
-    leave_time: Option<Instant>,
+    /// When it failed or left (for reaping), after [`Serf`]'s `epoch`.
+    leave_time: Option<Stamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +221,8 @@ pub struct Serf {
     query_clock: LamportClock,
     /// By the membership core's name ids; each entry holds its name there.
     members: IdTable<MemberState>,
+    /// What the member table's [`Stamp`]s count from.
+    epoch: Instant,
     recent_intents: HashMap<String, Intent>,
     event_buffer: Vec<Option<UserEvents>>,
     event_min_time: LamportTime,
@@ -276,6 +279,7 @@ impl Serf {
             event_clock: LamportClock::new(),
             query_clock: LamportClock::new(),
             members: IdTable::new(),
+            epoch: Stamp::epoch(now),
             recent_intents: HashMap::new(),
             event_buffer: vec![None; config.event_buffer],
             event_min_time: 0,
@@ -1194,6 +1198,7 @@ impl Serf {
     }
 
     fn handle_node_leave(&mut self, now: Instant, n: &hearsay_swim::Member) {
+        let epoch = self.epoch;
         let Some(ms) = self.state_mut(&n.name) else {
             return;
         };
@@ -1211,7 +1216,7 @@ impl Serf {
                 return;
             }
         };
-        ms.leave_time = Some(now);
+        ms.leave_time = Some(Stamp::new(epoch, now));
         let member = self.member_named(&n.name).expect("checked above");
         self.state_dirty = true;
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, event = kind.as_str(), "serf: member left or failed");
@@ -1843,7 +1848,7 @@ impl Serf {
             };
             if ms
                 .leave_time
-                .is_some_and(|t| now.saturating_duration_since(t) > timeout)
+                .is_some_and(|t| t.elapsed(self.epoch, now) > timeout)
             {
                 reaped.push(name.to_owned());
             }

@@ -3,7 +3,7 @@
 //! `poll_*` drains the packets to send, the streams to open, the events and the next timeout.
 
 use crate::broadcast::{BroadcastQueue, NotifyId};
-use crate::compact::{Addr, Bytes};
+use crate::compact::{Addr, Bytes, Stamp};
 use crate::config::{push_pull_scale, retransmit_limit, suspicion_timeout, Config};
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
@@ -61,7 +61,8 @@ struct NodeEntry {
     state: NodeStateKind,
     /// pmin, pmax, pcur, dmin, dmax, dcur
     vsn: [u8; 6],
-    state_change: Instant,
+    /// When `state` last changed, after [`Swim`]'s `epoch`.
+    state_change: Stamp,
 }
 
 impl NodeEntry {
@@ -336,6 +337,8 @@ pub struct Swim {
     config: Config,
     codec: Codec,
     rng: StdRng,
+    /// What the member table's [`Stamp`]s count from.
+    epoch: Instant,
     nodes: Nodes,
     /// Probe order: memberlist's shuffled node list (name ids in `nodes`).
     order: Vec<NameId>,
@@ -409,6 +412,7 @@ impl Swim {
         let mut swim = Self {
             codec,
             rng,
+            epoch: Stamp::epoch(now),
             nodes: Nodes::default(),
             order: Vec::new(),
             probe_index: 0,
@@ -1286,7 +1290,7 @@ impl Swim {
                 // LocalNode dereferences nil; we keep it so `local()` stays valid.
                 self.nodes.name(*id) != self.config.name
                     && e.dead_or_left()
-                    && now.saturating_duration_since(e.state_change) > limit
+                    && e.state_change.elapsed(self.epoch, now) > limit
             })
             .map(|(id, _)| self.nodes.name(id).to_owned())
             .collect();
@@ -1295,7 +1299,9 @@ impl Swim {
             self.nodes.remove(&name);
             self.suspicions.remove(&name);
         }
-        let mut order: Vec<NameId> = self.nodes.ids().collect();
+        // Sized exactly: collecting a filtered iterator would double its way up.
+        let mut order: Vec<NameId> = Vec::with_capacity(self.nodes.len());
+        order.extend(self.nodes.ids());
         let nodes = &self.nodes;
         order.sort_by(|&a, &b| nodes.name(a).cmp(nodes.name(b)));
         order.shuffle(&mut self.rng);
@@ -1330,13 +1336,14 @@ impl Swim {
     fn gossip(&mut self, now: Instant) {
         let me = self.config.name.clone();
         let dead_time = self.config.gossip_to_the_dead_time;
+        let epoch = self.epoch;
         let peers = self.k_random_nodes(self.config.gossip_nodes, |name, e| {
             if name == me {
                 return true;
             }
             match e.state {
                 NodeStateKind::Alive | NodeStateKind::Suspect => false,
-                NodeStateKind::Dead => now.saturating_duration_since(e.state_change) > dead_time,
+                NodeStateKind::Dead => e.state_change.elapsed(epoch, now) > dead_time,
                 NodeStateKind::Left => true,
             }
         });
@@ -1547,8 +1554,7 @@ impl Swim {
             let old_addr = e.addr.socket_addr();
             if old_addr != addr {
                 let can_reclaim = !self.config.dead_node_reclaim_time.is_zero()
-                    && now.saturating_duration_since(e.state_change)
-                        > self.config.dead_node_reclaim_time;
+                    && e.state_change.elapsed(self.epoch, now) > self.config.dead_node_reclaim_time;
                 if e.state == NodeStateKind::Left || (e.state == NodeStateKind::Dead && can_reclaim)
                 {
                     info!(node = %self.config.name, peer = %a.node, old = %old_addr, new = %addr, "memberlist: updating address for left or failed node");
@@ -1571,11 +1577,15 @@ impl Swim {
                 incarnation: 0,
                 state: NodeStateKind::Dead,
                 vsn: [0; 6],
-                state_change: now,
+                state_change: Stamp::new(self.epoch, now),
             };
             let id = self.nodes.insert(&a.node, entry);
             // Insert at a random position so probing order stays random.
             let pos = self.rng.gen_range(0..=self.order.len());
+            if self.order.len() == self.order.capacity() {
+                // Grow by an eighth: the slack of doubling would be paid N times over.
+                self.order.reserve_exact((self.order.len() / 8).max(8));
+            }
             self.order.push(id);
             let last = self.order.len() - 1;
             self.order.swap(pos, last);
@@ -1618,7 +1628,7 @@ impl Swim {
             e.addr = addr.into();
             if e.state != NodeStateKind::Alive {
                 e.state = NodeStateKind::Alive;
-                e.state_change = now;
+                e.state_change = Stamp::new(self.epoch, now);
             }
             if is_local {
                 self.incarnation = self.incarnation.max(a.incarnation);
@@ -1670,7 +1680,7 @@ impl Swim {
         let e = self.nodes.get_mut(&s.node).expect("checked above");
         e.incarnation = s.incarnation;
         e.state = NodeStateKind::Suspect;
-        e.state_change = now;
+        e.state_change = Stamp::new(self.epoch, now);
         let mut k = self.config.suspicion_mult.saturating_sub(2);
         if (n as i64) - 2 < k as i64 {
             k = 0;
@@ -1747,7 +1757,7 @@ impl Swim {
         } else {
             NodeStateKind::Dead
         };
-        e.state_change = now;
+        e.state_change = Stamp::new(self.epoch, now);
         let member = e.member(&d.node);
         if member.state == NodeStateKind::Left {
             info!(node = %self.config.name, peer = %member.name, "memberlist: member left");
