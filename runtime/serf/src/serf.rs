@@ -14,7 +14,6 @@ use crate::messages::{
     self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
-use hearsay_swim::compact::Stamp;
 use hearsay_swim::table::{IdTable, NameId};
 use hearsay_swim::wire::{ip_bytes, socket_addr, NodeStateKind};
 use hearsay_swim::{
@@ -147,8 +146,6 @@ struct MemberState {
     status: MemberStatus,
     /// Lamport time of the last intent that changed the status.
     status_ltime: LamportTime,
-    /// When it failed or left (for reaping), after [`Serf`]'s `epoch`.
-    leave_time: Option<Stamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,8 +218,9 @@ pub struct Serf {
     query_clock: LamportClock,
     /// By the membership core's name ids; each entry holds its name there.
     members: IdTable<MemberState>,
-    /// What the member table's [`Stamp`]s count from.
-    epoch: Instant,
+    /// When each failed or left member went (for reaping): beside the table, since only
+    /// the few gone members need it.
+    leave_times: HashMap<NameId, Instant>,
     recent_intents: HashMap<String, Intent>,
     event_buffer: Vec<Option<UserEvents>>,
     event_min_time: LamportTime,
@@ -279,7 +277,7 @@ impl Serf {
             event_clock: LamportClock::new(),
             query_clock: LamportClock::new(),
             members: IdTable::new(),
-            epoch: Stamp::epoch(now),
+            leave_times: HashMap::new(),
             recent_intents: HashMap::new(),
             event_buffer: vec![None; config.event_buffer],
             event_min_time: 0,
@@ -375,7 +373,10 @@ impl Serf {
             .map(|(_, ids)| heap::vec(ids))
             .sum();
         out.extend([
-            ("serf: member table (slots)", self.members.heap_bytes()),
+            (
+                "serf: member table (slots, leave times)",
+                self.members.heap_bytes() + heap::hash_map(&self.leave_times),
+            ),
             (
                 "serf: recent intents",
                 heap::hash_map(&self.recent_intents) + intents,
@@ -1140,6 +1141,7 @@ impl Serf {
         let id = self.member_id(name)?;
         let member = self.member_named(name);
         self.members.remove(id);
+        self.leave_times.remove(&id);
         self.swim.release_name(id);
         member
     }
@@ -1172,7 +1174,6 @@ impl Serf {
                 let mut ms = MemberState {
                     status: MemberStatus::Alive,
                     status_ltime: 0,
-                    leave_time: None,
                 };
                 if let Some(i) = self.recent_intents.get(&n.name) {
                     match i.kind {
@@ -1189,7 +1190,9 @@ impl Serf {
             }
             Some(ms) => {
                 ms.status = MemberStatus::Alive;
-                ms.leave_time = None;
+                if let Some(id) = self.member_id(&n.name) {
+                    self.leave_times.remove(&id);
+                }
             }
         }
         self.state_dirty = true;
@@ -1198,10 +1201,10 @@ impl Serf {
     }
 
     fn handle_node_leave(&mut self, now: Instant, n: &hearsay_swim::Member) {
-        let epoch = self.epoch;
-        let Some(ms) = self.state_mut(&n.name) else {
+        let Some(id) = self.member_id(&n.name) else {
             return;
         };
+        let ms = self.members.get_mut(id).expect("member_id checks");
         let kind = match ms.status {
             MemberStatus::Leaving => {
                 ms.status = MemberStatus::Left;
@@ -1216,7 +1219,7 @@ impl Serf {
                 return;
             }
         };
-        ms.leave_time = Some(Stamp::new(epoch, now));
+        self.leave_times.insert(id, now);
         let member = self.member_named(&n.name).expect("checked above");
         self.state_dirty = true;
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, event = kind.as_str(), "serf: member left or failed");
@@ -1846,9 +1849,10 @@ impl Serf {
                 MemberStatus::Left => self.config.tombstone_timeout,
                 _ => continue,
             };
-            if ms
-                .leave_time
-                .is_some_and(|t| t.elapsed(self.epoch, now) > timeout)
+            if self
+                .leave_times
+                .get(&id)
+                .is_some_and(|&t| now.saturating_duration_since(t) > timeout)
             {
                 reaped.push(name.to_owned());
             }

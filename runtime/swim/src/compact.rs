@@ -1,40 +1,8 @@
 //! Compact forms of what every member entry stores, so N² entries stay small: an address in
 //! 20 bytes instead of `SocketAddr`'s 32, and node metadata that holds up to 7 bytes inline
-//! (Serf's encoding of no tags is 2) in 16 bytes instead of a `Vec` and a heap block, and a
-//! point in time in 8 bytes instead of `Instant`'s 16.
+//! (Serf's encoding of no tags is 2) in 16 bytes instead of a `Vec` and a heap block.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::num::NonZeroU64;
-use std::time::{Duration, Instant};
-
-/// An instant as nanoseconds after an epoch its owner keeps (see [`Stamp::epoch`]): 8 bytes,
-/// and `Option<Stamp>` too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Stamp(NonZeroU64);
-
-impl Stamp {
-    /// The epoch for an owner created at `now`: a day earlier when the clock allows, so
-    /// instants somewhat before the owner's creation still stamp exactly.
-    pub fn epoch(now: Instant) -> Instant {
-        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
-    }
-
-    /// `t` relative to `epoch` (an instant before the epoch counts as the epoch).
-    pub fn new(epoch: Instant, t: Instant) -> Self {
-        let n = u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
-        Self(NonZeroU64::MIN.saturating_add(n))
-    }
-
-    /// Back to an instant.
-    pub fn instant(self, epoch: Instant) -> Instant {
-        epoch + Duration::from_nanos(self.0.get() - 1)
-    }
-
-    /// `now.saturating_duration_since(this instant)`.
-    pub fn elapsed(self, epoch: Instant, now: Instant) -> Duration {
-        now.saturating_duration_since(self.instant(epoch))
-    }
-}
 
 /// An IPv4 or IPv6 address and a port (what the wire carries; no IPv6 flow or scope id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,27 +142,6 @@ impl Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_round_trip_in_eight_bytes() {
-        assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
-        let now = Instant::now();
-        let epoch = Stamp::epoch(now);
-        for t in [
-            now,
-            now + Duration::from_nanos(1),
-            now + Duration::from_secs(3 * 86_400),
-        ] {
-            let s = Stamp::new(epoch, t);
-            assert_eq!(s.instant(epoch), t);
-            assert_eq!(
-                s.elapsed(epoch, t + Duration::from_millis(5)),
-                Duration::from_millis(5)
-            );
-            assert_eq!(s.elapsed(epoch, now), now.saturating_duration_since(t));
-        }
-        assert!(Stamp::new(epoch, now) < Stamp::new(epoch, now + Duration::from_nanos(1)));
-    }
 
     #[test]
     fn addr_round_trips_v4_and_v6() {

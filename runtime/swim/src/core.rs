@@ -3,7 +3,7 @@
 //! `poll_*` drains the packets to send, the streams to open, the events and the next timeout.
 
 use crate::broadcast::{BroadcastQueue, NotifyId};
-use crate::compact::{Addr, Bytes, Stamp};
+use crate::compact::{Addr, Bytes};
 use crate::config::{push_pull_scale, retransmit_limit, suspicion_timeout, Config};
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
@@ -61,8 +61,6 @@ struct NodeEntry {
     state: NodeStateKind,
     /// pmin, pmax, pcur, dmin, dmax, dcur
     vsn: [u8; 6],
-    /// When `state` last changed, after [`Swim`]'s `epoch`.
-    state_change: Stamp,
 }
 
 impl NodeEntry {
@@ -129,6 +127,10 @@ struct Nodes {
     names: Names,
     table: IdTable<NodeEntry>,
     retired: HashMap<NameId, NodeEntry>,
+    /// When each dead or left node changed to that state (memberlist's `StateChange`, which
+    /// is only ever read for those states): beside the table, since only the few gone nodes
+    /// need it.
+    down_since: HashMap<NameId, Instant>,
 }
 
 impl Nodes {
@@ -177,8 +179,25 @@ impl Nodes {
         id
     }
 
+    /// Records a change of `id`'s state at `now`.
+    fn state_changed(&mut self, id: NameId, now: Instant) {
+        if self.table.get(id).is_some_and(NodeEntry::dead_or_left) {
+            self.down_since.insert(id, now);
+        } else {
+            self.down_since.remove(&id);
+        }
+    }
+
+    /// How long a dead or left node has been so (zero for a live one).
+    fn down_for(&self, id: NameId, now: Instant) -> Duration {
+        self.down_since
+            .get(&id)
+            .map_or(Duration::ZERO, |&t| now.saturating_duration_since(t))
+    }
+
     fn remove(&mut self, name: &str) {
         let Some(id) = self.id(name) else { return };
+        self.down_since.remove(&id);
         let e = self.table.remove(id).expect("present");
         if self.names.holds(id) > 1 {
             self.retired.insert(id, e);
@@ -189,6 +208,7 @@ impl Nodes {
     fn heap_bytes(&self) -> usize {
         self.table.heap_bytes()
             + crate::heap::hash_map(&self.retired)
+            + crate::heap::hash_map(&self.down_since)
             + self
                 .retired
                 .values()
@@ -337,8 +357,6 @@ pub struct Swim {
     config: Config,
     codec: Codec,
     rng: StdRng,
-    /// What the member table's [`Stamp`]s count from.
-    epoch: Instant,
     nodes: Nodes,
     /// Probe order: memberlist's shuffled node list (name ids in `nodes`).
     order: Vec<NameId>,
@@ -412,7 +430,6 @@ impl Swim {
         let mut swim = Self {
             codec,
             rng,
-            epoch: Stamp::epoch(now),
             nodes: Nodes::default(),
             order: Vec::new(),
             probe_index: 0,
@@ -1188,7 +1205,7 @@ impl Swim {
             return;
         };
         let me = self.config.name.clone();
-        let peers = self.k_random_nodes(self.config.indirect_checks, |name, e| {
+        let peers = self.k_random_nodes(self.config.indirect_checks, |name, e, _| {
             name == me || name == target_name || e.state != NodeStateKind::Alive
         });
         let mut expected_nacks = 0;
@@ -1290,7 +1307,7 @@ impl Swim {
                 // LocalNode dereferences nil; we keep it so `local()` stays valid.
                 self.nodes.name(*id) != self.config.name
                     && e.dead_or_left()
-                    && e.state_change.elapsed(self.epoch, now) > limit
+                    && self.nodes.down_for(*id, now) > limit
             })
             .map(|(id, _)| self.nodes.name(id).to_owned())
             .collect();
@@ -1311,7 +1328,7 @@ impl Swim {
     fn k_random_nodes(
         &mut self,
         k: usize,
-        exclude: impl Fn(&str, &NodeEntry) -> bool,
+        exclude: impl Fn(&str, &NodeEntry, Option<Instant>) -> bool,
     ) -> Vec<Member> {
         let n = self.order.len();
         let mut out: Vec<Member> = Vec::with_capacity(k);
@@ -1323,7 +1340,8 @@ impl Swim {
                 continue;
             };
             let name = self.nodes.name(id);
-            if exclude(name, e) || out.iter().any(|m| m.name == name) {
+            let down = self.nodes.down_since.get(&id).copied();
+            if exclude(name, e, down) || out.iter().any(|m| m.name == name) {
                 continue;
             }
             out.push(e.member(name));
@@ -1336,14 +1354,15 @@ impl Swim {
     fn gossip(&mut self, now: Instant) {
         let me = self.config.name.clone();
         let dead_time = self.config.gossip_to_the_dead_time;
-        let epoch = self.epoch;
-        let peers = self.k_random_nodes(self.config.gossip_nodes, |name, e| {
+        let peers = self.k_random_nodes(self.config.gossip_nodes, |name, e, down| {
             if name == me {
                 return true;
             }
             match e.state {
                 NodeStateKind::Alive | NodeStateKind::Suspect => false,
-                NodeStateKind::Dead => e.state_change.elapsed(epoch, now) > dead_time,
+                NodeStateKind::Dead => {
+                    down.is_some_and(|t| now.saturating_duration_since(t) > dead_time)
+                }
                 NodeStateKind::Left => true,
             }
         });
@@ -1360,7 +1379,9 @@ impl Swim {
 
     fn periodic_push_pull(&mut self, now: Instant) {
         let me = self.config.name.clone();
-        let peers = self.k_random_nodes(1, |name, e| name == me || e.state != NodeStateKind::Alive);
+        let peers = self.k_random_nodes(1, |name, e, _| {
+            name == me || e.state != NodeStateKind::Alive
+        });
         if let Some(peer) = peers.into_iter().next() {
             self.start_push_pull(now, peer.addr, None);
         }
@@ -1550,11 +1571,12 @@ impl Swim {
             return;
         };
         let mut updates_node = false;
-        if let Some(e) = self.nodes.get(&a.node) {
+        if let Some(id) = self.nodes.id(&a.node) {
+            let e = self.nodes.at(id).expect("id checks");
             let old_addr = e.addr.socket_addr();
             if old_addr != addr {
                 let can_reclaim = !self.config.dead_node_reclaim_time.is_zero()
-                    && e.state_change.elapsed(self.epoch, now) > self.config.dead_node_reclaim_time;
+                    && self.nodes.down_for(id, now) > self.config.dead_node_reclaim_time;
                 if e.state == NodeStateKind::Left || (e.state == NodeStateKind::Dead && can_reclaim)
                 {
                     info!(node = %self.config.name, peer = %a.node, old = %old_addr, new = %addr, "memberlist: updating address for left or failed node");
@@ -1577,9 +1599,9 @@ impl Swim {
                 incarnation: 0,
                 state: NodeStateKind::Dead,
                 vsn: [0; 6],
-                state_change: Stamp::new(self.epoch, now),
             };
             let id = self.nodes.insert(&a.node, entry);
+            self.nodes.state_changed(id, now);
             // Insert at a random position so probing order stays random.
             let pos = self.rng.gen_range(0..=self.order.len());
             if self.order.len() == self.order.capacity() {
@@ -1628,7 +1650,8 @@ impl Swim {
             e.addr = addr.into();
             if e.state != NodeStateKind::Alive {
                 e.state = NodeStateKind::Alive;
-                e.state_change = Stamp::new(self.epoch, now);
+                let id = self.nodes.id(&a.node).expect("inserted above");
+                self.nodes.state_changed(id, now);
             }
             if is_local {
                 self.incarnation = self.incarnation.max(a.incarnation);
@@ -1680,7 +1703,8 @@ impl Swim {
         let e = self.nodes.get_mut(&s.node).expect("checked above");
         e.incarnation = s.incarnation;
         e.state = NodeStateKind::Suspect;
-        e.state_change = Stamp::new(self.epoch, now);
+        let id = self.nodes.id(&s.node).expect("checked above");
+        self.nodes.state_changed(id, now);
         let mut k = self.config.suspicion_mult.saturating_sub(2);
         if (n as i64) - 2 < k as i64 {
             k = 0;
@@ -1757,8 +1781,9 @@ impl Swim {
         } else {
             NodeStateKind::Dead
         };
-        e.state_change = Stamp::new(self.epoch, now);
         let member = e.member(&d.node);
+        let id = self.nodes.id(&d.node).expect("checked above");
+        self.nodes.state_changed(id, now);
         if member.state == NodeStateKind::Left {
             info!(node = %self.config.name, peer = %member.name, "memberlist: member left");
             self.events.push_back(Event::MemberLeft(member));

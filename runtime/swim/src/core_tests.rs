@@ -425,6 +425,12 @@ fn a_left_node_keeps_its_own_entry_while_probing_goes_on() {
 }
 
 #[test]
+fn a_member_entry_stays_within_48_bytes() {
+    // N members on each of N nodes: every byte here is paid N² times in the simulator.
+    assert!(std::mem::size_of::<Option<NodeEntry>>() <= 48);
+}
+
+#[test]
 fn a_held_name_keeps_the_fields_of_a_reaped_member_until_released() {
     let mut h = five_nodes();
     // The layer above (Serf) holds "a" and "b"; "c" only the core holds.
