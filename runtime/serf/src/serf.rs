@@ -1561,12 +1561,11 @@ impl Serf {
                 let Some(m) = self.member_named(&node) else {
                     return;
                 };
-                let m = &m;
                 let cm = messages::ConflictMember {
-                    name: m.name.clone(),
                     addr: ip_bytes(m.addr.ip()),
                     port: m.addr.port(),
-                    tags: m.tags.clone(),
+                    name: m.name,
+                    tags: m.tags,
                     status: m.status as i64,
                     protocol_min: m.vsn[0],
                     protocol_max: m.vsn[1],
