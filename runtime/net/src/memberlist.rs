@@ -175,14 +175,12 @@ impl Memberlist {
 
     /// Every known member, including failed and left ones not yet forgotten.
     pub async fn members(&self) -> Result<Vec<Member>> {
-        self.node
-            .call(|swim, _| swim.members().cloned().collect())
-            .await
+        self.node.call(|swim, _| swim.members().collect()).await
     }
 
     /// This node as the cluster sees it.
     pub async fn local(&self) -> Result<Member> {
-        self.node.call(|swim, _| swim.local().clone()).await
+        self.node.call(|swim, _| swim.local()).await
     }
 
     /// How many members are alive or suspect (this node included).

@@ -14,7 +14,7 @@ use crate::messages::{
     self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
-use hearsay_swim::table::{Named, NamedTable};
+use hearsay_swim::table::{IdTable, NameId};
 use hearsay_swim::wire::{ip_bytes, socket_addr, NodeStateKind};
 use hearsay_swim::{
     Config as SwimConfig, Event as SwimEvent, JoinId, Keyring, NotifyId, StreamId, StreamOutcome,
@@ -138,19 +138,14 @@ pub enum State {
     Left,
 }
 
+/// Serf's own state of one member. The name, address, tags (as node metadata) and versions
+/// are the membership core's, read through the name id this entry is stored under (Serf's
+/// copy of them equals memberlist's after every member event, so it keeps none).
 #[derive(Debug, Clone)]
 struct MemberState {
-    member: Member,
+    status: MemberStatus,
     /// Lamport time of the last intent that changed the status.
     status_ltime: LamportTime,
-    /// When it failed or left (for reaping).
-    leave_time: Option<Instant>,
-}
-
-impl Named for MemberState {
-    fn name(&self) -> &str {
-        &self.member.name
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +216,11 @@ pub struct Serf {
     clock: LamportClock,
     event_clock: LamportClock,
     query_clock: LamportClock,
-    members: NamedTable<MemberState>,
+    /// By the membership core's name ids; each entry holds its name there.
+    members: IdTable<MemberState>,
+    /// When each failed or left member went (for reaping): beside the table, since only
+    /// the few gone members need it.
+    leave_times: HashMap<NameId, Instant>,
     recent_intents: HashMap<String, Intent>,
     event_buffer: Vec<Option<UserEvents>>,
     event_min_time: LamportTime,
@@ -277,7 +276,8 @@ impl Serf {
             clock: LamportClock::new(),
             event_clock: LamportClock::new(),
             query_clock: LamportClock::new(),
-            members: NamedTable::new(),
+            members: IdTable::new(),
+            leave_times: HashMap::new(),
             recent_intents: HashMap::new(),
             event_buffer: vec![None; config.event_buffer],
             event_min_time: 0,
@@ -348,19 +348,6 @@ impl Serf {
     pub fn heap_breakdown(&self) -> Vec<hearsay_swim::heap::Line> {
         use hearsay_swim::heap;
         let mut out = self.swim.heap_breakdown();
-        let names: usize = self.members.iter().map(|m| m.member.name.capacity()).sum();
-        let tags: usize = self
-            .members
-            .iter()
-            .map(|m| {
-                heap::btree_map(&m.member.tags)
-                    + m.member
-                        .tags
-                        .iter()
-                        .map(|(k, v)| k.capacity() + v.capacity())
-                        .sum::<usize>()
-            })
-            .sum();
         let intents: usize = self.recent_intents.keys().map(|k| k.capacity()).sum();
         let coords: usize = self
             .coord_cache
@@ -387,11 +374,9 @@ impl Serf {
             .sum();
         out.extend([
             (
-                "serf: member table (slots + index)",
-                self.members.heap_bytes(),
+                "serf: member table (slots, leave times)",
+                self.members.heap_bytes() + heap::hash_map(&self.leave_times),
             ),
-            ("serf: member names (Member.name)", names),
-            ("serf: member tags (BTreeMap)", tags),
             (
                 "serf: recent intents",
                 heap::hash_map(&self.recent_intents) + intents,
@@ -430,7 +415,11 @@ impl Serf {
 
     /// All members Serf knows, including failed and left ones not yet reaped.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
+        let mut v: Vec<Member> = self
+            .members
+            .iter()
+            .map(|(id, ms)| self.member_at(id, ms))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -480,16 +469,14 @@ impl Serf {
     pub fn count_with_status(&self, status: MemberStatus) -> usize {
         self.members
             .iter()
-            .filter(|m| m.member.status == status)
+            .filter(|(_, m)| m.status == status)
             .count()
     }
 
     /// This node as a member.
     pub fn local_member(&self) -> Member {
-        self.members
-            .get(&self.config.memberlist.name)
-            .map(|m| m.member.clone())
-            .unwrap_or_else(|| self.member_from_swim(self.swim.local()))
+        self.member_named(&self.config.memberlist.name)
+            .unwrap_or_else(|| self.member_from_swim(&self.swim.local()))
     }
 
     /// The current Lamport times: member clock, event clock, query clock.
@@ -901,11 +888,11 @@ impl Serf {
         self.state_dirty = false;
         let mut status_ltimes = BTreeMap::new();
         let mut left_members = Vec::new();
-        for m in self.members.iter() {
-            let name = &m.member.name;
-            status_ltimes.insert(name.clone(), m.status_ltime);
-            if m.member.status == MemberStatus::Left {
-                left_members.push(name.clone());
+        for (id, m) in self.members.iter() {
+            let name = self.swim.name_of(id);
+            status_ltimes.insert(name.to_owned(), m.status_ltime);
+            if m.status == MemberStatus::Left {
+                left_members.push(name.to_owned());
             }
         }
         left_members.sort();
@@ -1108,6 +1095,57 @@ impl Serf {
         }
     }
 
+    /// The id of a member in Serf's table.
+    fn member_id(&self, name: &str) -> Option<NameId> {
+        self.swim
+            .name_id(name)
+            .filter(|&id| self.members.contains(id))
+    }
+
+    fn state_mut(&mut self, name: &str) -> Option<&mut MemberState> {
+        let id = self.member_id(name)?;
+        self.members.get_mut(id)
+    }
+
+    /// Serf's view of a member: its own status, the rest from the membership core.
+    fn member_at(&self, id: NameId, ms: &MemberState) -> Member {
+        let Some(info) = self.swim.member_info(id) else {
+            // Unreachable while Serf holds the name (the core keeps what it forgets); an
+            // entry without fields still reports its name and status.
+            return Member {
+                name: self.swim.name_of(id).to_owned(),
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                tags: BTreeMap::new(),
+                status: ms.status,
+                vsn: [0; 6],
+            };
+        };
+        Member {
+            name: info.name.to_owned(),
+            addr: info.addr,
+            // Undecodable tags were reported when the member joined or changed.
+            tags: messages::decode_tags(info.meta).unwrap_or_default(),
+            status: ms.status,
+            vsn: info.vsn,
+        }
+    }
+
+    /// Serf's view of the member named `name`.
+    fn member_named(&self, name: &str) -> Option<Member> {
+        let id = self.member_id(name)?;
+        Some(self.member_at(id, self.members.get(id)?))
+    }
+
+    /// Drops a member from Serf's table (and its hold on the name); returns it as it was.
+    fn remove_member(&mut self, name: &str) -> Option<Member> {
+        let id = self.member_id(name)?;
+        let member = self.member_named(name);
+        self.members.remove(id);
+        self.leave_times.remove(&id);
+        self.swim.release_name(id);
+        member
+    }
+
     fn member_from_swim(&self, m: &hearsay_swim::Member) -> Member {
         let tags = messages::decode_tags(&m.meta).unwrap_or_else(|e| {
             warn!(node = %self.name(), peer = %m.name, error = %e, "serf: undecodable tags");
@@ -1130,59 +1168,50 @@ impl Serf {
     }
 
     fn handle_node_join(&mut self, _now: Instant, n: &hearsay_swim::Member) {
-        let fresh = self.member_from_swim(n);
-        let old_status;
-        match self.members.get_mut(&n.name) {
+        let mut member = self.member_from_swim(n);
+        match self.state_mut(&n.name) {
             None => {
-                old_status = MemberStatus::None;
                 let mut ms = MemberState {
-                    member: fresh,
+                    status: MemberStatus::Alive,
                     status_ltime: 0,
-                    leave_time: None,
                 };
                 if let Some(i) = self.recent_intents.get(&n.name) {
                     match i.kind {
                         IntentKind::Join => ms.status_ltime = i.ltime,
                         IntentKind::Leave => {
-                            ms.member.status = MemberStatus::Leaving;
+                            ms.status = MemberStatus::Leaving;
                             ms.status_ltime = i.ltime;
                         }
                     }
                 }
-                self.members.insert(ms);
+                member.status = ms.status;
+                let id = self.swim.hold_name(&n.name);
+                self.members.insert(id, ms);
             }
             Some(ms) => {
-                old_status = ms.member.status;
-                ms.member = Member {
-                    status: MemberStatus::Alive,
-                    ..fresh
-                };
-                ms.leave_time = None;
+                ms.status = MemberStatus::Alive;
+                if let Some(id) = self.member_id(&n.name) {
+                    self.leave_times.remove(&id);
+                }
             }
         }
-        let _ = old_status;
         self.state_dirty = true;
-        let member = self
-            .members
-            .get(&n.name)
-            .expect("inserted above")
-            .member
-            .clone();
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, "serf: EventMemberJoin");
         self.emit_member(MemberEventKind::Join, member);
     }
 
     fn handle_node_leave(&mut self, now: Instant, n: &hearsay_swim::Member) {
-        let Some(ms) = self.members.get_mut(&n.name) else {
+        let Some(id) = self.member_id(&n.name) else {
             return;
         };
-        let kind = match ms.member.status {
+        let ms = self.members.get_mut(id).expect("member_id checks");
+        let kind = match ms.status {
             MemberStatus::Leaving => {
-                ms.member.status = MemberStatus::Left;
+                ms.status = MemberStatus::Left;
                 MemberEventKind::Leave
             }
             MemberStatus::Alive => {
-                ms.member.status = MemberStatus::Failed;
+                ms.status = MemberStatus::Failed;
                 MemberEventKind::Failed
             }
             other => {
@@ -1190,23 +1219,19 @@ impl Serf {
                 return;
             }
         };
-        ms.leave_time = Some(now);
-        let member = ms.member.clone();
+        self.leave_times.insert(id, now);
+        let member = self.member_named(&n.name).expect("checked above");
         self.state_dirty = true;
         info!(node = %self.name(), peer = %member.name, addr = %member.addr, event = kind.as_str(), "serf: member left or failed");
         self.emit_member(kind, member);
     }
 
     fn handle_node_update(&mut self, n: &hearsay_swim::Member) {
-        let fresh = self.member_from_swim(n);
-        let Some(ms) = self.members.get_mut(&n.name) else {
+        let mut member = self.member_from_swim(n);
+        let Some(ms) = self.state_mut(&n.name) else {
             return;
         };
-        ms.member = Member {
-            status: ms.member.status,
-            ..fresh
-        };
-        let member = ms.member.clone();
+        member.status = ms.status;
         info!(node = %self.name(), peer = %member.name, "serf: EventMemberUpdate");
         self.emit_member(MemberEventKind::Update, member);
     }
@@ -1236,9 +1261,10 @@ impl Serf {
 
     fn handle_leave_intent(&mut self, now: Instant, msg: &Leave) -> bool {
         self.clock.witness(msg.ltime);
-        let Some(ms) = self.members.get_mut(&msg.node) else {
+        let Some(id) = self.member_id(&msg.node) else {
             return self.upsert_intent(&msg.node, IntentKind::Leave, msg.ltime, now);
         };
+        let ms = self.members.get(id).expect("member_id checks");
         if msg.ltime <= ms.status_ltime {
             return false;
         }
@@ -1247,16 +1273,17 @@ impl Serf {
             self.broadcast_join(now);
             return false;
         }
+        let ms = self.members.get_mut(id).expect("member_id checks");
         ms.status_ltime = msg.ltime;
         self.state_dirty = true;
-        let rebroadcast = match ms.member.status {
+        let rebroadcast = match ms.status {
             MemberStatus::Alive => {
-                ms.member.status = MemberStatus::Leaving;
+                ms.status = MemberStatus::Leaving;
                 true
             }
             MemberStatus::Failed => {
-                ms.member.status = MemberStatus::Left;
-                let member = ms.member.clone();
+                ms.status = MemberStatus::Left;
+                let member = self.member_named(&msg.node).expect("checked above");
                 info!(node = %self.name(), peer = %member.name, "serf: EventMemberLeave (forced)");
                 self.emit_member(MemberEventKind::Leave, member);
                 true
@@ -1278,25 +1305,25 @@ impl Serf {
     }
 
     fn prune(&mut self, node: &str) {
-        if let Some(ms) = self.members.remove(node) {
+        if let Some(member) = self.remove_member(node) {
             self.forget_coordinate(node);
             info!(node = %self.name(), peer = %node, "serf: EventMemberReap (forced)");
             self.state_dirty = true;
-            self.emit_member(MemberEventKind::Reap, ms.member);
+            self.emit_member(MemberEventKind::Reap, member);
         }
     }
 
     fn handle_join_intent(&mut self, now: Instant, msg: &Join) -> bool {
         self.clock.witness(msg.ltime);
-        let Some(ms) = self.members.get_mut(&msg.node) else {
+        let Some(ms) = self.state_mut(&msg.node) else {
             return self.upsert_intent(&msg.node, IntentKind::Join, msg.ltime, now);
         };
         if msg.ltime <= ms.status_ltime {
             return false;
         }
         ms.status_ltime = msg.ltime;
-        if ms.member.status == MemberStatus::Leaving {
-            ms.member.status = MemberStatus::Alive;
+        if ms.status == MemberStatus::Leaving {
+            ms.status = MemberStatus::Alive;
         }
         self.state_dirty = true;
         true
@@ -1314,8 +1341,8 @@ impl Serf {
     }
 
     fn has_alive_members(&self) -> bool {
-        self.members.iter().any(|m| {
-            m.member.name != self.config.memberlist.name && m.member.status == MemberStatus::Alive
+        self.members.iter().any(|(id, m)| {
+            m.status == MemberStatus::Alive && self.swim.name_of(id) != self.config.memberlist.name
         })
     }
 
@@ -1425,15 +1452,18 @@ impl Serf {
     /// Alive members that pass `filters`, as the originator sees their tags.
     fn matching_members(&self, filters: &[Filter]) -> HashSet<String> {
         let mut out = HashSet::new();
-        'members: for ms in self.members.iter() {
-            if ms.member.status != MemberStatus::Alive {
+        'members: for (id, ms) in self.members.iter() {
+            if ms.status != MemberStatus::Alive {
                 continue;
             }
+            let name = self.swim.name_of(id);
+            let mut tags = None;
             for f in filters {
                 let ok = match f {
-                    Filter::Nodes(nodes) => nodes.contains(&ms.member.name),
+                    Filter::Nodes(nodes) => nodes.iter().any(|n| n == name),
                     Filter::Tag { tag, expr } => {
-                        let value = ms.member.tags.get(tag).map(String::as_str).unwrap_or("");
+                        let tags = tags.get_or_insert_with(|| self.member_at(id, ms).tags);
+                        let value = tags.get(tag).map(String::as_str).unwrap_or("");
                         regex::Regex::new(expr)
                             .map(|re| re.is_match(value))
                             .unwrap_or(false)
@@ -1444,7 +1474,7 @@ impl Serf {
                     continue 'members;
                 }
             }
-            out.insert(ms.member.name.clone());
+            out.insert(name.to_owned());
         }
         out
     }
@@ -1528,15 +1558,14 @@ impl Serf {
                 if node == self.name() {
                     return;
                 }
-                let Some(ms) = self.members.get(&node) else {
+                let Some(m) = self.member_named(&node) else {
                     return;
                 };
-                let m = &ms.member;
                 let cm = messages::ConflictMember {
-                    name: m.name.clone(),
                     addr: ip_bytes(m.addr.ip()),
                     port: m.addr.port(),
-                    tags: m.tags.clone(),
+                    name: m.name,
+                    tags: m.tags,
                     status: m.status as i64,
                     protocol_min: m.vsn[0],
                     protocol_max: m.vsn[1],
@@ -1649,12 +1678,10 @@ impl Serf {
         let mut candidates: Vec<SocketAddr> = self
             .members
             .iter()
-            .filter(|m| {
-                m.member.status == MemberStatus::Alive
-                    && m.member.vsn[1] >= 5
-                    && m.member.name != me
-            })
-            .map(|m| m.member.addr)
+            .filter(|(_, m)| m.status == MemberStatus::Alive)
+            .filter_map(|(id, _)| self.swim.member_info(id))
+            .filter(|m| m.vsn[1] >= 5 && m.name != me)
+            .map(|m| m.addr)
             .collect();
         candidates.sort();
         for _ in 0..factor {
@@ -1814,26 +1841,27 @@ impl Serf {
 
     fn reap(&mut self, now: Instant) {
         let mut reaped = Vec::new();
-        for ms in self.members.iter() {
-            let name = &ms.member.name;
-            let timeout = match ms.member.status {
+        for (id, ms) in self.members.iter() {
+            let name = self.swim.name_of(id);
+            let timeout = match ms.status {
                 MemberStatus::Failed => self.config.reconnect_timeout,
                 MemberStatus::Left => self.config.tombstone_timeout,
                 _ => continue,
             };
-            if ms
-                .leave_time
-                .is_some_and(|t| now.saturating_duration_since(t) > timeout)
+            if self
+                .leave_times
+                .get(&id)
+                .is_some_and(|&t| now.saturating_duration_since(t) > timeout)
             {
-                reaped.push(name.clone());
+                reaped.push(name.to_owned());
             }
         }
         reaped.sort();
         for name in reaped {
-            if let Some(ms) = self.members.remove(&name) {
+            if let Some(member) = self.remove_member(&name) {
                 self.forget_coordinate(&name);
                 info!(node = %self.name(), peer = %name, "serf: EventMemberReap");
-                self.emit_member(MemberEventKind::Reap, ms.member);
+                self.emit_member(MemberEventKind::Reap, member);
                 self.state_dirty = true;
             }
         }
@@ -1847,8 +1875,9 @@ impl Serf {
         let mut failed: Vec<SocketAddr> = self
             .members
             .iter()
-            .filter(|m| m.member.status == MemberStatus::Failed)
-            .map(|m| m.member.addr)
+            .filter(|(_, m)| m.status == MemberStatus::Failed)
+            .filter_map(|(id, _)| self.swim.member_info(id))
+            .map(|m| m.addr)
             .collect();
         if failed.is_empty() {
             return;
@@ -1857,7 +1886,7 @@ impl Serf {
         let left = self
             .members
             .iter()
-            .filter(|m| m.member.status == MemberStatus::Left)
+            .filter(|(_, m)| m.status == MemberStatus::Left)
             .count();
         let alive = (self.members.len() - failed.len() - left).max(1);
         let prob = failed.len() as f64 / alive as f64;

@@ -306,7 +306,8 @@ fn finish_early_completes_once_every_match_answered() {
 fn graceful_leave_is_left_and_crash_is_failed() {
     let seed = seed(15);
     let n = 6;
-    let mut sim = cluster(seed, n, |_| BTreeMap::new());
+    let role = |i: usize| BTreeMap::from([("role".to_owned(), format!("web-{i}"))]);
+    let mut sim = cluster(seed, n, role);
     sim.with_node(2, |s, now| s.leave(now).unwrap());
     let ok = sim.run_until_pred(Duration::from_millis(50), Duration::from_secs(20), |s| {
         s.nodes[2]
@@ -332,6 +333,17 @@ fn graceful_leave_is_left_and_crash_is_failed() {
             Some(MemberStatus::Failed),
             "node {i}; seed {seed}"
         );
+        // Past gossip_to_the_dead_time memberlist has forgotten both; Serf still reports
+        // their address and tags (the membership core keeps them while Serf holds the name).
+        let serf = sim.nodes[i].swim.as_ref().unwrap();
+        for who in [2, 3] {
+            assert!(
+                serf.memberlist().member(&name(who)).is_none(),
+                "node {i} still has {who} in memberlist; seed {seed}"
+            );
+            let m = members.iter().find(|m| m.name == name(who)).unwrap();
+            assert_eq!((m.addr, &m.tags), (sim.nodes[who].addr, &role(who)));
+        }
     }
 }
 

@@ -3,11 +3,12 @@
 //! `poll_*` drains the packets to send, the streams to open, the events and the next timeout.
 
 use crate::broadcast::{BroadcastQueue, NotifyId};
+use crate::compact::{Addr, Bytes};
 use crate::config::{push_pull_scale, retransmit_limit, suspicion_timeout, Config};
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::suspicion::Suspicion;
-use crate::table::{Named, NamedTable, SlotId};
+use crate::table::{IdTable, NameId, Names};
 use crate::wire::{
     self, encode_compound, encode_compounds, encode_message, ip_bytes, socket_addr, Ack, Alive,
     Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState,
@@ -49,33 +50,170 @@ impl Member {
             vsn: self.vsn.to_vec(),
         }
     }
+}
 
-    fn push_state(&self) -> PushNodeState {
+/// One member as the table stores it: compact fields, the name kept by [`Names`].
+#[derive(Debug, Clone)]
+struct NodeEntry {
+    addr: Addr,
+    meta: Bytes,
+    incarnation: u32,
+    state: NodeStateKind,
+    /// pmin, pmax, pcur, dmin, dmax, dcur
+    vsn: [u8; 6],
+}
+
+impl NodeEntry {
+    fn dead_or_left(&self) -> bool {
+        matches!(self.state, NodeStateKind::Dead | NodeStateKind::Left)
+    }
+
+    fn member(&self, name: &str) -> Member {
+        Member {
+            name: name.to_owned(),
+            addr: self.addr.socket_addr(),
+            meta: self.meta.to_vec(),
+            incarnation: self.incarnation,
+            state: self.state,
+            vsn: self.vsn,
+        }
+    }
+
+    fn push_state(&self, name: &str) -> PushNodeState {
         PushNodeState {
-            name: self.name.clone(),
-            addr: ip_bytes(self.addr.ip()),
+            name: name.to_owned(),
+            addr: self.addr.ip_bytes().to_vec(),
             port: self.addr.port(),
-            meta: self.meta.clone(),
+            meta: self.meta.to_vec(),
             incarnation: self.incarnation,
             state: self.state,
             vsn: self.vsn.to_vec(),
         }
     }
+}
 
-    fn dead_or_left(&self) -> bool {
-        matches!(self.state, NodeStateKind::Dead | NodeStateKind::Left)
+/// A member's stored fields, borrowed: what the layer above reads instead of keeping its own
+/// copy of the address, metadata and versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberInfo<'a> {
+    pub name: &'a str,
+    pub addr: SocketAddr,
+    pub meta: &'a [u8],
+    pub incarnation: u32,
+    pub state: NodeStateKind,
+    pub vsn: [u8; 6],
+}
+
+impl MemberInfo<'_> {
+    /// As an owned [`Member`].
+    pub fn to_member(&self) -> Member {
+        Member {
+            name: self.name.to_owned(),
+            addr: self.addr,
+            meta: self.meta.to_vec(),
+            incarnation: self.incarnation,
+            state: self.state,
+            vsn: self.vsn,
+        }
     }
 }
 
-#[derive(Debug, Clone)]
-struct NodeEntry {
-    member: Member,
-    state_change: Instant,
+/// The member table: names in a shared [`Names`] registry, entries by name id. Entries the
+/// core forgets while the layer above still holds their name (Serf keeps failed and left
+/// members far longer than memberlist does) move to `retired`, where only
+/// [`Swim::member_info`] sees them.
+#[derive(Debug, Default)]
+struct Nodes {
+    names: Names,
+    table: IdTable<NodeEntry>,
+    retired: HashMap<NameId, NodeEntry>,
+    /// When each dead or left node changed to that state (memberlist's `StateChange`, which
+    /// is only ever read for those states): beside the table, since only the few gone nodes
+    /// need it.
+    down_since: HashMap<NameId, Instant>,
 }
 
-impl Named for NodeEntry {
-    fn name(&self) -> &str {
-        &self.member.name
+impl Nodes {
+    fn id(&self, name: &str) -> Option<NameId> {
+        self.names.find(name).filter(|&id| self.table.contains(id))
+    }
+
+    fn get(&self, name: &str) -> Option<&NodeEntry> {
+        self.table.get(self.names.find(name)?)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut NodeEntry> {
+        self.table.get_mut(self.names.find(name)?)
+    }
+
+    fn at(&self, id: NameId) -> Option<&NodeEntry> {
+        self.table.get(id)
+    }
+
+    fn name(&self, id: NameId) -> &str {
+        self.names.resolve(id)
+    }
+
+    fn member(&self, id: NameId) -> Option<Member> {
+        self.table.get(id).map(|e| e.member(self.names.resolve(id)))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (NameId, &NodeEntry)> {
+        self.table.iter()
+    }
+
+    fn ids(&self) -> impl Iterator<Item = NameId> + '_ {
+        self.table.ids()
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Adds an entry for a name not in the table.
+    fn insert(&mut self, name: &str, e: NodeEntry) -> NameId {
+        let id = self.names.acquire(name);
+        self.retired.remove(&id);
+        let old = self.table.insert(id, e);
+        debug_assert!(old.is_none(), "insert of a present node");
+        id
+    }
+
+    /// Records a change of `id`'s state at `now`.
+    fn state_changed(&mut self, id: NameId, now: Instant) {
+        if self.table.get(id).is_some_and(NodeEntry::dead_or_left) {
+            self.down_since.insert(id, now);
+        } else {
+            self.down_since.remove(&id);
+        }
+    }
+
+    /// How long a dead or left node has been so (zero for a live one).
+    fn down_for(&self, id: NameId, now: Instant) -> Duration {
+        self.down_since
+            .get(&id)
+            .map_or(Duration::ZERO, |&t| now.saturating_duration_since(t))
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(id) = self.id(name) else { return };
+        self.down_since.remove(&id);
+        let e = self.table.remove(id).expect("present");
+        if self.names.holds(id) > 1 {
+            self.retired.insert(id, e);
+        }
+        self.names.release(id);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes()
+            + crate::heap::hash_map(&self.retired)
+            + crate::heap::hash_map(&self.down_since)
+            + self
+                .retired
+                .values()
+                .map(|e| e.meta.heap_bytes())
+                .sum::<usize>()
     }
 }
 
@@ -219,9 +357,9 @@ pub struct Swim {
     config: Config,
     codec: Codec,
     rng: StdRng,
-    nodes: NamedTable<NodeEntry>,
-    /// Probe order: memberlist's shuffled node list (slot ids in `nodes`).
-    order: Vec<SlotId>,
+    nodes: Nodes,
+    /// Probe order: memberlist's shuffled node list (name ids in `nodes`).
+    order: Vec<NameId>,
     probe_index: usize,
     probe: Option<Probe>,
     acks: HashMap<u32, AckHandler>,
@@ -292,7 +430,7 @@ impl Swim {
         let mut swim = Self {
             codec,
             rng,
-            nodes: NamedTable::new(),
+            nodes: Nodes::default(),
             order: Vec::new(),
             probe_index: 0,
             probe: None,
@@ -334,16 +472,15 @@ impl Swim {
     /// divides by the member count for the cost of one member entry).
     pub fn heap_breakdown(&self) -> Vec<crate::heap::Line> {
         use crate::heap;
-        let names: usize = self.nodes.iter().map(|e| e.member.name.capacity()).sum();
-        let meta: usize = self.nodes.iter().map(|e| e.member.meta.capacity()).sum();
+        let meta: usize = self.nodes.iter().map(|(_, e)| e.meta.heap_bytes()).sum();
         let susp: usize = self.suspicions.keys().map(|k| k.capacity()).sum();
         vec![
+            ("swim: member table (slots)", self.nodes.heap_bytes()),
             (
-                "swim: member table (slots + index)",
-                self.nodes.heap_bytes(),
+                "swim+serf: member names (shared registry)",
+                self.nodes.names.heap_bytes(),
             ),
-            ("swim: member names (Member.name)", names),
-            ("swim: member meta (Serf tags)", meta),
+            ("swim: member meta beyond 7 bytes (Serf tags)", meta),
             ("swim: probe order (slot ids)", heap::vec(&self.order)),
             ("swim: suspicions", heap::hash_map(&self.suspicions) + susp),
             (
@@ -373,30 +510,72 @@ impl Swim {
     }
 
     /// This node as the cluster sees it.
-    pub fn local(&self) -> &Member {
-        &self
-            .nodes
-            .get(&self.config.name)
+    pub fn local(&self) -> Member {
+        self.member(&self.config.name)
             .expect("the local node is never removed")
-            .member
     }
 
-    /// Every known member, including dead and left ones not yet reaped.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.nodes.iter().map(|e| &e.member)
+    /// Every known member, including dead and left ones not yet reaped (built on demand:
+    /// the table stores members compactly).
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.nodes
+            .iter()
+            .map(|(id, e)| e.member(self.nodes.name(id)))
     }
 
     /// A member by name.
-    pub fn member(&self, name: &str) -> Option<&Member> {
-        self.nodes.get(name).map(|e| &e.member)
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.nodes.member(self.nodes.id(name)?)
     }
 
     /// Members that are alive or suspect (memberlist's `NumMembers` counts these).
     pub fn num_alive(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|e| !e.member.dead_or_left())
-            .count()
+        self.nodes.iter().filter(|(_, e)| !e.dead_or_left()).count()
+    }
+
+    // ----- names shared with the layer above -------------------------------------------
+
+    /// The id of a name the table or the layer above holds.
+    pub fn name_id(&self, name: &str) -> Option<NameId> {
+        self.nodes.names.find(name)
+    }
+
+    /// The name of a held id.
+    pub fn name_of(&self, id: NameId) -> &str {
+        self.nodes.names.resolve(id)
+    }
+
+    /// Takes a hold on `name` for the layer above, which keeps per-member state by this id
+    /// (Serf's member table); while held, the id stays and [`Swim::member_info`] keeps the
+    /// member's last fields even after this core forgets the member.
+    pub fn hold_name(&mut self, name: &str) -> NameId {
+        self.nodes.names.acquire(name)
+    }
+
+    /// Gives back a hold taken with [`Swim::hold_name`].
+    pub fn release_name(&mut self, id: NameId) {
+        self.nodes.names.release(id);
+        if self.nodes.names.holds(id) == 0 {
+            self.nodes.retired.remove(&id);
+        }
+    }
+
+    /// The fields of member `id`: as the table has them, or, for a member this core has
+    /// forgotten while the layer above holds its name, as they were when it was forgotten.
+    pub fn member_info(&self, id: NameId) -> Option<MemberInfo<'_>> {
+        let e = self
+            .nodes
+            .table
+            .get(id)
+            .or_else(|| self.nodes.retired.get(&id))?;
+        Some(MemberInfo {
+            name: self.nodes.names.resolve(id),
+            addr: e.addr.socket_addr(),
+            meta: &e.meta,
+            incarnation: e.incarnation,
+            state: e.state,
+            vsn: e.vsn,
+        })
     }
 
     /// True when the next `handle_timeout(now)` starts a periodic push/pull (so a layer above
@@ -452,11 +631,11 @@ impl Swim {
             return;
         }
         self.leaving = true;
-        let me = self.local().clone();
+        let me = self.local();
         let anyone = self
             .nodes
             .iter()
-            .any(|e| e.member.name != me.name && !e.member.dead_or_left());
+            .any(|(id, e)| self.nodes.name(id) != me.name && !e.dead_or_left());
         self.dead_node(
             now,
             Dead {
@@ -947,25 +1126,20 @@ impl Swim {
             let id = self.order[self.probe_index];
             self.probe_index += 1;
             let skip = match self.nodes.at(id) {
-                Some(e) => e.member.name == self.config.name || e.member.dead_or_left(),
+                Some(e) => self.nodes.name(id) == self.config.name || e.dead_or_left(),
                 None => true,
             };
             if skip {
                 checked += 1;
                 continue;
             }
-            break self
-                .nodes
-                .at(id)
-                .expect("checked above")
-                .member
-                .name
-                .clone();
+            break id;
         };
-        let entry = self.nodes.get(&target).expect("picked above");
-        let addr = entry.member.addr;
-        let state = entry.member.state;
-        let incarnation = entry.member.incarnation;
+        let entry = self.nodes.at(target).expect("picked above");
+        let addr = entry.addr.socket_addr();
+        let state = entry.state;
+        let incarnation = entry.incarnation;
+        let target = self.nodes.name(target).to_owned();
         let seq = self.next_seq();
         let ping = encode_message(&Message::Ping(self.ping_msg(seq, &target)));
         self.acks.insert(
@@ -1022,14 +1196,17 @@ impl Swim {
         let p = self.probe.as_ref().expect("probe in progress");
         let (seq, target_name, deadline) = (p.seq, p.target.clone(), p.deadline);
         debug!(node = %self.config.name, target = %target_name, "memberlist: failed ping (timeout reached)");
-        let Some(target) = self.nodes.get(&target_name).map(|e| e.member.clone()) else {
+        let Some(target) = self
+            .nodes
+            .id(&target_name)
+            .and_then(|id| self.nodes.member(id))
+        else {
             self.probe = None;
             return;
         };
         let me = self.config.name.clone();
-        let peers = self.k_random_nodes(self.config.indirect_checks, |e| {
-            let m = &e.member;
-            m.name == me || m.name == target_name || m.state != NodeStateKind::Alive
+        let peers = self.k_random_nodes(self.config.indirect_checks, |name, e, _| {
+            name == me || name == target_name || e.state != NodeStateKind::Alive
         });
         let mut expected_nacks = 0;
         let adv = self.config.advertise;
@@ -1111,7 +1288,7 @@ impl Swim {
         };
         info!(node = %self.config.name, target = %p.target, "memberlist: suspect has failed, no acks received");
         let s = Suspect {
-            incarnation: entry.member.incarnation,
+            incarnation: entry.incarnation,
             node: p.target,
             from: self.config.name.clone(),
         };
@@ -1125,31 +1302,34 @@ impl Swim {
         let reaped: Vec<String> = self
             .nodes
             .iter()
-            .filter(|e| {
+            .filter(|(id, e)| {
                 // memberlist would reap its own entry too once it has left, after which its
                 // LocalNode dereferences nil; we keep it so `local()` stays valid.
-                e.member.name != self.config.name
-                    && e.member.dead_or_left()
-                    && now.saturating_duration_since(e.state_change) > limit
+                self.nodes.name(*id) != self.config.name
+                    && e.dead_or_left()
+                    && self.nodes.down_for(*id, now) > limit
             })
-            .map(|e| e.member.name.clone())
+            .map(|(id, _)| self.nodes.name(id).to_owned())
             .collect();
         for name in reaped {
             debug!(node = %self.config.name, reaped = %name, "memberlist: forgetting dead node");
             self.nodes.remove(&name);
             self.suspicions.remove(&name);
         }
-        let mut order: Vec<SlotId> = self.nodes.ids().collect();
+        // Sized exactly: collecting a filtered iterator would double its way up.
+        let mut order: Vec<NameId> = Vec::with_capacity(self.nodes.len());
+        order.extend(self.nodes.ids());
         let nodes = &self.nodes;
-        order.sort_by(|&a, &b| {
-            let name = |i| nodes.at(i).map(|e| e.member.name.as_str());
-            name(a).cmp(&name(b))
-        });
+        order.sort_by(|&a, &b| nodes.name(a).cmp(nodes.name(b)));
         order.shuffle(&mut self.rng);
         self.order = order;
     }
 
-    fn k_random_nodes(&mut self, k: usize, exclude: impl Fn(&NodeEntry) -> bool) -> Vec<Member> {
+    fn k_random_nodes(
+        &mut self,
+        k: usize,
+        exclude: impl Fn(&str, &NodeEntry, Option<Instant>) -> bool,
+    ) -> Vec<Member> {
         let n = self.order.len();
         let mut out: Vec<Member> = Vec::with_capacity(k);
         let mut tries = 0;
@@ -1159,10 +1339,12 @@ impl Swim {
             let Some(e) = self.nodes.at(id) else {
                 continue;
             };
-            if exclude(e) || out.iter().any(|m| m.name == e.member.name) {
+            let name = self.nodes.name(id);
+            let down = self.nodes.down_since.get(&id).copied();
+            if exclude(name, e, down) || out.iter().any(|m| m.name == name) {
                 continue;
             }
-            out.push(e.member.clone());
+            out.push(e.member(name));
         }
         out
     }
@@ -1172,13 +1354,15 @@ impl Swim {
     fn gossip(&mut self, now: Instant) {
         let me = self.config.name.clone();
         let dead_time = self.config.gossip_to_the_dead_time;
-        let peers = self.k_random_nodes(self.config.gossip_nodes, |e| {
-            if e.member.name == me {
+        let peers = self.k_random_nodes(self.config.gossip_nodes, |name, e, down| {
+            if name == me {
                 return true;
             }
-            match e.member.state {
+            match e.state {
                 NodeStateKind::Alive | NodeStateKind::Suspect => false,
-                NodeStateKind::Dead => now.saturating_duration_since(e.state_change) > dead_time,
+                NodeStateKind::Dead => {
+                    down.is_some_and(|t| now.saturating_duration_since(t) > dead_time)
+                }
                 NodeStateKind::Left => true,
             }
         });
@@ -1195,8 +1379,8 @@ impl Swim {
 
     fn periodic_push_pull(&mut self, now: Instant) {
         let me = self.config.name.clone();
-        let peers = self.k_random_nodes(1, |e| {
-            e.member.name == me || e.member.state != NodeStateKind::Alive
+        let peers = self.k_random_nodes(1, |name, e, _| {
+            name == me || e.state != NodeStateKind::Alive
         });
         if let Some(peer) = peers.into_iter().next() {
             self.start_push_pull(now, peer.addr, None);
@@ -1238,8 +1422,11 @@ impl Swim {
     /// Our side of a push/pull: every node we know, then the user state. `dialing` says
     /// whether we opened the connection (only that side writes the label header).
     fn local_state(&mut self, join: bool, dialing: bool) -> Vec<u8> {
-        let mut nodes: Vec<PushNodeState> =
-            self.nodes.iter().map(|e| e.member.push_state()).collect();
+        let mut nodes: Vec<PushNodeState> = self
+            .nodes
+            .iter()
+            .map(|(id, e)| e.push_state(self.nodes.name(id)))
+            .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let user_state = self.user_state.clone();
         let msg = StreamMessage::PushPull(PushPull {
@@ -1311,7 +1498,7 @@ impl Swim {
         let vsns: Vec<(NodeStateKind, [u8; 6])> = remote
             .iter()
             .map(remote_vsn)
-            .chain(self.nodes.iter().map(|e| (e.member.state, e.member.vsn)))
+            .chain(self.nodes.iter().map(|(_, e)| (e.state, e.vsn)))
             .filter(|(_, v)| !(v[0] == 0 && v[1] == 0))
             .collect();
         let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
@@ -1384,20 +1571,20 @@ impl Swim {
             return;
         };
         let mut updates_node = false;
-        if let Some(e) = self.nodes.get(&a.node) {
-            if e.member.addr != addr {
+        if let Some(id) = self.nodes.id(&a.node) {
+            let e = self.nodes.at(id).expect("id checks");
+            let old_addr = e.addr.socket_addr();
+            if old_addr != addr {
                 let can_reclaim = !self.config.dead_node_reclaim_time.is_zero()
-                    && now.saturating_duration_since(e.state_change)
-                        > self.config.dead_node_reclaim_time;
-                if e.member.state == NodeStateKind::Left
-                    || (e.member.state == NodeStateKind::Dead && can_reclaim)
+                    && self.nodes.down_for(id, now) > self.config.dead_node_reclaim_time;
+                if e.state == NodeStateKind::Left || (e.state == NodeStateKind::Dead && can_reclaim)
                 {
-                    info!(node = %self.config.name, peer = %a.node, old = %e.member.addr, new = %addr, "memberlist: updating address for left or failed node");
+                    info!(node = %self.config.name, peer = %a.node, old = %old_addr, new = %addr, "memberlist: updating address for left or failed node");
                     updates_node = true;
                 } else {
-                    warn!(node = %self.config.name, peer = %a.node, mine = %e.member.addr, theirs = %addr, "memberlist: conflicting address for node");
+                    warn!(node = %self.config.name, peer = %a.node, mine = %old_addr, theirs = %addr, "memberlist: conflicting address for node");
                     // memberlist's ConflictDelegate: the layer above may resolve it.
-                    let existing = e.member.clone();
+                    let existing = e.member(&a.node);
                     self.events.push_back(Event::NameConflict {
                         existing,
                         other: addr,
@@ -1407,38 +1594,39 @@ impl Swim {
             }
         } else {
             let entry = NodeEntry {
-                member: Member {
-                    name: a.node.clone(),
-                    addr,
-                    meta: a.meta.clone(),
-                    incarnation: 0,
-                    state: NodeStateKind::Dead,
-                    vsn: [0; 6],
-                },
-                state_change: now,
+                addr: addr.into(),
+                meta: Bytes::from(a.meta.as_slice()),
+                incarnation: 0,
+                state: NodeStateKind::Dead,
+                vsn: [0; 6],
             };
-            let (id, _) = self.nodes.insert(entry);
+            let id = self.nodes.insert(&a.node, entry);
+            self.nodes.state_changed(id, now);
             // Insert at a random position so probing order stays random.
             let pos = self.rng.gen_range(0..=self.order.len());
+            if self.order.len() == self.order.capacity() {
+                // Grow by an eighth: the slack of doubling would be paid N times over.
+                self.order.reserve_exact((self.order.len() / 8).max(8));
+            }
             self.order.push(id);
             let last = self.order.len() - 1;
             self.order.swap(pos, last);
         }
         let e = &self.nodes.get(&a.node).expect("inserted above");
-        if a.incarnation <= e.member.incarnation && !is_local && !updates_node {
+        if a.incarnation <= e.incarnation && !is_local && !updates_node {
             return;
         }
-        if a.incarnation < e.member.incarnation && is_local {
+        if a.incarnation < e.incarnation && is_local {
             return;
         }
         self.suspicions.remove(&a.node);
-        let old_state = e.member.state;
-        let old_meta = e.member.meta.clone();
+        let old_state = e.state;
+        let old_meta = e.meta.clone();
         if !bootstrap && is_local {
             let e = &self.nodes.get(&a.node).expect("inserted above");
-            if a.incarnation == e.member.incarnation
-                && a.meta == e.member.meta
-                && a.vsn.as_slice() == e.member.vsn.as_slice()
+            if a.incarnation == e.incarnation
+                && *a.meta == *e.meta
+                && a.vsn.as_slice() == e.vsn.as_slice()
             {
                 return;
             }
@@ -1453,30 +1641,32 @@ impl Swim {
             );
             let e = self.nodes.get_mut(&a.node).expect("inserted above");
             if a.vsn.len() >= 6 {
-                e.member.vsn.copy_from_slice(&a.vsn[..6]);
+                e.vsn.copy_from_slice(&a.vsn[..6]);
             }
-            e.member.incarnation = a.incarnation;
-            e.member.meta = a.meta;
-            e.member.addr = addr;
-            if e.member.state != NodeStateKind::Alive {
-                e.member.state = NodeStateKind::Alive;
-                e.state_change = now;
+            e.incarnation = a.incarnation;
+            if *e.meta != *a.meta {
+                e.meta = a.meta.into();
+            }
+            e.addr = addr.into();
+            if e.state != NodeStateKind::Alive {
+                e.state = NodeStateKind::Alive;
+                let id = self.nodes.id(&a.node).expect("inserted above");
+                self.nodes.state_changed(id, now);
             }
             if is_local {
                 self.incarnation = self.incarnation.max(a.incarnation);
             }
         }
-        let member = self
-            .nodes
-            .get(&a.node)
-            .expect("inserted above")
-            .member
-            .clone();
-        if matches!(old_state, NodeStateKind::Dead | NodeStateKind::Left) {
-            info!(node = %self.config.name, peer = %member.name, addr = %member.addr, "memberlist: member joined");
-            self.events.push_back(Event::MemberJoined(member));
-        } else if old_meta != member.meta {
-            self.events.push_back(Event::MemberUpdated(member));
+        let joined = matches!(old_state, NodeStateKind::Dead | NodeStateKind::Left);
+        let meta_changed = old_meta != self.nodes.get(&a.node).expect("inserted above").meta;
+        if joined || meta_changed {
+            let member = self.member(&a.node).expect("inserted above");
+            if joined {
+                info!(node = %self.config.name, peer = %member.name, addr = %member.addr, "memberlist: member joined");
+                self.events.push_back(Event::MemberJoined(member));
+            } else {
+                self.events.push_back(Event::MemberUpdated(member));
+            }
         }
     }
 
@@ -1484,7 +1674,7 @@ impl Swim {
         let Some(e) = self.nodes.get(&s.node) else {
             return;
         };
-        if s.incarnation < e.member.incarnation {
+        if s.incarnation < e.incarnation {
             return;
         }
         if let Some(timer) = self.suspicions.get_mut(&s.node) {
@@ -1495,7 +1685,7 @@ impl Swim {
             }
             return;
         }
-        if e.member.state != NodeStateKind::Alive {
+        if e.state != NodeStateKind::Alive {
             return;
         }
         if s.node == self.config.name {
@@ -1511,9 +1701,10 @@ impl Swim {
         );
         let n = self.est_num_nodes();
         let e = self.nodes.get_mut(&s.node).expect("checked above");
-        e.member.incarnation = s.incarnation;
-        e.member.state = NodeStateKind::Suspect;
-        e.state_change = now;
+        e.incarnation = s.incarnation;
+        e.state = NodeStateKind::Suspect;
+        let id = self.nodes.id(&s.node).expect("checked above");
+        self.nodes.state_changed(id, now);
         let mut k = self.config.suspicion_mult.saturating_sub(2);
         if (n as i64) - 2 < k as i64 {
             k = 0;
@@ -1538,12 +1729,12 @@ impl Swim {
             let Some(e) = self.nodes.get(&name) else {
                 continue;
             };
-            if e.member.state != NodeStateKind::Suspect {
+            if e.state != NodeStateKind::Suspect {
                 continue;
             }
             info!(node = %self.config.name, peer = %name, confirmations = s.confirmations(), "memberlist: marking node as failed, suspect timeout reached");
             let d = Dead {
-                incarnation: e.member.incarnation,
+                incarnation: e.incarnation,
                 node: name,
                 from: self.config.name.clone(),
             };
@@ -1555,11 +1746,11 @@ impl Swim {
         let Some(e) = self.nodes.get(&d.node) else {
             return;
         };
-        if d.incarnation < e.member.incarnation {
+        if d.incarnation < e.incarnation {
             return;
         }
         self.suspicions.remove(&d.node);
-        if e.member.dead_or_left() {
+        if e.dead_or_left() {
             return;
         }
         let is_local = d.node == self.config.name;
@@ -1584,14 +1775,15 @@ impl Swim {
             );
         }
         let e = self.nodes.get_mut(&d.node).expect("checked above");
-        e.member.incarnation = d.incarnation;
-        e.member.state = if d.node == d.from {
+        e.incarnation = d.incarnation;
+        e.state = if d.node == d.from {
             NodeStateKind::Left
         } else {
             NodeStateKind::Dead
         };
-        e.state_change = now;
-        let member = e.member.clone();
+        let member = e.member(&d.node);
+        let id = self.nodes.id(&d.node).expect("checked above");
+        self.nodes.state_changed(id, now);
         if member.state == NodeStateKind::Left {
             info!(node = %self.config.name, peer = %member.name, "memberlist: member left");
             self.events.push_back(Event::MemberLeft(member));
@@ -1613,8 +1805,8 @@ impl Swim {
         self.apply_awareness(1);
         let name = self.config.name.clone();
         let e = self.nodes.get_mut(&name).expect("local node present");
-        e.member.incarnation = inc;
-        let a = e.member.alive_msg();
+        e.incarnation = inc;
+        let a = e.member(&name).alive_msg();
         self.broadcasts
             .push(encode_message(&Message::Alive(a)), Some(name), None);
     }
@@ -1695,8 +1887,11 @@ impl Swim {
     fn send_raw(&mut self, dst: SocketAddr, node: Option<&str>, msg: Vec<u8>) {
         let pmax = node
             .and_then(|n| self.nodes.get(n))
-            .or_else(|| self.nodes.iter().find(|e| e.member.addr == dst))
-            .map(|e| e.member.vsn[1])
+            .or_else(|| {
+                let dst = Addr::from(dst);
+                self.nodes.iter().map(|(_, e)| e).find(|e| e.addr == dst)
+            })
+            .map(|e| e.vsn[1])
             .unwrap_or(0);
         let payload = self.codec.seal_packet(&msg, pmax >= 5, &mut self.rng);
         self.transmits.push_back(Transmit { dst, payload });

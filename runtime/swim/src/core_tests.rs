@@ -425,6 +425,73 @@ fn a_left_node_keeps_its_own_entry_while_probing_goes_on() {
     assert_eq!(h.swim.local().name, ME);
 }
 
+#[test]
+fn a_member_entry_stays_within_48_bytes() {
+    // N members on each of N nodes: every byte here is paid N² times in the simulator.
+    assert!(std::mem::size_of::<Option<NodeEntry>>() <= 48);
+}
+
+#[test]
+fn a_held_name_keeps_the_fields_of_a_reaped_member_until_released() {
+    let mut h = five_nodes();
+    // The layer above (Serf) holds "a" and "b"; "c" only the core holds.
+    let a = h.swim.hold_name("a");
+    let b = h.swim.hold_name("b");
+    assert_eq!(h.swim.name_id("a"), Some(a));
+    assert_eq!(h.swim.name_of(b), "b");
+    let mut meta = Alive {
+        meta: b"role=web-tier".to_vec(),
+        ..alive("a", 2, 2)
+    };
+    h.send(h.at(0), addr(2), vec![Message::Alive(meta.clone())]);
+    for (name, inc) in [("a", 2), ("c", 1)] {
+        h.send(h.at(1), addr(3), vec![dead(name, inc, "b")]);
+    }
+    assert_eq!(h.state("a"), NodeStateKind::Dead);
+    // Probe well past gossip_to_the_dead_time: the core forgets the dead nodes.
+    let mut now = h.at(1);
+    for _ in 0..80 {
+        now += SEC;
+        h.swim.next_probe = h.swim.next_probe.min(now);
+        h.swim.handle_timeout(now);
+        h.settle();
+    }
+    assert!(h.swim.member("a").is_none() && h.swim.member("c").is_none());
+    assert!(h.swim.members().all(|m| m.name != "a"));
+    assert_eq!(h.swim.name_id("c"), None, "nobody holds c");
+    // "a" is gone from the core but its fields stay readable by its held id.
+    let info = h.swim.member_info(a).expect("held");
+    assert_eq!(
+        (info.name, info.addr, info.meta, info.state, info.vsn),
+        (
+            "a",
+            addr(2),
+            &b"role=web-tier"[..],
+            NodeStateKind::Dead,
+            VSN
+        )
+    );
+    // Unanswered probes failed the other peers too; "b" is held, so it stays readable.
+    assert!(h.swim.member_info(b).is_some());
+    // It comes back: same id, fresh fields, announced as a join.
+    meta.incarnation = 3;
+    meta.meta = b"x".to_vec();
+    h.send(now, addr(2), vec![Message::Alive(meta)]);
+    assert_eq!(h.swim.name_id("a"), Some(a));
+    assert!(matches!(&h.events()[..], [Event::MemberJoined(m)] if m.name == "a"));
+    assert_eq!(h.swim.member_info(a).unwrap().meta, b"x");
+    // Released while the core still has it: the core keeps it.
+    h.swim.release_name(a);
+    assert_eq!(h.swim.member("a").unwrap().meta, b"x");
+    // Released after the core forgot it: the id and the fields are gone.
+    assert!(h.swim.member("b").is_none());
+    assert!(h.swim.member_info(b).is_some());
+    h.swim.release_name(b);
+    assert_eq!(h.swim.name_id("b"), None);
+    assert!(h.swim.member_info(b).is_none());
+    assert!(h.swim.nodes.retired.is_empty());
+}
+
 // ----- alive ---------------------------------------------------------------------------------
 
 #[test]

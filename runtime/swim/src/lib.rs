@@ -7,6 +7,7 @@
 //! `hearsay-net` crate drives it over real UDP and TCP.
 
 pub mod broadcast;
+pub mod compact;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -20,7 +21,7 @@ pub mod wire;
 
 pub use crate::broadcast::NotifyId;
 pub use crate::core::{
-    Event, JoinId, Member, StreamId, StreamOutcome, StreamRequest, Swim, Transmit,
+    Event, JoinId, Member, MemberInfo, StreamId, StreamOutcome, StreamRequest, Swim, Transmit,
 };
 pub use crate::protocol::Protocol;
 pub use config::{Config, Profile};

@@ -1,165 +1,279 @@
-//! `NamedTable`: the member tables of the cores. Entries live in one vector and are found by
-//! the name they carry, so a member's name is stored once (no second copy as a map key, no
-//! third in the probe order, which holds slot ids), and the vector grows by an eighth rather
-//! than doubling. At N members on every one of N nodes this is what bounds memory.
+//! The member tables of the cores. [`Names`] gives every member name a small id, shared by
+//! the membership core and the Serf layer of one node: the name's bytes are stored once, in
+//! one arena (no heap block per name), and both layers keep their per-member state in an
+//! [`IdTable`], a vector indexed by that id (no name and no hash index of their own). At N
+//! members on every one of N nodes this is what bounds memory.
 
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 
-/// An entry that knows its own name.
-pub trait Named {
-    fn name(&self) -> &str;
+/// A name id: stable while anyone holds the name; reused after the last release.
+pub type NameId = u32;
+
+/// Where one name lives in the arena, and how many holders it has (0: the id is free).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+    refs: u32,
 }
 
-/// A slot id: stable while the entry stays; reused after [`NamedTable::remove`].
-pub type SlotId = u32;
-
-/// A table of named entries: a vector of slots and a hash index of slot ids.
+/// Reference-counted name ids over one string arena, with a hash index from name to id.
 #[derive(Debug, Clone)]
-pub struct NamedTable<T> {
-    slots: Vec<Option<T>>,
-    free: Vec<SlotId>,
-    index: HashTable<SlotId>,
+pub struct Names {
+    arena: String,
+    spans: Vec<Span>,
+    free: Vec<NameId>,
+    index: HashTable<NameId>,
     hasher: RandomState,
-    len: usize,
+    /// Arena bytes of released names, reclaimed by compaction.
+    garbage: usize,
 }
 
-impl<T: Named> Default for NamedTable<T> {
+impl Default for Names {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Named> NamedTable<T> {
-    /// An empty table.
+impl Names {
+    /// No names.
     pub fn new() -> Self {
         Self {
-            slots: Vec::new(),
+            arena: String::new(),
+            spans: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
             hasher: RandomState::new(),
-            len: 0,
+            garbage: 0,
         }
     }
 
-    fn find(&self, name: &str) -> Option<SlotId> {
-        let slots = &self.slots;
+    fn text(arena: &str, s: Span) -> &str {
+        &arena[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    /// The id of `name`, if anyone holds it.
+    pub fn find(&self, name: &str) -> Option<NameId> {
+        let (arena, spans) = (&self.arena, &self.spans);
         self.index
             .find(self.hasher.hash_one(name), |&i| {
-                slots[i as usize].as_ref().is_some_and(|t| t.name() == name)
+                Self::text(arena, spans[i as usize]) == name
             })
             .copied()
     }
 
-    /// The slot id of `name`.
-    pub fn id(&self, name: &str) -> Option<SlotId> {
-        self.find(name)
-    }
-
-    /// The entry named `name`.
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.find(name)
-            .and_then(|i| self.slots[i as usize].as_ref())
-    }
-
-    /// The entry named `name`, mutably. Its name must not change.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut T> {
-        let i = self.find(name)?;
-        self.slots[i as usize].as_mut()
-    }
-
-    /// Whether an entry is named `name`.
-    pub fn contains(&self, name: &str) -> bool {
-        self.find(name).is_some()
-    }
-
-    /// The entry in slot `id` (None if the slot is empty).
-    pub fn at(&self, id: SlotId) -> Option<&T> {
-        self.slots.get(id as usize).and_then(Option::as_ref)
-    }
-
-    /// Inserts `t`, replacing (and returning) an entry of the same name, which keeps its slot.
-    pub fn insert(&mut self, t: T) -> (SlotId, Option<T>) {
-        if let Some(i) = self.find(t.name()) {
-            let old = self.slots[i as usize].replace(t);
-            return (i, old);
+    /// The name of a held id ("" for a free one).
+    pub fn resolve(&self, id: NameId) -> &str {
+        match self.spans.get(id as usize) {
+            Some(s) if s.refs > 0 => Self::text(&self.arena, *s),
+            _ => "",
         }
+    }
+
+    /// Takes one hold on `name`, adding it if nobody held it; returns its id.
+    pub fn acquire(&mut self, name: &str) -> NameId {
+        if let Some(id) = self.find(name) {
+            self.spans[id as usize].refs += 1;
+            return id;
+        }
+        if self.garbage > 4096 && self.garbage > self.arena.len() / 2 {
+            self.compact();
+        }
+        let start = u32::try_from(self.arena.len()).expect("name arena under 4 GiB");
+        let len = u32::try_from(name.len()).expect("name under 4 GiB");
+        if self.arena.capacity() - self.arena.len() < name.len() {
+            // Grow by an eighth: the slack of doubling would be paid N times over.
+            let more = (self.arena.len() / 8).max(name.len()).max(64);
+            self.arena.reserve_exact(more);
+        }
+        self.arena.push_str(name);
+        let span = Span {
+            start,
+            len,
+            refs: 1,
+        };
         let id = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(t);
+                self.spans[i as usize] = span;
                 i
             }
             None => {
-                if self.slots.len() == self.slots.capacity() {
-                    // Grow by an eighth: the slack of doubling would be paid N times over.
-                    let more = (self.slots.len() / 8).max(8);
-                    self.slots.reserve_exact(more);
+                if self.spans.len() == self.spans.capacity() {
+                    let more = (self.spans.len() / 8).max(8);
+                    self.spans.reserve_exact(more);
                 }
-                self.slots.push(Some(t));
-                (self.slots.len() - 1) as SlotId
+                self.spans.push(span);
+                (self.spans.len() - 1) as NameId
             }
         };
-        let hash = self
-            .hasher
-            .hash_one(self.slots[id as usize].as_ref().expect("just set").name());
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, id, |&i| {
-            hasher.hash_one(slots[i as usize].as_ref().expect("indexed slot").name())
+        let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(name), id, |&i| {
+            hasher.hash_one(Self::text(arena, spans[i as usize]))
         });
-        self.len += 1;
-        (id, None)
+        id
     }
 
-    /// Removes and returns the entry named `name`.
-    pub fn remove(&mut self, name: &str) -> Option<T> {
-        let hash = self.hasher.hash_one(name);
-        let slots = &self.slots;
-        let entry = self
+    /// Takes one more hold on a held id.
+    pub fn retain(&mut self, id: NameId) {
+        let s = &mut self.spans[id as usize];
+        assert!(s.refs > 0, "retain of a free name id");
+        s.refs += 1;
+    }
+
+    /// Gives back one hold; the last one frees the id (and its name).
+    pub fn release(&mut self, id: NameId) {
+        let s = self.spans[id as usize];
+        assert!(s.refs > 0, "release of a free name id");
+        if s.refs > 1 {
+            self.spans[id as usize].refs -= 1;
+            return;
+        }
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        if let Ok(entry) = self
             .index
-            .find_entry(hash, |&i| {
-                slots[i as usize].as_ref().is_some_and(|t| t.name() == name)
-            })
-            .ok()?;
-        let (i, _) = entry.remove();
-        self.free.push(i);
-        self.len -= 1;
-        let t = self.slots[i as usize].take();
-        if self.len == 0 {
-            self.slots.clear();
-            self.free.clear();
+            .find_entry(hasher.hash_one(Self::text(arena, s)), |&i| i == id)
+        {
+            entry.remove();
         }
-        t
-    }
-
-    /// Keeps only the entries `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let gone: Vec<String> = self
-            .iter()
-            .filter(|t| !keep(t))
-            .map(|t| t.name().to_owned())
-            .collect();
-        for name in gone {
-            self.remove(&name);
+        self.spans[id as usize] = Span::default();
+        self.garbage += s.len as usize;
+        self.free.push(id);
+        if self.free.len() == self.spans.len() {
+            *self = Self {
+                hasher: std::mem::take(&mut self.hasher),
+                ..Self::new()
+            };
         }
     }
 
-    /// Every entry, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().flatten()
+    /// How many holds `id` has (0: free).
+    pub fn holds(&self, id: NameId) -> u32 {
+        self.spans.get(id as usize).map_or(0, |s| s.refs)
     }
 
-    /// Every entry, mutably (names must not change).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.slots.iter_mut().flatten()
+    /// Number of held names.
+    pub fn len(&self) -> usize {
+        self.spans.len() - self.free.len()
     }
 
-    /// Every occupied slot id, ascending.
-    pub fn ids(&self) -> impl Iterator<Item = SlotId> + '_ {
+    /// True when no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rewrites the arena without the released names (ids stay).
+    fn compact(&mut self) {
+        let mut arena = String::with_capacity(self.arena.len() - self.garbage + 64);
+        for s in self.spans.iter_mut().filter(|s| s.refs > 0) {
+            let start = arena.len() as u32;
+            arena.push_str(Self::text(&self.arena, *s));
+            s.start = start;
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+
+    /// Heap bytes of the registry (arena, spans, free list, index).
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity()
+            + crate::heap::vec(&self.spans)
+            + crate::heap::vec(&self.free)
+            + crate::heap::table::<NameId>(self.index.capacity())
+    }
+}
+
+/// Per-member state indexed by [`NameId`]: a vector of optional entries, no names.
+#[derive(Debug, Clone)]
+pub struct IdTable<T> {
+    slots: Vec<Option<T>>,
+    len: usize,
+}
+
+impl<T> Default for IdTable<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> IdTable<T> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// The entry of `id`.
+    pub fn get(&self, id: NameId) -> Option<&T> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// The entry of `id`, mutably.
+    pub fn get_mut(&mut self, id: NameId) -> Option<&mut T> {
+        self.slots.get_mut(id as usize).and_then(Option::as_mut)
+    }
+
+    /// Whether `id` has an entry.
+    pub fn contains(&self, id: NameId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets the entry of `id`, returning the one it replaces.
+    pub fn insert(&mut self, id: NameId, t: T) -> Option<T> {
+        let i = id as usize;
+        if i >= self.slots.len() {
+            if i >= self.slots.capacity() {
+                // Grow by an eighth: the slack of doubling would be paid N times over.
+                let need = i + 1 - self.slots.len();
+                let more = need.max(self.slots.len() / 8).max(8);
+                self.slots.reserve_exact(more);
+            }
+            self.slots.resize_with(i + 1, || None);
+        }
+        let old = self.slots[i].replace(t);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Removes and returns the entry of `id`.
+    pub fn remove(&mut self, id: NameId) -> Option<T> {
+        let old = self.slots.get_mut(id as usize).and_then(Option::take);
+        if old.is_some() {
+            self.len -= 1;
+            if self.len == 0 {
+                self.slots = Vec::new();
+            } else {
+                while matches!(self.slots.last(), Some(None)) {
+                    self.slots.pop();
+                }
+            }
+        }
+        old
+    }
+
+    /// Every entry with its id, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (NameId, &T)> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.is_some())
-            .map(|(i, _)| i as SlotId)
+            .filter_map(|(i, s)| s.as_ref().map(|t| (i as NameId, t)))
+    }
+
+    /// Every entry with its id, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (NameId, &mut T)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|t| (i as NameId, t)))
+    }
+
+    /// Every id with an entry, ascending.
+    pub fn ids(&self) -> impl Iterator<Item = NameId> + '_ {
+        self.iter().map(|(i, _)| i)
     }
 
     /// Number of entries.
@@ -172,11 +286,9 @@ impl<T: Named> NamedTable<T> {
         self.len == 0
     }
 
-    /// Heap bytes of the table itself (slots, free list, index), not of what entries own.
+    /// Heap bytes of the table itself, not of what entries own.
     pub fn heap_bytes(&self) -> usize {
         crate::heap::vec(&self.slots)
-            + crate::heap::vec(&self.free)
-            + crate::heap::table::<SlotId>(self.index.capacity())
     }
 }
 
@@ -184,44 +296,89 @@ impl<T: Named> NamedTable<T> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
-    struct E(String, u32);
-    impl Named for E {
-        fn name(&self) -> &str {
-            &self.0
-        }
+    #[test]
+    fn names_are_shared_counted_and_reused() {
+        let mut n = Names::new();
+        let a = n.acquire("alpha");
+        let b = n.acquire("beta");
+        assert_ne!(a, b);
+        // A second holder of the same name gets the same id.
+        assert_eq!(n.acquire("alpha"), a);
+        assert_eq!(n.holds(a), 2);
+        assert_eq!((n.resolve(a), n.resolve(b)), ("alpha", "beta"));
+        assert_eq!(n.find("beta"), Some(b));
+        assert_eq!(n.find("gamma"), None);
+        n.release(a);
+        assert_eq!(n.find("alpha"), Some(a), "one hold left");
+        n.release(a);
+        assert_eq!(n.find("alpha"), None);
+        assert_eq!(n.resolve(a), "");
+        assert_eq!(n.len(), 1);
+        // The freed id is reused for the next new name.
+        let c = n.acquire("gamma");
+        assert_eq!(c, a);
+        assert_eq!(n.resolve(c), "gamma");
+        assert_eq!(n.resolve(b), "beta");
+        n.retain(b);
+        n.release(b);
+        assert_eq!(n.find("beta"), Some(b));
     }
 
     #[test]
-    fn insert_find_replace_remove_reuse() {
-        let mut t = NamedTable::new();
-        for i in 0..100 {
-            let (id, old) = t.insert(E(format!("n{i}"), i));
-            assert_eq!(id, i);
-            assert!(old.is_none());
+    fn compaction_keeps_every_held_name() {
+        let mut n = Names::new();
+        let ids: Vec<NameId> = (0..5000).map(|i| n.acquire(&format!("node-{i}"))).collect();
+        // Free three names in four: well over 4 KiB and half the arena of garbage, so the
+        // next new name compacts.
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 4 != 0 {
+                n.release(id);
+            }
         }
-        assert_eq!(t.len(), 100);
-        assert_eq!(t.get("n42"), Some(&E("n42".into(), 42)));
-        let (id, old) = t.insert(E("n42".into(), 7));
-        assert_eq!((id, old), (42, Some(E("n42".into(), 42))));
-        t.get_mut("n42").unwrap().1 = 9;
-        assert_eq!(t.at(42), Some(&E("n42".into(), 9)));
-        assert_eq!(t.remove("n42"), Some(E("n42".into(), 9)));
-        assert!(t.get("n42").is_none() && t.at(42).is_none());
-        assert_eq!(t.remove("n42"), None);
-        assert_eq!(t.len(), 99);
-        // The freed slot is reused and the new name is found there.
-        assert_eq!(t.insert(E("x".into(), 1)).0, 42);
-        assert_eq!(t.get("x"), Some(&E("x".into(), 1)));
-        t.retain(|e| e.1 % 2 == 0);
-        // 0..100 has 50 even values; n42 (even) is gone and x (odd) goes now.
-        assert_eq!(t.len(), 49);
-        assert!(t.iter().all(|e| e.1 % 2 == 0));
-        assert!(t.ids().all(|i| t.at(i).is_some()));
-        // Every survivor is still found by name.
-        let names: Vec<String> = t.iter().map(|e| e.0.clone()).collect();
-        for n in names {
-            assert_eq!(t.get(&n).map(|e| e.0.as_str()), Some(n.as_str()));
+        let before = n.arena.len();
+        let extra = n.acquire("a-new-name");
+        assert!(n.arena.len() < before, "compacted");
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 4 == 0 {
+                let name = format!("node-{i}");
+                assert_eq!(n.resolve(id), name);
+                assert_eq!(n.find(&name), Some(id));
+            } else {
+                assert_eq!(n.find(&format!("node-{i}")), None);
+            }
         }
+        assert_eq!(n.resolve(extra), "a-new-name");
+        assert_eq!(n.len(), 1251);
+        // Releasing everything empties the registry.
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 4 == 0 {
+                n.release(id);
+            }
+        }
+        n.release(extra);
+        assert!(n.is_empty());
+        assert_eq!(n.heap_bytes(), 0);
+        assert_eq!(n.acquire("x"), 0);
+    }
+
+    #[test]
+    fn id_table_sets_gets_and_removes() {
+        let mut t: IdTable<u32> = IdTable::new();
+        assert_eq!(t.insert(5, 50), None);
+        assert_eq!(t.insert(2, 20), None);
+        assert_eq!(t.insert(5, 55), Some(50));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(5), Some(&55));
+        assert_eq!(t.get(3), None);
+        assert_eq!(t.get(99), None);
+        *t.get_mut(2).unwrap() += 1;
+        assert_eq!(t.iter().collect::<Vec<_>>(), vec![(2, &21), (5, &55)]);
+        assert_eq!(t.remove(5), Some(55));
+        assert_eq!(t.remove(5), None);
+        assert_eq!(t.ids().collect::<Vec<_>>(), vec![2]);
+        assert!(t.contains(2) && !t.contains(5));
+        assert_eq!(t.remove(2), Some(21));
+        assert!(t.is_empty());
+        assert_eq!(t.heap_bytes(), 0);
     }
 }
