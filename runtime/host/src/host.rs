@@ -325,21 +325,12 @@ impl Host {
         embedder: Arc<dyn Embedder>,
     ) -> Dispatch {
         let slot = &handler.slot;
-        let capacity = slot
-            .module
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .limits
-            .queue;
+        let capacity = slot.current().limits.queue;
         let (done, rx) = mpsc::sync_channel(1);
         let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.len() >= capacity {
             drop(queue);
-            slot.stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .counters
-                .drops += 1;
+            slot.count_drop();
             tracing::warn!(handler = %slot.name, event = %event.describe(), "handler queue full; event dropped");
             return Dispatch::Dropped;
         }
@@ -351,11 +342,7 @@ impl Host {
         if !self.activate(slot, &mut queue) {
             queue.jobs.pop_back();
             drop(queue);
-            slot.stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .counters
-                .drops += 1;
+            slot.count_drop();
             return Dispatch::Dropped;
         }
         Dispatch::Queued(Ticket { rx })
@@ -481,12 +468,7 @@ impl Handler {
 
     /// Facts about the current module (hash, size, cache use).
     pub fn info(&self) -> LoadInfo {
-        self.slot
-            .module
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .info
-            .clone()
+        self.slot.current().info.clone()
     }
 
     /// Events waiting in the handler's queue.
@@ -612,6 +594,14 @@ impl Slot {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn count_drop(&self) {
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counters
+            .drops += 1;
     }
 
     fn spare(&self) -> std::sync::MutexGuard<'_, SpareState> {
