@@ -210,6 +210,15 @@ impl HandlerAgent {
         self.rpc.wait_all()
     }
 
+    /// Fires `events` at once (every request written before any acknowledgement is read) and
+    /// waits for the agent's acknowledgements.
+    fn fire_all(&mut self, events: &[String]) -> Result<()> {
+        for ev in events {
+            self.rpc.event(ev, b"x")?;
+        }
+        self.rpc.wait_all()
+    }
+
     /// When the agent logged `Received event: user-event: EVENT` (both agents log this line
     /// before running any handler).
     fn received(&self, event: &str) -> Result<Instant> {
@@ -283,10 +292,7 @@ pub fn agent_cost(
         out.per_event.extend(times);
         // A burst: every request written at once; each agent runs the handler's events in turn.
         let names: Vec<String> = (0..plan.events).map(|i| format!("b{round}-{i}")).collect();
-        for ev in &names {
-            agent.rpc.event(ev, b"x")?;
-        }
-        agent.rpc.wait_all()?;
+        agent.fire_all(&names)?;
         let first = agent.received(&names[0])?;
         let mut last = first;
         for ev in &names {
@@ -323,10 +329,7 @@ pub fn agent_cpu(
                 .map(|i| format!("u{round}-{i}"))
                 .collect();
             let before = cpu_with_children_secs(agent.proc.pid())?;
-            for ev in &names {
-                agent.rpc.event(ev, b"x")?;
-            }
-            agent.rpc.wait_all()?;
+            agent.fire_all(&names)?;
             for ev in &names {
                 agent.received(ev)?;
                 if with {
