@@ -46,25 +46,25 @@ pub struct FailureSamples {
     pub formation: Vec<f64>,
 }
 
-/// `kill -9` one member of a fresh `n`-node cluster, `reps` times.
+/// `kill -9` one member of a fresh `n`-node cluster on timing profile `profile` (serf's
+/// default `lan` when `None`), `reps` times.
 pub fn failure_detection(
     tools: &Tools,
     imp: Impl,
     n: usize,
     reps: usize,
     settle_for: Duration,
+    profile: Option<&str>,
 ) -> Result<FailureSamples> {
     let mut out = FailureSamples::default();
+    let role = NodeRole {
+        profile,
+        ..NodeRole::default()
+    };
     for rep in 0..reps {
         let started = Instant::now();
-        let mut nodes = start_cluster(
-            tools,
-            imp,
-            &format!("f{n}r{rep}-"),
-            n,
-            NodeRole::default(),
-            &[],
-        )?;
+        let prefix = format!("f{}{n}r{rep}-", profile.unwrap_or(""));
+        let mut nodes = start_cluster(tools, imp, &prefix, n, role, &[])?;
         out.formation.push(formation_secs(imp, &nodes, started));
         settle(settle_for);
         let mut victim = nodes.pop().context("empty cluster")?;
@@ -107,6 +107,112 @@ pub fn failure_detection(
             out.handler
                 .push(handler_times.iter().copied().fold(0.0, f64::max));
         }
+    }
+    Ok(out)
+}
+
+/// False alarms of one timing profile under CPU load.
+#[derive(Debug, Default)]
+pub struct FalseAlarmSamples {
+    /// Per cluster: members marked failed while alive, per node per hour of load.
+    pub failed_per_node_hour: Vec<f64>,
+    /// Per cluster: probes that went unanswered and raised a suspicion, per node per hour.
+    pub suspected_per_node_hour: Vec<f64>,
+    /// Totals over every cluster: failed marks, suspicions, node-hours under load.
+    pub failed: usize,
+    pub suspected: usize,
+    pub node_hours: f64,
+}
+
+/// Spins one thread per online CPU until dropped: "both cores busy" for whatever shares the
+/// machine with it.
+struct CpuLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How long after the loaded window false alarms are still counted.
+pub const ALARM_TAIL: Duration = Duration::from_secs(5);
+
+/// `clusters` fresh `n`-node clusters on timing profile `profile`, each settled, then left
+/// alone for `window` with every CPU kept busy by the bench: every member any survivor marks
+/// failed in that window is a false alarm (nobody is killed), and every suspicion raised is
+/// one that the member had to refute.
+pub fn false_alarms(
+    tools: &Tools,
+    imp: Impl,
+    n: usize,
+    clusters: usize,
+    window: Duration,
+    settle_for: Duration,
+    profile: Option<&str>,
+) -> Result<FalseAlarmSamples> {
+    let mut out = FalseAlarmSamples::default();
+    let role = NodeRole {
+        profile,
+        ..NodeRole::default()
+    };
+    for c in 0..clusters {
+        let nodes = start_cluster(tools, imp, &format!("fa{n}c{c}-"), n, role, &[])?;
+        settle(settle_for);
+        let from = Instant::now();
+        {
+            let _load = CpuLoad::start();
+            std::thread::sleep(window);
+        }
+        // A suspicion raised late in the window is decided after it: Lifeguard's shortest
+        // suspicion for n ≤ 10 on the local profile is 3 s.
+        std::thread::sleep(ALARM_TAIL);
+        let hours = window.as_secs_f64() / 3600.0 * n as f64;
+        let (mut failed, mut suspected) = (0, 0);
+        for node in &nodes {
+            for (_, l) in node
+                .proc
+                .lines
+                .all(|_| true)
+                .iter()
+                .filter(|(t, _)| *t >= from)
+            {
+                failed += imp.failed_names(l).len();
+                suspected += usize::from(imp.suspected(l));
+            }
+        }
+        out.failed_per_node_hour.push(failed as f64 / hours);
+        out.suspected_per_node_hour.push(suspected as f64 / hours);
+        out.failed += failed;
+        out.suspected += suspected;
+        out.node_hours += hours;
     }
     Ok(out)
 }
@@ -215,44 +321,48 @@ pub struct EventSamples {
     pub timeouts: usize,
 }
 
-/// Fires `reps` user events (no coalescing) at the origin of an `n`-member cluster and times
-/// their delivery everywhere.
+/// Fires `per_cluster` user events (no coalescing) at the origin of each of `clusters` fresh
+/// `n`-member clusters and times their delivery everywhere. A cluster's gossip tickers keep
+/// one phase layout for its life, and that layout alone can move every event's time by a
+/// gossip interval; fresh clusters sample the layouts as the repetitions sample the phases.
 pub fn event_propagation(
     tools: &Tools,
     imp: Impl,
     n: usize,
-    reps: usize,
+    (clusters, per_cluster): (usize, usize),
     settle_for: Duration,
 ) -> Result<EventSamples> {
-    let cluster = LiveCluster::start(tools, imp, &format!("e{n}-"), n)?;
-    settle(settle_for);
     let mut out = EventSamples::default();
-    for rep in 0..reps {
-        let event = format!("bench-{rep}");
-        cluster.fire(&event)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut times = Vec::new();
-        for (_, lines) in &cluster.members {
-            match lines.wait_for(deadline, |l| imp.user_event(l, &event)) {
-                Some(t) => times.push(t),
-                None => break,
+    for c in 0..clusters {
+        let cluster = LiveCluster::start(tools, imp, &format!("e{n}c{c}-"), n)?;
+        settle(settle_for);
+        for rep in 0..per_cluster {
+            let event = format!("bench-{c}-{rep}");
+            cluster.fire(&event)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut times = Vec::new();
+            for (_, lines) in &cluster.members {
+                match lines.wait_for(deadline, |l| imp.user_event(l, &event)) {
+                    Some(t) => times.push(t),
+                    None => break,
+                }
             }
+            if times.len() < cluster.members.len() {
+                out.timeouts += 1;
+                continue;
+            }
+            let t0 = times[0];
+            let mut d: Vec<f64> = times[1..]
+                .iter()
+                .map(|t| secs(t.saturating_duration_since(t0)))
+                .collect();
+            d.sort_by(f64::total_cmp);
+            out.all.push(*d.last().unwrap_or(&0.0));
+            out.median_node.push(crate::stats::percentile(&d, 0.5));
+            gap();
         }
-        if times.len() < cluster.members.len() {
-            out.timeouts += 1;
-            continue;
-        }
-        let t0 = times[0];
-        let mut d: Vec<f64> = times[1..]
-            .iter()
-            .map(|t| secs(t.saturating_duration_since(t0)))
-            .collect();
-        d.sort_by(f64::total_cmp);
-        out.all.push(*d.last().unwrap_or(&0.0));
-        out.median_node.push(crate::stats::percentile(&d, 0.5));
-        gap();
+        cluster.stop();
     }
-    cluster.stop();
     Ok(out)
 }
 

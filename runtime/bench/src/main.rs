@@ -155,7 +155,11 @@ fn parse_args() -> Result<Args> {
 struct Plan {
     /// (N, repetitions) per figure.
     failure: Vec<(usize, usize)>,
-    events: Vec<(usize, usize)>,
+    /// (N, repetitions) of failure detection on the local profile.
+    failure_local: Vec<(usize, usize)>,
+    false_alarms: FalseAlarmPlan,
+    /// (N, (fresh clusters, events per cluster)) per figure.
+    events: Vec<(usize, (usize, usize))>,
     query: Vec<(usize, usize)>,
     large_query: LargeQueryPlan,
     idle_clusters: usize,
@@ -166,6 +170,15 @@ struct Plan {
     try_10k: bool,
     handlers: HandlerPlan,
     quic: QuicPlan,
+}
+
+/// False alarms on the local profile with every CPU busy.
+#[derive(Debug, Clone)]
+struct FalseAlarmPlan {
+    n: usize,
+    /// Fresh clusters, each loaded for `window`.
+    clusters: usize,
+    window: Duration,
 }
 
 /// Large query responses between agents (hearsay alone).
@@ -191,7 +204,13 @@ impl Plan {
         if quick {
             Self {
                 failure: vec![(3, 1)],
-                events: vec![(3, 3)],
+                failure_local: vec![(3, 1)],
+                false_alarms: FalseAlarmPlan {
+                    n: 3,
+                    clusters: 1,
+                    window: Duration::from_secs(3),
+                },
+                events: vec![(3, (2, 2))],
                 query: vec![(3, 3)],
                 large_query: LargeQueryPlan {
                     responders: vec![3],
@@ -221,7 +240,13 @@ impl Plan {
         } else {
             Self {
                 failure: vec![(3, 5), (10, 5)],
-                events: vec![(3, 15), (10, 15)],
+                failure_local: vec![(10, 5)],
+                false_alarms: FalseAlarmPlan {
+                    n: 10,
+                    clusters: 2,
+                    window: Duration::from_secs(60),
+                },
+                events: vec![(3, (5, 5)), (10, (5, 5))],
                 query: vec![(10, 15)],
                 large_query: LargeQueryPlan {
                     responders: vec![4, 10],
@@ -387,13 +412,19 @@ each survivor reports the member failed: for serf the `serf: EventMemberFailed` 
 Serf library's event, before the agent's coalescing), for hearsay the `EVENT member-failed` \
 line. Each repetition is a new cluster; how long that cluster took to form is reported too."
         }
-        .into(),
+        .to_owned()
+            + " The faster profile both offer, `local` (memberlist's `DefaultLocalConfig`: 1 s \
+probe, 200 ms probe timeout, SuspicionMult 3, 100 ms gossip; `-profile=local` on both agents), is \
+measured the same way; then its false alarms: fresh clusters on the local profile settle, then \
+the bench spins one busy thread per CPU for the window while nobody is killed, and every member \
+a survivor marks failed (from the window's start to 5 s after it) is a false alarm; suspicions \
+raised (memberlist's `suspect ... no acks received` line) are counted beside them.",
         ..Section::default()
     };
     for &(n, reps) in &plan.failure {
         let what = format!("failure detection N={n}");
         let (s, h) = each(tools, &what, &mut sec.notes, |imp| {
-            live::failure_detection(tools, imp, n, reps, plan.settle)
+            live::failure_detection(tools, imp, n, reps, plan.settle, None)
         });
         let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
         let model = sim::detection_model_all(n)
@@ -440,7 +471,75 @@ line. Each repetition is a new cluster; how long that cluster took to form is re
         );
         note_timeouts(&mut sec.notes, &what, &s, &h);
     }
+    local_profile_rows(tools, plan, &mut sec);
     sec
+}
+
+/// The faster profile both offer, `local` (memberlist's `DefaultLocalConfig`: 1 s probe,
+/// 200 ms probe timeout, SuspicionMult 3, 100 ms gossip): how fast it detects a kill, and how
+/// often it raises a false alarm with every CPU busy.
+fn local_profile_rows(tools: &Tools, plan: &Plan, sec: &mut Section) {
+    const LOCAL: Option<&str> = Some("local");
+    for &(n, reps) in &plan.failure_local {
+        let what = format!("failure detection N={n}, local profile");
+        let (s, h) = each(tools, &what, &mut sec.notes, |imp| {
+            live::failure_detection(tools, imp, n, reps, plan.settle, LOCAL)
+        });
+        let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+        let min = 3.0 * (n.max(1) as f64).log10().max(1.0);
+        sec.rows.push(
+            Row::new(
+                "kill -9 → every survivor marks it failed, local profile",
+                n,
+                Unit::Secs,
+            )
+            .serf(&s.all)
+            .hearsay(&h.all)
+            .reference(format!(
+                "suspicion {min:.0}–{:.0} s (SuspicionMult 3, 1 s probe)",
+                6.0 * min
+            ))
+            .headline(),
+        );
+        note_timeouts(&mut sec.notes, &what, &s, &h);
+    }
+    let fa = &plan.false_alarms;
+    let what = format!("false alarms N={}, local profile, CPUs busy", fa.n);
+    let (s, h) = each(tools, &what, &mut sec.notes, |imp| {
+        live::false_alarms(tools, imp, fa.n, fa.clusters, fa.window, plan.settle, LOCAL)
+    });
+    let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    let total =
+        |a: &live::FalseAlarmSamples, k: usize| format!("{k} in {:.2} node-hours", a.node_hours);
+    sec.rows.push(
+        Row::new(
+            "members marked failed while alive, local profile, every CPU busy (per node-hour)",
+            fa.n,
+            Unit::Count(""),
+        )
+        .serf(&s.failed_per_node_hour)
+        .hearsay(&h.failed_per_node_hour)
+        .reference(format!(
+            "nobody killed; serf {}, hearsay {}",
+            total(&s, s.failed),
+            total(&h, h.failed)
+        ))
+        .headline(),
+    );
+    sec.rows.push(
+        Row::new(
+            "suspicions raised (probe unanswered), local profile, every CPU busy (per node-hour)",
+            fa.n,
+            Unit::Count(""),
+        )
+        .serf(&s.suspected_per_node_hour)
+        .hearsay(&h.suspected_per_node_hour)
+        .reference(format!(
+            "each refuted or confirmed; serf {}, hearsay {}",
+            total(&s, s.suspected),
+            total(&h, h.suspected)
+        )),
+    );
 }
 
 fn note_timeouts(notes: &mut Vec<String>, what: &str, s: &FailureSamples, h: &FailureSamples) {
@@ -457,11 +556,15 @@ fn events_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "2. User event propagation".into(),
         intro: format!(
-            "An N-member cluster fires user events one at a time (300–500 ms apart, at random, \
-so they sample every phase of the 200 ms gossip ticker) from one origin without coalescing. \
-serf: N agents, the event sent with `serf event -coalesce=false` to the first agent's RPC; each \
+            "{} fresh N-member clusters per figure each fire {} user events one at a time \
+(300–500 ms apart, at random, so they sample every phase of the 200 ms gossip ticker) from one \
+origin without coalescing; fresh clusters because a cluster keeps one layout of its members' \
+gossip ticker phases for its life, and one layout can shift every event's time by a gossip \
+interval. serf: N agents, the event sent with `serf event -coalesce=false` to the first agent's RPC; each \
 agent's `agent: Received event: user-event` log line is its delivery. {} Times run from the \
 origin's own delivery, so neither CLI start-up nor RPC is counted.",
+            plan.events.first().map_or(0, |e| e.1 .0),
+            plan.events.first().map_or(0, |e| e.1 .1),
             if tools.agent.is_some() {
                 "hearsay, measured the same way: N `hearsay agent`s, the event sent with \
 `hearsay event -coalesce=false` to the first agent's RPC; each agent's `agent: Received event: \
@@ -473,10 +576,10 @@ user-event` line is its delivery."
         ),
         ..Section::default()
     };
-    for &(n, reps) in &plan.events {
+    for &(n, shape) in &plan.events {
         let what = format!("user events N={n}");
         let (s, h): (Option<EventSamples>, _) = each(tools, &what, &mut sec.notes, |imp| {
-            live::event_propagation(tools, imp, n, reps, plan.settle)
+            live::event_propagation(tools, imp, n, shape, plan.settle)
         });
         let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
         sec.rows.push(

@@ -205,22 +205,39 @@ impl Impl {
         }
     }
 
-    /// Whether this line reports `name` failed (serf: the Serf library's event, before the
+    /// The members this line reports failed (serf: the Serf library's event, before the
     /// agent's coalescing; hearsay: the delivered event).
+    pub fn failed_names(self, line: &str) -> Vec<&str> {
+        match self {
+            Impl::Serf => after(line, "serf: EventMemberFailed: ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .into_iter()
+                .collect(),
+            Impl::Hearsay => match after(line, "EVENT member-failed ") {
+                Some(rest) => rest.split_whitespace().collect(),
+                None if line.contains("serf: member left or failed ")
+                    && field(line, "event") == Some("member-failed") =>
+                {
+                    field(line, "peer").into_iter().collect()
+                }
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Whether this line reports `name` failed (see [`Impl::failed_names`]).
     pub fn failed(self, line: &str, name: &str) -> bool {
+        self.failed_names(line).contains(&name)
+    }
+
+    /// Whether this line is memberlist's own note that a probe went unanswered and the target
+    /// is now suspected (serf: `memberlist: Suspect NAME has failed, no acks received`).
+    pub fn suspected(self, line: &str) -> bool {
         match self {
             Impl::Serf => {
-                after(line, "serf: EventMemberFailed: ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    == Some(name)
+                line.contains("memberlist: Suspect ") && line.contains("no acks received")
             }
-            Impl::Hearsay => {
-                after(line, "EVENT member-failed ")
-                    .is_some_and(|rest| rest.split_whitespace().any(|n| n == name))
-                    || (line.contains("serf: member left or failed ")
-                        && field(line, "event") == Some("member-failed")
-                        && field(line, "peer") == Some(name))
-            }
+            Impl::Hearsay => line.contains("memberlist: suspect has failed, no acks received"),
         }
     }
 
@@ -278,6 +295,8 @@ pub struct NodeRole<'a> {
     pub answer_ping: bool,
     /// `hearsay agent`: `-config-file=PATH`, the handlers it runs (`[[handler]]` blocks).
     pub config_file: Option<&'a Path>,
+    /// The timing profile (`-profile=`), serf's default `lan` when `None`.
+    pub profile: Option<&'a str>,
 }
 
 /// `BIN agent -node=NAME -bind=127.0.0.1:GOSSIP -rpc-addr=127.0.0.1:RPC`: the flags `serf agent`
@@ -307,6 +326,9 @@ pub fn start_node(
             let rpc_port = free_port()?;
             let mut cmd = agent_command(serf, name, gossip_port, rpc_port);
             cmd.arg("-log-level=info");
+            if let Some(p) = role.profile {
+                cmd.arg(format!("-profile={p}"));
+            }
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
@@ -324,6 +346,9 @@ pub fn start_node(
             let rpc_port = free_port()?;
             let mut cmd = agent_command(agent, name, gossip_port, rpc_port);
             cmd.arg("-log-level=info");
+            if let Some(p) = role.profile {
+                cmd.arg(format!("-profile={p}"));
+            }
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
@@ -340,7 +365,7 @@ pub fn start_node(
             let mut cmd = Command::new(&tools.node);
             cmd.arg(format!("-name={name}"))
                 .arg(format!("-bind={bind}"))
-                .arg("-profile=lan");
+                .arg(format!("-profile={}", role.profile.unwrap_or("lan")));
             if let Some(p) = join {
                 cmd.arg(format!("-join=127.0.0.1:{p}"));
             }
@@ -535,6 +560,12 @@ mod tests {
         assert!(Impl::Hearsay.user_event(u, "ev1") && !Impl::Hearsay.user_event(u, "ev"));
         let c = "2026-11-23T12:21:57Z  INFO agent: Received event: member-failed members=[\"c\"]";
         assert!(Impl::Hearsay.failed_coalesced(c, "c") && !Impl::Hearsay.failed_coalesced(c, "d"));
+        assert_eq!(Impl::Hearsay.failed_names("EVENT member-failed x c"), ["x", "c"]);
+        assert_eq!(Impl::Hearsay.failed_names(u), Vec::<&str>::new());
+        let s = "    2026/11/23 10:13:19 [INFO] memberlist: Suspect c has failed, no acks received";
+        assert!(Impl::Serf.suspected(s) && !Impl::Serf.suspected(f));
+        let s = "2026-11-23T12:21:55Z  INFO memberlist: suspect has failed, no acks received node=a target=c";
+        assert!(Impl::Hearsay.suspected(s) && !Impl::Hearsay.suspected(u));
     }
 
     #[test]
