@@ -560,7 +560,10 @@ mod tests {
         assert!(Impl::Hearsay.user_event(u, "ev1") && !Impl::Hearsay.user_event(u, "ev"));
         let c = "2026-11-23T12:21:57Z  INFO agent: Received event: member-failed members=[\"c\"]";
         assert!(Impl::Hearsay.failed_coalesced(c, "c") && !Impl::Hearsay.failed_coalesced(c, "d"));
-        assert_eq!(Impl::Hearsay.failed_names("EVENT member-failed x c"), ["x", "c"]);
+        assert_eq!(
+            Impl::Hearsay.failed_names("EVENT member-failed x c"),
+            ["x", "c"]
+        );
         assert_eq!(Impl::Hearsay.failed_names(u), Vec::<&str>::new());
         let s = "    2026/11/23 10:13:19 [INFO] memberlist: Suspect c has failed, no acks received";
         assert!(Impl::Serf.suspected(s) && !Impl::Serf.suspected(f));

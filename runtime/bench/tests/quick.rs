@@ -27,6 +27,7 @@ const LIVE: &[&str] = &[
     "cluster formation: N agents join one seed → every agent sees all",
     "kill -9 → every survivor marks it failed",
     "kill -9 → first survivor marks it failed",
+    "kill -9 → every survivor marks it failed, local profile",
     "user event: origin → every node",
     "user event: origin → median node",
     "query: all N acks",
@@ -45,6 +46,12 @@ const LIVE: &[&str] = &[
     "RSS with 10 handlers loaded",
     "RSS with 1 handler loaded",
     "RSS added per further handler",
+];
+
+/// Live counts whose expected value is zero for both (so no ratio): false alarms.
+const LIVE_COUNTS: &[&str] = &[
+    "members marked failed while alive, local profile, every CPU busy (per node-hour)",
+    "suspicions raised (probe unanswered), local profile, every CPU busy (per node-hour)",
 ];
 
 /// hearsay-only figures in the serf-vs-hearsay tables (serf column empty): the handler alone,
@@ -174,6 +181,16 @@ fn quick_mode_produces_every_figure() {
             if serf {
                 assert_ne!(cells[3], "—", "no serf value for {f:?}\n{report}");
                 assert_ne!(cells[5], "—", "no ratio for {f:?}\n{report}");
+            }
+        }
+    }
+    for f in LIVE_COUNTS {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        for cells in r {
+            assert_ne!(cells[4], "—", "no hearsay value for {f:?}\n{report}");
+            if serf {
+                assert_ne!(cells[3], "—", "no serf value for {f:?}\n{report}");
             }
         }
     }
