@@ -160,7 +160,8 @@ struct Plan {
     false_alarms: FalseAlarmPlan,
     /// (N, (fresh clusters, events per cluster)) per figure.
     events: Vec<(usize, (usize, usize))>,
-    query: Vec<(usize, usize)>,
+    /// (N, (fresh clusters, queries per cluster)) per figure.
+    query: Vec<(usize, (usize, usize))>,
     large_query: LargeQueryPlan,
     idle_clusters: usize,
     idle_for: Duration,
@@ -211,7 +212,7 @@ impl Plan {
                     window: Duration::from_secs(3),
                 },
                 events: vec![(3, (2, 2))],
-                query: vec![(3, 3)],
+                query: vec![(3, (1, 3))],
                 large_query: LargeQueryPlan {
                     responders: vec![3],
                     sizes: vec![1 << 20, 16 << 20],
@@ -247,7 +248,7 @@ impl Plan {
                     window: Duration::from_secs(60),
                 },
                 events: vec![(3, (5, 5)), (10, (5, 5))],
-                query: vec![(10, 15)],
+                query: vec![(10, (5, 5))],
                 large_query: LargeQueryPlan {
                     responders: vec![4, 10],
                     sizes: vec![1 << 20, 16 << 20],
@@ -627,7 +628,9 @@ responses, then drops the connection (the agents would stream nothing more until
 serf: N `serf agent`s with the event handler `query=echo pong` (serf forks `/bin/sh` per query). \
 hearsay: N `hearsay agent`s, each with a `[[handler]]` block running the `echo` component on \
 `query:ping` (a fresh instance per query on the agent's worker pool; it replies with the \
-payload, `pong`). One untimed query first, then queries 300–500 ms apart, at random. Large \
+payload, `pong`). {} fresh cluster(s) per implementation (a query spreads by gossip, and one \
+cluster keeps one layout of gossip ticker phases), each with one untimed query first, then {} \
+queries 300–500 ms apart, at random. Large \
 responses, hearsay alone (serf's responses are capped at 1 KiB, one UDP packet): an originator \
 `hearsay agent` without handlers and N responder agents (N = {}), each running the `blob` \
 component on `query:blob` (payload: a decimal byte count; reply: that many bytes, streamed from \
@@ -638,6 +641,8 @@ last byte of every response read by the client (each response's byte count is ch
 aggregate MiB/s is N × bytes over that time; the originator's peak RSS growth is its VmHWM after \
 the query over its VmRSS before it (the peak reset through `/proc/PID/clear_refs` first). The \
 transport alone, without agents, is in section 8.",
+            plan.query.first().map_or(0, |q| q.1 .0),
+            plan.query.first().map_or(0, |q| q.1 .1),
             counts.join(" and "),
             sizes.join(" and "),
             lq.reps
@@ -654,10 +659,10 @@ transport alone, without agents, is in section 8.",
             None
         }
     };
-    for &(n, reps) in &plan.query {
+    for &(n, shape) in &plan.query {
         let what = format!("queries N={n}");
         let (s, h): (Option<SmallSamples>, _) = each(tools, &what, &mut sec.notes, |imp| {
-            query::small(tools, guests, imp, n, reps, plan.settle)
+            query::small(tools, guests, imp, n, shape, plan.settle)
         });
         let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
         sec.rows.push(

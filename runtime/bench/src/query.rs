@@ -127,55 +127,57 @@ fn ping(rt: &Runtime, node: &Node, n: usize) -> Result<Arrivals> {
     })
 }
 
-/// `reps` queries `ping` at the first agent of an `n`-agent cluster where every agent
-/// answers (serf: `query=echo pong`; hearsay: the `echo` component on `query:ping`), after
-/// one untimed query (the first one touches cold code and pages on every agent).
+/// `per_cluster` queries `ping` at the first agent of each of `clusters` fresh `n`-agent
+/// clusters where every agent answers (serf: `query=echo pong`; hearsay: the `echo` component
+/// on `query:ping`), each cluster's timed queries after one untimed one (the first touches cold
+/// code and pages on every agent). Fresh clusters, as for user events: one cluster keeps one
+/// layout of gossip ticker phases, and a query spreads by gossip.
 pub fn small(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
     n: usize,
-    reps: usize,
+    (clusters, per_cluster): (usize, usize),
     settle: Duration,
 ) -> Result<SmallSamples> {
-    let prefix = format!("q{n}-");
-    let (nodes, _config) = match imp {
-        Impl::Serf => {
-            let role = NodeRole {
-                answer_ping: true,
-                ..NodeRole::default()
-            };
-            (start_cluster(tools, imp, &prefix, n, role, &[])?, None)
-        }
+    let config = match imp {
+        Impl::Serf => None,
         Impl::Hearsay => {
             if !tools.hearsay_agent() {
                 bail!("needs the `hearsay` binary (hearsay agent) beside hearsay-serf-node");
             }
             let echo = &guests.context("needs the echo component")?.echo;
-            let config = ConfigFile::handler("qping", echo, "query:ping", Duration::from_secs(10))?;
-            let role = NodeRole {
-                config_file: Some(&config.0),
-                ..NodeRole::default()
-            };
-            let nodes = start_cluster(tools, imp, &prefix, n, role, &[])?;
-            (nodes, Some(config))
+            Some(ConfigFile::handler(
+                "qping",
+                echo,
+                "query:ping",
+                Duration::from_secs(10),
+            )?)
         }
     };
-    std::thread::sleep(settle);
+    let role = NodeRole {
+        answer_ping: imp == Impl::Serf,
+        config_file: config.as_ref().map(|c| c.0.as_path()),
+        ..NodeRole::default()
+    };
     let rt = runtime()?;
-    ping(&rt, &nodes[0], n)?;
-    gap();
     let mut out = SmallSamples::default();
-    for _ in 0..reps {
-        let a = ping(&rt, &nodes[0], n)?;
-        if a.acks.len() < n || a.responses.len() < n {
-            out.incomplete += 1;
-        } else {
-            out.acks.push(secs(*a.acks.iter().max().expect("n > 0")));
-            out.responses
-                .push(secs(*a.responses.iter().max().expect("n > 0")));
-        }
+    for c in 0..clusters {
+        let nodes = start_cluster(tools, imp, &format!("q{n}c{c}-"), n, role, &[])?;
+        std::thread::sleep(settle);
+        ping(&rt, &nodes[0], n)?;
         gap();
+        for _ in 0..per_cluster {
+            let a = ping(&rt, &nodes[0], n)?;
+            if a.acks.len() < n || a.responses.len() < n {
+                out.incomplete += 1;
+            } else {
+                out.acks.push(secs(*a.acks.iter().max().expect("n > 0")));
+                out.responses
+                    .push(secs(*a.responses.iter().max().expect("n > 0")));
+            }
+            gap();
+        }
     }
     Ok(out)
 }
