@@ -162,19 +162,25 @@ impl Drop for CpuLoad {
     }
 }
 
-/// How long after the loaded window false alarms are still counted.
-pub const ALARM_TAIL: Duration = Duration::from_secs(5);
+/// What [`false_alarms`] watches: `clusters` fresh `n`-node clusters, each loaded for `window`,
+/// alarms counted until `tail` after it (a suspicion raised late in the window is decided after
+/// it: Lifeguard's shortest suspicion for n ≤ 10 on the local profile is 3 s).
+#[derive(Debug, Clone)]
+pub struct AlarmWatch {
+    pub n: usize,
+    pub clusters: usize,
+    pub window: Duration,
+    pub tail: Duration,
+}
 
-/// `clusters` fresh `n`-node clusters on timing profile `profile`, each settled, then left
-/// alone for `window` with every CPU kept busy by the bench: every member any survivor marks
-/// failed in that window is a false alarm (nobody is killed), and every suspicion raised is
-/// one that the member had to refute.
+/// Fresh clusters on timing profile `profile`, each settled, then left alone for the watch's
+/// window with every CPU kept busy by the bench: every member any survivor marks failed is a
+/// false alarm (nobody is killed), and every suspicion raised is one that the member had to
+/// refute.
 pub fn false_alarms(
     tools: &Tools,
     imp: Impl,
-    n: usize,
-    clusters: usize,
-    window: Duration,
+    watch: &AlarmWatch,
     settle_for: Duration,
     profile: Option<&str>,
 ) -> Result<FalseAlarmSamples> {
@@ -183,18 +189,17 @@ pub fn false_alarms(
         profile,
         ..NodeRole::default()
     };
-    for c in 0..clusters {
+    let n = watch.n;
+    for c in 0..watch.clusters {
         let nodes = start_cluster(tools, imp, &format!("fa{n}c{c}-"), n, role, &[])?;
         settle(settle_for);
         let from = Instant::now();
         {
             let _load = CpuLoad::start();
-            std::thread::sleep(window);
+            std::thread::sleep(watch.window);
         }
-        // A suspicion raised late in the window is decided after it: Lifeguard's shortest
-        // suspicion for n ≤ 10 on the local profile is 3 s.
-        std::thread::sleep(ALARM_TAIL);
-        let hours = window.as_secs_f64() / 3600.0 * n as f64;
+        std::thread::sleep(watch.tail);
+        let hours = watch.window.as_secs_f64() / 3600.0 * n as f64;
         let (mut failed, mut suspected) = (0, 0);
         for node in &nodes {
             for (_, l) in node

@@ -157,7 +157,8 @@ struct Plan {
     failure: Vec<(usize, usize)>,
     /// (N, repetitions) of failure detection on the local profile.
     failure_local: Vec<(usize, usize)>,
-    false_alarms: FalseAlarmPlan,
+    /// False alarms on the local profile with every CPU busy.
+    false_alarms: live::AlarmWatch,
     /// (N, (fresh clusters, events per cluster)) per figure.
     events: Vec<(usize, (usize, usize))>,
     /// (N, (fresh clusters, queries per cluster)) per figure.
@@ -171,15 +172,6 @@ struct Plan {
     try_10k: bool,
     handlers: HandlerPlan,
     quic: QuicPlan,
-}
-
-/// False alarms on the local profile with every CPU busy.
-#[derive(Debug, Clone)]
-struct FalseAlarmPlan {
-    n: usize,
-    /// Fresh clusters, each loaded for `window`.
-    clusters: usize,
-    window: Duration,
 }
 
 /// Large query responses between agents (hearsay alone).
@@ -206,10 +198,11 @@ impl Plan {
             Self {
                 failure: vec![(3, 1)],
                 failure_local: vec![(3, 1)],
-                false_alarms: FalseAlarmPlan {
+                false_alarms: live::AlarmWatch {
                     n: 3,
                     clusters: 1,
-                    window: Duration::from_secs(3),
+                    window: Duration::from_secs(2),
+                    tail: Duration::from_secs(1),
                 },
                 events: vec![(3, (2, 2))],
                 query: vec![(3, (1, 3))],
@@ -219,7 +212,7 @@ impl Plan {
                     reps: 2,
                 },
                 idle_clusters: 1,
-                idle_for: Duration::from_secs(5),
+                idle_for: Duration::from_secs(2),
                 settle: Duration::from_millis(500),
                 sims: vec![sim(100, 1, 3, 1)],
                 try_10k: false,
@@ -242,10 +235,11 @@ impl Plan {
             Self {
                 failure: vec![(3, 5), (10, 5)],
                 failure_local: vec![(10, 5)],
-                false_alarms: FalseAlarmPlan {
+                false_alarms: live::AlarmWatch {
                     n: 10,
                     clusters: 2,
                     window: Duration::from_secs(60),
+                    tail: Duration::from_secs(5),
                 },
                 events: vec![(3, (5, 5)), (10, (5, 5))],
                 query: vec![(10, (5, 5))],
@@ -414,12 +408,19 @@ Serf library's event, before the agent's coalescing), for hearsay the `EVENT mem
 line. Each repetition is a new cluster; how long that cluster took to form is reported too."
         }
         .to_owned()
-            + " The faster profile both offer, `local` (memberlist's `DefaultLocalConfig`: 1 s \
+            + &format!(
+                " The faster profile both offer, `local` (memberlist's `DefaultLocalConfig`: 1 s \
 probe, 200 ms probe timeout, SuspicionMult 3, 100 ms gossip; `-profile=local` on both agents), is \
-measured the same way; then its false alarms: fresh clusters on the local profile settle, then \
-the bench spins one busy thread per CPU for the window while nobody is killed, and every member \
-a survivor marks failed (from the window's start to 5 s after it) is a false alarm; suspicions \
-raised (memberlist's `suspect ... no acks received` line) are counted beside them.",
+measured the same way; then its false alarms: {} fresh {}-node cluster(s) on the local profile \
+settle, then the bench spins one busy thread per CPU for {:.0} s while nobody is killed, and \
+every member a survivor marks failed (from the window's start to {:.0} s after it) is a false \
+alarm; suspicions raised (memberlist's `suspect ... no acks received` line) are counted beside \
+them.",
+                plan.false_alarms.clusters,
+                plan.false_alarms.n,
+                plan.false_alarms.window.as_secs_f64(),
+                plan.false_alarms.tail.as_secs_f64()
+            ),
         ..Section::default()
     };
     for &(n, reps) in &plan.failure {
@@ -507,7 +508,7 @@ fn local_profile_rows(tools: &Tools, plan: &Plan, sec: &mut Section) {
     let fa = &plan.false_alarms;
     let what = format!("false alarms N={}, local profile, CPUs busy", fa.n);
     let (s, h) = each(tools, &what, &mut sec.notes, |imp| {
-        live::false_alarms(tools, imp, fa.n, fa.clusters, fa.window, plan.settle, LOCAL)
+        live::false_alarms(tools, imp, fa, plan.settle, LOCAL)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
     let total =
@@ -790,7 +791,11 @@ window, per agent process ({}).",
         Row::new("idle CPU per agent", 3, Unit::Count(" % of a core"))
             .serf(&s.cpu_pct)
             .hearsay(&h.cpu_pct)
-            .reference("100 Hz tick accounting: 0.2 % resolution over 5 s"),
+            .reference(format!(
+                "100 Hz tick accounting: {:.1} % resolution over {} s",
+                100.0 / (100.0 * plan.idle_for.as_secs_f64()),
+                plan.idle_for.as_secs()
+            )),
     );
     sec
 }
