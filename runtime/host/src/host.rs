@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -14,6 +14,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::cache::{self, CacheOutcome};
 use crate::embedder::Embedder;
+use crate::epoch::EpochClock;
 use crate::error::HostError;
 use crate::event::Event;
 use crate::invoke::{self, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
@@ -60,7 +61,6 @@ pub struct Host {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     ticker: Option<JoinHandle<()>>,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 struct Shared {
@@ -74,6 +74,8 @@ struct Shared {
     spares: Arc<AtomicUsize>,
     /// At most this many spares: the pool's instance slots not reserved for the workers.
     spare_limit: usize,
+    /// Advances the engine's epoch while guest code runs.
+    clock: EpochClock,
 }
 
 #[derive(Default)]
@@ -221,21 +223,15 @@ impl Host {
             pool: Mutex::new(PoolState::default()),
             wake: Condvar::new(),
             spares: Arc::new(AtomicUsize::new(0)),
+            clock: EpochClock::default(),
         });
-        let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
-            let (engine, stop, tick) = (
-                shared.engine.clone(),
-                ticker_stop.clone(),
-                shared.config.epoch_tick,
-            );
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("hearsay-epoch".into())
                 .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
+                    let tick = shared.config.epoch_tick;
+                    shared.clock.run(tick, || shared.engine.increment_epoch());
                 })
                 .map_err(HostError::Thread)?
         };
@@ -243,7 +239,6 @@ impl Host {
             shared,
             workers: Vec::new(),
             ticker: Some(ticker),
-            ticker_stop,
         };
         for i in 0..host.shared.config.workers {
             let shared = host.shared.clone();
@@ -444,7 +439,7 @@ impl Drop for Host {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.shared.clock.stop();
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
@@ -572,10 +567,14 @@ fn worker(shared: &Shared) {
             .unwrap_or_else(|e| e.into_inner())
             .jobs
             .pop_front();
-        if let Some(job) = job {
-            run(shared, &slot, job);
+        {
+            // Both run guest code: the event's instance and, unless one is ready, the next.
+            let _running = shared.clock.running();
+            if let Some(job) = job {
+                run(shared, &slot, job);
+            }
+            refill(shared, &slot);
         }
-        refill(shared, &slot);
         let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.is_empty() {
             queue.active = false;

@@ -6,7 +6,8 @@
 //!
 //! # How it works
 //! - One [`Host`] per process: one wasmtime `Engine` (pooling allocator, epoch interruption; an
-//!   epoch ticker thread advances time every [`HostConfig::epoch_tick`]).
+//!   epoch ticker thread advances time every [`HostConfig::epoch_tick`] while a guest runs, and
+//!   sleeps while none does).
 //! - [`Host::load`] compiles a component once (or takes it from the disk cache in
 //!   [`HostConfig::cache_dir`], keyed by module sha256 and the engine; a corrupt entry is
 //!   recompiled) and pre-instantiates it against the WASI p2 and hearsay imports.
@@ -58,6 +59,7 @@
 
 mod cache;
 mod embedder;
+mod epoch;
 mod error;
 mod event;
 mod host;
