@@ -511,37 +511,32 @@ fn local_profile_rows(tools: &Tools, plan: &Plan, sec: &mut Section) {
         live::false_alarms(tools, imp, fa, plan.settle, LOCAL)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
-    let total =
-        |a: &live::FalseAlarmSamples, k: usize| format!("{k} in {:.2} node-hours", a.node_hours);
-    sec.rows.push(
-        Row::new(
+    let minutes = |a: &live::FalseAlarmSamples| a.node_hours * 60.0;
+    let rows = [
+        (
             "members marked failed while alive, local profile, every CPU busy (per node-hour)",
-            fa.n,
-            Unit::Count(""),
-        )
-        .serf(&s.failed_per_node_hour)
-        .hearsay(&h.failed_per_node_hour)
-        .reference(format!(
-            "nobody killed; serf {}, hearsay {}",
-            total(&s, s.failed),
-            total(&h, h.failed)
-        ))
-        .headline(),
-    );
-    sec.rows.push(
-        Row::new(
+            "nobody killed",
+            (&s.failed_per_node_hour, s.failed),
+            (&h.failed_per_node_hour, h.failed),
+        ),
+        (
             "suspicions raised (probe unanswered), local profile, every CPU busy (per node-hour)",
-            fa.n,
-            Unit::Count(""),
-        )
-        .serf(&s.suspected_per_node_hour)
-        .hearsay(&h.suspected_per_node_hour)
-        .reference(format!(
-            "each refuted or confirmed; serf {}, hearsay {}",
-            total(&s, s.suspected),
-            total(&h, h.suspected)
-        )),
-    );
+            "each refuted or confirmed",
+            (&s.suspected_per_node_hour, s.suspected),
+            (&h.suspected_per_node_hour, h.suspected),
+        ),
+    ];
+    for (i, (figure, why, (sv, sk), (hv, hk))) in rows.into_iter().enumerate() {
+        let row = Row::new(figure, fa.n, Unit::Count(""))
+            .serf(sv)
+            .hearsay(hv)
+            .reference(format!(
+                "{why}; serf {sk} in {:.0} node-minutes, hearsay {hk} in {:.0}",
+                minutes(&s),
+                minutes(&h)
+            ));
+        sec.rows.push(if i == 0 { row.headline() } else { row });
+    }
 }
 
 fn note_timeouts(notes: &mut Vec<String>, what: &str, s: &FailureSamples, h: &FailureSamples) {
