@@ -5,7 +5,7 @@
 use crate::inproc::Origin;
 use crate::procs::{
     cpu_secs, formation_secs, rss_kib, start_cluster, start_node, wait_members, wait_ready, Impl,
-    Lines, Node, NodeRole, Tools,
+    Lines, Node, NodeRole, Tools, GOSSIP_SPREAD,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ pub fn failure_detection(
     for rep in 0..reps {
         let started = Instant::now();
         let prefix = format!("f{}{n}r{rep}-", profile.unwrap_or(""));
-        let mut nodes = start_cluster(tools, imp, &prefix, n, role, &[])?;
+        let mut nodes = start_cluster(tools, imp, &prefix, n, role, Duration::ZERO)?;
         out.formation.push(formation_secs(imp, &nodes, started));
         settle(settle_for);
         let mut victim = nodes.pop().context("empty cluster")?;
@@ -191,7 +191,7 @@ pub fn false_alarms(
     };
     let n = watch.n;
     for c in 0..watch.clusters {
-        let nodes = start_cluster(tools, imp, &format!("fa{n}c{c}-"), n, role, &[])?;
+        let nodes = start_cluster(tools, imp, &format!("fa{n}c{c}-"), n, role, Duration::ZERO)?;
         settle(settle_for);
         let from = Instant::now();
         {
@@ -245,7 +245,7 @@ impl LiveCluster {
         };
         match cli {
             Some(cli) => {
-                let nodes = start_cluster(tools, imp, prefix, n, role, &[])?;
+                let nodes = start_cluster(tools, imp, prefix, n, role, GOSSIP_SPREAD)?;
                 let members = nodes
                     .iter()
                     .map(|n| (n.proc.name.clone(), n.proc.lines.clone()))
@@ -260,7 +260,7 @@ impl LiveCluster {
             None if imp == Impl::Serf => bail!("serf is not installed"),
             None => {
                 let origin_name = format!("{prefix}origin");
-                let nodes = start_cluster(tools, imp, prefix, n - 1, role, &[])?;
+                let nodes = start_cluster(tools, imp, prefix, n - 1, role, GOSSIP_SPREAD)?;
                 let origin = Origin::start(&origin_name, nodes[0].gossip_port)?;
                 let mut members = vec![(origin.name.clone(), origin.lines.clone())];
                 members.extend(
@@ -389,7 +389,14 @@ pub fn idle_footprint(
 ) -> Result<IdleSamples> {
     let mut out = IdleSamples::default();
     for c in 0..clusters {
-        let nodes = start_cluster(tools, imp, &format!("m{c}-"), 3, NodeRole::default(), &[])?;
+        let nodes = start_cluster(
+            tools,
+            imp,
+            &format!("m{c}-"),
+            3,
+            NodeRole::default(),
+            Duration::ZERO,
+        )?;
         let before: Vec<f64> = nodes
             .iter()
             .map(|n| cpu_secs(n.proc.pid()))

@@ -77,12 +77,25 @@ struct Args {
     sim_crashes: Option<usize>,
     /// `--sim-bootstrap`: start the `--sim` clusters converged (no join storm).
     sim_bootstrap: bool,
+    /// `--only KEY[,KEY...]`: run only these sections (see [`SECTION_KEYS`]); empty: all.
+    only: Vec<String>,
     raw: Vec<String>,
+}
+
+/// The keys `--only` takes, in report order.
+const SECTION_KEYS: &[&str] = &["failure", "events", "queries", "idle", "handlers", "sim"];
+
+impl Args {
+    /// Whether the section `key` runs (`--only` names it, or `--only` was not given).
+    fn wants(&self, key: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|k| k == key)
+    }
 }
 
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
+[--only failure,events,queries,idle,handlers,sim] \
 [--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
@@ -103,6 +116,7 @@ fn parse_args() -> Result<Args> {
         sim_events: None,
         sim_crashes: None,
         sim_bootstrap: false,
+        only: Vec::new(),
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -128,6 +142,14 @@ fn parse_args() -> Result<Args> {
             "no-sim" => a.no_sim = true,
             "no-handlers" => a.no_handlers = true,
             "wasm-dir" => a.wasm_dir = Some(value()?.into()),
+            "only" => {
+                for key in value()?.split(',').map(str::trim) {
+                    if !SECTION_KEYS.contains(&key) {
+                        bail!("--only: unknown section {key:?}; one of {SECTION_KEYS:?}\n{USAGE}");
+                    }
+                    a.only.push(key.to_owned());
+                }
+            }
             "sim" => {
                 a.sim_sizes = value()?
                     .split(',')
@@ -241,8 +263,8 @@ impl Plan {
                     window: Duration::from_secs(60),
                     tail: Duration::from_secs(5),
                 },
-                events: vec![(3, (5, 5)), (10, (5, 5))],
-                query: vec![(10, (5, 5))],
+                events: vec![(3, (5, 5)), (10, (8, 5))],
+                query: vec![(10, (8, 4))],
                 large_query: LargeQueryPlan {
                     responders: vec![4, 10],
                     sizes: vec![1 << 20, 16 << 20],
@@ -549,19 +571,32 @@ fn note_timeouts(notes: &mut Vec<String>, what: &str, s: &FailureSamples, h: &Fa
     }
 }
 
+/// How the gossip figures' clusters start (sections 2 and 3).
+const SPREAD_NOTE: &str = "In each cluster the first agent starts alone and the others each \
+start at a random moment within one gossip interval (200 ms) after it is ready: memberlist's \
+gossip ticker takes its phase from the moment the agent starts, so agents started together \
+gossip in near lockstep and their start order, not the implementation, would decide how long \
+every relay waits (hearsay picks a random phase itself).";
+
+/// `N=3: 5 clusters × 5 events; ...` for (N, (clusters, per cluster)) shapes.
+fn shapes(plan: &[(usize, (usize, usize))], what: &str) -> String {
+    plan.iter()
+        .map(|(n, (c, k))| format!("N={n}: {c} clusters × {k} {what}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn events_section(tools: &Tools, plan: &Plan) -> Section {
     let mut sec = Section {
         title: "2. User event propagation".into(),
         intro: format!(
-            "{} fresh N-member clusters per figure each fire {} user events one at a time \
-(300–500 ms apart, at random, so they sample every phase of the 200 ms gossip ticker) from one \
-origin without coalescing; fresh clusters because a cluster keeps one layout of its members' \
-gossip ticker phases for its life, and one layout can shift every event's time by a gossip \
-interval. serf: N agents, the event sent with `serf event -coalesce=false` to the first agent's RPC; each \
-agent's `agent: Received event: user-event` log line is its delivery. {} Times run from the \
-origin's own delivery, so neither CLI start-up nor RPC is counted.",
-            plan.events.first().map_or(0, |e| e.1 .0),
-            plan.events.first().map_or(0, |e| e.1 .1),
+            "Fresh N-member clusters ({}) each fire user events one at a time (300–500 ms \
+apart, at random, so they sample every phase of the 200 ms gossip ticker) from one origin \
+without coalescing. {} serf: N agents, the event sent with `serf event -coalesce=false` to the \
+first agent's RPC; each agent's `agent: Received event: user-event` log line is its delivery. {} \
+Times run from the origin's own delivery, so neither CLI start-up nor RPC is counted.",
+            shapes(&plan.events, "events"),
+            SPREAD_NOTE,
             if tools.agent.is_some() {
                 "hearsay, measured the same way: N `hearsay agent`s, the event sent with \
 `hearsay event -coalesce=false` to the first agent's RPC; each agent's `agent: Received event: \
@@ -624,8 +659,8 @@ responses, then drops the connection (the agents would stream nothing more until
 serf: N `serf agent`s with the event handler `query=echo pong` (serf forks `/bin/sh` per query). \
 hearsay: N `hearsay agent`s, each with a `[[handler]]` block running the `echo` component on \
 `query:ping` (a fresh instance per query on the agent's worker pool; it replies with the \
-payload, `pong`). {} fresh cluster(s) per implementation (a query spreads by gossip, and one \
-cluster keeps one layout of gossip ticker phases), each with one untimed query first, then {} \
+payload, `pong`). Fresh clusters ({}), started as in section 2 (the other agents at random \
+moments within one gossip interval after the first), each with one untimed query first, then \
 queries 300–500 ms apart, at random. Large \
 responses, hearsay alone (serf's responses are capped at 1 KiB, one UDP packet): an originator \
 `hearsay agent` without handlers and N responder agents (N = {}), each running the `blob` \
@@ -637,8 +672,7 @@ last byte of every response read by the client (each response's byte count is ch
 aggregate MiB/s is N × bytes over that time; the originator's peak RSS growth is its VmHWM after \
 the query over its VmRSS before it (the peak reset through `/proc/PID/clear_refs` first). The \
 transport alone, without agents, is in section 8.",
-            plan.query.first().map_or(0, |q| q.1 .0),
-            plan.query.first().map_or(0, |q| q.1 .1),
+            shapes(&plan.query, "queries"),
             counts.join(" and "),
             sizes.join(" and "),
             lq.reps
@@ -1404,21 +1438,35 @@ fn main() -> Result<()> {
         if tools.serf.is_none() {
             run_notes.push("serf was not measured (not installed or --no-serf).".to_owned());
         }
-        sections.push(failure_section(&tools, &plan));
-        sections.push(events_section(&tools, &plan));
-        let guests = guests::locate(args.wasm_dir.as_deref());
-        sections.push(query_section(&tools, guests.as_ref(), &plan));
-        sections.push(idle_section(&tools, &plan));
+        if args.wants("failure") {
+            sections.push(failure_section(&tools, &plan));
+        }
+        if args.wants("events") {
+            sections.push(events_section(&tools, &plan));
+        }
+        if args.wants("queries") {
+            let guests = guests::locate(args.wasm_dir.as_deref());
+            sections.push(query_section(&tools, guests.as_ref(), &plan));
+        }
+        if args.wants("idle") {
+            sections.push(idle_section(&tools, &plan));
+        }
     }
     if args.no_handlers {
         run_notes.push("Handler and QUIC sections skipped (--no-handlers).".to_owned());
-    } else {
+    } else if args.wants("handlers") {
         handler_sections(&args, &tools, &plan, &mut sections);
     }
     if args.no_sim {
         run_notes.push("Simulator section skipped (--no-sim).".to_owned());
-    } else {
+    } else if args.wants("sim") {
         sections.push(sim_section(&plan));
+    }
+    if !args.only.is_empty() {
+        run_notes.push(format!(
+            "Only these sections ran (--only): {}.",
+            args.only.join(", ")
+        ));
     }
     let mut command = "cargo run --release -p hearsay-bench --".to_owned();
     for a in &args.raw {

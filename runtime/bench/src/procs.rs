@@ -437,15 +437,26 @@ pub fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
     Ok(())
 }
 
-/// `n` agent processes of `imp`, the first started alone and the rest joining it; returns
-/// once every node saw every other join.
+/// One gossip interval of serf's LAN profile: starts spread over it give the nodes' gossip
+/// tickers independent phases.
+pub const GOSSIP_SPREAD: Duration = Duration::from_millis(200);
+
+/// `n` agent processes of `imp`, the first started alone and the rest joining it, each at a
+/// random moment within `spread` after the first is ready (all at once when zero); returns once
+/// every node saw every other join.
+///
+/// Why `spread` matters: memberlist's gossip ticker takes its phase from the moment the node
+/// starts (its random stagger only delays the first tick), so nodes started together gossip in
+/// near lockstep, and how far the rest lag the first decides every relay's wait. Agents that
+/// start independently, as in a real cluster, have independent phases; hearsay picks a random
+/// phase itself.
 pub fn start_cluster(
     tools: &Tools,
     imp: Impl,
     prefix: &str,
     n: usize,
     role: NodeRole<'_>,
-    extra_names: &[String],
+    spread: Duration,
 ) -> Result<Vec<Node>> {
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     // Generous: how long formation takes is itself a figure (see [`formation_secs`]).
@@ -454,13 +465,19 @@ pub fn start_cluster(
     nodes.push(start_node(tools, imp, &names[0], None, role)?);
     wait_ready(imp, &nodes[0], deadline)?;
     let seed = nodes[0].gossip_port;
-    for name in &names[1..] {
+    let mut offsets: Vec<Duration> = (1..n)
+        .map(|_| spread.mul_f64(rand::random::<f64>()))
+        .collect();
+    offsets.sort();
+    let ready = Instant::now();
+    for (name, offset) in names[1..].iter().zip(offsets) {
+        if let Some(wait) = (ready + offset).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         nodes.push(start_node(tools, imp, name, Some(seed), role)?);
     }
-    let mut all = names.clone();
-    all.extend(extra_names.iter().cloned());
     for (node, name) in nodes.iter().zip(&names) {
-        wait_members(imp, name, &node.proc.lines, &all, deadline)?;
+        wait_members(imp, name, &node.proc.lines, &names, deadline)?;
     }
     Ok(nodes)
 }

@@ -17,7 +17,7 @@
 
 use crate::guests::Guests;
 use crate::procs::{
-    start_cluster, start_node, wait_members, wait_ready, Impl, Node, NodeRole, Tools,
+    start_cluster, start_node, wait_members, wait_ready, Impl, Node, NodeRole, Tools, GOSSIP_SPREAD,
 };
 use anyhow::{bail, Context, Result};
 use hearsay_agent::rpc::client::{QueryParams, QueryRecord};
@@ -163,7 +163,7 @@ pub fn small(
     let rt = runtime()?;
     let mut out = SmallSamples::default();
     for c in 0..clusters {
-        let nodes = start_cluster(tools, imp, &format!("q{n}c{c}-"), n, role, &[])?;
+        let nodes = start_cluster(tools, imp, &format!("q{n}c{c}-"), n, role, GOSSIP_SPREAD)?;
         std::thread::sleep(settle);
         ping(&rt, &nodes[0], n)?;
         gap();
