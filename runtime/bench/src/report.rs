@@ -199,7 +199,9 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
         let _ = writeln!(
             o,
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
-CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone. \
+CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone; \
+`--only events,queries` (keys: failure, events, queries, idle, handlers, sim) runs only those \
+sections. \
 The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \
 Anchors come from `../shared/reference/performance-anchors.md`."
