@@ -1428,9 +1428,10 @@ fn main() -> Result<()> {
     let machine = Machine::probe(tools.serf.as_deref());
     let mut run_notes = Vec::new();
     let mut sections = Vec::new();
+    let live = ["failure", "events", "queries", "idle"];
     if args.no_live {
         run_notes.push("Live sections skipped (--no-live).".to_owned());
-    } else {
+    } else if live.iter().any(|k| args.wants(k)) {
         for imp in impls(&tools) {
             live::preflight(&tools, imp)
                 .with_context(|| format!("{} does not start", imp.label()))?;
