@@ -174,7 +174,7 @@ pub struct AlarmWatch {
 }
 
 /// Fresh clusters on timing profile `profile`, each settled, then left alone for the watch's
-/// window with every CPU kept busy by the bench: every member any survivor marks failed is a
+/// window with every CPU kept busy by the bench: every member any node marks failed is a
 /// false alarm (nobody is killed), and every suspicion raised is one that the member had to
 /// refute.
 pub fn false_alarms(

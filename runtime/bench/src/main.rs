@@ -435,7 +435,7 @@ line. Each repetition is a new cluster; how long that cluster took to form is re
 probe, 200 ms probe timeout, SuspicionMult 3, 100 ms gossip; `-profile=local` on both agents), is \
 measured the same way; then its false alarms: {} fresh {}-node cluster(s) on the local profile \
 settle, then the bench spins one busy thread per CPU for {:.0} s while nobody is killed, and \
-every member a survivor marks failed (from the window's start to {:.0} s after it) is a false \
+every member a node marks failed (from the window's start to {:.0} s after it) is a false \
 alarm; suspicions raised (memberlist's `suspect ... no acks received` line) are counted beside \
 them.",
                 plan.false_alarms.clusters,
