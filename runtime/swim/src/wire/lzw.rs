@@ -177,10 +177,17 @@ pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
         hi: EOF,
         overflow: 1 << (LIT_WIDTH + 1),
         last: None,
-        prefix: vec![0; TABLE_SIZE],
-        suffix: vec![0; TABLE_SIZE],
+        // Every code takes at least 9 bits, so the table never grows past one slot per
+        // input byte beyond the literals: a small packet needs no 12 KiB zeroed per call.
+        prefix: vec![0; table_slots(input.len())],
+        suffix: vec![0; table_slots(input.len())],
     };
     d.run(limit)
+}
+
+/// Decoder table slots enough for `len` input bytes (see [`decompress`]).
+fn table_slots(len: usize) -> usize {
+    (usize::from(EOF) + 2 + len).min(TABLE_SIZE)
 }
 
 struct Decoder<'a> {
@@ -217,9 +224,9 @@ impl Decoder<'_> {
     }
 
     fn run(&mut self, limit: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        // One code expands to at most TABLE_SIZE bytes; built back to front here.
-        let mut scratch = vec![0u8; TABLE_SIZE + 1];
+        let mut out = Vec::with_capacity((2 * self.input.len()).min(limit));
+        // One code expands to at most one byte per table slot; built back to front here.
+        let mut scratch = vec![0u8; self.prefix.len() + 1];
         loop {
             let code = self.read_code()?;
             let first = if code < CLEAR {
