@@ -343,6 +343,53 @@ mod tests {
         })
     }
 
+    /// A push/pull sealed from borrowed node states is byte for byte the owned message's,
+    /// with and without compression, label and encryption, from either side.
+    #[test]
+    fn push_pull_from_refs_matches_owned() {
+        let mut nodes = vec![node("alpha"), node("b"), node("c")];
+        nodes[1].meta = vec![9; 40];
+        nodes[2].state = NodeStateKind::Suspect;
+        nodes[2].addr = vec![0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let refs: Vec<PushNodeRef<'_>> = nodes
+            .iter()
+            .map(|n| PushNodeRef {
+                name: &n.name,
+                addr: &n.addr,
+                port: n.port,
+                meta: &n.meta,
+                incarnation: n.incarnation,
+                state: n.state,
+                vsn: &n.vsn,
+            })
+            .collect();
+        let owned = StreamMessage::PushPull(PushPull {
+            join: true,
+            nodes: nodes.clone(),
+            user_state: vec![1, 2, 3],
+        });
+        assert_eq!(
+            encode_push_pull(true, &refs, &[1, 2, 3]),
+            encode_stream_message(&owned)
+        );
+        for c in [
+            plain(),
+            codec("lbl", true, None),
+            codec("", false, Some(7)),
+            codec("lbl", true, Some(7)),
+        ] {
+            for dialing in [true, false] {
+                let want = if dialing {
+                    c.seal_stream(&owned, &mut rng())
+                } else {
+                    c.seal_stream_reply(&owned, &mut rng())
+                };
+                let got = c.seal_push_pull(true, &refs, &[1, 2, 3], dialing, &mut rng());
+                assert_eq!(got, want, "dialing {dialing}");
+            }
+        }
+    }
+
     #[test]
     fn golden_plain_push_pull() {
         let msg = StreamMessage::PushPull(PushPull {
