@@ -180,7 +180,12 @@ fn bootstrap(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
     let codec = Codec::try_new(wire, None).ok()?;
     let bytes = codec.seal_stream(&msg, &mut StdRng::seed_from_u64(seed));
     drop(msg);
+    let started = Instant::now();
+    progress(n, "bootstrap: nodes created", started);
     for i in 0..n {
+        if i > 0 && i % (n / 10).max(1) == 0 {
+            progress(n, &format!("bootstrap: {i} of {n} nodes merged"), started);
+        }
         let from = sim.nodes[(i + 1) % n].addr;
         sim.with_node(i, |s, now| {
             // The reply (this node's state) would go back to the sender; nobody waits for it.
@@ -191,6 +196,19 @@ fn bootstrap(seed: u64, n: usize) -> Option<(Sim<Serf>, f64)> {
         sim.nodes[i].events = Vec::new();
     }
     converged(&sim, n).then_some((sim, 0.0))
+}
+
+/// One progress line on stderr: what just finished, with wall time since `started`, RSS
+/// and the live heap (an N = 10 000 run takes the better part of an hour; this says where
+/// it is and whether memory still fits).
+fn progress(n: usize, what: &str, started: Instant) {
+    let rss = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
+    eprintln!(
+        "[bench] sim N={n}: {what} at {:.1} s wall, RSS {:.0} MiB, live heap {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        rss / 1024.0,
+        Heap::now().chunk_bytes as f64 / (1024.0 * 1024.0)
+    );
 }
 
 /// Runs for `d` of virtual time, discarding events as it goes.
@@ -258,6 +276,7 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
             eprintln!("[bench]   {b:>8.1} B/entry  {what}");
         }
         idle(&mut sim, plan.settle);
+        progress(plan.n, "settled", started);
         peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
         let mut rng = StdRng::seed_from_u64(seed ^ 0xe7e7);
 
@@ -266,7 +285,19 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
         // come about once per interval, staggered) falls in the window exactly once.
         let window = Duration::from_secs_f64(push_pull_interval(plan.n).max(30.0));
         let a = sim.stats;
-        idle(&mut sim, window);
+        // In 30 s pieces (the same 1 s steps as one call), with a progress line after each.
+        let mut left = window;
+        while !left.is_zero() {
+            let piece = left.min(Duration::from_secs(30));
+            idle(&mut sim, piece);
+            left -= piece;
+            let done = (window - left).as_secs();
+            progress(
+                plan.n,
+                &format!("steady window {done} s of {} s", window.as_secs()),
+                started,
+            );
+        }
         let (m, b, st) = per_node_per_sec(a, sim.stats, plan.n, window);
         out.steady_msgs.push(m);
         out.steady_bytes.push(b);
@@ -275,10 +306,12 @@ pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
         for e in 0..plan.events_per_seed {
             measure_event(&mut sim, &mut rng, &format!("ev-{e}"), &mut out);
             idle(&mut sim, Duration::from_secs(5));
+            progress(plan.n, &format!("event {}", e + 1), started);
         }
-        for _ in 0..plan.crashes_per_seed {
+        for c in 0..plan.crashes_per_seed {
             measure_crash(&mut sim, &mut rng, &mut out);
             idle(&mut sim, Duration::from_secs(5));
+            progress(plan.n, &format!("crash {}", c + 1), started);
         }
         peak = peak.max(crate::procs::rss_kib(std::process::id()).unwrap_or(0.0));
     }

@@ -272,6 +272,35 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     codec::encode(msg)
 }
 
+/// Encodes Serf's push/pull state from borrowed parts, to the same bytes as
+/// [`encode`] of the owned [`Message::PushPull`]: `status_ltimes` must come in ascending name
+/// order without repeats (as the owned message's `BTreeMap` iterates). A node's state names
+/// every member; this spares building a map of N owned names only to write it out.
+pub fn encode_push_pull<'a>(
+    ltime: LamportTime,
+    status_ltimes: impl ExactSizeIterator<Item = (&'a str, LamportTime)>,
+    left_members: &[&str],
+    event_ltime: LamportTime,
+    events: &[Option<UserEvents>],
+    query_ltime: LamportTime,
+) -> Vec<u8> {
+    let mut w = hearsay_swim::wire::msgpack::Writer::default();
+    // About a dozen bytes per member with short names, and one per empty event slot.
+    w.buf
+        .reserve(64 + status_ltimes.len() * 16 + events.len() + left_members.len() * 16);
+    w.buf.push(MessageType::PushPull as u8);
+    codec::write_push_pull_parts(
+        &mut w,
+        ltime,
+        status_ltimes,
+        left_members,
+        event_ltime,
+        events,
+        query_ltime,
+    );
+    w.into_inner()
+}
+
 /// Decodes `[type byte][msgpack body]`. Bytes after the body are ignored, as Go's decoder
 /// ignores them; for a relay they are the inner message.
 pub fn decode(buf: &[u8]) -> Result<Message> {

@@ -11,7 +11,7 @@ use crate::event::{
     Event, Member, MemberEvent, MemberEventKind, MemberStatus, QueryEvent, QueryId, UserEvent,
 };
 use crate::messages::{
-    self, Filter, Join, Leave, Message, PushPull, Query, QueryResponse, UserEventEntry, UserEvents,
+    self, Filter, Join, Leave, Message, Query, QueryResponse, UserEventEntry, UserEvents,
     QUERY_FLAG_ACK, QUERY_FLAG_NO_BROADCAST,
 };
 use hearsay_swim::table::{IdTable, NameId};
@@ -886,27 +886,34 @@ impl Serf {
             return;
         }
         self.state_dirty = false;
-        let mut status_ltimes = BTreeMap::new();
-        let mut left_members = Vec::new();
-        for (id, m) in self.members.iter() {
-            let name = self.swim.name_of(id);
-            status_ltimes.insert(name.to_owned(), m.status_ltime);
-            if m.status == MemberStatus::Left {
-                left_members.push(name.to_owned());
-            }
-        }
-        left_members.sort();
-        let pp = PushPull {
-            ltime: self.clock.time(),
-            status_ltimes,
-            left_members,
-            event_ltime: self.event_clock.time(),
+        // Encoded from the member table (names in ascending order, as Serf's map would be
+        // written by us): no map of N owned names, no copy of the event ring.
+        let swim = &self.swim;
+        let mut members: Vec<(&str, LamportTime, bool)> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                (
+                    swim.name_of(id),
+                    m.status_ltime,
+                    m.status == MemberStatus::Left,
+                )
+            })
+            .collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let left: Vec<&str> = members.iter().filter(|m| m.2).map(|m| m.0).collect();
+        let mut state = messages::encode_push_pull(
+            self.clock.time(),
+            members.iter().map(|m| (m.0, m.1)),
+            &left,
+            self.event_clock.time(),
             // Like Serf: the whole ring, empty slots included.
-            events: self.event_buffer.clone(),
-            query_ltime: self.query_clock.time(),
-        };
-        self.swim
-            .set_user_state(messages::encode(&Message::PushPull(pp)));
+            &self.event_buffer,
+            self.query_clock.time(),
+        );
+        // Kept until the next change: no growth slack on N names' worth of bytes.
+        state.shrink_to_fit();
+        self.swim.set_user_state(state);
     }
 
     /// Moves events to `out`, through the coalescers when coalescing is on; flushes what the

@@ -2,8 +2,9 @@
 //! at most `RetransmitMult * ceil(log10(n+1))` times, least-sent first, newer before older, and
 //! a newer broadcast about the same subject (node name) invalidating the older one.
 
+use hashbrown::HashMap;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Identifies a broadcast whose completion someone waits for (e.g. the leave message).
 pub type NotifyId = u64;
@@ -22,6 +23,7 @@ type Key = (u32, Reverse<u64>);
 #[derive(Debug, Default)]
 pub struct BroadcastQueue {
     items: BTreeMap<Key, Item>,
+    /// hashbrown's seeded foldhash: a join queues one alive broadcast per member merged.
     by_subject: HashMap<String, Key>,
     next_id: u64,
     /// Notifications of broadcasts that finished (sent `limit` times or invalidated).
@@ -143,7 +145,10 @@ impl BroadcastQueue {
             .map(|i| i.msg.capacity() + i.subject.as_ref().map_or(0, |s| s.capacity()))
             .sum();
         let keys: usize = self.by_subject.keys().map(|k| k.capacity()).sum();
-        crate::heap::btree_map(&self.items) + items + crate::heap::hash_map(&self.by_subject) + keys
+        crate::heap::btree_map(&self.items)
+            + items
+            + crate::heap::table::<(String, Key)>(self.by_subject.capacity())
+            + keys
     }
 
     /// The next notification of a finished broadcast.

@@ -11,8 +11,9 @@ use crate::suspicion::Suspicion;
 use crate::table::{IdTable, NameId, Names};
 use crate::wire::{
     self, encode_compound, encode_compounds, encode_message, ip_bytes, socket_addr, Ack, Alive,
-    Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeState,
-    PushPull, StreamMessage, Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, META_MAX_SIZE,
+    Codec, Dead, ErrResp, IndirectPing, Message, Nack, NodeStateKind, Ping, PushNodeRef,
+    PushNodeState, PushPull, StreamMessage, Suspect, COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD,
+    META_MAX_SIZE,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -76,18 +77,6 @@ impl NodeEntry {
             incarnation: self.incarnation,
             state: self.state,
             vsn: self.vsn,
-        }
-    }
-
-    fn push_state(&self, name: &str) -> PushNodeState {
-        PushNodeState {
-            name: name.to_owned(),
-            addr: self.addr.ip_bytes().to_vec(),
-            port: self.addr.port(),
-            meta: self.meta.to_vec(),
-            incarnation: self.incarnation,
-            state: self.state,
-            vsn: self.vsn.to_vec(),
         }
     }
 }
@@ -1422,23 +1411,26 @@ impl Swim {
     /// Our side of a push/pull: every node we know, then the user state. `dialing` says
     /// whether we opened the connection (only that side writes the label header).
     fn local_state(&mut self, join: bool, dialing: bool) -> Vec<u8> {
-        let mut nodes: Vec<PushNodeState> = self
+        // Encoded straight from the table: N members would otherwise be copied into owned
+        // states (four heap blocks each) only to be written out and dropped.
+        let names = &self.nodes.names;
+        let mut nodes: Vec<PushNodeRef<'_>> = self
             .nodes
+            .table
             .iter()
-            .map(|(id, e)| e.push_state(self.nodes.name(id)))
+            .map(|(id, e)| PushNodeRef {
+                name: names.resolve(id),
+                addr: e.addr.ip_bytes(),
+                port: e.addr.port(),
+                meta: &e.meta,
+                incarnation: e.incarnation,
+                state: e.state,
+                vsn: &e.vsn,
+            })
             .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let user_state = self.user_state.clone();
-        let msg = StreamMessage::PushPull(PushPull {
-            join,
-            nodes,
-            user_state,
-        });
-        if dialing {
-            self.codec.seal_stream(&msg, &mut self.rng)
-        } else {
-            self.codec.seal_stream_reply(&msg, &mut self.rng)
-        }
+        nodes.sort_unstable_by(|a, b| a.name.cmp(b.name));
+        self.codec
+            .seal_push_pull(join, &nodes, &self.user_state, dialing, &mut self.rng)
     }
 
     fn merge_remote_state(&mut self, now: Instant, pp: PushPull) -> Result<()> {
@@ -1570,8 +1562,9 @@ impl Swim {
             warn!(node = %self.config.name, peer = %a.node, "memberlist: ignoring alive message with a bad address");
             return;
         };
+        // One name lookup per message: a push/pull merges N of these.
         let mut updates_node = false;
-        if let Some(id) = self.nodes.id(&a.node) {
+        let id = if let Some(id) = self.nodes.id(&a.node) {
             let e = self.nodes.at(id).expect("id checks");
             let old_addr = e.addr.socket_addr();
             if old_addr != addr {
@@ -1592,6 +1585,7 @@ impl Swim {
                     return;
                 }
             }
+            id
         } else {
             let entry = NodeEntry {
                 addr: addr.into(),
@@ -1611,19 +1605,21 @@ impl Swim {
             self.order.push(id);
             let last = self.order.len() - 1;
             self.order.swap(pos, last);
-        }
-        let e = &self.nodes.get(&a.node).expect("inserted above");
+            id
+        };
+        let e = self.nodes.at(id).expect("inserted above");
         if a.incarnation <= e.incarnation && !is_local && !updates_node {
             return;
         }
         if a.incarnation < e.incarnation && is_local {
             return;
         }
-        self.suspicions.remove(&a.node);
+        if !self.suspicions.is_empty() {
+            self.suspicions.remove(&a.node);
+        }
         let old_state = e.state;
         let old_meta = e.meta.clone();
         if !bootstrap && is_local {
-            let e = &self.nodes.get(&a.node).expect("inserted above");
             if a.incarnation == e.incarnation
                 && *a.meta == *e.meta
                 && a.vsn.as_slice() == e.vsn.as_slice()
@@ -1633,13 +1629,14 @@ impl Swim {
             warn!(node = %self.config.name, "memberlist: refuting an alive message about us");
             self.refute(a.incarnation);
         } else {
-            let subject = a.node.clone();
-            self.broadcasts.push(
-                encode_message(&Message::Alive(a.clone())),
-                Some(subject),
-                None,
-            );
-            let e = self.nodes.get_mut(&a.node).expect("inserted above");
+            // Encoded from the message itself, then taken back: no copy of its fields.
+            let msg = Message::Alive(a);
+            let encoded = encode_message(&msg);
+            let Message::Alive(a) = msg else {
+                unreachable!("built above")
+            };
+            self.broadcasts.push(encoded, Some(a.node.clone()), None);
+            let e = self.nodes.table.get_mut(id).expect("inserted above");
             if a.vsn.len() >= 6 {
                 e.vsn.copy_from_slice(&a.vsn[..6]);
             }
@@ -1650,7 +1647,6 @@ impl Swim {
             e.addr = addr.into();
             if e.state != NodeStateKind::Alive {
                 e.state = NodeStateKind::Alive;
-                let id = self.nodes.id(&a.node).expect("inserted above");
                 self.nodes.state_changed(id, now);
             }
             if is_local {
@@ -1658,9 +1654,9 @@ impl Swim {
             }
         }
         let joined = matches!(old_state, NodeStateKind::Dead | NodeStateKind::Left);
-        let meta_changed = old_meta != self.nodes.get(&a.node).expect("inserted above").meta;
+        let meta_changed = old_meta != self.nodes.at(id).expect("inserted above").meta;
         if joined || meta_changed {
-            let member = self.member(&a.node).expect("inserted above");
+            let member = self.nodes.member(id).expect("inserted above");
             if joined {
                 info!(node = %self.config.name, peer = %member.name, addr = %member.addr, "memberlist: member joined");
                 self.events.push_back(Event::MemberJoined(member));

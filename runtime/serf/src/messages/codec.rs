@@ -13,6 +13,7 @@ use super::{
     QueryResponse, UserEvent, UserEventEntry, UserEvents, FILTER_NODE_TYPE, FILTER_TAG_TYPE,
     TAG_MAGIC_BYTE,
 };
+use crate::clock::LamportTime;
 use crate::error::{Error, Result};
 use hearsay_swim::Error as WireError;
 
@@ -342,28 +343,52 @@ fn read_user_event_entry(r: &mut Reader<'_>) -> WResult<UserEventEntry> {
 }
 
 fn write_push_pull(w: &mut Writer, p: &PushPull) {
+    write_push_pull_parts(
+        w,
+        p.ltime,
+        p.status_ltimes.iter().map(|(k, v)| (k.as_str(), *v)),
+        &p.left_members,
+        p.event_ltime,
+        &p.events,
+        p.query_ltime,
+    );
+}
+
+/// `messagePushPull` from borrowed parts (see [`super::encode_push_pull`]).
+pub(super) fn write_push_pull_parts<'a>(
+    w: &mut Writer,
+    ltime: LamportTime,
+    status_ltimes: impl ExactSizeIterator<Item = (&'a str, LamportTime)>,
+    left_members: &[impl AsRef<str>],
+    event_ltime: LamportTime,
+    events: &[Option<UserEvents>],
+    query_ltime: LamportTime,
+) {
     w.map_len(6);
     w.str("EventLTime");
-    w.uint(p.event_ltime);
+    w.uint(event_ltime);
     w.str("Events");
-    array_len(w, p.events.len());
-    for slot in &p.events {
+    array_len(w, events.len());
+    for slot in events {
         match slot {
             None => w.nil(),
             Some(e) => write_user_events(w, e),
         }
     }
     w.str("LTime");
-    w.uint(p.ltime);
+    w.uint(ltime);
     w.str("LeftMembers");
-    write_strings(w, &p.left_members);
+    array_len(w, left_members.len());
+    for s in left_members {
+        w.str(s.as_ref());
+    }
     w.str("QueryLTime");
-    w.uint(p.query_ltime);
+    w.uint(query_ltime);
     w.str("StatusLTimes");
-    w.map_len(p.status_ltimes.len());
-    for (k, v) in &p.status_ltimes {
+    w.map_len(status_ltimes.len());
+    for (k, v) in status_ltimes {
         w.str(k);
-        w.uint(*v);
+        w.uint(v);
     }
 }
 

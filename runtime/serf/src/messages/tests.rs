@@ -101,6 +101,23 @@ fn golden_user_event() {
     assert_eq!(decode(&want), Ok(m));
 }
 
+proptest! {
+    /// The borrowed encoder a node uses for its own state writes the owned message's bytes.
+    #[test]
+    fn push_pull_from_parts_matches_owned(p in arb::push_pull()) {
+        let left: Vec<&str> = p.left_members.iter().map(String::as_str).collect();
+        let parts = encode_push_pull(
+            p.ltime,
+            p.status_ltimes.iter().map(|(k, v)| (k.as_str(), *v)),
+            &left,
+            p.event_ltime,
+            &p.events,
+            p.query_ltime,
+        );
+        prop_assert_eq!(parts, encode(&Message::PushPull(p)));
+    }
+}
+
 #[test]
 fn golden_push_pull() {
     let m = Message::PushPull(PushPull {

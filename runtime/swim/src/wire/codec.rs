@@ -291,22 +291,38 @@ fn read_alive(r: &mut Reader<'_>) -> Result<Alive> {
 
 /// `pushNodeState`, written as the standalone value it is on the stream.
 pub(crate) fn write_push_node_state(w: &mut Writer, n: &PushNodeState) {
+    write_push_node_ref(
+        w,
+        &PushNodeRef {
+            name: &n.name,
+            addr: &n.addr,
+            port: n.port,
+            meta: &n.meta,
+            incarnation: n.incarnation,
+            state: n.state,
+            vsn: &n.vsn,
+        },
+    );
+}
+
+/// The same, from borrowed fields (a push/pull names every member: no copy of each).
+pub(crate) fn write_push_node_ref(w: &mut Writer, n: &PushNodeRef<'_>) {
     w.map_len(7);
     w.str("Addr");
-    w.bytes(&n.addr);
+    w.bytes(n.addr);
     w.str("Incarnation");
     w.uint(n.incarnation.into());
     w.str("Meta");
-    w.bytes(&n.meta);
+    w.bytes(n.meta);
     w.str("Name");
-    w.str(&n.name);
+    w.str(n.name);
     w.str("Port");
     w.uint(n.port.into());
     w.str("State");
     // NodeStateType is a Go int; non-negative ints are written as unsigned.
     w.uint(n.state as u64);
     w.str("Vsn");
-    w.bytes(&n.vsn);
+    w.bytes(n.vsn);
 }
 
 pub(crate) fn read_push_node_state(r: &mut Reader<'_>) -> Result<PushNodeState> {

@@ -47,18 +47,23 @@ impl BitWriter {
 }
 
 /// The encoder's dictionary: (prefix code, next byte) -> code, open addressing over a
-/// power-of-two table four times the code space, so probes stay short.
+/// power-of-two table at least four times the codes it can hold, so probes stay short. Sized
+/// by the input (one code per input byte at most): a 64 KiB table zeroed for every small UDP
+/// packet cost more than compressing it.
 struct Dict {
     slots: Vec<u32>,
+    mask: usize,
 }
 
 impl Dict {
-    const SLOTS: usize = 4 * TABLE_SIZE;
     const EMPTY: u32 = 0;
 
-    fn new() -> Self {
+    /// A dictionary for an input of `len` bytes.
+    fn new(len: usize) -> Self {
+        let n = (4 * len.min(TABLE_SIZE)).next_power_of_two().max(64);
         Self {
-            slots: vec![Self::EMPTY; Self::SLOTS],
+            slots: vec![Self::EMPTY; n],
+            mask: n - 1,
         }
     }
 
@@ -66,13 +71,13 @@ impl Dict {
         self.slots.fill(Self::EMPTY);
     }
 
-    fn slot(key: u32) -> usize {
-        (((key >> 12) ^ key) as usize) & (Self::SLOTS - 1)
+    fn slot(&self, key: u32) -> usize {
+        (((key >> 12) ^ key) as usize) & self.mask
     }
 
     /// Entries are `key << 12 | code`; codes are >= 258, so a stored entry is never 0.
     fn get(&self, key: u32) -> Option<u16> {
-        let mut i = Self::slot(key);
+        let mut i = self.slot(key);
         loop {
             let e = self.slots[i];
             if e == Self::EMPTY {
@@ -81,14 +86,14 @@ impl Dict {
             if e >> 12 == key {
                 return Some((e & 0xfff) as u16);
             }
-            i = (i + 1) & (Self::SLOTS - 1);
+            i = (i + 1) & self.mask;
         }
     }
 
     fn insert(&mut self, key: u32, code: u16) {
-        let mut i = Self::slot(key);
+        let mut i = self.slot(key);
         while self.slots[i] != Self::EMPTY {
-            i = (i + 1) & (Self::SLOTS - 1);
+            i = (i + 1) & self.mask;
         }
         self.slots[i] = (key << 12) | u32::from(code);
     }
@@ -139,7 +144,7 @@ pub fn compress(input: &[u8]) -> Vec<u8> {
     };
     codes.reset();
     if let Some((&first, rest)) = input.split_first() {
-        let mut dict = Dict::new();
+        let mut dict = Dict::new(input.len());
         let mut code = u16::from(first);
         for &b in rest {
             let key = (u32::from(code) << 8) | u32::from(b);
@@ -172,10 +177,17 @@ pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
         hi: EOF,
         overflow: 1 << (LIT_WIDTH + 1),
         last: None,
-        prefix: vec![0; TABLE_SIZE],
-        suffix: vec![0; TABLE_SIZE],
+        // Every code takes at least 9 bits, so the table never grows past one slot per
+        // input byte beyond the literals: a small packet needs no 12 KiB zeroed per call.
+        prefix: vec![0; table_slots(input.len())],
+        suffix: vec![0; table_slots(input.len())],
     };
     d.run(limit)
+}
+
+/// Decoder table slots enough for `len` input bytes (see [`decompress`]).
+fn table_slots(len: usize) -> usize {
+    (usize::from(EOF) + 2 + len).min(TABLE_SIZE)
 }
 
 struct Decoder<'a> {
@@ -212,9 +224,9 @@ impl Decoder<'_> {
     }
 
     fn run(&mut self, limit: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        // One code expands to at most TABLE_SIZE bytes; built back to front here.
-        let mut scratch = vec![0u8; TABLE_SIZE + 1];
+        let mut out = Vec::with_capacity((2 * self.input.len()).min(limit));
+        // One code expands to at most one byte per table slot; built back to front here.
+        let mut scratch = vec![0u8; self.prefix.len() + 1];
         loop {
             let code = self.read_code()?;
             let first = if code < CLEAR {

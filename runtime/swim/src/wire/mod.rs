@@ -18,7 +18,7 @@ pub use envelope::{
     CompoundParts, LABEL_MAX_SIZE, MAX_COMPOUND_PARTS, MAX_ENVELOPE_DEPTH,
 };
 pub use lzw::{compress as lzw_compress, decompress as lzw_decompress};
-pub use stream::{encode_stream_message, MAX_PLAINTEXT_STREAM_BYTES};
+pub use stream::{encode_push_pull, encode_stream_message, MAX_PLAINTEXT_STREAM_BYTES};
 pub use types::*;
 
 use crate::error::{Error, Result};
@@ -161,6 +161,20 @@ impl Codec {
     /// only, so a reply has none, but encryption still authenticates the label.
     pub fn seal_stream_reply(&self, msg: &StreamMessage, rng: &mut dyn RngCore) -> Vec<u8> {
         self.seal_stream_impl(msg, false, rng)
+    }
+
+    /// A push/pull from borrowed node states, sealed as [`Codec::seal_stream`] (`dialing`) or
+    /// [`Codec::seal_stream_reply`] would seal the owned message: the same bytes, without a
+    /// copy of every member's fields.
+    pub fn seal_push_pull(
+        &self,
+        join: bool,
+        nodes: &[PushNodeRef<'_>],
+        user_state: &[u8],
+        dialing: bool,
+        rng: &mut dyn RngCore,
+    ) -> Vec<u8> {
+        self.seal_stream_body(encode_push_pull(join, nodes, user_state), dialing, rng)
     }
 
     /// Decodes a reply on a connection we opened: no label header, label authenticated by

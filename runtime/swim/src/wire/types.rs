@@ -174,6 +174,19 @@ pub struct PushNodeState {
     pub vsn: Vec<u8>,
 }
 
+/// A [`PushNodeState`] borrowed from where its fields live, for encoding a push/pull straight
+/// from a member table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushNodeRef<'a> {
+    pub name: &'a str,
+    pub addr: &'a [u8],
+    pub port: u16,
+    pub meta: &'a [u8],
+    pub incarnation: u32,
+    pub state: NodeStateKind,
+    pub vsn: &'a [u8],
+}
+
 /// A whole push/pull exchange: `pushPullHeader`, the node states, then the opaque user state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushPull {
