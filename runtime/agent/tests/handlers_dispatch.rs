@@ -1,8 +1,9 @@
 //! The agent's WebAssembly handlers ([`Handlers`]) on three in-process Serf nodes with real
 //! components in real wasmtime: queries answered by a handler on every node (first reply per
 //! node wins), user events, filters and reserved names, the member view handlers see, emitting,
-//! a hostile handler beside a healthy one, reload (atomic, unchanged handlers kept), and load
-//! errors. Every wait is bounded; nothing asserts speed.
+//! a hostile handler beside a healthy one, reload (atomic, unchanged handlers kept), the host
+//! built only with the first handler, and load errors. Every wait is bounded; nothing asserts
+//! speed.
 
 mod common;
 use anyhow::{bail, ensure, Context, Result};
@@ -410,6 +411,48 @@ async fn load_errors_name_the_handler_and_cause() -> Result<()> {
             ensure!(e.contains(w), "{e:?} should mention {w:?}");
         }
     }
+    a.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_is_built_with_the_first_handler() -> Result<()> {
+    init_logs();
+    let g = wasm();
+    let net = MemNetwork::new(14);
+    let a = start(&net, "solo", 7)?;
+
+    // No handlers: no host is built, so even a host config it would refuse is accepted...
+    let refused = HostConfig {
+        workers: 0,
+        ..host_config()
+    };
+    let h = Handlers::start(a.clone(), refused, Vec::new()).await?;
+    ensure!(h.list().is_empty());
+    // ...until a handler needs it: the host's own error, and nothing changes.
+    let e = h
+        .reload(vec![handler("echo", "query:echo", &g.echo)])
+        .await
+        .expect_err("a host with no workers must not be built")
+        .to_string();
+    ensure!(e.contains("workers"), "{e}");
+    ensure!(h.list().is_empty());
+    drop(h);
+
+    // Started empty, then given a handler by reload: it answers.
+    let h = Handlers::start(a.clone(), host_config(), Vec::new()).await?;
+    ensure!(
+        ask(&a, "echo", b"hi").await?.is_empty(),
+        "nobody answers yet"
+    );
+    h.reload(vec![handler("echo", "query:echo", &g.echo)])
+        .await?;
+    let replies = ask(&a, "echo", b"hi").await?;
+    ensure!(
+        replies.get("solo").map(String::as_str) == Some("hi"),
+        "{replies:?}"
+    );
+    drop(h);
     a.shutdown().await;
     Ok(())
 }

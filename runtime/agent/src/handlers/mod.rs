@@ -75,7 +75,10 @@ impl std::fmt::Debug for Handlers {
 }
 
 struct Inner {
-    host: Host,
+    /// Built with the first handler: an agent without handlers runs no engine, no epoch clock
+    /// and no workers.
+    host: std::sync::OnceLock<Host>,
+    host_config: HostConfig,
     link: Arc<AgentLink>,
     set: RwLock<Arc<Vec<Active>>>,
     /// Serialises reloads (SIGHUP and a deploy could race).
@@ -88,6 +91,19 @@ impl Drop for Inner {
         if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.abort();
         }
+    }
+}
+
+impl Inner {
+    /// The host, built on first use (blocking: call it off the async runtime).
+    fn host(&self) -> std::result::Result<&Host, HostError> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
+        let host = Host::new(self.host_config.clone())?;
+        // Loads are serialised, so no other host can have been built meanwhile; if one had,
+        // this one would simply be dropped.
+        Ok(self.host.get_or_init(|| host))
     }
 }
 
@@ -127,9 +143,9 @@ impl Handlers {
     ) -> Result<Handlers> {
         check_names(&configs)?;
         let link = AgentLink::new(agent, tokio::runtime::Handle::current());
-        let host = blocking(move || Host::new(host_config)).await?;
         let inner = Arc::new(Inner {
-            host,
+            host: std::sync::OnceLock::new(),
+            host_config,
             link,
             set: RwLock::new(Arc::new(Vec::new())),
             reloading: tokio::sync::Mutex::new(()),
@@ -244,7 +260,7 @@ async fn load_set(
                     grants: config.grants.clone(),
                 };
                 let inner = inner.clone();
-                blocking(move || inner.host.load(spec)).await?
+                blocking(move || inner.host()?.load(spec)).await?
             }
         };
         set.push(Active { config, handler });
@@ -304,12 +320,13 @@ async fn dispatch(inner: &Inner, event: &Event) -> usize {
         _ => None,
     };
     let context: Arc<dyn Embedder> = EventContext::new(inner.link.clone(), query);
+    // Loaded handlers imply a host.
+    let Some(host) = inner.host.get() else {
+        return 0;
+    };
     let mut queued = 0;
     for a in targets {
-        match inner
-            .host
-            .dispatch(&a.handler, converted.clone(), context.clone())
-        {
+        match host.dispatch(&a.handler, converted.clone(), context.clone()) {
             Dispatch::Queued(_) => queued += 1,
             // The host logged and counted it.
             Dispatch::Dropped => {}
