@@ -1,11 +1,16 @@
-//! The epoch clock: advances the engine's epoch every tick while a guest may be running, and
-//! sleeps otherwise, so an agent whose handlers are idle has no thread waking 100 times a second.
+//! The epoch clock: advances the engine's epoch every tick while guests run, and sleeps once
+//! none has run for [`PARK_AFTER`] ticks, so an agent whose handlers are idle has no thread
+//! waking 100 times a second, and one whose handlers are busy pays no wake-up per event.
 //!
 //! Deadlines stay exact: a store's deadline is armed relative to the epoch when its guest is
 //! entered ([`crate::invoke`]), and the clock ticks from the moment the first guest is entered.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// Idle ticks (no guest entered, none running) before the ticker parks: 1 s at the default
+/// 10 ms tick.
+pub(crate) const PARK_AFTER: u32 = 100;
 
 /// Shared between the workers (which mark guest code running) and the ticker thread.
 #[derive(Default)]
@@ -18,6 +23,8 @@ pub(crate) struct EpochClock {
 struct ClockState {
     /// Workers inside guest code (instantiating or handling).
     running: usize,
+    /// Guests entered so far (wrapping): the ticker tells idle ticks by it.
+    entered: u64,
     /// The ticker is waiting for a guest, not ticking.
     parked: bool,
     stop: bool,
@@ -43,24 +50,37 @@ impl EpochClock {
     pub(crate) fn running(&self) -> Running<'_> {
         let mut s = self.lock();
         s.running += 1;
+        s.entered = s.entered.wrapping_add(1);
         if s.parked {
             self.wake.notify_one();
         }
         Running { clock: self }
     }
 
-    /// The ticker thread's body: calls `advance` every `tick` while guest code runs, until
-    /// [`EpochClock::stop`].
+    /// The ticker thread's body: calls `advance` every `tick` while guest code runs, and for
+    /// [`PARK_AFTER`] ticks after the last guest, until [`EpochClock::stop`].
     pub(crate) fn run(&self, tick: Duration, mut advance: impl FnMut()) {
         let mut s = self.lock();
+        // Parked from the start: no guest has run yet.
+        let (mut seen, mut idle) = (s.entered, PARK_AFTER);
         loop {
             if s.stop {
                 return;
             }
-            if s.running == 0 {
+            if s.running == 0 && s.entered == seen {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
+            seen = s.entered;
+            if idle > PARK_AFTER {
                 s.parked = true;
-                s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                while s.running == 0 && !s.stop {
+                    s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                }
                 s.parked = false;
+                seen = s.entered;
+                idle = 0;
                 continue;
             }
             drop(s);
@@ -99,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn ticks_only_while_a_guest_runs() {
+    fn ticks_while_guests_run_and_parks_when_idle() {
         let clock = Arc::new(EpochClock::default());
         let ticks = Arc::new(AtomicUsize::new(0));
         let ticker = {
@@ -127,7 +147,9 @@ mod tests {
             ticks.load(Ordering::Relaxed) > now
         });
         drop(b);
+        // It ticks on for PARK_AFTER idle ticks, then parks.
         until("parked again", || clock.parked());
+        assert!(ticks.load(Ordering::Relaxed) >= PARK_AFTER as usize);
         let parked_at = ticks.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(

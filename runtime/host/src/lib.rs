@@ -6,8 +6,8 @@
 //!
 //! # How it works
 //! - One [`Host`] per process: one wasmtime `Engine` (pooling allocator, epoch interruption; an
-//!   epoch ticker thread advances time every [`HostConfig::epoch_tick`] while a guest runs, and
-//!   sleeps while none does).
+//!   epoch ticker thread advances time every [`HostConfig::epoch_tick`] while guests run, and
+//!   sleeps once none has run for 100 ticks).
 //! - [`Host::load`] compiles a component once (or takes it from the disk cache in
 //!   [`HostConfig::cache_dir`], keyed by module sha256 and the engine; a corrupt entry is
 //!   recompiled) and pre-instantiates it against the WASI p2 and hearsay imports.
