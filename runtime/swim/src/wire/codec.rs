@@ -291,18 +291,7 @@ fn read_alive(r: &mut Reader<'_>) -> Result<Alive> {
 
 /// `pushNodeState`, written as the standalone value it is on the stream.
 pub(crate) fn write_push_node_state(w: &mut Writer, n: &PushNodeState) {
-    write_push_node_ref(
-        w,
-        &PushNodeRef {
-            name: &n.name,
-            addr: &n.addr,
-            port: n.port,
-            meta: &n.meta,
-            incarnation: n.incarnation,
-            state: n.state,
-            vsn: &n.vsn,
-        },
-    );
+    write_push_node_ref(w, &PushNodeRef::from(n));
 }
 
 /// The same, from borrowed fields (a push/pull names every member: no copy of each).

@@ -351,18 +351,7 @@ mod tests {
         nodes[1].meta = vec![9; 40];
         nodes[2].state = NodeStateKind::Suspect;
         nodes[2].addr = vec![0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        let refs: Vec<PushNodeRef<'_>> = nodes
-            .iter()
-            .map(|n| PushNodeRef {
-                name: &n.name,
-                addr: &n.addr,
-                port: n.port,
-                meta: &n.meta,
-                incarnation: n.incarnation,
-                state: n.state,
-                vsn: &n.vsn,
-            })
-            .collect();
+        let refs: Vec<PushNodeRef<'_>> = nodes.iter().map(PushNodeRef::from).collect();
         let owned = StreamMessage::PushPull(PushPull {
             join: true,
             nodes: nodes.clone(),

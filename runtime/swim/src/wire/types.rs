@@ -187,6 +187,20 @@ pub struct PushNodeRef<'a> {
     pub vsn: &'a [u8],
 }
 
+impl<'a> From<&'a PushNodeState> for PushNodeRef<'a> {
+    fn from(n: &'a PushNodeState) -> Self {
+        PushNodeRef {
+            name: &n.name,
+            addr: &n.addr,
+            port: n.port,
+            meta: &n.meta,
+            incarnation: n.incarnation,
+            state: n.state,
+            vsn: &n.vsn,
+        }
+    }
+}
+
 /// A whole push/pull exchange: `pushPullHeader`, the node states, then the opaque user state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushPull {
