@@ -289,12 +289,8 @@ fn read_alive(r: &mut Reader<'_>) -> Result<Alive> {
     Ok(a)
 }
 
-/// `pushNodeState`, written as the standalone value it is on the stream.
-pub(crate) fn write_push_node_state(w: &mut Writer, n: &PushNodeState) {
-    write_push_node_ref(w, &PushNodeRef::from(n));
-}
-
-/// The same, from borrowed fields (a push/pull names every member: no copy of each).
+/// `pushNodeState`, written as the standalone value it is on the stream, from borrowed fields
+/// (a push/pull names every member: no copy of each).
 pub(crate) fn write_push_node_ref(w: &mut Writer, n: &PushNodeRef<'_>) {
     w.map_len(7);
     w.str("Addr");
@@ -666,7 +662,7 @@ mod tests {
             state: NodeStateKind::Dead,
             vsn: vec![1, 5, 5, 2, 5, 5],
         };
-        write_push_node_state(&mut w, &n);
+        write_push_node_ref(&mut w, &PushNodeRef::from(&n));
         let want = cat(&[
             &[0x87],
             &fs("Addr"),

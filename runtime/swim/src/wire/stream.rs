@@ -13,7 +13,7 @@
 use super::codec::{
     read_ack, read_compress, read_err, read_ping, read_push_node_state, read_push_pull_header,
     read_user_msg_header, write_ack, write_err, write_ping, write_push_node_ref,
-    write_push_node_state, write_push_pull_header, write_user_msg_header, PushPullHeader,
+    write_push_pull_header, write_user_msg_header, PushPullHeader,
 };
 use super::envelope::{add_label, check_label, encode_compressed, split_label, LabelHeader};
 use super::lzw;
@@ -53,21 +53,12 @@ pub fn encode_stream_message(msg: &StreamMessage) -> Vec<u8> {
             write_user_msg_header(&mut w, b.len());
             w.buf.extend_from_slice(b);
         }
-        StreamMessage::PushPull(pp) => {
-            w.buf.push(MessageType::PushPull as u8);
-            write_push_pull_header(
-                &mut w,
-                &PushPullHeader {
-                    nodes: pp.nodes.len(),
-                    user_state_len: pp.user_state.len(),
-                    join: pp.join,
-                },
-            );
-            for n in &pp.nodes {
-                write_push_node_state(&mut w, n);
-            }
-            w.buf.extend_from_slice(&pp.user_state);
-        }
+        StreamMessage::PushPull(pp) => write_push_pull(
+            &mut w,
+            pp.join,
+            pp.nodes.iter().map(PushNodeRef::from),
+            &pp.user_state,
+        ),
     }
     w.into_inner()
 }
@@ -78,9 +69,20 @@ pub fn encode_push_pull(join: bool, nodes: &[PushNodeRef<'_>], user_state: &[u8]
     let mut w = Writer::default();
     // About 70 bytes per node with short names: one allocation instead of doubling.
     w.buf.reserve(16 + nodes.len() * 72 + user_state.len());
+    write_push_pull(&mut w, join, nodes.iter().copied(), user_state);
+    w.into_inner()
+}
+
+/// A push/pull's type byte, header, node states and user state, however the states are held.
+fn write_push_pull<'a>(
+    w: &mut Writer,
+    join: bool,
+    nodes: impl ExactSizeIterator<Item = PushNodeRef<'a>>,
+    user_state: &[u8],
+) {
     w.buf.push(MessageType::PushPull as u8);
     write_push_pull_header(
-        &mut w,
+        w,
         &PushPullHeader {
             nodes: nodes.len(),
             user_state_len: user_state.len(),
@@ -88,10 +90,9 @@ pub fn encode_push_pull(join: bool, nodes: &[PushNodeRef<'_>], user_state: &[u8]
         },
     );
     for n in nodes {
-        write_push_node_ref(&mut w, n);
+        write_push_node_ref(w, &n);
     }
     w.buf.extend_from_slice(user_state);
-    w.into_inner()
 }
 
 /// Either a whole message and the bytes it used, or how many more bytes are needed at least.
@@ -395,7 +396,7 @@ mod tests {
         want.extend_from_slice(b"UserStateLen");
         want.push(0x02);
         let mut w = Writer::default();
-        write_push_node_state(&mut w, &node("a"));
+        write_push_node_ref(&mut w, &PushNodeRef::from(&node("a")));
         want.extend_from_slice(&w.buf);
         want.extend_from_slice(&[0xaa, 0xbb]);
         assert_eq!(bytes, want);
