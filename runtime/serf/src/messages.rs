@@ -284,21 +284,14 @@ pub fn encode_push_pull<'a>(
     events: &[Option<UserEvents>],
     query_ltime: LamportTime,
 ) -> Vec<u8> {
-    let mut w = hearsay_swim::wire::msgpack::Writer::default();
-    // About a dozen bytes per member with short names, and one per empty event slot.
-    w.buf
-        .reserve(64 + status_ltimes.len() * 16 + events.len() + left_members.len() * 16);
-    w.buf.push(MessageType::PushPull as u8);
-    codec::write_push_pull_parts(
-        &mut w,
+    codec::encode_push_pull(
         ltime,
         status_ltimes,
         left_members,
         event_ltime,
         events,
         query_ltime,
-    );
-    w.into_inner()
+    )
 }
 
 /// Decodes `[type byte][msgpack body]`. Bytes after the body are ignored, as Go's decoder

@@ -168,10 +168,10 @@ fn container_len(r: &mut Reader<'_>, field: &'static str, map: bool) -> WResult<
     Ok(n)
 }
 
-fn write_strings(w: &mut Writer, v: &[String]) {
+fn write_strings(w: &mut Writer, v: &[impl AsRef<str>]) {
     array_len(w, v.len());
     for s in v {
-        w.str(s);
+        w.str(s.as_ref());
     }
 }
 
@@ -354,8 +354,34 @@ fn write_push_pull(w: &mut Writer, p: &PushPull) {
     );
 }
 
-/// `messagePushPull` from borrowed parts (see [`super::encode_push_pull`]).
-pub(super) fn write_push_pull_parts<'a>(
+/// `[type byte]messagePushPull` from borrowed parts (see [`super::encode_push_pull`]).
+pub(super) fn encode_push_pull<'a>(
+    ltime: LamportTime,
+    status_ltimes: impl ExactSizeIterator<Item = (&'a str, LamportTime)>,
+    left_members: &[&str],
+    event_ltime: LamportTime,
+    events: &[Option<UserEvents>],
+    query_ltime: LamportTime,
+) -> Vec<u8> {
+    let mut w = Writer::default();
+    // About a dozen bytes per member with short names, and one per empty event slot.
+    w.buf
+        .reserve(64 + status_ltimes.len() * 16 + events.len() + left_members.len() * 16);
+    w.buf.push(MessageType::PushPull as u8);
+    write_push_pull_parts(
+        &mut w,
+        ltime,
+        status_ltimes,
+        left_members,
+        event_ltime,
+        events,
+        query_ltime,
+    );
+    w.into_inner()
+}
+
+/// `messagePushPull` from borrowed parts.
+fn write_push_pull_parts<'a>(
     w: &mut Writer,
     ltime: LamportTime,
     status_ltimes: impl ExactSizeIterator<Item = (&'a str, LamportTime)>,
@@ -378,10 +404,7 @@ pub(super) fn write_push_pull_parts<'a>(
     w.str("LTime");
     w.uint(ltime);
     w.str("LeftMembers");
-    array_len(w, left_members.len());
-    for s in left_members {
-        w.str(s.as_ref());
-    }
+    write_strings(w, left_members);
     w.str("QueryLTime");
     w.uint(query_ltime);
     w.str("StatusLTimes");
