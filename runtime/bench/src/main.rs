@@ -44,6 +44,7 @@ mod stats;
 use anyhow::{bail, Context, Result};
 use guests::Guests;
 use handlers::HandlerPlan;
+use hearsay_swim::Profile;
 use live::{EventSamples, FailureSamples, IdleSamples};
 use machine::Machine;
 use procs::{Impl, Tools};
@@ -454,7 +455,7 @@ them.",
         let model = sim::detection_model_all(n)
             .map(|m| format!("memberlist Monte Carlo, all know: mean {m:.2} s; "))
             .unwrap_or_default();
-        let (min, max) = sim::suspicion_bounds(n);
+        let (min, max) = sim::suspicion_bounds(Profile::Lan, n);
         sec.rows.push(
             Row::new("kill -9 → every survivor marks it failed", n, Unit::Secs)
                 .serf(&s.all)
@@ -510,7 +511,7 @@ fn local_profile_rows(tools: &Tools, plan: &Plan, sec: &mut Section) {
             live::failure_detection(tools, imp, n, reps, plan.settle, LOCAL)
         });
         let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
-        let min = 3.0 * (n.max(1) as f64).log10().max(1.0);
+        let (min, max) = sim::suspicion_bounds(Profile::Local, n);
         sec.rows.push(
             Row::new(
                 "kill -9 → every survivor marks it failed, local profile",
@@ -520,8 +521,7 @@ fn local_profile_rows(tools: &Tools, plan: &Plan, sec: &mut Section) {
             .serf(&s.all)
             .hearsay(&h.all)
             .reference(format!(
-                "suspicion {min:.0}–{:.0} s (SuspicionMult 3, 1 s probe)",
-                6.0 * min
+                "suspicion {min:.0}–{max:.0} s (SuspicionMult 3, 1 s probe)"
             ))
             .headline(),
         );
@@ -1121,7 +1121,7 @@ fn sim_rows(r: &SimResult) -> Vec<Row> {
         Some(s) => format!("{:.2} s (hearsay/model {:.2}×)", m, s.median / m),
         None => format!("{m:.2} s"),
     };
-    let (smin, smax) = sim::suspicion_bounds(n);
+    let (smin, smax) = sim::suspicion_bounds(Profile::Lan, n);
     let mc = sim::detection_model_all(n)
         .map(|m| format!("; memberlist Monte Carlo, all know: mean {m:.2} s"))
         .unwrap_or_default();

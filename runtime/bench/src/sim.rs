@@ -7,9 +7,10 @@
 use crate::alloc::Heap;
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
 use hearsay_serf::{messages, Serf, SerfConfig};
+use hearsay_swim::config::suspicion_timeout;
 use hearsay_swim::testing::{Sim, SimStats};
 use hearsay_swim::wire::{ip_bytes, Codec, NodeStateKind, PushNodeState, PushPull, StreamMessage};
-use hearsay_swim::Config;
+use hearsay_swim::{Config, Profile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -452,12 +453,13 @@ pub fn serf_convergence_model(n: usize, f: f64) -> f64 {
     rounds * 0.2
 }
 
-/// memberlist's suspicion timeout bounds at `n` members (LAN: SuspicionMult 4, 1 s probe
-/// interval, max = 6 × min): `(min, max)` in seconds.
-pub fn suspicion_bounds(n: usize) -> (f64, f64) {
-    let scale = (n.max(1) as f64).log10().max(1.0);
-    let min = 4.0 * scale;
-    (min, 6.0 * min)
+/// memberlist's suspicion timeout bounds at `n` members on `profile` (LAN: SuspicionMult 4,
+/// 1 s probe interval, max = 6 × min): `(min, max)` in seconds, from the membership core's own
+/// formula and profile settings.
+pub fn suspicion_bounds(profile: Profile, n: usize) -> (f64, f64) {
+    let c = Config::profile(profile, "", std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let min = suspicion_timeout(c.suspicion_mult, n, c.probe_interval).as_secs_f64();
+    (min, min * f64::from(c.suspicion_max_timeout_mult))
 }
 
 /// memberlist's scaled push/pull interval at `n` members (30 s base; `util.go`
@@ -491,10 +493,11 @@ mod tests {
         assert_eq!(m(100), 1.84);
         assert_eq!(m(1000), 2.15);
         assert_eq!(m(10_000), 2.46);
-        assert_eq!(suspicion_bounds(10), (4.0, 24.0));
+        assert_eq!(suspicion_bounds(Profile::Lan, 10), (4.0, 24.0));
+        assert_eq!(suspicion_bounds(Profile::Local, 10), (3.0, 18.0));
         assert_eq!(push_pull_interval(100), 90.0);
         assert_eq!(push_pull_interval(1000), 180.0);
-        assert_eq!(suspicion_bounds(1000), (12.0, 72.0));
+        assert_eq!(suspicion_bounds(Profile::Lan, 1000), (12.0, 72.0));
         // 1 MiB per node at N = 1000 → 10 MiB per node at N = 10 000, 100 GB in all.
         assert_eq!(extrapolate_kib(1024.0, 1000, 10_000), 1024.0 * 100_000.0);
     }
