@@ -12,6 +12,7 @@
 mod agent_support;
 
 use agent_support::{free_port, scratch, BIN};
+use hearsay_agent::rpc::codec::RpcMember;
 use hearsay_agent::rpc::RpcClient;
 use hearsay_net::quic::QUIC_TAG;
 use hearsay_testkit::wasm::guests;
@@ -32,6 +33,33 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most [`WAIT`]) until `client`'s agent lists four alive members for which `also`
+/// holds.
+async fn wait_four_alive(
+    client: &RpcClient,
+    who: &str,
+    dir: &Path,
+    also: impl Fn(&RpcMember) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let members = client.members().await.unwrap();
+        let ready = members
+            .iter()
+            .filter(|m| m.status == "alive" && also(m))
+            .count();
+        if ready == 4 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who} never saw all four; members: {members:?}\n{}",
+            agent_logs(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -107,46 +135,14 @@ async fn blob_handlers_stream_16mib_responses_to_hearsay_query_with_bounded_memo
     };
     let responders: Vec<Killed> = (1..4).map(start).collect();
     // Everyone alive with an advert, as a0 sees it.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let members = client.members().await.unwrap();
-        let ready = members
-            .iter()
-            .filter(|m| m.status == "alive" && m.tags.contains_key(QUIC_TAG))
-            .count();
-        if ready == 4 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members: {members:?}\n{}",
-            agent_logs(&dir)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_four_alive(&client, "a0", &dir, |m| m.tags.contains_key(QUIC_TAG)).await;
     // And as every responder sees it: a query reaches a node from the originator's gossip or
     // from a rebroadcast, and a responder that has not yet heard of the newest member does not
     // rebroadcast to it (as in Serf), so a member that joined just before the query can miss it.
     for port in &rpc[1..] {
         let addr = format!("127.0.0.1:{port}");
         let peer = RpcClient::connect(&addr, None).await.unwrap();
-        let deadline = Instant::now() + WAIT;
-        while peer
-            .members()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|m| m.status == "alive")
-            .count()
-            < 4
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{addr} never saw all four\n{}",
-                agent_logs(&dir)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_four_alive(&peer, &addr, &dir, |_| true).await;
     }
     let banner = std::fs::read_to_string(&log).unwrap();
     assert!(banner.contains("QUIC addr: '127.0.0.1:"), "{banner}");
