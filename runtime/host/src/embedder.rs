@@ -1,9 +1,13 @@
 //! The embedder's side of the contract: what the host calls back into while a handler runs
 //! (member information, query replies, emitted events).
 //!
-//! The agent implements [`Embedder`]. Its methods run on the host's worker threads, never on the
-//! caller of [`crate::Host::dispatch`]; they may block briefly (e.g. send on a channel to the
-//! driver and wait for an answer) but should not wait on handler completions.
+//! The agent implements [`Embedder`]. Its methods are async and run inside the guest's call, on
+//! the host's own runtime (tokio, timers and I/O enabled): a guest waiting on one holds no
+//! thread, and the event's deadline covers the wait. When the deadline passes, the future is
+//! dropped where it stands, so an embedder's futures must be cancel-safe: dropping a
+//! [`ReplySink`] mid-write abandons the reply.
+
+use async_trait::async_trait;
 
 use crate::event::{Member, Query};
 
@@ -42,25 +46,28 @@ pub enum EmitError {
 ///
 /// The host calls `write` any number of times, then `finish` once. A sink dropped without
 /// `finish` means the reply was abandoned (the guest dropped its stream, trapped, or hit its
-/// deadline): the embedder should discard what it sent or tell the asker.
+/// deadline, possibly in the middle of a `write`): the embedder should discard what it sent or
+/// tell the asker.
+#[async_trait]
 pub trait ReplySink: Send {
-    /// Appends `chunk` to the reply.
-    fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError>;
+    /// Appends `chunk` to the reply (may wait while the asker is slow to read).
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError>;
     /// Completes the reply.
-    fn finish(self: Box<Self>) -> Result<(), ReplyError>;
+    async fn finish(self: Box<Self>) -> Result<(), ReplyError>;
 }
 
 /// What the host needs from its embedder while a handler runs. One `Arc<dyn Embedder>` is given
 /// with every dispatched event, so an embedder may carry per-event context (e.g. the query's
 /// return address).
+#[async_trait]
 pub trait Embedder: Send + Sync {
     /// This node.
-    fn local_member(&self) -> Member;
+    async fn local_member(&self) -> Member;
     /// Every known member, including this node.
-    fn members(&self) -> Vec<Member>;
+    async fn members(&self) -> Vec<Member>;
     /// Opens the reply to `query`. The host calls this at most once per query event (it enforces
     /// "one reply per query" itself).
     fn open_reply(&self, query: &Query) -> Result<Box<dyn ReplySink>, ReplyError>;
     /// Broadcasts a user event. Called only for handlers whose grant allows emitting.
-    fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError>;
+    async fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError>;
 }

@@ -1,22 +1,35 @@
-//! The host: one engine, the loaded handlers, and the worker pool that runs their events.
+//! The host: one engine, the loaded handlers, and the async runtime their events run on.
+//!
+//! Every event is a task on the host's own tokio runtime (never the embedder's): wasmtime runs
+//! the guest on a fiber that yields at every epoch tick, and WASI and the embedder's calls are
+//! async, so a guest that sleeps or waits on a slow asker holds no thread. One wall-clock
+//! deadline bounds the whole event: guest code traps at the first tick past it, and the task's
+//! timeout drops the event (and its instance) wherever it waits.
+//!
+//! Each handler has its own queue and its own concurrency limit: at most `concurrency` tasks
+//! drain its queue, so a stuck handler holds only its own tasks, and the runtime shares its
+//! threads between the handlers that have work.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::runtime::Runtime;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::budget::MemoryBudget;
 use crate::cache::{self, CacheOutcome};
 use crate::embedder::Embedder;
 use crate::epoch::EpochClock;
 use crate::error::HostError;
 use crate::event::Event;
+use crate::guest_log::LogBudget;
 use crate::invoke::{self, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
 use crate::spec::{Grants, HandlerSpec, Limits, ModuleSource};
 use crate::stats::{HandlerStats, Recorder};
@@ -24,42 +37,54 @@ use crate::stats::{HandlerStats, Recorder};
 /// Process-wide settings of the host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Worker threads running handlers. A handler runs one event at a time, so this is also how
-    /// many handlers can be busy at once.
+    /// Threads of the host's runtime, shared by all handlers' events. A guest running wasm holds
+    /// one for at most an epoch tick at a time; a guest waiting (sleeping, replying to a slow
+    /// asker) holds none.
     pub workers: usize,
     /// Where precompiled components are cached; `None` compiles in memory on every load.
     pub cache_dir: Option<PathBuf>,
-    /// The epoch tick: the granularity of handler deadlines.
+    /// The epoch tick: the granularity of handler deadlines and how long guest code runs before
+    /// it yields its thread to other events.
     pub epoch_tick: Duration,
     /// The largest linear memory any handler may have (pool slot size), in bytes.
     pub max_memory_bytes: usize,
-    /// Instances that can be alive at once (pooling allocator slots); at least `workers`.
+    /// The linear memory of all live instances together, in bytes (`handler_memory_total`):
+    /// growth past it traps the instance that asked, naming this cap.
+    pub memory_total: usize,
+    /// Instances that can be alive at once (pooling allocator slots).
     pub max_instances: u32,
     /// Enables fuel metering, so [`Limits::fuel`] can be used (costs some speed for every handler).
     pub fuel: bool,
     /// The wasm stack limit per invocation, in bytes; unbounded recursion traps here.
     pub max_wasm_stack: usize,
+    /// Guest log lines a handler may write per second, across its events.
+    pub log_lines_per_second: u32,
+    /// Guest log lines one event may write.
+    pub log_lines_per_event: u32,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
-            workers: 4,
+            workers: 2,
             cache_dir: None,
             epoch_tick: Duration::from_millis(10),
             max_memory_bytes: 256 << 20,
+            memory_total: 1 << 30,
             max_instances: 64,
             fuel: false,
             max_wasm_stack: 512 << 10,
+            log_lines_per_second: 50,
+            log_lines_per_event: 200,
         }
     }
 }
 
-/// Runs WebAssembly handlers. Cheap to share by reference; dropping it stops the workers after the
-/// events they are running (each bounded by its deadline).
+/// Runs WebAssembly handlers. Cheap to share by reference; dropping it abandons the events still
+/// running or queued (their instances are torn down without waiting for them).
 pub struct Host {
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    runtime: Option<Runtime>,
     ticker: Option<JoinHandle<()>>,
 }
 
@@ -68,21 +93,15 @@ struct Shared {
     linker: Linker<Invocation>,
     config: HostConfig,
     engine_key: String,
-    pool: Mutex<PoolState>,
-    wake: Condvar,
+    runtime: tokio::runtime::Handle,
+    stopping: AtomicBool,
     /// Fresh instances made ahead of their events, across all handlers.
     spares: Arc<AtomicUsize>,
-    /// At most this many spares: the pool's instance slots not reserved for the workers.
+    /// At most this many spares: half the pool's instance slots, the rest kept for events.
     spare_limit: usize,
     /// Advances the engine's epoch while guest code runs.
-    clock: EpochClock,
-}
-
-#[derive(Default)]
-struct PoolState {
-    /// Handlers with queued events and no worker on them, in arrival order (round robin).
-    ready: VecDeque<Arc<Slot>>,
-    shutdown: bool,
+    clock: Arc<EpochClock>,
+    memory: Arc<MemoryBudget>,
 }
 
 /// A loaded handler. Clones refer to the same handler; [`Host::reload`] swaps its module in place.
@@ -96,23 +115,29 @@ struct Slot {
     module: RwLock<Arc<Loaded>>,
     queue: Mutex<SlotQueue>,
     stats: Mutex<Recorder>,
-    /// The instance the handler's next event runs in, made by a worker after the previous event
-    /// (or at load), so that an event does not wait for instantiation.
+    /// The instance the handler's next event runs in, made after the previous event (or at
+    /// load), so that an event does not wait for instantiation.
     spare: Mutex<SpareState>,
+    /// Events running now, by sequence number, with their start.
+    running: Mutex<BTreeMap<u64, Instant>>,
+    next_seq: AtomicU64,
+    log: Arc<LogBudget>,
 }
 
 #[derive(Default)]
 enum SpareState {
     #[default]
     Empty,
+    /// An instance of `module` is being made.
+    Making(Arc<Loaded>),
     /// A fresh instance of `module`, never used.
     Ready {
         module: Arc<Loaded>,
-        prepared: Prepared,
+        prepared: Box<Prepared>,
         _count: SpareCount,
     },
     /// Making an instance of `module` ahead of time failed (e.g. its start function traps): each
-    /// event makes its own, and reports the failure, rather than the worker failing twice.
+    /// event makes its own, and reports the failure, rather than failing twice.
     Failed(Arc<Loaded>),
 }
 
@@ -123,8 +148,18 @@ impl SpareState {
             return None;
         }
         match std::mem::take(self) {
-            SpareState::Ready { prepared, .. } => Some(prepared),
+            SpareState::Ready { prepared, .. } => Some(*prepared),
             _ => None,
+        }
+    }
+
+    /// The module this state is about, unless it is empty.
+    fn module(&self) -> Option<&Arc<Loaded>> {
+        match self {
+            SpareState::Empty => None,
+            SpareState::Making(m) | SpareState::Failed(m) | SpareState::Ready { module: m, .. } => {
+                Some(m)
+            }
         }
     }
 }
@@ -152,16 +187,14 @@ impl Drop for SpareCount {
 #[derive(Default)]
 struct SlotQueue {
     jobs: VecDeque<Job>,
-    /// In the ready list or being run by a worker: at most one worker per handler, so a handler
-    /// sees its events in order and a stuck handler holds one worker only.
-    active: bool,
+    /// Tasks draining the queue: at most the handler's concurrency.
+    tasks: usize,
 }
 
 struct Loaded {
     pre: HandlerPre<Invocation>,
     limits: Limits,
     grants: Arc<Grants>,
-    ticks: u64,
     info: LoadInfo,
 }
 
@@ -197,33 +230,41 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Waits up to `timeout`; `None` if it has not finished by then (or was abandoned at shutdown).
+    /// Waits up to `timeout` (blocking the calling thread); `None` if it has not finished by then
+    /// (or was abandoned at shutdown).
     pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
         self.rx.recv_timeout(timeout).ok()
     }
 }
 
 impl Host {
-    /// Builds the engine (pooling allocator, epoch interruption) and starts the epoch ticker and
-    /// the workers.
+    /// Builds the engine (pooling allocator, epoch interruption), the runtime guests run on and
+    /// the epoch ticker.
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         if config.workers == 0 {
             return Err(HostError::Engine("workers must be at least 1".into()));
         }
         let engine = engine(&config)?;
         let linker = invoke::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.workers)
+            .thread_name("hearsay-handler")
+            // WASI file I/O of guests runs here; bounded so guests cannot spawn threads at will.
+            .max_blocking_threads(16)
+            .enable_all()
+            .build()
+            .map_err(HostError::Thread)?;
         let shared = Arc::new(Shared {
             engine_key: cache::engine_key(&engine),
             engine,
             linker,
-            spare_limit: usize::try_from(instance_slots(&config))
-                .unwrap_or(usize::MAX)
-                .saturating_sub(config.workers),
+            runtime: runtime.handle().clone(),
+            stopping: AtomicBool::new(false),
+            spare_limit: usize::try_from(instance_slots(&config) / 2).unwrap_or(usize::MAX),
+            memory: Arc::new(MemoryBudget::new(config.memory_total)),
             config,
-            pool: Mutex::new(PoolState::default()),
-            wake: Condvar::new(),
             spares: Arc::new(AtomicUsize::new(0)),
-            clock: EpochClock::default(),
+            clock: Arc::new(EpochClock::default()),
         });
         let ticker = {
             let shared = shared.clone();
@@ -235,39 +276,34 @@ impl Host {
                 })
                 .map_err(HostError::Thread)?
         };
-        let mut host = Host {
+        Ok(Host {
             shared,
-            workers: Vec::new(),
+            runtime: Some(runtime),
             ticker: Some(ticker),
-        };
-        for i in 0..host.shared.config.workers {
-            let shared = host.shared.clone();
-            let worker = std::thread::Builder::new()
-                .name(format!("hearsay-handler-{i}"))
-                .spawn(move || worker(&shared))
-                .map_err(HostError::Thread)?;
-            host.workers.push(worker);
-        }
-        Ok(host)
+        })
     }
 
-    /// Compiles (or loads from the cache) and pre-instantiates a handler.
+    /// Compiles (or loads from the cache) and pre-instantiates a handler. Blocking: call it off
+    /// an async runtime's threads.
     pub fn load(&self, spec: HandlerSpec) -> Result<Handler, HostError> {
         let name: Arc<str> = spec.name.as_str().into();
         let loaded = self.prepare(spec)?;
         tracing::info!(handler = %name, sha256 = %loaded.info.sha256, cache = ?loaded.info.cache, "handler loaded");
+        let config = &self.shared.config;
         let slot = Arc::new(Slot {
             name,
             module: RwLock::new(Arc::new(loaded)),
             queue: Mutex::new(SlotQueue::default()),
             stats: Mutex::new(Recorder::default()),
             spare: Mutex::new(SpareState::Empty),
+            running: Mutex::new(BTreeMap::new()),
+            next_seq: AtomicU64::new(0),
+            log: Arc::new(LogBudget::new(
+                config.log_lines_per_second,
+                config.log_lines_per_event,
+            )),
         });
-        // A worker makes the first event's instance now.
-        self.activate(
-            &slot,
-            &mut slot.queue.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        self.make_spare(&slot);
         Ok(Handler { slot })
     }
 
@@ -286,29 +322,34 @@ impl Host {
             .module
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
-        // The spare is of the old module: a worker replaces it (now, or after its current event).
-        let slot = &handler.slot;
-        self.activate(
-            slot,
-            &mut slot.queue.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        // The spare is of the old module: make one of the new.
+        self.make_spare(&handler.slot);
+        // A raised concurrency lets queued events start now.
+        self.start_tasks(&handler.slot, &mut handler.slot.queue());
         Ok(())
     }
 
-    /// Puts `slot` on the ready list for a worker, unless a worker has it already. False when the
-    /// host is stopping.
-    fn activate(&self, slot: &Arc<Slot>, queue: &mut SlotQueue) -> bool {
-        if queue.active {
-            return true;
+    /// Makes `slot`'s next instance in the background.
+    fn make_spare(&self, slot: &Arc<Slot>) {
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return;
         }
-        let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.shutdown {
-            return false;
+        let (shared, slot) = (self.shared.clone(), slot.clone());
+        self.shared
+            .runtime
+            .spawn(async move { refill(&shared, &slot).await });
+    }
+
+    /// Starts tasks for queued events up to the handler's concurrency.
+    fn start_tasks(&self, slot: &Arc<Slot>, queue: &mut SlotQueue) {
+        let concurrency = slot.current().limits.concurrency;
+        while queue.tasks < concurrency && queue.tasks < queue.jobs.len() {
+            queue.tasks += 1;
+            let (shared, slot) = (self.shared.clone(), slot.clone());
+            self.shared
+                .runtime
+                .spawn(async move { drain(&shared, &slot).await });
         }
-        queue.active = true;
-        pool.ready.push_back(slot.clone());
-        self.shared.wake.notify_one();
-        true
     }
 
     /// Queues `event` for `handler`. Never blocks and never runs the handler on the caller's
@@ -322,8 +363,8 @@ impl Host {
         let slot = &handler.slot;
         let capacity = slot.current().limits.queue;
         let (done, rx) = mpsc::sync_channel(1);
-        let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if queue.jobs.len() >= capacity {
+        let mut queue = slot.queue();
+        if self.shared.stopping.load(Ordering::Acquire) || queue.jobs.len() >= capacity {
             drop(queue);
             slot.count_drop();
             tracing::warn!(handler = %slot.name, event = %event.describe(), "handler queue full; event dropped");
@@ -334,13 +375,14 @@ impl Host {
             embedder,
             done,
         });
-        if !self.activate(slot, &mut queue) {
-            queue.jobs.pop_back();
-            drop(queue);
-            slot.count_drop();
-            return Dispatch::Dropped;
-        }
+        self.start_tasks(slot, &mut queue);
         Dispatch::Queued(Ticket { rx })
+    }
+
+    /// Linear memory of all live instances now, in bytes (charged against
+    /// [`HostConfig::memory_total`]).
+    pub fn memory_in_use(&self) -> usize {
+        self.shared.memory.used()
     }
 
     fn prepare(&self, spec: HandlerSpec) -> Result<Loaded, HostError> {
@@ -378,13 +420,8 @@ impl Host {
             name: name.clone(),
             reason: format!("{e:#}"),
         })?;
-        let tick = self.shared.config.epoch_tick.as_nanos().max(1);
-        let ticks = u64::try_from(spec.limits.timeout.as_nanos().div_ceil(tick))
-            .unwrap_or(u64::MAX)
-            .max(1);
         Ok(Loaded {
             pre,
-            ticks,
             limits: spec.limits,
             grants: Arc::new(spec.grants),
             info: LoadInfo {
@@ -428,16 +465,11 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        {
-            let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.shutdown = true;
-            pool.ready.clear();
-        }
-        self.shared.wake.notify_all();
-        // The ticker keeps running until the workers are gone, so running guests still meet
-        // their deadlines.
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        self.shared.stopping.store(true, Ordering::Release);
+        // Abandon what runs: tasks are dropped where they wait, each at its next yield (guest
+        // code yields every epoch tick), and nothing waits for them.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
         self.shared.clock.stop();
         if let Some(t) = self.ticker.take() {
@@ -452,13 +484,19 @@ impl Handler {
         &self.slot.name
     }
 
-    /// A snapshot of the handler's counters and latencies.
+    /// A snapshot of the handler's counters and latencies, and of the events running now.
     pub fn stats(&self) -> HandlerStats {
-        self.slot
+        let mut stats = self
+            .slot
             .stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .snapshot()
+            .snapshot();
+        let running = self.slot.running.lock().unwrap_or_else(|e| e.into_inner());
+        stats.running = running.len() as u64;
+        stats.oldest_running = running.values().min().map(|t| t.elapsed());
+        stats.log_suppressed = self.slot.log.suppressed();
+        stats
     }
 
     /// Facts about the current module (hash, size, cache use).
@@ -468,12 +506,7 @@ impl Handler {
 
     /// Events waiting in the handler's queue.
     pub fn queued(&self) -> usize {
-        self.slot
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .jobs
-            .len()
+        self.slot.queue().jobs.len()
     }
 }
 
@@ -493,6 +526,9 @@ fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), 
     if limits.fuel.is_some() && !config.fuel {
         return bad("fuel limit set but the host runs without fuel metering".into());
     }
+    if limits.concurrency == 0 {
+        return bad("concurrency must be at least 1".into());
+    }
     if limits.queue == 0 {
         return bad("queue must hold at least one event".into());
     }
@@ -506,11 +542,9 @@ fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), 
 /// pages an instance wrote: covers a Rust guest's 1 MiB stack, its data and a small heap.
 const KEEP_RESIDENT: usize = 2 << 20;
 
-/// Instance slots of the pool: at least one per worker.
+/// Instance slots of the pool.
 fn instance_slots(config: &HostConfig) -> u32 {
-    config
-        .max_instances
-        .max(u32::try_from(config.workers).unwrap_or(u32::MAX))
+    config.max_instances.max(2)
 }
 
 /// The engine, resetting pool slots with Linux's `PAGEMAP_SCAN` (6.7+) where the kernel has it:
@@ -532,6 +566,8 @@ fn build_engine(config: &HostConfig, pagemap_scan: bool) -> Result<Engine, HostE
         .total_core_instances(instances.saturating_mul(8))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
+        // One fiber stack per instance being made or running an event.
+        .total_stacks(instances)
         .max_memory_size(config.max_memory_bytes);
     if pagemap_scan {
         pool.pagemap_scan(Enabled::Yes)
@@ -547,43 +583,26 @@ fn build_engine(config: &HostConfig, pagemap_scan: bool) -> Result<Engine, HostE
     Engine::new(&c).map_err(|e| HostError::Engine(format!("{e:#}")))
 }
 
-fn worker(shared: &Shared) {
+/// A task of `slot`: runs its queued events one after another until the queue is empty (or the
+/// handler's concurrency was lowered below the tasks running).
+async fn drain(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     loop {
-        let slot = {
-            let mut pool = shared.pool.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if pool.shutdown {
+        let job = {
+            let mut queue = slot.queue();
+            let concurrency = slot.current().limits.concurrency;
+            match queue.jobs.pop_front() {
+                Some(job) if queue.tasks <= concurrency => job,
+                other => {
+                    if let Some(job) = other {
+                        queue.jobs.push_front(job);
+                    }
+                    queue.tasks -= 1;
                     return;
                 }
-                if let Some(slot) = pool.ready.pop_front() {
-                    break slot;
-                }
-                pool = shared.wake.wait(pool).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let job = slot
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .jobs
-            .pop_front();
-        {
-            // Both run guest code: the event's instance and, unless one is ready, the next.
-            let _running = shared.clock.running();
-            if let Some(job) = job {
-                run(shared, &slot, job);
-            }
-            refill(shared, &slot);
-        }
-        let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if queue.jobs.is_empty() {
-            queue.active = false;
-        } else {
-            // Back of the line: other handlers' events get a worker first.
-            let mut pool = shared.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.ready.push_back(slot.clone());
-            shared.wake.notify_one();
-        }
+        run(shared, slot, job).await;
+        refill(shared, slot).await;
     }
 }
 
@@ -595,6 +614,10 @@ impl Slot {
             .clone()
     }
 
+    fn queue(&self) -> MutexGuard<'_, SlotQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn count_drop(&self) {
         self.stats
             .lock()
@@ -603,103 +626,192 @@ impl Slot {
             .drops += 1;
     }
 
-    fn spare(&self) -> std::sync::MutexGuard<'_, SpareState> {
+    fn spare(&self) -> MutexGuard<'_, SpareState> {
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks an event running (for `hearsay handlers`) until the guard is dropped.
+    fn enter(&self, started: Instant) -> RunningEvent<'_> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq, started);
+        RunningEvent { slot: self, seq }
+    }
+}
+
+/// One event listed as running; dropping it (the event ended or was abandoned) unlists it.
+struct RunningEvent<'a> {
+    slot: &'a Slot,
+    seq: u64,
+}
+
+impl Drop for RunningEvent<'_> {
+    fn drop(&mut self) {
+        self.slot
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.seq);
     }
 }
 
 impl Loaded {
-    fn run<'a>(&'a self, shared: &'a Shared, name: &Arc<str>) -> Run<'a> {
+    fn run<'a>(&'a self, shared: &'a Shared, slot: &Slot) -> Run<'a> {
         Run {
             engine: &shared.engine,
             pre: &self.pre,
-            handler: name.clone(),
+            handler: slot.name.clone(),
             limits: &self.limits,
             grants: self.grants.clone(),
-            ticks: self.ticks,
             fuel_enabled: shared.config.fuel,
+            memory: shared.memory.clone(),
+            log: slot.log.clone(),
         }
     }
 }
 
-/// Makes the instance of `slot`'s next event unless it has one of its current module (or making
-/// one failed for that module), within the pool's spare slots.
-fn refill(shared: &Shared, slot: &Slot) {
+/// Makes the instance of `slot`'s next event unless it has one of its current module (or one is
+/// being made, or making one failed for that module), within the pool's spare slots. Bounded by
+/// the handler's timeout, like an event.
+async fn refill(shared: &Shared, slot: &Slot) {
     let loaded = slot.current();
-    let mut spare = slot.spare();
-    match &*spare {
-        SpareState::Ready { module, .. } | SpareState::Failed(module)
-            if Arc::ptr_eq(module, &loaded) =>
-        {
-            return
-        }
-        _ => *spare = SpareState::Empty,
-    }
-    let Some(count) = SpareCount::reserve(&shared.spares, shared.spare_limit) else {
-        return;
-    };
-    *spare = match loaded.run(shared, &slot.name).prepare() {
-        Ok(prepared) => SpareState::Ready {
-            module: loaded,
-            prepared,
-            _count: count,
-        },
-        Err(outcome) => {
-            tracing::debug!(handler = %slot.name, ?outcome, "could not make an instance ahead of its event");
-            SpareState::Failed(loaded)
-        }
-    };
-}
-
-fn run(shared: &Shared, slot: &Slot, job: Job) {
-    let loaded = slot.current();
-    let describe = job.event.describe();
-    let started = Instant::now();
-    let run = loaded.run(shared, &slot.name);
-    let spare = slot.spare().take_ready(&loaded);
-    let prepared = match spare {
-        Some(p) => Ok(p),
-        None => run.prepare().inspect(|_| {
-            // It works again (e.g. a granted directory is back): let the worker make spares.
-            let mut state = slot.spare();
-            if matches!(*state, SpareState::Failed(_)) {
-                *state = SpareState::Empty;
-            }
-        }),
-    };
-    let (outcome, spent) = match prepared {
-        Ok(mut p) => (run.call(&mut p, job.event, job.embedder), Some(p)),
-        Err(outcome) => (outcome, None),
-    };
-    let elapsed = started.elapsed();
     {
-        let mut stats = slot.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.record_latency(elapsed);
-        let c = &mut stats.counters;
-        c.invocations += 1;
-        match &outcome {
-            Outcome::Ok => c.ok += 1,
-            Outcome::GuestError(_) => c.errors += 1,
-            Outcome::Trap { kind, .. } => {
-                c.traps += 1;
-                if *kind == TrapKind::Deadline {
-                    c.timeouts += 1;
+        let mut spare = slot.spare();
+        if spare.module().is_some_and(|m| Arc::ptr_eq(m, &loaded)) {
+            return;
+        }
+        *spare = SpareState::Making(loaded.clone());
+    }
+    let made = match SpareCount::reserve(&shared.spares, shared.spare_limit) {
+        None => SpareState::Empty,
+        Some(count) => {
+            let _running = shared.clock.running();
+            let deadline = Instant::now() + loaded.limits.timeout;
+            let run = loaded.run(shared, slot);
+            match tokio::time::timeout_at(deadline.into(), run.prepare(deadline)).await {
+                Ok(Ok(prepared)) => SpareState::Ready {
+                    module: loaded.clone(),
+                    prepared: Box::new(prepared),
+                    _count: count,
+                },
+                Ok(Err(outcome)) => {
+                    tracing::debug!(handler = %slot.name, ?outcome, "could not make an instance ahead of its event");
+                    SpareState::Failed(loaded.clone())
+                }
+                Err(_) => {
+                    tracing::debug!(handler = %slot.name, "making an instance ahead of its event passed the deadline");
+                    SpareState::Failed(loaded.clone())
                 }
             }
         }
+    };
+    let mut spare = slot.spare();
+    // Unless a reload came in between, this is the handler's spare now.
+    if matches!(&*spare, SpareState::Making(m) if Arc::ptr_eq(m, &loaded)) {
+        *spare = made;
     }
-    match &outcome {
+}
+
+/// Runs one event: in the spare instance or a fresh one, bounded as a whole by the handler's
+/// timeout; records and logs the outcome, and hands it to the ticket.
+async fn run(shared: &Shared, slot: &Slot, job: Job) {
+    let loaded = slot.current();
+    let describe = job.event.describe();
+    let started = Instant::now();
+    let timeout = loaded.limits.timeout;
+    let deadline = started + timeout;
+    let _listed = slot.enter(started);
+    let run = loaded.run(shared, slot);
+    let spare = slot.spare().take_ready(&loaded);
+    let event_log = Arc::new(Mutex::new(Default::default()));
+    let work = {
+        let (run, event_log) = (&run, event_log.clone());
+        async move {
+            let _running = shared.clock.running();
+            let mut prepared = match spare {
+                Some(p) => p,
+                None => {
+                    let p = run.prepare(deadline).await?;
+                    // It works again (e.g. a granted directory is back): make spares again.
+                    let mut state = slot.spare();
+                    if matches!(*state, SpareState::Failed(_)) {
+                        *state = SpareState::Empty;
+                    }
+                    p
+                }
+            };
+            prepared.set_event_log(event_log);
+            let outcome = run
+                .call(&mut prepared, job.event, job.embedder, deadline)
+                .await;
+            Ok::<_, Outcome>((outcome, prepared))
+        }
+    };
+    let (outcome, spent) = match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(Ok((outcome, prepared))) => (outcome, Some(prepared)),
+        Ok(Err(outcome)) => (outcome, None),
+        // Dropped where it waited: in a host call, a sleep, or a write to a slow asker.
+        Err(_) => (
+            Outcome::Trap {
+                kind: TrapKind::Deadline,
+                message: format!(
+                    "deadline of {timeout:?} passed while the guest waited outside wasm (a host call, a sleep or a reply)"
+                ),
+            },
+            None,
+        ),
+    };
+    let elapsed = started.elapsed();
+    record(slot, &outcome, elapsed);
+    log_outcome(slot, &describe, &outcome, elapsed);
+    if let Some(summary) = event_log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .summary(&slot.log)
+    {
+        tracing::warn!(handler = %slot.name, event = %describe, "{summary}");
+    }
+    let _ = job.done.try_send(outcome);
+    // The instance is torn down after its outcome is out.
+    drop(spent);
+}
+
+fn record(slot: &Slot, outcome: &Outcome, elapsed: Duration) {
+    let mut stats = slot.stats.lock().unwrap_or_else(|e| e.into_inner());
+    stats.record_latency(elapsed);
+    let c = &mut stats.counters;
+    c.invocations += 1;
+    match outcome {
+        Outcome::Ok => c.ok += 1,
+        Outcome::GuestError(_) => c.errors += 1,
+        Outcome::Trap { kind, .. } => {
+            c.traps += 1;
+            if *kind == TrapKind::Deadline {
+                c.timeouts += 1;
+            }
+        }
+    }
+}
+
+fn log_outcome(slot: &Slot, describe: &str, outcome: &Outcome, elapsed: Duration) {
+    match outcome {
         Outcome::Ok => {
             tracing::debug!(handler = %slot.name, event = %describe, ?elapsed, "handler ok")
         }
         Outcome::GuestError(msg) => {
+            let msg = crate::guest_log::sanitize(msg, 4 << 10);
             tracing::warn!(handler = %slot.name, event = %describe, error = %msg, "handler returned an error")
+        }
+        Outcome::Trap {
+            kind: TrapKind::Deadline,
+            message,
+        } => {
+            tracing::warn!(handler = %slot.name, event = %describe, ?elapsed, error = %message, "handler timed out")
         }
         Outcome::Trap { kind, message } => {
             tracing::warn!(handler = %slot.name, event = %describe, ?kind, error = %message, "handler trapped")
         }
     }
-    let _ = job.done.try_send(outcome);
-    // The instance is torn down after its outcome is out.
-    drop(spent);
 }

@@ -1,18 +1,20 @@
 //! One invocation: the per-event store data, the WIT imports implemented on it, and running the
 //! guest's `handle` export with its limits.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView,
     WasiView,
 };
 
+use crate::budget::MemoryBudget;
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
+use crate::guest_log::{self, EventLog, LogBudget};
 use crate::event::{self, Event};
 use crate::spec::{Grants, Limits};
 
@@ -21,7 +23,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "handler",
         path: "../../wit",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
+        exports: { default: async },
         with: {
             "hearsay:handler/reply.reply-stream": super::ReplyStream,
         },
@@ -33,7 +36,7 @@ pub(crate) use bindings::HandlerPre;
 
 /// Guest stdout/stderr kept per event (panic messages land on stderr).
 const OUTPUT_CAPTURE: usize = 8 << 10;
-/// Longest guest log line kept.
+/// Longest guest log line kept (escaped text).
 const MAX_LOG_LINE: usize = 4 << 10;
 
 /// A guest's open reply stream (the `reply-stream` resource's host state).
@@ -53,7 +56,22 @@ pub(crate) struct Invocation {
     embedder: Option<Arc<dyn Embedder>>,
     grants: Arc<Grants>,
     memory_limit: usize,
-    memory_hit: bool,
+    /// Why memory growth was refused (this instance's limit or the agent-wide cap).
+    memory_hit: Option<String>,
+    /// The agent-wide cap, and what this instance's memories are charged against it.
+    memory: Arc<MemoryBudget>,
+    charged: usize,
+    /// When the event ends: guest code traps at the first epoch tick past it.
+    deadline: Instant,
+    log: Arc<LogBudget>,
+    event_log: Arc<Mutex<EventLog>>,
+}
+
+impl Drop for Invocation {
+    fn drop(&mut self) {
+        // The store (and with it the instance's memories) goes with its data.
+        self.memory.release(self.charged);
+    }
 }
 
 impl WasiView for Invocation {
@@ -68,17 +86,25 @@ impl WasiView for Invocation {
 impl ResourceLimiter for Invocation {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
-            self.memory_hit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} bytes exceeded",
-                self.memory_limit
-            )));
+            let why = format!("memory limit of {} bytes exceeded", self.memory_limit);
+            self.memory_hit = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
         }
+        let more = desired.saturating_sub(current);
+        if !self.memory.charge(more) {
+            let why = format!(
+                "the agent-wide handler memory cap of {} bytes (handler_memory_total) is in use by other instances",
+                self.memory.cap()
+            );
+            self.memory_hit = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
+        }
+        self.charged += more;
         Ok(true)
     }
 
@@ -118,7 +144,7 @@ impl HostMonotonicClock for FrozenClock {
 /// each event's `WasiCtx`) and the hearsay imports.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -161,15 +187,18 @@ pub enum TrapKind {
     Other,
 }
 
-/// Everything a worker needs to make a fresh instance of a handler and run one event in it.
+/// Everything a task needs to make a fresh instance of a handler and run one event in it.
 pub(crate) struct Run<'a> {
     pub engine: &'a Engine,
     pub pre: &'a HandlerPre<Invocation>,
     pub handler: Arc<str>,
     pub limits: &'a Limits,
     pub grants: Arc<Grants>,
-    pub ticks: u64,
     pub fuel_enabled: bool,
+    /// The agent-wide memory cap every instance's linear memory is charged against.
+    pub memory: Arc<MemoryBudget>,
+    /// The handler's guest-log budget, shared by all its events.
+    pub log: Arc<LogBudget>,
 }
 
 /// A fresh instance of a handler, made before its event arrives so that instantiation is not on
@@ -181,11 +210,18 @@ pub(crate) struct Prepared {
     output: MemoryOutputPipe,
 }
 
+impl Prepared {
+    /// Where the event run in this instance counts its log lines.
+    pub(crate) fn set_event_log(&mut self, log: Arc<Mutex<EventLog>>) {
+        self.store.data_mut().event_log = log;
+    }
+}
+
 impl Run<'_> {
     /// A fresh store with the handler's limits and grants, and the component instantiated in it.
-    /// Instantiation runs any start function of the component, under the same deadline and fuel
-    /// as an event; with no event bound yet, the cluster and emit imports trap there.
-    pub(crate) fn prepare(&self) -> Result<Prepared, Outcome> {
+    /// Instantiation runs any start function of the component, bounded by `deadline` (and fuel)
+    /// like an event; with no event bound yet, the cluster and emit imports trap there.
+    pub(crate) async fn prepare(&self, deadline: Instant) -> Result<Prepared, Outcome> {
         let output = MemoryOutputPipe::new(OUTPUT_CAPTURE);
         let wasi = wasi_ctx(&self.grants, &output).map_err(|message| Outcome::Trap {
             kind: TrapKind::Host,
@@ -201,13 +237,29 @@ impl Run<'_> {
             embedder: None,
             grants: self.grants.clone(),
             memory_limit: self.limits.memory_bytes,
-            memory_hit: false,
+            memory_hit: None,
+            memory: self.memory.clone(),
+            charged: 0,
+            deadline,
+            log: self.log.clone(),
+            event_log: Arc::default(),
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
+        // Guest code yields to the runtime every epoch tick, so a looping guest shares its
+        // thread with other handlers' events, and traps once its deadline has passed.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         self.arm(&mut store)?;
-        match self.pre.instantiate(&mut store) {
+        match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => Ok(Prepared {
                 store,
                 instance,
@@ -221,12 +273,14 @@ impl Run<'_> {
         }
     }
 
-    /// Runs `event` in the fresh instance `p`, with a full deadline (and fuel) from now.
-    pub(crate) fn call(
+    /// Runs `event` in the fresh instance `p` until `deadline` (with full fuel). The caller
+    /// bounds the returned future by the same deadline: this one only stops guest code.
+    pub(crate) async fn call(
         &self,
         p: &mut Prepared,
         event: Event,
         embedder: Arc<dyn Embedder>,
+        deadline: Instant,
     ) -> Outcome {
         let data = p.store.data_mut();
         data.event = event.describe();
@@ -235,19 +289,20 @@ impl Run<'_> {
             _ => None,
         };
         data.embedder = Some(embedder);
+        data.deadline = deadline;
         if let Err(outcome) = self.arm(&mut p.store) {
             return outcome;
         }
-        match p.instance.call_handle(&mut p.store, &to_wit(event)) {
+        match p.instance.call_handle(&mut p.store, &to_wit(event)).await {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(msg)) => Outcome::GuestError(msg),
             Err(e) => self.failure(&e, &p.store, &p.output),
         }
     }
 
-    /// Sets the deadline (and fuel) for what runs next in `store`.
+    /// Sets the next epoch check (one tick from now) and the fuel for what runs next in `store`.
     fn arm(&self, store: &mut Store<Invocation>) -> Result<(), Outcome> {
-        store.set_epoch_deadline(self.ticks);
+        store.set_epoch_deadline(1);
         if self.fuel_enabled {
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| Outcome::Trap {
@@ -272,13 +327,16 @@ impl Run<'_> {
                 _ => Outcome::GuestError(format!("exited with status {status}")),
             };
         }
-        let kind = classify(e, store.data().memory_hit);
+        let kind = classify(e, store.data().memory_hit.is_some());
         // The root cause names the trap; the wasm backtrace goes to the debug log only.
         tracing::debug!(handler = %self.handler, error = ?e, "handler trap details");
-        let mut message = e.root_cause().to_string();
+        let mut message = match &store.data().memory_hit {
+            Some(why) => why.clone(),
+            None => e.root_cause().to_string(),
+        };
         let out = output.contents();
         if !out.is_empty() {
-            // One line, so the log line stays one line.
+            // One line, escaped, so the log line stays one line.
             let out = String::from_utf8_lossy(&out);
             let lines: Vec<&str> = out
                 .lines()
@@ -286,7 +344,7 @@ impl Run<'_> {
                 .filter(|l| !l.is_empty())
                 .collect();
             message.push_str("; guest output: ");
-            message.push_str(&lines.join(" / "));
+            message.push_str(&guest_log::sanitize(&lines.join(" / "), OUTPUT_CAPTURE));
         }
         Outcome::Trap { kind, message }
     }
@@ -309,7 +367,8 @@ fn classify(e: &wasmtime::Error, memory_hit: bool) -> TrapKind {
 
 fn wasi_ctx(grants: &Grants, output: &MemoryOutputPipe) -> Result<WasiCtx, String> {
     let mut b = WasiCtxBuilder::new();
-    b.allow_blocking_current_thread(true);
+    // File I/O goes to the runtime's blocking pool, never blocks a thread running guests.
+    b.allow_blocking_current_thread(false);
     b.stdout(output.clone());
     b.stderr(output.clone());
     // Network: no address passes the default check and name lookup is off; say so explicitly.
@@ -419,25 +478,31 @@ impl Invocation {
 impl types::Host for Invocation {}
 
 impl cluster::Host for Invocation {
-    fn local_member(&mut self) -> wasmtime::Result<types::Member> {
-        Ok(to_wit_member(self.embedder()?.local_member()))
+    async fn local_member(&mut self) -> wasmtime::Result<types::Member> {
+        Ok(to_wit_member(self.embedder()?.local_member().await))
     }
 
-    fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
-        Ok(members(self.embedder()?.members()))
+    async fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
+        Ok(members(self.embedder()?.members().await))
     }
 }
 
 impl reply::Host for Invocation {
-    fn respond(&mut self, payload: Vec<u8>) -> wasmtime::Result<Result<(), types::ReplyError>> {
-        let result = self.open_reply().and_then(|mut sink| {
-            sink.write(&payload)?;
-            sink.finish()
-        });
+    async fn respond(
+        &mut self,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+        let result = match self.open_reply() {
+            Ok(mut sink) => match sink.write(&payload).await {
+                Ok(()) => sink.finish().await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         Ok(result.map_err(reply_error))
     }
 
-    fn open_stream(
+    async fn open_stream(
         &mut self,
     ) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
         match self.open_reply() {
@@ -448,24 +513,24 @@ impl reply::Host for Invocation {
 }
 
 impl reply::HostReplyStream for Invocation {
-    fn write(
+    async fn write(
         &mut self,
         stream: Resource<ReplyStream>,
         chunk: Vec<u8>,
     ) -> wasmtime::Result<Result<(), types::ReplyError>> {
         let stream = self.table.get_mut(&stream)?;
-        Ok(stream.sink.write(&chunk).map_err(reply_error))
+        Ok(stream.sink.write(&chunk).await.map_err(reply_error))
     }
 
-    fn finish(
+    async fn finish(
         &mut self,
         stream: Resource<ReplyStream>,
     ) -> wasmtime::Result<Result<(), types::ReplyError>> {
         let stream = self.table.delete(stream)?;
-        Ok(stream.sink.finish().map_err(reply_error))
+        Ok(stream.sink.finish().await.map_err(reply_error))
     }
 
-    fn drop(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<()> {
         // Dropping the sink unfinished tells the embedder the reply was abandoned.
         self.table.delete(stream)?;
         Ok(())
@@ -473,7 +538,7 @@ impl reply::HostReplyStream for Invocation {
 }
 
 impl emit::Host for Invocation {
-    fn emit(
+    async fn emit(
         &mut self,
         name: String,
         payload: Vec<u8>,
@@ -485,27 +550,29 @@ impl emit::Host for Invocation {
         Ok(self
             .embedder()?
             .emit(&name, &payload, coalesce)
+            .await
             .map_err(emit_error))
     }
 }
 
 impl log::Host for Invocation {
-    fn log(&mut self, level: types::Level, mut message: String) -> wasmtime::Result<()> {
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
+    async fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+        let admitted = {
+            let mut event_log = self.event_log.lock().unwrap_or_else(|e| e.into_inner());
+            self.log.admit(Instant::now(), &mut event_log)
+        };
+        if !admitted {
+            return Ok(());
         }
+        // Escaped and cut before anything else copies it: one guest line is one agent line.
+        let message = guest_log::sanitize(&message, MAX_LOG_LINE);
         let (handler, event) = (&*self.handler, self.event.as_str());
         match level {
-            types::Level::Trace => tracing::trace!(handler, event, "{message}"),
-            types::Level::Debug => tracing::debug!(handler, event, "{message}"),
-            types::Level::Info => tracing::info!(handler, event, "{message}"),
-            types::Level::Warn => tracing::warn!(handler, event, "{message}"),
-            types::Level::Error => tracing::error!(handler, event, "{message}"),
+            types::Level::Trace => tracing::trace!(handler, event, "guest: {message}"),
+            types::Level::Debug => tracing::debug!(handler, event, "guest: {message}"),
+            types::Level::Info => tracing::info!(handler, event, "guest: {message}"),
+            types::Level::Warn => tracing::warn!(handler, event, "guest: {message}"),
+            types::Level::Error => tracing::error!(handler, event, "guest: {message}"),
         }
         Ok(())
     }

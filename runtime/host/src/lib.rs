@@ -57,17 +57,20 @@
 //! What this crate is not: it does not filter events (the agent matches `member-join,user:deploy`
 //! filters), does not know protocol types, and keeps no state for guests between events.
 
+mod budget;
 mod cache;
 mod embedder;
 mod epoch;
 mod error;
 mod event;
+mod guest_log;
 mod host;
 mod invoke;
 mod spec;
 mod stats;
 
 pub use cache::CacheOutcome;
+pub use async_trait::async_trait;
 pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
 pub use error::HostError;
 pub use event::{Event, Member, MemberStatus, Query, UserEvent};

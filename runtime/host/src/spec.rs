@@ -42,12 +42,15 @@ impl HandlerSpec {
 pub struct Limits {
     /// Linear memory the instance may grow to, in bytes. Capped by [`crate::HostConfig::max_memory_bytes`].
     pub memory_bytes: usize,
-    /// Wall-clock deadline per event, enforced by epoch interruption (granularity: the epoch tick).
+    /// Wall-clock deadline per event, over everything it does: guest code (stopped at the next
+    /// epoch tick), host calls, sleeps and reply writes.
     pub timeout: Duration,
     /// Fuel (roughly: wasm instructions) per event; needs [`crate::HostConfig::fuel`].
     pub fuel: Option<u64>,
     /// Events waiting for this handler; one more is dropped and counted.
     pub queue: usize,
+    /// Events of this handler that run at once (each in its own instance).
+    pub concurrency: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(10),
             fuel: None,
             queue: 64,
+            concurrency: 1,
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct HandlerStats {
     pub errors: u64,
     /// Invocations that trapped (limit hit, panic, host failure), including `timeouts`.
     pub traps: u64,
-    /// Traps that were the wall-clock deadline.
+    /// Invocations stopped by the wall-clock deadline (in guest code or waiting in a host call).
     pub timeouts: u64,
     /// Events dropped because the handler's queue was full.
     pub drops: u64,
@@ -26,6 +26,12 @@ pub struct HandlerStats {
     pub p50: Option<Duration>,
     /// 99th-percentile run time over the recent window.
     pub p99: Option<Duration>,
+    /// Events running now.
+    pub running: u64,
+    /// How long the oldest event running now has been running.
+    pub oldest_running: Option<Duration>,
+    /// Guest log lines dropped by the log budget, over the handler's life.
+    pub log_suppressed: u64,
 }
 
 #[derive(Debug, Default)]

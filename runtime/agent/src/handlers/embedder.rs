@@ -1,17 +1,17 @@
 //! The agent's side of the handler contract ([`hearsay_host::Embedder`]): member information,
 //! query replies and emitted events, answered by the running [`SerfAgent`].
 //!
-//! The host calls these methods on its worker threads (never on a tokio thread), so they reach
-//! the agent's async API through a tokio runtime [`Handle`] and wait, bounded by
-//! [`AGENT_CALL_TIMEOUT`], for the driver's answer. The gossip driver never waits on a handler.
+//! The host awaits these methods inside a guest's call, on the host's own runtime: they talk to
+//! the agent's driver over its channels and wait, bounded by [`AGENT_CALL_TIMEOUT`] (and by the
+//! event's deadline, which drops them where they wait), for its answer. The gossip driver never
+//! waits on a handler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hearsay_host::{Embedder, EmitError, Member, Query, ReplyError, ReplySink};
+use hearsay_host::{async_trait, Embedder, EmitError, Member, Query, ReplyError, ReplySink};
 use hearsay_serf::event::QueryEvent;
-use tokio::runtime::Handle;
 
 use crate::conversions;
 use crate::error::Error;
@@ -21,37 +21,35 @@ use crate::serf_agent::SerfAgent;
 /// How long a handler's call into the agent (members, reply, emit) waits for the driver.
 pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What every event's embedder shares: the agent, the runtime to reach it, and the last member
-/// view (answered when the driver is too busy or gone, so a handler is never stuck on it).
+/// What every event's embedder shares: the agent and the last member view (answered when the
+/// driver is too busy or gone, so a handler is never stuck on it).
 pub(crate) struct AgentLink {
     pub(crate) agent: SerfAgent,
-    pub(crate) runtime: Handle,
     last_view: Mutex<Option<(Member, Vec<Member>)>>,
 }
 
 impl AgentLink {
-    pub(crate) fn new(agent: SerfAgent, runtime: Handle) -> Arc<Self> {
+    pub(crate) fn new(agent: SerfAgent) -> Arc<Self> {
         Arc::new(AgentLink {
             agent,
-            runtime,
             last_view: Mutex::new(None),
         })
     }
 
-    /// Runs an agent call from a host worker thread, bounded by [`AGENT_CALL_TIMEOUT`].
-    fn block_on<T>(
+    /// An agent call, bounded by [`AGENT_CALL_TIMEOUT`].
+    async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, String> {
-        self.runtime
-            .block_on(async { tokio::time::timeout(AGENT_CALL_TIMEOUT, fut).await })
+        tokio::time::timeout(AGENT_CALL_TIMEOUT, fut)
+            .await
             .map_err(|_| format!("the agent did not answer within {AGENT_CALL_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())
     }
 
     /// This node and every member (this node included), with estimated RTTs from this node.
-    fn view(&self) -> (Member, Vec<Member>) {
-        let fresh = self.block_on(async {
+    async fn view(&self) -> (Member, Vec<Member>) {
+        let fresh = self.bounded(async {
             Ok(self
                 .agent
                 .handle()
@@ -66,7 +64,8 @@ impl AgentLink {
                     (me, all)
                 })
                 .await?)
-        });
+        })
+        .await;
         let mut last = self.last_view.lock().unwrap_or_else(|e| e.into_inner());
         match fresh {
             Ok(view) => {
@@ -110,13 +109,14 @@ impl EventContext {
     }
 }
 
+#[async_trait]
 impl Embedder for EventContext {
-    fn local_member(&self) -> Member {
-        self.link.view().0
+    async fn local_member(&self) -> Member {
+        self.link.view().await.0
     }
 
-    fn members(&self) -> Vec<Member> {
-        self.link.view().1
+    async fn members(&self) -> Vec<Member> {
+        self.link.view().await.1
     }
 
     fn open_reply(&self, query: &Query) -> Result<Box<dyn ReplySink>, ReplyError> {
@@ -132,19 +132,14 @@ impl Embedder for EventContext {
         Ok(Box::new(Reply::open(self.link.clone(), q)))
     }
 
-    fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
+    async fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
         let agent = &self.link.agent;
-        let r = self
-            .link
-            .runtime
-            .block_on(async {
-                tokio::time::timeout(
-                    AGENT_CALL_TIMEOUT,
-                    agent.user_event(name, payload, coalesce),
-                )
-                .await
-            })
-            .map_err(|_| {
+        let r = tokio::time::timeout(
+            AGENT_CALL_TIMEOUT,
+            agent.user_event(name, payload, coalesce),
+        )
+        .await
+        .map_err(|_| {
                 EmitError::Rejected(format!(
                     "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
                 ))
@@ -164,34 +159,30 @@ impl Embedder for EventContext {
 /// on `finish`; past that, streamed over QUIC to a hearsay originator, or refused with
 /// [`ReplyError::TooLarge`] for a Serf originator (nothing is sent).
 struct Reply {
-    link: Arc<AgentLink>,
     reply: Option<QueryReply>,
     deadline: Instant,
 }
 
 impl Reply {
     fn open(link: Arc<AgentLink>, q: &QueryEvent) -> Reply {
-        let reply = Some(link.agent.open_reply(q));
         Reply {
-            link,
-            reply,
+            reply: Some(link.agent.open_reply(q)),
             deadline: q.deadline,
         }
     }
+}
 
-    /// Waits for a reply operation; the agent bounds it by the query's deadline, this bounds
-    /// it once more in case the agent is gone.
-    fn block_on<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, ReplyError> {
-        let bound = self.deadline.saturating_duration_since(Instant::now()) + AGENT_CALL_TIMEOUT;
-        self.link
-            .runtime
-            .block_on(async { tokio::time::timeout(bound, fut).await })
-            .map_err(|_| ReplyError::Closed(format!("the agent did not answer within {bound:?}")))?
-            .map_err(reply_error)
-    }
+/// Waits for a reply operation; the agent bounds it by the query's deadline, this bounds it once
+/// more in case the agent is gone (and the handler's own deadline bounds it again).
+async fn bounded<T>(
+    deadline: Instant,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, ReplyError> {
+    let bound = deadline.saturating_duration_since(Instant::now()) + AGENT_CALL_TIMEOUT;
+    tokio::time::timeout(bound, fut)
+        .await
+        .map_err(|_| ReplyError::Closed(format!("the agent did not answer within {bound:?}")))?
+        .map_err(reply_error)
 }
 
 fn reply_error(e: Error) -> ReplyError {
@@ -205,31 +196,21 @@ fn reply_error(e: Error) -> ReplyError {
     }
 }
 
+#[async_trait]
 impl ReplySink for Reply {
-    fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
-        let Some(mut reply) = self.reply.take() else {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
+        let Some(reply) = self.reply.as_mut() else {
             return Err(ReplyError::Closed("the reply already failed".into()));
         };
-        let r = self.block_on(reply.write(chunk));
-        self.reply = Some(reply);
-        r
+        // Dropped mid-write (the handler's deadline), the reply is dropped with the sink: an
+        // unfinished QUIC stream is reset, and the asker sees this node's answer fail.
+        bounded(self.deadline, reply.write(chunk)).await
     }
 
-    fn finish(mut self: Box<Self>) -> Result<(), ReplyError> {
+    async fn finish(mut self: Box<Self>) -> Result<(), ReplyError> {
         let Some(reply) = self.reply.take() else {
             return Err(ReplyError::Closed("the reply already failed".into()));
         };
-        self.block_on(reply.finish()).map(|_path| ())
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        // An unfinished reply is abandoned (a QUIC stream is reset); its teardown may need the
-        // runtime, and this runs on a host worker thread.
-        if let Some(reply) = self.reply.take() {
-            let _in_runtime = self.link.runtime.enter();
-            drop(reply);
-        }
+        bounded(self.deadline, reply.finish()).await.map(|_path| ())
     }
 }

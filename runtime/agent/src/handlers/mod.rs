@@ -142,7 +142,7 @@ impl Handlers {
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
         check_names(&configs)?;
-        let link = AgentLink::new(agent, tokio::runtime::Handle::current());
+        let link = AgentLink::new(agent);
         let inner = Arc::new(Inner {
             host: std::sync::OnceLock::new(),
             host_config,

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hearsay_host::{Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink};
+use hearsay_host::{
+    async_trait, Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink,
+};
 pub use hearsay_testkit::wasm::Guests;
 
 /// The guest components, built once per test binary by the workspace's shared builder.
@@ -45,6 +47,8 @@ pub struct TestEmbedder {
     pub emitted: Mutex<Vec<(String, Vec<u8>, bool)>>,
     /// Refuses replies longer than this many bytes (as a plain Serf asker takes 1024 at most).
     pub reply_limit: Option<usize>,
+    /// A stalled asker: every reply write waits forever.
+    pub stall_writes: bool,
 }
 
 impl TestEmbedder {
@@ -92,10 +96,14 @@ pub fn member(name: &str, addr: &str, tags: &[(&str, &str)]) -> Member {
     }
 }
 
-struct Sink(Arc<Mutex<Recorded>>, Option<usize>);
+struct Sink(Arc<Mutex<Recorded>>, Option<usize>, bool);
 
+#[async_trait]
 impl ReplySink for Sink {
-    fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ReplyError> {
+        if self.2 {
+            std::future::pending::<()>().await;
+        }
         let mut r = self.0.lock().unwrap();
         if let Some(limit) = self.1 {
             if r.bytes.len() + chunk.len() > limit {
@@ -106,27 +114,28 @@ impl ReplySink for Sink {
         r.chunks += 1;
         Ok(())
     }
-    fn finish(self: Box<Self>) -> Result<(), ReplyError> {
+    async fn finish(self: Box<Self>) -> Result<(), ReplyError> {
         self.0.lock().unwrap().finished = true;
         Ok(())
     }
 }
 
+#[async_trait]
 impl Embedder for TestEmbedder {
-    fn local_member(&self) -> Member {
+    async fn local_member(&self) -> Member {
         self.me.clone().unwrap()
     }
-    fn members(&self) -> Vec<Member> {
-        let mut all = vec![self.local_member()];
+    async fn members(&self) -> Vec<Member> {
+        let mut all = vec![self.me.clone().unwrap()];
         all.extend(self.others.iter().cloned());
         all
     }
     fn open_reply(&self, _query: &Query) -> Result<Box<dyn ReplySink>, ReplyError> {
         let rec = Arc::new(Mutex::new(Recorded::default()));
         self.replies.lock().unwrap().push(rec.clone());
-        Ok(Box::new(Sink(rec, self.reply_limit)))
+        Ok(Box::new(Sink(rec, self.reply_limit, self.stall_writes)))
     }
-    fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
+    async fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError> {
         self.emitted
             .lock()
             .unwrap()

@@ -16,6 +16,9 @@
 //! - `abandon`: opens a stream, writes "partial" and drops it without finishing.
 //! - `fail`: returns an error "probe failed on purpose".
 //! - `exit`: payload is a status; calls `std::process::exit` with it.
+//! - `sleep`: payload is seconds; sleeps that long in WASI's monotonic clock (as
+//!   `std::thread::sleep` does: a host call), then replies `slept`.
+//! - `log`: payload is `N TEXT`; logs TEXT at info N times, then replies `logged N`.
 //! - `state`: counts its calls in a zeroed static and overwrites an initialised one, and replies
 //!   `calls=N word=W` with the values it found: `calls=1 word=7` in a fresh instance.
 
@@ -132,6 +135,20 @@ impl Handler for Probe {
                 let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
                 let word = WORD.swap(1_000_000 + calls, Ordering::Relaxed);
                 reply(&format!("calls={calls} word={word}"))
+            }
+            "sleep" => {
+                let secs = text(&q.payload).trim().parse().unwrap_or(3600);
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                reply("slept")
+            }
+            "log" => {
+                let payload = text(&q.payload);
+                let (n, line) = payload.split_once(' ').unwrap_or(("1", ""));
+                let n: u64 = n.parse().unwrap_or(1);
+                for _ in 0..n {
+                    hearsay_sdk::info(line);
+                }
+                reply(&format!("logged {n}"))
             }
             other => Err(format!("probe: unknown mode {other}")),
         }
