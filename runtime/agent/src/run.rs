@@ -210,6 +210,7 @@ pub fn serf_config(config: &Config, tags: BTreeMap<String, String>) -> SerfConfi
 pub fn host_config(config: &Config) -> hearsay_host::HostConfig {
     hearsay_host::HostConfig {
         cache_dir: Some(config.handler_cache_dir.clone()),
+        memory_total: config.handler_memory_total,
         fuel: config.handlers.iter().any(|h| h.limits.fuel.is_some()),
         ..hearsay_host::HostConfig::default()
     }
@@ -462,6 +463,7 @@ impl Agent {
         // The handler set is replaced whole or not at all; the cache dir and fuel metering
         // stay as started.
         new.handler_cache_dir = self.config.handler_cache_dir.clone();
+        new.handler_memory_total = self.config.handler_memory_total;
         match self.handlers.reload(new.handlers.clone()).await {
             Ok(()) => {
                 let names: Vec<&str> = new.handlers.iter().map(|h| h.name.as_str()).collect();

@@ -72,6 +72,9 @@ Options:
                            in [[handler]] blocks of a config file.
   -handler-cache-dir=DIR   Where compiled handler modules are cached (default:
                            hearsay-wasm-cache in the system temp dir).
+  -handler-memory-total=1GiB
+                           The linear memory of all running handler instances together;
+                           an instance that would grow past it traps with this reason.
   -disable-compression     Do not compress gossip messages.
   -broadcast-timeout=5s    The maximum time to wait for the leave and force-leave
                            broadcasts to go out (at least 1s).

@@ -722,7 +722,7 @@ async fn run(shared: &Shared, slot: &Slot, job: Job) {
     let started = Instant::now();
     let timeout = loaded.limits.timeout;
     let deadline = started + timeout;
-    let _listed = slot.enter(started);
+    let listed = slot.enter(started);
     let run = loaded.run(shared, slot);
     let spare = slot.spare().take_ready(&loaded);
     let event_log = Arc::new(Mutex::new(Default::default()));
@@ -764,6 +764,7 @@ async fn run(shared: &Shared, slot: &Slot, job: Job) {
         ),
     };
     let elapsed = started.elapsed();
+    drop(listed);
     record(slot, &outcome, elapsed);
     log_outcome(slot, &describe, &outcome, elapsed);
     if let Some(summary) = event_log

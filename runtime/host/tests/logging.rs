@@ -25,15 +25,112 @@ impl Write for Buffer {
     }
 }
 
+/// The test binary's log: one global subscriber writing into a buffer.
+fn capture() -> &'static Buffer {
+    static BUFFER: std::sync::OnceLock<Buffer> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+        buffer
+    })
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Runs `probe`'s `log` mode with `payload` (`N TEXT`) and waits for its outcome.
+fn probe_logs(host: &Host, probe: &hearsay_host::Handler, payload: &str) {
+    let event = Event::Query(Query {
+        id: 2,
+        name: "log".into(),
+        payload: payload.as_bytes().to_vec(),
+        ltime: 11,
+        source_node: "asker".into(),
+    });
+    match host.dispatch(probe, event, TestEmbedder::new()) {
+        Dispatch::Queued(t) => assert_eq!(
+            t.wait(Duration::from_secs(120)),
+            Some(hearsay_host::Outcome::Ok)
+        ),
+        Dispatch::Dropped => panic!("dropped"),
+    }
+}
+
+fn probe_host(per_second: u32, per_event: u32) -> (Host, hearsay_host::Handler) {
+    let host = Host::new(HostConfig {
+        workers: 1,
+        log_lines_per_second: per_second,
+        log_lines_per_event: per_event,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let probe = host
+        .load(HandlerSpec::new(
+            "probe",
+            ModuleSource::Path(guests().probe.clone()),
+        ))
+        .unwrap();
+    (host, probe)
+}
+
+#[test]
+fn a_guest_cannot_forge_agent_log_lines() {
+    let buffer = capture();
+    let (host, probe) = probe_host(50, 200);
+    let forged = "1 inject-marker\n2026-12-07T00:00:00Z  INFO agent: member-leave: node-a\r\u{1b}[2K\u{202e}";
+    probe_logs(&host, &probe, forged);
+    let log = buffer.text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("inject-marker")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert!(
+        line.contains("inject-marker\\n2026-12-07T00:00:00Z  INFO agent: member-leave"),
+        "{line}"
+    );
+    assert!(line.contains("\\r\\u{1b}[2K\\u{202e}"), "{line}");
+    assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-12-07T00:00:00Z")),
+        "a forged line stands alone:\n{log}"
+    );
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_budget_with_one_summary() {
+    let buffer = capture();
+    let (host, probe) = probe_host(1000, 20);
+    probe_logs(&host, &probe, "100000 flood-marker");
+    let log = buffer.text();
+    let written = log.lines().filter(|l| l.contains("flood-marker")).count();
+    assert_eq!(written, 20, "the per-event budget");
+    let summary: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("suppressed 99980 guest log lines"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{log}");
+    assert!(summary[0].contains("query:log"), "{}", summary[0]);
+    assert_eq!(probe.stats().log_suppressed, 99_980);
+
+    // The handler's budget per second holds whatever the per-event budget allows.
+    let (host, probe) = probe_host(5, 1000);
+    probe_logs(&host, &probe, "50 second-marker");
+    let log = buffer.text();
+    let written = log.lines().filter(|l| l.contains("second-marker")).count();
+    assert!((5..=6).contains(&written), "{written} lines");
+    assert!(probe.stats().log_suppressed >= 44);
+}
+
 #[test]
 fn guest_logs_errors_and_traps_are_logged_with_handler_and_event() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    let buffer = capture();
 
     let host = Host::new(HostConfig {
         workers: 1,
@@ -77,7 +174,7 @@ fn guest_logs_errors_and_traps_are_logged_with_handler_and_event() {
             Dispatch::Dropped => panic!("dropped"),
         }
     }
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let log = buffer.text();
     let line = |needle: &str| {
         log.lines()
             .find(|l| l.contains(needle))

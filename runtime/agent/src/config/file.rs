@@ -150,6 +150,16 @@ impl Field<'_> {
         }
     }
 
+    /// Bytes, as a number or a string such as `"1GiB"`.
+    fn size(&self) -> Result<Option<u64>, ConfigError> {
+        match &self.value {
+            Value::Str(s) => super::handlers::parse_size(s)
+                .map(Some)
+                .map_err(|e| self.bad(e)),
+            _ => self.unsigned(),
+        }
+    }
+
     fn duration(&self) -> Result<Option<std::time::Duration>, ConfigError> {
         match self.string() {
             Ok(None) => Ok(None),
@@ -297,6 +307,7 @@ pub fn decode(value: Value, origin: &str) -> Result<Partial, ConfigError> {
                 .handlers
                 .extend(super::handlers::decode(f.value, origin, &key)?),
             "handler_cache_dir" => p.handler_cache_dir = f.string()?.map(PathBuf::from),
+            "handler_memory_total" => p.handler_memory_total = f.size()?,
             "disable_quic" => p.disable_quic = f.boolean()?,
             "quic_bind" => p.quic_bind = f.string()?,
             "quic_advertise" => p.quic_advertise = f.string()?,

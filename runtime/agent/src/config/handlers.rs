@@ -1,6 +1,6 @@
 //! The handler keys of the agent's configuration: `-handler FILTER=PATH.wasm` (repeatable) and
 //! `[[handler]]` blocks in TOML (`"handlers": [...]` or `"handler": [...]` in JSON), each with
-//! `name`, `module`, `events`, `limits` (`memory`, `timeout`, `fuel`, `queue`) and `grants`
+//! `name`, `module`, `events`, `limits` (`memory`, `timeout`, `fuel`, `queue`, `concurrency`) and `grants`
 //! (`dirs`, `env`, `clocks`, `emit`):
 //!
 //! ```toml
@@ -8,14 +8,16 @@
 //! name = "facts"                    # default: the module's file stem
 //! module = "/opt/hearsay/sysinfo.wasm"
 //! events = "query:sysinfo"          # Serf's filter syntax; default "*"
-//! limits = { memory = "64MiB", timeout = "2s", fuel = 100000000, queue = 64 }
+//! limits = { memory = "64MiB", timeout = "2s", fuel = 100000000, queue = 64, concurrency = 1 }
 //! grants = { dirs = ["/proc"], env = { REGION = "eu" }, clocks = true, emit = false }
 //! ```
 //!
 //! `grants.dirs` entries are `HOST` (seen at the same path) or `HOST:GUEST`, always read-only.
 //! `limits.memory` is bytes, or a string with a unit (`512KiB`, `64MiB`, `1GiB`; `KB`, `MB`,
 //! `GB` are the same powers of 1024). Also `handler_cache_dir` (`-handler-cache-dir`): where
-//! compiled modules are cached (default: `hearsay-wasm-cache` in the system temp dir).
+//! compiled modules are cached (default: `hearsay-wasm-cache` in the system temp dir), and
+//! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
+//! together (default 1GiB).
 
 use super::value::{parse_go_duration, Value};
 use super::ConfigError;
@@ -149,6 +151,12 @@ fn one(item: Value, origin: &str, key: &str) -> Result<HandlerConfig, ConfigErro
                         "queue" => {
                             limits.queue = usize::try_from(at.unsigned(&lv)?)
                                 .map_err(|_| at.bad("too large"))?
+                        }
+                        "concurrency" => {
+                            limits.concurrency = usize::try_from(at.unsigned(&lv)?)
+                                .ok()
+                                .filter(|&n| n >= 1)
+                                .ok_or_else(|| at.bad("must be between 1 and the host's instances"))?
                         }
                         _ => return Err(at.unknown()),
                     }

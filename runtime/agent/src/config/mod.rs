@@ -18,6 +18,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
+
+/// The default of `handler_memory_total`: room for four handlers at the largest per-handler
+/// memory limit the host allows (256 MiB), or sixteen at the default 64 MiB.
+pub const DEFAULT_HANDLER_MEMORY_TOTAL: u64 = 1 << 30;
 /// Serf's gossip port (memberlist's default).
 pub const DEFAULT_BIND_PORT: u16 = 7946;
 /// Serf's default RPC address.
@@ -138,6 +142,7 @@ pub struct Partial {
     /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
     pub handlers: Vec<crate::handlers::HandlerConfig>,
     pub handler_cache_dir: Option<PathBuf>,
+    pub handler_memory_total: Option<u64>,
     /// hearsay: the QUIC endpoint for large query responses (see `crate::quic`).
     pub disable_quic: Option<bool>,
     pub quic_bind: Option<String>,
@@ -193,6 +198,7 @@ impl Partial {
             enable_compression,
             broadcast_timeout,
             handler_cache_dir,
+            handler_memory_total,
             disable_quic,
             quic_bind,
             quic_advertise,
@@ -260,6 +266,9 @@ pub struct Config {
     /// Where compiled handler modules are cached (default: `hearsay-wasm-cache` in the system
     /// temp dir). Entries are keyed by module hash and engine, so agents may share it.
     pub handler_cache_dir: PathBuf,
+    /// The linear memory of all live handler instances together, in bytes (default 1 GiB):
+    /// growth past it traps the instance that asked, naming this setting.
+    pub handler_memory_total: usize,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
     pub quic: Option<crate::quic::QuicSettings>,
     /// mDNS discovery's cluster name (see [`crate::discover`]); `None`: no discovery.
@@ -545,6 +554,10 @@ impl Config {
             tombstone_timeout: p.tombstone_timeout,
             handlers,
             handler_cache_dir,
+            handler_memory_total: usize::try_from(
+                p.handler_memory_total.unwrap_or(DEFAULT_HANDLER_MEMORY_TOTAL),
+            )
+            .unwrap_or(usize::MAX),
             quic,
             discover: p.discover.filter(|d| !d.is_empty()),
             interface: p.interface.filter(|i| !i.is_empty()),

@@ -451,6 +451,11 @@ pub struct RpcHandler {
     /// Median and 99th-percentile run time; `None` before the first event.
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
+    /// Events running now, and how long the oldest of them has run.
+    pub running: u64,
+    pub oldest_running: Option<Duration>,
+    /// Guest log lines dropped by the log budget.
+    pub log_suppressed: u64,
 }
 
 impl RpcHandler {
@@ -470,6 +475,9 @@ impl RpcHandler {
             queued: h.queued as u64,
             p50: h.stats.p50,
             p99: h.stats.p99,
+            running: h.stats.running,
+            oldest_running: h.stats.oldest_running,
+            log_suppressed: h.stats.log_suppressed,
         }
     }
 
@@ -493,6 +501,9 @@ impl RpcHandler {
             ("Queued", Value::Uint(self.queued)),
             ("P50", nanos(self.p50)),
             ("P99", nanos(self.p99)),
+            ("Running", Value::Uint(self.running)),
+            ("OldestRunning", nanos(self.oldest_running)),
+            ("LogSuppressed", Value::Uint(self.log_suppressed)),
         ])
     }
 
@@ -503,6 +514,12 @@ impl RpcHandler {
                 None | Some(Value::Nil) => None,
                 Some(_) => Some(Duration::from_nanos(f.uint(name)?)),
             })
+        };
+        let optional_uint = |name: &str| -> Result<u64> {
+            match f.get(name) {
+                None => Ok(0),
+                Some(_) => f.uint(name),
+            }
         };
         Ok(Self {
             name: f.str("Name")?,
@@ -518,6 +535,10 @@ impl RpcHandler {
             queued: f.uint("Queued")?,
             p50: nanos("P50")?,
             p99: nanos("P99")?,
+            // Absent from agents older than these fields.
+            running: optional_uint("Running")?,
+            oldest_running: nanos("OldestRunning")?,
+            log_suppressed: optional_uint("LogSuppressed")?,
         })
     }
 }
@@ -668,6 +689,9 @@ mod tests {
             queued: 4,
             p50: Some(Duration::from_micros(350)),
             p99: None,
+            running: 2,
+            oldest_running: Some(Duration::from_millis(1500)),
+            log_suppressed: 9,
         };
         let mut bytes = Vec::new();
         codec::encode_value(&mut bytes, &h.to_value());

@@ -42,16 +42,23 @@ fn latency(d: Option<Duration>) -> String {
 }
 
 fn table(handlers: &[RpcHandler]) -> String {
-    let mut lines = vec!["NAME|FILTER|INVOCATIONS|ERRORS|TRAPS|DROPS|P50|P99|MODULE".to_owned()];
+    let mut lines = vec![
+        "NAME|FILTER|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING|OLDEST|P50|P99|MODULE"
+            .to_owned(),
+    ];
     for h in handlers {
         lines.push(format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
             h.name,
             h.filter,
             h.invocations,
             h.errors,
             h.traps,
+            h.timeouts,
             h.drops,
+            h.queued,
+            h.running,
+            latency(h.oldest_running),
             latency(h.p50),
             latency(h.p99),
             h.module
@@ -74,10 +81,13 @@ fn json(handlers: &[RpcHandler]) -> Json {
                     ("invocations".into(), num(h.invocations)),
                     ("module".into(), Json::Str(h.module.clone())),
                     ("name".into(), Json::Str(h.name.clone())),
+                    ("log_suppressed".into(), num(h.log_suppressed)),
                     ("ok".into(), num(h.ok)),
+                    ("oldest_running_us".into(), micros(h.oldest_running)),
                     ("p50_us".into(), micros(h.p50)),
                     ("p99_us".into(), micros(h.p99)),
                     ("queued".into(), num(h.queued)),
+                    ("running".into(), num(h.running)),
                     ("sha256".into(), Json::Str(h.sha256.clone())),
                     ("timeouts".into(), num(h.timeouts)),
                     ("traps".into(), num(h.traps)),
@@ -106,6 +116,9 @@ mod tests {
             queued: 0,
             p50: Some(Duration::from_micros(420)),
             p99: Some(Duration::from_micros(2500)),
+            running: 1,
+            oldest_running: Some(Duration::from_millis(3100)),
+            log_suppressed: 0,
         }
     }
 
@@ -124,7 +137,11 @@ mod tests {
                 "12",
                 "1",
                 "1",
+                "1",
                 "0",
+                "0",
+                "1",
+                "3.10s",
                 "420µs",
                 "2.5ms",
                 "/h/echo.wasm"
@@ -142,6 +159,8 @@ mod tests {
             "\"p50_us\": 420",
             "\"p99_us\": 2500",
             "\"name\": \"echo\"",
+            "\"running\": 1",
+            "\"oldest_running_us\": 3100000",
         ] {
             assert!(j.contains(k), "{k} in {j}");
         }

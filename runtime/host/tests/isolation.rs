@@ -1,0 +1,259 @@
+//! Hostile handlers against the host around the sandbox: guests that sleep in host calls,
+//! askers that stop reading, handlers that hog every instance they may have, memory bombs and
+//! a host dropped while guests are stuck. Every wait is bounded; the bounds are generous (a
+//! loaded 2-core machine, debug build) and far below what the attack would take unchecked.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearsay_host::{
+    Dispatch, Embedder, Event, Handler, HandlerSpec, Host, HostConfig, ModuleSource, Outcome,
+    Query, Ticket, TrapKind,
+};
+use support::{guests, scratch_dir, TestEmbedder};
+
+/// Bound on waiting for one outcome.
+const WAIT: Duration = Duration::from_secs(120);
+/// What the sleeping guests ask for: an hour.
+const HOUR: &[u8] = b"3600";
+
+fn host(workers: usize) -> Host {
+    static CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| scratch_dir("isolation-cache"));
+    Host::new(HostConfig {
+        workers,
+        cache_dir: Some(cache.clone()),
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+fn probe(host: &Host, name: &str, timeout: Duration) -> Handler {
+    let mut spec = HandlerSpec::new(name, ModuleSource::Path(guests().probe.clone()));
+    spec.limits.timeout = timeout;
+    host.load(spec).unwrap()
+}
+
+fn query(name: &str, payload: &[u8]) -> Event {
+    Event::Query(Query {
+        id: 7,
+        name: name.into(),
+        payload: payload.into(),
+        ltime: 42,
+        source_node: "asker".into(),
+    })
+}
+
+fn queue(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Ticket {
+    match host.dispatch(handler, event, embedder) {
+        Dispatch::Queued(ticket) => ticket,
+        Dispatch::Dropped => panic!("event dropped"),
+    }
+}
+
+fn run(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
+    queue(host, handler, event, embedder)
+        .wait(WAIT)
+        .expect("outcome within the bound")
+}
+
+fn trap(outcome: &Outcome) -> (TrapKind, &str) {
+    match outcome {
+        Outcome::Trap { kind, message } => (*kind, message),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_guest_sleeping_in_a_host_call_ends_at_its_deadline_and_its_next_event_runs() {
+    let host = host(2);
+    let sleeper = probe(&host, "sleeper", Duration::from_secs(1));
+    let started = Instant::now();
+    let outcome = run(&host, &sleeper, query("sleep", HOUR), TestEmbedder::new());
+    let took = started.elapsed();
+    let (kind, message) = trap(&outcome);
+    assert_eq!(kind, TrapKind::Deadline, "{message}");
+    assert!(message.contains("outside wasm"), "{message}");
+    // Not a speed check: an unbounded sleep would take an hour, not a minute.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let stats = sleeper.stats();
+    assert_eq!((stats.timeouts, stats.running), (1, 0), "{stats:?}");
+
+    let emb = TestEmbedder::new();
+    assert_eq!(
+        run(&host, &sleeper, query("state", b""), emb.clone()),
+        Outcome::Ok
+    );
+    assert_eq!(emb.reply_text(), "calls=1 word=7");
+}
+
+#[test]
+fn four_sleeping_handlers_do_not_keep_echo_from_answering() {
+    // Two runtime threads, four handlers asleep in host calls for an hour each.
+    let host = host(2);
+    let sleepers: Vec<Handler> = (0..4)
+        .map(|i| probe(&host, &format!("sleeper-{i}"), Duration::from_secs(300)))
+        .collect();
+    let tickets: Vec<Ticket> = sleepers
+        .iter()
+        .map(|s| queue(&host, s, query("sleep", HOUR), TestEmbedder::new()))
+        .collect();
+    until("every sleeper is running", || {
+        sleepers.iter().all(|s| s.stats().running == 1)
+    });
+
+    let echo = host
+        .load(HandlerSpec::new(
+            "echo",
+            ModuleSource::Path(guests().echo.clone()),
+        ))
+        .unwrap();
+    for i in 0..3 {
+        let emb = TestEmbedder::new();
+        let payload = format!("answer {i}");
+        assert_eq!(
+            run(&host, &echo, query("ping", payload.as_bytes()), emb.clone()),
+            Outcome::Ok
+        );
+        assert_eq!(emb.reply_text(), payload);
+    }
+    // Still asleep, and visible as running (not idle) with the age of the oldest event.
+    for (s, t) in sleepers.iter().zip(&tickets) {
+        assert!(t.wait(Duration::ZERO).is_none());
+        let stats = s.stats();
+        assert_eq!((stats.running, stats.invocations), (1, 0), "{stats:?}");
+        assert!(stats.oldest_running.is_some(), "{stats:?}");
+    }
+}
+
+#[test]
+fn a_stalled_asker_does_not_hold_a_handler_past_its_deadline() {
+    let host = host(2);
+    let mut spec = HandlerSpec::new("echo", ModuleSource::Path(guests().echo.clone()));
+    spec.limits.timeout = Duration::from_secs(1);
+    let echo = host.load(spec).unwrap();
+    let stalled = Arc::new(TestEmbedder {
+        stall_writes: true,
+        ..Arc::try_unwrap(TestEmbedder::new()).ok().unwrap()
+    });
+    let outcome = run(&host, &echo, query("ping", b"never read"), stalled.clone());
+    assert_eq!(trap(&outcome).0, TrapKind::Deadline, "{outcome:?}");
+    assert!(!stalled.reply().finished, "the stalled reply never finished");
+
+    let emb = TestEmbedder::new();
+    assert_eq!(
+        run(&host, &echo, query("ping", b"next"), emb.clone()),
+        Outcome::Ok
+    );
+    assert_eq!(emb.reply_text(), "next");
+    assert_eq!(echo.stats().running, 0);
+}
+
+#[test]
+fn concurrency_is_per_handler_and_a_full_handler_queues_only_its_own_events() {
+    let host = host(2);
+    let mut spec = HandlerSpec::new("sleeper", ModuleSource::Path(guests().probe.clone()));
+    spec.limits.timeout = Duration::from_secs(300);
+    spec.limits.concurrency = 2;
+    let sleeper = host.load(spec).unwrap();
+    let _tickets: Vec<Ticket> = (0..3)
+        .map(|_| queue(&host, &sleeper, query("sleep", HOUR), TestEmbedder::new()))
+        .collect();
+    until("two events run at once", || sleeper.stats().running == 2);
+    assert_eq!(sleeper.queued(), 1, "the third waits for the handler's own slot");
+
+    let echo = host
+        .load(HandlerSpec::new(
+            "echo",
+            ModuleSource::Path(guests().echo.clone()),
+        ))
+        .unwrap();
+    let emb = TestEmbedder::new();
+    assert_eq!(
+        run(&host, &echo, query("ping", b"mine"), emb.clone()),
+        Outcome::Ok
+    );
+    assert_eq!(emb.reply_text(), "mine");
+}
+
+#[test]
+fn the_agent_wide_memory_cap_stops_a_bomb_with_its_reason_and_is_given_back() {
+    let cap = 48 << 20;
+    let host = Host::new(HostConfig {
+        workers: 2,
+        memory_total: cap,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    // Each handler alone may grow to 64 MiB; together they may not pass 48 MiB.
+    let bombs: Vec<Handler> = (0..2)
+        .map(|i| probe(&host, &format!("bomb-{i}"), Duration::from_secs(60)))
+        .collect();
+    let tickets: Vec<Ticket> = bombs
+        .iter()
+        .map(|b| queue(&host, b, query("hog", b""), TestEmbedder::new()))
+        .collect();
+    let mut capped = 0;
+    for t in &tickets {
+        let outcome = t.wait(WAIT).expect("the bomb ends");
+        let (kind, message) = trap(&outcome);
+        assert_eq!(kind, TrapKind::Memory, "{message}");
+        assert!(host.memory_in_use() <= cap);
+        if message.contains("handler_memory_total") {
+            capped += 1;
+        }
+    }
+    assert!(capped >= 1, "no bomb was stopped by the agent-wide cap");
+    // What the bombs held is given back: a fresh event of another handler runs.
+    let echo = host
+        .load(HandlerSpec::new(
+            "echo",
+            ModuleSource::Path(guests().echo.clone()),
+        ))
+        .unwrap();
+    let emb = TestEmbedder::new();
+    assert_eq!(
+        run(&host, &echo, query("ping", b"room"), emb.clone()),
+        Outcome::Ok
+    );
+    assert!(host.memory_in_use() < cap / 2, "{}", host.memory_in_use());
+}
+
+#[test]
+fn dropping_the_host_abandons_stuck_guests_at_once() {
+    let host = host(2);
+    let sleepers: Vec<Handler> = (0..3)
+        .map(|i| probe(&host, &format!("stuck-{i}"), Duration::from_secs(3600)))
+        .collect();
+    let looper = probe(&host, "looper", Duration::from_secs(3600));
+    let mut tickets: Vec<Ticket> = sleepers
+        .iter()
+        .map(|s| queue(&host, s, query("sleep", HOUR), TestEmbedder::new()))
+        .collect();
+    tickets.push(queue(&host, &looper, query("loop", b""), TestEmbedder::new()));
+    until("every guest is running", || {
+        sleepers
+            .iter()
+            .chain([&looper])
+            .all(|s| s.stats().running == 1)
+    });
+    let started = Instant::now();
+    drop(host);
+    let took = started.elapsed();
+    // Not a speed check: waiting for the guests would take an hour.
+    assert!(took < Duration::from_secs(30), "drop took {took:?}");
+    for t in &tickets {
+        assert!(t.wait(Duration::ZERO).is_none(), "abandoned, not finished");
+    }
+}
