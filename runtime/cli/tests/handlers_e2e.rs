@@ -412,3 +412,57 @@ fn handlers_verb_against_a_serf_agent_says_it_is_a_hearsay_extension() {
         f.stderr
     );
 }
+
+/// Four handlers asleep in host calls for an hour beside echo, on one agent with the default
+/// two handler threads: echo answers every query, `hearsay handlers` shows the sleepers as
+/// running (not idle), and SIGTERM stops the agent without waiting for them.
+#[test]
+fn stuck_handlers_do_not_starve_echo_and_sigterm_exits_at_once() {
+    let g = wasm();
+    let dir = scratch("handlers-stuck");
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let mut toml = format!(
+        "node_name = \"stuck\"\nbind = \"127.0.0.1:{}\"\nrpc_addr = \"{rpc}\"\nprofile = \"local\"\n",
+        free_port()
+    );
+    for i in 0..4 {
+        toml.push_str(&format!(
+            "\n[[handler]]\nname = \"sleeper-{i}\"\nmodule = \"{}\"\nevents = \"query:sleep\"\n\
+             limits = {{ timeout = \"1h\" }}\n",
+            g.probe.display()
+        ));
+    }
+    let path = dir.join("stuck.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut agent = start_agent(&[
+        format!("-config-file={}", path.display()),
+        format!("-handler=query:echo={}", g.echo.display()),
+        format!("-handler-cache-dir={}", dir.join("cache").display()),
+    ]);
+    agent.expect_line("==> Log data will now stream in");
+
+    // Nobody answers within the query's timeout: every sleeper is asleep for an hour.
+    let out = hearsay(&["query", &format!("-rpc-addr={rpc}"), "-timeout=2s", "sleep", "3600"]);
+    assert!(responses(&out).is_empty(), "{out}");
+    for i in 0..4 {
+        wait_handler(&rpc, &format!("sleeper-{i}"), "asleep", |r| {
+            count(r, "RUNNING") == 1 && r["OLDEST"] != "-" && count(r, "INVOCATIONS") == 0
+        });
+    }
+    for i in 0..3 {
+        let payload = format!("awake-{i}");
+        let got = wait_query_answers(&rpc, "echo", &payload, &["stuck"]);
+        assert_eq!(got, [("stuck".to_owned(), payload)]);
+    }
+    let json = hearsay(&["handlers", &format!("-rpc-addr={rpc}"), "-format=json"]);
+    assert!(json.contains("\"running\": 1"), "{json}");
+    assert!(json.contains("\"oldest_running_us\": "), "{json}");
+
+    agent.signal("TERM");
+    let started = Instant::now();
+    agent.wait_exit();
+    // Not a speed check: waiting for the sleepers would take an hour.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
