@@ -426,8 +426,9 @@ pub fn agent_footprint(
 /// An embedder for a lone node: no peers, no replies, no emitting.
 struct Lone;
 
+#[hearsay_host::async_trait]
 impl Embedder for Lone {
-    fn local_member(&self) -> Member {
+    async fn local_member(&self) -> Member {
         Member {
             name: "bench".into(),
             addr: [127, 0, 0, 1].into(),
@@ -437,13 +438,13 @@ impl Embedder for Lone {
             rtt: None,
         }
     }
-    fn members(&self) -> Vec<Member> {
-        vec![self.local_member()]
+    async fn members(&self) -> Vec<Member> {
+        vec![self.local_member().await]
     }
     fn open_reply(&self, _: &Query) -> Result<Box<dyn ReplySink>, ReplyError> {
         Err(ReplyError::NotAQuery)
     }
-    fn emit(&self, _: &str, _: &[u8], _: bool) -> Result<(), EmitError> {
+    async fn emit(&self, _: &str, _: &[u8], _: bool) -> Result<(), EmitError> {
         Err(EmitError::NotGranted)
     }
 }
