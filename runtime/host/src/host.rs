@@ -67,7 +67,8 @@ struct Shared {
     engine: Engine,
     linker: Linker<Invocation>,
     config: HostConfig,
-    engine_key: String,
+    /// The checked disk cache, if `config.cache_dir` names one.
+    cache: Option<cache::Cache>,
     pool: Mutex<PoolState>,
     wake: Condvar,
     /// Fresh instances made ahead of their events, across all handlers.
@@ -212,8 +213,13 @@ impl Host {
         }
         let engine = engine(&config)?;
         let linker = invoke::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|d| cache::Cache::open(d, &engine))
+            .transpose()?;
         let shared = Arc::new(Shared {
-            engine_key: cache::engine_key(&engine),
+            cache,
             engine,
             linker,
             spare_limit: usize::try_from(instance_slots(&config))
@@ -410,18 +416,17 @@ impl Host {
                 reason: format!("{e:#}"),
             })
         };
-        let Some(dir) = &self.shared.config.cache_dir else {
+        let Some(cache) = &self.shared.cache else {
             return Ok((compile()?, CacheOutcome::Disabled));
         };
         let sha: [u8; 32] = Sha256::digest(bytes).into();
-        let path = cache::entry_path(dir, &sha, &self.shared.engine_key);
-        let outcome = match cache::load(engine, &path) {
+        let outcome = match cache.load(engine, &sha) {
             Ok(Some(component)) => return Ok((component, CacheOutcome::Hit)),
             Ok(None) => CacheOutcome::Miss,
             Err(()) => CacheOutcome::Corrupt,
         };
         let component = compile()?;
-        cache::store(&component, &path);
+        cache.store(&component, &sha);
         Ok((component, outcome))
     }
 }
