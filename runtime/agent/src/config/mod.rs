@@ -257,8 +257,9 @@ pub struct Config {
     pub tombstone_timeout: Option<Duration>,
     /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
     pub handlers: Vec<crate::handlers::HandlerConfig>,
-    /// Where compiled handler modules are cached (default: `hearsay-wasm-cache` in the system
-    /// temp dir). Entries are keyed by module hash and engine, so agents may share it.
+    /// Where compiled handler modules are cached (default: [`handlers::default_cache_dir`], per
+    /// user). Entries are keyed by module hash and engine, so agents of one user may share it;
+    /// the host refuses a directory another user owns or can write.
     pub handler_cache_dir: PathBuf,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
     pub quic: Option<crate::quic::QuicSettings>,
@@ -508,7 +509,7 @@ impl Config {
         let handler_cache_dir = p
             .handler_cache_dir
             .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| std::env::temp_dir().join("hearsay-wasm-cache"));
+            .unwrap_or_else(handlers::default_cache_dir);
         Ok(Self {
             node_name,
             bind,
