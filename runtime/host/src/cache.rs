@@ -22,9 +22,9 @@
 //! exclusively with mode 0600, then renamed over the entry (a rename replaces a planted symlink
 //! rather than writing through it).
 //!
-//! What is still trusted: the directories above the cache directory (whoever can rename those can
-//! swap the cache directory after it was checked, but cannot make entries pass the tag, since the
-//! key is read once at open), and root.
+//! The directories above it are not checked: the checks apply to the directory as opened, and
+//! every later read, write and rename goes through that open handle, so swapping a parent can at
+//! most point the agent at another private directory of the same user. Root is trusted.
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
