@@ -29,11 +29,10 @@ fn wasm() -> &'static Guests {
 
 fn host_config() -> HostConfig {
     static CACHE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(|| {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("handlers-dispatch-cache");
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    });
+    // Left for the host to create (mode 0700): it refuses a group-writable cache directory, which
+    // create_dir_all would make under a umask of 002.
+    let cache = CACHE
+        .get_or_init(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("handlers-dispatch-cache"));
     HostConfig {
         workers: 2,
         cache_dir: Some(cache.clone()),

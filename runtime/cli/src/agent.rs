@@ -70,8 +70,11 @@ Options:
                            A query handler's reply is this node's response. Limits and
                            grants (read-only dirs such as /proc, env, clocks, emit) are set
                            in [[handler]] blocks of a config file.
-  -handler-cache-dir=DIR   Where compiled handler modules are cached (default:
-                           hearsay-wasm-cache in the system temp dir).
+  -handler-cache-dir=DIR   Where compiled handler modules are cached; must be owned by the
+                           agent's user and not writable by others (default:
+                           $XDG_CACHE_HOME/hearsay/wasm-cache, else
+                           ~/.cache/hearsay/wasm-cache, else /var/cache/hearsay/wasm-cache
+                           for root).
   -handler-memory-total=1GiB
                            The linear memory of all running handler instances together;
                            an instance that would grow past it traps with this reason.

@@ -442,7 +442,13 @@ fn stuck_handlers_do_not_starve_echo_and_sigterm_exits_at_once() {
     agent.expect_line("==> Log data will now stream in");
 
     // Nobody answers within the query's timeout: every sleeper is asleep for an hour.
-    let out = hearsay(&["query", &format!("-rpc-addr={rpc}"), "-timeout=2s", "sleep", "3600"]);
+    let out = hearsay(&[
+        "query",
+        &format!("-rpc-addr={rpc}"),
+        "-timeout=2s",
+        "sleep",
+        "3600",
+    ]);
     assert!(responses(&out).is_empty(), "{out}");
     for i in 0..4 {
         wait_handler(&rpc, &format!("sleeper-{i}"), "asleep", |r| {

@@ -1,20 +1,46 @@
 //! The on-disk cache of precompiled components, so a restarted agent does not recompile its
 //! handlers. An entry is keyed by the module's sha256 and the engine's compatibility hash (wasmtime
-//! version and compiler settings); its file holds wasmtime's serialized artifact followed by the
-//! artifact's own sha256, checked before the artifact is trusted. A missing, truncated or garbled
-//! entry is recompiled and rewritten, never fatal.
+//! version and compiler settings) in its file name, `<module sha256 hex>-<engine key>.cwasm`; the
+//! file holds wasmtime's serialized artifact followed by a 32-byte HMAC-SHA256 tag. A missing
+//! entry is compiled and written; an unusable one (truncated, garbled, failing its tag, refused by
+//! wasmtime, or not a regular file) is logged, deleted, recompiled and rewritten, never fatal.
 //!
-//! Trust: wasmtime runs deserialized artifacts as native code, so the cache directory must be
-//! writable only by the agent (like its data directory). The checksum catches corruption, not an
-//! attacker who can write there.
+//! # Trust model
+//! wasmtime runs a deserialized artifact as native code without validating it, so bytes reach
+//! `Component::deserialize` only after their tag checks out. The tag is keyed by a secret: the
+//! 32 random bytes of `<dir>/key`, made on first use, readable only by the agent's user, and
+//! refused if anyone else could read or write it. It covers a domain label, the engine key, the
+//! module's sha256 and the artifact, so an entry moved to another module's or engine's name, an
+//! entry written by another agent (another key), or one planted by another user fails and is
+//! recompiled.
+//!
+//! The directory itself must be a real directory (not a symlink), owned by the process's
+//! effective uid and not writable by group or others; [`Cache::open`] creates a missing one (and
+//! its parents) with mode 0700 and refuses any other. Files in it are then reached relative to
+//! that opened directory and never through a symlink: entries and the key are opened with
+//! `O_NOFOLLOW`, and entries are written to a temporary file with a random name, created
+//! exclusively with mode 0600, then renamed over the entry (a rename replaces a planted symlink
+//! rather than writing through it).
+//!
+//! The directories above it are not checked: the checks apply to the directory as opened, and
+//! every later read, write and rename goes through that open handle, so swapping a parent can at
+//! most point the agent at another private directory of the same user. Root is trusted.
 
+use std::fs::File;
 use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
+
+use crate::error::HostError;
 
 /// How a handler's compiled code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +60,27 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The secret key's file name in the cache directory.
+const KEY_FILE: &str = "key";
+/// Bytes of the secret key.
+const KEY_LEN: usize = 32;
+/// Bytes of an entry's tag (HMAC-SHA256).
+const TAG_LEN: usize = 32;
+/// Separates these tags from any other use of the key (and from a future entry format).
+const LABEL: &[u8] = b"hearsay handler cache entry v1\0";
+
+/// An opened, checked cache directory with its secret key.
+pub(crate) struct Cache {
+    /// For messages only; files are reached through `handle`.
+    dir: PathBuf,
+    /// The directory as checked, so a later swap of the path does not redirect our reads and
+    /// writes.
+    handle: File,
+    key: [u8; KEY_LEN],
+    /// The engine part of entry names and tags.
+    engine_key: String,
+}
+
 /// Feeds `Hash` output into sha256, so the key is stable across processes (unlike `DefaultHasher`
 /// seeds, which are not promised to stay fixed across Rust versions).
 struct ShaHasher(Sha256);
@@ -48,74 +95,381 @@ impl Hasher for ShaHasher {
 }
 
 /// The engine part of the cache key.
-pub(crate) fn engine_key(engine: &Engine) -> String {
+fn engine_key(engine: &Engine) -> String {
     let mut h = ShaHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut h);
     hex(&h.0.finalize()[..8])
 }
 
-/// The cache file for a module.
-pub(crate) fn entry_path(dir: &Path, module_sha: &[u8; 32], engine_key: &str) -> PathBuf {
-    dir.join(format!("{}-{engine_key}.cwasm", hex(module_sha)))
+/// The keyed MAC over everything an entry vouches for. Each field but the last has a fixed or
+/// prefixed length, so no two different inputs run together into the same message.
+fn mac(
+    key: &[u8; KEY_LEN],
+    engine_key: &str,
+    module_sha: &[u8; 32],
+    artifact: &[u8],
+) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(LABEL);
+    m.update(&(engine_key.len() as u64).to_be_bytes());
+    m.update(engine_key.as_bytes());
+    m.update(module_sha);
+    m.update(artifact);
+    m
 }
 
-/// Loads a component from its cache entry; `None` when the entry is missing or unusable (the reason
-/// is logged).
-pub(crate) fn load(engine: &Engine, path: &Path) -> Result<Option<Component>, ()> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+/// The artifact of an entry (artifact || tag) whose tag is right for this key, engine and module.
+fn authenticate<'a>(
+    key: &[u8; KEY_LEN],
+    engine_key: &str,
+    module_sha: &[u8; 32],
+    entry: &'a [u8],
+) -> Result<&'a [u8], &'static str> {
+    let Some(split) = entry.len().checked_sub(TAG_LEN) else {
+        return Err("truncated (shorter than its tag)");
+    };
+    let (artifact, tag) = entry.split_at(split);
+    // verify_slice compares in constant time.
+    mac(key, engine_key, module_sha, artifact)
+        .verify_slice(tag)
+        .map_err(|_| {
+            "fails its authentication tag (corrupted, or not written by this cache's key)"
+        })?;
+    Ok(artifact)
+}
+
+/// Hex of 16 random bytes: temporary names nobody can predict (and so plant a symlink at).
+fn random_name() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex(&b)
+}
+
+/// Flags for reading a file that must not be a symlink (and must not block, should it be a FIFO).
+fn read_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK
+}
+
+/// Flags for creating a file that did not exist, never through a symlink.
+fn create_flags() -> OFlags {
+    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+impl Cache {
+    /// Opens (creating with mode 0700 if missing) and checks the cache directory, and loads its
+    /// secret key (creating it with mode 0600 on first use). Refuses a directory or key that
+    /// someone else could have written; see the module docs.
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Cache, HostError> {
+        let refuse = |reason: String| HostError::Cache {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse("is a symbolic link; give the real directory".into()))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Parents too: a fresh `~/.cache/hearsay/wasm-cache`. Another process may
+                // create it at the same moment; the checks below judge whatever is there.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| refuse(format!("cannot create it: {e}")))?;
+            }
+            Err(e) => return Err(refuse(format!("cannot inspect it: {e}"))),
+        }
+        // Checked through the opened handle, so what is checked is what is used.
+        let fd = rustix::fs::openat(
+            CWD,
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            refuse(match e {
+                Errno::LOOP => "is a symbolic link; give the real directory".into(),
+                Errno::NOTDIR => "is not a directory".into(),
+                e => format!("cannot open it: {}", std::io::Error::from(e)),
+            })
+        })?;
+        let handle = File::from(fd);
+        let meta = handle
+            .metadata()
+            .map_err(|e| refuse(format!("cannot inspect it: {e}")))?;
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.uid() != euid {
+            return Err(refuse(format!(
+                "owned by uid {}, not by this process's uid {euid}; another user could plant \
+                 code there",
+                meta.uid()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(refuse(format!(
+                "writable by group or others (mode {mode:04o}); make it private \
+                 (chmod 700)"
+            )));
+        }
+        let key = load_or_make_key(&handle).map_err(refuse)?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            handle,
+            key,
+            engine_key: engine_key(engine),
+        })
+    }
+
+    /// The entry's file name in the directory.
+    fn entry_name(&self, module_sha: &[u8; 32]) -> String {
+        format!("{}-{}.cwasm", hex(module_sha), self.engine_key)
+    }
+
+    /// Loads a component from its cache entry: `Ok(None)` when there is none, `Err(())` when it
+    /// is unusable (the reason is logged and the entry deleted, so it is rewritten).
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        module_sha: &[u8; 32],
+    ) -> Result<Option<Component>, ()> {
+        let name = self.entry_name(module_sha);
+        let bytes = match self.read_entry(&name) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(reason) => {
+                self.discard(&name, &reason);
+                return Err(());
+            }
+        };
+        let artifact = authenticate(&self.key, &self.engine_key, module_sha, &bytes)
+            .map_err(|reason| self.discard(&name, reason))?;
+        deserialize(engine, artifact)
+            .map(Some)
+            .map_err(|e| self.discard(&name, &format!("rejected by wasmtime: {e:#}")))
+    }
+
+    /// The entry's bytes; `None` if it does not exist.
+    fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let fd = match rustix::fs::openat(&self.handle, name, read_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err("is a symbolic link".into()),
+            Err(e) => return Err(format!("unreadable: {}", std::io::Error::from(e))),
+        };
+        let mut file = File::from(fd);
+        let meta = file.metadata().map_err(|e| format!("unreadable: {e}"))?;
+        if !meta.file_type().is_file() {
+            return Err("is not a regular file".into());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes)
+            .map_err(|e| format!("unreadable: {e}"))?;
+        Ok(Some(bytes))
+    }
+
+    /// Logs why an entry is unusable and deletes it (a symlink is removed itself, not its target).
+    fn discard(&self, name: &str, reason: &str) {
+        let path = self.dir.join(name);
+        tracing::warn!(path = %path.display(), reason, "handler cache entry unusable; recompiling");
+        match rustix::fs::unlinkat(&self.handle, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %std::io::Error::from(e), "could not delete unusable handler cache entry");
+            }
+        }
+    }
+
+    /// Writes the component's entry atomically (an exclusive temporary file with a random name,
+    /// then a rename over the entry). Failures are logged: the cache is an optimisation.
+    pub(crate) fn store(&self, component: &Component, module_sha: &[u8; 32]) {
+        let name = self.entry_name(module_sha);
+        if let Err(e) = self.write_entry(component, module_sha, &name) {
+            let path = self.dir.join(&name);
+            tracing::warn!(path = %path.display(), error = %e, "could not write handler cache entry");
+        }
+    }
+
+    fn write_entry(
+        &self,
+        component: &Component,
+        module_sha: &[u8; 32],
+        name: &str,
+    ) -> std::io::Result<()> {
+        let mut entry = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let tag = mac(&self.key, &self.engine_key, module_sha, &entry)
+            .finalize()
+            .into_bytes();
+        entry.extend_from_slice(&tag);
+        let tmp = format!(".{}.tmp", random_name());
+        write_new(&self.handle, &tmp, &entry)?;
+        rustix::fs::renameat(&self.handle, tmp.as_str(), &self.handle, name).map_err(|e| {
+            let _ = rustix::fs::unlinkat(&self.handle, tmp.as_str(), AtFlags::empty());
+            std::io::Error::from(e)
+        })
+    }
+}
+
+/// Creates `name` in `dir` (it must not exist; never through a symlink) with mode 0600 and writes
+/// `bytes`; removes it again if the write fails.
+fn write_new(dir: &File, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let fd = rustix::fs::openat(dir, name, create_flags(), Mode::from_raw_mode(0o600))?;
+    let mut file = File::from(fd);
+    file.write_all(bytes).inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+    })
+}
+
+/// Reads the directory's secret key, or makes one if there is none.
+fn load_or_make_key(dir: &File) -> Result<[u8; KEY_LEN], String> {
+    if let Some(key) = read_key(dir)? {
+        return Ok(key);
+    }
+    // Written in full under a random name, then linked to its real name, which fails if another
+    // agent got there first: nobody ever reads a half-written key.
+    let mut key = [0u8; KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let tmp = format!(".{}.key.tmp", random_name());
+    write_new(dir, &tmp, &key).map_err(|e| format!("cannot create its key file: {e}"))?;
+    let linked = rustix::fs::linkat(dir, tmp.as_str(), dir, KEY_FILE, AtFlags::empty());
+    let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    match linked {
+        Ok(()) => Ok(key),
+        Err(Errno::EXIST) => read_key(dir)?.ok_or_else(|| "its key file vanished".into()),
+        Err(e) => Err(format!(
+            "cannot create its key file: {}",
+            std::io::Error::from(e)
+        )),
+    }
+}
+
+/// The key from `<dir>/key`, `None` if the file does not exist; refuses a key file that is not a
+/// private regular file of ours holding exactly [`KEY_LEN`] bytes.
+fn read_key(dir: &File) -> Result<Option<[u8; KEY_LEN]>, String> {
+    let fd = match rustix::fs::openat(dir, KEY_FILE, read_flags(), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err("its key file is a symbolic link".into()),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "handler cache entry unreadable; recompiling");
-            return Err(());
+            return Err(format!(
+                "cannot open its key file: {}",
+                std::io::Error::from(e)
+            ))
         }
     };
-    if bytes.len() < 32 {
-        tracing::warn!(path = %path.display(), "handler cache entry truncated; recompiling");
-        return Err(());
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect its key file: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("its key file is not a regular file".into());
     }
-    let (artifact, sum) = bytes.split_at(bytes.len() - 32);
-    if Sha256::digest(artifact).as_slice() != sum {
-        tracing::warn!(path = %path.display(), "handler cache entry fails its checksum; recompiling");
-        return Err(());
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(format!(
+            "its key file is owned by uid {}, not by this process's uid {euid}",
+            meta.uid()
+        ));
     }
-    match deserialize(engine, artifact) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "handler cache entry rejected by wasmtime; recompiling");
-            Err(())
-        }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "its key file is open to group or others (mode {mode:04o}); it must be 0600 \
+             (or delete it to make a new one)"
+        ));
     }
+    // One byte more than a key, to tell a long file from a right one.
+    let mut bytes = Vec::with_capacity(KEY_LEN + 1);
+    file.take(KEY_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read its key file: {e}"))?;
+    let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "its key file holds {}{} bytes, not {KEY_LEN} (delete it to make a new one)",
+            bytes.len().min(KEY_LEN),
+            if bytes.len() > KEY_LEN { "+" } else { "" }
+        )
+    })?;
+    Ok(Some(key))
 }
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: the artifact was produced by `Component::serialize` of an engine with the same
-    // compatibility hash (it is part of the file name), its checksum matched, and wasmtime itself
-    // checks the header and engine settings. See the module docs for the trust assumption.
+    // SAFETY: the artifact carries an HMAC tag under this cache's secret key (readable only by
+    // this user) over the engine key and the module's sha256, so it was written by
+    // `Component::serialize` in an agent of this user with a compatible engine; wasmtime itself
+    // checks the header and engine settings. See the module docs for the trust model.
     unsafe { Component::deserialize(engine, artifact) }
 }
 
-/// Writes a cache entry atomically (temporary file, then rename). Failures are logged: the cache is
-/// an optimisation.
-pub(crate) fn store(component: &Component, path: &Path) {
-    let result = (|| -> std::io::Result<()> {
-        let mut artifact = component
-            .serialize()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let sum = Sha256::digest(&artifact);
-        artifact.extend_from_slice(&sum);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; KEY_LEN] = [7; KEY_LEN];
+    const SHA: [u8; 32] = [1; 32];
+    const ENGINE: &str = "0123456789abcdef";
+
+    fn entry(key: &[u8; KEY_LEN], engine: &str, sha: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
+        let mut e = artifact.to_vec();
+        e.extend_from_slice(&mac(key, engine, sha, artifact).finalize().into_bytes());
+        e
+    }
+
+    #[test]
+    fn a_tagged_entry_gives_back_its_artifact() {
+        let e = entry(&KEY, ENGINE, &SHA, b"artifact bytes");
+        assert_eq!(
+            authenticate(&KEY, ENGINE, &SHA, &e),
+            Ok(&b"artifact bytes"[..])
+        );
+        let empty = entry(&KEY, ENGINE, &SHA, b"");
+        assert_eq!(authenticate(&KEY, ENGINE, &SHA, &empty), Ok(&b""[..]));
+    }
+
+    #[test]
+    fn any_flipped_bit_in_artifact_or_tag_is_refused() {
+        let e = entry(&KEY, ENGINE, &SHA, b"artifact bytes");
+        for i in 0..e.len() {
+            for bit in 0..8 {
+                let mut bad = e.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    authenticate(&KEY, ENGINE, &SHA, &bad).is_err(),
+                    "byte {i} bit {bit}"
+                );
+            }
         }
-        // Unique per process and call: two loads of one module may write the entry at once.
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}-{seq}", std::process::id()));
-        std::fs::write(&tmp, &artifact)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        tracing::warn!(path = %path.display(), error = %e, "could not write handler cache entry");
+    }
+
+    #[test]
+    fn another_key_module_or_engine_is_refused() {
+        let e = entry(&KEY, ENGINE, &SHA, b"artifact bytes");
+        let mut other_key = KEY;
+        other_key[0] ^= 1;
+        assert!(authenticate(&other_key, ENGINE, &SHA, &e).is_err());
+        let mut other_sha = SHA;
+        other_sha[31] ^= 0x80;
+        assert!(authenticate(&KEY, ENGINE, &other_sha, &e).is_err());
+        assert!(authenticate(&KEY, "fedcba9876543210", &SHA, &e).is_err());
+    }
+
+    #[test]
+    fn a_plain_checksum_or_a_short_entry_is_refused() {
+        // The old format: the artifact followed by its own sha256.
+        let mut old = b"artifact bytes".to_vec();
+        old.extend_from_slice(&Sha256::digest(b"artifact bytes"));
+        assert!(authenticate(&KEY, ENGINE, &SHA, &old).is_err());
+        assert!(authenticate(&KEY, ENGINE, &SHA, &[0; TAG_LEN - 1]).is_err());
+        assert!(authenticate(&KEY, ENGINE, &SHA, &[]).is_err());
+    }
+
+    #[test]
+    fn random_names_differ() {
+        assert_ne!(random_name(), random_name());
+        assert_eq!(random_name().len(), 32);
     }
 }

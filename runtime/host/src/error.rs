@@ -68,4 +68,12 @@ pub enum HostError {
         /// The cause.
         reason: String,
     },
+    /// The compiled-module cache directory (or its key file) is unsafe to use or cannot be set up.
+    #[error("handler cache {dir}: {reason}")]
+    Cache {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -119,7 +119,10 @@ impl LogBudget {
             per_second,
             per_event,
             // Starts full so a handler's first burst is allowed up to `per_second` lines.
-            bucket: Mutex::new(Bucket { units: capacity_units(per_second), last: None }),
+            bucket: Mutex::new(Bucket {
+                units: capacity_units(per_second),
+                last: None,
+            }),
             suppressed: AtomicU64::new(0),
         }
     }
@@ -220,7 +223,10 @@ mod tests {
     use std::time::Duration;
 
     fn assert_one_printable_line(s: &str) {
-        assert!(!s.contains('\n') && !s.contains('\r'), "line break in {s:?}");
+        assert!(
+            !s.contains('\n') && !s.contains('\r'),
+            "line break in {s:?}"
+        );
         assert!(!s.chars().any(char::is_control), "control char in {s:?}");
         assert!(!s.chars().any(needs_unicode_escape), "unsafe char in {s:?}");
     }
@@ -315,7 +321,10 @@ mod tests {
         let mut second = EventLog::default();
         assert_eq!(second.summary(&budget), None);
         for _ in 0..3 {
-            assert!(budget.admit(now, &mut second), "second event has its own allowance");
+            assert!(
+                budget.admit(now, &mut second),
+                "second event has its own allowance"
+            );
         }
         assert!(!budget.admit(now, &mut second));
         assert_eq!(budget.suppressed(), 3, "handler total spans events");
@@ -346,7 +355,10 @@ mod tests {
             budget.admit(now, &mut b);
         }
         assert_eq!(a.written() + b.written(), 2);
-        assert_eq!(u64::from(a.suppressed() + b.suppressed()), budget.suppressed());
+        assert_eq!(
+            u64::from(a.suppressed() + b.suppressed()),
+            budget.suppressed()
+        );
         assert_eq!(budget.suppressed(), 6);
     }
 
@@ -388,7 +400,10 @@ mod tests {
         let t10 = base + Duration::from_secs(10);
         let budget = LogBudget::new(10, u32::MAX);
         let mut event = EventLog::default();
-        assert_eq!((0..20).filter(|_| budget.admit(t10, &mut event)).count(), 10);
+        assert_eq!(
+            (0..20).filter(|_| budget.admit(t10, &mut event)).count(),
+            10
+        );
 
         // Earlier instant: no refill, no panic.
         let t5 = base + Duration::from_secs(5);
@@ -396,7 +411,10 @@ mod tests {
 
         // Refill is measured from the latest instant seen, not from the earlier one.
         let t10_5 = t10 + Duration::from_millis(500);
-        assert_eq!((0..20).filter(|_| budget.admit(t10_5, &mut event)).count(), 5);
+        assert_eq!(
+            (0..20).filter(|_| budget.admit(t10_5, &mut event)).count(),
+            5
+        );
     }
 
     #[test]

@@ -92,7 +92,8 @@ struct Shared {
     engine: Engine,
     linker: Linker<Invocation>,
     config: HostConfig,
-    engine_key: String,
+    /// The checked disk cache, if `config.cache_dir` names one.
+    cache: Option<cache::Cache>,
     runtime: tokio::runtime::Handle,
     stopping: AtomicBool,
     /// Fresh instances made ahead of their events, across all handlers.
@@ -246,6 +247,11 @@ impl Host {
         }
         let engine = engine(&config)?;
         let linker = invoke::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|d| cache::Cache::open(d, &engine))
+            .transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.workers)
             .thread_name("hearsay-handler")
@@ -255,7 +261,7 @@ impl Host {
             .build()
             .map_err(HostError::Thread)?;
         let shared = Arc::new(Shared {
-            engine_key: cache::engine_key(&engine),
+            cache,
             engine,
             linker,
             runtime: runtime.handle().clone(),
@@ -447,18 +453,17 @@ impl Host {
                 reason: format!("{e:#}"),
             })
         };
-        let Some(dir) = &self.shared.config.cache_dir else {
+        let Some(cache) = &self.shared.cache else {
             return Ok((compile()?, CacheOutcome::Disabled));
         };
         let sha: [u8; 32] = Sha256::digest(bytes).into();
-        let path = cache::entry_path(dir, &sha, &self.shared.engine_key);
-        let outcome = match cache::load(engine, &path) {
+        let outcome = match cache.load(engine, &sha) {
             Ok(Some(component)) => return Ok((component, CacheOutcome::Hit)),
             Ok(None) => CacheOutcome::Miss,
             Err(()) => CacheOutcome::Corrupt,
         };
         let component = compile()?;
-        cache::store(&component, &path);
+        cache.store(&component, &sha);
         Ok((component, outcome))
     }
 }

@@ -14,8 +14,8 @@ use wasmtime_wasi::{
 
 use crate::budget::MemoryBudget;
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
-use crate::guest_log::{self, EventLog, LogBudget};
 use crate::event::{self, Event};
+use crate::guest_log::{self, EventLog, LogBudget};
 use crate::spec::{Grants, Limits};
 
 /// Generated host bindings for `wit/handler.wit`.

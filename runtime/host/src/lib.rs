@@ -9,8 +9,10 @@
 //!   epoch ticker thread advances time every [`HostConfig::epoch_tick`] while guests run, and
 //!   sleeps once none has run for 100 ticks).
 //! - [`Host::load`] compiles a component once (or takes it from the disk cache in
-//!   [`HostConfig::cache_dir`], keyed by module sha256 and the engine; a corrupt entry is
-//!   recompiled) and pre-instantiates it against the WASI p2 and hearsay imports.
+//!   [`HostConfig::cache_dir`], keyed by module sha256 and the engine and authenticated with the
+//!   directory's private key; [`Host::new`] refuses a directory another user owns or can write,
+//!   and an entry that fails its tag is recompiled) and pre-instantiates it against the WASI p2
+//!   and hearsay imports.
 //! - [`Host::dispatch`] queues an event on the handler's own bounded queue and returns at once;
 //!   a full queue drops the event and counts it. Workers (dedicated threads, never the caller's
 //!   task) run one event per handler at a time, each in a fresh `Store` with a memory limit, a
@@ -69,8 +71,8 @@ mod invoke;
 mod spec;
 mod stats;
 
-pub use cache::CacheOutcome;
 pub use async_trait::async_trait;
+pub use cache::CacheOutcome;
 pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
 pub use error::HostError;
 pub use event::{Event, Member, MemberStatus, Query, UserEvent};

@@ -149,7 +149,10 @@ fn a_stalled_asker_does_not_hold_a_handler_past_its_deadline() {
     });
     let outcome = run(&host, &echo, query("ping", b"never read"), stalled.clone());
     assert_eq!(trap(&outcome).0, TrapKind::Deadline, "{outcome:?}");
-    assert!(!stalled.reply().finished, "the stalled reply never finished");
+    assert!(
+        !stalled.reply().finished,
+        "the stalled reply never finished"
+    );
 
     let emb = TestEmbedder::new();
     assert_eq!(
@@ -171,7 +174,11 @@ fn concurrency_is_per_handler_and_a_full_handler_queues_only_its_own_events() {
         .map(|_| queue(&host, &sleeper, query("sleep", HOUR), TestEmbedder::new()))
         .collect();
     until("two events run at once", || sleeper.stats().running == 2);
-    assert_eq!(sleeper.queued(), 1, "the third waits for the handler's own slot");
+    assert_eq!(
+        sleeper.queued(),
+        1,
+        "the third waits for the handler's own slot"
+    );
 
     let echo = host
         .load(HandlerSpec::new(
@@ -241,7 +248,12 @@ fn dropping_the_host_abandons_stuck_guests_at_once() {
         .iter()
         .map(|s| queue(&host, s, query("sleep", HOUR), TestEmbedder::new()))
         .collect();
-    tickets.push(queue(&host, &looper, query("loop", b""), TestEmbedder::new()));
+    tickets.push(queue(
+        &host,
+        &looper,
+        query("loop", b""),
+        TestEmbedder::new(),
+    ));
     until("every guest is running", || {
         sleepers
             .iter()

@@ -88,7 +88,10 @@ fn a_guest_cannot_forge_agent_log_lines() {
     let forged = "1 inject-marker\n2026-12-07T00:00:00Z  INFO agent: member-leave: node-a\r\u{1b}[2K\u{202e}";
     probe_logs(&host, &probe, forged);
     let log = buffer.text();
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("inject-marker")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("inject-marker"))
+        .collect();
     assert_eq!(lines.len(), 1, "{log}");
     let line = lines[0];
     assert!(

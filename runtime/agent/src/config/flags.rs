@@ -131,9 +131,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
                 .push(super::handlers::from_flag(&flag.value).map_err(|e| bad(&flag, e))?),
             "handler-cache-dir" => p.handler_cache_dir = Some(flag.value.clone().into()),
             "handler-memory-total" => {
-                p.handler_memory_total = Some(
-                    super::handlers::parse_size(&flag.value).map_err(|e| bad(&flag, e))?,
-                )
+                p.handler_memory_total =
+                    Some(super::handlers::parse_size(&flag.value).map_err(|e| bad(&flag, e))?)
             }
             "syslog" => {}
             other => return Err(ConfigError::UnknownFlag(other.to_owned())),

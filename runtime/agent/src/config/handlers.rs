@@ -15,7 +15,7 @@
 //! `grants.dirs` entries are `HOST` (seen at the same path) or `HOST:GUEST`, always read-only.
 //! `limits.memory` is bytes, or a string with a unit (`512KiB`, `64MiB`, `1GiB`; `KB`, `MB`,
 //! `GB` are the same powers of 1024). Also `handler_cache_dir` (`-handler-cache-dir`): where
-//! compiled modules are cached (default: `hearsay-wasm-cache` in the system temp dir), and
+//! compiled modules are cached, private to the agent's user (default: [`default_cache_dir`]), and
 //! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
 //! together (default 1GiB).
 
@@ -24,7 +24,8 @@ use super::ConfigError;
 use crate::filter::EventFilter;
 use crate::handlers::HandlerConfig;
 use hearsay_host::DirGrant;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 /// Decodes the value of a `handler` / `handlers` key: a list of handler tables (one table alone
 /// is taken as a list of one).
@@ -156,7 +157,9 @@ fn one(item: Value, origin: &str, key: &str) -> Result<HandlerConfig, ConfigErro
                             limits.concurrency = usize::try_from(at.unsigned(&lv)?)
                                 .ok()
                                 .filter(|&n| n >= 1)
-                                .ok_or_else(|| at.bad("must be between 1 and the host's instances"))?
+                                .ok_or_else(|| {
+                                    at.bad("must be between 1 and the host's instances")
+                                })?
                         }
                         _ => return Err(at.unknown()),
                     }
@@ -257,11 +260,79 @@ pub fn from_flag(value: &str) -> Result<HandlerConfig, String> {
     HandlerConfig::from_flag(value).map_err(|e| e.to_string())
 }
 
+/// The default `handler_cache_dir`: a directory of the agent's user, since the host refuses a
+/// cache directory anyone else owns or can write (it holds native code the agent runs).
+/// `$XDG_CACHE_HOME/hearsay/wasm-cache`, else `$HOME/.cache/hearsay/wasm-cache`, else
+/// `/var/cache/hearsay/wasm-cache` for root, else `hearsay-wasm-cache-<uid>` in the temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    let euid = rustix::process::geteuid();
+    default_cache_dir_from(
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+        euid.as_raw(),
+        &std::env::temp_dir(),
+    )
+}
+
+/// [`default_cache_dir`] for the given environment, effective uid and temp dir.
+fn default_cache_dir_from(
+    xdg_cache_home: Option<OsString>,
+    home: Option<OsString>,
+    euid: u32,
+    temp: &Path,
+) -> PathBuf {
+    // The XDG spec says to ignore a relative XDG_CACHE_HOME; a relative HOME is as meaningless
+    // for a daemon (it would depend on the working directory).
+    let absolute = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute(xdg_cache_home) {
+        xdg.join("hearsay/wasm-cache")
+    } else if let Some(home) = absolute(home) {
+        home.join(".cache/hearsay/wasm-cache")
+    } else if euid == 0 {
+        PathBuf::from("/var/cache/hearsay/wasm-cache")
+    } else {
+        // Still checked by the host: if another user made this name first, the agent refuses it
+        // rather than using it.
+        temp.join(format!("hearsay-wasm-cache-{euid}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::file::{decode_text, Format};
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_default_cache_dir_is_per_user() {
+        let tmp = Path::new("/tmp");
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            default_cache_dir_from(some("/x/cache"), some("/home/a"), 1000, tmp),
+            Path::new("/x/cache/hearsay/wasm-cache")
+        );
+        // A relative or empty XDG_CACHE_HOME is ignored.
+        for xdg in [some("rel/cache"), some(""), None] {
+            assert_eq!(
+                default_cache_dir_from(xdg, some("/home/a"), 1000, tmp),
+                Path::new("/home/a/.cache/hearsay/wasm-cache")
+            );
+        }
+        assert_eq!(
+            default_cache_dir_from(None, None, 0, tmp),
+            Path::new("/var/cache/hearsay/wasm-cache")
+        );
+        assert_eq!(
+            default_cache_dir_from(None, some(""), 1000, tmp),
+            Path::new("/tmp/hearsay-wasm-cache-1000")
+        );
+        // Root with a HOME uses it, like any user.
+        assert_eq!(
+            default_cache_dir_from(None, some("/root"), 0, tmp),
+            Path::new("/root/.cache/hearsay/wasm-cache")
+        );
+        assert!(default_cache_dir().is_absolute());
+    }
 
     #[test]
     fn toml_blocks_and_json_lists_decode_alike() {

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
-
 /// The default of `handler_memory_total`: room for four handlers at the largest per-handler
 /// memory limit the host allows (256 MiB), or sixteen at the default 64 MiB.
 pub const DEFAULT_HANDLER_MEMORY_TOTAL: u64 = 1 << 30;
@@ -263,8 +262,9 @@ pub struct Config {
     pub tombstone_timeout: Option<Duration>,
     /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
     pub handlers: Vec<crate::handlers::HandlerConfig>,
-    /// Where compiled handler modules are cached (default: `hearsay-wasm-cache` in the system
-    /// temp dir). Entries are keyed by module hash and engine, so agents may share it.
+    /// Where compiled handler modules are cached (default: [`handlers::default_cache_dir`], per
+    /// user). Entries are keyed by module hash and engine, so agents of one user may share it;
+    /// the host refuses a directory another user owns or can write.
     pub handler_cache_dir: PathBuf,
     /// The linear memory of all live handler instances together, in bytes (default 1 GiB):
     /// growth past it traps the instance that asked, naming this setting.
@@ -517,7 +517,7 @@ impl Config {
         let handler_cache_dir = p
             .handler_cache_dir
             .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| std::env::temp_dir().join("hearsay-wasm-cache"));
+            .unwrap_or_else(handlers::default_cache_dir);
         Ok(Self {
             node_name,
             bind,
@@ -555,7 +555,8 @@ impl Config {
             handlers,
             handler_cache_dir,
             handler_memory_total: usize::try_from(
-                p.handler_memory_total.unwrap_or(DEFAULT_HANDLER_MEMORY_TOTAL),
+                p.handler_memory_total
+                    .unwrap_or(DEFAULT_HANDLER_MEMORY_TOTAL),
             )
             .unwrap_or(usize::MAX),
             quic,

@@ -49,23 +49,25 @@ impl AgentLink {
 
     /// This node and every member (this node included), with estimated RTTs from this node.
     async fn view(&self) -> (Member, Vec<Member>) {
-        let fresh = self.bounded(async {
-            Ok(self
-                .agent
-                .handle()
-                .call(|serf, _| {
-                    let local = serf.coordinate().cloned();
-                    let convert = |m: &hearsay_serf::event::Member| {
-                        let rtt = conversions::rtt(local.as_ref(), serf.cached_coordinate(&m.name));
-                        conversions::member(m, rtt)
-                    };
-                    let me = convert(&serf.local_member());
-                    let all: Vec<Member> = serf.members().iter().map(convert).collect();
-                    (me, all)
-                })
-                .await?)
-        })
-        .await;
+        let fresh = self
+            .bounded(async {
+                Ok(self
+                    .agent
+                    .handle()
+                    .call(|serf, _| {
+                        let local = serf.coordinate().cloned();
+                        let convert = |m: &hearsay_serf::event::Member| {
+                            let rtt =
+                                conversions::rtt(local.as_ref(), serf.cached_coordinate(&m.name));
+                            conversions::member(m, rtt)
+                        };
+                        let me = convert(&serf.local_member());
+                        let all: Vec<Member> = serf.members().iter().map(convert).collect();
+                        (me, all)
+                    })
+                    .await?)
+            })
+            .await;
         let mut last = self.last_view.lock().unwrap_or_else(|e| e.into_inner());
         match fresh {
             Ok(view) => {
@@ -140,10 +142,10 @@ impl Embedder for EventContext {
         )
         .await
         .map_err(|_| {
-                EmitError::Rejected(format!(
-                    "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
-                ))
-            })?;
+            EmitError::Rejected(format!(
+                "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
+            ))
+        })?;
         match r {
             Ok(()) => Ok(()),
             Err(Error::Serf(hearsay_serf::Error::UserEventTooLarge { limit, .. })) => {
