@@ -5,6 +5,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::guest_log::sanitize;
+
+/// Longest event name shown in logs (escaped text); Serf's own limits keep real names shorter.
+const MAX_NAME: usize = 256;
+
 /// A member's state (Serf's MemberStatus).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemberStatus {
@@ -86,6 +91,8 @@ pub enum Event {
 
 impl Event {
     /// The event in Serf's filter syntax, for logs: `member-join`, `user:deploy`, `query:load`.
+    /// Names come from the network, so they are escaped and cut as guest log lines are: a peer
+    /// cannot forge a log line with an event named `x\n...`.
     pub fn describe(&self) -> String {
         match self {
             Event::MemberJoin(_) => "member-join".into(),
@@ -93,8 +100,32 @@ impl Event {
             Event::MemberFailed(_) => "member-failed".into(),
             Event::MemberUpdate(_) => "member-update".into(),
             Event::MemberReap(_) => "member-reap".into(),
-            Event::User(e) => format!("user:{}", e.name),
-            Event::Query(q) => format!("query:{}", q.name),
+            Event::User(e) => format!("user:{}", sanitize(&e.name, MAX_NAME)),
+            Event::Query(q) => format!("query:{}", sanitize(&q.name, MAX_NAME)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn described_names_are_one_escaped_line() {
+        let e = Event::User(UserEvent {
+            name: "deploy\n2026-12-07 INFO agent: forged".into(),
+            payload: Vec::new(),
+            ltime: 1,
+            coalesce: false,
+        });
+        assert_eq!(e.describe(), "user:deploy\\n2026-12-07 INFO agent: forged");
+        let q = Event::Query(Query {
+            id: 1,
+            name: "x".repeat(10_000),
+            payload: Vec::new(),
+            ltime: 1,
+            source_node: "n".into(),
+        });
+        assert!(q.describe().len() < 300, "{}", q.describe().len());
     }
 }
