@@ -693,11 +693,17 @@ fn handle_event(agent: &Agent, ev: &Event) -> Result<()> {
             let names: Vec<&str> = m.members.iter().map(|m| m.name.as_str()).collect();
             info!(members = ?names, "agent: Received event: {}", m.kind.as_str());
         }
+        // Names come from peers: escaped (`\n` shown as such), so none can forge a log line.
         Event::User(u) => info!(
             ltime = u.ltime,
-            "agent: Received event: user-event: {}", u.name
+            "agent: Received event: user-event: {}",
+            u.name.escape_debug()
         ),
-        Event::Query(q) => info!(ltime = q.ltime, "agent: Received event: query: {}", q.name),
+        Event::Query(q) => info!(
+            ltime = q.ltime,
+            "agent: Received event: query: {}",
+            q.name.escape_debug()
+        ),
         Event::NameConflict {
             won: false,
             matching,
