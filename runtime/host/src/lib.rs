@@ -14,16 +14,28 @@
 //!   and an entry that fails its tag is recompiled) and pre-instantiates it against the WASI p2
 //!   and hearsay imports.
 //! - [`Host::dispatch`] queues an event on the handler's own bounded queue and returns at once;
-//!   a full queue drops the event and counts it. Workers (dedicated threads, never the caller's
-//!   task) run one event per handler at a time, each in a fresh `Store` with a memory limit, a
-//!   wall-clock deadline, optional fuel, and only the authority its [`Grants`] list.
-//! - Instantiation is kept off an event's path: after each event (and at load or reload) a worker
-//!   makes the handler's next instance, which waits unused until the next event and runs only
-//!   that one. Pool slots are reset between instances; where Linux has `PAGEMAP_SCAN` (6.7+) only
+//!   a full queue drops the event and counts it. Events run as tasks on the host's own tokio
+//!   runtime ([`HostConfig::workers`] threads, never the caller's), at most
+//!   [`Limits::concurrency`] per handler, each in a fresh `Store` with a memory limit, optional
+//!   fuel, and only the authority its [`Grants`] list. wasmtime runs guests on fibers that yield
+//!   at every epoch tick, and WASI and the [`Embedder`] are async, so a guest that sleeps or
+//!   waits holds no thread.
+//! - One wall-clock deadline ([`Limits::timeout`]) bounds the whole event: guest code traps at
+//!   the first tick past it, and the event's task is dropped wherever else it waits (a host call,
+//!   a WASI sleep, a reply to a stalled asker). The outcome is a [`TrapKind::Deadline`] trap,
+//!   counted in `timeouts`.
+//! - The linear memory of all live instances together is capped ([`HostConfig::memory_total`]);
+//!   guest log lines are escaped (one guest line is one agent line), cut at 4 KiB, and budgeted
+//!   per handler ([`HostConfig::log_lines_per_second`], [`HostConfig::log_lines_per_event`]).
+//! - Dropping the [`Host`] abandons running guests at once: stopping never waits on a guest.
+//! - Instantiation is kept off an event's path: after each event (and at load or reload) the
+//!   host makes the handler's next instance, which waits unused until the next event and runs
+//!   only that one. Pool slots are reset between instances; where Linux has `PAGEMAP_SCAN` (6.7+) only
 //!   the pages an instance dirtied are restored and stay resident, so the next instance takes no
 //!   page faults for them.
 //! - Traps and guest errors are logged (tracing, with handler name and event) and counted in
-//!   [`Handler::stats`] (invocations, ok, errors, traps, timeouts, drops, p50/p99).
+//!   [`Handler::stats`] (invocations, ok, errors, traps, timeouts, drops, p50/p99, and the
+//!   events running now with the age of the oldest).
 //! - [`Host::reload`] swaps a handler's module atomically.
 //!
 //! # Wiring it into an agent
@@ -45,13 +57,17 @@
 //! # Ok(()) }
 //! ```
 //! The embedder passed with each event answers `members()`/`local_member()`, opens the query's
-//! [`ReplySink`] (streamed chunk by chunk) and broadcasts emitted events. Its methods run on the
-//! worker thread inside the guest's call and are not cut short by the deadline (epochs interrupt
-//! wasm code only), so they should return promptly, e.g. by sending to the driver over a channel.
+//! [`ReplySink`] (streamed chunk by chunk) and broadcasts emitted events. Its async methods are
+//! awaited inside the guest's call on the host's runtime, and dropped where they wait when the
+//! event's deadline passes, so they must be cancel-safe.
 //!
 //! On reload (SIGHUP, a deploy event), call [`Host::reload`] with the handler's new spec: the
 //! [`Handler`] value, its queue and its stats stay; loading a new handler name is [`Host::load`],
-//! and removing one is dropping every clone of its [`Handler`] (queued events still run).
+//! and removing one is dropping every clone of its [`Handler`] (queued events still run, each
+//! within its deadline).
+//!
+//! A bound above the handlers (a tenant's share) would sit where [`Host::dispatch`] starts an
+//! event's task: today a task starts when its handler has a free slot of its concurrency.
 //!
 //! A `hearsay handlers` listing reads [`Handler::name`], [`Handler::info`] (sha256, size, cache use),
 //! [`Handler::queued`] and [`Handler::stats`].
