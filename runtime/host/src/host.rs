@@ -190,6 +190,8 @@ struct SlotQueue {
     jobs: VecDeque<Job>,
     /// Tasks draining the queue: at most the handler's concurrency.
     tasks: usize,
+    /// Of those, the tasks running an event now (the others are about to take one or end).
+    busy: usize,
 }
 
 struct Loaded {
@@ -349,7 +351,9 @@ impl Host {
     /// Starts tasks for queued events up to the handler's concurrency.
     fn start_tasks(&self, slot: &Arc<Slot>, queue: &mut SlotQueue) {
         let concurrency = slot.current().limits.concurrency;
-        while queue.tasks < concurrency && queue.tasks < queue.jobs.len() {
+        // A task not running an event takes the next one: start tasks only for events no idle
+        // task will take.
+        while queue.tasks < concurrency && queue.tasks - queue.busy < queue.jobs.len() {
             queue.tasks += 1;
             let (shared, slot) = (self.shared.clone(), slot.clone());
             self.shared
@@ -591,21 +595,27 @@ fn build_engine(config: &HostConfig, pagemap_scan: bool) -> Result<Engine, HostE
 /// A task of `slot`: runs its queued events one after another until the queue is empty (or the
 /// handler's concurrency was lowered below the tasks running).
 async fn drain(shared: &Arc<Shared>, slot: &Arc<Slot>) {
+    let mut ran = false;
     loop {
         let job = {
             let mut queue = slot.queue();
-            let concurrency = slot.current().limits.concurrency;
-            match queue.jobs.pop_front() {
-                Some(job) if queue.tasks <= concurrency => job,
-                other => {
-                    if let Some(job) = other {
-                        queue.jobs.push_front(job);
-                    }
-                    queue.tasks -= 1;
-                    return;
-                }
+            if ran {
+                queue.busy -= 1;
             }
+            let concurrency = slot.current().limits.concurrency;
+            let next = if queue.tasks > concurrency {
+                None
+            } else {
+                queue.jobs.pop_front()
+            };
+            let Some(job) = next else {
+                queue.tasks -= 1;
+                return;
+            };
+            queue.busy += 1;
+            job
         };
+        ran = true;
         run(shared, slot, job).await;
         refill(shared, slot).await;
     }
