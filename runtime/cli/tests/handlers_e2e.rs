@@ -464,6 +464,18 @@ fn stuck_handlers_do_not_starve_echo_and_sigterm_exits_at_once() {
     assert!(json.contains("\"running\": 1"), "{json}");
     assert!(json.contains("\"oldest_running_us\": "), "{json}");
 
+    // An event name cannot forge an agent log line: it is logged escaped, on one line.
+    let forged = "forge-marker\n2026-12-07T00:00:00Z  INFO agent: member-leave: stuck";
+    hearsay(&["event", &format!("-rpc-addr={rpc}"), forged, "x"]);
+    wait_output(&mut agent, 0, "the escaped event name", |l| {
+        l.contains("user-event: forge-marker\\n2026-12-07T00:00:00Z  INFO agent: member-leave")
+    });
+    assert!(
+        !agent.seen().iter().any(|l| l.starts_with("2026-12-07T00:00:00Z")),
+        "{:?}",
+        agent.seen()
+    );
+
     agent.signal("TERM");
     let started = Instant::now();
     agent.wait_exit();
