@@ -341,7 +341,7 @@ mod tests {
 name = "facts"
 module = "/opt/sysinfo.wasm"
 events = "query:sysinfo"
-limits = { memory = "64MiB", timeout = "2s", fuel = 1000, queue = 8 }
+limits = { memory = "64MiB", timeout = "2s", fuel = 1000, queue = 8, concurrency = 3 }
 grants = { dirs = ["/proc", "/srv/data:/data"], env = { REGION = "eu" }, clocks = true, emit = true }
 
 [[handler]]
@@ -356,6 +356,7 @@ events = "member-join,user:deploy"
         assert_eq!(facts.limits.memory_bytes, 64 << 20);
         assert_eq!(facts.limits.timeout, Duration::from_secs(2));
         assert_eq!((facts.limits.fuel, facts.limits.queue), (Some(1000), 8));
+        assert_eq!(facts.limits.concurrency, 3);
         assert_eq!(facts.grants.dirs[0].host, PathBuf::from("/proc"));
         assert_eq!(facts.grants.dirs[0].guest, "/proc");
         assert_eq!(facts.grants.dirs[1].host, PathBuf::from("/srv/data"));
@@ -372,7 +373,8 @@ events = "member-join,user:deploy"
 
         let json = r#"{"handlers": [{"name": "facts", "module": "/opt/sysinfo.wasm",
             "events": "query:sysinfo",
-            "limits": {"memory": 67108864, "timeout": "2s", "fuel": 1000, "queue": 8},
+            "limits": {"memory": 67108864, "timeout": "2s", "fuel": 1000, "queue": 8,
+                       "concurrency": 3},
             "grants": {"dirs": ["/proc", "/srv/data:/data"], "env": {"REGION": "eu"},
                        "clocks": true, "emit": true}}]}"#;
         let j = decode_text(json, Format::Json, "h.json").unwrap();
@@ -401,6 +403,8 @@ events = "member-join,user:deploy"
         );
         let e = err("[[handler]]\nmodule = \"x.wasm\"\nlimits = { timeout = \"soon\" }\n");
         assert!(e.contains("handler[0].limits.timeout"), "{e}");
+        let e = err("[[handler]]\nmodule = \"x.wasm\"\nlimits = { concurrency = 0 }\n");
+        assert!(e.contains("handler[0].limits.concurrency"), "{e}");
         let e = err("[[handler]]\nmodule = \"x.wasm\"\ngrants = { net = true }\n");
         assert!(e.contains("handler[0].grants.net"), "{e}");
         let e = err("[[handler]]\nmodule = \"x.wasm\"\ngrants = { dirs = [\":x\"] }\n");

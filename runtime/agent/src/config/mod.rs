@@ -717,6 +717,27 @@ mod tests {
     }
 
     #[test]
+    fn handler_memory_total_from_files_and_flags() {
+        let c = Config::resolve(Partial::default()).unwrap();
+        assert_eq!(c.handler_memory_total as u64, DEFAULT_HANDLER_MEMORY_TOTAL);
+        let j = json(r#"{"handler_memory_total":"512MiB"}"#).unwrap();
+        let t = toml("handler_memory_total = 536870912\n").unwrap();
+        assert_eq!(j, t);
+        assert_eq!(Config::resolve(j).unwrap().handler_memory_total, 512 << 20);
+        let flags = match flags::parse(["-handler-memory-total=2GiB".to_owned()]).unwrap() {
+            flags::Command::Run(s) => s.flags,
+            flags::Command::Help => unreachable!(),
+        };
+        assert_eq!(
+            Config::resolve(flags).unwrap().handler_memory_total,
+            2 << 30
+        );
+        let e = json(r#"{"handler_memory_total":"lots"}"#).unwrap_err();
+        assert!(e.to_string().contains("handler_memory_total"), "{e}");
+        assert!(flags::parse(["-handler-memory-total=1XB".to_owned()]).is_err());
+    }
+
+    #[test]
     fn errors_name_file_key_and_type() {
         let e = json(r#"{"node_nme":"a"}"#).unwrap_err().to_string();
         assert_eq!(e, "a.json: unknown key \"node_nme\"");
