@@ -7,18 +7,10 @@ mod support;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use hearsay_host::{
-    CacheOutcome, Dispatch, Embedder, Event, Handler, HandlerSpec, Host, HostConfig, HostError,
-    ModuleSource, Outcome, Query,
-};
+use hearsay_host::{CacheOutcome, Handler, Host, HostConfig, HostError, Outcome};
 use sha2::{Digest, Sha256};
-use support::{guests, scratch_dir, TestEmbedder};
-
-/// Bound on waiting for one outcome (generous: a loaded 2-core machine, debug build).
-const WAIT: Duration = Duration::from_secs(120);
+use support::{guests, query, run, scratch_dir, spec, TestEmbedder};
 
 fn config(dir: &Path) -> HostConfig {
     HostConfig {
@@ -32,38 +24,17 @@ fn host(dir: &Path) -> Host {
     Host::new(config(dir)).unwrap()
 }
 
-fn spec(name: &str, path: &Path) -> HandlerSpec {
-    HandlerSpec::new(name, ModuleSource::Path(path.to_path_buf()))
-}
-
 fn load(host: &Host, name: &str, path: &Path) -> (Handler, CacheOutcome) {
     let h = host.load(spec(name, path)).unwrap();
     let cache = h.info().cache;
     (h, cache)
 }
 
-fn query(payload: &[u8]) -> Event {
-    Event::Query(Query {
-        id: 7,
-        name: "q".into(),
-        payload: payload.into(),
-        ltime: 42,
-        source_node: "asker".into(),
-    })
-}
-
-fn run(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
-    match host.dispatch(handler, event, embedder) {
-        Dispatch::Queued(ticket) => ticket.wait(WAIT).expect("outcome within the bound"),
-        Dispatch::Dropped => panic!("event dropped"),
-    }
-}
-
 /// Asserts that `echo` is the real echo module: it replies with the payload.
 fn assert_echoes(host: &Host, echo: &Handler) {
     let emb = TestEmbedder::new();
     assert_eq!(
-        run(host, echo, query(b"the real echo"), emb.clone()),
+        run(host, echo, query("q", b"the real echo"), emb.clone()),
         Outcome::Ok
     );
     assert_eq!(emb.reply_text(), "the real echo");

@@ -9,13 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearsay_host::{
-    DirGrant, Dispatch, Embedder, Event, Handler, HandlerSpec, Host, HostConfig, HostError, Limits,
-    ModuleSource, Outcome, Query, TrapKind, UserEvent,
+    DirGrant, Dispatch, Event, Handler, HandlerSpec, Host, HostConfig, HostError, Limits,
+    ModuleSource, Outcome, TrapKind, UserEvent,
 };
-use support::{guests, member, scratch_dir, TestEmbedder};
-
-/// Bound on waiting for one outcome (generous: a loaded 2-core machine, debug build).
-const WAIT: Duration = Duration::from_secs(120);
+use support::{guests, member, query, run, scratch_dir, spec, trap_kind, TestEmbedder, WAIT};
 
 /// A host with two workers. The tests share one compile cache, so each component is compiled
 /// once per run (which also exercises cache hits under concurrent loads).
@@ -29,35 +26,6 @@ fn host() -> Host {
         ..HostConfig::default()
     })
     .unwrap()
-}
-
-fn spec(name: &str, path: &std::path::Path) -> HandlerSpec {
-    HandlerSpec::new(name, ModuleSource::Path(path.to_path_buf()))
-}
-
-fn query(name: &str, payload: &[u8]) -> Event {
-    Event::Query(Query {
-        id: 7,
-        name: name.into(),
-        payload: payload.into(),
-        ltime: 42,
-        source_node: "asker".into(),
-    })
-}
-
-/// Dispatches and waits for the outcome.
-fn run(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
-    match host.dispatch(handler, event, embedder) {
-        Dispatch::Queued(ticket) => ticket.wait(WAIT).expect("outcome within the bound"),
-        Dispatch::Dropped => panic!("event dropped"),
-    }
-}
-
-fn trap_kind(outcome: &Outcome) -> TrapKind {
-    match outcome {
-        Outcome::Trap { kind, .. } => *kind,
-        other => panic!("expected a trap, got {other:?}"),
-    }
 }
 
 #[test]

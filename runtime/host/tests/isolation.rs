@@ -9,13 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearsay_host::{
-    Dispatch, Embedder, Event, Handler, HandlerSpec, Host, HostConfig, ModuleSource, Outcome,
-    Query, Ticket, TrapKind,
+    Handler, HandlerSpec, Host, HostConfig, ModuleSource, Outcome, Ticket, TrapKind,
 };
-use support::{guests, scratch_dir, TestEmbedder};
+use support::{guests, query, queue, run, scratch_dir, trap, until, TestEmbedder, WAIT};
 
-/// Bound on waiting for one outcome.
-const WAIT: Duration = Duration::from_secs(120);
 /// What the sleeping guests ask for: an hour.
 const HOUR: &[u8] = b"3600";
 
@@ -34,45 +31,6 @@ fn probe(host: &Host, name: &str, timeout: Duration) -> Handler {
     let mut spec = HandlerSpec::new(name, ModuleSource::Path(guests().probe.clone()));
     spec.limits.timeout = timeout;
     host.load(spec).unwrap()
-}
-
-fn query(name: &str, payload: &[u8]) -> Event {
-    Event::Query(Query {
-        id: 7,
-        name: name.into(),
-        payload: payload.into(),
-        ltime: 42,
-        source_node: "asker".into(),
-    })
-}
-
-fn queue(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Ticket {
-    match host.dispatch(handler, event, embedder) {
-        Dispatch::Queued(ticket) => ticket,
-        Dispatch::Dropped => panic!("event dropped"),
-    }
-}
-
-fn run(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
-    queue(host, handler, event, embedder)
-        .wait(WAIT)
-        .expect("outcome within the bound")
-}
-
-fn trap(outcome: &Outcome) -> (TrapKind, &str) {
-    match outcome {
-        Outcome::Trap { kind, message } => (*kind, message),
-        other => panic!("expected a trap, got {other:?}"),
-    }
-}
-
-/// Waits (bounded) until `cond` holds.
-fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -10,13 +10,70 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearsay_host::{
-    async_trait, Embedder, EmitError, Member, MemberStatus, Query, ReplyError, ReplySink,
+    async_trait, Dispatch, Embedder, EmitError, Event, Handler, HandlerSpec, Host, Member,
+    MemberStatus, ModuleSource, Outcome, Query, ReplyError, ReplySink, Ticket, TrapKind,
 };
 pub use hearsay_testkit::wasm::Guests;
 
 /// The guest components, built once per test binary by the workspace's shared builder.
 pub fn guests() -> &'static Guests {
     hearsay_testkit::wasm::guests(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// Bound on waiting for one outcome (generous: a loaded 2-core machine, debug build).
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// A handler from a component file, with default limits and no grants.
+pub fn spec(name: &str, path: &Path) -> HandlerSpec {
+    HandlerSpec::new(name, ModuleSource::Path(path.to_path_buf()))
+}
+
+/// A query event from "asker".
+pub fn query(name: &str, payload: &[u8]) -> Event {
+    Event::Query(Query {
+        id: 7,
+        name: name.into(),
+        payload: payload.into(),
+        ltime: 42,
+        source_node: "asker".into(),
+    })
+}
+
+/// Dispatches `event`; its ticket (a dropped event fails the test).
+pub fn queue(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Ticket {
+    match host.dispatch(handler, event, embedder) {
+        Dispatch::Queued(ticket) => ticket,
+        Dispatch::Dropped => panic!("event dropped"),
+    }
+}
+
+/// Dispatches and waits (bounded) for the outcome.
+pub fn run(host: &Host, handler: &Handler, event: Event, embedder: Arc<dyn Embedder>) -> Outcome {
+    queue(host, handler, event, embedder)
+        .wait(WAIT)
+        .expect("outcome within the bound")
+}
+
+/// The kind and message of a trap (any other outcome fails the test).
+pub fn trap(outcome: &Outcome) -> (TrapKind, &str) {
+    match outcome {
+        Outcome::Trap { kind, message } => (*kind, message),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// The kind of a trap (any other outcome fails the test).
+pub fn trap_kind(outcome: &Outcome) -> TrapKind {
+    trap(outcome).0
+}
+
+/// Waits (bounded by [`WAIT`]) until `cond` holds.
+pub fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A fresh directory under the test target's tmp dir.
