@@ -8,10 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearsay_host::{
-    Handler, HandlerSpec, Host, HostConfig, ModuleSource, Outcome, Ticket, TrapKind,
+use hearsay_host::{Handler, Host, HostConfig, Ticket, TrapKind};
+use support::{
+    assert_reply, guests, query, queue, run, scratch_dir, spec, trap, until, TestEmbedder, WAIT,
 };
-use support::{guests, query, queue, run, scratch_dir, trap, until, TestEmbedder, WAIT};
 
 /// What the sleeping guests ask for: an hour.
 const HOUR: &[u8] = b"3600";
@@ -28,9 +28,9 @@ fn host(workers: usize) -> Host {
 }
 
 fn probe(host: &Host, name: &str, timeout: Duration) -> Handler {
-    let mut spec = HandlerSpec::new(name, ModuleSource::Path(guests().probe.clone()));
-    spec.limits.timeout = timeout;
-    host.load(spec).unwrap()
+    let mut probe = spec(name, &guests().probe);
+    probe.limits.timeout = timeout;
+    host.load(probe).unwrap()
 }
 
 #[test]
@@ -48,12 +48,7 @@ fn a_guest_sleeping_in_a_host_call_ends_at_its_deadline_and_its_next_event_runs(
     let stats = sleeper.stats();
     assert_eq!((stats.timeouts, stats.running), (1, 0), "{stats:?}");
 
-    let emb = TestEmbedder::new();
-    assert_eq!(
-        run(&host, &sleeper, query("state", b""), emb.clone()),
-        Outcome::Ok
-    );
-    assert_eq!(emb.reply_text(), "calls=1 word=7");
+    assert_reply(&host, &sleeper, "state", b"", "calls=1 word=7");
 }
 
 #[test]
@@ -71,20 +66,10 @@ fn four_sleeping_handlers_do_not_keep_echo_from_answering() {
         sleepers.iter().all(|s| s.stats().running == 1)
     });
 
-    let echo = host
-        .load(HandlerSpec::new(
-            "echo",
-            ModuleSource::Path(guests().echo.clone()),
-        ))
-        .unwrap();
+    let echo = host.load(spec("echo", &guests().echo)).unwrap();
     for i in 0..3 {
-        let emb = TestEmbedder::new();
         let payload = format!("answer {i}");
-        assert_eq!(
-            run(&host, &echo, query("ping", payload.as_bytes()), emb.clone()),
-            Outcome::Ok
-        );
-        assert_eq!(emb.reply_text(), payload);
+        assert_reply(&host, &echo, "ping", payload.as_bytes(), &payload);
     }
     // Still asleep, and visible as running (not idle) with the age of the oldest event.
     for (s, t) in sleepers.iter().zip(&tickets) {
@@ -98,9 +83,9 @@ fn four_sleeping_handlers_do_not_keep_echo_from_answering() {
 #[test]
 fn a_stalled_asker_does_not_hold_a_handler_past_its_deadline() {
     let host = host(2);
-    let mut spec = HandlerSpec::new("echo", ModuleSource::Path(guests().echo.clone()));
-    spec.limits.timeout = Duration::from_secs(1);
-    let echo = host.load(spec).unwrap();
+    let mut echo = spec("echo", &guests().echo);
+    echo.limits.timeout = Duration::from_secs(1);
+    let echo = host.load(echo).unwrap();
     let stalled = Arc::new(TestEmbedder {
         stall_writes: true,
         ..Arc::try_unwrap(TestEmbedder::new()).ok().unwrap()
@@ -112,22 +97,17 @@ fn a_stalled_asker_does_not_hold_a_handler_past_its_deadline() {
         "the stalled reply never finished"
     );
 
-    let emb = TestEmbedder::new();
-    assert_eq!(
-        run(&host, &echo, query("ping", b"next"), emb.clone()),
-        Outcome::Ok
-    );
-    assert_eq!(emb.reply_text(), "next");
+    assert_reply(&host, &echo, "ping", b"next", "next");
     assert_eq!(echo.stats().running, 0);
 }
 
 #[test]
 fn concurrency_is_per_handler_and_a_full_handler_queues_only_its_own_events() {
     let host = host(2);
-    let mut spec = HandlerSpec::new("sleeper", ModuleSource::Path(guests().probe.clone()));
-    spec.limits.timeout = Duration::from_secs(300);
-    spec.limits.concurrency = 2;
-    let sleeper = host.load(spec).unwrap();
+    let mut sleeper = spec("sleeper", &guests().probe);
+    sleeper.limits.timeout = Duration::from_secs(300);
+    sleeper.limits.concurrency = 2;
+    let sleeper = host.load(sleeper).unwrap();
     let _tickets: Vec<Ticket> = (0..3)
         .map(|_| queue(&host, &sleeper, query("sleep", HOUR), TestEmbedder::new()))
         .collect();
@@ -138,18 +118,8 @@ fn concurrency_is_per_handler_and_a_full_handler_queues_only_its_own_events() {
         "the third waits for the handler's own slot"
     );
 
-    let echo = host
-        .load(HandlerSpec::new(
-            "echo",
-            ModuleSource::Path(guests().echo.clone()),
-        ))
-        .unwrap();
-    let emb = TestEmbedder::new();
-    assert_eq!(
-        run(&host, &echo, query("ping", b"mine"), emb.clone()),
-        Outcome::Ok
-    );
-    assert_eq!(emb.reply_text(), "mine");
+    let echo = host.load(spec("echo", &guests().echo)).unwrap();
+    assert_reply(&host, &echo, "ping", b"mine", "mine");
 }
 
 #[test]
@@ -181,17 +151,8 @@ fn the_agent_wide_memory_cap_stops_a_bomb_with_its_reason_and_is_given_back() {
     }
     assert!(capped >= 1, "no bomb was stopped by the agent-wide cap");
     // What the bombs held is given back: a fresh event of another handler runs.
-    let echo = host
-        .load(HandlerSpec::new(
-            "echo",
-            ModuleSource::Path(guests().echo.clone()),
-        ))
-        .unwrap();
-    let emb = TestEmbedder::new();
-    assert_eq!(
-        run(&host, &echo, query("ping", b"room"), emb.clone()),
-        Outcome::Ok
-    );
+    let echo = host.load(spec("echo", &guests().echo)).unwrap();
+    assert_reply(&host, &echo, "ping", b"room", "room");
     assert!(host.memory_in_use() < cap / 2, "{}", host.memory_in_use());
 }
 

@@ -7,10 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hearsay_host::{
-    Dispatch, Event, HandlerSpec, Host, HostConfig, ModuleSource, Query, UserEvent,
-};
-use support::{guests, TestEmbedder};
+use hearsay_host::{Dispatch, Event, Host, HostConfig, Query, UserEvent};
+use support::{guests, spec, TestEmbedder};
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -72,12 +70,7 @@ fn probe_host(per_second: u32, per_event: u32) -> (Host, hearsay_host::Handler) 
         ..HostConfig::default()
     })
     .unwrap();
-    let probe = host
-        .load(HandlerSpec::new(
-            "probe",
-            ModuleSource::Path(guests().probe.clone()),
-        ))
-        .unwrap();
+    let probe = host.load(spec("probe", &guests().probe)).unwrap();
     (host, probe)
 }
 
@@ -141,18 +134,8 @@ fn guest_logs_errors_and_traps_are_logged_with_handler_and_event() {
         ..HostConfig::default()
     })
     .unwrap();
-    let echo = host
-        .load(HandlerSpec::new(
-            "echo",
-            ModuleSource::Path(guests().echo.clone()),
-        ))
-        .unwrap();
-    let probe = host
-        .load(HandlerSpec::new(
-            "probe",
-            ModuleSource::Path(guests().probe.clone()),
-        ))
-        .unwrap();
+    let echo = host.load(spec("echo", &guests().echo)).unwrap();
+    let probe = host.load(spec("probe", &guests().probe)).unwrap();
     let user = Event::User(UserEvent {
         name: "deploy".into(),
         payload: b"v2".to_vec(),

@@ -62,6 +62,16 @@ pub fn trap(outcome: &Outcome) -> (TrapKind, &str) {
     }
 }
 
+/// Runs query `name` with `payload` in `handler` and asserts it answered `Ok` with `reply`.
+pub fn assert_reply(host: &Host, handler: &Handler, name: &str, payload: &[u8], reply: &str) {
+    let emb = TestEmbedder::new();
+    assert_eq!(
+        run(host, handler, query(name, payload), emb.clone()),
+        Outcome::Ok
+    );
+    assert_eq!(emb.reply_text(), reply);
+}
+
 /// The kind of a trap (any other outcome fails the test).
 pub fn trap_kind(outcome: &Outcome) -> TrapKind {
     trap(outcome).0
