@@ -1,8 +1,10 @@
 //! The WebAssembly components the handler and query figures run: the ready-made `echo` and
-//! `blob` handlers and the bench's own `slow` guest
-//! (`runtime/bench/guests/slow`: sleeps 100 ms per user event). Built once for wasm32-wasip2
-//! with cargo, into `wasm-guests/` of the target directory, unless `--wasm-dir` names a
-//! directory that already holds them.
+//! `blob` handlers, the bench's own `slow` guest (`runtime/bench/guests/slow`: sleeps 100 ms per
+//! user event) and hearsay-host's hostile test guest `probe` (`runtime/host/tests/guests/probe`:
+//! the query name picks what it does; the isolation figures use `sleep`, `loop` and `log`).
+//! Built once for wasm32-wasip2 with cargo, into `wasm-guests/` of the target directory, unless
+//! `--wasm-dir` names a directory that already holds them (`probe` may be missing there: only
+//! the isolation figures need it).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,12 @@ pub struct Guests {
     pub slow: PathBuf,
     /// Answers a query whose payload is a decimal byte count with that many bytes.
     pub blob: PathBuf,
+    /// The hostile test guest, when built or present in `--wasm-dir`.
+    pub probe: Option<PathBuf>,
 }
+
+/// The probe's file name (optional in `--wasm-dir`).
+const PROBE: &str = "hearsay_test_probe.wasm";
 
 const FILES: &[&str] = &[
     "hearsay_handler_echo.wasm",
@@ -32,6 +39,7 @@ fn from_dir(dir: &Path) -> Option<Guests> {
         echo: all[0].clone(),
         slow: all[1].clone(),
         blob: all[2].clone(),
+        probe: Some(dir.join(PROBE)).filter(|p| p.is_file()),
     })
 }
 
@@ -81,7 +89,11 @@ pub fn locate(given: Option<&Path>) -> Result<Guests> {
         );
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for manifest in ["handlers/Cargo.toml", "runtime/bench/guests/Cargo.toml"] {
+    for manifest in [
+        "handlers/Cargo.toml",
+        "runtime/bench/guests/Cargo.toml",
+        "runtime/host/tests/guests/Cargo.toml",
+    ] {
         eprintln!("[bench] building {manifest} for wasm32-wasip2 ...");
         let status = Command::new(&cargo)
             .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])

@@ -42,6 +42,10 @@ pub struct CostSamples {
     pub p99: Vec<f64>,
     /// Per burst of events fired at once: events handled per second.
     pub per_sec: Vec<f64>,
+    /// Events timed, and how many of them to hearsay's log-budget summary line instead of the
+    /// guest's own line (see [`HandlerAgent::handled`]).
+    pub timed: usize,
+    pub summarised: usize,
 }
 
 /// CPU per event of a lone agent fed bursts of user events, one sample per burst, in seconds.
@@ -53,6 +57,9 @@ pub struct CpuSamples {
     pub without: Vec<f64>,
     /// `with_handler − without`, burst by burst: what the handler costs per event.
     pub handler: Vec<f64>,
+    /// Events with the handler, and how many of them ended at hearsay's log-budget summary line.
+    pub timed: usize,
+    pub summarised: usize,
 }
 
 /// Samples of the fast handler's latency beside a slow one.
@@ -114,19 +121,30 @@ impl Drop for Scratch {
 
 /// One handler of a lone agent: serf runs a script, hearsay a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Logs the event at once: serf `echo "NAME $SERF_USER_EVENT"`; hearsay the `echo` component.
     Echo,
     /// Sleeps 100 ms, then logs: serf `sleep 0.1; echo ...`; hearsay the bench's `slow` component.
     Slow,
+    /// hearsay only: the `probe` test guest on `query:QUERY` (its mode), with `limits`
+    /// (a TOML inline table's contents) and clocks granted; see [`crate::isolation`].
+    Probe {
+        query: &'static str,
+        limits: &'static str,
+    },
 }
 
 /// A lone agent (serf or hearsay) running user-event `handlers`, named as given, one after
 /// another in that order, and an RPC client feeding it events.
-struct HandlerAgent {
+pub(crate) struct HandlerAgent {
     imp: Impl,
-    proc: Proc,
+    pub(crate) proc: Proc,
     rpc: RpcClient,
+    /// The agent's RPC port (for further clients).
+    pub(crate) rpc_port: u16,
+    /// Events whose end [`Self::handled`] took from hearsay's `suppressed N guest log lines`
+    /// summary (the guest's own line was over the handler's log budget).
+    pub(crate) summarised: std::cell::Cell<usize>,
     _dir: Scratch,
 }
 
@@ -134,7 +152,7 @@ impl HandlerAgent {
     /// serf: `-event-handler user=SCRIPT` per handler. hearsay: `hearsay agent -config-file`
     /// with one `[[handler]]` block per handler (`events = "user"`; the slow one granted clocks
     /// for its sleep); components compiled at load or taken from the agent's disk cache.
-    fn start(
+    pub(crate) fn start(
         tools: &Tools,
         guests: Option<&Guests>,
         imp: Impl,
@@ -158,6 +176,7 @@ impl HandlerAgent {
                     let body = match kind {
                         Kind::Echo => format!("echo \"{h} $SERF_USER_EVENT\""),
                         Kind::Slow => format!("sleep 0.1\necho \"{h} $SERF_USER_EVENT\""),
+                        Kind::Probe { .. } => bail!("serf has no equivalent of the probe guest"),
                     };
                     let script = dir.script(&format!("{h}.sh"), &body)?;
                     cmd.arg(format!("-event-handler=user={}", script.display()));
@@ -167,13 +186,22 @@ impl HandlerAgent {
                 let guests = guests.context("no WebAssembly guests")?;
                 let mut toml = String::new();
                 for (h, kind) in handlers {
-                    let (module, clocks) = match kind {
-                        Kind::Echo => (&guests.echo, false),
-                        Kind::Slow => (&guests.slow, true),
+                    let (module, clocks, events, limits) = match kind {
+                        Kind::Echo => (&guests.echo, false, "user".into(), "queue = 1024"),
+                        Kind::Slow => (&guests.slow, true, "user".into(), "queue = 1024"),
+                        Kind::Probe { query, limits } => (
+                            guests
+                                .probe
+                                .as_ref()
+                                .context("the probe test guest is not built")?,
+                            true,
+                            format!("query:{query}"),
+                            *limits,
+                        ),
                     };
                     toml.push_str(&format!(
-                        "[[handler]]\nname = \"{h}\"\nmodule = \"{}\"\nevents = \"user\"\n\
-                         limits = {{ queue = 1024 }}\ngrants = {{ clocks = {clocks} }}\n\n",
+                        "[[handler]]\nname = \"{h}\"\nmodule = \"{}\"\nevents = \"{events}\"\n\
+                         limits = {{ {limits} }}\ngrants = {{ clocks = {clocks} }}\n\n",
                         module.display()
                     ));
                 }
@@ -200,12 +228,14 @@ impl HandlerAgent {
             imp,
             proc,
             rpc,
+            rpc_port,
+            summarised: std::cell::Cell::new(0),
             _dir: dir,
         })
     }
 
     /// Fires user event `event` over RPC and waits for the agent's acknowledgement.
-    fn fire(&mut self, event: &str) -> Result<()> {
+    pub(crate) fn fire(&mut self, event: &str) -> Result<()> {
         self.rpc.event(event, b"x")?;
         self.rpc.wait_all()
     }
@@ -221,7 +251,7 @@ impl HandlerAgent {
 
     /// When the agent logged `Received event: user-event: EVENT` (both agents log this line
     /// before running any handler).
-    fn received(&self, event: &str) -> Result<Instant> {
+    pub(crate) fn received(&self, event: &str) -> Result<Instant> {
         let mark = format!("agent: Received event: user-event: {event}");
         // Both lines carry a timestamp and level before the message; hearsay's has fields after.
         self.wait(&format!("received line of {event}"), |l| {
@@ -233,8 +263,10 @@ impl HandlerAgent {
 
     /// When handler `handler` logged that it ran for `event`: serf's `script output` line of
     /// the script echoing `HANDLER EVENT`; hearsay's guest log line (`user event EVENT ...`,
-    /// with the field `handler="HANDLER"`).
-    fn handled(&self, handler: &str, event: &str) -> Result<Instant> {
+    /// with the field `handler="HANDLER"`), or, when that line was over the handler's log budget
+    /// (50 lines per second), the host's summary at the event's end (`suppressed N guest log
+    /// lines ...` with `handler=HANDLER event=user:EVENT`; counted in [`Self::summarised`]).
+    pub(crate) fn handled(&self, handler: &str, event: &str) -> Result<Instant> {
         let what = format!("{handler}'s output for {event}");
         match self.imp {
             Impl::Serf => {
@@ -246,7 +278,25 @@ impl HandlerAgent {
                     format!("user event {event} "),
                     format!("handler=\"{handler}\""),
                 );
-                self.wait(&what, |l| l.contains(&text) && l.contains(&field))
+                let (bare, ev) = (format!("handler={handler} "), format!("event=user:{event}"));
+                let mut summary = false;
+                let t = self.wait(&what, |l| {
+                    if l.contains(&text) && l.contains(&field) {
+                        summary = false;
+                        return true;
+                    }
+                    let is_summary = l.contains("suppressed ")
+                        && l.contains(&bare)
+                        && l.find(&ev).is_some_and(|i| {
+                            l[i + ev.len()..].is_empty() || l[i + ev.len()..].starts_with(' ')
+                        });
+                    summary = is_summary;
+                    is_summary
+                })?;
+                if summary {
+                    self.summarised.set(self.summarised.get() + 1);
+                }
+                Ok(t)
             }
         }
     }
@@ -301,6 +351,8 @@ pub fn agent_cost(
         out.per_sec
             .push(plan.events as f64 / secs(last.saturating_duration_since(first)).max(1e-9));
     }
+    out.timed = 1 + 2 * plan.rounds * plan.events;
+    out.summarised = agent.summarised.get();
     agent.proc.kill();
     Ok(out)
 }
@@ -343,6 +395,10 @@ pub fn agent_cpu(
             } else {
                 out.without.push(per_event);
             }
+        }
+        if with {
+            out.timed = 1 + plan.rounds * plan.cpu_events;
+            out.summarised = agent.summarised.get();
         }
         agent.proc.kill();
     }
@@ -525,7 +581,7 @@ pub fn hearsay_cost(guests: &Guests, plan: HandlerPlan) -> Result<CostSamples> {
 }
 
 /// The 99th percentile of unsorted samples.
-fn p99(samples: &[f64]) -> f64 {
+pub(crate) fn p99(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
     if s.is_empty() {

@@ -12,7 +12,8 @@
 //! (default: `serf` on PATH), `--wasm-dir PATH` (the built handler components; default: build
 //! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
 //! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development),
-//! `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
+//! `--only KEY[,KEY...]` (only these sections: failure, events, queries, idle, handlers (5–8),
+//! sim (9), isolation (10)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
 //! `--sim-events E`, `--sim-crashes C`, and `--sim-bootstrap` to start each cluster converged
 //! instead of by the join storm).
 //! Progress goes to stderr.
@@ -20,8 +21,10 @@
 //! Sections: 1–4 live clusters (failure detection, user events, queries with small responses
 //! beside serf and large ones over QUIC for hearsay alone, idle footprint), 5–7 handlers (cost
 //! per event, a slow handler beside a fast one, memory with 10 handlers: serf's shell handlers
-//! against hearsay-host), 8 QUIC large responses at the transport, 9 the simulator. The query
-//! figures run the `echo` and `blob` components, so the live part builds them too.
+//! against hearsay-host), 8 QUIC large responses at the transport, 9 the simulator, 10 handler
+//! isolation (hearsay alone: `echo`'s latency beside sleeping, spinning and log-flooding
+//! handlers, hearsay-host's `probe` test guest). The query figures run the `echo` and `blob`
+//! components, so the live part builds them too.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
 //! every child is killed by pid when its measurement ends. Scale figures come from the
@@ -31,6 +34,7 @@ mod alloc;
 mod guests;
 mod handlers;
 mod inproc;
+mod isolation;
 mod live;
 mod machine;
 mod procs;
@@ -45,6 +49,7 @@ use anyhow::{bail, Context, Result};
 use guests::Guests;
 use handlers::HandlerPlan;
 use hearsay_swim::Profile;
+use isolation::{IsolationPlan, Setup};
 use live::{EventSamples, FailureSamples, IdleSamples};
 use machine::Machine;
 use procs::{Impl, Tools};
@@ -84,7 +89,15 @@ struct Args {
 }
 
 /// The keys `--only` takes, in report order.
-const SECTION_KEYS: &[&str] = &["failure", "events", "queries", "idle", "handlers", "sim"];
+const SECTION_KEYS: &[&str] = &[
+    "failure",
+    "events",
+    "queries",
+    "idle",
+    "handlers",
+    "sim",
+    "isolation",
+];
 
 impl Args {
     /// Whether the section `key` runs (`--only` names it, or `--only` was not given).
@@ -96,7 +109,7 @@ impl Args {
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
-[--only failure,events,queries,idle,handlers,sim] \
+[--only failure,events,queries,idle,handlers,sim,isolation] \
 [--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
@@ -195,7 +208,12 @@ struct Plan {
     try_10k: bool,
     handlers: HandlerPlan,
     quic: QuicPlan,
+    isolation: IsolationPlan,
 }
+
+/// echo's events in the isolation figures come at most this often: 40 per second, under the
+/// host's budget of 50 guest log lines per second per handler.
+const ISOLATION_GAP: Duration = Duration::from_millis(25);
 
 /// Large query responses between agents (hearsay alone).
 #[derive(Debug, Clone)]
@@ -253,6 +271,11 @@ impl Plan {
                     responders: 4,
                     bytes_each: 4 << 20,
                 },
+                isolation: IsolationPlan {
+                    rounds: 1,
+                    events: 20,
+                    gap: ISOLATION_GAP,
+                },
             }
         } else {
             Self {
@@ -289,6 +312,11 @@ impl Plan {
                     single_bytes: 128 << 20,
                     responders: 8,
                     bytes_each: 32 << 20,
+                },
+                isolation: IsolationPlan {
+                    rounds: 5,
+                    events: 100,
+                    gap: ISOLATION_GAP,
                 },
             }
         }
@@ -842,19 +870,23 @@ fn handler_cost_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section 
 fork per event), each event handled by one handler that logs it. serf: a lone `serf agent` with \
 `-event-handler user=h.sh`, a one-line script (`echo \"h $SERF_USER_EVENT\"`; serf runs \
 `/bin/sh -c` per event). hearsay: a lone `hearsay agent` with a `[[handler]]` block running the \
-`echo` component for `user` events (a fresh instance per event on the agent's worker pool; the \
-pool makes each handler's next instance after an event, so instantiation is not on the next \
-event's path, but every event still runs in an instance no event ran in). For \
+`echo` component for `user` events (each event an async task, in a fresh instance, on the \
+handler host's own tokio runtime, 2 threads; the host makes each handler's next instance after \
+an event, so instantiation is not on the next event's path, but every event still runs in an \
+instance no event ran in). For \
 both, a handler's time runs from the agent's `Received event: user-event` log line to the \
 handler's output line, both read from the agent's stdout by the bench (both agents log that \
-line, then hand the event to the handlers). {} round(s) of {} \
+line, then hand the event to the handlers); hearsay's host lets a handler log 50 lines per \
+second, so an event past that budget is timed to the line the host writes in its place at the \
+event's end (`suppressed 1 guest log lines ...`, naming the handler and event; counts in the \
+notes). {} round(s) of {} \
 events one at a time (median over all events; p99 per round), then a burst of {} events fired \
 at once (events/s from the first event's `Received` line to the last one's output; both agents \
 run one handler's events one after another). CPU: the same agent, then one with no handler, each \
 fed {} burst(s) of {} events; CPU per event from `/proc` (the agent's threads' `schedstat`, plus \
 serf's reaped handler processes' `cutime`+`cstime`) from the first request to the last output \
 line; the handler's share is the difference, burst by burst. Last row: hearsay's handler alone, \
-in the bench process (`hearsay-host`, 2 workers, `Host::dispatch` to the outcome on its \
+in the bench process (`hearsay-host`, 2 threads, `Host::dispatch` to the outcome on its \
 ticket), no agent, no log pipe.",
             hp.rounds, hp.events, hp.events, hp.rounds, hp.cpu_events
         ),
@@ -864,6 +896,13 @@ ticket), no agent, no log pipe.",
         handlers::agent_cost(tools, Some(guests), imp, hp)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    if h.timed > 0 {
+        sec.notes.push(format!(
+            "hearsay, time and throughput: {} of {} events (warm-up included) went past echo's \
+log budget and were timed to the host's summary line instead of echo's own.",
+            h.summarised, h.timed
+        ));
+    }
     let speedup = pct_of(&s.per_event) / pct_of(&h.per_event);
     sec.rows.push(
         Row::new("handler time per event (median)", 1, Unit::Secs)
@@ -896,6 +935,13 @@ ticket), no agent, no log pipe.",
         handlers::agent_cpu(tools, Some(guests), imp, hp)
     });
     let (s, h) = (s.unwrap_or_default(), h.unwrap_or_default());
+    if h.timed > 0 {
+        sec.notes.push(format!(
+            "hearsay, CPU: {} of {} events with the handler went past echo's log budget (the \
+host wrote its one summary line for each instead of echo's line).",
+            h.summarised, h.timed
+        ));
+    }
     let cheaper = pct_of(&s.handler) / pct_of(&h.handler);
     sec.rows.push(
         Row::new("CPU per event spent on the handler (median)", 1, Unit::Secs)
@@ -946,8 +992,8 @@ fn slow_fast_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Section {
 registered first. serf: `-event-handler user=slow.sh -event-handler user=fast.sh` (`sleep 0.1; \
 echo ...` and `echo ...`), which serf runs one after the other on its event loop. hearsay: two \
 `[[handler]]` blocks, the bench's `slow` component (sleeps 100 ms through the WASI monotonic \
-clock, clocks granted, then logs) and `echo` as the fast one, each with its own queue on the \
-agent's worker pool. Times from the RPC request being written to the handler's output line. \
+clock, clocks granted, then logs) and `echo` as the fast one, each with its own queue, their \
+events async tasks on the handler host's runtime. Times from the RPC request being written to the handler's output line. \
 {} events one at a time, then a stream of {} events 50 ms apart (faster than the slow handler \
 can keep up).",
             hp.slow_single, hp.slow_stream
@@ -1000,8 +1046,8 @@ fn handler_memory_section(tools: &Tools, guests: &Guests, plan: &Plan) -> Sectio
             "A lone agent with ten user-event handlers, after one user event ran all ten, idle \
 1 s; and the same agent with one handler. serf: ten `-event-handler` scripts (`echo ...`). \
 hearsay: ten `[[handler]]` blocks loading the `echo` component ten times under ten names (each \
-compiled or taken from the disk cache, pre-instantiated, with its own queue and stats), 4 \
-workers. VmRSS from `/proc/PID/status`, {reps} agent(s) each."
+compiled or taken from the disk cache, pre-instantiated, with its own queue and stats), the \
+host's runtime of 2 threads. VmRSS from `/proc/PID/status`, {reps} agent(s) each."
         ),
         ..Section::default()
     };
@@ -1392,6 +1438,188 @@ fn handler_sections(args: &Args, tools: &Tools, plan: &Plan, sections: &mut Vec<
     sections.push(quic_section(plan));
 }
 
+fn isolation_section(args: &Args, tools: &Tools, plan: &Plan) -> Section {
+    let ip = plan.isolation;
+    let mut sec = Section {
+        title: "10. Handler isolation".into(),
+        intro: format!(
+            "hearsay alone: what hostile handlers do to a well-behaved neighbour on the same \
+agent. A lone `hearsay agent` per setup runs the `echo` component for `user` events, as in \
+section 5, beside hearsay-host's hostile test guest `probe` (`runtime/host/tests/guests/probe`) \
+as further `[[handler]]` blocks, each on the query whose name is the probe's mode, set off by \
+queries over RPC (so echo never sees a query, nor a probe a user event): 4 handlers on \
+`query:sleep` (payload `3600`: each asleep in WASI's monotonic clock, a host call; timeout 1 h); \
+1, then 2 handlers on `query:loop` (spinning in wasm; timeout 1 h; 2 is as many as the host has \
+threads); 1 handler on `query:log` (payload `{} TEXT`: logs TEXT {} times; timeout 30 s, queue \
+2), the query fired every {} ms throughout. Per setup, {} round(s) of {} echo events one at a \
+time, at most one per {} ms (under the host's budget of 50 guest log lines per second per \
+handler, so every event is timed to echo's own line), each timed as in section 5 from the \
+agent's `Received event: user-event` line to echo's guest log line; p99 per round. Checks, so \
+that a setup cannot measure nothing: before and after each round the `handlers` RPC (what \
+`hearsay handlers` lists: RUNNING, finished events, suppressed log lines) counts the probes' \
+events running, and the agent's CPU time over the round (`/proc` schedstat) shows what the \
+probes burnt. serf has no equivalent: it runs an event's handlers one after another, so a \
+handler asleep blocks every later one (section 6); its column is empty, and the ratio column \
+compares each setup with echo alone.",
+            isolation::FLOOD_LINES,
+            isolation::FLOOD_LINES,
+            isolation::FLOOD_EVERY.as_millis(),
+            ip.rounds,
+            ip.events,
+            ip.gap.as_millis(),
+        ),
+        ..Section::default()
+    };
+    let guests = match guests::locate(args.wasm_dir.as_deref()) {
+        Ok(g) => g,
+        Err(e) => {
+            sec.notes.push(format!(
+                "not measured: the wasm components are unavailable: {e:#}"
+            ));
+            return sec;
+        }
+    };
+    if tools.agent.is_none() {
+        sec.notes
+            .push("not measured: the `hearsay` binary is not built".to_owned());
+        return sec;
+    }
+    let mut alone: Option<isolation::IsolationSamples> = None;
+    for setup in Setup::ALL {
+        let t = Instant::now();
+        eprintln!("[bench] isolation: echo {} ...", setup.label());
+        let result = isolation::measure(tools, &guests, setup, ip).or_else(|e| {
+            eprintln!(
+                "[bench] isolation: {} failed, retrying once: {e:#}",
+                setup.label()
+            );
+            sec.notes.push(format!(
+                "echo {}: the first attempt failed and was retried: {}",
+                setup.label(),
+                first_line(&format!("{e:#}"))
+            ));
+            isolation::measure(tools, &guests, setup, ip)
+        });
+        eprintln!(
+            "[bench] isolation: {} took {:.1} s",
+            setup.label(),
+            t.elapsed().as_secs_f64()
+        );
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                sec.notes.push(format!(
+                    "echo {}: failed: {}",
+                    setup.label(),
+                    first_line(&format!("{e:#}"))
+                ));
+                continue;
+            }
+        };
+        if let Some(t) = &r.echo_trouble {
+            sec.notes.push(t.clone());
+        }
+        let base = alone.as_ref();
+        let vs = |pick: fn(&isolation::IsolationSamples) -> &Vec<f64>| {
+            base.map(|b| pick(b).clone()).unwrap_or_default()
+        };
+        let anchor = if setup == Setup::Alone {
+            "serf: no equivalent (one handler at a time); ratio: against echo alone (itself)"
+        } else {
+            "serf: no equivalent (one handler at a time); ratio: against echo alone"
+        };
+        let mut median = Row::new(
+            &format!("echo per event {} (median)", setup.label()),
+            1,
+            Unit::Secs,
+        )
+        .hearsay(&r.per_event)
+        .versus(&if setup == Setup::Alone {
+            r.per_event.clone()
+        } else {
+            vs(|b| &b.per_event)
+        })
+        .reference(anchor);
+        if setup == Setup::Sleepers {
+            median = median.headline();
+        }
+        sec.rows.push(median);
+        sec.rows.push(
+            Row::new(
+                &format!("echo per event {} (p99 of a round)", setup.label()),
+                1,
+                Unit::Secs,
+            )
+            .hearsay(&r.p99)
+            .versus(&if setup == Setup::Alone {
+                r.p99.clone()
+            } else {
+                vs(|b| &b.p99)
+            })
+            .reference(anchor),
+        );
+        sec.rows.push(
+            Row::new(
+                &format!("agent CPU while echo ran, {} (cores)", setup.label()),
+                1,
+                Unit::Count(" cores"),
+            )
+            .hearsay(&r.cores)
+            .reference("CPU time of the agent's threads over each round's wall time"),
+        );
+        let expected = setup.expected_running();
+        if expected > 0 {
+            let finished = if setup == Setup::Flood {
+                format!("{} flood queries fired", r.floods_fired)
+            } else {
+                format!(
+                    "probe events finished meanwhile: {} (the same events ran throughout)",
+                    r.hostile_finished
+                )
+            };
+            sec.rows.push(
+                Row::new(
+                    &format!("check: probe events running, {}", setup.label()),
+                    1,
+                    Unit::Count(""),
+                )
+                .hearsay(&r.running)
+                .reference(format!(
+                    "want {expected} at every check (`handlers` RPC before and after each \
+round); {finished}"
+                )),
+            );
+        }
+        if setup == Setup::Flood {
+            sec.rows.push(
+                Row::new(
+                    "check: flood's guest log lines suppressed per second",
+                    1,
+                    Unit::Count(" /s"),
+                )
+                .hearsay(&r.suppressed_per_sec)
+                .reference("`log_suppressed` of the `handlers` RPC over each round"),
+            );
+            sec.rows.push(
+                Row::new(
+                    "check: flood's lines in the agent's log per second",
+                    1,
+                    Unit::Count(" /s"),
+                )
+                .hearsay(&r.flood_lines_per_sec)
+                .reference(
+                    "its guest lines and the host's summaries, read by the bench; budget 50 \
+guest lines per second per handler",
+                ),
+            );
+        }
+        if setup == Setup::Alone {
+            alone = Some(r);
+        }
+    }
+    sec
+}
+
 fn main() -> Result<()> {
     let started = Instant::now();
     let mut args = parse_args()?;
@@ -1462,6 +1690,13 @@ fn main() -> Result<()> {
         run_notes.push("Simulator section skipped (--no-sim).".to_owned());
     } else if args.wants("sim") {
         sections.push(sim_section(&plan));
+    }
+    if args.no_handlers {
+        if args.wants("isolation") {
+            run_notes.push("Handler isolation section skipped (--no-handlers).".to_owned());
+        }
+    } else if args.wants("isolation") {
+        sections.push(isolation_section(&args, &tools, &plan));
     }
     if !args.only.is_empty() {
         run_notes.push(format!(

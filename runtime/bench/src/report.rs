@@ -17,6 +17,9 @@ pub struct Row {
     pub reference: String,
     /// Also listed in the headline table.
     pub headline: bool,
+    /// What the ratio column compares hearsay with when serf has no figure (e.g. the same
+    /// measurement in a baseline setup); the anchor must say so.
+    pub versus: Option<Summary>,
 }
 
 impl Row {
@@ -29,6 +32,7 @@ impl Row {
             hearsay: None,
             reference: String::new(),
             headline: false,
+            versus: None,
         }
     }
 
@@ -40,6 +44,20 @@ impl Row {
     pub fn hearsay(mut self, samples: &[f64]) -> Self {
         self.hearsay = Summary::of(samples);
         self
+    }
+
+    /// The ratio column compares hearsay with these samples instead of serf's.
+    pub fn versus(mut self, samples: &[f64]) -> Self {
+        self.versus = Summary::of(samples);
+        self
+    }
+
+    /// The ratio cell: hearsay over serf, else over [`Row::versus`].
+    fn ratio(&self) -> String {
+        ratio(
+            self.hearsay.as_ref(),
+            self.serf.as_ref().or(self.versus.as_ref()),
+        )
     }
 
     pub fn reference(mut self, r: impl Into<String>) -> Self {
@@ -132,6 +150,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
                     r.n,
                     r.serf.map_or("—".into(), |x| r.unit.fmt(x.median)),
                     r.hearsay.map_or("—".into(), |x| r.unit.fmt(x.median)),
+                    // Strictly hearsay/serf here: a row's `versus` ratio needs its anchor.
                     ratio(r.hearsay.as_ref(), r.serf.as_ref()),
                 );
             }
@@ -172,7 +191,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
                         r.n,
                         r.unit.fmt_summary(r.serf.as_ref()),
                         r.unit.fmt_summary(r.hearsay.as_ref()),
-                        ratio(r.hearsay.as_ref(), r.serf.as_ref()),
+                        r.ratio(),
                         cell(&r.reference)
                     );
                 }
@@ -200,9 +219,10 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
             o,
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
 CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone; \
-`--only events,queries` (keys: failure, events, queries, idle, handlers, sim) runs only those \
-sections. \
-The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`) for \
+`--only events,queries` (keys: failure, events, queries, idle, handlers, sim, isolation) runs \
+only those sections. \
+The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`, \
+and hearsay-host's test guest `probe` in `runtime/host/tests/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \
 Anchors come from `../shared/reference/performance-anchors.md`."
         );

@@ -18,6 +18,7 @@ const SECTIONS: &[&str] = &[
     "## 7. Memory with 10 handlers",
     "## 8. Large responses over QUIC",
     "## 9. Scale (simulator)",
+    "## 10. Handler isolation",
     "## Not yet measured",
     "## Reproduce",
 ];
@@ -72,6 +73,37 @@ const QUIC: &[&str] = &[
     "QUIC: 4 concurrent 4 MiB responses, aggregate",
     "QUIC: all 4 responses read whole",
     "quinn: one bare stream of 16 MiB",
+];
+
+/// Handler isolation (hearsay alone, serf column empty): echo's latency in each setup, with a
+/// ratio against echo alone.
+const ISOLATION_LATENCY: &[&str] = &[
+    "echo per event alone (median)",
+    "echo per event alone (p99 of a round)",
+    "echo per event beside 4 handlers asleep in a host call (median)",
+    "echo per event beside 4 handlers asleep in a host call (p99 of a round)",
+    "echo per event beside a handler spinning in wasm (median)",
+    "echo per event beside a handler spinning in wasm (p99 of a round)",
+    "echo per event beside 2 handlers spinning in wasm (both host threads) (median)",
+    "echo per event beside 2 handlers spinning in wasm (both host threads) (p99 of a round)",
+    "echo per event beside a handler flooding the log (median)",
+    "echo per event beside a handler flooding the log (p99 of a round)",
+];
+
+/// Handler isolation: the agent's CPU per setup and the checks that each hostile setup did
+/// what it should (values present; never what they are).
+const ISOLATION_CHECKS: &[&str] = &[
+    "agent CPU while echo ran, alone (cores)",
+    "agent CPU while echo ran, beside 4 handlers asleep in a host call (cores)",
+    "agent CPU while echo ran, beside a handler spinning in wasm (cores)",
+    "agent CPU while echo ran, beside 2 handlers spinning in wasm (both host threads) (cores)",
+    "agent CPU while echo ran, beside a handler flooding the log (cores)",
+    "check: probe events running, beside 4 handlers asleep in a host call",
+    "check: probe events running, beside a handler spinning in wasm",
+    "check: probe events running, beside 2 handlers spinning in wasm (both host threads)",
+    "check: probe events running, beside a handler flooding the log",
+    "check: flood's guest log lines suppressed per second",
+    "check: flood's lines in the agent's log per second",
 ];
 
 /// Agent-only figures (coalesced member events): serf's and `hearsay agent`'s.
@@ -201,6 +233,26 @@ fn quick_mode_produces_every_figure() {
         let r = rows(&report, f);
         assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
         assert!(r.iter().all(|c| c[4] != "—"), "no hearsay value for {f:?}");
+    }
+    for f in ISOLATION_LATENCY {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        for cells in r.iter().filter(|c| c.len() == 8) {
+            assert_eq!(cells[3], "—", "serf has no value for {f:?}\n{report}");
+            assert_ne!(cells[4], "—", "no hearsay value for {f:?}\n{report}");
+            assert_ne!(
+                cells[5], "—",
+                "no ratio against echo alone for {f:?}\n{report}"
+            );
+        }
+    }
+    for f in ISOLATION_CHECKS {
+        let r = rows(&report, f);
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        assert!(
+            r.iter().all(|c| c[4] != "—"),
+            "no value for {f:?}\n{report}"
+        );
     }
     for f in QUIC {
         // The section's rows have four columns (the headline table's have five).
