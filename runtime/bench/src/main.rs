@@ -1454,7 +1454,11 @@ threads); 1 handler on `query:log` (payload `{} TEXT`: logs TEXT {} times; timeo
 2), the query fired every {} ms throughout. Per setup, {} round(s) of {} echo events one at a \
 time, at most one per {} ms (under the host's budget of 50 guest log lines per second per \
 handler, so every event is timed to echo's own line), each timed as in section 5 from the \
-agent's `Received event: user-event` line to echo's guest log line; p99 per round. Checks, so \
+agent's `Received event: user-event` line to echo's guest log line; p99 per round. Unlike \
+section 5's events, which come back to back, these come tens of milliseconds apart, so an \
+event usually finds the threads it needs parked (the agent's, the host's, the bench's reader) \
+and echo alone takes longer here than there: each setup is compared with echo alone measured \
+the same way. Checks, so \
 that a setup cannot measure nothing: before and after each round the `handlers` RPC (what \
 `hearsay handlers` lists: RUNNING, finished events, suppressed log lines) counts the probes' \
 events running, and the agent's CPU time over the round (`/proc` schedstat) shows what the \
