@@ -1,0 +1,374 @@
+//! The wire format of Serf's RPC protocol (IPC version 1): a stream of msgpack values with no
+//! framing, each request a header map (`Command`, `Seq`) optionally followed by a body map,
+//! each response a header map (`Seq`, `Error`) optionally followed by a body. Values are read
+//! and written with the go-msgpack codec of `hearsay-swim` as [`Value`] trees; this module adds
+//! incremental decoding from a byte buffer and typed access to the fields of a map.
+
+use crate::error::{Error, Result};
+pub use hearsay_swim::wire::msgpack::Value;
+use hearsay_swim::wire::msgpack::{Reader, Writer};
+use std::collections::BTreeMap;
+
+/// The largest single msgpack value accepted from a peer. Serf's requests and records are
+/// small (events and queries are capped far below this); the bound keeps a hostile client
+/// from making the agent buffer without limit.
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Decodes one value from the front of `buf`: `Ok(None)` when more bytes are needed, else
+/// the value and how many bytes it used. Malformed input is [`Error::Protocol`].
+pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
+    // Check completeness with the allocation-free skip first: a large value arriving in
+    // many reads is then scanned, not rebuilt as a tree, on every read.
+    let complete = Reader::new(buf).skip();
+    let mut r = Reader::new(buf);
+    match complete.and_then(|()| r.value()) {
+        Ok(v) => Ok(Some((v, r.position()))),
+        Err(hearsay_swim::Error::Truncated { .. }) => {
+            if buf.len() >= MAX_VALUE_BYTES {
+                return Err(Error::Protocol(format!(
+                    "message larger than {MAX_VALUE_BYTES} bytes"
+                )));
+            }
+            Ok(None)
+        }
+        Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
+    }
+}
+
+/// Appends the encoding of `v` to `out`.
+pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
+    let mut w = Writer::new(std::mem::take(out));
+    w.value(v);
+    *out = w.into_inner();
+}
+
+/// Builds a struct-like map; go-msgpack writes a struct's fields sorted by name, so do we.
+pub fn map(mut fields: Vec<(&str, Value)>) -> Value {
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    Value::Map(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Value::Raw(k.as_bytes().to_vec()), v))
+            .collect(),
+    )
+}
+
+/// A string value.
+pub fn s(v: &str) -> Value {
+    Value::Raw(v.as_bytes().to_vec())
+}
+
+/// A `map[string]string` value.
+pub fn string_map(m: &BTreeMap<String, String>) -> Value {
+    Value::Map(m.iter().map(|(k, v)| (s(k), s(v))).collect())
+}
+
+/// A `[]string` value.
+pub fn strings(v: &[String]) -> Value {
+    Value::Array(v.iter().map(|x| s(x)).collect())
+}
+
+/// Typed, Go-tolerant access to a struct decoded as a map: a missing field or nil reads as
+/// the zero value, as go-msgpack leaves it; a field of the wrong type is an error naming it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pairs: &'a [(Value, Value)],
+}
+
+const EMPTY: &[(Value, Value)] = &[];
+
+impl<'a> Fields<'a> {
+    /// The fields of `v`, which must be a map or nil (`what` names the struct in errors).
+    pub fn of(v: &'a Value, what: &str) -> Result<Self> {
+        match v {
+            Value::Map(pairs) => Ok(Self { pairs }),
+            Value::Nil => Ok(Self { pairs: EMPTY }),
+            other => Err(Error::Protocol(format!(
+                "{what}: expected a map, found {}",
+                kind(other)
+            ))),
+        }
+    }
+
+    /// The raw value of a field, if present.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| matches!(k, Value::Raw(b) if b == name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    pub fn str(&self, name: &str) -> Result<String> {
+        self.get(name)
+            .map_or(Ok(String::new()), |v| as_string(v, name))
+    }
+
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(Vec::new()),
+            Some(Value::Raw(b)) => Ok(b.clone()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Uint(u) if *u <= 255 => Ok(*u as u8),
+                    _ => Err(bad(name, "bytes", i)),
+                })
+                .collect(),
+            Some(other) => Err(bad(name, "bytes", other)),
+        }
+    }
+
+    pub fn uint(&self, name: &str) -> Result<u64> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(0),
+            Some(Value::Uint(u)) => Ok(*u),
+            Some(other) => Err(bad(name, "unsigned integer", other)),
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Result<i64> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(0),
+            Some(Value::Uint(u)) => {
+                i64::try_from(*u).map_err(|_| bad(name, "int64", &Value::Uint(*u)))
+            }
+            Some(Value::Int(i)) => Ok(*i),
+            Some(other) => Err(bad(name, "integer", other)),
+        }
+    }
+
+    pub fn float(&self, name: &str) -> Result<f64> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(0.0),
+            Some(Value::Float(f)) => Ok(*f),
+            Some(Value::Uint(u)) => Ok(*u as f64),
+            Some(Value::Int(i)) => Ok(*i as f64),
+            Some(other) => Err(bad(name, "float", other)),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        match self.get(name) {
+            None | Some(Value::Nil) | Some(Value::Uint(0)) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Uint(1)) => Ok(true),
+            Some(other) => Err(bad(name, "bool", other)),
+        }
+    }
+
+    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items.iter().map(|i| as_string(i, name)).collect(),
+            Some(other) => Err(bad(name, "array of strings", other)),
+        }
+    }
+
+    pub fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(BTreeMap::new()),
+            Some(Value::Map(pairs)) => pairs
+                .iter()
+                .map(|(k, v)| Ok((as_string(k, name)?, as_string(v, name)?)))
+                .collect(),
+            Some(other) => Err(bad(name, "map of strings", other)),
+        }
+    }
+
+    /// A `map[string]int` field (the key counts of `list-keys`).
+    pub fn int_map(&self, name: &str) -> Result<BTreeMap<String, i64>> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(BTreeMap::new()),
+            Some(Value::Map(pairs)) => pairs
+                .iter()
+                .map(|(k, v)| {
+                    let n = match v {
+                        Value::Uint(u) => *u as i64,
+                        Value::Int(i) => *i,
+                        other => return Err(bad(name, "integer", other)),
+                    };
+                    Ok((as_string(k, name)?, n))
+                })
+                .collect(),
+            Some(other) => Err(bad(name, "map of integers", other)),
+        }
+    }
+}
+
+/// A string from a raw value (nil is empty).
+pub fn as_string(v: &Value, field: &str) -> Result<String> {
+    match v {
+        Value::Nil => Ok(String::new()),
+        Value::Raw(b) => String::from_utf8(b.clone())
+            .map_err(|_| Error::Protocol(format!("field {field} is not valid UTF-8"))),
+        other => Err(bad(field, "string", other)),
+    }
+}
+
+fn bad(field: &str, want: &str, got: &Value) -> Error {
+    Error::Protocol(format!(
+        "field {field}: expected {want}, found {}",
+        kind(got)
+    ))
+}
+
+/// The msgpack type of a value, for error messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Bool(_) => "bool",
+        Value::Uint(_) | Value::Int(_) => "integer",
+        Value::Float(_) => "float",
+        Value::Raw(_) => "string",
+        Value::Array(_) => "array",
+        Value::Map(_) => "map",
+    }
+}
+
+/// `requestHeader`: sent before each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHeader {
+    pub command: String,
+    pub seq: u64,
+}
+
+impl RequestHeader {
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Command", s(&self.command)),
+            ("Seq", Value::Uint(self.seq)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "request header")?;
+        Ok(Self {
+            command: f.str("Command")?,
+            seq: f.uint("Seq")?,
+        })
+    }
+}
+
+/// `responseHeader`: sent before each response and each streamed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHeader {
+    pub seq: u64,
+    /// Empty on success; else Serf's error string.
+    pub error: String,
+}
+
+impl ResponseHeader {
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Error", s(&self.error)),
+            ("Seq", Value::Uint(self.seq)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "response header")?;
+        Ok(Self {
+            seq: f.uint("Seq")?,
+            error: f.str("Error")?,
+        })
+    }
+}
+
+/// Encodes a header and an optional body as one write.
+pub fn frame(header: &Value, body: Option<&Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_value(&mut out, header);
+    if let Some(b) = body {
+        encode_value(&mut out, b);
+    }
+    out
+}
+
+/// A signed integer value in go-msgpack's form (non-negative ones unsigned).
+pub fn int(i: i64) -> Value {
+    if i >= 0 {
+        Value::Uint(i as u64)
+    } else {
+        Value::Int(i)
+    }
+}
+
+/// Decodes every request in `data` (header, then a body for commands that take one) the
+/// way the server does, until the input ends or is malformed. Never panics; whatever
+/// decodes re-encodes stably (encode, decode, encode gives the same bytes). Used by the
+/// fuzz target and its smoke test.
+pub fn fuzz_requests(data: &[u8]) {
+    let mut buf = data;
+    while let Ok(Some((v, used))) = decode_value(buf) {
+        buf = &buf[used..];
+        let mut once = Vec::new();
+        encode_value(&mut once, &v);
+        let (again, n) = decode_value(&once)
+            .expect("re-encoded value decodes")
+            .expect("re-encoded value is complete");
+        assert_eq!(n, once.len());
+        let mut twice = Vec::new();
+        encode_value(&mut twice, &again);
+        assert_eq!(once, twice, "unstable re-encoding");
+        let Ok(h) = RequestHeader::from_value(&v) else {
+            return;
+        };
+        if !crate::command_has_body(&h.command) {
+            continue;
+        }
+        let Ok(Some((body, used))) = decode_value(buf) else {
+            return;
+        };
+        buf = &buf[used..];
+        let _ = crate::messages::Request::parse(&h.command, &body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let h = RequestHeader {
+            command: "members-filtered".into(),
+            seq: 300,
+        };
+        let bytes = frame(&h.to_value(), None);
+        let (v, used) = decode_value(&bytes).unwrap().unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(RequestHeader::from_value(&v).unwrap(), h);
+        let r = ResponseHeader {
+            seq: 7,
+            error: "Handshake required".into(),
+        };
+        let (v, _) = decode_value(&frame(&r.to_value(), None)).unwrap().unwrap();
+        assert_eq!(ResponseHeader::from_value(&v).unwrap(), r);
+    }
+
+    #[test]
+    fn partial_input_asks_for_more_and_garbage_is_an_error() {
+        let h = RequestHeader {
+            command: "handshake".into(),
+            seq: 1,
+        };
+        let bytes = frame(&h.to_value(), None);
+        for cut in 0..bytes.len() {
+            assert!(decode_value(&bytes[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        assert!(decode_value(&[0xc1]).is_err());
+        let v = decode_value(&[0x05]).unwrap().unwrap().0;
+        assert!(RequestHeader::from_value(&v).is_err());
+    }
+
+    #[test]
+    fn fields_read_missing_as_zero_and_reject_wrong_types() {
+        let v = map(vec![("Name", s("x")), ("Num", Value::Bool(true))]);
+        let f = Fields::of(&v, "t").unwrap();
+        assert_eq!(f.str("Name").unwrap(), "x");
+        assert_eq!(f.uint("Missing").unwrap(), 0);
+        assert!(f.uint("Num").is_err());
+        assert!(f.str("Num").is_err());
+        assert!(Fields::of(&Value::Uint(1), "t").is_err());
+    }
+}

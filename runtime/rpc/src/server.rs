@@ -1,0 +1,821 @@
+//! [`RpcServer`]: Serf's RPC server over a [`Backend`]. One task accepts clients; each
+//! client gets a reader task (decodes requests and runs them in order, as Serf's
+//! `handleClient` does) and a writer task fed by a bounded queue. Streams (`stream`,
+//! `monitor`, `query`) run as tasks of their own that push records into that queue without
+//! waiting: a client that stops reading fills its queue and is dropped, so the agent and the
+//! other clients never wait on it. A client that sends bytes that are not msgpack, or a
+//! request of the wrong shape, is dropped with a log line.
+//!
+//! Large query responses (streamed over QUIC to a hearsay agent) reach a `query` stream as
+//! several `response` records for the same node, each carrying one piece (at most 64 KiB) in
+//! order ([`QueryEvent::Piece`]). Those records carry extra fields that Serf's client ignores
+//! (go-msgpack skips unknown map keys): `Stream: true`, `Last` (true on the node's final
+//! record) and `Error` (non-empty when the response failed midway; that final record has an
+//! empty payload). The real `serf query` thus prints one "Response from 'node': ..." line per
+//! piece and counts each piece as a response; hearsay's client joins the pieces. Piece records
+//! wait for room (at most [`QUERY_PIECES_QUEUED`] per query in the client's queue) instead of
+//! dropping a slow client, so a slow reader slows the responders down (QUIC flow control)
+//! rather than piling up memory.
+
+use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
+use crate::codec::{self, decode_value, frame, int, map, s, RequestHeader, ResponseHeader, Value};
+use crate::error::{Error, Result};
+use crate::errors::*;
+use crate::messages::{KeyOp, KeyResponse, LogLevel, QueryRequest, Request, RpcMember};
+use crate::{command_has_body, IPC_VERSION};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Frames queued per client before a client that does not read is dropped.
+pub const CLIENT_QUEUE_FRAMES: usize = 1024;
+/// Pieces of large responses one `query` stream may have queued for its client.
+pub const QUERY_PIECES_QUEUED: usize = 16;
+
+/// How the server treats its clients.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// When set, clients must send `auth` with this key after the handshake.
+    pub auth_key: Option<String>,
+}
+
+impl ServerOptions {
+    /// Requires clients to authenticate with `key` (an empty key means no auth, as in Serf).
+    pub fn auth_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.auth_key = (!key.is_empty()).then_some(key);
+        self
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    backend: Arc<dyn Backend>,
+    options: ServerOptions,
+}
+
+/// A running RPC server. Dropping it does not stop it; call [`RpcServer::shutdown`].
+#[derive(Debug)]
+pub struct RpcServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RpcServer {
+    /// Binds `addr` (port 0 picks a free one) and starts serving `backend` on the current
+    /// tokio runtime.
+    pub async fn bind(
+        addr: SocketAddr,
+        backend: impl Backend,
+        options: ServerOptions,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+            context: format!("binding the RPC address {addr}"),
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+            context: "reading the RPC listener's address".into(),
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            backend: Arc::new(backend),
+            options,
+        });
+        let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
+        tracing::info!(addr = %local_addr, "agent.ipc: RPC listening");
+        Ok(Self {
+            local_addr,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every client connection and waits for the tasks to end.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut clients = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::info!(client = %peer, "agent.ipc: Accepted client");
+                    clients.spawn(serve_client(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    tracing::error!("agent.ipc: Failed to accept client: {e}");
+                    // Out of descriptors and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+        }
+    }
+    clients.shutdown().await;
+}
+
+/// One frame for a client's writer, with the permit (if any) it holds until written.
+struct Frame {
+    buf: Vec<u8>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The sending side of one client: a bounded queue to its writer task.
+#[derive(Debug, Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Frame>,
+    kill: Arc<Notify>,
+    peer: SocketAddr,
+}
+
+impl Outbox {
+    /// Queues a frame without waiting. A full queue means the client is not reading: it is
+    /// dropped. Returns false when the client is gone.
+    fn send(&self, header: ResponseHeader, body: Option<&Value>) -> bool {
+        let frame = Frame {
+            buf: frame(&header.to_value(), body),
+            _permit: None,
+        };
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    client = %self.peer,
+                    "agent.ipc: client is not reading its responses ({CLIENT_QUEUE_FRAMES} frames queued); dropping it"
+                );
+                self.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a piece of a large response once `permits` (the query's share of the queue)
+    /// has room, waiting rather than dropping the client. Returns false when it is gone.
+    async fn send_piece(&self, seq: u64, body: &Value, permits: &Arc<Semaphore>) -> bool {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let header = ResponseHeader {
+            seq,
+            error: String::new(),
+        };
+        let frame = Frame {
+            buf: frame(&header.to_value(), Some(body)),
+            _permit: Some(permit),
+        };
+        self.tx.send(frame).await.is_ok()
+    }
+
+    fn reply(&self, seq: u64, error: impl Into<String>, body: Option<&Value>) -> bool {
+        self.send(
+            ResponseHeader {
+                seq,
+                error: error.into(),
+            },
+            body,
+        )
+    }
+}
+
+struct Client {
+    shared: Arc<Shared>,
+    out: Outbox,
+    version: i64,
+    authed: bool,
+    streams: HashMap<u64, JoinHandle<()>>,
+    monitor: Option<(u64, JoinHandle<()>)>,
+    queries: Arc<Mutex<HashMap<u64, QueryTarget>>>,
+    next_query_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Set after a completed `leave`: the reader stops once the response is written.
+    leaving: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for (_, t) in self.streams.drain() {
+            t.abort();
+        }
+        if let Some((_, t)) = self.monitor.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE_FRAMES);
+    let kill = Arc::new(Notify::new());
+    let writer_kill = kill.clone();
+    let mut writer = AbortOnDrop(Some(tokio::spawn(async move {
+        while let Some(Frame { buf, _permit }) = rx.recv().await {
+            if let Err(e) = wr.write_all(&buf).await {
+                tracing::debug!(client = %peer, "agent.ipc: write failed: {e}");
+                writer_kill.notify_one();
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    })));
+    let mut client = Client {
+        shared,
+        out: Outbox {
+            tx,
+            kill: kill.clone(),
+            peer,
+        },
+        version: 0,
+        authed: false,
+        streams: HashMap::new(),
+        monitor: None,
+        queries: Arc::new(Mutex::new(HashMap::new())),
+        next_query_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        leaving: false,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let outcome: std::result::Result<(), String> = async {
+        loop {
+            // Decode every complete request in the buffer.
+            while let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? {
+                let header = RequestHeader::from_value(&header)
+                    .map_err(|e| format!("failed to decode request header: {e}"))?;
+                let (body, body_used) = if command_has_body(&header.command) {
+                    match decode_value(&buf[used..]).map_err(|e| e.to_string())? {
+                        Some(b) => b,
+                        None => break,
+                    }
+                } else {
+                    (Value::Nil, 0)
+                };
+                buf.drain(..used + body_used);
+                client.handle(header, body).await?;
+                if client.leaving {
+                    return Ok(());
+                }
+            }
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = kill.notified() => return Err("dropped".to_owned()),
+            };
+            match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+    .await;
+    let dropped = matches!(&outcome, Err(e) if e == "dropped");
+    match outcome {
+        Ok(()) => tracing::debug!(client = %peer, "agent.ipc: client disconnected"),
+        Err(e) if e == "dropped" => {}
+        Err(e) => tracing::error!(client = %peer, "agent.ipc: dropping client: {e}"),
+    }
+    // Ends the stream tasks, so the writer's queue closes once drained.
+    drop(client);
+    let Some(handle) = writer.0.take() else {
+        return;
+    };
+    if dropped {
+        handle.abort();
+    } else if tokio::time::timeout(WRITER_DRAIN, handle).await.is_err() {
+        tracing::warn!(client = %peer, "agent.ipc: client did not take its last responses");
+    }
+}
+
+/// How long a closing connection may take to write its last queued responses.
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
+/// Aborts the writer task when the connection's task is dropped (server shutdown), so a
+/// write blocked on a client that does not read cannot outlive it.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Client {
+    /// Runs one request. `Err` drops the client (Serf closes the connection in these cases).
+    async fn handle(
+        &mut self,
+        header: RequestHeader,
+        body: Value,
+    ) -> std::result::Result<(), String> {
+        let seq = header.seq;
+        let command = header.command.as_str();
+        if command != "handshake" && self.version == 0 {
+            self.out.reply(seq, HANDSHAKE_REQUIRED, None);
+            return Err(HANDSHAKE_REQUIRED.to_owned());
+        }
+        let req = match Request::parse(command, &body) {
+            None => {
+                self.out.reply(seq, UNSUPPORTED_COMMAND, None);
+                return Err(format!("command '{command}' not recognized"));
+            }
+            Some(Err(e)) => return Err(format!("decode failed: {e}")),
+            Some(Ok(r)) => r,
+        };
+        if self.shared.options.auth_key.is_some()
+            && !self.authed
+            && !matches!(req, Request::Auth { .. } | Request::Handshake { .. })
+        {
+            tracing::warn!(client = %self.out.peer, "agent.ipc: Client sending commands before auth");
+            // No body, even for commands that have one: Serf's client skips the body
+            // when the error is exactly this one.
+            self.out.reply(seq, AUTH_REQUIRED, None);
+            return Ok(());
+        }
+        self.run(seq, req).await;
+        Ok(())
+    }
+
+    async fn run(&mut self, seq: u64, req: Request) {
+        let backend = self.shared.backend.clone();
+        let out = self.out.clone();
+        match req {
+            Request::Handshake { version } => {
+                let err = if version != IPC_VERSION {
+                    UNSUPPORTED_IPC_VERSION
+                } else if self.version != 0 {
+                    DUPLICATE_HANDSHAKE
+                } else {
+                    self.version = version;
+                    ""
+                };
+                out.reply(seq, err, None);
+            }
+            Request::Auth { key } => {
+                let ok = self
+                    .shared
+                    .options
+                    .auth_key
+                    .as_deref()
+                    .is_none_or(|k| k == key);
+                self.authed |= ok;
+                out.reply(seq, if ok { "" } else { INVALID_AUTH_TOKEN }, None);
+            }
+            Request::Event {
+                name,
+                payload,
+                coalesce,
+            } => {
+                let r = backend.user_event(&name, &payload, coalesce).await;
+                out.reply(seq, err_string(r), None);
+            }
+            Request::ForceLeave { node, prune } => {
+                let r = backend.force_leave(&node, prune).await;
+                out.reply(seq, err_string(r), None);
+            }
+            Request::Join { existing, replay } => {
+                let (num, err) = match backend.join(&existing, replay).await {
+                    Ok(n) => (n, String::new()),
+                    Err(e) => (0, e.to_string()),
+                };
+                out.reply(seq, err, Some(&map(vec![("Num", int(num as i64))])));
+            }
+            Request::Members => {
+                let r = backend.members().await;
+                let (members, err) = match r {
+                    Ok(m) => (m, String::new()),
+                    Err(e) => (Vec::new(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&members_body(&members)));
+            }
+            Request::MembersFiltered { tags, status, name } => {
+                let (members, err) = match backend.members().await {
+                    Ok(m) => match filter_members(m, &tags, &status, &name) {
+                        Ok(m) => (m, String::new()),
+                        Err(e) => (Vec::new(), e),
+                    },
+                    Err(e) => (Vec::new(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&members_body(&members)));
+            }
+            Request::Tags { tags, delete } => {
+                let r = backend.update_tags(tags, delete).await;
+                out.reply(seq, err_string(r), None);
+            }
+            Request::Stream { filter } => self.start_stream(seq, &filter),
+            Request::Monitor { level } => self.start_monitor(seq, &level),
+            Request::Stop { seq: stop } => {
+                if let Some((mseq, t)) = self.monitor.take() {
+                    if mseq == stop {
+                        t.abort();
+                    } else {
+                        self.monitor = Some((mseq, t));
+                    }
+                }
+                if let Some(t) = self.streams.remove(&stop) {
+                    t.abort();
+                }
+                out.reply(seq, "", None);
+            }
+            Request::Leave => {
+                tracing::info!("agent.ipc: Graceful leave triggered");
+                let r = backend.leave().await;
+                if let Err(e) = &r {
+                    tracing::error!("agent.ipc: leave failed: {e}");
+                }
+                out.reply(seq, err_string(r), None);
+                backend.left().await;
+                self.leaving = true;
+            }
+            Request::Query(q) => self.start_query(seq, *q).await,
+            Request::Respond { id, payload } => {
+                let pending = {
+                    let mut qs = self.queries.lock().unwrap();
+                    qs.retain(|_, q| q.deadline > Instant::now());
+                    qs.get(&id).cloned()
+                };
+                let err = match pending {
+                    None => INVALID_QUERY_ID.to_owned(),
+                    Some(target) => err_string(backend.respond(target, &payload).await),
+                };
+                out.reply(seq, err, None);
+            }
+            Request::Key { op, key } => {
+                let (resp, err) = match backend.key_op(op, &key).await {
+                    Ok((mut resp, err)) => {
+                        // Only `list-keys` reports the keys it saw.
+                        if op != KeyOp::List {
+                            resp.keys.clear();
+                        }
+                        (resp, err.unwrap_or_default())
+                    }
+                    Err(e) => (KeyResponse::default(), e.to_string()),
+                };
+                out.reply(seq, err, Some(&resp.to_value()));
+            }
+            Request::Stats => {
+                let body = self.stats().await;
+                out.reply(seq, "", Some(&body));
+            }
+            Request::Handlers => {
+                let listed = backend.handlers().await;
+                let body = map(vec![(
+                    "Handlers",
+                    Value::Array(listed.iter().map(|h| h.to_value()).collect()),
+                )]);
+                out.reply(seq, "", Some(&body));
+            }
+            Request::Coordinate { node } => {
+                let coord = backend.coordinate(&node).await;
+                let mut w = hearsay_swim::wire::msgpack::Writer::default();
+                let zero = hearsay_serf::coordinate::Coordinate {
+                    vec: Vec::new(),
+                    error: 0.0,
+                    adjustment: 0.0,
+                    height: 0.0,
+                };
+                hearsay_serf::coordinate::encode_coordinate(
+                    &mut w,
+                    coord.as_ref().unwrap_or(&zero),
+                );
+                let bytes = w.into_inner();
+                let coord_value = decode_value(&bytes)
+                    .ok()
+                    .flatten()
+                    .map_or(Value::Nil, |(v, _)| v);
+                let body = map(vec![
+                    ("Coord", coord_value),
+                    ("Ok", Value::Bool(coord.is_some())),
+                ]);
+                out.reply(seq, "", Some(&body));
+            }
+        }
+    }
+
+    fn start_stream(&mut self, seq: u64, filter: &str) {
+        // Subscribed before the checks Serf makes in the other order (filter, then sequence):
+        // a refused stream only drops its subscription, and the answers are the same.
+        let Some(mut events) = self.shared.backend.subscribe_events(filter) else {
+            self.out.reply(seq, INVALID_FILTER, None);
+            return;
+        };
+        if self.streams.contains_key(&seq) {
+            self.out.reply(seq, STREAM_EXISTS, None);
+            return;
+        }
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let queries = self.queries.clone();
+        let next_id = self.next_query_id.clone();
+        let task = tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                let rec = match ev {
+                    StreamEvent::Lagged(n) => {
+                        tracing::warn!(client = %out.peer, "agent.ipc: Dropping {n} events to client");
+                        continue;
+                    }
+                    StreamEvent::Member { kind, members } => map(vec![
+                        ("Event", s(&kind)),
+                        (
+                            "Members",
+                            Value::Array(members.iter().map(RpcMember::to_value).collect()),
+                        ),
+                    ]),
+                    StreamEvent::User {
+                        ltime,
+                        name,
+                        payload,
+                        coalesce,
+                    } => map(vec![
+                        ("Event", s("user")),
+                        ("LTime", Value::Uint(ltime)),
+                        ("Name", s(&name)),
+                        ("Payload", Value::Raw(payload)),
+                        ("Coalesce", Value::Bool(coalesce)),
+                    ]),
+                    StreamEvent::Query { target, payload } => {
+                        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        let rec = map(vec![
+                            ("Event", s("query")),
+                            ("ID", Value::Uint(id)),
+                            ("LTime", Value::Uint(target.ltime)),
+                            ("Name", s(&target.name)),
+                            ("Payload", Value::Raw(payload)),
+                        ]);
+                        if target.deadline > Instant::now() {
+                            queries.lock().unwrap().insert(id, target);
+                        }
+                        rec
+                    }
+                };
+                if !out.reply(seq, "", Some(&rec)) {
+                    return;
+                }
+            }
+        });
+        self.streams.insert(seq, task);
+    }
+
+    fn start_monitor(&mut self, seq: u64, level: &str) {
+        let upper = level.to_ascii_uppercase();
+        let Some(min) = LogLevel::parse(&upper) else {
+            self.out
+                .reply(seq, format!("Unknown log level: {upper}"), None);
+            return;
+        };
+        if self.monitor.is_some() {
+            self.out.reply(seq, MONITOR_EXISTS, None);
+            return;
+        }
+        let mut lines = self.shared.backend.subscribe_logs(min);
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let task = tokio::spawn(async move {
+            while let Some(line) = lines.next().await {
+                if !out.reply(seq, "", Some(&map(vec![("Log", s(&line))]))) {
+                    return;
+                }
+            }
+        });
+        self.monitor = Some((seq, task));
+    }
+
+    async fn start_query(&mut self, seq: u64, q: QueryRequest) {
+        let mut results = match self.shared.backend.query(q).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.out.reply(seq, e.to_string(), None);
+                return;
+            }
+        };
+        self.out.reply(seq, "", None);
+        let out = self.out.clone();
+        let task = tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(QUERY_PIECES_QUEUED));
+            // Each node's latest piece, held back until we know whether it is the last.
+            let mut held: HashMap<String, Value> = HashMap::new();
+            while let Some(r) = results.next().await {
+                let rec = match r {
+                    QueryEvent::Ack { from } => map(vec![
+                        ("Type", s("ack")),
+                        ("From", s(&from)),
+                        ("Payload", Value::Nil),
+                    ]),
+                    QueryEvent::Response { from, payload } => map(vec![
+                        ("Type", s("response")),
+                        ("From", s(&from)),
+                        ("Payload", Value::Raw(payload)),
+                    ]),
+                    QueryEvent::Piece { from, chunk } => {
+                        let piece = piece_record(&from, chunk, false, "");
+                        match held.insert(from, piece) {
+                            Some(prev) if !out.send_piece(seq, &prev, &permits).await => return,
+                            _ => continue,
+                        }
+                    }
+                    QueryEvent::End { from, result } => {
+                        let last = match (held.remove(&from), &result) {
+                            (Some(piece), Ok(_)) => mark_last(piece),
+                            (held, Err(why)) => {
+                                if let Some(piece) = held {
+                                    if !out.send_piece(seq, &piece, &permits).await {
+                                        return;
+                                    }
+                                }
+                                piece_record(&from, Vec::new(), true, why)
+                            }
+                            (None, Ok(_)) => piece_record(&from, Vec::new(), true, ""),
+                        };
+                        if !out.send_piece(seq, &last, &permits).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    QueryEvent::Done => map(vec![
+                        ("Type", s("done")),
+                        ("From", s("")),
+                        ("Payload", Value::Nil),
+                    ]),
+                };
+                // Waits for the pieces queued before it, so `done` never overtakes them.
+                if !out.send_piece(seq, &rec, &permits).await {
+                    return;
+                }
+            }
+        });
+        // Kept with the streams so the task ends with the client; a finished one is cheap.
+        self.streams.retain(|_, t| !t.is_finished());
+        self.streams.entry(seq).or_insert(task);
+    }
+
+    async fn stats(&self) -> Value {
+        let stats = self.shared.backend.stats().await;
+        let mut runtime = BTreeMap::new();
+        runtime.insert("os".to_owned(), std::env::consts::OS.to_owned());
+        runtime.insert("arch".to_owned(), std::env::consts::ARCH.to_owned());
+        runtime.insert("version".to_owned(), stats.version);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        runtime.insert("cpu_count".to_owned(), cpus.to_string());
+        runtime.insert("max_procs".to_owned(), cpus.to_string());
+        let mut agent_map = BTreeMap::new();
+        agent_map.insert("name".to_owned(), stats.name);
+        // Serf's section order, not sorted: the map is written as built.
+        Value::Map(vec![
+            (s("agent"), codec::string_map(&agent_map)),
+            (s("runtime"), codec::string_map(&runtime)),
+            (s("serf"), codec::string_map(&stats.serf)),
+            (s("tags"), codec::string_map(&stats.tags)),
+            (
+                s("event_handlers"),
+                codec::string_map(&stats.event_handlers),
+            ),
+        ])
+    }
+}
+
+fn members_body(members: &[RpcMember]) -> Value {
+    map(vec![(
+        "Members",
+        Value::Array(members.iter().map(RpcMember::to_value).collect()),
+    )])
+}
+
+/// Serf's `filterMembers`: every filter is a regular expression anchored at both ends.
+fn filter_members(
+    members: Vec<RpcMember>,
+    tags: &BTreeMap<String, String>,
+    status: &str,
+    name: &str,
+) -> std::result::Result<Vec<RpcMember>, String> {
+    let compile = |expr: &str| {
+        regex::Regex::new(&format!("^{expr}$")).map_err(|e| format!("Failed to compile regex: {e}"))
+    };
+    let tag_res = tags
+        .iter()
+        .map(|(t, e)| Ok((t.clone(), compile(e)?)))
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let status_re = compile(status)?;
+    let name_re = compile(name)?;
+    Ok(members
+        .into_iter()
+        .filter(|m| {
+            tag_res
+                .iter()
+                .all(|(t, re)| re.is_match(m.tags.get(t).map_or("", String::as_str)))
+                && (status.is_empty() || status_re.is_match(&m.status))
+                && (name.is_empty() || name_re.is_match(&m.name))
+        })
+        .collect())
+}
+
+fn err_string<T>(r: std::result::Result<T, crate::BackendError>) -> String {
+    r.err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+/// A `response` record carrying one piece of a large response (see the module docs).
+fn piece_record(from: &str, payload: Vec<u8>, last: bool, error: &str) -> Value {
+    map(vec![
+        ("Type", s("response")),
+        ("From", s(from)),
+        ("Payload", Value::Raw(payload)),
+        ("Stream", Value::Bool(true)),
+        ("Last", Value::Bool(last)),
+        ("Error", s(error)),
+    ])
+}
+
+fn mark_last(piece: Value) -> Value {
+    match piece {
+        Value::Map(mut fields) => {
+            for (k, v) in fields.iter_mut() {
+                if matches!(k, Value::Raw(k) if k == b"Last") {
+                    *v = Value::Bool(true);
+                }
+            }
+            Value::Map(fields)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Fields;
+
+    #[test]
+    fn pieces_carry_stream_last_and_error_fields() {
+        let f = |v: &Value, k: &str| Fields::of(v, "piece").unwrap().get(k).cloned();
+        let p = piece_record("n1", b"abc".to_vec(), false, "");
+        assert_eq!(f(&p, "Type"), Some(s("response")));
+        assert_eq!(f(&p, "Stream"), Some(Value::Bool(true)));
+        assert_eq!(f(&p, "Last"), Some(Value::Bool(false)));
+        let last = mark_last(p);
+        assert_eq!(f(&last, "Last"), Some(Value::Bool(true)));
+        assert_eq!(f(&last, "Payload"), Some(Value::Raw(b"abc".to_vec())));
+        let failed = piece_record("n1", Vec::new(), true, "reset");
+        assert_eq!(f(&failed, "Error"), Some(s("reset")));
+    }
+
+    #[test]
+    fn requests_parse_with_serf_field_names() {
+        let body = map(vec![
+            ("FilterNodes", codec::strings(&["a".to_owned()])),
+            ("RequestAck", Value::Bool(true)),
+            ("RelayFactor", Value::Uint(2)),
+            ("Timeout", Value::Uint(1_000_000_000)),
+            ("Name", s("q")),
+            ("Payload", Value::Raw(b"p".to_vec())),
+        ]);
+        let Some(Ok(Request::Query(q))) = Request::parse("query", &body) else {
+            panic!("query did not parse");
+        };
+        assert_eq!(q.filter_nodes, ["a"]);
+        assert!(q.request_ack);
+        assert_eq!((q.relay_factor, q.timeout_ns), (2, 1_000_000_000));
+        assert!(Request::parse("bogus", &Value::Nil).is_none());
+        assert!(matches!(
+            Request::parse("members", &Value::Nil),
+            Some(Ok(Request::Members))
+        ));
+        let bad = map(vec![("RelayFactor", Value::Uint(300))]);
+        assert!(matches!(Request::parse("query", &bad), Some(Err(_))));
+    }
+
+    #[test]
+    fn member_filters_are_anchored_regexes() {
+        let m = |name: &str| RpcMember {
+            name: name.into(),
+            addr: vec![127, 0, 0, 1],
+            port: 1,
+            tags: BTreeMap::new(),
+            status: "alive".into(),
+            vsn: [0; 6],
+        };
+        let all = vec![m("web1"), m("web12"), m("db1")];
+        let got = filter_members(all.clone(), &BTreeMap::new(), "", "web.").unwrap();
+        assert_eq!(got.len(), 1);
+        let got = filter_members(all.clone(), &BTreeMap::new(), "alive", "").unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(filter_members(all, &BTreeMap::new(), "(", "").is_err());
+    }
+}
