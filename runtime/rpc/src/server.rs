@@ -777,31 +777,6 @@ mod tests {
     }
 
     #[test]
-    fn requests_parse_with_serf_field_names() {
-        let body = map(vec![
-            ("FilterNodes", codec::strings(&["a".to_owned()])),
-            ("RequestAck", Value::Bool(true)),
-            ("RelayFactor", Value::Uint(2)),
-            ("Timeout", Value::Uint(1_000_000_000)),
-            ("Name", s("q")),
-            ("Payload", Value::Raw(b"p".to_vec())),
-        ]);
-        let Some(Ok(Request::Query(q))) = Request::parse("query", &body) else {
-            panic!("query did not parse");
-        };
-        assert_eq!(q.filter_nodes, ["a"]);
-        assert!(q.request_ack);
-        assert_eq!((q.relay_factor, q.timeout_ns), (2, 1_000_000_000));
-        assert!(Request::parse("bogus", &Value::Nil).is_none());
-        assert!(matches!(
-            Request::parse("members", &Value::Nil),
-            Some(Ok(Request::Members))
-        ));
-        let bad = map(vec![("RelayFactor", Value::Uint(300))]);
-        assert!(matches!(Request::parse("query", &bad), Some(Err(_))));
-    }
-
-    #[test]
     fn member_filters_are_anchored_regexes() {
         let m = |name: &str| RpcMember {
             name: name.into(),
