@@ -50,19 +50,9 @@ pub enum Error {
         matching: usize,
         responses: usize,
     },
-    /// An RPC socket could not be bound, connected, read or written (`context` says which).
-    #[error("{context}: {source}")]
-    RpcIo {
-        context: String,
-        source: std::io::Error,
-    },
-    /// An RPC peer sent something that is not Serf's RPC protocol (malformed msgpack, a
-    /// message of the wrong shape, an unexpected end of the connection).
-    #[error("RPC protocol error: {0}")]
-    RpcProtocol(String),
-    /// The agent answered an RPC request with this error (Serf's own words).
-    #[error("{0}")]
-    RpcRemote(String),
+    /// The RPC server could not start (its address could not be bound).
+    #[error(transparent)]
+    Rpc(#[from] hearsay_rpc::Error),
     /// A WebAssembly handler could not be loaded, or the handler set is not valid (the
     /// message names the handler, its module and the cause, on one line).
     #[error("{0}")]

@@ -1,9 +1,12 @@
 //! `hearsay-agent`: composition. It runs the sans-io Serf layer ([`hearsay_serf::Serf`]) on the
 //! network driver of `hearsay-net` and gives it an async API ([`SerfAgent`]).
 //!
-//! What it is not: no protocol logic (that is `hearsay-serf` and `hearsay-swim`) and no sockets
-//! (that is `hearsay-net`). Config, handler dispatch, the RPC server, the module store and
-//! tenants will live here too.
+//! Around it: the agent's config and run loop ([`config`], [`run`]), its WebAssembly handlers
+//! ([`handlers`]), and the backend of Serf's RPC server ([`rpc_backend`]; the protocol itself,
+//! client and server loop, is `hearsay-rpc`).
+//!
+//! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
+//! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
 
 pub mod config;
 pub mod conversions;
@@ -14,7 +17,7 @@ pub mod handlers;
 pub mod logs;
 pub mod quic;
 pub mod reply;
-pub mod rpc;
+pub mod rpc_backend;
 pub mod run;
 pub mod serf_agent;
 pub mod snapshot;
@@ -23,4 +26,5 @@ pub mod tags_file;
 pub use error::{Error, Result};
 pub use quic::{QuicOptions, QuicSettings, QuicStats};
 pub use reply::{QueryReply, ReplyPath, ReplyTarget};
+pub use rpc_backend::{AgentBackend, AgentInfo};
 pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

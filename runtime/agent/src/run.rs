@@ -1,7 +1,8 @@
 //! The agent runtime `hearsay agent` runs, built from a [`Config`]: it binds the gossip
 //! sockets, sets up the keyring, tags (or tags file) and snapshot, joins at start (`join`) and
-//! in the background (`retry_join`), starts Serf's RPC server ([`crate::rpc`]) on `rpc_addr`,
-//! then waits for signals (or an RPC `leave`) as Serf's agent does:
+//! in the background (`retry_join`), starts Serf's RPC server (`hearsay_rpc`, over
+//! [`crate::rpc_backend`]) on `rpc_addr`, then waits for signals (or an RPC `leave`) as Serf's
+//! agent does:
 //!
 //! - SIGHUP re-reads the config files: new log level, new tags (from the tags file when one
 //!   is used), new signal settings;
@@ -16,10 +17,11 @@ use crate::config::{Config, LogLevel, Sources};
 use crate::error::{Error, Result};
 use crate::handlers::Handlers;
 use crate::logs::LogHub;
-use crate::rpc::{AgentInfo, RpcContext, RpcServer};
+use crate::rpc_backend::{AgentBackend, AgentInfo};
 use crate::serf_agent::{AgentOptions, SerfAgent};
 use crate::{snapshot, tags_file};
 use hearsay_net::{Transport, UdpTcpTransport};
+use hearsay_rpc::{RpcServer, ServerOptions};
 use hearsay_serf::event::Event;
 use hearsay_serf::SerfConfig;
 use hearsay_swim::Keyring;
@@ -576,21 +578,22 @@ struct Rpc {
 /// hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
 async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let c = &agent.config;
-    let mut ctx = RpcContext::new(agent.serf.clone())
+    let mut backend = AgentBackend::new(agent.serf.clone())
         .handlers(agent.handlers.clone())
         .logs(logging.hub().clone())
         .info(AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             event_handlers: BTreeMap::new(),
         });
+    let mut options = ServerOptions::default();
     if let Some(key) = &c.rpc_auth {
-        ctx = ctx.auth_key(key.clone());
+        options = options.auth_key(key.clone());
     }
     if let Some(path) = &c.tags_file {
-        ctx = ctx.tags_file(path.clone());
+        backend = backend.tags_file(path.clone());
     }
-    let leave_requested = ctx.leave_requested();
-    let server = RpcServer::bind(c.rpc_addr, ctx).await?;
+    let leave_requested = backend.leave_requested();
+    let server = RpcServer::bind(c.rpc_addr, backend, options).await?;
     Ok(Rpc {
         server,
         leave_requested,

@@ -12,11 +12,13 @@
 
 mod common;
 use common::{capture_logs, wait_log};
-use hearsay_agent::rpc::client::{QueryParams as RpcQueryParams, QueryRecord};
-use hearsay_agent::rpc::codec::Fields;
-use hearsay_agent::rpc::{RpcClient, RpcContext, RpcServer};
+use hearsay_agent::AgentBackend;
 use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
+use hearsay_rpc::codec::Fields;
+use hearsay_rpc::{
+    QueryParams as RpcQueryParams, QueryRecord, RpcClient, RpcServer, ServerOptions,
+};
 use hearsay_serf::SerfConfig;
 use hearsay_testkit::serf::{require_serf, Serf};
 use std::net::SocketAddr;
@@ -45,9 +47,13 @@ async fn start_node(name: &str) -> Node {
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
     let quic = QuicOptions::pinned(loopback(), name).unwrap();
     let agent = SerfAgent::start_with_quic(AgentOptions::new(config), transport, quic).unwrap();
-    let rpc = RpcServer::bind(loopback(), RpcContext::new(agent.clone()))
-        .await
-        .unwrap();
+    let rpc = RpcServer::bind(
+        loopback(),
+        AgentBackend::new(agent.clone()),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
     Node { agent, rpc }
 }
 

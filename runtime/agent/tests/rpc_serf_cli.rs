@@ -10,10 +10,11 @@ mod common;
 
 use common::{require_serf, KEY, OTHER_KEY, WAIT};
 use hearsay_agent::logs::LogHub;
-use hearsay_agent::rpc::codec::{self, Value};
-use hearsay_agent::rpc::{RpcClient, RpcContext, RpcServer};
+use hearsay_agent::AgentBackend;
 use hearsay_agent::{AgentOptions, SerfAgent};
 use hearsay_net::{Config, Keyring, Profile, UdpTcpTransport};
+use hearsay_rpc::codec::{self, Value};
+use hearsay_rpc::{RpcClient, RpcServer, ServerOptions};
 use hearsay_serf::SerfConfig;
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -37,7 +38,7 @@ fn hub() -> LogHub {
 struct Node {
     agent: SerfAgent,
     rpc: RpcServer,
-    ctx: RpcContext,
+    ctx: AgentBackend,
 }
 
 impl Node {
@@ -66,11 +67,12 @@ async fn start_node_with(
         options = options.keyring(k);
     }
     let agent = SerfAgent::start(options, transport).unwrap();
-    let mut ctx = RpcContext::new(agent.clone()).auth_key(auth).logs(hub());
+    let mut ctx = AgentBackend::new(agent.clone()).logs(hub());
     if let Some(path) = tags_file {
         ctx = ctx.tags_file(path);
     }
-    let rpc = RpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), ctx.clone())
+    let options = ServerOptions::default().auth_key(auth);
+    let rpc = RpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), ctx.clone(), options)
         .await
         .unwrap();
     Node { agent, rpc, ctx }
@@ -138,7 +140,7 @@ async fn answer_queries(node: &Node, reply: &'static [u8]) -> tokio::task::JoinH
     let mut stream = client.stream("query").await.unwrap();
     tokio::spawn(async move {
         while let Some(rec) = stream.next().await {
-            let f = hearsay_agent::rpc::codec::Fields::of(&rec, "query").unwrap();
+            let f = hearsay_rpc::codec::Fields::of(&rec, "query").unwrap();
             let id = f.uint("ID").unwrap();
             client.respond(id, reply).await.unwrap();
         }
@@ -219,7 +221,7 @@ async fn serf_cli_drives_a_hearsay_agent() {
         .await
         .unwrap()
         .unwrap();
-    let f = hearsay_agent::rpc::codec::Fields::of(&rec, "event").unwrap();
+    let f = hearsay_rpc::codec::Fields::of(&rec, "event").unwrap();
     assert_eq!(
         (f.str("Name").unwrap(), f.bytes("Payload").unwrap()),
         ("deploy".into(), b"v1".to_vec())
@@ -568,20 +570,16 @@ async fn garbage_and_stalled_clients_do_not_stop_the_others() {
         (
             "handshake",
             1u64,
-            ("Version", hearsay_agent::rpc::codec::Value::Uint(1)),
+            ("Version", hearsay_rpc::codec::Value::Uint(1)),
         ),
-        (
-            "monitor",
-            2,
-            ("LogLevel", hearsay_agent::rpc::codec::s("INFO")),
-        ),
+        ("monitor", 2, ("LogLevel", hearsay_rpc::codec::s("INFO"))),
     ] {
-        let h = hearsay_agent::rpc::codec::RequestHeader {
+        let h = hearsay_rpc::codec::RequestHeader {
             command: cmd.into(),
             seq,
         };
-        let b = hearsay_agent::rpc::codec::map(vec![body]);
-        req.extend(hearsay_agent::rpc::codec::frame(&h.to_value(), Some(&b)));
+        let b = hearsay_rpc::codec::map(vec![body]);
+        req.extend(hearsay_rpc::codec::frame(&h.to_value(), Some(&b)));
     }
     stalled.write_all(&req).await.unwrap();
     let filler = "x".repeat(2000);

@@ -678,7 +678,7 @@ fn query_section(tools: &Tools, guests: Result<&Guests, &anyhow::Error>, plan: &
         title: "3. Query round trip".into(),
         intro: format!(
             "Both implementations are queried the same way: the bench sends every query over \
-RPC to the first agent with hearsay's RPC client (`hearsay_agent::rpc::RpcClient`, which speaks \
+RPC to the first agent with hearsay's RPC client (`hearsay_rpc::RpcClient`, which speaks \
 Serf's RPC protocol to either agent), on a fresh connection per query, and times each ack and \
 response record from the `query` request as the client reads it; no CLI is forked per query, \
 for either side. Small responses, serf beside hearsay: N agents, every one answering the query \

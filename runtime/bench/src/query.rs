@@ -1,5 +1,5 @@
 //! Query round trips on live clusters of real agents, driven over RPC. Every query is sent by
-//! this process with hearsay-agent's RPC client ([`RpcClient`], which speaks Serf's RPC
+//! this process with hearsay-rpc's client ([`RpcClient`], which speaks Serf's RPC
 //! protocol to either agent) on a fresh connection to the first agent, and timed from the
 //! `query` request to each ack and response record as the client reads it. Nothing forks a
 //! CLI per query, so neither CLI's start-up nor its printing is counted, for either side.
@@ -20,9 +20,8 @@ use crate::procs::{
     start_cluster, start_node, wait_members, wait_ready, Impl, Node, NodeRole, Tools, GOSSIP_SPREAD,
 };
 use anyhow::{bail, Context, Result};
-use hearsay_agent::rpc::client::{QueryParams, QueryRecord};
-use hearsay_agent::rpc::RpcClient;
 use hearsay_net::quic::QUIC_TAG;
+use hearsay_rpc::{QueryParams, QueryRecord, RpcClient};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,10 +2,11 @@
 //! loopback, the CLI binary is run against the first. The second answers queries through its
 //! own RPC event stream. Every wait is bounded; nothing asserts on speed.
 
-use hearsay_agent::rpc::codec::Fields;
-use hearsay_agent::rpc::{RpcClient, RpcContext, RpcServer};
+use hearsay_agent::AgentBackend;
 use hearsay_agent::{AgentOptions, SerfAgent};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
+use hearsay_rpc::codec::Fields;
+use hearsay_rpc::{RpcClient, RpcServer, ServerOptions};
 use hearsay_serf::SerfConfig;
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -16,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Node {
     agent: SerfAgent,
     rpc: RpcServer,
-    ctx: RpcContext,
+    ctx: AgentBackend,
 }
 
 async fn start(name: &str) -> Node {
@@ -26,10 +27,14 @@ async fn start(name: &str) -> Node {
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
     let agent = SerfAgent::start(AgentOptions::new(config), transport).unwrap();
-    let ctx = RpcContext::new(agent.clone());
-    let rpc = RpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), ctx.clone())
-        .await
-        .unwrap();
+    let ctx = AgentBackend::new(agent.clone());
+    let rpc = RpcServer::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ctx.clone(),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
     Node { agent, rpc, ctx }
 }
 

@@ -12,9 +12,8 @@
 mod agent_support;
 
 use agent_support::{free_port, scratch, BIN};
-use hearsay_agent::rpc::codec::RpcMember;
-use hearsay_agent::rpc::RpcClient;
 use hearsay_net::quic::QUIC_TAG;
+use hearsay_rpc::{RpcClient, RpcMember};
 use hearsay_testkit::wasm::guests;
 use std::path::Path;
 use std::process::{Child, Command};

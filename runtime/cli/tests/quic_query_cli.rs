@@ -8,9 +8,10 @@
 //! pieces stream to stdout under `==> node <==`; on a terminal (a pty from `script`) stderr
 //! shows progress. Every wait is bounded; nothing asserts on speed.
 
-use hearsay_agent::rpc::{RpcContext, RpcServer};
+use hearsay_agent::AgentBackend;
 use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
+use hearsay_rpc::{RpcServer, ServerOptions};
 use hearsay_serf::event::{Event, MemberStatus};
 use hearsay_serf::SerfConfig;
 use std::net::SocketAddr;
@@ -121,9 +122,13 @@ async fn hearsay_query_streams_large_responses_to_files_and_stdout() {
     let _ = std::fs::remove_dir_all(&dir);
     answer(good.clone(), None);
     answer(quitter.clone(), Some(dir.join("quitter")));
-    let rpc = RpcServer::bind(loopback(), RpcContext::new(origin.clone()))
-        .await
-        .unwrap();
+    let rpc = RpcServer::bind(
+        loopback(),
+        AgentBackend::new(origin.clone()),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
 
     let size = SIZE.to_string();
     let dir_arg = format!("-output-dir={}", dir.display());

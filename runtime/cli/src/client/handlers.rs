@@ -3,8 +3,7 @@
 
 use super::flags;
 use super::output::{columnize, Json};
-use hearsay_agent::rpc::client::RpcHandler;
-use hearsay_agent::rpc::RpcClient;
+use hearsay_rpc::{RpcClient, RpcHandler};
 use std::time::Duration;
 
 /// Runs the verb: a table (or `-format=json`) of every loaded handler.
@@ -12,7 +11,7 @@ pub async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), String> {
     let format = super::format_of(p)?;
     let handlers = client.handlers().await.map_err(|e| {
         let e = e.to_string();
-        if e == hearsay_agent::rpc::errors::UNSUPPORTED_COMMAND {
+        if e == hearsay_rpc::errors::UNSUPPORTED_COMMAND {
             "Error listing handlers: the agent does not support the handlers command \
              (a Serf agent? handlers are a hearsay extension)"
                 .to_owned()

@@ -9,9 +9,9 @@ mod output;
 mod query;
 
 use anyhow::Context as _;
-use hearsay_agent::rpc::client::{QueryParams, QueryRecord, RecordStream};
-use hearsay_agent::rpc::codec::Value;
-use hearsay_agent::rpc::{RpcClient, DEFAULT_RPC_ADDR};
+use hearsay_rpc::{
+    KeyOp, QueryParams, QueryRecord, RecordStream, RpcClient, RpcMember, Value, DEFAULT_RPC_ADDR,
+};
 use output::{columnize, Json};
 use std::process::ExitCode;
 
@@ -144,9 +144,9 @@ async fn connect(p: &flags::Parsed) -> Result<RpcClient, u8> {
     RpcClient::connect(&addr, auth.as_deref())
         .await
         .map_err(|e| {
-            use hearsay_agent::Error;
+            use hearsay_rpc::Error;
             let line = match &e {
-                Error::RpcIo { source, .. } => {
+                Error::Io { source, .. } => {
                     let why = match source.kind() {
                         std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
                         std::io::ErrorKind::TimedOut => "timed out".to_owned(),
@@ -157,7 +157,7 @@ async fn connect(p: &flags::Parsed) -> Result<RpcClient, u8> {
                          Start one with: hearsay agent -dev (or pass -rpc-addr=HOST:PORT)"
                     )
                 }
-                Error::RpcRemote(msg) => format!(
+                Error::Remote(msg) => format!(
                     "Error connecting to hearsay agent at {addr}: {msg}. Pass the agent's token \
                      with -rpc-auth=TOKEN (or HEARSAY_RPC_AUTH)"
                 ),
@@ -277,7 +277,7 @@ async fn members(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         )
         .await
         .map_err(|e| format!("Error retrieving members: {e}"))?;
-    let addr_of = |m: &hearsay_agent::rpc::codec::RpcMember| match m.ip() {
+    let addr_of = |m: &RpcMember| match m.ip() {
         Some(ip) => std::net::SocketAddr::new(ip, m.port).to_string(),
         None => format!(":{}", m.port),
     };
@@ -527,7 +527,7 @@ async fn keys(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let nonempty = |n| p.get(n).filter(|v| !v.is_empty());
     let (op, key, doing, done, failed) = if p.bool("list", false)? {
         (
-            "list-keys",
+            KeyOp::List,
             "",
             "Asking all members for installed keys...",
             "",
@@ -535,7 +535,7 @@ async fn keys(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         )
     } else if let Some(k) = nonempty("install") {
         (
-            "install-key",
+            KeyOp::Install,
             k,
             "Installing key on all members...",
             "Successfully installed key!",
@@ -543,7 +543,7 @@ async fn keys(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         )
     } else if let Some(k) = nonempty("use") {
         (
-            "use-key",
+            KeyOp::Use,
             k,
             "Changing primary key on all members...",
             "Successfully changed primary key!",
@@ -552,7 +552,7 @@ async fn keys(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     } else {
         let k = nonempty("remove").unwrap_or("");
         (
-            "remove-key",
+            KeyOp::Remove,
             k,
             "Removing key on all members...",
             "Successfully removed key!",
@@ -576,7 +576,7 @@ async fn keys(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         eprintln!();
         return Err(format!("{failed}: {err}"));
     }
-    if op == "list-keys" {
+    if op == KeyOp::List {
         println!("==> Keys gathered, listing cluster keys...");
         println!();
         let lines: Vec<String> = resp

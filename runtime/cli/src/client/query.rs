@@ -1,7 +1,7 @@
 //! Where `hearsay query` puts responses as they arrive, without holding a large one in memory.
 //!
 //! Whole (UDP) responses print as `serf query` prints them. A large response arrives as pieces
-//! (several `response` records for one node, see `hearsay_agent::rpc::server`): on stdout
+//! (several `response` records for one node, see `hearsay_rpc::server`): on stdout
 //! each run of pieces from one node is introduced by a `==> node <==` line (as `tail` does
 //! for several files) and the bytes follow as they are; with `-output-dir DIR` every node's
 //! response goes into `DIR/<node>` (a failed large response is left as `DIR/<node>.partial`).

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Decodes one value from the front of `buf`: `Ok(None)` when more bytes are needed, else
-/// the value and how many bytes it used. Malformed input is [`Error::RpcProtocol`].
+/// the value and how many bytes it used. Malformed input is [`Error::Protocol`].
 pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
     // Check completeness with the allocation-free skip first: a large value arriving in
     // many reads is then scanned, not rebuilt as a tree, on every read.
@@ -25,13 +25,13 @@ pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
         Ok(v) => Ok(Some((v, r.position()))),
         Err(hearsay_swim::Error::Truncated { .. }) => {
             if buf.len() >= MAX_VALUE_BYTES {
-                return Err(Error::RpcProtocol(format!(
+                return Err(Error::Protocol(format!(
                     "message larger than {MAX_VALUE_BYTES} bytes"
                 )));
             }
             Ok(None)
         }
-        Err(e) => Err(Error::RpcProtocol(format!("malformed msgpack: {e}"))),
+        Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
     }
 }
 
@@ -83,7 +83,7 @@ impl<'a> Fields<'a> {
         match v {
             Value::Map(pairs) => Ok(Self { pairs }),
             Value::Nil => Ok(Self { pairs: EMPTY }),
-            other => Err(Error::RpcProtocol(format!(
+            other => Err(Error::Protocol(format!(
                 "{what}: expected a map, found {}",
                 kind(other)
             ))),
@@ -200,13 +200,13 @@ pub fn as_string(v: &Value, field: &str) -> Result<String> {
     match v {
         Value::Nil => Ok(String::new()),
         Value::Raw(b) => String::from_utf8(b.clone())
-            .map_err(|_| Error::RpcProtocol(format!("field {field} is not valid UTF-8"))),
+            .map_err(|_| Error::Protocol(format!("field {field} is not valid UTF-8"))),
         other => Err(bad(field, "string", other)),
     }
 }
 
 fn bad(field: &str, want: &str, got: &Value) -> Error {
-    Error::RpcProtocol(format!(
+    Error::Protocol(format!(
         "field {field}: expected {want}, found {}",
         kind(got)
     ))
@@ -284,131 +284,6 @@ pub fn frame(header: &Value, body: Option<&Value>) -> Vec<u8> {
     out
 }
 
-/// The RPC `Member` struct.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcMember {
-    pub name: String,
-    /// 4 bytes for IPv4, 16 for IPv6 (a Go `net.IP`).
-    pub addr: Vec<u8>,
-    pub port: u16,
-    pub tags: BTreeMap<String, String>,
-    pub status: String,
-    /// ProtocolMin, ProtocolMax, ProtocolCur, DelegateMin, DelegateMax, DelegateCur.
-    pub vsn: [u8; 6],
-}
-
-impl RpcMember {
-    pub fn from_member(m: &hearsay_serf::event::Member) -> Self {
-        let addr = match m.addr.ip() {
-            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
-        Self {
-            name: m.name.clone(),
-            addr,
-            port: m.addr.port(),
-            tags: m.tags.clone(),
-            status: m.status.as_str().to_owned(),
-            vsn: m.vsn,
-        }
-    }
-
-    /// The address as an IP, when it has a valid length.
-    pub fn ip(&self) -> Option<std::net::IpAddr> {
-        match self.addr.len() {
-            4 => Some(<[u8; 4]>::try_from(self.addr.as_slice()).ok()?.into()),
-            16 => {
-                let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(self.addr.as_slice()).ok()?);
-                Some(v6.to_ipv4_mapped().map_or(v6.into(), Into::into))
-            }
-            _ => None,
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        let v = |i: usize| Value::Uint(u64::from(self.vsn[i]));
-        map(vec![
-            ("Name", s(&self.name)),
-            ("Addr", Value::Raw(self.addr.clone())),
-            ("Port", Value::Uint(u64::from(self.port))),
-            ("Tags", string_map(&self.tags)),
-            ("Status", s(&self.status)),
-            ("ProtocolMin", v(0)),
-            ("ProtocolMax", v(1)),
-            ("ProtocolCur", v(2)),
-            ("DelegateMin", v(3)),
-            ("DelegateMax", v(4)),
-            ("DelegateCur", v(5)),
-        ])
-    }
-
-    pub fn from_value(v: &Value) -> Result<Self> {
-        let f = Fields::of(v, "Member")?;
-        let mut vsn = [0u8; 6];
-        for (i, name) in [
-            "ProtocolMin",
-            "ProtocolMax",
-            "ProtocolCur",
-            "DelegateMin",
-            "DelegateMax",
-            "DelegateCur",
-        ]
-        .iter()
-        .enumerate()
-        {
-            vsn[i] = u8::try_from(f.uint(name)?)
-                .map_err(|_| Error::RpcProtocol(format!("field {name} overflows a uint8")))?;
-        }
-        Ok(Self {
-            name: f.str("Name")?,
-            addr: f.bytes("Addr")?,
-            port: u16::try_from(f.uint("Port")?)
-                .map_err(|_| Error::RpcProtocol("field Port overflows a uint16".into()))?,
-            tags: f.string_map("Tags")?,
-            status: f.str("Status")?,
-            vsn,
-        })
-    }
-}
-
-/// `keyResponse`: the aggregate of a key query over the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyResponse {
-    /// Node name → message (errors, or warnings from successful nodes).
-    pub messages: BTreeMap<String, String>,
-    /// Base64 key → how many nodes have it (list-keys only).
-    pub keys: BTreeMap<String, i64>,
-    pub num_nodes: i64,
-    pub num_err: i64,
-    pub num_resp: i64,
-}
-
-impl KeyResponse {
-    pub fn to_value(&self) -> Value {
-        map(vec![
-            ("Messages", string_map(&self.messages)),
-            (
-                "Keys",
-                Value::Map(self.keys.iter().map(|(k, n)| (s(k), int(*n))).collect()),
-            ),
-            ("NumNodes", int(self.num_nodes)),
-            ("NumErr", int(self.num_err)),
-            ("NumResp", int(self.num_resp)),
-        ])
-    }
-
-    pub fn from_value(v: &Value) -> Result<Self> {
-        let f = Fields::of(v, "keyResponse")?;
-        Ok(Self {
-            messages: f.string_map("Messages")?,
-            keys: f.int_map("Keys")?,
-            num_nodes: f.int("NumNodes")?,
-            num_err: f.int("NumErr")?,
-            num_resp: f.int("NumResp")?,
-        })
-    }
-}
-
 /// A signed integer value in go-msgpack's form (non-negative ones unsigned).
 pub fn int(i: i64) -> Value {
     if i >= 0 {
@@ -438,14 +313,14 @@ pub fn fuzz_requests(data: &[u8]) {
         let Ok(h) = RequestHeader::from_value(&v) else {
             return;
         };
-        if !super::command_has_body(&h.command) {
+        if !crate::command_has_body(&h.command) {
             continue;
         }
         let Ok(Some((body, used))) = decode_value(buf) else {
             return;
         };
         buf = &buf[used..];
-        let _ = super::server::Request::parse(&h.command, &body);
+        let _ = crate::messages::Request::parse(&h.command, &body);
     }
 }
 
@@ -484,35 +359,6 @@ mod tests {
         assert!(decode_value(&[0xc1]).is_err());
         let v = decode_value(&[0x05]).unwrap().unwrap().0;
         assert!(RequestHeader::from_value(&v).is_err());
-    }
-
-    #[test]
-    fn members_and_key_responses_round_trip() {
-        let mut tags = BTreeMap::new();
-        tags.insert("role".to_owned(), "web".to_owned());
-        let m = RpcMember {
-            name: "a".into(),
-            addr: vec![127, 0, 0, 1],
-            port: 7946,
-            tags,
-            status: "alive".into(),
-            vsn: [2, 5, 5, 2, 5, 5],
-        };
-        let (v, _) = decode_value(&frame(&m.to_value(), None)).unwrap().unwrap();
-        let back = RpcMember::from_value(&v).unwrap();
-        assert_eq!(back, m);
-        assert_eq!(back.ip(), Some("127.0.0.1".parse().unwrap()));
-        let mut k = KeyResponse {
-            num_nodes: 3,
-            num_resp: 2,
-            num_err: 1,
-            ..Default::default()
-        };
-        k.messages
-            .insert("b".into(), "Requested key is not in the keyring".into());
-        k.keys.insert("aGVsbG8=".into(), 2);
-        let (v, _) = decode_value(&frame(&k.to_value(), None)).unwrap().unwrap();
-        assert_eq!(KeyResponse::from_value(&v).unwrap(), k);
     }
 
     #[test]

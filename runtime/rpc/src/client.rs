@@ -3,13 +3,13 @@
 //! decodes each response header, then the body the request's kind calls for, and hands
 //! them to the waiting call or stream.
 
-use super::codec::{
-    self, decode_value, frame, map, s, Fields, KeyResponse, RequestHeader, ResponseHeader,
-    RpcMember, Value,
+use crate::codec::{
+    self, decode_value, frame, map, s, Fields, RequestHeader, ResponseHeader, Value,
 };
-use super::errors::{AUTH_REQUIRED, HANDSHAKE_REQUIRED, UNSUPPORTED_COMMAND};
-use super::IPC_VERSION;
 use crate::error::{Error, Result};
+use crate::errors::{AUTH_REQUIRED, HANDSHAKE_REQUIRED, UNSUPPORTED_COMMAND};
+use crate::messages::{KeyOp, KeyResponse, QueryRecord, RpcHandler, RpcMember};
+use crate::IPC_VERSION;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,23 +108,6 @@ impl RecordStream {
     }
 }
 
-/// One result of a query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryRecord {
-    Ack(String),
-    /// A whole response (Serf's UDP path).
-    Response(String, Vec<u8>),
-    /// One piece of a large response, in order (hearsay agents; see `rpc::server`). `last`
-    /// marks the node's final piece; `error` says the response failed after the pieces
-    /// before it.
-    Piece {
-        from: String,
-        payload: Vec<u8>,
-        last: bool,
-        error: Option<String>,
-    },
-}
-
 /// The parameters of [`RpcClient::query`] (Serf's `QueryParam`).
 #[derive(Debug, Clone, Default)]
 pub struct QueryParams {
@@ -145,7 +128,7 @@ impl RpcClient {
     /// Connects to `addr` (`host:port`), performs the handshake and, with `auth_key`, the
     /// auth exchange. The connection attempt is bounded by [`DEFAULT_TIMEOUT`].
     pub async fn connect(addr: &str, auth_key: Option<&str>) -> Result<Self> {
-        let io = |source| Error::RpcIo {
+        let io = |source| Error::Io {
             context: format!("connecting to {addr}"),
             source,
         };
@@ -191,11 +174,11 @@ impl RpcClient {
         let mut w = self.writer.lock().await;
         tokio::time::timeout(DEFAULT_TIMEOUT, w.write_all(&bytes))
             .await
-            .map_err(|_| Error::RpcIo {
+            .map_err(|_| Error::Io {
                 context: format!("sending {command}"),
                 source: std::io::ErrorKind::TimedOut.into(),
             })?
-            .map_err(|source| Error::RpcIo {
+            .map_err(|source| Error::Io {
                 context: format!("sending {command}"),
                 source,
             })
@@ -216,16 +199,16 @@ impl RpcClient {
             self.pending.lock().unwrap().remove(&seq);
             return Err(e);
         }
-        rx.await.map_err(|_| closed())
+        rx.await.map_err(|_| Error::Closed)
     }
 
-    /// Like [`Self::call_raw`], but an error text becomes [`Error::RpcRemote`].
+    /// Like [`Self::call_raw`], but an error text becomes [`Error::Remote`].
     async fn call(&self, command: &str, body: Option<Value>, resp_body: bool) -> Result<Value> {
         let (h, v) = self.call_raw(command, body, resp_body).await?;
         if h.error.is_empty() {
             Ok(v)
         } else {
-            Err(Error::RpcRemote(h.error))
+            Err(Error::Remote(h.error))
         }
     }
 
@@ -244,10 +227,10 @@ impl RpcClient {
             self.pending.lock().unwrap().remove(&seq);
             return Err(e);
         }
-        let (h, _) = started_rx.await.map_err(|_| closed())?;
+        let (h, _) = started_rx.await.map_err(|_| Error::Closed)?;
         if !h.error.is_empty() {
             self.pending.lock().unwrap().remove(&seq);
-            return Err(Error::RpcRemote(h.error));
+            return Err(Error::Remote(h.error));
         }
         Ok(RecordStream { seq, rx })
     }
@@ -320,11 +303,11 @@ impl RpcClient {
 
     /// Runs a key command (`install-key`, `use-key`, `remove-key`, `list-keys`): the
     /// aggregated answer, and Serf's error text when some node failed.
-    pub async fn key_op(&self, op: &str, key: &str) -> Result<(KeyResponse, Option<String>)> {
-        let body = (op != "list-keys").then(|| map(vec![("Key", s(key))]));
-        let (h, v) = self.call_raw(op, body, true).await?;
+    pub async fn key_op(&self, op: KeyOp, key: &str) -> Result<(KeyResponse, Option<String>)> {
+        let body = (op != KeyOp::List).then(|| map(vec![("Key", s(key))]));
+        let (h, v) = self.call_raw(op.as_str(), body, true).await?;
         if h.error == AUTH_REQUIRED {
-            return Err(Error::RpcRemote(h.error));
+            return Err(Error::Remote(h.error));
         }
         let resp = KeyResponse::from_value(&v)?;
         Ok((resp, (!h.error.is_empty()).then_some(h.error)))
@@ -334,7 +317,7 @@ impl RpcClient {
     pub async fn stats(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         let v = self.call("stats", None, true).await?;
         let Value::Map(pairs) = &v else {
-            return Err(Error::RpcProtocol(format!(
+            return Err(Error::Protocol(format!(
                 "stats: expected a map, found {}",
                 codec::kind(&v)
             )));
@@ -350,13 +333,13 @@ impl RpcClient {
     }
 
     /// hearsay extension: the agent's WebAssembly handlers with their counters. A Serf agent
-    /// answers [`Error::RpcRemote`] with "Unsupported command".
+    /// answers [`Error::Remote`] with "Unsupported command".
     pub async fn handlers(&self) -> Result<Vec<RpcHandler>> {
         let v = self.call("handlers", None, true).await?;
         match Fields::of(&v, "handlersResponse")?.get("Handlers") {
             None | Some(Value::Nil) => Ok(Vec::new()),
             Some(Value::Array(items)) => items.iter().map(RpcHandler::from_value).collect(),
-            Some(other) => Err(Error::RpcProtocol(format!(
+            Some(other) => Err(Error::Protocol(format!(
                 "Handlers: expected an array, found {}",
                 codec::kind(other)
             ))),
@@ -377,7 +360,7 @@ impl RpcClient {
         let mut r = hearsay_swim::wire::msgpack::Reader::new(&bytes);
         hearsay_serf::coordinate::decode_coordinate(&mut r)
             .map(Some)
-            .map_err(|e| Error::RpcProtocol(format!("coordinate: {e}")))
+            .map_err(|e| Error::Protocol(format!("coordinate: {e}")))
     }
 
     /// Answers a query delivered on an event stream (`id` from its record).
@@ -428,130 +411,11 @@ impl RpcClient {
     }
 }
 
-/// One handler as the hearsay-only `handlers` command lists it (see
-/// [`super::server::HEARSAY_COMMANDS`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RpcHandler {
-    pub name: String,
-    /// Serf filter syntax, e.g. `query:echo`.
-    pub filter: String,
-    /// The module file.
-    pub module: String,
-    /// sha256 of the component, hex.
-    pub sha256: String,
-    pub invocations: u64,
-    pub ok: u64,
-    pub errors: u64,
-    /// Traps, including timeouts.
-    pub traps: u64,
-    pub timeouts: u64,
-    pub drops: u64,
-    /// Events waiting in the handler's queue.
-    pub queued: u64,
-    /// Median and 99th-percentile run time; `None` before the first event.
-    pub p50: Option<Duration>,
-    pub p99: Option<Duration>,
-    /// Events running now, and how long the oldest of them has run.
-    pub running: u64,
-    pub oldest_running: Option<Duration>,
-    /// Guest log lines dropped by the log budget.
-    pub log_suppressed: u64,
-}
-
-impl RpcHandler {
-    /// The record for one loaded handler.
-    pub fn from_listing(h: &crate::handlers::HandlerListing) -> Self {
-        Self {
-            name: h.name.clone(),
-            filter: h.filter.clone(),
-            module: h.module.display().to_string(),
-            sha256: h.sha256.clone(),
-            invocations: h.stats.invocations,
-            ok: h.stats.ok,
-            errors: h.stats.errors,
-            traps: h.stats.traps,
-            timeouts: h.stats.timeouts,
-            drops: h.stats.drops,
-            queued: h.queued as u64,
-            p50: h.stats.p50,
-            p99: h.stats.p99,
-            running: h.stats.running,
-            oldest_running: h.stats.oldest_running,
-            log_suppressed: h.stats.log_suppressed,
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        let nanos = |d: Option<Duration>| {
-            d.map_or(Value::Nil, |d| {
-                Value::Uint(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            })
-        };
-        map(vec![
-            ("Name", s(&self.name)),
-            ("Filter", s(&self.filter)),
-            ("Module", s(&self.module)),
-            ("Sha256", s(&self.sha256)),
-            ("Invocations", Value::Uint(self.invocations)),
-            ("Ok", Value::Uint(self.ok)),
-            ("Errors", Value::Uint(self.errors)),
-            ("Traps", Value::Uint(self.traps)),
-            ("Timeouts", Value::Uint(self.timeouts)),
-            ("Drops", Value::Uint(self.drops)),
-            ("Queued", Value::Uint(self.queued)),
-            ("P50", nanos(self.p50)),
-            ("P99", nanos(self.p99)),
-            ("Running", Value::Uint(self.running)),
-            ("OldestRunning", nanos(self.oldest_running)),
-            ("LogSuppressed", Value::Uint(self.log_suppressed)),
-        ])
-    }
-
-    pub fn from_value(v: &Value) -> Result<Self> {
-        let f = Fields::of(v, "handler")?;
-        let nanos = |name: &str| -> Result<Option<Duration>> {
-            Ok(match f.get(name) {
-                None | Some(Value::Nil) => None,
-                Some(_) => Some(Duration::from_nanos(f.uint(name)?)),
-            })
-        };
-        let optional_uint = |name: &str| -> Result<u64> {
-            match f.get(name) {
-                None => Ok(0),
-                Some(_) => f.uint(name),
-            }
-        };
-        Ok(Self {
-            name: f.str("Name")?,
-            filter: f.str("Filter")?,
-            module: f.str("Module")?,
-            sha256: f.str("Sha256")?,
-            invocations: f.uint("Invocations")?,
-            ok: f.uint("Ok")?,
-            errors: f.uint("Errors")?,
-            traps: f.uint("Traps")?,
-            timeouts: f.uint("Timeouts")?,
-            drops: f.uint("Drops")?,
-            queued: f.uint("Queued")?,
-            p50: nanos("P50")?,
-            p99: nanos("P99")?,
-            // Absent from agents older than these fields.
-            running: optional_uint("Running")?,
-            oldest_running: nanos("OldestRunning")?,
-            log_suppressed: optional_uint("LogSuppressed")?,
-        })
-    }
-}
-
-fn closed() -> Error {
-    Error::RpcProtocol("the agent closed the connection".into())
-}
-
 fn members_of(v: &Value) -> Result<Vec<RpcMember>> {
     match Fields::of(v, "membersResponse")?.get("Members") {
         None | Some(Value::Nil) => Ok(Vec::new()),
         Some(Value::Array(items)) => items.iter().map(RpcMember::from_value).collect(),
-        Some(other) => Err(Error::RpcProtocol(format!(
+        Some(other) => Err(Error::Protocol(format!(
             "Members: expected an array, found {}",
             codec::kind(other)
         ))),
@@ -667,36 +531,4 @@ fn deliver(
         None => {}
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handler_records_round_trip() {
-        let h = RpcHandler {
-            name: "echo".into(),
-            filter: "query:echo".into(),
-            module: "/opt/echo.wasm".into(),
-            sha256: "ab".repeat(32),
-            invocations: 10,
-            ok: 7,
-            errors: 1,
-            traps: 2,
-            timeouts: 1,
-            drops: 3,
-            queued: 4,
-            p50: Some(Duration::from_micros(350)),
-            p99: None,
-            running: 2,
-            oldest_running: Some(Duration::from_millis(1500)),
-            log_suppressed: 9,
-        };
-        let mut bytes = Vec::new();
-        codec::encode_value(&mut bytes, &h.to_value());
-        let (v, _) = decode_value(&bytes).unwrap().unwrap();
-        assert_eq!(RpcHandler::from_value(&v).unwrap(), h);
-        assert!(RpcHandler::from_value(&s("not a map")).is_err());
-    }
 }

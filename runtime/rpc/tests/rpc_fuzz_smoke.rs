@@ -1,9 +1,10 @@
-//! Runs the `rpc_request` fuzz entry point (`rpc::codec::fuzz_requests`) over a few thousand
-//! inputs on every `cargo test`, not only under cargo-fuzz: valid request streams (every
-//! command with its body, as Serf's client writes them) built from a seeded RNG, then mutated
-//! (bytes flipped, cut, inserted, spliced), plus uniformly random bytes.
+//! Runs the `rpc_request` fuzz entry point (`hearsay_rpc::codec::fuzz_requests`, see
+//! `runtime/rpc/fuzz`) over a few thousand inputs on every `cargo test`, not only under
+//! cargo-fuzz: valid request streams (every command with its body, as Serf's client writes
+//! them) built from a seeded RNG, then mutated (bytes flipped, cut, inserted, spliced), plus
+//! uniformly random bytes.
 
-use hearsay_agent::rpc::codec::{self, fuzz_requests, map, s, RequestHeader, Value};
+use hearsay_rpc::codec::{self, fuzz_requests, map, s, RequestHeader, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;

@@ -1,7 +1,0 @@
-//! Fuzz target: `hearsay_agent::rpc::codec::fuzz_requests` (the RPC server's request
-//! decoding) must never panic, and what decodes must re-encode stably.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hearsay_agent::rpc::codec::fuzz_requests(data);
-});

@@ -1,0 +1,93 @@
+//! `hearsay-rpc`: Serf's RPC protocol (IPC version 1), spoken exactly as the `serf` CLI 0.8
+//! and Serf's Go client library speak it.
+//!
+//! - [`codec`]: the msgpack framing (header, optional body) and typed access to decoded maps.
+//! - [`messages`]: the requests a server decodes and the records both sides exchange.
+//! - [`client`]: [`RpcClient`], which drives any agent (hearsay's or Serf's).
+//! - [`server`]: [`RpcServer`], the connection loop (handshake, auth, sequencing, streams,
+//!   monitors, queries, Serf's error strings) over a [`Backend`] the agent implements.
+//!
+//! What it is not: no gossip logic and no agent (the backend answers members, joins, key
+//! queries and the like); no flag parsing or printing (that is the `hearsay` CLI). It builds
+//! without the handler host and the QUIC transport, so the CLI's client verbs and these tests
+//! do not compile them.
+
+pub mod backend;
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod messages;
+pub mod server;
+
+pub use backend::{
+    AgentStats, Backend, BackendError, QueryEvent, QueryTarget, StreamEvent, Subscription,
+};
+pub use client::{Coordinate, QueryParams, RecordStream, RpcClient};
+pub use codec::Value;
+pub use error::{Error, Result};
+pub use messages::{
+    KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, Request, RpcHandler, RpcMember,
+};
+pub use server::{RpcServer, ServerOptions};
+
+/// The IPC protocol version this implementation speaks (Serf's `MinIPCVersion` and
+/// `MaxIPCVersion` are both 1).
+pub const IPC_VERSION: i64 = 1;
+
+/// Serf's default RPC address.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
+
+/// Serf's error strings, sent in the response header's `Error`.
+pub mod errors {
+    pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
+    pub const UNSUPPORTED_IPC_VERSION: &str = "Unsupported IPC version";
+    pub const DUPLICATE_HANDSHAKE: &str = "Handshake already performed";
+    pub const HANDSHAKE_REQUIRED: &str = "Handshake required";
+    pub const MONITOR_EXISTS: &str = "Monitor already exists";
+    pub const INVALID_FILTER: &str = "Invalid event filter";
+    pub const STREAM_EXISTS: &str = "Stream with given sequence exists";
+    pub const INVALID_QUERY_ID: &str = "No pending queries matching ID";
+    pub const AUTH_REQUIRED: &str = "Authentication required";
+    pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
+}
+
+/// The 20 commands of IPC version 1.
+pub const COMMANDS: [&str; 20] = [
+    "handshake",
+    "auth",
+    "event",
+    "force-leave",
+    "join",
+    "members",
+    "members-filtered",
+    "tags",
+    "stream",
+    "monitor",
+    "stop",
+    "leave",
+    "query",
+    "respond",
+    "install-key",
+    "use-key",
+    "remove-key",
+    "list-keys",
+    "stats",
+    "get-coordinate",
+];
+
+/// Commands hearsay's server answers beyond Serf's 20 (none takes a body). A Serf agent
+/// answers them with "Unsupported command".
+///
+/// - `handlers`: lists the agent's WebAssembly handlers. Response body: a map with
+///   `Handlers`, an array of maps with `Name`, `Filter`, `Module`, `Sha256` (strings),
+///   `Invocations`, `Ok`, `Errors`, `Traps`, `Timeouts`, `Drops`, `Queued` (unsigned
+///   integers), and `P50`, `P99` (latency in nanoseconds, nil before the first event); see
+///   [`RpcHandler`].
+pub const HEARSAY_COMMANDS: [&str; 1] = ["handlers"];
+
+/// Whether a request with this command carries a body after its header (as Serf's client
+/// sends them: `members`, `leave`, `list-keys` and `stats` have none). An unknown command is
+/// answered at once without reading further, as Serf does.
+pub fn command_has_body(command: &str) -> bool {
+    COMMANDS.contains(&command) && !matches!(command, "members" | "leave" | "list-keys" | "stats")
+}

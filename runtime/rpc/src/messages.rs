@@ -1,0 +1,523 @@
+//! The messages of Serf's RPC protocol above the framing of [`crate::codec`]: the requests a
+//! server decodes ([`Request`]), and the records both sides exchange ([`RpcMember`],
+//! [`KeyResponse`], [`RpcHandler`], [`QueryRecord`]), each with its exact field names so that
+//! Serf's Go client and `serf` CLI read ours and ours reads theirs.
+
+use crate::codec::{int, map, s, string_map, Fields, Value};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The four key commands (`install-key`, `use-key`, `remove-key`, `list-keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyOp {
+    Install,
+    Use,
+    Remove,
+    List,
+}
+
+impl KeyOp {
+    /// The command's name on the wire, which is also the Serf key query it runs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Install => "install-key",
+            Self::Use => "use-key",
+            Self::Remove => "remove-key",
+            Self::List => "list-keys",
+        }
+    }
+}
+
+/// The levels `monitor` accepts: exactly the names Serf's `LevelFilter` knows, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Err,
+}
+
+impl LogLevel {
+    /// Parses a level name the server has upper-cased (as Serf does with the client's).
+    /// `WARNING` and `ERROR`, which hearsay's own log settings accept, are not Serf's monitor
+    /// levels, so they are refused here.
+    pub fn parse(upper: &str) -> Option<Self> {
+        Some(match upper {
+            "TRACE" => Self::Trace,
+            "DEBUG" => Self::Debug,
+            "INFO" => Self::Info,
+            "WARN" => Self::Warn,
+            "ERR" => Self::Err,
+            _ => return None,
+        })
+    }
+}
+
+/// The RPC `Member` struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcMember {
+    pub name: String,
+    /// 4 bytes for IPv4, 16 for IPv6 (a Go `net.IP`).
+    pub addr: Vec<u8>,
+    pub port: u16,
+    pub tags: BTreeMap<String, String>,
+    pub status: String,
+    /// ProtocolMin, ProtocolMax, ProtocolCur, DelegateMin, DelegateMax, DelegateCur.
+    pub vsn: [u8; 6],
+}
+
+impl RpcMember {
+    /// The address as an IP, when it has a valid length.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self.addr.len() {
+            4 => Some(<[u8; 4]>::try_from(self.addr.as_slice()).ok()?.into()),
+            16 => {
+                let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(self.addr.as_slice()).ok()?);
+                Some(v6.to_ipv4_mapped().map_or(v6.into(), Into::into))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let v = |i: usize| Value::Uint(u64::from(self.vsn[i]));
+        map(vec![
+            ("Name", s(&self.name)),
+            ("Addr", Value::Raw(self.addr.clone())),
+            ("Port", Value::Uint(u64::from(self.port))),
+            ("Tags", string_map(&self.tags)),
+            ("Status", s(&self.status)),
+            ("ProtocolMin", v(0)),
+            ("ProtocolMax", v(1)),
+            ("ProtocolCur", v(2)),
+            ("DelegateMin", v(3)),
+            ("DelegateMax", v(4)),
+            ("DelegateCur", v(5)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "Member")?;
+        let mut vsn = [0u8; 6];
+        for (i, name) in [
+            "ProtocolMin",
+            "ProtocolMax",
+            "ProtocolCur",
+            "DelegateMin",
+            "DelegateMax",
+            "DelegateCur",
+        ]
+        .iter()
+        .enumerate()
+        {
+            vsn[i] = u8::try_from(f.uint(name)?)
+                .map_err(|_| Error::Protocol(format!("field {name} overflows a uint8")))?;
+        }
+        Ok(Self {
+            name: f.str("Name")?,
+            addr: f.bytes("Addr")?,
+            port: u16::try_from(f.uint("Port")?)
+                .map_err(|_| Error::Protocol("field Port overflows a uint16".into()))?,
+            tags: f.string_map("Tags")?,
+            status: f.str("Status")?,
+            vsn,
+        })
+    }
+}
+
+/// `keyResponse`: the aggregate of a key query over the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyResponse {
+    /// Node name → message (errors, or warnings from successful nodes).
+    pub messages: BTreeMap<String, String>,
+    /// Base64 key → how many nodes have it (list-keys only).
+    pub keys: BTreeMap<String, i64>,
+    pub num_nodes: i64,
+    pub num_err: i64,
+    pub num_resp: i64,
+}
+
+impl KeyResponse {
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Messages", string_map(&self.messages)),
+            (
+                "Keys",
+                Value::Map(self.keys.iter().map(|(k, n)| (s(k), int(*n))).collect()),
+            ),
+            ("NumNodes", int(self.num_nodes)),
+            ("NumErr", int(self.num_err)),
+            ("NumResp", int(self.num_resp)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "keyResponse")?;
+        Ok(Self {
+            messages: f.string_map("Messages")?,
+            keys: f.int_map("Keys")?,
+            num_nodes: f.int("NumNodes")?,
+            num_err: f.int("NumErr")?,
+            num_resp: f.int("NumResp")?,
+        })
+    }
+}
+
+/// A request as decoded from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Handshake {
+        version: i64,
+    },
+    Auth {
+        key: String,
+    },
+    Event {
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+    },
+    ForceLeave {
+        node: String,
+        prune: bool,
+    },
+    Join {
+        existing: Vec<String>,
+        replay: bool,
+    },
+    Members,
+    MembersFiltered {
+        tags: BTreeMap<String, String>,
+        status: String,
+        name: String,
+    },
+    Tags {
+        tags: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    Stream {
+        filter: String,
+    },
+    Monitor {
+        level: String,
+    },
+    Stop {
+        seq: u64,
+    },
+    Leave,
+    Query(Box<QueryRequest>),
+    Respond {
+        id: u64,
+        payload: Vec<u8>,
+    },
+    Key {
+        op: KeyOp,
+        key: String,
+    },
+    Stats,
+    Coordinate {
+        node: String,
+    },
+    /// hearsay extension: list the agent's WebAssembly handlers (no body; Serf answers
+    /// "Unsupported command").
+    Handlers,
+}
+
+/// `queryRequest`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryRequest {
+    pub filter_nodes: Vec<String>,
+    pub filter_tags: BTreeMap<String, String>,
+    pub request_ack: bool,
+    pub relay_factor: u8,
+    /// Go `time.Duration` nanoseconds; 0 = Serf's default.
+    pub timeout_ns: i64,
+    pub name: String,
+    pub payload: Vec<u8>,
+}
+
+impl Request {
+    /// Decodes the body of `command` (`Value::Nil` for commands without one). `None` for a
+    /// command Serf does not have.
+    pub fn parse(command: &str, body: &Value) -> Option<Result<Self>> {
+        let f = match Fields::of(body, command) {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let r = || -> Result<Self> {
+            Ok(match command {
+                "handshake" => Self::Handshake {
+                    version: f.int("Version")?,
+                },
+                "auth" => Self::Auth {
+                    key: f.str("AuthKey")?,
+                },
+                "event" => Self::Event {
+                    name: f.str("Name")?,
+                    payload: f.bytes("Payload")?,
+                    coalesce: f.bool("Coalesce")?,
+                },
+                "force-leave" => Self::ForceLeave {
+                    node: f.str("Node")?,
+                    prune: f.bool("Prune")?,
+                },
+                "join" => Self::Join {
+                    existing: f.strings("Existing")?,
+                    replay: f.bool("Replay")?,
+                },
+                "members" => Self::Members,
+                "members-filtered" => Self::MembersFiltered {
+                    tags: f.string_map("Tags")?,
+                    status: f.str("Status")?,
+                    name: f.str("Name")?,
+                },
+                "tags" => Self::Tags {
+                    tags: f.string_map("Tags")?,
+                    delete: f.strings("DeleteTags")?,
+                },
+                "stream" => Self::Stream {
+                    filter: f.str("Type")?,
+                },
+                "monitor" => Self::Monitor {
+                    level: f.str("LogLevel")?,
+                },
+                "stop" => Self::Stop {
+                    seq: f.uint("Stop")?,
+                },
+                "leave" => Self::Leave,
+                "query" => Self::Query(Box::new(QueryRequest {
+                    filter_nodes: f.strings("FilterNodes")?,
+                    filter_tags: f.string_map("FilterTags")?,
+                    request_ack: f.bool("RequestAck")?,
+                    relay_factor: u8::try_from(f.uint("RelayFactor")?).map_err(|_| {
+                        Error::Protocol("field RelayFactor overflows a uint8".into())
+                    })?,
+                    timeout_ns: f.int("Timeout")?,
+                    name: f.str("Name")?,
+                    payload: f.bytes("Payload")?,
+                })),
+                "respond" => Self::Respond {
+                    id: f.uint("ID")?,
+                    payload: f.bytes("Payload")?,
+                },
+                "install-key" | "use-key" | "remove-key" | "list-keys" => Self::Key {
+                    op: match command {
+                        "install-key" => KeyOp::Install,
+                        "use-key" => KeyOp::Use,
+                        "remove-key" => KeyOp::Remove,
+                        _ => KeyOp::List,
+                    },
+                    key: f.str("Key")?,
+                },
+                "stats" => Self::Stats,
+                "handlers" => Self::Handlers,
+                "get-coordinate" => Self::Coordinate {
+                    node: f.str("Node")?,
+                },
+                other => {
+                    return Err(Error::Protocol(format!("unknown command {other:?}")));
+                }
+            })
+        };
+        (crate::COMMANDS.contains(&command) || crate::HEARSAY_COMMANDS.contains(&command)).then(r)
+    }
+}
+
+/// One result of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryRecord {
+    Ack(String),
+    /// A whole response (Serf's UDP path).
+    Response(String, Vec<u8>),
+    /// One piece of a large response, in order (hearsay agents; see [`crate::server`]). `last`
+    /// marks the node's final piece; `error` says the response failed after the pieces
+    /// before it.
+    Piece {
+        from: String,
+        payload: Vec<u8>,
+        last: bool,
+        error: Option<String>,
+    },
+}
+
+/// One handler as the hearsay-only `handlers` command lists it (see
+/// [`crate::HEARSAY_COMMANDS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcHandler {
+    pub name: String,
+    /// Serf filter syntax, e.g. `query:echo`.
+    pub filter: String,
+    /// The module file.
+    pub module: String,
+    /// sha256 of the component, hex.
+    pub sha256: String,
+    pub invocations: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Traps, including timeouts.
+    pub traps: u64,
+    pub timeouts: u64,
+    pub drops: u64,
+    /// Events waiting in the handler's queue.
+    pub queued: u64,
+    /// Median and 99th-percentile run time; `None` before the first event.
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    /// Events running now, and how long the oldest of them has run.
+    pub running: u64,
+    pub oldest_running: Option<Duration>,
+    /// Guest log lines dropped by the log budget.
+    pub log_suppressed: u64,
+}
+
+impl RpcHandler {
+    pub fn to_value(&self) -> Value {
+        let nanos = |d: Option<Duration>| {
+            d.map_or(Value::Nil, |d| {
+                Value::Uint(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            })
+        };
+        map(vec![
+            ("Name", s(&self.name)),
+            ("Filter", s(&self.filter)),
+            ("Module", s(&self.module)),
+            ("Sha256", s(&self.sha256)),
+            ("Invocations", Value::Uint(self.invocations)),
+            ("Ok", Value::Uint(self.ok)),
+            ("Errors", Value::Uint(self.errors)),
+            ("Traps", Value::Uint(self.traps)),
+            ("Timeouts", Value::Uint(self.timeouts)),
+            ("Drops", Value::Uint(self.drops)),
+            ("Queued", Value::Uint(self.queued)),
+            ("P50", nanos(self.p50)),
+            ("P99", nanos(self.p99)),
+            ("Running", Value::Uint(self.running)),
+            ("OldestRunning", nanos(self.oldest_running)),
+            ("LogSuppressed", Value::Uint(self.log_suppressed)),
+        ])
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "handler")?;
+        let nanos = |name: &str| -> Result<Option<Duration>> {
+            Ok(match f.get(name) {
+                None | Some(Value::Nil) => None,
+                Some(_) => Some(Duration::from_nanos(f.uint(name)?)),
+            })
+        };
+        let optional_uint = |name: &str| -> Result<u64> {
+            match f.get(name) {
+                None => Ok(0),
+                Some(_) => f.uint(name),
+            }
+        };
+        Ok(Self {
+            name: f.str("Name")?,
+            filter: f.str("Filter")?,
+            module: f.str("Module")?,
+            sha256: f.str("Sha256")?,
+            invocations: f.uint("Invocations")?,
+            ok: f.uint("Ok")?,
+            errors: f.uint("Errors")?,
+            traps: f.uint("Traps")?,
+            timeouts: f.uint("Timeouts")?,
+            drops: f.uint("Drops")?,
+            queued: f.uint("Queued")?,
+            p50: nanos("P50")?,
+            p99: nanos("P99")?,
+            // Absent from agents older than these fields.
+            running: optional_uint("Running")?,
+            oldest_running: nanos("OldestRunning")?,
+            log_suppressed: optional_uint("LogSuppressed")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_value, encode_value, frame};
+
+    #[test]
+    fn members_and_key_responses_round_trip() {
+        let mut tags = BTreeMap::new();
+        tags.insert("role".to_owned(), "web".to_owned());
+        let m = RpcMember {
+            name: "a".into(),
+            addr: vec![127, 0, 0, 1],
+            port: 7946,
+            tags,
+            status: "alive".into(),
+            vsn: [2, 5, 5, 2, 5, 5],
+        };
+        let (v, _) = decode_value(&frame(&m.to_value(), None)).unwrap().unwrap();
+        let back = RpcMember::from_value(&v).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.ip(), Some("127.0.0.1".parse().unwrap()));
+        let mut k = KeyResponse {
+            num_nodes: 3,
+            num_resp: 2,
+            num_err: 1,
+            ..Default::default()
+        };
+        k.messages
+            .insert("b".into(), "Requested key is not in the keyring".into());
+        k.keys.insert("aGVsbG8=".into(), 2);
+        let (v, _) = decode_value(&frame(&k.to_value(), None)).unwrap().unwrap();
+        assert_eq!(KeyResponse::from_value(&v).unwrap(), k);
+    }
+
+    #[test]
+    fn requests_parse_with_serf_field_names() {
+        let body = map(vec![
+            ("FilterNodes", crate::codec::strings(&["a".to_owned()])),
+            ("RequestAck", Value::Bool(true)),
+            ("RelayFactor", Value::Uint(2)),
+            ("Timeout", Value::Uint(1_000_000_000)),
+            ("Name", s("q")),
+            ("Payload", Value::Raw(b"p".to_vec())),
+        ]);
+        let Some(Ok(Request::Query(q))) = Request::parse("query", &body) else {
+            panic!("query did not parse");
+        };
+        assert_eq!(q.filter_nodes, ["a"]);
+        assert!(q.request_ack);
+        assert_eq!((q.relay_factor, q.timeout_ns), (2, 1_000_000_000));
+        assert!(Request::parse("bogus", &Value::Nil).is_none());
+        assert!(matches!(
+            Request::parse("members", &Value::Nil),
+            Some(Ok(Request::Members))
+        ));
+        let bad = map(vec![("RelayFactor", Value::Uint(300))]);
+        assert!(matches!(Request::parse("query", &bad), Some(Err(_))));
+    }
+
+    #[test]
+    fn handler_records_round_trip() {
+        let h = RpcHandler {
+            name: "echo".into(),
+            filter: "query:echo".into(),
+            module: "/opt/echo.wasm".into(),
+            sha256: "ab".repeat(32),
+            invocations: 10,
+            ok: 7,
+            errors: 1,
+            traps: 2,
+            timeouts: 1,
+            drops: 3,
+            queued: 4,
+            p50: Some(Duration::from_micros(350)),
+            p99: None,
+            running: 2,
+            oldest_running: Some(Duration::from_millis(1500)),
+            log_suppressed: 9,
+        };
+        let mut bytes = Vec::new();
+        encode_value(&mut bytes, &h.to_value());
+        let (v, _) = decode_value(&bytes).unwrap().unwrap();
+        assert_eq!(RpcHandler::from_value(&v).unwrap(), h);
+        assert!(RpcHandler::from_value(&s("not a map")).is_err());
+    }
+}
