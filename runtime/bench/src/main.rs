@@ -1612,8 +1612,9 @@ round); {finished}"
                 )
                 .hearsay(&r.flood_lines_per_sec)
                 .reference(
-                    "its guest lines and the host's summaries, read by the bench; budget 50 \
-guest lines per second per handler",
+                    "its guest lines, the host's summaries and the agent's `handler queue full; \
+event dropped` warnings for surplus floods, read by the bench; budget 50 guest lines per second \
+per handler",
                 ),
             );
         }
