@@ -471,7 +471,10 @@ fn stuck_handlers_do_not_starve_echo_and_sigterm_exits_at_once() {
         l.contains("user-event: forge-marker\\n2026-12-07T00:00:00Z  INFO agent: member-leave")
     });
     assert!(
-        !agent.seen().iter().any(|l| l.starts_with("2026-12-07T00:00:00Z")),
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.starts_with("2026-12-07T00:00:00Z")),
         "{:?}",
         agent.seen()
     );
