@@ -1613,8 +1613,8 @@ round); {finished}"
                 .hearsay(&r.flood_lines_per_sec)
                 .reference(
                     "its guest lines, the host's summaries and the agent's `handler queue full; \
-event dropped` warnings for surplus floods, read by the bench; budget 50 guest lines per second \
-per handler",
+events dropped` warnings for surplus floods (at most one a second), read by the bench; budget \
+50 guest lines per second per handler",
                 ),
             );
         }

@@ -376,8 +376,9 @@ impl Host {
         let mut queue = slot.queue();
         if self.shared.stopping.load(Ordering::Acquire) || queue.jobs.len() >= capacity {
             drop(queue);
-            slot.count_drop();
-            tracing::warn!(handler = %slot.name, event = %event.describe(), "handler queue full; event dropped");
+            if let Some(dropped) = slot.count_drop() {
+                tracing::warn!(handler = %slot.name, event = %event.describe(), dropped, capacity, "handler queue full; events dropped (warned at most once a second)");
+            }
             return Dispatch::Dropped;
         }
         queue.jobs.push_back(Job {
@@ -633,12 +634,12 @@ impl Slot {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn count_drop(&self) {
+    /// Counts a dropped event; how many drops a warning should name now, if one is due.
+    fn count_drop(&self) -> Option<u64> {
         self.stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .counters
-            .drops += 1;
+            .record_drop(Instant::now())
     }
 
     fn spare(&self) -> MutexGuard<'_, SpareState> {

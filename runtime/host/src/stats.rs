@@ -1,10 +1,13 @@
 //! Per-handler counters and latency percentiles, for `hearsay handlers`.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many recent latencies the percentiles are computed over.
 const WINDOW: usize = 1024;
+/// At most one "queue full" warning per handler this often: a flood of events at a full queue
+/// must not flood the log.
+const DROP_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 /// A snapshot of one handler's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,9 +41,26 @@ pub struct HandlerStats {
 pub(crate) struct Recorder {
     pub(crate) counters: HandlerStats,
     recent: VecDeque<Duration>,
+    /// Drops not yet named in a warning, and when the last warning went out.
+    unreported_drops: u64,
+    last_drop_warning: Option<Instant>,
 }
 
 impl Recorder {
+    /// Counts a dropped event; the number of drops to name in a warning now, if one is due.
+    pub(crate) fn record_drop(&mut self, now: Instant) -> Option<u64> {
+        self.counters.drops += 1;
+        self.unreported_drops += 1;
+        if self
+            .last_drop_warning
+            .is_some_and(|last| now.saturating_duration_since(last) < DROP_WARNING_EVERY)
+        {
+            return None;
+        }
+        self.last_drop_warning = Some(now);
+        Some(std::mem::take(&mut self.unreported_drops))
+    }
+
     pub(crate) fn record_latency(&mut self, d: Duration) {
         if self.recent.len() == WINDOW {
             self.recent.pop_front();
@@ -81,6 +101,22 @@ mod tests {
         let s = r.snapshot();
         assert_eq!(s.p50, Some(Duration::from_millis(50)));
         assert_eq!(s.p99, Some(Duration::from_millis(99)));
+    }
+
+    #[test]
+    fn drop_warnings_come_once_a_second_with_the_count() {
+        let mut r = Recorder::default();
+        let t = Instant::now();
+        assert_eq!(
+            r.record_drop(t),
+            Some(1),
+            "the first drop is reported at once"
+        );
+        for i in 1..1000 {
+            assert_eq!(r.record_drop(t + Duration::from_micros(i)), None);
+        }
+        assert_eq!(r.record_drop(t + Duration::from_secs(1)), Some(1000));
+        assert_eq!(r.snapshot().drops, 1001);
     }
 
     #[test]
