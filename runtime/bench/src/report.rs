@@ -224,7 +224,7 @@ only those sections. \
 The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`, \
 and hearsay-host's test guest `probe` in `runtime/host/tests/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \
-Anchors come from `../shared/reference/performance-anchors.md`."
+Anchors are the published figures and formulas named in each row (Serf's and memberlist's defaults, SWIM's and Lifeguard's papers)."
         );
         o
     }
