@@ -227,8 +227,9 @@ impl Discovery {
         };
         info!(
             cluster,
-            service = %service,
-            instance = %format_args!("{node}.{service}"),
+            // Absolute names, with the root's dot, as Serf's logs write them.
+            service = %format_args!("{service}."),
+            instance = %format_args!("{node}.{service}."),
             addr = %advertise,
             "agent.mdns: advertising and polling for peers"
         );
