@@ -2,15 +2,15 @@
 //! network driver of `hearsay-net` and gives it an async API ([`SerfAgent`]).
 //!
 //! Around it: the agent's config and run loop ([`config`], [`run`]), its WebAssembly handlers
-//! ([`handlers`]), and the backend of Serf's RPC server ([`rpc_backend`]; the protocol itself,
-//! client and server loop, is `hearsay-rpc`).
+//! ([`handlers`]), the backend of Serf's RPC server ([`rpc_backend`]; the protocol itself,
+//! client and server loop, is `hearsay-rpc`), and the joins of the peers mDNS discovery finds
+//! ([`run::Agent::start_discovery`]; the discovery itself is `hearsay_net::discover`).
 //!
 //! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
 //! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
 
 pub mod config;
 pub mod conversions;
-pub mod discover;
 pub mod error;
 pub mod filter;
 pub mod handlers;

@@ -20,13 +20,14 @@ use crate::logs::LogHub;
 use crate::rpc_backend::{AgentBackend, AgentInfo};
 use crate::serf_agent::{AgentOptions, SerfAgent};
 use crate::{snapshot, tags_file};
+use hearsay_net::discover::{Discovery, Interface};
 use hearsay_net::{Transport, UdpTcpTransport};
 use hearsay_rpc::{RpcServer, ServerOptions};
 use hearsay_serf::event::Event;
 use hearsay_serf::SerfConfig;
 use hearsay_swim::Keyring;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
@@ -93,6 +94,22 @@ impl Logging {
 }
 
 /// Prints a line of the agent's own output (what Serf prints with `==> `).
+/// The task that joins what mDNS discovery finds; dropping it stops the joins, and with them
+/// the discovery it owns (its sockets close).
+#[derive(Debug)]
+pub struct DiscoveryGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for DiscoveryGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `-iface` errors keep Serf's words, as the agent's own [`Error::Interface`].
+fn interface_error(e: hearsay_net::Error) -> Error {
+    Error::Interface(e.to_string())
+}
+
 fn ui(line: &str) {
     println!("==> {line}");
 }
@@ -137,21 +154,9 @@ pub fn initial_tags(config: &Config) -> Result<BTreeMap<String, String>> {
 }
 
 /// The address this host is reached at from outside, for a wildcard bind without
-/// `advertise`: the source address the kernel would use toward a private and then a public
-/// network (a connected UDP socket sends nothing). Loopback when there is no route at all.
+/// `advertise` (see [`hearsay_net::transport::outward_ip`]); loopback when there is no route.
 pub fn outward_ip() -> IpAddr {
-    for probe in ["10.255.255.255:9", "192.0.2.1:9"] {
-        let ip = UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| s.connect(probe).map(|()| s))
-            .and_then(|s| s.local_addr())
-            .map(|a| a.ip());
-        if let Ok(ip) = ip {
-            if !ip.is_unspecified() {
-                return ip;
-            }
-        }
-    }
-    crate::config::LOOPBACK
+    hearsay_net::transport::outward_ip().unwrap_or(crate::config::LOOPBACK)
 }
 
 /// Binds the gossip sockets (UDP and TCP on the same port). With `bind_fallback` (`-dev`
@@ -263,8 +268,8 @@ impl Agent {
     pub async fn start(mut config: Config) -> Result<Self> {
         if let Some(name) = &config.interface {
             // Serf's `-iface`: the interface must exist, and gives the bind address.
-            let iface = crate::discover::Interface::by_name(name)?;
-            let bind = iface.bind_addr(config.bind)?;
+            let iface = Interface::by_name(name).map_err(interface_error)?;
+            let bind = iface.bind_addr(config.bind).map_err(interface_error)?;
             if bind != config.bind {
                 ui(&format!("Using interface '{name}' address '{}'", bind.ip()));
                 config.bind = bind;
@@ -379,16 +384,13 @@ impl Agent {
     }
 
     /// Starts mDNS discovery when `discover` is set: advertises the node at its advertise
-    /// address and joins the peers it finds. A failure to start is logged and the agent runs
-    /// on without it.
-    pub fn start_discovery(&self) -> Option<crate::discover::Discovery> {
+    /// address and joins the peers it finds (`replay`: Serf's `-replay`), in a task that stops
+    /// when the returned guard is dropped. A batch that fails to join is handed back, so the
+    /// next poll tries it again. A failure to start is logged and the agent runs on without it.
+    pub fn start_discovery(&self) -> Option<DiscoveryGuard> {
         let c = &self.config;
         let cluster = c.discover.as_deref()?;
-        let iface = match c
-            .interface
-            .as_deref()
-            .map(crate::discover::Interface::by_name)
-        {
+        let iface = match c.interface.as_deref().map(Interface::by_name) {
             None => None,
             Some(Ok(i)) => Some(i),
             Some(Err(e)) => {
@@ -396,20 +398,35 @@ impl Agent {
                 return None;
             }
         };
-        match crate::discover::Discovery::start(
-            self.serf.clone(),
+        let mut discovery = match Discovery::start(
             &c.node_name,
             cluster,
             self.serf.local_addr(),
-            iface,
-            c.replay_on_join,
+            iface.as_ref(),
         ) {
-            Ok(d) => Some(d),
+            Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, cluster, "agent.mdns: cannot start mDNS discovery; running without it");
-                None
+                return None;
             }
-        }
+        };
+        let (serf, replay) = (self.serf.clone(), c.replay_on_join);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = discovery.next_batch().await {
+                let addrs: Vec<SocketAddr> = batch.iter().map(|p| p.addr).collect();
+                match serf.join(&addrs, !replay).await {
+                    Ok(n) => {
+                        let names: Vec<&str> = batch.iter().map(|p| p.node.as_str()).collect();
+                        info!(peers = ?names, addrs = ?addrs, "agent.mdns: Joined {n} hosts");
+                    }
+                    Err(e) => {
+                        warn!(addrs = ?addrs, error = %e, "agent.mdns: Failed to join");
+                        discovery.join_failed(&batch);
+                    }
+                }
+            }
+        });
+        Some(DiscoveryGuard(task))
     }
 
     /// The lines Serf prints once its agent runs (`rpc`: the address the RPC server got).

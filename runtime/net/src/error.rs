@@ -79,6 +79,21 @@ pub enum Error {
     /// The driver task has stopped (after `shutdown`, or because it ended).
     #[error("the node's driver task has stopped")]
     Stopped,
+    /// `-iface` names no usable interface, or one without the bind address (Serf's words).
+    #[error("{0}")]
+    Interface(String),
+    /// A name mDNS discovery would put on the wire is not a DNS name (a label over 63 bytes,
+    /// or a name over 255).
+    #[error("{name:?} is not a DNS name: {source}")]
+    DnsName {
+        name: String,
+        #[source]
+        source: simple_dns::SimpleDnsError,
+    },
+    /// mDNS discovery's multicast socket could not be opened (port 5353 not shareable, no
+    /// multicast route).
+    #[error("cannot open the mDNS socket: {0}")]
+    Mdns(#[source] std::io::Error),
     /// The QUIC transport for large query responses failed (the variant says why).
     #[error(transparent)]
     Quic(#[from] crate::quic::QuicError),

@@ -4,10 +4,13 @@
 //!
 //! What it is: transports ([`UdpTcpTransport`], [`MemTransport`]), the driver task that owns
 //! the core with its generic [`NodeHandle`], and the [`Memberlist`] handle for the membership
-//! core alone; and [`flags`], the Go-style flag helpers its node binaries share. What it is
+//! core alone; [`discover`], Serf's mDNS discovery (multicast sockets, the records on
+//! `simple-dns`, the peers handed to the caller to join); and [`flags`], the Go-style flag
+//! helpers its node binaries share. What it is
 //! not: no protocol logic lives here; the core decides every message, this crate only moves
 //! bytes and time.
 
+pub mod discover;
 pub mod driver;
 pub mod error;
 pub mod flags;

@@ -271,7 +271,7 @@ pub struct Config {
     pub handler_memory_total: usize,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
     pub quic: Option<crate::quic::QuicSettings>,
-    /// mDNS discovery's cluster name (see [`crate::discover`]); `None`: no discovery.
+    /// mDNS discovery's cluster name (see `hearsay_net::discover`); `None`: no discovery.
     pub discover: Option<String>,
     /// The network interface to bind to and to multicast on (`-iface`); the agent checks it
     /// at start, as Serf does.

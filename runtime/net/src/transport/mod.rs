@@ -9,7 +9,7 @@ mod mem;
 mod udp_tcp;
 
 pub use mem::{MemConnector, MemNetwork, MemTransport};
-pub use udp_tcp::{TcpConnector, UdpTcpTransport};
+pub use udp_tcp::{outward_ip, TcpConnector, UdpTcpTransport};
 
 use std::future::Future;
 use std::io;

@@ -8,6 +8,22 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tracing::warn;
 
+/// The address this host is reached at from outside, for a wildcard bind without an advertise
+/// address: the source address the kernel would use toward a private and then a public
+/// network (a connected UDP socket sends nothing). `None` when there is no route at all.
+pub fn outward_ip() -> Option<std::net::IpAddr> {
+    ["10.255.255.255:9", "192.0.2.1:9"]
+        .iter()
+        .find_map(|probe| {
+            std::net::UdpSocket::bind("0.0.0.0:0")
+                .and_then(|s| s.connect(probe).map(|()| s))
+                .and_then(|s| s.local_addr())
+                .ok()
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified())
+        })
+}
+
 /// How often a port-0 bind retries when the UDP side of the TCP port it got is taken.
 const PORT_ATTEMPTS: usize = 10;
 /// Backlog of the TCP listener.
