@@ -1,5 +1,7 @@
-//! Read-only views of the core: its configuration, the members, the names shared with the
-//! layer above, the health score and keyring, and the heap accounting of the scale bench.
+//! Views of the core: its configuration, the members, the names shared with the layer above
+//! (and the holds it takes on them), the health score, the keyring (mutable, for key
+//! rotation), the heap accounting of the scale bench, and a testing hook that drops queued
+//! broadcasts.
 
 use super::{Member, MemberInfo, Swim};
 use crate::config::Config;

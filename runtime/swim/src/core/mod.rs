@@ -2,38 +2,7 @@
 //! `net.go`), sans-io: `handle_*` feeds it time, packets, stream bytes and commands;
 //! `poll_*` drains the packets to send, the streams to open, the events and the next timeout.
 //!
-//! # Call contract
-//!
-//! [`Swim`] owns no socket, clock or task. Whoever drives it (the tokio driver in
-//! `hearsay-net`, the simulator in `testing.rs`, the Serf layer wrapping it) does this:
-//!
-//! 1. **Create** it with [`Swim::new`], passing the current time and a seed (every random
-//!    choice comes from it, so the same seed and the same inputs at the same `now`s give the
-//!    same outputs: the simulator's figures depend on it). The core already announced itself:
-//!    an alive broadcast is queued and [`Event::MemberJoined`] for the local node is waiting.
-//! 2. **Feed inputs**, each with the current `now` (monotonic, never going back):
-//!    - [`Swim::handle_timeout`] once `now` has reached [`Swim::poll_timeout`]: it runs every
-//!      due timer (ack expiry, the probe round and its indirect phase, suspicion timeouts,
-//!      gossip, push/pull). Calling it early is harmless.
-//!    - [`Swim::handle_packet`] for each UDP datagram received.
-//!    - [`Swim::handle_stream`] for an incoming TCP connection, with every byte read so far:
-//!      [`StreamOutcome::NeedMore`] means read on (until the TCP timeout),
-//!      [`StreamOutcome::Reply`] means write it back and close, [`StreamOutcome::Done`] close.
-//!    - For a stream the core asked for: [`Swim::handle_stream_reply`] with the bytes read so
-//!      far when `expect_reply` (again `NeedMore` until complete), [`Swim::handle_stream_sent`]
-//!      once a stream without reply was written, [`Swim::handle_stream_failed`] when connecting,
-//!      writing or reading failed or the request's `deadline` passed.
-//!    - Commands from the layer above: [`Swim::join`], [`Swim::leave`], [`Swim::set_meta`],
-//!      the user broadcasts and messages, [`Swim::set_user_state`], [`Swim::set_ack_payload`].
-//! 3. **Drain outputs after every input** (commands included), each queue until `None`, in
-//!    this order, as the driver's `drain` does: [`Swim::poll_transmit`] (datagrams to send,
-//!    in order), [`Swim::poll_stream`] (streams to open: connect to `dst`, write `payload`,
-//!    then report back as in step 2), [`Swim::poll_event`] (events, in the order they
-//!    happened). Then read [`Swim::poll_timeout`] afresh: any input can move the next
-//!    deadline earlier. The queues only grow until drained, and an empty poll gives back
-//!    their idle capacity.
-//!
-//! The [`crate::Protocol`] trait is this contract as the driver sees it.
+//! [`Swim`] documents the call contract: what a driver calls when, and what it gets back.
 //!
 //! # Layout
 //!
@@ -262,6 +231,62 @@ struct JoinState {
 const LEAVE_NOTIFY: NotifyId = 1;
 
 /// The membership state machine of one node.
+///
+/// # Call contract
+///
+/// `Swim` owns no socket, clock or task. A driver (the tokio one in `hearsay-net`, the
+/// simulator behind the `testing` feature, the Serf layer wrapping it) feeds it inputs and
+/// carries out its outputs; [`crate::Protocol`] is the same contract for a generic driver.
+///
+/// **Time.** Every `now` is the current time of a monotonic clock, never earlier than the
+/// `now` of a previous call.
+///
+/// **Start.** [`Swim::new`] returns a node that has already announced itself: an alive
+/// broadcast is queued and [`Event::MemberJoined`] for the local node waits in
+/// [`Swim::poll_event`]. Drain the outputs (below) before waiting for the first input.
+///
+/// **Inputs.**
+/// - [`Swim::handle_timeout`] once `now` has reached [`Swim::poll_timeout`]. It runs
+///   whatever is due at `now` (ack expiry, the probe round and its indirect phase,
+///   suspicion timeouts, gossip, push/pull) and nothing else, so an early or late call is
+///   safe.
+/// - [`Swim::handle_packet`] for each UDP datagram received, whatever it holds: bad input
+///   is logged and dropped.
+/// - [`Swim::handle_stream`] for an accepted TCP connection, with every byte read so far,
+///   again after each read. [`StreamOutcome::NeedMore`]: read on. [`StreamOutcome::Reply`]:
+///   write it, then close. [`StreamOutcome::Done`]: close. The core keeps nothing per
+///   incoming connection: the driver bounds it by [`Config::tcp_timeout`] and reports
+///   nothing when it gives up.
+/// - For each [`StreamRequest`]: connect to `dst`, write `payload`, then report exactly
+///   one ending. With `expect_reply`, [`Swim::handle_stream_reply`] with every reply byte
+///   read so far, again after each read, until it returns something other than `NeedMore`
+///   (then close). Without, [`Swim::handle_stream_sent`] once written. On a failure to
+///   connect, write or read, or once `deadline` has passed, [`Swim::handle_stream_failed`].
+///   The core does not time these streams out itself: one never reported stays pending,
+///   and a join waiting on it never raises [`Event::JoinFinished`]. Reports about a stream
+///   that already ended are ignored.
+/// - Commands from the layer above, at any time: [`Swim::join`], [`Swim::leave`],
+///   [`Swim::set_meta`], [`Swim::queue_user_broadcast`],
+///   [`Swim::queue_user_broadcast_notify`], [`Swim::send_user_packet`],
+///   [`Swim::send_user_stream`], [`Swim::set_user_state`], [`Swim::set_ack_payload`].
+///
+/// **Outputs.** After every input, commands included, drain each queue until it gives
+/// `None`:
+/// - [`Swim::poll_transmit`]: a datagram for `dst`, to send in queue order. UDP is best
+///   effort: a failed send is not reported.
+/// - [`Swim::poll_stream`]: a stream to open, handled as above.
+/// - [`Swim::poll_event`]: what happened, in the order it happened (see [`Event`]).
+///
+/// Polling only hands the item over (and frees the queue's idle capacity once it is
+/// empty), so the queues are independent and their draining order does not matter;
+/// `hearsay-net` drains transmits, then streams, then events. Then read
+/// [`Swim::poll_timeout`] afresh (any input can move it earlier; it is always `Some`) and
+/// wait for it or the next input, whichever comes first.
+///
+/// **Guarantees.** No input panics on what the network sent. Outputs stay queued until
+/// polled (the queues are unbounded). Every random choice comes from the seed given to
+/// [`Swim::new`]: the same seed and the same inputs at the same `now`s give the same
+/// outputs, which the simulator relies on (in production, seed from the OS's entropy).
 #[derive(Debug)]
 pub struct Swim {
     config: Config,
