@@ -1,5 +1,6 @@
-//! Read-only views of the Serf layer: the membership core, configuration, lifecycle state,
-//! members, queue depths, clocks, and the heap accounting of the scale bench.
+//! Views of the Serf layer: the membership core underneath (mutable too, for the keyring and
+//! test hooks), configuration, lifecycle state, members, queue depths, clocks, and the heap
+//! accounting of the scale bench.
 
 use super::{QueueDepths, Serf, SerfConfig, State};
 use crate::clock::LamportTime;

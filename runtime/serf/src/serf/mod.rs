@@ -3,30 +3,11 @@
 //! memberlist user messages, keeps the Lamport clocks, intents, event and query buffers, and
 //! reports member events, user events, queries and query results.
 //!
-//! # Call contract
+//! [`Serf`] documents the call contract: what a driver calls when, and what it gets back.
 //!
-//! [`Serf`] is driven exactly like [`Swim`] (see `hearsay_swim::core`; both implement
-//! [`hearsay_swim::Protocol`], so the same driver runs either):
+//! # Inside
 //!
-//! 1. **Create** it with [`Serf::new`] (the seed drives every random choice, the membership
-//!    core's included) and, when restarting from a snapshot, [`Serf::restore_clocks`]. The
-//!    local member's join event is already queued (held by the member coalescer when
-//!    coalescing is on).
-//! 2. **Feed inputs** with the current `now`: [`Serf::handle_timeout`] once `now` reached
-//!    [`Serf::poll_timeout`], [`Serf::handle_packet`], [`Serf::handle_stream`],
-//!    [`Serf::handle_stream_reply`], [`Serf::handle_stream_sent`] and
-//!    [`Serf::handle_stream_failed`], with the same meaning as on [`Swim`]; and the commands:
-//!    [`Serf::join`], [`Serf::leave`], [`Serf::force_leave`], [`Serf::set_tags`],
-//!    [`Serf::user_event`], [`Serf::query`], [`Serf::respond`], and the out-of-band response
-//!    calls ([`Serf::claim_response`], [`Serf::handle_external_response`],
-//!    [`Serf::handle_external_response_done`]).
-//! 3. **Drain after every input**, each queue until `None`, in the driver's order:
-//!    [`Serf::poll_transmit`] and [`Serf::poll_stream`] (the membership core's queues, passed
-//!    through), then [`Serf::poll_event`] (Serf's [`Event`]s, after coalescing), then read
-//!    [`Serf::poll_timeout`] again (the earliest of the core's timers, reaping, reconnecting,
-//!    query deadlines, coalescer flushes and the leave phases).
-//!
-//! Inside, every input that can produce something ends in `pump`: it takes each event the
+//! Every input that can produce something ends in `pump`: it takes each event the
 //! membership core raised (member changes, Serf messages carried as user messages, remote
 //! push/pull state, ping acks with coordinates, finished joins and broadcasts) through the
 //! Serf layer, then routes the resulting events through the coalescers into the queue
@@ -249,7 +230,44 @@ pub struct QueueDepths {
     pub query: usize,
 }
 
-/// The Serf state machine of one node.
+/// The Serf state machine of one node, on top of its membership core ([`Swim`]).
+///
+/// # Call contract
+///
+/// The contract of [`Swim`] (read it there), through methods of the same names: both
+/// implement [`hearsay_swim::Protocol`], so one driver runs either. Time, the stream
+/// reports, the draining of the outputs and the guarantees are the same; what differs:
+///
+/// **Start.** [`Serf::new`]: its seed drives every random choice, the core's included.
+/// When restarting from a snapshot, call [`Serf::restore_clocks`] before any input, so
+/// that user events and queries already seen are not delivered again. The local member's
+/// join is already queued as a member event (held by the member coalescer when coalescing
+/// is on).
+///
+/// **Inputs.** [`Serf::handle_timeout`], [`Serf::handle_packet`], [`Serf::handle_stream`],
+/// [`Serf::handle_stream_reply`], [`Serf::handle_stream_sent`] and
+/// [`Serf::handle_stream_failed`] mean what they mean on [`Swim`]. The commands are
+/// [`Serf::join`], [`Serf::leave`], [`Serf::force_leave`], [`Serf::set_tags`],
+/// [`Serf::user_event`], [`Serf::query`] and [`Serf::respond`], and for responses that
+/// travel outside Serf's UDP path (hearsay's extension) [`Serf::claim_response`],
+/// [`Serf::handle_external_response`] and [`Serf::handle_external_response_done`].
+/// [`Serf::memberlist_mut`] is for the keyring and test hooks: what the core raises after
+/// work done through it goes through the Serf layer only at the next input to `Serf`.
+///
+/// **Outputs.** [`Serf::poll_transmit`] and [`Serf::poll_stream`] are the core's queues,
+/// passed through. [`Serf::poll_event`] gives Serf's [`Event`]s, after coalescing.
+/// [`Serf::poll_timeout`] is the earliest of the core's timers, reaping, reconnecting,
+/// query deadlines, coalescer flushes and the leave phases. What the events ask of the
+/// driver:
+/// - [`Event::Query`]: answer it, if at all, once and before its `deadline`, with
+///   [`Serf::respond`] (or [`Serf::claim_response`] for an answer sent out of band);
+///   a second answer or a late one is refused with an error.
+/// - [`Event::QueryAck`] and [`Event::QueryResponse`] arrive for a query we started until
+///   [`Event::QueryDone`]; [`Event::JoinFinished`] ends a [`Serf::join`].
+/// - [`Event::LeaveComplete`] ends a [`Serf::leave`]; it comes only after the leave
+///   propagation delay, so keep calling [`Serf::handle_timeout`] until then.
+/// - [`Event::NameConflict`] with `won: false`: the cluster gave our name to another node;
+///   stop this one, as Serf does.
 #[derive(Debug)]
 pub struct Serf {
     swim: Swim,
