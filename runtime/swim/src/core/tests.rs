@@ -6,9 +6,12 @@
 //! `suspicion.go`, `awareness.go`).
 
 use super::*;
-use crate::config::suspicion_timeout;
+use crate::config::{retransmit_limit, suspicion_timeout};
 use crate::suspicion::timeout_after;
-use crate::wire::MessageType;
+use crate::wire::{
+    encode_compound, encode_message, Ack, Dead, ErrResp, IndirectPing, Message, MessageType, Nack,
+    Ping, PushNodeState, PushPull, StreamMessage, Suspect,
+};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -176,7 +179,7 @@ impl Harness {
     }
 
     /// Runs one gossip tick at `now` and returns what it sent.
-    fn gossip(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<Message>)> {
+    pub(super) fn gossip(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<Message>)> {
         self.swim.next_gossip = now;
         self.swim.handle_timeout(now);
         self.swim.next_gossip = now + FAR;
