@@ -1,30 +1,39 @@
 //! `hearsay-agent`: composition. It runs the sans-io Serf layer ([`hearsay_serf::Serf`]) on the
-//! network driver of `hearsay-net` and gives it an async API ([`SerfAgent`]).
+//! network driver of `hearsay-net` as a [`Node`], and builds the agent around it.
 //!
-//! Around it: the agent's config and run loop ([`config`], [`run`]), its WebAssembly handlers
-//! ([`handlers`]), the backend of Serf's RPC server ([`rpc_backend`]; the protocol itself,
-//! client and server loop, is `hearsay-rpc`), and the joins of the peers mDNS discovery finds
-//! ([`run::Agent::start_discovery`]; the discovery itself is `hearsay_net::discover`).
+//! Its modules form layers; each uses only those listed before it:
+//!
+//! 1. [`config`], [`filter`], [`logs`], [`tags_file`]: leaves. `config` owns every settings
+//!    type (the agent's [`config::Config`], [`config::HandlerConfig`], [`QuicSettings`]).
+//! 2. [`node`]: one Serf node with an async API ([`Node`]); knows nothing of QUIC. Large
+//!    responses reach it through a [`node::SideChannel`] the layer above attaches.
+//! 3. [`replies`]: answering queries ([`QueryReply`], UDP or QUIC, relayed) and the QUIC side
+//!    channel ([`replies::start_with_quic`]).
+//! 4. [`handlers`]: the WebAssembly handlers, fed the node's events, replying through
+//!    `replies`. [`snapshot`]: the snapshot file.
+//! 5. The backend of Serf's RPC server ([`AgentBackend`]; the protocol itself, client and
+//!    server loop, is `hearsay-rpc`).
+//! 6. [`run`]: the agent `hearsay agent` runs: binds, starts everything above, joins (also the
+//!    peers mDNS discovery finds, `hearsay_net::discover`), handles signals.
 //!
 //! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
 //! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
 
 pub mod config;
-pub mod conversions;
-pub mod error;
+mod conversions;
+mod error;
 pub mod filter;
 pub mod handlers;
 pub mod logs;
-pub mod quic;
-pub mod reply;
-pub mod rpc_backend;
+pub mod node;
+pub mod replies;
+mod rpc_backend;
 pub mod run;
-pub mod serf_agent;
 pub mod snapshot;
 pub mod tags_file;
 
+pub use config::QuicSettings;
 pub use error::{Error, Result};
-pub use quic::{QuicOptions, QuicSettings, QuicStats};
-pub use reply::{QueryReply, ReplyPath, ReplyTarget};
+pub use node::{KeyOpOutcome, Node, NodeOptions, QueryResult, QueryResults};
+pub use replies::{QueryReply, QuicOptions, QuicStats, ReplyPath, ReplyTarget};
 pub use rpc_backend::{AgentBackend, AgentInfo};
-pub use serf_agent::{AgentOptions, KeyOpOutcome, QueryResult, QueryResults, SerfAgent};

@@ -1,14 +1,14 @@
 //! [`AgentBackend`]: the agent behind Serf's RPC server ([`hearsay_rpc::RpcServer`]). The
 //! protocol (framing, handshake, auth, streams, Serf's error strings) is `hearsay-rpc`'s; this
-//! module answers its [`Backend`] calls with a [`SerfAgent`], the agent's [`Handlers`], its
+//! module answers its [`Backend`] calls with a [`Node`], the agent's [`Handlers`], its
 //! [`LogHub`] and its tags file, and converts the agent's types to the protocol's records.
 
 use crate::conversions;
 use crate::filter::EventFilter;
 use crate::handlers::{HandlerListing, Handlers};
 use crate::logs::{self, LogHub, LogSubscription};
-use crate::reply::ReplyTarget;
-use crate::serf_agent::{QueryResult, QueryResults, SerfAgent};
+use crate::node::{Node, QueryResult, QueryResults};
+use crate::replies::{QueryReply, ReplyTarget};
 use async_trait::async_trait;
 use hearsay_rpc::{
     AgentStats, Backend, BackendError, Coordinate, KeyOp, KeyResponse, LogLevel, QueryEvent,
@@ -35,7 +35,7 @@ pub struct AgentInfo {
 #[derive(Debug, Clone)]
 pub struct AgentBackend {
     /// The node the commands act on.
-    pub agent: SerfAgent,
+    pub agent: Node,
     /// Where `monitor` reads log lines from; install [`LogHub::layer`] in the process's
     /// tracing subscriber so it sees them.
     pub logs: LogHub,
@@ -50,7 +50,7 @@ pub struct AgentBackend {
 
 impl AgentBackend {
     /// A backend for `agent` with a fresh log hub, no tags file, no handlers.
-    pub fn new(agent: SerfAgent) -> Self {
+    pub fn new(agent: Node) -> Self {
         Self {
             agent,
             logs: LogHub::default(),
@@ -207,7 +207,7 @@ impl Backend for AgentBackend {
             name: to.name,
             deadline: to.deadline,
         };
-        self.agent.respond_any(target, payload).await?;
+        QueryReply::respond(&self.agent, target, payload).await?;
         Ok(())
     }
 

@@ -17,8 +17,9 @@ use crate::config::{Config, LogLevel, Sources};
 use crate::error::{Error, Result};
 use crate::handlers::Handlers;
 use crate::logs::LogHub;
+use crate::node::{Node, NodeOptions};
+use crate::replies;
 use crate::rpc_backend::{AgentBackend, AgentInfo};
-use crate::serf_agent::{AgentOptions, SerfAgent};
 use crate::{snapshot, tags_file};
 use hearsay_net::discover::{Discovery, Interface};
 use hearsay_net::{Transport, UdpTcpTransport};
@@ -76,7 +77,7 @@ impl Logging {
         tracing_subscriber::registry()
             .with(layers)
             .try_init()
-            .map_err(|e| Error::Logging(e.to_string()))?;
+            .map_err(Error::Logging)?;
         Ok(Self { level: handle, hub })
     }
 
@@ -105,11 +106,6 @@ impl Drop for DiscoveryGuard {
     }
 }
 
-/// `-iface` errors keep Serf's words, as the agent's own [`Error::Interface`].
-fn interface_error(e: hearsay_net::Error) -> Error {
-    Error::Interface(e.to_string())
-}
-
 fn ui(line: &str) {
     println!("==> {line}");
 }
@@ -123,11 +119,14 @@ fn ui_info(line: &str) {
 /// config checked); `None` for plaintext.
 pub fn keyring(config: &Config) -> Result<Option<Keyring>> {
     if let Some(path) = &config.keyring_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Keyring(format!("cannot read keyring file {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::KeyringFile {
+            path: path.clone(),
+            source,
         })?;
-        let ring = Keyring::from_key_file(&text)
-            .map_err(|e| Error::Keyring(format!("keyring file {}: {e}", path.display())))?;
+        let ring = Keyring::from_key_file(&text).map_err(|source| Error::Keyring {
+            what: format!("keyring file {}", path.display()),
+            source,
+        })?;
         return Ok(Some(ring));
     }
     let Some(key) = &config.encrypt_key else {
@@ -135,7 +134,10 @@ pub fn keyring(config: &Config) -> Result<Option<Keyring>> {
     };
     Keyring::from_base64_keys(&[key.as_str()])
         .map(Some)
-        .map_err(|e| Error::Keyring(format!("invalid encryption key (encrypt): {e}")))
+        .map_err(|source| Error::Keyring {
+            what: "invalid encryption key (encrypt)".to_owned(),
+            source,
+        })
 }
 
 /// The tags to start with: the tags file's when one is configured (Serf does not allow both),
@@ -224,23 +226,23 @@ pub fn host_config(config: &Config) -> hearsay_host::HostConfig {
 }
 
 /// Opens the snapshot file at `path`, restores what it remembers into the freshly started
-/// `serf` (clocks, then a rejoin of the nodes it knew; nothing after a leave unless
+/// `node` (clocks, then a rejoin of the nodes it knew; nothing after a leave unless
 /// `rejoin_after_leave`), and keeps it up to date from then on. Returns how many nodes the
 /// rejoin reached.
 pub async fn open_snapshot(
-    serf: &SerfAgent,
+    node: &Node,
     path: &std::path::Path,
     rejoin_after_leave: bool,
 ) -> Result<usize> {
     let (file, replay) = snapshot::SnapshotFile::open(path, rejoin_after_leave)?;
-    let n = snapshot::restore(serf, &replay).await?;
+    let n = snapshot::restore(node, &replay).await?;
     if n > 0 {
         info!(
             joined = n,
             "agent: re-joined previously known nodes from the snapshot"
         );
     }
-    snapshot::spawn(serf.clone(), file);
+    snapshot::spawn(node.clone(), file);
     Ok(n)
 }
 
@@ -248,7 +250,7 @@ pub async fn open_snapshot(
 #[derive(Debug)]
 pub struct Agent {
     pub config: Config,
-    pub serf: SerfAgent,
+    pub node: Node,
     /// The address the gossip sockets are bound to (differs from `config.bind` after a
     /// `-dev` fallback or a port-0 bind).
     pub bound: SocketAddr,
@@ -268,8 +270,8 @@ impl Agent {
     pub async fn start(mut config: Config) -> Result<Self> {
         if let Some(name) = &config.interface {
             // Serf's `-iface`: the interface must exist, and gives the bind address.
-            let iface = Interface::by_name(name).map_err(interface_error)?;
-            let bind = iface.bind_addr(config.bind).map_err(interface_error)?;
+            let iface = Interface::by_name(name).map_err(Error::Interface)?;
+            let bind = iface.bind_addr(config.bind).map_err(Error::Interface)?;
             if bind != config.bind {
                 ui(&format!("Using interface '{name}' address '{}'", bind.ip()));
                 config.bind = bind;
@@ -280,27 +282,26 @@ impl Agent {
         let tags = initial_tags(&config)?;
         let transport = bind(&config).await?;
         let bound = transport.bound_addr();
-        let mut options = AgentOptions::new(serf_config(&config, tags));
+        let mut options = NodeOptions::new(serf_config(&config, tags));
         if let Some(ring) = keyring {
             options = options.keyring(ring);
         }
-        let serf = match &config.quic {
+        let node = match &config.quic {
             Some(settings) => {
-                let quic =
-                    crate::quic::QuicOptions::from_settings(settings, bound, &config.node_name)?;
-                SerfAgent::start_with_quic(options, transport, quic)?
+                let quic = replies::QuicOptions::from_settings(settings, bound, &config.node_name)?;
+                replies::start_with_quic(options, transport, quic)?
             }
-            None => SerfAgent::start(options, transport)?,
+            None => Node::start(options, transport)?,
         };
         // Subscribed at once, so the handlers see the events of the rejoin below too.
-        let events = Some(serf.subscribe());
+        let events = Some(node.subscribe());
         let handlers =
-            match Handlers::load(serf.clone(), host_config(&config), config.handlers.clone()).await
+            match Handlers::load(node.clone(), host_config(&config), config.handlers.clone()).await
             {
                 Ok(h) => h,
                 Err(e) => {
-                    serf.shutdown().await;
-                    return Err(e);
+                    node.shutdown().await;
+                    return Err(e.into());
                 }
             };
         if !config.handlers.is_empty() {
@@ -309,14 +310,14 @@ impl Agent {
         }
         let agent = Self {
             config,
-            serf,
+            node,
             bound,
             encrypted,
             handlers,
             events,
         };
         if let Err(e) = agent.restore_snapshot().await {
-            agent.serf.shutdown().await;
+            agent.node.shutdown().await;
             return Err(e);
         }
         Ok(agent)
@@ -324,7 +325,7 @@ impl Agent {
 
     async fn restore_snapshot(&self) -> Result<()> {
         if let Some(path) = &self.config.snapshot_path {
-            open_snapshot(&self.serf, path, self.config.rejoin_after_leave).await?;
+            open_snapshot(&self.node, path, self.config.rejoin_after_leave).await?;
         }
         Ok(())
     }
@@ -335,7 +336,10 @@ impl Agent {
         for a in addrs {
             resolved.push(hearsay_net::flags::resolve(a).await?);
         }
-        self.serf.join(&resolved, !self.config.replay_on_join).await
+        Ok(self
+            .node
+            .join(&resolved, !self.config.replay_on_join)
+            .await?)
     }
 
     /// The start-up `join`: every address is tried; failing to reach any ends the agent.
@@ -401,7 +405,7 @@ impl Agent {
         let mut discovery = match Discovery::start(
             &c.node_name,
             cluster,
-            self.serf.local_addr(),
+            self.node.local_addr(),
             iface.as_ref(),
         ) {
             Ok(d) => d,
@@ -410,7 +414,7 @@ impl Agent {
                 return None;
             }
         };
-        let (serf, replay) = (self.serf.clone(), c.replay_on_join);
+        let (serf, replay) = (self.node.clone(), c.replay_on_join);
         let task = tokio::spawn(async move {
             while let Some(batch) = discovery.next_batch().await {
                 let addrs: Vec<SocketAddr> = batch.iter().map(|p| p.addr).collect();
@@ -436,7 +440,7 @@ impl Agent {
             format!("                  Node name: '{}'", c.node_name),
             format!("                  Bind addr: '{}'", self.bound),
         ];
-        let advertise = self.serf.local_addr();
+        let advertise = self.node.local_addr();
         if advertise != self.bound {
             lines.push(format!("             Advertise addr: '{advertise}'"));
         }
@@ -447,7 +451,7 @@ impl Agent {
             format!("                    Profile: {}", c.profile_name()),
             format!("Message Compression Enabled: {}", c.enable_compression),
         ]);
-        if let Some(advert) = self.serf.quic_advert() {
+        if let Some(advert) = replies::quic_advert(&self.node) {
             lines.push(format!("                  QUIC addr: '{}'", advert.addr));
         }
         if let Some(cluster) = &c.discover {
@@ -473,7 +477,7 @@ impl Agent {
         // A reload cannot move the sockets or change the tags file's path mid-run.
         new.tags_file = self.config.tags_file.clone();
         match initial_tags(&new) {
-            Ok(tags) => match self.serf.set_tags(tags.clone()).await {
+            Ok(tags) => match self.node.set_tags(tags.clone()).await {
                 Ok(()) => info!(?tags, "agent: tags reloaded"),
                 Err(e) => eprintln!("==> Failed to update tags: {e}"),
             },
@@ -535,7 +539,7 @@ enum Sig {
 
 impl Signals {
     fn new() -> Result<Self> {
-        let s = |k| signal(k).map_err(|e| Error::Net(hearsay_net::Error::Io(e)));
+        let s = |k| signal(k).map_err(Error::Signals);
         Ok(Self {
             int: s(SignalKind::interrupt())?,
             term: s(SignalKind::terminate())?,
@@ -563,7 +567,7 @@ pub async fn run(config: Config, sources: Sources, logging: Logging) -> Result<E
     ui("Starting hearsay agent...");
     let mut agent = Agent::start(config).await?;
     let result = serve(&mut agent, &mut signals, &sources, &logging).await;
-    agent.serf.shutdown().await;
+    agent.node.shutdown().await;
     result
 }
 
@@ -595,7 +599,7 @@ struct Rpc {
 /// hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
 async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let c = &agent.config;
-    let mut backend = AgentBackend::new(agent.serf.clone())
+    let mut backend = AgentBackend::new(agent.node.clone())
         .handlers(agent.handlers.clone())
         .logs(logging.hub().clone())
         .info(AgentInfo {
@@ -635,7 +639,7 @@ async fn serve_rpc_started(
         if !agent.config.retry_join.is_empty() {
             let a = Agent {
                 config: agent.config.clone(),
-                serf: agent.serf.clone(),
+                node: agent.node.clone(),
                 bound: agent.bound,
                 encrypted: agent.encrypted,
                 handlers: agent.handlers.clone(),
@@ -651,7 +655,7 @@ async fn serve_rpc_started(
     let mut retry_done = agent.config.retry_join.is_empty();
     let mut events = match agent.events.take() {
         Some(events) => events,
-        None => agent.serf.subscribe(),
+        None => agent.node.subscribe(),
     };
     // A second receiver of the same flag, for after the node stopped (the loop's is borrowed).
     let mut stopped_flag = leave_requested.clone();
@@ -744,7 +748,7 @@ fn handle_event(agent: &Agent, ev: &Event) -> Result<()> {
 async fn leave(agent: &Agent, signals: &mut Signals) -> Exit {
     ui("Gracefully shutting down agent...");
     tokio::select! {
-        r = agent.serf.leave() => match r {
+        r = agent.node.leave() => match r {
             Ok(()) => Exit::Left,
             Err(e) => {
                 eprintln!("==> Error: {e}");

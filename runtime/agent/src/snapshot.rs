@@ -2,8 +2,7 @@
 //! appending what `hearsay_serf::snapshot::Snapshotter` says, compacting through a temporary
 //! file and a rename. The format and the rules live in `hearsay-serf`; this is only the I/O.
 
-use crate::error::{Error, Result};
-use crate::serf_agent::SerfAgent;
+use crate::node::Node;
 use hearsay_serf::event::Event;
 use hearsay_serf::snapshot::{replay_with, Replay, SnapshotConfig, Snapshotter, COMPACT_TMP_EXT};
 use std::fs::{File, OpenOptions};
@@ -12,6 +11,29 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
+
+/// Why the snapshot file could not be read, written or compacted.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot: {doing} {}: {source}", path.display())]
+pub struct SnapshotError {
+    /// What was being done: `reading`, `opening`, `appending to`, `compacting`.
+    doing: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+impl SnapshotError {
+    fn new<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| Self {
+            doing,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 
 /// An open snapshot file and the state machine that decides what goes into it.
 #[derive(Debug)]
@@ -27,7 +49,7 @@ impl SnapshotFile {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::Snapshot(format!("reading {}: {e}", path.display()))),
+            Err(e) => return Err(SnapshotError::new("reading", path)(e)),
         };
         let replay = replay_with(&String::from_utf8_lossy(&bytes), rejoin_after_leave);
         for e in &replay.errors {
@@ -82,9 +104,7 @@ impl SnapshotFile {
             let mut tmp = self.path.clone().into_os_string();
             tmp.push(COMPACT_TMP_EXT);
             let tmp = PathBuf::from(tmp);
-            let io = |e: std::io::Error| {
-                Error::Snapshot(format!("compacting {}: {e}", self.path.display()))
-            };
+            let io = |e| SnapshotError::new("compacting", &self.path)(e);
             let mut f = File::create(&tmp).map_err(io)?;
             f.write_all(content.as_bytes()).map_err(io)?;
             f.sync_all().map_err(io)?;
@@ -92,9 +112,9 @@ impl SnapshotFile {
             self.file = open_append(&self.path)?;
         }
         while let Some(lines) = self.snap.poll_append() {
-            self.file.write_all(lines.as_bytes()).map_err(|e| {
-                Error::Snapshot(format!("appending to {}: {e}", self.path.display()))
-            })?;
+            self.file
+                .write_all(lines.as_bytes())
+                .map_err(SnapshotError::new("appending to", &self.path))?;
         }
         Ok(())
     }
@@ -105,13 +125,13 @@ fn open_append(path: &Path) -> Result<File> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| Error::Snapshot(format!("opening {}: {e}", path.display())))
+        .map_err(SnapshotError::new("opening", path))
 }
 
 /// Restores what `replay` remembers into a freshly started agent: its clocks (so events it had
 /// already delivered are not delivered again), then rejoins the nodes it knew, one at a time
 /// until one answers (Serf's `handleRejoin`). Returns how many nodes the rejoin reached.
-pub async fn restore(agent: &SerfAgent, replay: &Replay) -> Result<usize> {
+pub async fn restore(agent: &Node, replay: &Replay) -> crate::node::Result<usize> {
     let (clock, event, query) = (
         replay.last_clock,
         replay.last_event_clock,
@@ -144,7 +164,7 @@ pub async fn restore(agent: &SerfAgent, replay: &Replay) -> Result<usize> {
 }
 
 /// Keeps the snapshot up to date from the agent's events and clocks until the agent stops.
-pub fn spawn(agent: SerfAgent, mut file: SnapshotFile) -> tokio::task::JoinHandle<()> {
+pub fn spawn(agent: Node, mut file: SnapshotFile) -> tokio::task::JoinHandle<()> {
     let mut events = agent.subscribe();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));

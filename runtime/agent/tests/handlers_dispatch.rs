@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use common::init_logs;
 use hearsay_agent::filter::EventFilter;
 use hearsay_agent::handlers::{HandlerConfig, HandlerListing, Handlers};
-use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QueryResult};
 use hearsay_host::{DirGrant, HostConfig, Limits};
 use hearsay_net::{Config, MemNetwork, Transport};
 use hearsay_serf::event::{Event, MemberStatus};
@@ -47,17 +47,17 @@ fn handler(name: &str, filter: &str, module: &Path) -> HandlerConfig {
     h
 }
 
-fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<SerfAgent> {
+fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<Node> {
     let t = net.bind("10.0.0.1:0".parse()?)?;
     let mut c = Config::local(name, t.local_addr());
     c.probe_interval = Duration::from_millis(200);
     c.probe_timeout = Duration::from_millis(100);
     c.gossip_interval = Duration::from_millis(50);
     let config = SerfConfig::new(c);
-    Ok(SerfAgent::start(AgentOptions::new(config).seed(seed), t)?)
+    Ok(Node::start(NodeOptions::new(config).seed(seed), t)?)
 }
 
-async fn three(net: &MemNetwork) -> Result<[SerfAgent; 3]> {
+async fn three(net: &MemNetwork) -> Result<[Node; 3]> {
     let a = start(net, "a", 1)?;
     let b = start(net, "b", 2)?;
     let c = start(net, "c", 3)?;
@@ -81,7 +81,7 @@ async fn three(net: &MemNetwork) -> Result<[SerfAgent; 3]> {
 }
 
 /// Runs a query from `from` and collects the responses (as text) until it is done.
-async fn ask(from: &SerfAgent, name: &str, payload: &[u8]) -> Result<BTreeMap<String, String>> {
+async fn ask(from: &Node, name: &str, payload: &[u8]) -> Result<BTreeMap<String, String>> {
     Ok(ask_bytes(from, name, payload)
         .await?
         .into_iter()
@@ -90,11 +90,7 @@ async fn ask(from: &SerfAgent, name: &str, payload: &[u8]) -> Result<BTreeMap<St
 }
 
 /// Runs a query from `from` and collects the responses until it is done.
-async fn ask_bytes(
-    from: &SerfAgent,
-    name: &str,
-    payload: &[u8],
-) -> Result<BTreeMap<String, Vec<u8>>> {
+async fn ask_bytes(from: &Node, name: &str, payload: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
     let params = QueryParams {
         timeout: Duration::from_secs(5),
         ..QueryParams::default()

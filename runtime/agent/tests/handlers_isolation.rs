@@ -8,7 +8,7 @@ mod common;
 use common::wait_quic_members;
 use hearsay_agent::filter::EventFilter;
 use hearsay_agent::handlers::{HandlerConfig, Handlers};
-use hearsay_agent::{AgentOptions, QueryResult, QuicOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QueryResult, QuicOptions};
 use hearsay_host::HostConfig;
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::{QueryParams, SerfConfig};
@@ -19,13 +19,13 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn start_agent(name: &str) -> SerfAgent {
+async fn start_agent(name: &str) -> Node {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let transport = UdpTcpTransport::bind(loopback).await.unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
     let q = QuicOptions::pinned(loopback, name).unwrap();
-    SerfAgent::start_with_quic(AgentOptions::new(config), transport, q).unwrap()
+    hearsay_agent::replies::start_with_quic(NodeOptions::new(config), transport, q).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

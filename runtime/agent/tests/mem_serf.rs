@@ -1,11 +1,11 @@
-//! Serf nodes on the in-memory network, each a [`SerfAgent`] on `hearsay-net`'s driver: they
+//! Serf nodes on the in-memory network, each a [`Node`] on `hearsay-net`'s driver: they
 //! join, see each other with tags, deliver user events and answer queries, see tag changes
 //! and a graceful leave. Every wait is bounded; nothing asserts on speed.
 
 mod common;
 use anyhow::{bail, ensure, Context, Result};
 use common::init_logs;
-use hearsay_agent::{AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QueryResult};
 use hearsay_net::{Config, MemNetwork, Transport};
 use hearsay_serf::event::{Event, MemberEventKind, MemberStatus};
 use hearsay_serf::{QueryParams, SerfConfig};
@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<SerfAgent> {
+fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<Node> {
     let t = net.bind("10.0.0.1:0".parse()?)?;
     let mut c = Config::local(name, t.local_addr());
     c.probe_interval = Duration::from_millis(200);
@@ -26,7 +26,7 @@ fn start(net: &MemNetwork, name: &str, seed: u64) -> Result<SerfAgent> {
     config.tags.insert("role".into(), format!("role-{name}"));
     config.broadcast_timeout = Duration::from_secs(2);
     config.leave_propagate_delay = Duration::from_millis(200);
-    Ok(SerfAgent::start(AgentOptions::new(config).seed(seed), t)?)
+    Ok(Node::start(NodeOptions::new(config).seed(seed), t)?)
 }
 
 async fn wait_event(
@@ -46,7 +46,7 @@ async fn wait_event(
 }
 
 /// Waits until every node lists every other as alive.
-async fn converge(nodes: &[SerfAgent]) -> Result<()> {
+async fn converge(nodes: &[Node]) -> Result<()> {
     let deadline = tokio::time::Instant::now() + WAIT;
     for n in nodes {
         loop {
@@ -71,7 +71,7 @@ async fn converge(nodes: &[SerfAgent]) -> Result<()> {
     Ok(())
 }
 
-async fn three(net: &MemNetwork) -> Result<[SerfAgent; 3]> {
+async fn three(net: &MemNetwork) -> Result<[Node; 3]> {
     let a = start(net, "a", 1)?;
     let b = start(net, "b", 2)?;
     let c = start(net, "c", 3)?;

@@ -1,9 +1,9 @@
 //! Large query responses over real QUIC on loopback, with responders as real processes.
 //!
 //! The responders are this test binary re-run as child processes (the ignored
-//! `responder_child` test, configured by environment variables): each starts a `SerfAgent`
+//! `responder_child` test, configured by environment variables): each starts a `Node`
 //! with its QUIC endpoint, joins the originator and answers queries through the reply API
-//! (`SerfAgent::open_reply`, 64 KiB writes of the pattern `offset % 251`). The originator
+//! (`QueryReply::open`, 64 KiB writes of the pattern `offset % 251`). The originator
 //! runs in the test process, so its peak memory (VmHWM, reset through `/proc/self/clear_refs`
 //! before the query) measures only what receiving costs.
 //!
@@ -16,7 +16,7 @@
 
 mod common;
 use common::{capture_logs, wait_log, wait_quic_members};
-use hearsay_agent::{AgentOptions, QueryResult, QuicOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QueryResult, QuicOptions};
 use hearsay_net::quic::{QuicAdvert, QuicConfig, QuicEndpoint, ResponseHeader, Security, QUIC_TAG};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, QueryEvent};
@@ -40,7 +40,7 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-async fn start_agent(name: &str, tags: BTreeMap<String, String>, quic: bool) -> SerfAgent {
+async fn start_agent(name: &str, tags: BTreeMap<String, String>, quic: bool) -> Node {
     let transport = UdpTcpTransport::bind(loopback()).await.unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let mut config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
@@ -49,12 +49,12 @@ async fn start_agent(name: &str, tags: BTreeMap<String, String>, quic: bool) -> 
     // Serf). Four sends reach every responder from the originator directly.
     config.memberlist.retransmit_mult = 4;
     config.tags = tags;
-    let options = AgentOptions::new(config);
+    let options = NodeOptions::new(config);
     if quic {
         let q = QuicOptions::pinned(loopback(), name).unwrap();
-        SerfAgent::start_with_quic(options, transport, q).unwrap()
+        hearsay_agent::replies::start_with_quic(options, transport, q).unwrap()
     } else {
-        SerfAgent::start(options, transport).unwrap()
+        Node::start(options, transport).unwrap()
     }
 }
 
@@ -65,10 +65,10 @@ fn pattern(offset: u64) -> u8 {
 
 /// Answers one query: `blob N` / `slowblob N` stream N pattern bytes (slowblob pausing 20 ms
 /// between chunks), anything else gets a short UDP-sized reply.
-async fn answer(agent: SerfAgent, q: QueryEvent) {
+async fn answer(agent: Node, q: QueryEvent) {
     let size: usize = String::from_utf8_lossy(&q.payload).parse().unwrap_or(0);
     let slow = q.name == "slowblob";
-    let mut reply = agent.open_reply(&q);
+    let mut reply = hearsay_agent::QueryReply::open(&agent, (&q).into());
     if q.name == "blob" || slow {
         let mut buf = vec![0u8; CHUNK];
         let mut offset = 0usize;
@@ -96,7 +96,7 @@ async fn answer(agent: SerfAgent, q: QueryEvent) {
     }
 }
 
-async fn answer_queries(agent: SerfAgent) {
+async fn answer_queries(agent: Node) {
     let mut events = agent.subscribe();
     while let Ok(ev) = events.recv().await {
         if let Event::Query(q) = ev {
@@ -200,7 +200,7 @@ struct Outcome {
 /// Runs a query and checks every chunk against the pattern as it arrives; `on_chunk` sees
 /// each (node, bytes so far) so a test can act mid-stream.
 async fn run_query(
-    agent: &SerfAgent,
+    agent: &Node,
     name: &str,
     payload: &str,
     timeout: Duration,
@@ -387,7 +387,7 @@ async fn unknown_and_wrong_certificates_are_refused_and_logged() {
         a.join(&[origin.local_addr()], true).await.unwrap();
     }
     wait_quic_members(&origin, &["honest", "mallory"]).await;
-    let origin_advert: QuicAdvert = origin.quic_advert().unwrap();
+    let origin_advert: QuicAdvert = hearsay_agent::replies::quic_advert(&origin).unwrap();
 
     // A query for the responses to answer; `honest` listens before it starts.
     let mut honest_events = honest.subscribe();
@@ -468,7 +468,7 @@ async fn unknown_and_wrong_certificates_are_refused_and_logged() {
             })
             .await
             .expect("the query never reached honest");
-            honest.respond_any((&q).into(), &[7u8; 5000]).await
+            hearsay_agent::QueryReply::respond(&honest, (&q).into(), &[7u8; 5000]).await
         }
     });
     let mut got = 0u64;

@@ -13,7 +13,7 @@
 
 mod common;
 use common::{capture_logs, log_text, wait_quic_members};
-use hearsay_agent::{AgentOptions, QueryResult, QuicOptions, QuicStats, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QueryResult, QuicOptions, QuicStats};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, QueryEvent};
 use hearsay_serf::{QueryParams, SerfConfig};
@@ -52,7 +52,7 @@ fn expected_digest(node: &str, size: usize) -> Vec<u8> {
 
 /// Starts an agent whose gossip binds `gossip_ip` and QUIC endpoint binds `quic_ip` (ports
 /// chosen by the OS).
-async fn start_agent(name: &str, gossip_ip: IpAddr, quic_ip: IpAddr) -> SerfAgent {
+async fn start_agent(name: &str, gossip_ip: IpAddr, quic_ip: IpAddr) -> Node {
     let transport = UdpTcpTransport::bind(SocketAddr::new(gossip_ip, 0))
         .await
         .unwrap();
@@ -64,14 +64,14 @@ async fn start_agent(name: &str, gossip_ip: IpAddr, quic_ip: IpAddr) -> SerfAgen
     // node from the originator directly, so the query (not the relays) is never what fails.
     config.memberlist.retransmit_mult = 4;
     let quic = QuicOptions::pinned(SocketAddr::new(quic_ip, 0), name).unwrap();
-    SerfAgent::start_with_quic(AgentOptions::new(config), transport, quic).unwrap()
+    hearsay_agent::replies::start_with_quic(NodeOptions::new(config), transport, quic).unwrap()
 }
 
 /// Answers every `blob N` query with N pattern bytes written 64 KiB at a time through the
 /// reply API, reporting how each reply ended on `done`. Subscribes before it returns, so no
 /// query started afterwards is missed.
 fn answer_queries(
-    agent: SerfAgent,
+    agent: Node,
     done: tokio::sync::mpsc::UnboundedSender<(String, Result<String, String>)>,
 ) -> tokio::task::JoinHandle<()> {
     let mut events = agent.subscribe();
@@ -85,13 +85,13 @@ fn answer_queries(
 }
 
 async fn answer(
-    agent: SerfAgent,
+    agent: Node,
     q: QueryEvent,
     done: tokio::sync::mpsc::UnboundedSender<(String, Result<String, String>)>,
 ) {
     let size: usize = String::from_utf8_lossy(&q.payload).parse().unwrap_or(0);
     let me = agent.name().to_owned();
-    let mut reply = agent.open_reply(&q);
+    let mut reply = hearsay_agent::QueryReply::open(&agent, (&q).into());
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0usize;
     while offset < size {
@@ -124,7 +124,7 @@ struct Seen {
 
 /// Runs `blob size` with relay factor 2 (to `only` these nodes, when not empty) and
 /// collects every result.
-async fn run_query(origin: &SerfAgent, size: usize, only: &[&str]) -> BTreeMap<String, Seen> {
+async fn run_query(origin: &Node, size: usize, only: &[&str]) -> BTreeMap<String, Seen> {
     let params = QueryParams {
         timeout: QUERY_TIMEOUT,
         relay_factor: 2,
@@ -179,10 +179,13 @@ fn assert_once_and_intact(seen: &BTreeMap<String, Seen>, names: &[&str], size: u
 }
 
 /// Polls `cond` over the agents' stats until it holds (bounded).
-async fn wait_stats(agents: &[SerfAgent], what: &str, cond: impl Fn(&[QuicStats]) -> bool) {
+async fn wait_stats(agents: &[Node], what: &str, cond: impl Fn(&[QuicStats]) -> bool) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let stats: Vec<QuicStats> = agents.iter().map(|a| a.quic_stats().unwrap()).collect();
+        let stats: Vec<QuicStats> = agents
+            .iter()
+            .map(|a| hearsay_agent::replies::quic_stats(a).unwrap())
+            .collect();
         if cond(&stats) {
             return;
         }
@@ -245,7 +248,10 @@ async fn relay_factor_2_delivers_every_large_response_exactly_once() {
             && s[0].duplicates_dropped >= 1
     })
     .await;
-    let stats: Vec<QuicStats> = agents.iter().map(|a| a.quic_stats().unwrap()).collect();
+    let stats: Vec<QuicStats> = agents
+        .iter()
+        .map(|a| hearsay_agent::replies::quic_stats(a).unwrap())
+        .collect();
     println!("stats: {stats:#?}");
     // Only the originator receives responses; the others only relay.
     for s in &stats[1..] {
@@ -373,7 +379,7 @@ fn blocked_direct_path_child() {
     if std::env::var_os("QUIC_RELAY_NETNS_CHILD").is_none() {
         return;
     }
-    capture_logs("info,hearsay_agent::quic=debug");
+    capture_logs("info,hearsay_agent::replies=debug");
     ip(&["link", "set", "lo", "up"]);
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let quic_ip = |n: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n));
@@ -443,9 +449,9 @@ fn blocked_direct_path_child() {
             })
             .collect();
         assert!(noisy.is_empty(), "unexpected warnings: {noisy:#?}");
-        let origin_stats = agents[0].quic_stats().unwrap();
+        let origin_stats = hearsay_agent::replies::quic_stats(&agents[0]).unwrap();
         assert_eq!(origin_stats.relayed_accepted, 1, "{origin_stats:?}");
-        let blocked_stats = agents[1].quic_stats().unwrap();
+        let blocked_stats = hearsay_agent::replies::quic_stats(&agents[1]).unwrap();
         assert_eq!(blocked_stats.relay_legs_opened, 2, "{blocked_stats:?}");
         answerer.abort();
         println!("{taken}\n{direct}");

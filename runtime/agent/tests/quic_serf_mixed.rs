@@ -13,7 +13,7 @@
 mod common;
 use common::{capture_logs, wait_log};
 use hearsay_agent::AgentBackend;
-use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QuicOptions};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_rpc::codec::Fields;
 use hearsay_rpc::{
@@ -36,17 +36,18 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-struct Node {
-    agent: SerfAgent,
+struct Served {
+    agent: Node,
     rpc: RpcServer,
 }
 
-async fn start_node(name: &str) -> Node {
+async fn start_node(name: &str) -> Served {
     let transport = UdpTcpTransport::bind(loopback()).await.unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
     let quic = QuicOptions::pinned(loopback(), name).unwrap();
-    let agent = SerfAgent::start_with_quic(AgentOptions::new(config), transport, quic).unwrap();
+    let agent =
+        hearsay_agent::replies::start_with_quic(NodeOptions::new(config), transport, quic).unwrap();
     let rpc = RpcServer::bind(
         loopback(),
         AgentBackend::new(agent.clone()),
@@ -54,14 +55,14 @@ async fn start_node(name: &str) -> Node {
     )
     .await
     .unwrap();
-    Node { agent, rpc }
+    Served { agent, rpc }
 }
 
 /// Answers every query on `node` through its own RPC server (`stream` + `respond`), as a Serf
 /// RPC client library would: `big` gets [`BIG`] bytes, anything else a short text. Each
 /// `respond` outcome is reported on the channel.
 async fn answer_over_rpc(
-    node: &Node,
+    node: &Served,
 ) -> (
     tokio::task::JoinHandle<()>,
     tokio::sync::mpsc::UnboundedReceiver<(String, Result<(), String>)>,

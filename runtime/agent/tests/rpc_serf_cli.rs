@@ -11,7 +11,7 @@ mod common;
 use common::{require_serf, KEY, OTHER_KEY, WAIT};
 use hearsay_agent::logs::LogHub;
 use hearsay_agent::AgentBackend;
-use hearsay_agent::{AgentOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions};
 use hearsay_net::{Config, Keyring, Profile, UdpTcpTransport};
 use hearsay_rpc::codec::{self, Value};
 use hearsay_rpc::{RpcClient, RpcServer, ServerOptions};
@@ -35,19 +35,19 @@ fn hub() -> LogHub {
     .clone()
 }
 
-struct Node {
-    agent: SerfAgent,
+struct Served {
+    agent: Node,
     rpc: RpcServer,
     ctx: AgentBackend,
 }
 
-impl Node {
+impl Served {
     fn rpc_arg(&self) -> String {
         format!("-rpc-addr={}", self.rpc.local_addr())
     }
 }
 
-async fn start_node(name: &str, keyring: Option<Keyring>, auth: &str) -> Node {
+async fn start_node(name: &str, keyring: Option<Keyring>, auth: &str) -> Served {
     start_node_with(name, keyring, auth, None).await
 }
 
@@ -56,17 +56,17 @@ async fn start_node_with(
     keyring: Option<Keyring>,
     auth: &str,
     tags_file: Option<&std::path::Path>,
-) -> Node {
+) -> Served {
     let transport = UdpTcpTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
-    let mut options = AgentOptions::new(config);
+    let mut options = NodeOptions::new(config);
     if let Some(k) = keyring {
         options = options.keyring(k);
     }
-    let agent = SerfAgent::start(options, transport).unwrap();
+    let agent = Node::start(options, transport).unwrap();
     let mut ctx = AgentBackend::new(agent.clone()).logs(hub());
     if let Some(path) = tags_file {
         ctx = ctx.tags_file(path);
@@ -75,7 +75,7 @@ async fn start_node_with(
     let rpc = RpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), ctx.clone(), options)
         .await
         .unwrap();
-    Node { agent, rpc, ctx }
+    Served { agent, rpc, ctx }
 }
 
 /// Runs `serf <verb> <args>` (bounded by `timeout(1)`), off the async threads.
@@ -102,7 +102,7 @@ fn text(o: &Output) -> String {
 }
 
 /// `serf verb -rpc-addr=.. args..`, which must succeed; returns stdout+stderr.
-async fn ok(node: &Node, verb: &str, args: &[&str]) -> String {
+async fn ok(node: &Served, verb: &str, args: &[&str]) -> String {
     let mut all = vec![verb.to_owned(), node.rpc_arg()];
     all.extend(args.iter().map(|s| s.to_string()));
     let out = serf(&all).await;
@@ -111,7 +111,7 @@ async fn ok(node: &Node, verb: &str, args: &[&str]) -> String {
     t
 }
 
-async fn fails(node: &Node, verb: &str, args: &[&str]) -> String {
+async fn fails(node: &Served, verb: &str, args: &[&str]) -> String {
     let mut all = vec![verb.to_owned(), node.rpc_arg()];
     all.extend(args.iter().map(|s| s.to_string()));
     let out = serf(&all).await;
@@ -133,7 +133,7 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut f: impl
 
 /// Answers every query on `node` with `reply`, through `node`'s own RPC server: `stream`
 /// then `respond`, as a Serf RPC client library would.
-async fn answer_queries(node: &Node, reply: &'static [u8]) -> tokio::task::JoinHandle<()> {
+async fn answer_queries(node: &Served, reply: &'static [u8]) -> tokio::task::JoinHandle<()> {
     let client = RpcClient::connect(&node.rpc.local_addr().to_string(), None)
         .await
         .unwrap();

@@ -1,4 +1,4 @@
-//! The hearsay origin node: a [`SerfAgent`] inside the benchmark process, on real UDP/TCP
+//! The hearsay origin node: a [`Node`] inside the benchmark process, on real UDP/TCP
 //! sockets on loopback, that fires user events where serf's origin is driven by the `serf`
 //! CLI over RPC; used only when the `hearsay` binary is not built (otherwise the bench drives
 //! `hearsay agent`s with the `hearsay` CLI). Its events are logged as the same `EVENT ...`
@@ -6,7 +6,7 @@
 
 use crate::procs::{free_port, Lines};
 use anyhow::{Context, Result};
-use hearsay_agent::{AgentOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::Event;
 use hearsay_serf::SerfConfig;
@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 pub struct Origin {
     pub name: String,
     pub lines: Lines,
-    agent: SerfAgent,
+    agent: Node,
     rt: Runtime,
 }
 
@@ -36,7 +36,7 @@ impl Origin {
         let agent = rt.block_on(async {
             let transport = UdpTcpTransport::bind(bind).await?;
             let config = SerfConfig::new(Config::profile(Profile::Lan, name, bind));
-            let agent = SerfAgent::start(AgentOptions::new(config), transport)?;
+            let agent = Node::start(NodeOptions::new(config), transport)?;
             anyhow::Ok(agent)
         })?;
         rt.spawn(log_events(agent.clone(), lines.clone()));
@@ -68,7 +68,7 @@ impl Origin {
 }
 
 /// Logs events as `hearsay-serf-node` prints them.
-async fn log_events(agent: SerfAgent, lines: Lines) {
+async fn log_events(agent: Node, lines: Lines) {
     let mut events = agent.subscribe();
     loop {
         let ev = match events.recv().await {

@@ -3,7 +3,7 @@
 //! own RPC event stream. Every wait is bounded; nothing asserts on speed.
 
 use hearsay_agent::AgentBackend;
-use hearsay_agent::{AgentOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_rpc::codec::Fields;
 use hearsay_rpc::{RpcClient, RpcServer, ServerOptions};
@@ -14,19 +14,19 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Node {
-    agent: SerfAgent,
+struct Served {
+    agent: Node,
     rpc: RpcServer,
     ctx: AgentBackend,
 }
 
-async fn start(name: &str) -> Node {
+async fn start(name: &str) -> Served {
     let transport = UdpTcpTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
-    let agent = SerfAgent::start(AgentOptions::new(config), transport).unwrap();
+    let agent = Node::start(NodeOptions::new(config), transport).unwrap();
     let ctx = AgentBackend::new(agent.clone());
     let rpc = RpcServer::bind(
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -35,10 +35,10 @@ async fn start(name: &str) -> Node {
     )
     .await
     .unwrap();
-    Node { agent, rpc, ctx }
+    Served { agent, rpc, ctx }
 }
 
-async fn hearsay(node: &Node, args: &[&str]) -> Output {
+async fn hearsay(node: &Served, args: &[&str]) -> Output {
     let mut all = vec![
         args[0].to_owned(),
         format!("--rpc-addr={}", node.rpc.local_addr()),
@@ -56,7 +56,7 @@ async fn hearsay(node: &Node, args: &[&str]) -> Output {
     .unwrap()
 }
 
-async fn ok(node: &Node, args: &[&str]) -> String {
+async fn ok(node: &Served, args: &[&str]) -> String {
     let o = hearsay(node, args).await;
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(

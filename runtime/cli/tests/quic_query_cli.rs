@@ -9,7 +9,7 @@
 //! shows progress. Every wait is bounded; nothing asserts on speed.
 
 use hearsay_agent::AgentBackend;
-use hearsay_agent::{AgentOptions, QuicOptions, SerfAgent};
+use hearsay_agent::{Node, NodeOptions, QuicOptions};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_rpc::{RpcServer, ServerOptions};
 use hearsay_serf::event::{Event, MemberStatus};
@@ -29,17 +29,17 @@ fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
 
-async fn start(name: &str) -> SerfAgent {
+async fn start(name: &str) -> Node {
     let transport = UdpTcpTransport::bind(loopback()).await.unwrap();
     let addr = hearsay_net::Transport::local_addr(&transport);
     let config = SerfConfig::new(Config::profile(Profile::Local, name.to_owned(), addr));
     let quic = QuicOptions::pinned(loopback(), name).unwrap();
-    SerfAgent::start_with_quic(AgentOptions::new(config), transport, quic).unwrap()
+    hearsay_agent::replies::start_with_quic(NodeOptions::new(config), transport, quic).unwrap()
 }
 
 /// Answers `blob N` with N pattern bytes; with `abandon`, drops the reply once the CLI has
 /// written some of it to `abandon`'s file (so the abandonment is surely mid-stream).
-fn answer(agent: SerfAgent, abandon: Option<std::path::PathBuf>) {
+fn answer(agent: Node, abandon: Option<std::path::PathBuf>) {
     let mut events = agent.subscribe();
     tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
@@ -48,7 +48,7 @@ fn answer(agent: SerfAgent, abandon: Option<std::path::PathBuf>) {
             let abandon = abandon.clone();
             tokio::spawn(async move {
                 let n: usize = String::from_utf8_lossy(&q.payload).parse().unwrap_or(0);
-                let mut reply = agent.open_reply(&q);
+                let mut reply = hearsay_agent::QueryReply::open(&agent, (&q).into());
                 let mut off = 0;
                 while off < n {
                     let seen = abandon

@@ -293,37 +293,6 @@ pub fn int(i: i64) -> Value {
     }
 }
 
-/// Decodes every request in `data` (header, then a body for commands that take one) the
-/// way the server does, until the input ends or is malformed. Never panics; whatever
-/// decodes re-encodes stably (encode, decode, encode gives the same bytes). Used by the
-/// fuzz target and its smoke test.
-pub fn fuzz_requests(data: &[u8]) {
-    let mut buf = data;
-    while let Ok(Some((v, used))) = decode_value(buf) {
-        buf = &buf[used..];
-        let mut once = Vec::new();
-        encode_value(&mut once, &v);
-        let (again, n) = decode_value(&once)
-            .expect("re-encoded value decodes")
-            .expect("re-encoded value is complete");
-        assert_eq!(n, once.len());
-        let mut twice = Vec::new();
-        encode_value(&mut twice, &again);
-        assert_eq!(once, twice, "unstable re-encoding");
-        let Ok(h) = RequestHeader::from_value(&v) else {
-            return;
-        };
-        if !crate::command_has_body(&h.command) {
-            continue;
-        }
-        let Ok(Some((body, used))) = decode_value(buf) else {
-            return;
-        };
-        buf = &buf[used..];
-        let _ = crate::messages::Request::parse(&h.command, &body);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod backend;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod fuzzing;
 pub mod messages;
 pub mod server;
 

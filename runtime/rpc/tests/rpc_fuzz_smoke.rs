@@ -1,10 +1,11 @@
-//! Runs the `rpc_request` fuzz entry point (`hearsay_rpc::codec::fuzz_requests`, see
+//! Runs the `rpc_request` fuzz entry point (`hearsay_rpc::fuzzing::fuzz_requests`, see
 //! `runtime/rpc/fuzz`) over a few thousand inputs on every `cargo test`, not only under
 //! cargo-fuzz: valid request streams (every command with its body, as Serf's client writes
 //! them) built from a seeded RNG, then mutated (bytes flipped, cut, inserted, spliced), plus
 //! uniformly random bytes.
 
-use hearsay_rpc::codec::{self, fuzz_requests, map, s, RequestHeader, Value};
+use hearsay_rpc::codec::{self, map, s, RequestHeader, Value};
+use hearsay_rpc::fuzzing::fuzz_requests;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;

@@ -29,7 +29,7 @@
 //! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
 
 use anyhow::{bail, Context};
-use hearsay_agent::{run, tags_file, AgentOptions, QueryResult, SerfAgent};
+use hearsay_agent::{run, tags_file, Node, NodeOptions, QueryResult};
 use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
 use hearsay_net::{Config, Profile, UdpTcpTransport};
 use hearsay_serf::event::{Event, MemberEvent, MemberEventKind};
@@ -177,7 +177,7 @@ fn current_tags(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// SIGHUP: re-reads the `-tags-file` and announces its tags; a bad file is reported and the
 /// current tags are kept, as Serf's reload does.
-async fn reload_tags(agent: &SerfAgent, args: &Args) {
+async fn reload_tags(agent: &Node, args: &Args) {
     if args.tags_file.is_none() {
         return;
     }
@@ -234,7 +234,7 @@ impl EventLog {
     }
 }
 
-async fn print_members(agent: &SerfAgent) -> anyhow::Result<()> {
+async fn print_members(agent: &Node) -> anyhow::Result<()> {
     let list: Vec<String> = agent
         .members()
         .await?
@@ -247,7 +247,7 @@ async fn print_members(agent: &SerfAgent) -> anyhow::Result<()> {
 
 /// Runs one `-query` and prints its results.
 async fn run_query(
-    agent: SerfAgent,
+    agent: Node,
     name: String,
     payload: String,
     params: QueryParams,
@@ -272,17 +272,17 @@ async fn run_query(
     Ok(())
 }
 
-fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<SerfAgent> {
+fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<Node> {
     let memberlist = Config::profile(args.profile, args.name.clone(), args.bind);
     let mut config = SerfConfig::new(memberlist);
     config.tags = current_tags(args)?;
-    let mut options = AgentOptions::new(config);
+    let mut options = NodeOptions::new(config);
     let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
         .context("-encrypt / -keyring-file")?;
     if let Some(ring) = keyring {
         options = options.keyring(ring);
     }
-    Ok(SerfAgent::start(options, transport)?)
+    Ok(Node::start(options, transport)?)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -21,8 +21,8 @@
 
 use super::value::{parse_go_duration, Value};
 use super::ConfigError;
+use super::HandlerConfig;
 use crate::filter::EventFilter;
-use crate::handlers::HandlerConfig;
 use hearsay_host::DirGrant;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -7,8 +7,15 @@
 
 pub mod file;
 pub mod flags;
+mod handler;
 pub mod handlers;
+mod quic;
 pub mod value;
+
+pub use handler::{
+    admits, dedupe_names, is_reserved, name_from_module, HandlerConfig, RESERVED_PREFIXES,
+};
+pub use quic::{default_bind as default_quic_bind, QuicSettings};
 
 use hearsay_serf::serf::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use hearsay_swim::Profile;
@@ -139,10 +146,10 @@ pub struct Partial {
     pub enable_compression: Option<bool>,
     pub broadcast_timeout: Option<Duration>,
     /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
-    pub handlers: Vec<crate::handlers::HandlerConfig>,
+    pub handlers: Vec<HandlerConfig>,
     pub handler_cache_dir: Option<PathBuf>,
     pub handler_memory_total: Option<u64>,
-    /// hearsay: the QUIC endpoint for large query responses (see `crate::quic`).
+    /// hearsay: the QUIC endpoint for large query responses (see `crate::replies`).
     pub disable_quic: Option<bool>,
     pub quic_bind: Option<String>,
     pub quic_advertise: Option<String>,
@@ -261,7 +268,7 @@ pub struct Config {
     pub reconnect_timeout: Option<Duration>,
     pub tombstone_timeout: Option<Duration>,
     /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
-    pub handlers: Vec<crate::handlers::HandlerConfig>,
+    pub handlers: Vec<HandlerConfig>,
     /// Where compiled handler modules are cached (default: [`handlers::default_cache_dir`], per
     /// user). Entries are keyed by module hash and engine, so agents of one user may share it;
     /// the host refuses a directory another user owns or can write.
@@ -270,7 +277,7 @@ pub struct Config {
     /// growth past it traps the instance that asked, naming this setting.
     pub handler_memory_total: usize,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
-    pub quic: Option<crate::quic::QuicSettings>,
+    pub quic: Option<QuicSettings>,
     /// mDNS discovery's cluster name (see `hearsay_net::discover`); `None`: no discovery.
     pub discover: Option<String>,
     /// The network interface to bind to and to multicast on (`-iface`); the agent checks it
@@ -319,14 +326,11 @@ fn dev_defaults() -> Partial {
 
 /// The QUIC settings: on unless `disable_quic`; `quic_bind` defaults to the gossip bind's IP
 /// with a port the OS chooses; the CA files go together; limits above zero.
-fn resolve_quic(
-    p: &Partial,
-    bind: SocketAddr,
-) -> Result<Option<crate::quic::QuicSettings>, ConfigError> {
+fn resolve_quic(p: &Partial, bind: SocketAddr) -> Result<Option<QuicSettings>, ConfigError> {
     if p.disable_quic.unwrap_or(false) {
         return Ok(None);
     }
-    let default = crate::quic::default_bind(bind);
+    let default = quic::default_bind(bind);
     let addr = |text: &Option<String>, key, flag| {
         text.as_deref()
             .filter(|a| !a.is_empty())
@@ -334,14 +338,14 @@ fn resolve_quic(
             .transpose()
     };
     let file = |f: &Option<PathBuf>| f.clone().filter(|s| !s.as_os_str().is_empty());
-    let mut s = crate::quic::QuicSettings {
+    let mut s = QuicSettings {
         bind: addr(&p.quic_bind, "quic_bind", "quic-bind")?,
         advertise: addr(&p.quic_advertise, "quic_advertise", "quic-advertise")?,
         identity_file: file(&p.quic_identity_file),
         ca_file: file(&p.quic_ca_file),
         cert_file: file(&p.quic_cert_file),
         key_file: file(&p.quic_key_file),
-        ..crate::quic::QuicSettings::default()
+        ..QuicSettings::default()
     };
     let given = [&s.ca_file, &s.cert_file, &s.key_file]
         .iter()
@@ -513,7 +517,7 @@ impl Config {
             ));
         }
         let mut handlers = p.handlers;
-        crate::handlers::dedupe_names(&mut handlers);
+        dedupe_names(&mut handlers);
         let handler_cache_dir = p
             .handler_cache_dir
             .filter(|d| !d.as_os_str().is_empty())
@@ -603,7 +607,7 @@ mod tests {
         let c = Config::resolve(Partial::default()).unwrap();
         let q = c.quic.expect("QUIC is on by default");
         assert_eq!(q.bind, None);
-        assert_eq!(q, crate::quic::QuicSettings::default());
+        assert_eq!(q, QuicSettings::default());
         let j = json(
             r#"{"quic_bind": "127.0.0.1:9000", "quic_identity_file": "/tmp/id.pem",
                 "query_response_max_bytes": 1000, "query_max_bytes": 5000}"#,

@@ -1,5 +1,5 @@
 //! The agent's side of the handler contract ([`hearsay_host::Embedder`]): member information,
-//! query replies and emitted events, answered by the running [`SerfAgent`].
+//! query replies and emitted events, answered by the running [`Node`].
 //!
 //! The host awaits these methods inside a guest's call, on the host's own runtime: they talk to
 //! the agent's driver over its channels and wait, bounded by [`AGENT_CALL_TIMEOUT`] (and by the
@@ -14,9 +14,8 @@ use hearsay_host::{async_trait, Embedder, EmitError, Member, Query, ReplyError, 
 use hearsay_serf::event::QueryEvent;
 
 use crate::conversions;
-use crate::error::Error;
-use crate::reply::QueryReply;
-use crate::serf_agent::SerfAgent;
+use crate::node::{self, Node};
+use crate::replies::{self, QueryReply, ReplyTarget};
 
 /// How long a handler's call into the agent (members, reply, emit) waits for the driver.
 pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,12 +23,12 @@ pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What every event's embedder shares: the agent and the last member view (answered when the
 /// driver is too busy or gone, so a handler is never stuck on it).
 pub(crate) struct AgentLink {
-    pub(crate) agent: SerfAgent,
+    pub(crate) agent: Node,
     last_view: Mutex<Option<(Member, Vec<Member>)>>,
 }
 
 impl AgentLink {
-    pub(crate) fn new(agent: SerfAgent) -> Arc<Self> {
+    pub(crate) fn new(agent: Node) -> Arc<Self> {
         Arc::new(AgentLink {
             agent,
             last_view: Mutex::new(None),
@@ -39,7 +38,7 @@ impl AgentLink {
     /// An agent call, bounded by [`AGENT_CALL_TIMEOUT`].
     async fn bounded<T>(
         &self,
-        fut: impl std::future::Future<Output = Result<T, Error>>,
+        fut: impl std::future::Future<Output = Result<T, node::Error>>,
     ) -> Result<T, String> {
         tokio::time::timeout(AGENT_CALL_TIMEOUT, fut)
             .await
@@ -148,7 +147,7 @@ impl Embedder for EventContext {
         })?;
         match r {
             Ok(()) => Ok(()),
-            Err(Error::Serf(hearsay_serf::Error::UserEventTooLarge { limit, .. })) => {
+            Err(node::Error::Serf(hearsay_serf::Error::UserEventTooLarge { limit, .. })) => {
                 Err(EmitError::TooLarge(limit as u64))
             }
             Err(e) => Err(EmitError::Rejected(e.to_string())),
@@ -168,7 +167,7 @@ struct Reply {
 impl Reply {
     fn open(link: Arc<AgentLink>, q: &QueryEvent) -> Reply {
         Reply {
-            reply: Some(link.agent.open_reply(q)),
+            reply: Some(QueryReply::open(&link.agent, ReplyTarget::from(q))),
             deadline: q.deadline,
         }
     }
@@ -178,7 +177,7 @@ impl Reply {
 /// more in case the agent is gone (and the handler's own deadline bounds it again).
 async fn bounded<T>(
     deadline: Instant,
-    fut: impl std::future::Future<Output = Result<T, Error>>,
+    fut: impl std::future::Future<Output = Result<T, replies::ReplyError>>,
 ) -> Result<T, ReplyError> {
     let bound = deadline.saturating_duration_since(Instant::now()) + AGENT_CALL_TIMEOUT;
     tokio::time::timeout(bound, fut)
@@ -187,13 +186,16 @@ async fn bounded<T>(
         .map_err(reply_error)
 }
 
-fn reply_error(e: Error) -> ReplyError {
+fn reply_error(e: replies::ReplyError) -> ReplyError {
+    use hearsay_serf::Error as SerfError;
     match e {
-        Error::ReplyTooLarge { limit, .. } => ReplyError::TooLarge(limit as u64),
-        Error::Serf(hearsay_serf::Error::ResponseTooLarge { limit, .. }) => {
-            ReplyError::TooLarge(limit as u64)
+        replies::ReplyError::TooLarge { limit, .. } => ReplyError::TooLarge(limit as u64),
+        replies::ReplyError::Node(node::Error::Serf(SerfError::ResponseTooLarge {
+            limit, ..
+        })) => ReplyError::TooLarge(limit as u64),
+        replies::ReplyError::Node(node::Error::Serf(SerfError::AlreadyResponded)) => {
+            ReplyError::AlreadyReplied
         }
-        Error::Serf(hearsay_serf::Error::AlreadyResponded) => ReplyError::AlreadyReplied,
         e => ReplyError::Closed(e.to_string()),
     }
 }

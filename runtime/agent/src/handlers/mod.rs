@@ -1,5 +1,5 @@
 //! [`Handlers`]: the agent's WebAssembly event handlers. It loads the configured handlers into
-//! one [`hearsay_host::Host`], follows the [`SerfAgent`]'s events in a tokio task of its own,
+//! one [`hearsay_host::Host`], follows the [`Node`]'s events in a tokio task of its own,
 //! and hands every member event, user event and query to each handler whose filter admits it.
 //!
 //! - Dispatch never blocks: the host queues the event (or drops it, counted, when the handler's
@@ -15,10 +15,9 @@
 //! - [`Handlers::list`] gives each handler's filter, module and counters (`hearsay handlers`).
 
 mod embedder;
-mod spec;
 
+pub use crate::config::{admits, is_reserved, HandlerConfig, RESERVED_PREFIXES};
 pub use embedder::AGENT_CALL_TIMEOUT;
-pub use spec::{admits, dedupe_names, default_name, is_reserved, HandlerConfig, RESERVED_PREFIXES};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,9 +32,30 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use crate::conversions;
-use crate::error::{Error, Result};
-use crate::serf_agent::SerfAgent;
+use crate::node::Node;
 use embedder::{AgentLink, EventContext};
+
+/// Why a handler set could not be loaded: the message names the handler, its module and the
+/// cause, on one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A handler has no name.
+    #[error("handler for {} has an empty name", module.display())]
+    EmptyName { module: PathBuf },
+    /// Two handlers share a name.
+    #[error("two handlers are named {0:?}; names must be unique")]
+    DuplicateName(String),
+    /// The host could not read, compile or start a handler.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The blocking task that compiles handlers failed.
+    #[error("loading handlers: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Shorthand for results of loading handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One loaded handler as `hearsay handlers` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +137,7 @@ impl Handlers {
     /// the handler and the cause) and starts dispatching `agent`'s events from a task of its own.
     /// Call it inside the agent's tokio runtime.
     pub async fn start(
-        agent: SerfAgent,
+        agent: Node,
         host_config: HostConfig,
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
@@ -137,7 +157,7 @@ impl Handlers {
     /// [`Handlers::dispatch`] itself, in order with its own processing of the event (the agent
     /// logs `Received event` first, as Serf does before running its handlers).
     pub async fn load(
-        agent: SerfAgent,
+        agent: Node,
         host_config: HostConfig,
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
@@ -213,16 +233,12 @@ fn check_names(configs: &[HandlerConfig]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for c in configs {
         if c.name.is_empty() {
-            return Err(Error::Handlers(format!(
-                "handler for {} has an empty name",
-                c.module.display()
-            )));
+            return Err(Error::EmptyName {
+                module: c.module.clone(),
+            });
         }
         if !seen.insert(c.name.as_str()) {
-            return Err(Error::Handlers(format!(
-                "two handlers are named {:?}; names must be unique",
-                c.name
-            )));
+            return Err(Error::DuplicateName(c.name.clone()));
         }
     }
     Ok(())
@@ -271,10 +287,7 @@ async fn load_set(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, HostError> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Handlers(format!("loading handlers: {e}")))?
-        .map_err(|e| Error::Handlers(e.to_string()))
+    Ok(tokio::task::spawn_blocking(f).await??)
 }
 
 async fn dispatch_loop(
@@ -337,10 +350,7 @@ async fn dispatch(inner: &Inner, event: &Event) -> usize {
 
 /// The estimated RTT from this node to each member a member event concerns (empty for other
 /// events, or when the driver has stopped).
-async fn member_rtts(
-    agent: &SerfAgent,
-    event: &Event,
-) -> Vec<(String, Option<std::time::Duration>)> {
+async fn member_rtts(agent: &Node, event: &Event) -> Vec<(String, Option<std::time::Duration>)> {
     let Event::Member(me) = event else {
         return Vec::new();
     };

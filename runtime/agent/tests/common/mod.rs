@@ -16,7 +16,7 @@ pub fn spawn_node(args: &[String]) -> NodeProcess {
 
 /// What this test process logs through `tracing`, captured by a global subscriber installed on
 /// the first call (one per process, so the first caller's `filter` — an `EnvFilter` directive
-/// such as `"info,hearsay_agent::quic=debug"` — holds for the whole binary).
+/// such as `"info,hearsay_agent::replies=debug"` — holds for the whole binary).
 pub fn capture_logs(filter: &str) {
     LOGS.get_or_init(|| {
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -70,7 +70,7 @@ pub async fn wait_log(needle: &str) -> String {
 }
 
 /// Waits (up to [`WAIT`]) until `agent` sees every one of `names` alive with a QUIC advert.
-pub async fn wait_quic_members(agent: &hearsay_agent::SerfAgent, names: &[&str]) {
+pub async fn wait_quic_members(agent: &hearsay_agent::Node, names: &[&str]) {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let members = agent.members().await.unwrap();

@@ -30,7 +30,7 @@ pub fn admits(filter: &EventFilter, kind: EventKind, name: &str) -> bool {
     filter.matches(kind, name)
 }
 
-/// One handler as configured: what [`super::Handlers`] loads.
+/// One handler as configured: what `crate::handlers::Handlers` loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerConfig {
     /// Unique among the agent's handlers; used in logs, stats and `hearsay handlers`.
@@ -51,7 +51,7 @@ impl HandlerConfig {
     pub fn new(filter: EventFilter, module: impl Into<PathBuf>) -> Self {
         let module = module.into();
         HandlerConfig {
-            name: default_name(&module),
+            name: name_from_module(&module),
             filter,
             module,
             limits: Limits::default(),
@@ -67,7 +67,7 @@ impl HandlerConfig {
 }
 
 /// A handler's name from its module file: the file stem (`/opt/h/echo.wasm` is `echo`).
-pub fn default_name(module: &Path) -> String {
+pub fn name_from_module(module: &Path) -> String {
     module
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -1,13 +1,13 @@
 //! [`QueryReply`]: the one way the agent answers a query, small or large.
 //!
 //! A reply is written chunk by chunk. While it fits Serf's UDP response limit
-//! ([`SerfAgent::udp_response_limit`], 1024 bytes by default) it is buffered, and
+//! ([`Node::udp_response_limit`], 1024 bytes by default) it is buffered, and
 //! [`QueryReply::finish`] sends it as Serf's normal UDP response. Once it grows past that, and
 //! the originator advertises a QUIC endpoint (a valid `_hearsay_quic` tag), the reply claims
 //! this node's one answer to the query and streams over QUIC to the originator: the buffered
 //! bytes, then every further chunk as it is written, so nothing holds the whole reply. A Serf
 //! originator (no advert) cannot take more than the UDP limit: the write that crosses it fails
-//! with [`Error::ReplyTooLarge`], a warning is logged, and nothing is sent.
+//! with [`ReplyError::TooLarge`], a warning is logged, and nothing is sent.
 //!
 //! When the query asked for a relay factor R, a reply that streams over QUIC also goes to up
 //! to R random other alive hearsay members (a relay header naming the originator), which
@@ -20,11 +20,10 @@
 //! Dropping a reply abandons it: a buffered reply is never sent, a streaming one is reset so
 //! the originator sees that node's response fail (never a short one).
 
-use crate::error::{Error, Result};
-use crate::serf_agent::SerfAgent;
-use hearsay_net::quic::{
-    QuicAdvert, QuicEndpoint, Relay, ResponseHeader, ResponseWriter, StopCode,
-};
+use super::wire::{advert_of, bump, QuicWire};
+use super::{member_quic_advert, ReplyError};
+use crate::node::Node;
+use hearsay_net::quic::{QuicAdvert, QuicEndpoint, Relay, ResponseHeader, ResponseWriter};
 use hearsay_serf::event::{MemberStatus, QueryEvent};
 use hearsay_serf::LamportTime;
 use rand::seq::SliceRandom;
@@ -33,7 +32,9 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// Pieces [`SerfAgent::respond_any`] writes a whole payload in.
+type Result<T, E = ReplyError> = std::result::Result<T, E>;
+
+/// Pieces [`QueryReply::respond`] writes a whole payload in.
 const RESPOND_PIECE: usize = 64 << 10;
 /// The originator's refusal of a certificate it does not (yet) know.
 const NOT_A_MEMBER: &str = "does not belong to a known member";
@@ -106,14 +107,13 @@ impl Leg {
 struct Fanout {
     legs: Vec<Leg>,
     /// Why legs were dropped, kept until no leg is left (the direct leg's error first).
-    errors: Vec<(Option<String>, Error)>,
+    errors: Vec<(Option<String>, ReplyError)>,
 }
 
 impl Fanout {
     /// Records a dropped leg: a duplicate refusal is the normal end of a losing copy.
-    fn dropped(&mut self, target: &ReplyTarget, via: Option<String>, e: Error) {
-        let dup = matches!(&e, Error::Net(hearsay_net::Error::Quic(q))
-            if q.stop_code() == Some(StopCode::Duplicate));
+    fn dropped(&mut self, target: &ReplyTarget, via: Option<String>, e: ReplyError) {
+        let dup = e.is_duplicate();
         let msg = format!(
             "agent: reply to query {:?} (ltime {}, id {}): dropping {}: {e}",
             target.name,
@@ -134,9 +134,9 @@ impl Fanout {
     }
 
     /// The error to report when no leg is left.
-    fn failure(&mut self, written: u64) -> Error {
+    fn failure(&mut self, written: u64) -> ReplyError {
         if self.errors.is_empty() {
-            return Error::ReplyDeadline { written };
+            return ReplyError::Deadline { written };
         }
         self.errors.swap_remove(0).1
     }
@@ -144,25 +144,22 @@ impl Fanout {
 
 /// A reply to one query in progress; see the module docs.
 pub struct QueryReply {
-    agent: SerfAgent,
+    agent: Node,
     target: ReplyTarget,
     state: State,
     written: u64,
-    /// The whole length when known up front ([`SerfAgent::respond_any`]): announced in the
+    /// The whole length when known up front ([`QueryReply::respond`]): announced in the
     /// QUIC header so the originator can refuse an over-limit reply before reading it.
     declared: Option<u64>,
 }
 
-impl SerfAgent {
-    /// Opens a reply to a query delivered as [`hearsay_serf::event::Event::Query`].
-    pub fn open_reply(&self, query: &QueryEvent) -> QueryReply {
-        self.open_reply_to(ReplyTarget::from(query))
-    }
-
-    /// Opens a reply to the query `target` names (e.g. one an RPC client is answering).
-    pub fn open_reply_to(&self, target: ReplyTarget) -> QueryReply {
-        QueryReply {
-            agent: self.clone(),
+impl QueryReply {
+    /// Opens a reply on `node` to the query `target` names (one delivered as
+    /// [`hearsay_serf::event::Event::Query`]: `ReplyTarget::from(&query)`, or one an RPC client
+    /// is answering).
+    pub fn open(node: &Node, target: ReplyTarget) -> Self {
+        Self {
+            agent: node.clone(),
             target,
             state: State::Buffering(Vec::new()),
             written: 0,
@@ -172,18 +169,16 @@ impl SerfAgent {
 
     /// Answers a query with a whole payload of any size: over UDP when it fits, else over
     /// QUIC (written in 64 KiB pieces), else (a Serf originator) refused with
-    /// [`Error::ReplyTooLarge`].
-    pub async fn respond_any(&self, target: ReplyTarget, payload: &[u8]) -> Result<ReplyPath> {
-        let mut reply = self.open_reply_to(target);
+    /// [`ReplyError::TooLarge`].
+    pub async fn respond(node: &Node, target: ReplyTarget, payload: &[u8]) -> Result<ReplyPath> {
+        let mut reply = Self::open(node, target);
         reply.declared = Some(payload.len() as u64);
         for piece in payload.chunks(RESPOND_PIECE) {
             reply.write(piece).await?;
         }
         reply.finish().await
     }
-}
 
-impl QueryReply {
     /// The query this reply answers.
     pub fn target(&self) -> &ReplyTarget {
         &self.target
@@ -213,8 +208,8 @@ impl QueryReply {
 
     async fn write_inner(&mut self, chunk: &[u8]) -> Result<()> {
         match &mut self.state {
-            State::Failed => return Err(Error::ReplyFailed),
-            State::Buffering(buf) if buf.len() + chunk.len() <= self.agent.udp_limit => {
+            State::Failed => return Err(ReplyError::Failed),
+            State::Buffering(buf) if buf.len() + chunk.len() <= self.agent.udp_response_limit() => {
                 buf.extend_from_slice(chunk);
             }
             State::Buffering(buf) => {
@@ -268,7 +263,7 @@ impl QueryReply {
     /// originator has taken all of it (or says why it refused it), never past the deadline.
     pub async fn finish(mut self) -> Result<ReplyPath> {
         match std::mem::replace(&mut self.state, State::Failed) {
-            State::Failed => Err(Error::ReplyFailed),
+            State::Failed => Err(ReplyError::Failed),
             State::Buffering(buf) => {
                 let (ltime, id) = (self.target.ltime, self.target.id);
                 match self.agent.respond(ltime, id, &buf).await {
@@ -276,12 +271,14 @@ impl QueryReply {
                         bytes: buf.len() as u64,
                     }),
                     // The payload fits but Serf's framing pushes the message over the limit.
-                    Err(Error::Serf(hearsay_serf::Error::ResponseTooLarge { .. })) => {
+                    Err(crate::node::Error::Serf(hearsay_serf::Error::ResponseTooLarge {
+                        ..
+                    })) => {
                         let mut fan = self.start_stream(buf.len() as u64).await?;
                         self.send(&mut fan, &buf, 0).await?;
                         self.finish_stream(fan).await
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             }
             State::Streaming(fan) => self.finish_stream(fan).await,
@@ -324,26 +321,26 @@ impl QueryReply {
         let advert = if t.origin.is_empty() {
             None
         } else {
-            self.agent.member_quic_advert(&t.origin).await?
+            member_quic_advert(&self.agent, &t.origin).await?
         };
         let Some(advert) = advert else {
-            let limit = self.agent.udp_limit;
+            let limit = self.agent.udp_response_limit();
             tracing::warn!(
                 "agent: refusing to answer query {:?} (ltime {}, id {}) from {:?}: the reply of at least {size} bytes exceeds the UDP limit of {limit} bytes and the originator advertises no QUIC endpoint (a Serf node); nothing was sent",
                 t.name, t.ltime, t.id, t.origin
             );
-            return Err(Error::ReplyTooLarge {
+            return Err(ReplyError::TooLarge {
                 origin: t.origin.clone(),
                 size,
                 limit,
             });
         };
-        let Some(wire) = self.agent.quic.clone() else {
+        let Some(wire) = self.agent.side_channel::<QuicWire>() else {
             tracing::warn!(
                 "agent: cannot answer query {:?} from {:?} with {size}+ bytes: this agent has no QUIC endpoint",
                 t.name, t.origin
             );
-            return Err(Error::NoQuicEndpoint { size });
+            return Err(ReplyError::NoQuicEndpoint { size });
         };
         let (ltime, id) = (t.ltime, t.id);
         let relay_factor = self
@@ -396,7 +393,7 @@ impl QueryReply {
             match outcome {
                 Some(Ok(writer)) => {
                     if via.is_some() {
-                        crate::quic::bump(&wire.shared.stats.relay_legs_opened);
+                        bump(&wire.shared.stats.relay_legs_opened);
                     }
                     fan.legs.push(Leg { via, writer });
                 }
@@ -422,7 +419,7 @@ impl QueryReply {
             .filter(|m| {
                 m.status == MemberStatus::Alive && m.vsn[1] >= 5 && m.name != me && m.name != origin
             })
-            .filter_map(|m| Some((m.name.clone(), crate::quic::advert_of(&m)?)))
+            .filter_map(|m| Some((m.name.clone(), advert_of(&m)?)))
             .collect();
         candidates.shuffle(&mut rand::thread_rng());
         candidates.truncate(usize::from(factor));
@@ -434,7 +431,7 @@ impl QueryReply {
 /// certificates its member list advertises; one that has not seen this node's advert yet (it
 /// joined a moment ago) refuses the handshake and refreshes its list, so a few retries get
 /// through. Used by responders and by relay nodes alike.
-pub(crate) async fn open_stream(
+pub(super) async fn open_stream(
     endpoint: &QuicEndpoint,
     to: &QuicAdvert,
     header: &ResponseHeader,
@@ -450,7 +447,7 @@ pub(crate) async fn open_stream(
                 tracing::debug!("agent: {} refused our certificate, retrying: {e}", to.addr);
                 bounded(deadline, 0, tokio::time::sleep(RETRY_PAUSE * tries)).await?;
             }
-            Err(e) => return Err(Error::from(e)),
+            Err(e) => return Err(ReplyError::from(e)),
         }
     }
 }
@@ -463,7 +460,7 @@ async fn bounded<T>(
 ) -> Result<T> {
     tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), f)
         .await
-        .map_err(|_| Error::ReplyDeadline { written })
+        .map_err(|_| ReplyError::Deadline { written })
 }
 
 /// Runs `futs` concurrently until all are done, except that none runs past `deadline` and,
@@ -515,11 +512,11 @@ where
 }
 
 /// Why a leg was cut off by [`all_with_grace`].
-fn cut_off(past_deadline: bool, written: u64) -> Error {
+fn cut_off(past_deadline: bool, written: u64) -> ReplyError {
     if past_deadline {
-        Error::ReplyDeadline { written }
+        ReplyError::Deadline { written }
     } else {
-        Error::ReplyStraggler {
+        ReplyError::Straggler {
             written,
             grace: STRAGGLER_GRACE,
         }
@@ -529,7 +526,8 @@ fn cut_off(past_deadline: bool, written: u64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AgentOptions, QueryResult, QueryResults, QuicOptions};
+    use crate::node::{NodeOptions, QueryResult, QueryResults};
+    use crate::replies::{start_with_quic, QuicOptions};
     use hearsay_net::{Config, Profile, UdpTcpTransport};
     use hearsay_serf::event::Event;
     use hearsay_serf::{QueryParams, SerfConfig};
@@ -538,22 +536,22 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(30);
 
-    async fn lone(name: &str, quic: bool) -> SerfAgent {
+    async fn lone(name: &str, quic: bool) -> Node {
         let lo = SocketAddr::from(([127, 0, 0, 1], 0));
         let transport = UdpTcpTransport::bind(lo).await.unwrap();
         let addr = hearsay_net::Transport::local_addr(&transport);
         let config = SerfConfig::new(Config::profile(Profile::Local, name, addr));
-        let options = AgentOptions::new(config);
+        let options = NodeOptions::new(config);
         if quic {
             let q = QuicOptions::pinned(lo, name).unwrap();
-            SerfAgent::start_with_quic(options, transport, q).unwrap()
+            start_with_quic(options, transport, q).unwrap()
         } else {
-            SerfAgent::start(options, transport).unwrap()
+            Node::start(options, transport).unwrap()
         }
     }
 
     /// Starts a query to the lone node and returns it as delivered, with its results.
-    async fn ask(agent: &SerfAgent) -> (QueryEvent, QueryResults) {
+    async fn ask(agent: &Node) -> (QueryEvent, QueryResults) {
         let mut events = agent.subscribe();
         let params = QueryParams {
             timeout: Duration::from_secs(10),
@@ -589,7 +587,7 @@ mod tests {
     async fn small_replies_take_udp_and_large_ones_quic() {
         let agent = lone("solo", true).await;
         let (q, results) = ask(&agent).await;
-        let mut reply = agent.open_reply(&q);
+        let mut reply = QueryReply::open(&agent, ReplyTarget::from(&q));
         reply.write(b"tiny").await.unwrap();
         assert!(!reply.is_streaming());
         assert_eq!(reply.finish().await.unwrap(), ReplyPath::Udp { bytes: 4 });
@@ -601,7 +599,7 @@ mod tests {
 
         let (q, results) = ask(&agent).await;
         let consumer = tokio::spawn(collect(results));
-        let mut reply = agent.open_reply(&q);
+        let mut reply = QueryReply::open(&agent, ReplyTarget::from(&q));
         for _ in 0..5 {
             reply.write(&[9u8; 1000]).await.unwrap();
         }
@@ -635,13 +633,13 @@ mod tests {
     async fn a_large_reply_to_an_originator_without_quic_is_refused_and_nothing_is_sent() {
         let agent = lone("plain", false).await;
         let (q, results) = ask(&agent).await;
-        let mut reply = agent.open_reply(&q);
+        let mut reply = QueryReply::open(&agent, ReplyTarget::from(&q));
         reply.write(&[1u8; 1000]).await.unwrap();
         let err = reply.write(&[1u8; 1000]).await.unwrap_err();
         assert!(
             matches!(
                 err,
-                Error::ReplyTooLarge {
+                ReplyError::TooLarge {
                     size: 2000,
                     limit: 1024,
                     ..
@@ -650,7 +648,7 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("nothing was sent"), "{err}");
-        assert!(matches!(reply.write(b"x").await, Err(Error::ReplyFailed)));
+        assert!(matches!(reply.write(b"x").await, Err(ReplyError::Failed)));
         drop(reply);
         // Nothing was sent, and the node may still answer within the limit.
         agent.respond(q.ltime, q.id, b"fits").await.unwrap();

@@ -1,0 +1,58 @@
+//! Why a call on a [`super::Node`] failed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a call on a [`super::Node`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The driver or a transport failed, or the node has stopped ([`hearsay_net::Error::Stopped`]).
+    #[error(transparent)]
+    Net(#[from] hearsay_net::Error),
+    /// The Serf layer refused the configuration or a command (too large, not allowed now, ...).
+    #[error(transparent)]
+    Serf(#[from] hearsay_serf::Error),
+    /// A join contacted no node successfully; lists every address tried with its error.
+    #[error("join failed: {}", describe_join_errors(.errors))]
+    JoinFailed { errors: Vec<(SocketAddr, String)> },
+    /// A graceful leave did not finish within the time Serf's own timeouts allow.
+    #[error("leave did not finish within {0:?}")]
+    LeaveTimeout(Duration),
+}
+
+impl Error {
+    /// True when the node's driver task has stopped.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Self::Net(hearsay_net::Error::Stopped))
+    }
+}
+
+fn describe_join_errors(errors: &[(SocketAddr, String)]) -> String {
+    if errors.is_empty() {
+        return "no addresses to contact".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(addr, e)| format!("{addr}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Shorthand for results of [`super::Node`]'s calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_error_names_every_address() {
+        let e = Error::JoinFailed {
+            errors: vec![("127.0.0.1:1".parse().unwrap(), "refused".into())],
+        };
+        assert!(e.to_string().contains("127.0.0.1:1: refused"), "{e}");
+        assert!(Error::Net(hearsay_net::Error::Stopped).is_stopped());
+    }
+}
