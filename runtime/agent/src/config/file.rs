@@ -2,7 +2,8 @@
 //! [`Partial`], and reading `-config-file` / `-config-dir` paths in order, merged as Serf
 //! merges them. Every unknown key, wrong type and bad value names the file and the key.
 
-use super::value::{parse_go_duration, Value};
+use super::duration::parse_go_duration;
+use super::value::Value;
 use super::{ConfigError, Partial};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,8 @@
 //! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
 //! together (default 1GiB).
 
-use super::value::{parse_go_duration, Value};
+use super::duration::parse_go_duration;
+use super::value::Value;
 use super::ConfigError;
 use super::HandlerConfig;
 use crate::filter::EventFilter;
