@@ -11,7 +11,6 @@ pub mod flags;
 mod handler;
 pub mod handlers;
 mod quic;
-pub mod value;
 
 pub use handler::{
     admits, dedupe_names, is_reserved, name_from_module, HandlerConfig, RESERVED_PREFIXES,
@@ -62,8 +61,8 @@ pub enum ConfigError {
     WrongType {
         origin: String,
         key: String,
-        expected: &'static str,
-        found: &'static str,
+        expected: String,
+        found: String,
     },
     /// A value of the right type that does not parse or is out of range.
     #[error("{origin}: {key}: {message}")]
