@@ -425,3 +425,205 @@ impl FileConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn json(text: &str) -> Result<Partial, String> {
+        decode_text(text, Format::Json, "a.json").map_err(|e| e.to_string())
+    }
+
+    fn toml(text: &str) -> Result<Partial, String> {
+        decode_text(text, Format::Toml, "b.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_at_any_depth() {
+        assert_eq!(
+            json(r#"{"node_name":"a","bind_addr":"x"}"#),
+            Err("a.json: unknown key \"bind_addr\"".into())
+        );
+        assert_eq!(
+            toml("nodename = \"a\"\n"),
+            Err("b.toml: unknown key \"nodename\"".into())
+        );
+        assert_eq!(
+            toml("[[handler]]\nmodule = \"x.wasm\"\nlimits = { cpu = 1 }\n"),
+            Err("b.toml: unknown key \"handler[0].limits.cpu\"".into())
+        );
+        assert_eq!(
+            json(r#"{"handlers":[{"module":"x.wasm"},{"module":"y.wasm","grant":{}}]}"#),
+            Err("a.json: unknown key \"handlers[1].grant\"".into())
+        );
+        // Serf's keys for features hearsay leaves out are known: refused only when turned on.
+        assert!(json(r#"{"enable_syslog":false,"statsd_addr":"","event_handlers":null}"#).is_ok());
+        assert_eq!(
+            json(r#"{"statsite_addr":"127.0.0.1:8125"}"#),
+            Err("a.json: statsite_addr: statsite/statsd metrics sinks are not supported".into())
+        );
+        assert!(json(r#"{"enable_syslog":true}"#)
+            .unwrap_err()
+            .starts_with("a.json: enable_syslog: syslog output is not supported"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_the_expected_type() {
+        let cases = [
+            (
+                json(r#"{"log_json":"yes"}"#),
+                "a.json: key \"log_json\" must be a boolean, found a string",
+            ),
+            (
+                json(r#"{"tags":{"dc":"east","role":null}}"#),
+                "a.json: key \"tags.role\" must be a string, found null",
+            ),
+            (
+                json(r#"{"retry_join":["a",2]}"#),
+                "a.json: key \"retry_join[1]\" must be a string, found an integer",
+            ),
+            (
+                json(r#"{"retry_interval":30}"#),
+                "a.json: key \"retry_interval\" must be a duration string such as \"30s\", \
+                 found an integer",
+            ),
+            (
+                toml("protocol = true\n"),
+                "b.toml: key \"protocol\" must be an integer, found a boolean",
+            ),
+            (
+                toml("[[handler]]\nmodule = \"x.wasm\"\ngrants = { clocks = \"yes\" }\n"),
+                "b.toml: key \"handler[0].grants.clocks\" must be a boolean, found a string",
+            ),
+            // A table given as a list is refused, though serde's derive would take one.
+            (
+                toml("[[handler]]\nmodule = \"x.wasm\"\nlimits = [\"64MiB\"]\n"),
+                "b.toml: key \"handler[0].limits\" must be a table, found a list",
+            ),
+            (
+                json(r#"["node_name","a"]"#),
+                "a.json: invalid config: the top level must be an object, found a list",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, Err(want.to_owned()));
+        }
+    }
+
+    #[test]
+    fn durations_are_go_duration_strings() {
+        let j = json(
+            r#"{"retry_interval":"1m30s","reconnect_interval":"500ms","reconnect_timeout":"72h",
+                "tombstone_timeout":"1.5h","broadcast_timeout":"0",
+                "handlers":[{"module":"x.wasm","limits":{"timeout":"2.5s"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(j.retry_interval, Some(Duration::from_secs(90)));
+        assert_eq!(j.reconnect_interval, Some(Duration::from_millis(500)));
+        assert_eq!(j.reconnect_timeout, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(j.tombstone_timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(j.broadcast_timeout, Some(Duration::ZERO));
+        assert_eq!(j.handlers[0].limits.timeout, Duration::from_millis(2500));
+        let t = toml("retry_interval = \"1m30s\"\nreconnect_timeout = \"72h\"\n").unwrap();
+        assert_eq!(t.retry_interval, j.retry_interval);
+        assert_eq!(t.reconnect_timeout, j.reconnect_timeout);
+        for bad in ["5", "-1s", "5 s", "1d"] {
+            let e = json(&format!(r#"{{"reconnect_timeout":"{bad}"}}"#)).unwrap_err();
+            let want = format!("a.json: reconnect_timeout: invalid duration {bad:?}");
+            assert!(e.starts_with(&want), "{e}");
+        }
+        let e =
+            toml("[[handler]]\nmodule = \"x.wasm\"\nlimits = { timeout = \"2\" }\n").unwrap_err();
+        assert!(
+            e.starts_with("b.toml: handler[0].limits.timeout: invalid duration \"2\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_read_as_go_reads_them() {
+        // Go's decoder reads JSON numbers as floats and takes a whole one for an integer.
+        assert_eq!(json(r#"{"protocol":4.0}"#).unwrap().protocol, Some(4));
+        assert_eq!(
+            json(r#"{"retry_max_attempts":1.5}"#),
+            Err("a.json: retry_max_attempts: 1.5 is not a whole number of 0 or more".into())
+        );
+        assert_eq!(
+            toml("query_size_limit = -1\n"),
+            Err("b.toml: query_size_limit: -1 is not a whole number of 0 or more".into())
+        );
+        assert_eq!(
+            json(r#"{"protocol":4294967296}"#),
+            Err("a.json: protocol: 4294967296 is too large".into())
+        );
+    }
+
+    #[test]
+    fn null_is_not_set_and_a_repeated_json_key_keeps_the_last() {
+        let p = json(r#"{"node_name":null,"tags":null,"start_join":null,"handlers":null}"#);
+        assert_eq!(p, Ok(Partial::default()));
+        let p = json(r#"{"node_name":"a","bind":"127.0.0.1:1","node_name":"b"}"#).unwrap();
+        assert_eq!(p.node_name.as_deref(), Some("b"));
+        assert!(toml("node_name = \"a\"\nnode_name = \"b\"\n")
+            .unwrap_err()
+            .starts_with("b.toml: invalid TOML: line 2:"));
+    }
+
+    #[test]
+    fn files_merge_in_the_order_given() {
+        let dir = std::env::temp_dir().join(format!("hearsay-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        let a = dir.join("a.json");
+        std::fs::write(
+            &a,
+            r#"{"node_name":"a","log_level":"debug","tags":{"dc":"east","role":"web"},
+                "start_join":["j1"],"retry_join":["r1"],"retry_interval":"5s",
+                "handlers":[{"module":"a.wasm"}]}"#,
+        )
+        .unwrap();
+        let b = dir.join("b.toml");
+        std::fs::write(
+            &b,
+            "node_name = \"b\"\nstart_join = [\"j2\"]\nretry_join = [\"r2\", \"r3\"]\n\
+             retry_interval = \"7s\"\n[tags]\nrole = \"db\"\n[[handler]]\nmodule = \"b.wasm\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("conf.d/c.json"),
+            r#"{"node_name":"c","start_join":["j3"]}"#,
+        )
+        .unwrap();
+
+        let ab = read_paths(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(ab.node_name.as_deref(), Some("b"), "a later file wins");
+        assert_eq!(
+            ab.log_level.as_deref(),
+            Some("debug"),
+            "one it leaves out stays"
+        );
+        assert_eq!(ab.retry_interval, Some(Duration::from_secs(7)));
+        let tags = ab.tags.clone().unwrap();
+        assert_eq!((tags["dc"].as_str(), tags["role"].as_str()), ("east", "db"));
+        assert_eq!(ab.start_join, ["j1", "j2"], "join lists append");
+        assert_eq!(ab.retry_join, ["r1", "r2", "r3"]);
+        let modules: Vec<_> = ab.handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(modules, ["a", "b"], "handlers append");
+
+        let ba = read_paths(&[b.clone(), a.clone()]).unwrap();
+        assert_eq!(ba.node_name.as_deref(), Some("a"));
+        assert_eq!(ba.retry_interval, Some(Duration::from_secs(5)));
+        assert_eq!(ba.tags.unwrap()["role"], "web");
+        assert_eq!(ba.start_join, ["j2", "j1"]);
+        assert_eq!(ba.retry_join, ["r2", "r3", "r1"]);
+
+        // A directory's files take the place of the directory in the order.
+        let mixed = read_paths(&[a.clone(), dir.join("conf.d"), b.clone()]).unwrap();
+        assert_eq!(mixed.node_name.as_deref(), Some("b"));
+        assert_eq!(mixed.start_join, ["j1", "j3", "j2"]);
+        let mixed = read_paths(&[a, b, dir.join("conf.d")]).unwrap();
+        assert_eq!(mixed.node_name.as_deref(), Some("c"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
