@@ -3,15 +3,12 @@
 //! merged as Serf merges them. Every unknown key, wrong type and bad value names the file and
 //! the key (serde_path_to_error gives the key's path, e.g. `handler[0].limits.memory`).
 
+use super::de::{Strings, Table, Whole};
 use super::duration::GoDuration;
 use super::handlers::{self, Handlers, Size};
 use super::{ConfigError, Partial};
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{Error, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 /// Which syntax a config file is in.
@@ -194,86 +191,6 @@ fn kind(found: &str) -> &str {
         .iter()
         .find(|(serde, _)| found.starts_with(serde))
         .map_or(found, |(_, ours)| ours)
-}
-
-/// A whole number of 0 or more. Go's decoder reads JSON numbers as floats and takes a whole one
-/// (`3.0`) for an integer, so this does too.
-pub(super) struct Whole<T>(pub T);
-
-impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = d.deserialize_any(WholeVisitor)?;
-        T::try_from(n)
-            .map(Whole)
-            .map_err(|_| D::Error::custom(format!("{n} is too large")))
-    }
-}
-
-/// A whole number of 0 or more as a `u64` (for [`Whole`], and [`Size`]'s numbers).
-pub(super) struct WholeVisitor;
-
-impl Visitor<'_> for WholeVisitor {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an integer")
-    }
-
-    fn visit_u64<E: Error>(self, n: u64) -> Result<u64, E> {
-        Ok(n)
-    }
-
-    fn visit_i64<E: Error>(self, n: i64) -> Result<u64, E> {
-        u64::try_from(n).map_err(|_| E::custom(format!("{n} is not a whole number of 0 or more")))
-    }
-
-    fn visit_f64<E: Error>(self, f: f64) -> Result<u64, E> {
-        if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 {
-            Ok(f as u64)
-        } else {
-            Err(E::custom(format!("{f} is not a whole number of 0 or more")))
-        }
-    }
-}
-
-/// A list of strings, each read as a `T`. (A type of its own for the error's words: "must be a
-/// list of strings", not serde's "a sequence".)
-pub(super) struct Strings<T = String>(pub Vec<T>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Strings<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Vec<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
-                Vec::deserialize(SeqAccessDeserializer::new(seq))
-            }
-        }
-        d.deserialize_seq(V(PhantomData)).map(Strings)
-    }
-}
-
-/// A struct read from a table (a JSON object) only: serde's derive would also take a list of
-/// the fields' values in order, which no config file means.
-pub(super) struct Table<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(V(PhantomData)).map(Table)
-    }
 }
 
 /// Why each Serf feature hearsay leaves out is left out (shown in the error).

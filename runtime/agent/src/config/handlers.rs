@@ -19,8 +19,8 @@
 //! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
 //! together (default 1GiB).
 
+use super::de::{Strings, Table, Whole, WholeVisitor};
 use super::duration::GoDuration;
-use super::file::{Strings, Table, Whole, WholeVisitor};
 use super::ConfigError;
 use super::HandlerConfig;
 use crate::filter::{EventFilter, FilterError};

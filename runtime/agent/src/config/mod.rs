@@ -5,6 +5,7 @@
 //! Order of precedence, lowest first: Serf's defaults, `-dev`'s defaults, config files in the
 //! order given, flags. [`Sources`] keeps the files and flags so SIGHUP can read them again.
 
+mod de;
 pub mod duration;
 pub mod file;
 pub mod flags;
