@@ -2,8 +2,8 @@
 //! `--node=x`), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
 //! `-skip-leave-on-interrupt`, turned into [`Sources`].
 
+use super::duration::parse_go_duration;
 use super::file::{WHY_EVENT_HANDLERS, WHY_SYSLOG};
-use super::value::parse_go_duration;
 use super::{ConfigError, Sources};
 use hearsay_net::flags::{Flag, Flags};
 use std::collections::BTreeMap;

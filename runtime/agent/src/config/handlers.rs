@@ -19,216 +19,206 @@
 //! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
 //! together (default 1GiB).
 
-use super::value::{parse_go_duration, Value};
+use super::de::{Strings, Table, Whole, WholeVisitor};
+use super::duration::GoDuration;
 use super::ConfigError;
 use super::HandlerConfig;
-use crate::filter::EventFilter;
+use crate::filter::{EventFilter, FilterError};
 use hearsay_host::DirGrant;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Decodes the value of a `handler` / `handlers` key: a list of handler tables (one table alone
-/// is taken as a list of one).
-pub fn decode(value: Value, origin: &str, key: &str) -> Result<Vec<HandlerConfig>, ConfigError> {
-    let items = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::List(items) => items,
-        m @ Value::Map(_) => vec![m],
-        other => {
-            return Err(ConfigError::WrongType {
-                origin: origin.to_owned(),
-                key: key.to_owned(),
-                expected: "a list of handler tables",
-                found: other.kind(),
-            })
+/// The value of a `handler` / `handlers` key: a list of handler tables (one table alone is
+/// taken as a list of one).
+pub(super) struct Handlers(Vec<Entry>);
+
+impl<'de> Deserialize<'de> for Handlers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<Entry>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of handler tables")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<Entry>, A::Error> {
+                let tables = Vec::<Table<Entry>>::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(tables.into_iter().map(|t| t.0).collect())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<Entry>, A::Error> {
+                Entry::deserialize(MapAccessDeserializer::new(map)).map(|e| vec![e])
+            }
         }
-    };
-    items
+        d.deserialize_any(V).map(Handlers)
+    }
+}
+
+/// One handler table. As everywhere in a config file, a key left out or `null` is not set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: Option<String>,
+    module: Option<String>,
+    events: Option<Events>,
+    limits: Option<Table<LimitsEntry>>,
+    grants: Option<Table<GrantsEntry>>,
+}
+
+/// `events`: Serf's filter syntax.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Events(EventFilter);
+
+impl TryFrom<String> for Events {
+    type Error = FilterError;
+    fn try_from(s: String) -> Result<Self, FilterError> {
+        EventFilter::parse(&s).map(Events)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsEntry {
+    memory: Option<Size>,
+    timeout: Option<GoDuration>,
+    fuel: Option<Whole<u64>>,
+    queue: Option<Whole<usize>>,
+    #[serde(default, deserialize_with = "concurrency")]
+    concurrency: Option<usize>,
+}
+
+/// `limits.concurrency`: at least 1.
+fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    match Option::<Whole<usize>>::deserialize(d)? {
+        Some(Whole(0)) => Err(D::Error::custom(
+            "must be between 1 and the host's instances",
+        )),
+        n => Ok(n.map(|n| n.0)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsEntry {
+    dirs: Option<Strings<Dir>>,
+    env: Option<BTreeMap<String, String>>,
+    clocks: Option<bool>,
+    emit: Option<bool>,
+}
+
+/// A `grants.dirs` entry: `HOST` or `HOST:GUEST`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Dir(DirGrant);
+
+impl TryFrom<String> for Dir {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let (host, guest) = s.split_once(':').unwrap_or((&s, &s));
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!(
+                "{s:?}: expected a directory, or HOST:GUEST (e.g. \"/proc\" or \"/srv/data:/data\")"
+            ));
+        }
+        Ok(Dir(DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+        }))
+    }
+}
+
+/// The handlers a `handler` / `handlers` key gives; `key` names them in errors.
+pub(super) fn configs(
+    list: Option<Handlers>,
+    origin: &str,
+    key: &str,
+) -> Result<Vec<HandlerConfig>, ConfigError> {
+    let entries = list.map_or_else(Vec::new, |h| h.0);
+    entries
         .into_iter()
         .enumerate()
-        .map(|(i, item)| one(item, origin, &format!("{key}[{i}]")))
+        .map(|(i, e)| e.into_config(origin, &format!("{key}[{i}]")))
         .collect()
 }
 
-struct At<'a> {
-    origin: &'a str,
-    key: String,
-}
-
-impl At<'_> {
-    fn wrong(&self, expected: &'static str, found: &Value) -> ConfigError {
-        ConfigError::WrongType {
-            origin: self.origin.to_owned(),
-            key: self.key.clone(),
-            expected,
-            found: found.kind(),
+impl Entry {
+    fn into_config(self, origin: &str, key: &str) -> Result<HandlerConfig, ConfigError> {
+        let Some(module) = self.module.filter(|m| !m.is_empty()) else {
+            return Err(ConfigError::BadValue {
+                origin: origin.to_owned(),
+                key: format!("{key}.module"),
+                message: "every handler needs a module (a .wasm file)".into(),
+            });
+        };
+        let filter = match self.events {
+            Some(e) => e.0,
+            None => EventFilter::parse("").expect("the empty filter parses"),
+        };
+        let mut h = HandlerConfig::new(filter, module);
+        if let Some(n) = self.name.filter(|n| !n.is_empty()) {
+            h.name = n;
         }
-    }
-
-    fn bad(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::BadValue {
-            origin: self.origin.to_owned(),
-            key: self.key.clone(),
-            message: message.into(),
-        }
-    }
-
-    fn unknown(&self) -> ConfigError {
-        ConfigError::UnknownKey {
-            origin: self.origin.to_owned(),
-            key: self.key.clone(),
-        }
-    }
-
-    fn string(&self, v: &Value) -> Result<String, ConfigError> {
-        match v {
-            Value::Str(s) => Ok(s.clone()),
-            other => Err(self.wrong("a string", other)),
-        }
-    }
-
-    fn boolean(&self, v: &Value) -> Result<bool, ConfigError> {
-        match v {
-            Value::Bool(b) => Ok(*b),
-            other => Err(self.wrong("a boolean (true or false)", other)),
-        }
-    }
-
-    fn unsigned(&self, v: &Value) -> Result<u64, ConfigError> {
-        match v {
-            Value::Int(i) if *i >= 0 => Ok(*i as u64),
-            Value::Float(f) if *f >= 0.0 && f.fract() == 0.0 && *f < u64::MAX as f64 => {
-                Ok(*f as u64)
+        if let Some(Table(l)) = self.limits {
+            let limits = &mut h.limits;
+            if let Some(m) = l.memory {
+                limits.memory_bytes = usize::try_from(m.0).unwrap_or(usize::MAX);
             }
-            Value::Int(_) | Value::Float(_) => Err(self.bad("must be a whole number of 0 or more")),
-            other => Err(self.wrong("an integer", other)),
+            if let Some(t) = l.timeout {
+                limits.timeout = t.0;
+            }
+            if let Some(f) = l.fuel {
+                limits.fuel = Some(f.0);
+            }
+            if let Some(q) = l.queue {
+                limits.queue = q.0;
+            }
+            if let Some(c) = l.concurrency {
+                limits.concurrency = c;
+            }
         }
-    }
-
-    fn map(&self, v: Value) -> Result<Vec<(String, Value)>, ConfigError> {
-        match v {
-            Value::Map(pairs) => Ok(pairs),
-            other => Err(self.wrong("a table", &other)),
+        if let Some(Table(g)) = self.grants {
+            let grants = &mut h.grants;
+            grants.dirs = g
+                .dirs
+                .map_or_else(Vec::new, |d| d.0.into_iter().map(|d| d.0).collect());
+            grants.env = g.env.unwrap_or_default().into_iter().collect();
+            grants.clocks = g.clocks.unwrap_or(false);
+            grants.emit = g.emit.unwrap_or(false);
         }
-    }
-
-    fn child(&self, key: &str) -> Self {
-        At {
-            origin: self.origin,
-            key: format!("{}.{key}", self.key),
-        }
+        Ok(h)
     }
 }
 
-fn one(item: Value, origin: &str, key: &str) -> Result<HandlerConfig, ConfigError> {
-    let at = At {
-        origin,
-        key: key.to_owned(),
-    };
-    let pairs = at.map(item)?;
-    let mut name = None;
-    let mut module = None;
-    let mut filter = EventFilter::parse("").expect("the empty filter parses");
-    let mut limits = hearsay_host::Limits::default();
-    let mut grants = hearsay_host::Grants::default();
-    for (k, v) in pairs {
-        let at = at.child(&k);
-        match k.as_str() {
-            "name" => name = Some(at.string(&v)?),
-            "module" => module = Some(PathBuf::from(at.string(&v)?)),
-            "events" => {
-                filter = EventFilter::parse(&at.string(&v)?).map_err(|e| at.bad(e.to_string()))?
+/// Bytes: a number, or a string with a unit (`"64MiB"`, see [`parse_size`]).
+pub(super) struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = u64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as 1048576 or \"64MiB\"")
             }
-            "limits" => {
-                for (lk, lv) in at.map(v)? {
-                    let at = at.child(&lk);
-                    match lk.as_str() {
-                        "memory" => limits.memory_bytes = size(&at, &lv)?,
-                        "timeout" => {
-                            limits.timeout =
-                                parse_go_duration(&at.string(&lv)?).map_err(|e| at.bad(e))?
-                        }
-                        "fuel" => limits.fuel = Some(at.unsigned(&lv)?),
-                        "queue" => {
-                            limits.queue = usize::try_from(at.unsigned(&lv)?)
-                                .map_err(|_| at.bad("too large"))?
-                        }
-                        "concurrency" => {
-                            limits.concurrency = usize::try_from(at.unsigned(&lv)?)
-                                .ok()
-                                .filter(|&n| n >= 1)
-                                .ok_or_else(|| {
-                                    at.bad("must be between 1 and the host's instances")
-                                })?
-                        }
-                        _ => return Err(at.unknown()),
-                    }
-                }
+            fn visit_str<E: Error>(self, s: &str) -> Result<u64, E> {
+                parse_size(s).map_err(E::custom)
             }
-            "grants" => {
-                for (gk, gv) in at.map(v)? {
-                    let at = at.child(&gk);
-                    match gk.as_str() {
-                        "dirs" => {
-                            let Value::List(items) = gv else {
-                                return Err(at.wrong("a list of strings", &gv));
-                            };
-                            for d in items {
-                                grants.dirs.push(dir_grant(&at, &at.string(&d)?)?);
-                            }
-                        }
-                        "env" => {
-                            for (ek, ev) in at.map(gv)? {
-                                let value = at.child(&ek).string(&ev)?;
-                                grants.env.push((ek, value));
-                            }
-                        }
-                        "clocks" => grants.clocks = at.boolean(&gv)?,
-                        "emit" => grants.emit = at.boolean(&gv)?,
-                        _ => return Err(at.unknown()),
-                    }
-                }
+            fn visit_u64<E: Error>(self, n: u64) -> Result<u64, E> {
+                Ok(n)
             }
-            _ => return Err(at.unknown()),
+            fn visit_i64<E: Error>(self, n: i64) -> Result<u64, E> {
+                WholeVisitor.visit_i64(n)
+            }
+            fn visit_f64<E: Error>(self, n: f64) -> Result<u64, E> {
+                WholeVisitor.visit_f64(n)
+            }
         }
+        d.deserialize_any(V).map(Size)
     }
-    let Some(module) = module.filter(|m| !m.as_os_str().is_empty()) else {
-        return Err(at
-            .child("module")
-            .bad("every handler needs a module (a .wasm file)"));
-    };
-    let mut h = HandlerConfig::new(filter, module);
-    if let Some(n) = name.filter(|n| !n.is_empty()) {
-        h.name = n;
-    }
-    h.limits = limits;
-    h.grants = grants;
-    Ok(h)
-}
-
-/// `HOST` or `HOST:GUEST`.
-fn dir_grant(at: &At<'_>, s: &str) -> Result<DirGrant, ConfigError> {
-    let (host, guest) = match s.split_once(':') {
-        Some((h, g)) => (h, g),
-        None => (s, s),
-    };
-    if host.is_empty() || guest.is_empty() {
-        return Err(at.bad(format!(
-            "{s:?}: expected a directory, or HOST:GUEST (e.g. \"/proc\" or \"/srv/data:/data\")"
-        )));
-    }
-    Ok(DirGrant {
-        host: host.into(),
-        guest: guest.into(),
-    })
-}
-
-fn size(at: &At<'_>, v: &Value) -> Result<usize, ConfigError> {
-    let bytes = match v {
-        Value::Str(s) => parse_size(s).map_err(|e| at.bad(e))?,
-        other => at.unsigned(other)?,
-    };
-    usize::try_from(bytes).map_err(|_| at.bad("too large"))
 }
 
 /// Bytes from `1048576`, `512KiB`, `64MiB`, `1GiB` (`KB`/`MB`/`GB` and `K`/`M`/`G` mean the

@@ -5,12 +5,13 @@
 //! Order of precedence, lowest first: Serf's defaults, `-dev`'s defaults, config files in the
 //! order given, flags. [`Sources`] keeps the files and flags so SIGHUP can read them again.
 
+mod de;
+pub mod duration;
 pub mod file;
 pub mod flags;
 mod handler;
 pub mod handlers;
 mod quic;
-pub mod value;
 
 pub use handler::{
     admits, dedupe_names, is_reserved, name_from_module, HandlerConfig, RESERVED_PREFIXES,
@@ -61,8 +62,8 @@ pub enum ConfigError {
     WrongType {
         origin: String,
         key: String,
-        expected: &'static str,
-        found: &'static str,
+        expected: String,
+        found: String,
     },
     /// A value of the right type that does not parse or is out of range.
     #[error("{origin}: {key}: {message}")]
