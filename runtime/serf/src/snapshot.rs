@@ -1173,7 +1173,7 @@ leave
 
     fn node_name(n: u8) -> String {
         // Spaces in names must survive.
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             format!("node {n}")
         } else {
             format!("node-{n}")
@@ -1181,7 +1181,7 @@ leave
     }
 
     fn node_addr(n: u8, port: u16) -> String {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             format!("10.0.0.{n}:{port}")
         } else {
             format!("[2001:db8::{n}]:{port}")
