@@ -1,5 +1,7 @@
-//! Entry points for the cargo-fuzz targets in `runtime/swim/fuzz` (and `tests/fuzz_smoke.rs`):
-//! each feeds arbitrary bytes to a decoder and must never panic.
+//! Entry points for the cargo-fuzz targets in `runtime/swim/fuzz`: each feeds arbitrary bytes
+//! to a decoder and must never panic. Only built with the `fuzzing` feature (which the fuzz
+//! crate turns on) and in unit tests, where `tests.rs` runs every entry point on generated
+//! input.
 //!
 //! Besides "no panic", each checks invariants that hold for every input, so a fuzzer finding
 //! a violation finds a real bug: whatever decodes re-encodes to something that decodes to the
@@ -14,6 +16,9 @@ use super::{
 use crate::keyring::Keyring;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+#[cfg(test)]
+mod tests;
 
 /// The key every fuzz codec uses, so fuzzers can learn valid frames from the corpus.
 pub const FUZZ_KEY: [u8; 16] = *b"hearsay-fuzz-key";
