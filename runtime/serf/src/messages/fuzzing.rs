@@ -1,11 +1,16 @@
-//! The entry point of the `message` cargo-fuzz target in `runtime/serf/fuzz` (and of
-//! `tests/fuzz_smoke.rs`): arbitrary bytes into every Serf decoder, which must never panic.
+//! The entry point of the `message` cargo-fuzz target in `runtime/serf/fuzz`: arbitrary bytes
+//! into every Serf decoder, which must never panic. Only built with the `fuzzing` feature
+//! (which the fuzz crate turns on) and in unit tests, where `tests.rs` runs it on generated
+//! input.
 //!
 //! Beyond "no panic" it checks that whatever decodes re-encodes into bytes that decode to the
 //! same value, so a fuzzer finding a violation finds a real asymmetry between the encoder and
 //! the decoder. The same bytes are also tried as tags, a filter and key payloads.
 
 use super::{decode, decode_filter, decode_tags, encode, encode_filter, encode_tags};
+
+#[cfg(test)]
+mod tests;
 
 /// Feeds `data` to [`decode`], [`decode_tags`] and [`decode_filter`]; panics only if a decoded
 /// value does not survive re-encoding (a bug), never because of the input itself.
