@@ -9,9 +9,6 @@
 
 use super::{decode, decode_filter, decode_tags, encode, encode_filter, encode_tags};
 
-#[cfg(test)]
-mod tests;
-
 /// Feeds `data` to [`decode`], [`decode_tags`] and [`decode_filter`]; panics only if a decoded
 /// value does not survive re-encoding (a bug), never because of the input itself.
 pub fn fuzz_message(data: &[u8]) {
@@ -36,3 +33,6 @@ pub fn fuzz_message(data: &[u8]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

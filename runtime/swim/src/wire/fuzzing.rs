@@ -17,9 +17,6 @@ use crate::keyring::Keyring;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-#[cfg(test)]
-mod tests;
-
 /// The key every fuzz codec uses, so fuzzers can learn valid frames from the corpus.
 pub const FUZZ_KEY: [u8; 16] = *b"hearsay-fuzz-key";
 /// The label of labelled fuzz codecs.
@@ -140,3 +137,6 @@ pub fn fuzz_stream(data: &[u8]) {
         assert_eq!(back, Some((msg, sealed.len())));
     }
 }
+
+#[cfg(test)]
+mod tests;
