@@ -1092,12 +1092,11 @@ fn quic_section(plan: &Plan) -> Section {
 loopback, {} responder endpoints each stream a {:.0} MiB response at once to one originator \
 through `hearsay_net::quic` (`QuicEndpoint::open_response` → `BodyReader`: pinned self-signed \
 certificates, response header, limits); aggregate MiB/s from the first write to the last byte \
-read (`hearsay_net::quic::throughput::concurrent_responses`). Beside it, one bare bidirectional \
-quinn stream of {:.0} MiB between two endpoints with the module's TLS (pinned certificates) and \
-transport settings, without its header or limits: the transport's ceiling on this machine \
-(measured by the bench itself: the module's `quinn_single_stream` helper opens a unidirectional \
-stream, which those settings never grant, and times out). {} repetition(s). Large responses \
-inside a live query, between `hearsay agent`s running the `blob` handler, are in section 3.",
+read. Beside it, one bare bidirectional quinn stream of {:.0} MiB between two endpoints with \
+the module's TLS (pinned certificates) and transport settings, without its header or limits: \
+the transport's ceiling on this machine. Both are measured in `runtime/bench/src/quic.rs`. {} \
+repetition(s). Large responses inside a live query, between `hearsay agent`s running the `blob` \
+handler, are in section 3.",
             q.responders,
             mib(q.bytes_each),
             mib(q.single_bytes),

@@ -486,7 +486,9 @@ pub fn decode_ping_payload(payload: &[u8]) -> Result<Coordinate> {
 }
 
 /// Fuzz entry point for the ping-ack decoder: arbitrary bytes must never panic, and any
-/// payload that decodes re-encodes to one that decodes to the same bits.
+/// payload that decodes re-encodes to one that decodes to the same bits. Only built with the
+/// `fuzzing` feature and in unit tests.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_ping_payload(data: &[u8]) {
     if let Ok(coord) = decode_ping_payload(data) {
         assert!(coord.vec.len() <= MAX_DIMENSIONS);
@@ -501,6 +503,7 @@ pub fn fuzz_ping_payload(data: &[u8]) {
 }
 
 /// Every component as raw bits, so NaNs compare equal to themselves.
+#[cfg(any(test, feature = "fuzzing"))]
 fn bits(c: &Coordinate) -> Vec<u64> {
     let mut v: Vec<u64> = c.vec.iter().map(|x| x.to_bits()).collect();
     v.extend([c.error, c.adjustment, c.height].map(f64::to_bits));

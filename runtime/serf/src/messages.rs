@@ -13,11 +13,13 @@
 #[cfg(test)]
 mod arb;
 mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
 mod fuzzing;
 #[cfg(test)]
 mod tests;
 
 pub use codec::MAX_CONTAINER_ITEMS;
+#[cfg(any(test, feature = "fuzzing"))]
 pub use fuzzing::fuzz_message;
 
 use crate::clock::LamportTime;

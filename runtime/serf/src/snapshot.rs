@@ -246,7 +246,9 @@ pub fn replay_with(content: &str, rejoin_after_leave: bool) -> Replay {
 }
 
 /// The entry point for a fuzz target (and the never-panics property test): replays arbitrary
-/// bytes and checks what must hold for every input. Panics only on a real bug.
+/// bytes and checks what must hold for every input. Panics only on a real bug. Only built with
+/// the `fuzzing` feature and in unit tests.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_replay(data: &[u8]) {
     let content = String::from_utf8_lossy(data);
     let r = replay(&content);

@@ -258,7 +258,9 @@ pub fn peers_in(response: &Packet<'_>, service: &Name<'_>) -> Vec<Peer> {
 
 /// Decodes `data` and re-encodes what decodes, and puts it through the responder and the
 /// poller's reader: for the fuzz target (nothing may panic, and what was encoded once must
-/// decode and encode to the same bytes).
+/// decode and encode to the same bytes). Only built with the `fuzzing` feature and in unit
+/// tests.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_message(data: &[u8]) {
     let Ok(packet) = decode(data) else {
         return;

@@ -203,7 +203,14 @@ impl QuicConfig {
         }
     }
 
-    pub(crate) fn transport(&self) -> Result<Arc<quinn::TransportConfig>, QuicError> {
+    /// The quinn transport settings a [`QuicEndpoint`] bound with this config uses: idle
+    /// timeout, per-stream and per-connection receive windows, at most
+    /// `max_streams_per_peer` bidirectional streams and no unidirectional ones. With
+    /// [`tls::server_config`] and [`tls::client_config`] it builds a bare quinn endpoint with
+    /// this module's TLS and flow control but none of its header, limits or connection cache
+    /// (`runtime/bench` measures the transport's ceiling with one). Fails only if
+    /// `idle_timeout` is out of quinn's range.
+    pub fn transport(&self) -> Result<Arc<quinn::TransportConfig>, QuicError> {
         let mut t = quinn::TransportConfig::default();
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout).map_err(|_| {
             QuicError::Config(format!(

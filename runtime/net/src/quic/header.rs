@@ -320,10 +320,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Fuzz entry point (used by `runtime/net/fuzz` and `tests/quic_fuzz_smoke.rs`): decoding
+/// Fuzz entry point (used by `runtime/net/fuzz` and the `fuzz_smoke` unit test): decoding
 /// arbitrary bytes (both versions, with and without the relay section) never panics, and
 /// whatever decodes re-encodes to the same bytes, or, for a version 2 header without a relay
-/// section (which the encoder writes as version 1), to a header that decodes the same.
+/// section (which the encoder writes as version 1), to a header that decodes the same. Only
+/// built with the `fuzzing` feature and in unit tests.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_header(data: &[u8]) {
     if let Ok((header, used)) = ResponseHeader::decode(data, usize::MAX) {
         let again = header
@@ -342,6 +344,9 @@ pub fn fuzz_header(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_smoke;
 
 #[cfg(test)]
 mod tests {

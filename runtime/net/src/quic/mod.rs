@@ -45,7 +45,6 @@ pub mod advert;
 pub mod endpoint;
 pub mod header;
 pub mod identity;
-pub mod throughput;
 pub mod tls;
 
 pub use advert::{QuicAdvert, QUIC_TAG};

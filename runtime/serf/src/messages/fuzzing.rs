@@ -1,5 +1,7 @@
-//! The entry point of the `message` cargo-fuzz target in `runtime/serf/fuzz` (and of
-//! `tests/fuzz_smoke.rs`): arbitrary bytes into every Serf decoder, which must never panic.
+//! The entry point of the `message` cargo-fuzz target in `runtime/serf/fuzz`: arbitrary bytes
+//! into every Serf decoder, which must never panic. Only built with the `fuzzing` feature
+//! (which the fuzz crate turns on) and in unit tests, where `tests.rs` runs it on generated
+//! input.
 //!
 //! Beyond "no panic" it checks that whatever decodes re-encodes into bytes that decode to the
 //! same value, so a fuzzer finding a violation finds a real asymmetry between the encoder and
@@ -31,3 +33,6 @@ pub fn fuzz_message(data: &[u8]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,7 @@
-//! Entry points for the cargo-fuzz targets in `runtime/swim/fuzz` (and `tests/fuzz_smoke.rs`):
-//! each feeds arbitrary bytes to a decoder and must never panic.
+//! Entry points for the cargo-fuzz targets in `runtime/swim/fuzz`: each feeds arbitrary bytes
+//! to a decoder and must never panic. Only built with the `fuzzing` feature (which the fuzz
+//! crate turns on) and in unit tests, where `tests.rs` runs every entry point on generated
+//! input.
 //!
 //! Besides "no panic", each checks invariants that hold for every input, so a fuzzer finding
 //! a violation finds a real bug: whatever decodes re-encodes to something that decodes to the
@@ -135,3 +137,6 @@ pub fn fuzz_stream(data: &[u8]) {
         assert_eq!(back, Some((msg, sealed.len())));
     }
 }
+
+#[cfg(test)]
+mod tests;

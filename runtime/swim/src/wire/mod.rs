@@ -6,6 +6,7 @@
 mod arb;
 mod codec;
 mod envelope;
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod lzw;
 pub mod msgpack;

@@ -1,11 +1,12 @@
 //! Runs the `quic_header` fuzz entry point (`quic::header::fuzz_header`) over a few thousand
 //! inputs, so "never panics, and whatever decodes round-trips" is checked on every `cargo
-//! test`, not only under cargo-fuzz. Inputs are valid headers built from a seeded RNG and then
-//! mutated (bytes flipped, cut, inserted, spliced), plus some uniformly random inputs. Half of
-//! the valid headers carry the version 2 relay section.
+//! test`, not only under cargo-fuzz (and without the `fuzzing` feature). Inputs are valid
+//! headers built from a seeded RNG and then mutated (bytes flipped, cut, inserted, spliced),
+//! plus some uniformly random inputs. Half of the valid headers carry the version 2 relay
+//! section.
 
-use hearsay_net::quic::header::{fuzz_header, Relay, ResponseHeader};
-use hearsay_net::quic::{Fingerprint, QuicAdvert};
+use super::{fuzz_header, Relay, ResponseHeader};
+use crate::quic::{Fingerprint, QuicAdvert};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::net::{IpAddr, SocketAddr};

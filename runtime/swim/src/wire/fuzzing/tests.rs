@@ -1,14 +1,13 @@
 //! Runs every fuzz entry point (`wire::fuzzing`) over a few thousand generated inputs, so the
-//! "never panics" property is checked on every `cargo test`, not only under cargo-fuzz.
+//! "never panics" property is checked on every `cargo test`, not only under cargo-fuzz (and
+//! without the `fuzzing` feature).
 //!
 //! Inputs are valid encodings (packets, compounds, compressed messages, encrypted frames,
 //! streams) made with the public API and then mutated: bytes flipped, cut, inserted or
 //! spliced, which reaches deeper than uniformly random bytes would.
 
-use hearsay_swim::wire::fuzzing::{
-    fuzz_codec, fuzz_compound, fuzz_compressed, fuzz_encrypted, fuzz_packet, fuzz_stream,
-};
-use hearsay_swim::wire::{
+use super::{fuzz_codec, fuzz_compound, fuzz_compressed, fuzz_encrypted, fuzz_packet, fuzz_stream};
+use crate::wire::{
     encode_compound, encode_compressed, encode_message, Ack, Alive, Message, NodeStateKind, Ping,
     PushNodeState, PushPull, StreamMessage,
 };

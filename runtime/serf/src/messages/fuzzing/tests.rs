@@ -1,15 +1,16 @@
 //! Runs the `message` fuzz entry point (`messages::fuzz_message`) over a few thousand inputs,
 //! so "never panics, and whatever decodes round-trips" is checked on every `cargo test`, not
-//! only under cargo-fuzz.
+//! only under cargo-fuzz (and without the `fuzzing` feature).
 //!
 //! Inputs are valid encodings of every message type, tags and filters, built from a seeded
 //! RNG and then mutated (bytes flipped, cut, inserted, spliced), which reaches deeper than
 //! uniformly random bytes would; some uniformly random inputs are mixed in too.
 
-use hearsay_serf::messages::{
+use super::fuzz_message;
+use crate::messages::{
     encode, encode_filter, encode_key_request, encode_key_response, encode_relay, encode_tags,
-    fuzz_message, ConflictMember, Filter, Join, KeyResponse, Leave, Message, PushPull, Query,
-    QueryResponse, UserEvent, UserEventEntry, UserEvents,
+    ConflictMember, Filter, Join, KeyResponse, Leave, Message, PushPull, Query, QueryResponse,
+    UserEvent, UserEventEntry, UserEvents,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -151,7 +152,7 @@ fn message(rng: &mut StdRng) -> Message {
 
 /// A message from its encoding (only used for relays, built with `encode_relay`).
 fn decode_back(b: Vec<u8>) -> Message {
-    hearsay_serf::messages::decode(&b).expect("our own relay decodes")
+    crate::messages::decode(&b).expect("our own relay decodes")
 }
 
 /// A valid encoding: a message, tags, a filter or a key payload.
