@@ -33,17 +33,48 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without comments and without its `#[cfg(test)] mod tests` block.
+/// The code of a file without comments and without its `#[cfg(test)]` modules (a `mod x { .. }`
+/// block, matched by braces, or a `mod x;` line).
 fn code(text: &str) -> String {
-    let cut = text
-        .find("#[cfg(test)]\nmod tests")
-        .or_else(|| text.find("#[cfg(test)]\nmod test"))
-        .unwrap_or(text.len());
-    text[..cut]
+    let text: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = rest[at + "#[cfg(test)]".len()..].trim_start();
+        if !after.starts_with("mod ") {
+            out.push_str("#[cfg(test)]");
+            rest = &rest[at + "#[cfg(test)]".len()..];
+            continue;
+        }
+        let open = after.find(['{', ';']).unwrap_or(after.len());
+        if after[open..].starts_with(';') {
+            rest = &after[open + 1..];
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut end = after.len();
+        for (i, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Identifiers that follow `prefix` in `code` (`crate::` → `node`, `Node`, ...), including
@@ -235,9 +266,10 @@ fn the_checker_sees_a_circle_it_is_shown() {
     std::fs::create_dir_all(dir.join("b")).unwrap();
     std::fs::write(
         dir.join("lib.rs"),
-        "mod a;\nmod b;\nmod c;\npub use c::Thing;\n",
+        "mod a;\nmod b;\nmod c;\nmod d;\npub use c::Thing;\n",
     )
     .unwrap();
+    std::fs::write(dir.join("d.rs"), "pub fn x() {}\n").unwrap();
     std::fs::write(
         dir.join("a.rs"),
         "use crate::b::X;\n// crate::c in a comment\n",
@@ -247,13 +279,17 @@ fn the_checker_sees_a_circle_it_is_shown() {
     std::fs::write(dir.join("b/inner.rs"), "use crate::{Thing, a};\n").unwrap();
     std::fs::write(
         dir.join("c.rs"),
-        "pub struct Thing;\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n",
+        "#[cfg(test)]\nmod tests;\npub struct Thing;\n#[cfg(test)]\nmod more {\n    use crate::a;\n    fn f() { if true { crate::a::g() } }\n}\npub fn h() { crate::d::x() }\n",
     )
     .unwrap();
     let g = graph(&dir);
     assert_eq!(g["a"], BTreeSet::from(["b".to_owned()]));
     assert_eq!(g["b"], BTreeSet::from(["a".to_owned(), "c".to_owned()]));
-    assert!(g["c"].is_empty(), "test code and comments are not edges");
+    assert_eq!(
+        g["c"],
+        BTreeSet::from(["d".to_owned()]),
+        "test modules and comments are not edges; code after them is"
+    );
     let circle = find_cycle(&g).expect("a -> b -> a");
     assert_eq!(circle.first(), circle.last());
     assert!(circle.contains(&"a".to_owned()) && circle.contains(&"b".to_owned()));
