@@ -11,6 +11,7 @@ use hearsay_swim::wire::{
 use hearsay_testkit::serf::Serf;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::io::ErrorKind;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
@@ -46,15 +47,28 @@ fn codec(encrypt: bool, compression: bool) -> Codec {
     )
 }
 
-/// Sends `pkt` and returns every message in the replies until an ack for `seq` arrives.
+/// Sends `pkt` and returns every message in the replies until an ack for `seq` arrives. UDP
+/// may be lost (or serf slow on a loaded machine): the ping is sent again after 3 s of silence,
+/// 5 times at most.
 fn ping_until_ack(agent: &Serf, c: &Codec, pkt: &[u8], seq: u32) -> Vec<Message> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     sock.send_to(pkt, ("127.0.0.1", agent.bind)).unwrap();
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 65536];
+    let mut sends = 1;
     loop {
-        let (n, _) = sock.recv_from(&mut buf).expect("a reply from serf");
+        let (n, _) = match sock.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if sends < 5 && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                sends += 1;
+                sock.send_to(pkt, ("127.0.0.1", agent.bind)).unwrap();
+                continue;
+            }
+            Err(e) => panic!("no reply from serf after {sends} pings: {e}"),
+        };
         let opened = c.open_packet(&buf[..n]).expect("serf's packet opens");
         assert!(opened.errors.is_empty(), "{:?}", opened.errors);
         let done = opened
