@@ -211,7 +211,7 @@ fn tag_filtered_query_is_answered_by_exactly_the_matching_members() {
         let mut t = BTreeMap::new();
         t.insert(
             "role".to_owned(),
-            if i % 3 == 0 { "web" } else { "db" }.to_owned(),
+            if i.is_multiple_of(3) { "web" } else { "db" }.to_owned(),
         );
         t
     };
