@@ -13,6 +13,7 @@ use crate::event::{Member, Query};
 
 /// Why a reply was refused; mirrors the WIT `reply-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplyError {
     /// The event being handled is not a query.
     #[error("the event is not a query")]
@@ -30,6 +31,7 @@ pub enum ReplyError {
 
 /// Why an emitted user event was refused; mirrors the WIT `emit-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmitError {
     /// The handler's grant does not allow emitting.
     #[error("the handler is not granted emitting events")]

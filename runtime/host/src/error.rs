@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Why the host could not start or a handler could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HostError {
     /// The wasmtime engine could not be configured.
     #[error("wasm engine: {0}")]

@@ -40,6 +40,11 @@ const OUTPUT_CAPTURE: usize = 8 << 10;
 const MAX_LOG_LINE: usize = 4 << 10;
 
 /// A guest's open reply stream (the `reply-stream` resource's host state).
+#[allow(
+    unreachable_pub,
+    reason = "bindgen!'s `with` re-exports it with `pub use`, which needs `pub`; it is not \
+              reachable from outside the crate"
+)]
 pub struct ReplyStream {
     sink: Box<dyn ReplySink>,
 }

@@ -75,6 +75,8 @@
 //! What this crate is not: it does not filter events (the agent matches `member-join,user:deploy`
 //! filters), does not know protocol types, and keeps no state for guests between events.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod budget;
 mod cache;
 mod embedder;

@@ -95,21 +95,31 @@ pub trait Backend: Send + Sync + 'static {
 /// An event for a client's `stream`, already filtered by the backend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
-    /// A member event: `kind` as Serf names it (`member-join`, `member-leave`, ...).
+    /// A member event (record fields `Event`, `Members`).
     Member {
+        /// The event as Serf names it: `member-join`, `member-leave`, `member-failed`,
+        /// `member-update` or `member-reap`.
         kind: String,
+        /// The members the event is about.
         members: Vec<RpcMember>,
     },
+    /// A user event (record `Event: "user"`).
     User {
+        /// The event's Lamport time (`LTime`).
         ltime: u64,
+        /// The event's name (`Name`).
         name: String,
+        /// The event's payload (`Payload`).
         payload: Vec<u8>,
+        /// Whether the sender allowed coalescing (`Coalesce`).
         coalesce: bool,
     },
-    /// A query this node received; the client may answer it with `respond` until
-    /// `target.deadline`.
+    /// A query this node received (record `Event: "query"`); the client may answer it with
+    /// `respond` until `target.deadline`.
     Query {
+        /// The query, as the server keeps it to route the client's `respond`.
         target: QueryTarget,
+        /// The query's payload (`Payload`).
         payload: Vec<u8>,
     },
     /// The subscriber fell behind and this many events were lost (logged, not sent).
@@ -119,11 +129,15 @@ pub enum StreamEvent {
 /// A query delivered to a client, as the server keeps it for `respond`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryTarget {
-    /// The query's Lamport time and id, which identify it to its originator.
+    /// The query's Lamport time (`LTime`); with `id`, it identifies the query to its
+    /// originator.
     pub ltime: u64,
+    /// The query's id as its originator chose it (Serf's `messageQuery.ID`). Clients see a
+    /// per-server number in the record's `ID` instead, which the server maps back to this.
     pub id: u32,
     /// The originating node.
     pub origin: String,
+    /// The query's name (`Name`).
     pub name: String,
     /// After this, `respond` is refused (Serf's "No pending queries matching ID").
     pub deadline: Instant,
@@ -133,14 +147,29 @@ pub struct QueryTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryEvent {
     /// A node acknowledged the query (only when acks were requested).
-    Ack { from: String },
-    /// A node's whole response.
-    Response { from: String, payload: Vec<u8> },
-    /// The next piece of a node's large response.
-    Piece { from: String, chunk: Vec<u8> },
-    /// A node's large response ended: complete, or why it failed after the pieces before.
-    End {
+    Ack {
+        /// The acknowledging node's name.
         from: String,
+    },
+    /// A node's whole response.
+    Response {
+        /// The responding node's name.
+        from: String,
+        /// The response, as the node sent it.
+        payload: Vec<u8>,
+    },
+    /// The next piece of a node's large response.
+    Piece {
+        /// The responding node's name.
+        from: String,
+        /// The piece's bytes (at most 64 KiB), in order.
+        chunk: Vec<u8>,
+    },
+    /// A node's large response ended.
+    End {
+        /// The responding node's name.
+        from: String,
+        /// `Ok` when the pieces before are the whole response; else why it failed after them.
         result: Result<(), String>,
     },
     /// No more results will come.

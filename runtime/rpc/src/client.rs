@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 /// Records one stream may have waiting for its reader. When they are all waiting, the
 /// connection stops reading and TCP holds the agent back, so a large query response costs the
 /// client at most this many records (pieces are at most 64 KiB) whatever its size.
-pub const STREAM_RECORDS: usize = 64;
+pub(crate) const STREAM_RECORDS: usize = 64;
 
 /// Serf's client timeout for connecting and for writing a request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Reply = (ResponseHeader, Value);
 
@@ -111,13 +111,21 @@ impl RecordStream {
 /// The parameters of [`RpcClient::query`] (Serf's `QueryParam`).
 #[derive(Debug, Clone, Default)]
 pub struct QueryParams {
+    /// Only these nodes answer (`FilterNodes`); empty means every node.
     pub filter_nodes: Vec<String>,
+    /// Only nodes whose tags match these regular expressions answer (`FilterTags`, tag name →
+    /// regex; unanchored, as Go's `regexp.MatchString`; a missing tag is the empty string).
     pub filter_tags: BTreeMap<String, String>,
+    /// Asks every node that receives the query for an ack (`RequestAck`).
     pub request_ack: bool,
+    /// How many extra nodes relay each response back (`RelayFactor`; 0 = direct only).
     pub relay_factor: u8,
-    /// Zero = the agent's default.
+    /// How long the query collects responses (`Timeout`); zero = the agent's default (Serf's
+    /// `GossipInterval × QueryTimeoutMult × ⌈log10(N+1)⌉` for N alive members).
     pub timeout: Duration,
+    /// The query's name (`Name`), which handlers filter on (`query:NAME`).
     pub name: String,
+    /// The query's payload (`Payload`).
     pub payload: Vec<u8>,
 }
 
@@ -126,7 +134,8 @@ pub type Coordinate = hearsay_serf::coordinate::Coordinate;
 
 impl RpcClient {
     /// Connects to `addr` (`host:port`), performs the handshake and, with `auth_key`, the
-    /// auth exchange. The connection attempt is bounded by [`DEFAULT_TIMEOUT`].
+    /// auth exchange. Connecting, and writing each request, is bounded by Serf's client timeout
+    /// (10 seconds).
     pub async fn connect(addr: &str, auth_key: Option<&str>) -> Result<Self> {
         let io = |source| Error::Io {
             context: format!("connecting to {addr}"),

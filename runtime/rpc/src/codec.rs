@@ -98,11 +98,14 @@ impl<'a> Fields<'a> {
             .map(|(_, v)| v)
     }
 
+    /// A string field (missing or nil: empty).
     pub fn str(&self, name: &str) -> Result<String> {
         self.get(name)
             .map_or(Ok(String::new()), |v| as_string(v, name))
     }
 
+    /// A `[]byte` field, written as raw bytes or as an array of integers up to 255
+    /// (missing or nil: empty).
     pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(Vec::new()),
@@ -118,6 +121,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An unsigned integer field (missing or nil: 0).
     pub fn uint(&self, name: &str) -> Result<u64> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(0),
@@ -126,6 +130,8 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A signed integer field, in either msgpack integer form (missing or nil: 0); an
+    /// unsigned value above `i64::MAX` is an error.
     pub fn int(&self, name: &str) -> Result<i64> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(0),
@@ -137,6 +143,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A float field; integers are converted (missing or nil: 0.0).
     pub fn float(&self, name: &str) -> Result<f64> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(0.0),
@@ -147,6 +154,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A bool field; the integers 0 and 1 are accepted too (missing or nil: false).
     pub fn bool(&self, name: &str) -> Result<bool> {
         match self.get(name) {
             None | Some(Value::Nil) | Some(Value::Uint(0)) => Ok(false),
@@ -156,6 +164,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A `[]string` field (missing or nil: empty).
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(Vec::new()),
@@ -164,6 +173,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A `map[string]string` field (missing or nil: empty).
     pub fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(BTreeMap::new()),
@@ -196,7 +206,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A string from a raw value (nil is empty).
-pub fn as_string(v: &Value, field: &str) -> Result<String> {
+pub(crate) fn as_string(v: &Value, field: &str) -> Result<String> {
     match v {
         Value::Nil => Ok(String::new()),
         Value::Raw(b) => String::from_utf8(b.clone())
@@ -213,7 +223,7 @@ fn bad(field: &str, want: &str, got: &Value) -> Error {
 }
 
 /// The msgpack type of a value, for error messages.
-pub fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Nil => "nil",
         Value::Bool(_) => "bool",
@@ -228,11 +238,14 @@ pub fn kind(v: &Value) -> &'static str {
 /// `requestHeader`: sent before each request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeader {
+    /// The command (`Command`), one of [`crate::COMMANDS`] or [`crate::HEARSAY_COMMANDS`].
     pub command: String,
+    /// The sequence number (`Seq`) the client chose; the response carries it back.
     pub seq: u64,
 }
 
 impl RequestHeader {
+    /// The header as a msgpack map.
     pub fn to_value(&self) -> Value {
         map(vec![
             ("Command", s(&self.command)),
@@ -240,6 +253,7 @@ impl RequestHeader {
         ])
     }
 
+    /// Reads a header from a decoded map; a field of the wrong type is [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "request header")?;
         Ok(Self {
@@ -252,12 +266,15 @@ impl RequestHeader {
 /// `responseHeader`: sent before each response and each streamed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHeader {
+    /// The sequence number (`Seq`) of the request this answers, or of the stream this
+    /// record belongs to.
     pub seq: u64,
     /// Empty on success; else Serf's error string.
     pub error: String,
 }
 
 impl ResponseHeader {
+    /// The header as a msgpack map.
     pub fn to_value(&self) -> Value {
         map(vec![
             ("Error", s(&self.error)),
@@ -265,6 +282,7 @@ impl ResponseHeader {
         ])
     }
 
+    /// Reads a header from a decoded map; a field of the wrong type is [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "response header")?;
         Ok(Self {

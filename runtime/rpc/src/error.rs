@@ -12,7 +12,9 @@ pub enum Error {
     // is part of what users see.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, e.g. `connecting to 127.0.0.1:7373`.
         context: String,
+        /// The socket error.
         #[source]
         source: std::io::Error,
     },

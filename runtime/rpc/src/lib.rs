@@ -1,24 +1,29 @@
 //! `hearsay-rpc`: Serf's RPC protocol (IPC version 1), spoken exactly as the `serf` CLI 0.8
 //! and Serf's Go client library speak it.
 //!
-//! - [`codec`]: the msgpack framing (header, optional body) and typed access to decoded maps.
-//! - [`messages`]: the requests a server decodes and the records both sides exchange.
-//! - [`client`]: [`RpcClient`], which drives any agent (hearsay's or Serf's).
-//! - [`server`]: [`RpcServer`], the connection loop (handshake, auth, sequencing, streams,
-//!   monitors, queries, Serf's error strings) over a [`Backend`] the agent implements.
+//! - [`RpcClient`] drives any agent (hearsay's or Serf's): requests multiplexed over one
+//!   connection by sequence number, streams as [`RecordStream`]s.
+//! - [`RpcServer`] is the connection loop (handshake, auth, sequencing, streams, monitors,
+//!   queries, Serf's error strings) over a [`Backend`] the agent implements.
+//! - The records both sides exchange ([`RpcMember`], [`KeyResponse`], [`RpcHandler`],
+//!   [`QueryRecord`]) carry Serf's field names.
+//! - [`codec`]: the msgpack framing (header, optional body) and typed access to decoded maps,
+//!   for speaking the protocol by hand; [`errors`]: Serf's error strings.
 //!
 //! What it is not: no gossip logic and no agent (the backend answers members, joins, key
 //! queries and the like); no flag parsing or printing (that is the `hearsay` CLI). It builds
 //! without the handler host and the QUIC transport, so the CLI's client verbs and these tests
 //! do not compile them.
 
-pub mod backend;
-pub mod client;
+#![warn(missing_docs, unreachable_pub)]
+
+mod backend;
+mod client;
 pub mod codec;
-pub mod error;
+mod error;
 pub mod fuzzing;
-pub mod messages;
-pub mod server;
+mod messages;
+mod server;
 
 pub use backend::{
     AgentStats, Backend, BackendError, QueryEvent, QueryTarget, StreamEvent, Subscription,
@@ -27,7 +32,7 @@ pub use client::{Coordinate, QueryParams, RecordStream, RpcClient};
 pub use codec::Value;
 pub use error::{Error, Result};
 pub use messages::{
-    KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, Request, RpcHandler, RpcMember,
+    KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, RpcHandler, RpcMember,
 };
 pub use server::{RpcServer, ServerOptions};
 
@@ -40,15 +45,27 @@ pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 
 /// Serf's error strings, sent in the response header's `Error`.
 pub mod errors {
+    /// The command is not one the server knows (Serf's `unsupportedCommand`).
     pub const UNSUPPORTED_COMMAND: &str = "Unsupported command";
+    /// The `handshake` asked for an IPC version other than [`crate::IPC_VERSION`].
     pub const UNSUPPORTED_IPC_VERSION: &str = "Unsupported IPC version";
+    /// A second `handshake` on the same connection.
     pub const DUPLICATE_HANDSHAKE: &str = "Handshake already performed";
+    /// A command other than `handshake` before the handshake; the server then drops the
+    /// connection.
     pub const HANDSHAKE_REQUIRED: &str = "Handshake required";
+    /// A second `monitor` on the same connection.
     pub const MONITOR_EXISTS: &str = "Monitor already exists";
+    /// A `stream` filter Serf's event-filter syntax does not accept.
     pub const INVALID_FILTER: &str = "Invalid event filter";
+    /// A `stream` whose sequence number already names an open stream.
     pub const STREAM_EXISTS: &str = "Stream with given sequence exists";
+    /// A `respond` whose `ID` names no query delivered on this connection, or one whose
+    /// deadline has passed.
     pub const INVALID_QUERY_ID: &str = "No pending queries matching ID";
+    /// A command before `auth` on a server that has an auth key.
     pub const AUTH_REQUIRED: &str = "Authentication required";
+    /// An `auth` with the wrong key.
     pub const INVALID_AUTH_TOKEN: &str = "Invalid authentication token";
 }
 

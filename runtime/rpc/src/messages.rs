@@ -11,9 +11,13 @@ use std::time::Duration;
 /// The four key commands (`install-key`, `use-key`, `remove-key`, `list-keys`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyOp {
+    /// `install-key`: add a key to every node's keyring.
     Install,
+    /// `use-key`: make an installed key the primary (encrypting) key.
     Use,
+    /// `remove-key`: remove a key that is not the primary one.
     Remove,
+    /// `list-keys`: count the keys installed across the cluster.
     List,
 }
 
@@ -32,10 +36,15 @@ impl KeyOp {
 /// The levels `monitor` accepts: exactly the names Serf's `LevelFilter` knows, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
+    /// `TRACE`.
     Trace,
+    /// `DEBUG`.
     Debug,
+    /// `INFO`.
     Info,
+    /// `WARN`.
     Warn,
+    /// `ERR`.
     Err,
 }
 
@@ -58,11 +67,16 @@ impl LogLevel {
 /// The RPC `Member` struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcMember {
+    /// The node's name (`Name`).
     pub name: String,
-    /// 4 bytes for IPv4, 16 for IPv6 (a Go `net.IP`).
+    /// The node's gossip address (`Addr`): 4 bytes for IPv4, 16 for IPv6 (a Go `net.IP`).
     pub addr: Vec<u8>,
+    /// The node's gossip port (`Port`).
     pub port: u16,
+    /// The node's tags (`Tags`).
     pub tags: BTreeMap<String, String>,
+    /// The member status as Serf spells it (`Status`): `alive`, `leaving`, `left`, `failed`
+    /// or `none`.
     pub status: String,
     /// ProtocolMin, ProtocolMax, ProtocolCur, DelegateMin, DelegateMax, DelegateCur.
     pub vsn: [u8; 6],
@@ -81,6 +95,7 @@ impl RpcMember {
         }
     }
 
+    /// The member as a msgpack map with Serf's field names.
     pub fn to_value(&self) -> Value {
         let v = |i: usize| Value::Uint(u64::from(self.vsn[i]));
         map(vec![
@@ -98,6 +113,8 @@ impl RpcMember {
         ])
     }
 
+    /// Reads a member from a decoded map; a field of the wrong type, or a port or version
+    /// out of range, is [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "Member")?;
         let mut vsn = [0u8; 6];
@@ -134,12 +151,16 @@ pub struct KeyResponse {
     pub messages: BTreeMap<String, String>,
     /// Base64 key → how many nodes have it (list-keys only).
     pub keys: BTreeMap<String, i64>,
+    /// Alive members when the key query started: the answers expected (`NumNodes`).
     pub num_nodes: i64,
+    /// Answers that reported a failure or could not be decoded (`NumErr`).
     pub num_err: i64,
+    /// Answers received before the query ended (`NumResp`).
     pub num_resp: i64,
 }
 
 impl KeyResponse {
+    /// The response as a msgpack map with Serf's field names.
     pub fn to_value(&self) -> Value {
         map(vec![
             ("Messages", string_map(&self.messages)),
@@ -153,6 +174,8 @@ impl KeyResponse {
         ])
     }
 
+    /// Reads a key response from a decoded map; a field of the wrong type is
+    /// [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "keyResponse")?;
         Ok(Self {
@@ -167,7 +190,7 @@ impl KeyResponse {
 
 /// A request as decoded from the wire.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Request {
+pub(crate) enum Request {
     Handshake {
         version: i64,
     },
@@ -225,23 +248,32 @@ pub enum Request {
     Handlers,
 }
 
-/// `queryRequest`.
+/// `queryRequest`: the body of a `query` request, as the server hands it to
+/// [`crate::Backend::query`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueryRequest {
+    /// Only these nodes answer (`FilterNodes`); empty means every node.
     pub filter_nodes: Vec<String>,
+    /// Only nodes whose tags match these regular expressions answer (`FilterTags`, tag name →
+    /// regex; unanchored, as Go's `regexp.MatchString`; a missing tag is the empty string).
     pub filter_tags: BTreeMap<String, String>,
+    /// Asks every node that receives the query for an ack (`RequestAck`).
     pub request_ack: bool,
+    /// How many extra nodes relay each response back (`RelayFactor`; 0 = direct only).
     pub relay_factor: u8,
-    /// Go `time.Duration` nanoseconds; 0 = Serf's default.
+    /// How long the query collects responses (`Timeout`), in Go `time.Duration`
+    /// nanoseconds; 0 = Serf's default.
     pub timeout_ns: i64,
+    /// The query's name (`Name`).
     pub name: String,
+    /// The query's payload (`Payload`).
     pub payload: Vec<u8>,
 }
 
 impl Request {
     /// Decodes the body of `command` (`Value::Nil` for commands without one). `None` for a
     /// command Serf does not have.
-    pub fn parse(command: &str, body: &Value) -> Option<Result<Self>> {
+    pub(crate) fn parse(command: &str, body: &Value) -> Option<Result<Self>> {
         let f = match Fields::of(body, command) {
             Ok(f) => f,
             Err(e) => return Some(Err(e)),
@@ -325,19 +357,25 @@ impl Request {
     }
 }
 
-/// One result of a query.
+/// One result of a query, as [`crate::RecordStream::next_query_record`] reads it from a
+/// `queryRecord`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryRecord {
+    /// The named node acknowledged the query (`Type: "ack"`).
     Ack(String),
-    /// A whole response (Serf's UDP path).
+    /// The named node's whole response (`Type: "response"`; Serf's UDP path).
     Response(String, Vec<u8>),
-    /// One piece of a large response, in order (hearsay agents; see [`crate::server`]). `last`
-    /// marks the node's final piece; `error` says the response failed after the pieces
-    /// before it.
+    /// One piece of a large response, in order (hearsay agents only: a `response` record with
+    /// `Stream: true`; see [`crate::RpcServer`]).
     Piece {
+        /// The responding node's name (`From`).
         from: String,
+        /// The piece's bytes (`Payload`, at most 64 KiB).
         payload: Vec<u8>,
+        /// Whether this is the node's final piece (`Last`).
         last: bool,
+        /// Why the response failed after the pieces before it (`Error`); set only on the
+        /// final piece, whose payload is then empty.
         error: Option<String>,
     },
 }
@@ -346,6 +384,7 @@ pub enum QueryRecord {
 /// [`crate::HEARSAY_COMMANDS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RpcHandler {
+    /// The handler's name (`Name`).
     pub name: String,
     /// Serf filter syntax, e.g. `query:echo`.
     pub filter: String,
@@ -353,26 +392,37 @@ pub struct RpcHandler {
     pub module: String,
     /// sha256 of the component, hex.
     pub sha256: String,
+    /// Events the handler has started (`Invocations`).
     pub invocations: u64,
+    /// Events the guest handled without error (`Ok`).
     pub ok: u64,
+    /// Events the guest returned an error for (`Errors`).
     pub errors: u64,
-    /// Traps, including timeouts.
+    /// Traps, including timeouts (`Traps`).
     pub traps: u64,
+    /// Events stopped at their deadline (`Timeouts`).
     pub timeouts: u64,
+    /// Events dropped because the handler's queue was full (`Drops`).
     pub drops: u64,
     /// Events waiting in the handler's queue.
     pub queued: u64,
-    /// Median and 99th-percentile run time; `None` before the first event.
+    /// Median run time of an event (`P50`, nanoseconds on the wire); `None` before the first
+    /// event.
     pub p50: Option<Duration>,
+    /// 99th-percentile run time of an event (`P99`, nanoseconds on the wire); `None` before
+    /// the first event.
     pub p99: Option<Duration>,
-    /// Events running now, and how long the oldest of them has run.
+    /// Events running now (`Running`).
     pub running: u64,
+    /// How long the oldest running event has run (`OldestRunning`, nanoseconds on the wire);
+    /// `None` when none runs.
     pub oldest_running: Option<Duration>,
     /// Guest log lines dropped by the log budget.
     pub log_suppressed: u64,
 }
 
 impl RpcHandler {
+    /// The handler as a msgpack map (durations as nanoseconds, nil when absent).
     pub fn to_value(&self) -> Value {
         let nanos = |d: Option<Duration>| {
             d.map_or(Value::Nil, |d| {
@@ -399,6 +449,8 @@ impl RpcHandler {
         ])
     }
 
+    /// Reads a handler from a decoded map; `Running` and `LogSuppressed`, absent from older
+    /// agents, read as 0. A field of the wrong type is [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "handler")?;
         let nanos = |name: &str| -> Result<Option<Duration>> {

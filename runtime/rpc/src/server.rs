@@ -6,16 +6,7 @@
 //! other clients never wait on it. A client that sends bytes that are not msgpack, or a
 //! request of the wrong shape, is dropped with a log line.
 //!
-//! Large query responses (streamed over QUIC to a hearsay agent) reach a `query` stream as
-//! several `response` records for the same node, each carrying one piece (at most 64 KiB) in
-//! order ([`QueryEvent::Piece`]). Those records carry extra fields that Serf's client ignores
-//! (go-msgpack skips unknown map keys): `Stream: true`, `Last` (true on the node's final
-//! record) and `Error` (non-empty when the response failed midway; that final record has an
-//! empty payload). The real `serf query` thus prints one "Response from 'node': ..." line per
-//! piece and counts each piece as a response; hearsay's client joins the pieces. Piece records
-//! wait for room (at most [`QUERY_PIECES_QUEUED`] per query in the client's queue) instead of
-//! dropping a slow client, so a slow reader slows the responders down (QUIC flow control)
-//! rather than piling up memory.
+//! How large query responses reach a client is part of the protocol: see [`RpcServer`].
 
 use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
 use crate::codec::{self, decode_value, frame, int, map, s, RequestHeader, ResponseHeader, Value};
@@ -33,9 +24,10 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Frames queued per client before a client that does not read is dropped.
-pub const CLIENT_QUEUE_FRAMES: usize = 1024;
-/// Pieces of large responses one `query` stream may have queued for its client.
-pub const QUERY_PIECES_QUEUED: usize = 16;
+pub(crate) const CLIENT_QUEUE_FRAMES: usize = 1024;
+/// Pieces of large responses one `query` stream may have queued for its client (the number
+/// [`RpcServer`]'s docs state).
+pub(crate) const QUERY_PIECES_QUEUED: usize = 16;
 
 /// How the server treats its clients.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +53,19 @@ struct Shared {
 }
 
 /// A running RPC server. Dropping it does not stop it; call [`RpcServer::shutdown`].
+///
+/// # Large query responses
+///
+/// Large query responses (streamed over QUIC to a hearsay agent) reach a `query` stream as
+/// several `response` records for the same node, each carrying one piece (at most 64 KiB) in
+/// order ([`QueryEvent::Piece`]). Those records carry extra fields that Serf's client ignores
+/// (go-msgpack skips unknown map keys): `Stream: true`, `Last` (true on the node's final
+/// record) and `Error` (non-empty when the response failed midway; that final record has an
+/// empty payload). The real `serf query` thus prints one "Response from 'node': ..." line per
+/// piece and counts each piece as a response; hearsay's client joins the pieces. Piece records
+/// wait for room (at most 16 per query in the client's queue) instead of dropping a slow
+/// client, so a slow reader slows the responders down (QUIC flow control) rather than piling
+/// up memory.
 #[derive(Debug)]
 pub struct RpcServer {
     local_addr: SocketAddr,

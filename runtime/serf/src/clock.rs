@@ -6,30 +6,30 @@ pub type LamportTime = u64;
 
 /// A Lamport clock.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LamportClock {
+pub(crate) struct LamportClock {
     counter: LamportTime,
 }
 
 impl LamportClock {
     /// A clock at zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The current time.
-    pub fn time(&self) -> LamportTime {
+    pub(crate) fn time(&self) -> LamportTime {
         self.counter
     }
 
     /// Advances the clock and returns the new time (Serf's `Increment`).
-    pub fn increment(&mut self) -> LamportTime {
+    pub(crate) fn increment(&mut self) -> LamportTime {
         self.counter += 1;
         self.counter
     }
 
     /// Fast-forwards past a time seen from another node (Serf's `Witness`: the clock becomes
     /// `max(now, v + 1)`).
-    pub fn witness(&mut self, v: LamportTime) {
+    pub(crate) fn witness(&mut self, v: LamportTime) {
         if v >= self.counter {
             self.counter = v.saturating_add(1);
         }

@@ -2,9 +2,9 @@
 //! name, then released together once the coalesce period since the first buffered event has
 //! passed or no new event came for the quiescent period.
 //!
-//! Serf (the library) coalesces nothing unless both periods are set; the `serf agent` sets
-//! [`AGENT_COALESCE_PERIOD`], [`AGENT_QUIESCENT_PERIOD`] and the user-event equivalents. The
-//! caller reads no clock here: it passes `now` in, asks [`MemberCoalescer::poll_timeout`] when to
+//! Serf (the library) coalesces nothing unless both periods are set; the `serf agent` sets a
+//! 3 s coalesce period and a 1 s quiescent period, for member and user events alike (the
+//! test-only `AGENT_*` constants here). The caller reads no clock here: it passes `now` in, asks [`MemberCoalescer::poll_timeout`] when to
 //! come back, and calls `handle_timeout` then.
 //!
 //! In Serf's pipeline the snapshotter sees events before either coalescer, and the user
@@ -16,16 +16,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// The agent's `CoalescePeriod` for member events.
-pub const AGENT_COALESCE_PERIOD: Duration = Duration::from_secs(3);
+#[cfg(test)]
+const AGENT_COALESCE_PERIOD: Duration = Duration::from_secs(3);
 /// The agent's `QuiescentPeriod` for member events.
-pub const AGENT_QUIESCENT_PERIOD: Duration = Duration::from_secs(1);
+#[cfg(test)]
+const AGENT_QUIESCENT_PERIOD: Duration = Duration::from_secs(1);
 /// The agent's `UserCoalescePeriod`.
-pub const AGENT_USER_COALESCE_PERIOD: Duration = Duration::from_secs(3);
+#[cfg(test)]
+const AGENT_USER_COALESCE_PERIOD: Duration = Duration::from_secs(3);
 /// The agent's `UserQuiescentPeriod`.
-pub const AGENT_USER_QUIESCENT_PERIOD: Duration = Duration::from_secs(1);
+#[cfg(test)]
+const AGENT_USER_QUIESCENT_PERIOD: Duration = Duration::from_secs(1);
 
 /// Serf coalesces only when both periods are non-zero (its library default is zero: off).
-pub fn coalescing_enabled(coalesce_period: Duration, quiescent_period: Duration) -> bool {
+pub(crate) fn coalescing_enabled(coalesce_period: Duration, quiescent_period: Duration) -> bool {
     !coalesce_period.is_zero() && !quiescent_period.is_zero()
 }
 
@@ -82,7 +86,7 @@ impl Window {
 /// so a real tag change always gets through. The flush emits one event per kind, kinds in
 /// `MemberEventKind` order, members sorted by name.
 #[derive(Debug, Clone)]
-pub struct MemberCoalescer {
+pub(crate) struct MemberCoalescer {
     window: Window,
     /// The latest event for each node in the current window.
     latest: BTreeMap<String, (MemberEventKind, Member)>,
@@ -92,7 +96,7 @@ pub struct MemberCoalescer {
 
 impl MemberCoalescer {
     /// A coalescer with Serf's `CoalescePeriod` and `QuiescentPeriod`.
-    pub fn new(coalesce_period: Duration, quiescent_period: Duration) -> Self {
+    pub(crate) fn new(coalesce_period: Duration, quiescent_period: Duration) -> Self {
         Self {
             window: Window::new(coalesce_period, quiescent_period),
             latest: BTreeMap::new(),
@@ -101,13 +105,14 @@ impl MemberCoalescer {
     }
 
     /// A coalescer with the `serf agent` periods (3 s, 1 s).
-    pub fn agent_default() -> Self {
+    #[cfg(test)]
+    fn agent_default() -> Self {
         Self::new(AGENT_COALESCE_PERIOD, AGENT_QUIESCENT_PERIOD)
     }
 
     /// Buffers a member event (every member kind is coalesced). Call [`Self::handle_timeout`]
     /// first if the deadline has passed, or the event joins the window that should have ended.
-    pub fn handle_event(&mut self, now: Instant, event: MemberEvent) {
+    pub(crate) fn handle_event(&mut self, now: Instant, event: MemberEvent) {
         self.window.handle_event(now);
         for member in event.members {
             self.latest
@@ -116,12 +121,12 @@ impl MemberCoalescer {
     }
 
     /// When [`Self::handle_timeout`] should next be called, if anything is buffered.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.window.deadline()
     }
 
     /// The coalesced events, once the window is over at `now`; nothing before.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<MemberEvent> {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<MemberEvent> {
         if self.window.take_expired(now) {
             self.drain()
         } else {
@@ -130,13 +135,15 @@ impl MemberCoalescer {
     }
 
     /// Releases everything buffered now, as Serf does at shutdown.
-    pub fn flush(&mut self) -> Vec<MemberEvent> {
+    #[cfg(test)]
+    fn flush(&mut self) -> Vec<MemberEvent> {
         self.window.close();
         self.drain()
     }
 
     /// How many nodes have an event buffered.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.latest.len()
     }
 
@@ -168,14 +175,14 @@ impl MemberCoalescer {
 /// newest Lamport time are kept (all of them, if several share it). Others pass straight
 /// through. The flush emits names in sorted order, each name's events in arrival order.
 #[derive(Debug, Clone)]
-pub struct UserCoalescer {
+pub(crate) struct UserCoalescer {
     window: Window,
     latest: BTreeMap<String, (LamportTime, Vec<UserEvent>)>,
 }
 
 impl UserCoalescer {
     /// A coalescer with Serf's `UserCoalescePeriod` and `UserQuiescentPeriod`.
-    pub fn new(coalesce_period: Duration, quiescent_period: Duration) -> Self {
+    pub(crate) fn new(coalesce_period: Duration, quiescent_period: Duration) -> Self {
         Self {
             window: Window::new(coalesce_period, quiescent_period),
             latest: BTreeMap::new(),
@@ -183,14 +190,15 @@ impl UserCoalescer {
     }
 
     /// A coalescer with the `serf agent` periods (3 s, 1 s).
-    pub fn agent_default() -> Self {
+    #[cfg(test)]
+    fn agent_default() -> Self {
         Self::new(AGENT_USER_COALESCE_PERIOD, AGENT_USER_QUIESCENT_PERIOD)
     }
 
     /// Buffers a coalescing user event, or hands back one that is not to be coalesced (to be
     /// delivered now; it does not start or extend the window). As with members, call
     /// [`Self::handle_timeout`] first if the deadline has passed.
-    pub fn handle_event(&mut self, now: Instant, event: UserEvent) -> Option<UserEvent> {
+    pub(crate) fn handle_event(&mut self, now: Instant, event: UserEvent) -> Option<UserEvent> {
         if !event.coalesce {
             return Some(event);
         }
@@ -207,12 +215,12 @@ impl UserCoalescer {
     }
 
     /// When [`Self::handle_timeout`] should next be called, if anything is buffered.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.window.deadline()
     }
 
     /// The coalesced events, once the window is over at `now`; nothing before.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<UserEvent> {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<UserEvent> {
         if self.window.take_expired(now) {
             self.drain()
         } else {
@@ -221,13 +229,15 @@ impl UserCoalescer {
     }
 
     /// Releases everything buffered now, as Serf does at shutdown.
-    pub fn flush(&mut self) -> Vec<UserEvent> {
+    #[cfg(test)]
+    fn flush(&mut self) -> Vec<UserEvent> {
         self.window.close();
         self.drain()
     }
 
     /// How many events are buffered.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.latest.values().map(|(_, events)| events.len()).sum()
     }
 

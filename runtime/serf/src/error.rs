@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Why a Serf-layer input or command was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// A membership or wire error from the layer below.
     #[error(transparent)]
@@ -19,13 +20,28 @@ pub enum Error {
     TagsTooLarge(usize),
     /// A user event over the configured or hard size limit.
     #[error("user event of {size} bytes exceeds the limit of {limit} bytes")]
-    UserEventTooLarge { size: usize, limit: usize },
+    UserEventTooLarge {
+        /// The event's size in bytes: name plus payload, or the encoded message.
+        size: usize,
+        /// `SerfConfig::user_event_size_limit`, in bytes.
+        limit: usize,
+    },
     /// A query over the configured size limit.
     #[error("query of {size} bytes exceeds the limit of {limit} bytes")]
-    QueryTooLarge { size: usize, limit: usize },
+    QueryTooLarge {
+        /// The encoded query's size in bytes.
+        size: usize,
+        /// `SerfConfig::query_size_limit`, in bytes.
+        limit: usize,
+    },
     /// A query response over the configured size limit.
     #[error("response of {size} bytes exceeds the limit of {limit} bytes")]
-    ResponseTooLarge { size: usize, limit: usize },
+    ResponseTooLarge {
+        /// The encoded response's size in bytes.
+        size: usize,
+        /// `SerfConfig::query_response_size_limit`, in bytes.
+        limit: usize,
+    },
     /// A query was answered twice from this node.
     #[error("response already sent")]
     AlreadyResponded,
@@ -37,13 +53,23 @@ pub enum Error {
     ProtocolTooOld(&'static str, u8),
     /// A tag filter's regular expression did not compile.
     #[error("invalid tag filter regex {expr:?}: {reason}")]
-    BadRegex { expr: String, reason: String },
+    BadRegex {
+        /// The expression as given.
+        expr: String,
+        /// The regex compiler's explanation.
+        reason: String,
+    },
     /// The node is leaving or has left.
     #[error("operation not allowed: the node is {0}")]
     NotAllowed(&'static str),
     /// A snapshot line that could not be parsed.
     #[error("snapshot line {line}: {reason}")]
-    Snapshot { line: usize, reason: String },
+    Snapshot {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A key operation failed.
     #[error("key operation failed: {0}")]
     Key(String),

@@ -18,7 +18,6 @@ mod fuzzing;
 #[cfg(test)]
 mod tests;
 
-pub use codec::MAX_CONTAINER_ITEMS;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use fuzzing::fuzz_message;
 
@@ -32,15 +31,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
+    /// `messageLeaveType`: [`Leave`].
     Leave = 0,
+    /// `messageJoinType`: [`Join`].
     Join = 1,
+    /// `messagePushPullType`: [`PushPull`].
     PushPull = 2,
+    /// `messageUserEventType`: [`UserEvent`].
     UserEvent = 3,
+    /// `messageQueryType`: [`Query`].
     Query = 4,
+    /// `messageQueryResponseType`: [`QueryResponse`].
     QueryResponse = 5,
+    /// `messageConflictResponseType`: [`Message::ConflictResponse`].
     ConflictResponse = 6,
+    /// `messageKeyRequestType`: [`Message::KeyRequest`].
     KeyRequest = 7,
+    /// `messageKeyResponseType`: [`KeyResponse`].
     KeyResponse = 8,
+    /// `messageRelayType`: [`Message::Relay`].
     Relay = 9,
 }
 
@@ -69,62 +78,82 @@ pub const QUERY_FLAG_ACK: u32 = 1;
 pub const QUERY_FLAG_NO_BROADCAST: u32 = 2;
 
 /// `tagMagicByte`: metadata starting with it holds msgpack tags (protocol >= 3).
-pub const TAG_MAGIC_BYTE: u8 = 0xff;
+pub(crate) const TAG_MAGIC_BYTE: u8 = 0xff;
 
-/// `filterNodeType`.
-pub const FILTER_NODE_TYPE: u8 = 0;
-/// `filterTagType`.
-pub const FILTER_TAG_TYPE: u8 = 1;
+/// `filterNodeType`: the type byte of [`Filter::Nodes`].
+pub(crate) const FILTER_NODE_TYPE: u8 = 0;
+/// `filterTagType`: the type byte of [`Filter::Tag`].
+pub(crate) const FILTER_TAG_TYPE: u8 = 1;
 
 /// `messageJoin`: the join intent of `node` at `ltime`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Join {
+    /// The intent's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// The joining node's name (`Node`).
     pub node: String,
 }
 
 /// `messageLeave`: the leave intent of `node` at `ltime`; `prune` removes it at once.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Leave {
+    /// The intent's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// The leaving node's name (`Node`).
     pub node: String,
+    /// Remove the node from the member list at once instead of keeping it as left (`Prune`,
+    /// Serf's `force-leave -prune`).
     pub prune: bool,
 }
 
 /// `userEvent`: one event inside a `userEvents` slot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEventEntry {
+    /// The event's name (`Name`).
     pub name: String,
+    /// The event's payload (`Payload`).
     pub payload: Vec<u8>,
 }
 
 /// `userEvents`: the events seen at one Lamport time (a slot of Serf's event buffer).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEvents {
+    /// The slot's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// The events seen at that time (`Events`).
     pub events: Vec<UserEventEntry>,
 }
 
 /// `messagePushPull`: Serf's state in memberlist's push/pull exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushPull {
+    /// The sender's member clock (`LTime`).
     pub ltime: LamportTime,
+    /// The Lamport time of the latest intent the sender has for each member
+    /// (`StatusLTimes`, member name → time).
     pub status_ltimes: BTreeMap<String, LamportTime>,
+    /// Members the sender holds as left (`LeftMembers`).
     pub left_members: Vec<String>,
+    /// The sender's user-event clock (`EventLTime`).
     pub event_ltime: LamportTime,
     /// Go sends its whole event ring buffer (`[]*userEvents`, `EventBuffer` slots, 512 by
     /// default): slots never filled are nil pointers, written as msgpack nil. `None` is such
     /// a slot, so the array's length and layout survive a round trip.
     pub events: Vec<Option<UserEvents>>,
+    /// The sender's query clock (`QueryLTime`).
     pub query_ltime: LamportTime,
 }
 
 /// `messageUserEvent`: a user event; `cc` = "can coalesce".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEvent {
+    /// The event's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// The event's name (`Name`).
     pub name: String,
+    /// The event's payload (`Payload`).
     pub payload: Vec<u8>,
+    /// Whether receivers may coalesce it with other events of the same name (`CC`).
     pub cc: bool,
 }
 
@@ -134,7 +163,13 @@ pub enum Filter {
     /// Only these node names.
     Nodes(Vec<String>),
     /// Only nodes whose tag `tag` matches the regular expression `expr`.
-    Tag { tag: String, expr: String },
+    Tag {
+        /// The tag's name (`Tag`).
+        tag: String,
+        /// The regular expression the tag's value must match (`Expr`; unanchored, as Go's
+        /// `regexp.MatchString`; a missing tag is the empty string).
+        expr: String,
+    },
     /// A filter that did not decode (unknown filter type, bad body, empty), kept verbatim.
     /// Go still decodes and relays such a query but never processes it
     /// (`shouldProcessQuery` returns false), so this filter matches no node.
@@ -145,22 +180,32 @@ pub enum Filter {
     Undecodable(Vec<u8>),
 }
 
-/// `messageQuery`.
+/// `messageQuery`: a query on its way through the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
+    /// The query's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// A random id the originator chose; with `ltime` it identifies the query (`ID`).
     pub id: u32,
-    /// Where responses go (memberlist `Addr []byte` + `Port`).
+    /// Where responses go (memberlist `Addr []byte`: 4 or 16 bytes).
     pub addr: Vec<u8>,
+    /// Where responses go (`Port`).
     pub port: u16,
+    /// The originator's name (`SourceNode`; empty from Serf before 0.9).
     pub source_node: String,
+    /// Only nodes passing every filter process the query (`Filters`).
     pub filters: Vec<Filter>,
+    /// [`QUERY_FLAG_ACK`] and [`QUERY_FLAG_NO_BROADCAST`] (`Flags`).
     pub flags: u32,
+    /// Through how many other members each responder also relays its response, besides
+    /// sending it directly (`RelayFactor`).
     pub relay_factor: u8,
     /// Go's `time.Duration`: nanoseconds as int64. A negative value on the wire reads as
     /// zero; a duration over `i64::MAX` nanoseconds is written as `i64::MAX`.
     pub timeout: Duration,
+    /// The query's name (`Name`).
     pub name: String,
+    /// The query's payload (`Payload`).
     pub payload: Vec<u8>,
 }
 
@@ -178,10 +223,15 @@ impl Query {
 /// `messageQueryResponse`: an ack (flag set) or a response with a payload.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueryResponse {
+    /// The query's Lamport time (`LTime`).
     pub ltime: LamportTime,
+    /// The query's id (`ID`).
     pub id: u32,
+    /// The responding node's name (`From`).
     pub from: String,
+    /// [`QUERY_FLAG_ACK`] for an ack (`Flags`).
     pub flags: u32,
+    /// The response (`Payload`; empty for an ack).
     pub payload: Vec<u8>,
 }
 
@@ -209,11 +259,17 @@ pub struct KeyResponse {
 /// A decoded Serf message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// `messageLeave`: a leave intent.
     Leave(Leave),
+    /// `messageJoin`: a join intent.
     Join(Join),
+    /// `messagePushPull`: Serf's state in a push/pull exchange.
     PushPull(PushPull),
+    /// `messageUserEvent`: a user event.
     UserEvent(UserEvent),
+    /// `messageQuery`: a query.
     Query(Query),
+    /// `messageQueryResponse`: an ack or a response to a query.
     QueryResponse(QueryResponse),
     /// `messageConflictResponse`: the serf `Member` answering `_serf_conflict`, carried as a
     /// query response payload. `None` is Go's nil `*Member` (the responder does not know the
@@ -221,8 +277,11 @@ pub enum Message {
     ConflictResponse(Option<ConflictMember>),
     /// `messageRelayType`: forward `inner` (a whole encoded message) to `dest`.
     Relay {
+        /// The node to forward to (`DestAddr`).
         dest: SocketAddr,
+        /// That node's name (`DestName`).
         dest_name: String,
+        /// The message to forward, `[type][body]`.
         inner: Vec<u8>,
     },
     /// `keyRequest{Key}`: the raw key of an install/use/remove-key query (a query payload,
@@ -253,18 +312,27 @@ impl Message {
 /// Serf's `Member` as carried in a conflict response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConflictMember {
+    /// The node's name (`Name`).
     pub name: String,
-    /// `net.IP`: 4 or 16 bytes as the member's memberlist address was given.
+    /// `Addr`, a `net.IP`: 4 or 16 bytes as the member's memberlist address was given.
     pub addr: Vec<u8>,
+    /// The node's memberlist port (`Port`).
     pub port: u16,
+    /// The node's tags (`Tags`).
     pub tags: BTreeMap<String, String>,
-    /// `MemberStatus` (a Go int): 0 none, 1 alive, 2 leaving, 3 left, 4 failed.
+    /// `Status`, a `MemberStatus` (a Go int): 0 none, 1 alive, 2 leaving, 3 left, 4 failed.
     pub status: i64,
+    /// The oldest memberlist protocol the node speaks (`ProtocolMin`).
     pub protocol_min: u8,
+    /// The newest memberlist protocol the node speaks (`ProtocolMax`).
     pub protocol_max: u8,
+    /// The memberlist protocol the node speaks now (`ProtocolCur`).
     pub protocol_cur: u8,
+    /// The oldest Serf protocol the node speaks (`DelegateMin`).
     pub delegate_min: u8,
+    /// The newest Serf protocol the node speaks (`DelegateMax`).
     pub delegate_max: u8,
+    /// The Serf protocol the node speaks now (`DelegateCur`).
     pub delegate_cur: u8,
 }
 
@@ -278,7 +346,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 /// [`encode`] of the owned [`Message::PushPull`]: `status_ltimes` must come in ascending name
 /// order without repeats (as the owned message's `BTreeMap` iterates). A node's state names
 /// every member; this spares building a map of N owned names only to write it out.
-pub fn encode_push_pull<'a>(
+pub(crate) fn encode_push_pull<'a>(
     ltime: LamportTime,
     status_ltimes: impl ExactSizeIterator<Item = (&'a str, LamportTime)>,
     left_members: &[&str],
@@ -374,7 +442,7 @@ pub fn encode_tags(tags: &BTreeMap<String, String>) -> Vec<u8> {
 
 /// Serf's `encodeTags` for a given protocol version: below 3 the metadata is just the
 /// `role` tag's bytes (other tags are dropped), from 3 on it is [`encode_tags`].
-pub fn encode_tags_for_protocol(tags: &BTreeMap<String, String>, protocol: u8) -> Vec<u8> {
+pub(crate) fn encode_tags_for_protocol(tags: &BTreeMap<String, String>, protocol: u8) -> Vec<u8> {
     if protocol < 3 {
         return tags
             .get("role")

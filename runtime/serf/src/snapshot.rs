@@ -19,24 +19,24 @@ use std::time::{Duration, Instant};
 pub const MIN_COMPACT_SIZE: u64 = 128 * 1024;
 
 /// Serf's `snapshotBytesPerNode`: the estimated bytes one alive node costs in the file.
-pub const BYTES_PER_NODE: u64 = 128;
+pub(crate) const BYTES_PER_NODE: u64 = 128;
 
 /// Serf's `snapshotCompactionThreshold`: compact once the file is this many times the estimate.
-pub const COMPACTION_THRESHOLD: u64 = 2;
+pub(crate) const COMPACTION_THRESHOLD: u64 = 2;
 
 /// Serf's `clockUpdateInterval`: how often the cluster clock is checked and written.
-pub const CLOCK_UPDATE_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const CLOCK_UPDATE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Serf's `snapshotErrorRecoveryInterval`: after a failed write, compaction (which rewrites the
 /// whole file from memory) is retried at most this often.
-pub const ERROR_RECOVERY_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const ERROR_RECOVERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Serf's extension for the temporary file a compaction is written to before the rename.
 pub const COMPACT_TMP_EXT: &str = ".compact";
 
 /// One line of a snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     /// `alive: <name> <addr:port>`: the node joined. The name may contain spaces (the address
     /// is whatever follows the last space), not newlines.
     Alive { name: String, addr: SocketAddr },
@@ -67,7 +67,7 @@ const LEAVE: &str = "leave";
 impl Record {
     /// The record as Serf writes it, newline included. Names must not contain `\n`; the
     /// [`Snapshotter`] never writes such a name.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         match self {
             Self::Alive { name, addr } => format!("{ALIVE}{name} {}\n", serf_addr(*addr)),
             Self::NotAlive { name } => format!("{NOT_ALIVE}{name}\n"),
@@ -95,7 +95,8 @@ fn serf_addr(addr: SocketAddr) -> SocketAddr {
 
 /// Parses one line (a single trailing `\n` is allowed). `Ok(None)` is an empty line, which
 /// Serf only logs. Errors carry `line: 0`; [`replay`] fills in the real line number.
-pub fn parse_line(line: &str) -> Result<Option<Record>> {
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn parse_line(line: &str) -> Result<Option<Record>> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     parse_record(line).map_err(|reason| Error::Snapshot { line: 0, reason })
 }
@@ -421,10 +422,10 @@ impl Snapshotter {
         }
     }
 
-    /// Takes the three Lamport clocks' current values ([`crate::LamportClock::time`], the next
-    /// time to be used) and records each one's last seen time (`value - 1`, as Serf does) when it
-    /// moved forward. Readings closer than [`CLOCK_UPDATE_INTERVAL`] to the previous checked one
-    /// are ignored unless a member event came in between. After a leave only the member clock is
+    /// Takes the three Lamport clocks' current values (as [`crate::Serf::clocks`] gives them, the
+    /// next time to be used) and records each one's last seen time (`value - 1`, as Serf does)
+    /// when it moved forward. Readings closer than 500 ms (Serf's `clockUpdateInterval`) to the
+    /// previous checked one are ignored unless a member event came in between. After a leave only the member clock is
     /// still recorded (Serf's clock ticker keeps running; events are no longer recorded).
     pub fn handle_clocks(
         &mut self,
@@ -479,7 +480,7 @@ impl Snapshotter {
     }
 
     /// A write of the snapshot failed. Serf answers by compacting (rewriting the file from what
-    /// it holds in memory), at most once every [`ERROR_RECOVERY_INTERVAL`].
+    /// it holds in memory), at most once every 30 s (Serf's `snapshotErrorRecoveryInterval`).
     pub fn handle_write_failed(&mut self, now: Instant) {
         let due = self
             .last_recovery

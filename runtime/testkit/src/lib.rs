@@ -5,6 +5,8 @@
 //! A dev-dependency only: it is not published and no library or binary depends on it. It holds
 //! what several test files need alike; what one test file alone needs stays in that file.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod process;
 pub mod serf;
 pub mod wasm;

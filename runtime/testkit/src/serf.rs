@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether `serf version` runs and succeeds.
-pub fn serf_available() -> bool {
+pub(crate) fn serf_available() -> bool {
     Command::new("serf")
         .arg("version")
         .stdout(Stdio::null())
@@ -48,7 +48,10 @@ pub fn free_port() -> u16 {
 /// A serf agent in its own directory (its output in `serf.log` there), killed and its directory
 /// removed however the test ends.
 pub struct Serf {
+    /// The `serf agent` process (a test may kill it early to simulate a crash).
     pub child: Child,
+    /// The agent's directory, removed on drop: `serf.log`, and files the agent's flags point
+    /// into it (a keyring file, a snapshot).
     pub dir: PathBuf,
     /// The memberlist (gossip) port.
     pub bind: u16,

@@ -25,15 +25,15 @@ fn ltime() -> impl Strategy<Value = LamportTime> {
     prop_oneof![0..200u64, any::<u64>()]
 }
 
-pub fn join() -> impl Strategy<Value = Join> {
+pub(crate) fn join() -> impl Strategy<Value = Join> {
     (ltime(), name()).prop_map(|(ltime, node)| Join { ltime, node })
 }
 
-pub fn leave() -> impl Strategy<Value = Leave> {
+pub(crate) fn leave() -> impl Strategy<Value = Leave> {
     (ltime(), name(), any::<bool>()).prop_map(|(ltime, node, prune)| Leave { ltime, node, prune })
 }
 
-pub fn user_event() -> impl Strategy<Value = UserEvent> {
+pub(crate) fn user_event() -> impl Strategy<Value = UserEvent> {
     (ltime(), name(), bytes(), any::<bool>()).prop_map(|(ltime, name, payload, cc)| UserEvent {
         ltime,
         name,
@@ -53,7 +53,7 @@ fn user_events() -> impl Strategy<Value = UserEvents> {
         .prop_map(|(ltime, events)| UserEvents { ltime, events })
 }
 
-pub fn push_pull() -> impl Strategy<Value = PushPull> {
+pub(crate) fn push_pull() -> impl Strategy<Value = PushPull> {
     (
         ltime(),
         btree_map(name(), ltime(), 0..20),
@@ -74,7 +74,7 @@ pub fn push_pull() -> impl Strategy<Value = PushPull> {
         )
 }
 
-pub fn filter() -> impl Strategy<Value = Filter> {
+pub(crate) fn filter() -> impl Strategy<Value = Filter> {
     prop_oneof![
         vec(name(), 0..20).prop_map(Filter::Nodes),
         (name(), name()).prop_map(|(tag, expr)| Filter::Tag { tag, expr }),
@@ -89,7 +89,7 @@ pub fn filter() -> impl Strategy<Value = Filter> {
     ]
 }
 
-pub fn query() -> impl Strategy<Value = Query> {
+pub(crate) fn query() -> impl Strategy<Value = Query> {
     (
         (ltime(), any::<u32>(), bytes(), any::<u16>(), name()),
         (
@@ -121,7 +121,7 @@ pub fn query() -> impl Strategy<Value = Query> {
         )
 }
 
-pub fn query_response() -> impl Strategy<Value = QueryResponse> {
+pub(crate) fn query_response() -> impl Strategy<Value = QueryResponse> {
     (ltime(), any::<u32>(), name(), any::<u32>(), bytes()).prop_map(
         |(ltime, id, from, flags, payload)| QueryResponse {
             ltime,
@@ -133,7 +133,7 @@ pub fn query_response() -> impl Strategy<Value = QueryResponse> {
     )
 }
 
-pub fn member() -> impl Strategy<Value = ConflictMember> {
+pub(crate) fn member() -> impl Strategy<Value = ConflictMember> {
     (
         (
             name(),
@@ -159,7 +159,7 @@ pub fn member() -> impl Strategy<Value = ConflictMember> {
         })
 }
 
-pub fn key_response() -> impl Strategy<Value = KeyResponse> {
+pub(crate) fn key_response() -> impl Strategy<Value = KeyResponse> {
     (any::<bool>(), name(), vec(name(), 0..5), name()).prop_map(
         |(result, message, keys, primary_key)| KeyResponse {
             result,
@@ -170,7 +170,7 @@ pub fn key_response() -> impl Strategy<Value = KeyResponse> {
     )
 }
 
-pub fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+pub(crate) fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     let ip = prop_oneof![
         any::<[u8; 4]>().prop_map(|o| IpAddr::V4(Ipv4Addr::from(o))),
         // Not v4-mapped: those come back as IPv4, as Go prints them.
@@ -184,7 +184,7 @@ pub fn socket_addr() -> impl Strategy<Value = SocketAddr> {
 }
 
 /// Every message type.
-pub fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         leave().prop_map(Message::Leave),
         join().prop_map(Message::Join),

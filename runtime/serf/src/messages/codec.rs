@@ -33,7 +33,7 @@ const U64: u64 = u64::MAX;
 /// The most elements one array or map may announce (memberlist's `maxPushStateNodes`).
 /// Go has no limit besides the 20 MiB stream cap, but a one-byte nil slot costs us tens of
 /// bytes of memory; this keeps a hostile push/pull's footprint bounded.
-pub const MAX_CONTAINER_ITEMS: usize = 1 << 20;
+pub(crate) const MAX_CONTAINER_ITEMS: usize = 1 << 20;
 
 pub(super) fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::default();

@@ -2,6 +2,7 @@
 //! round-trip properties and truncation safety.
 
 use super::arb;
+use super::codec::MAX_CONTAINER_ITEMS;
 use super::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -59,33 +59,71 @@ pub const USER_EVENT_SIZE_HARD_LIMIT: usize = 9 * 1024;
 /// Queries whose name starts with this are Serf's own and never reach handlers.
 pub const INTERNAL_QUERY_PREFIX: &str = "_serf_";
 
-/// Serf's configuration (`serf.DefaultConfig` plus the agent's choices where noted).
+/// Serf's configuration (`serf.DefaultConfig` plus the agent's choices where noted). Field
+/// names follow Serf's `Config`; the defaults are those of [`SerfConfig::new`].
+/// [`Serf::new`] refuses a configuration that is out of range with [`Error::Config`].
 #[derive(Debug, Clone)]
 pub struct SerfConfig {
+    /// The membership core's configuration (Serf's `MemberlistConfig`).
     pub memberlist: SwimConfig,
+    /// The node's tags, sent as memberlist node metadata (`Tags`; at most 512 bytes encoded,
+    /// else [`Error::TagsTooLarge`]). Default: none.
     pub tags: BTreeMap<String, String>,
-    /// Serf's protocol version (the agent's default is 5).
+    /// Serf's protocol version, [`PROTOCOL_VERSION_MIN`] to [`PROTOCOL_VERSION_MAX`]
+    /// (`ProtocolVersion`; the agent's default is 5).
     pub protocol_version: u8,
+    /// How long a leave waits for its intent to be broadcast, and then for memberlist's leave,
+    /// before going on anyway (`BroadcastTimeout`). Default: 5 s.
     pub broadcast_timeout: Duration,
+    /// How long a leave keeps gossiping after memberlist's leave, so the news spreads, before
+    /// [`Event::LeaveComplete`] (`LeavePropagateDelay`). Default: 1 s.
     pub leave_propagate_delay: Duration,
+    /// User-event Lamport times remembered, to drop duplicates and to send in push/pull; older
+    /// events are ignored (`EventBuffer`, at least 1). Default: 512.
     pub event_buffer: usize,
+    /// Query Lamport times remembered, to drop duplicates; older queries are ignored
+    /// (`QueryBuffer`, at least 1). Default: 512.
     pub query_buffer: usize,
+    /// How often failed and left members are checked against `reconnect_timeout` and
+    /// `tombstone_timeout`, and stale intents dropped (`ReapInterval`). Default: 15 s.
     pub reap_interval: Duration,
+    /// How long a join or leave intent for a member not yet known is kept, to apply when the
+    /// member shows up (`RecentIntentTimeout`). Default: 5 min.
     pub recent_intent_timeout: Duration,
+    /// How often to try rejoining a random failed member (`ReconnectInterval`). Default: 30 s.
     pub reconnect_interval: Duration,
+    /// How long a failed member is kept (and reconnection tried) before it is reaped
+    /// (`ReconnectTimeout`). Default: 24 h.
     pub reconnect_timeout: Duration,
+    /// How long a left member is kept before it is reaped (`TombstoneTimeout`). Default: 24 h.
     pub tombstone_timeout: Duration,
+    /// The default query timeout is the memberlist gossip interval × this × ⌈log10(N+1)⌉ for
+    /// N alive members (`QueryTimeoutMult`). Default: 16.
     pub query_timeout_mult: u32,
+    /// The largest encoded query response, in bytes, sent or relayed over UDP
+    /// (`QueryResponseSizeLimit`; larger is [`Error::ResponseTooLarge`]). Default: 1024.
     pub query_response_size_limit: usize,
+    /// The largest encoded query, in bytes (`QuerySizeLimit`; larger is
+    /// [`Error::QueryTooLarge`]). Default: 1024.
     pub query_size_limit: usize,
+    /// The largest user event, in bytes: name plus payload, and the encoded message
+    /// (`UserEventSizeLimit`; larger is [`Error::UserEventTooLarge`]). At most
+    /// [`USER_EVENT_SIZE_HARD_LIMIT`]. Default: 512.
     pub user_event_size_limit: usize,
+    /// Keeps no Vivaldi coordinate and sends none in ping acks (`DisableCoordinates`).
+    /// Default: false.
     pub disable_coordinates: bool,
-    /// Member events are merged per node over this period (zero with `quiescent_period`
-    /// zero = off, the library default; the agent uses 3 s / 1 s).
+    /// Member events are merged per node over this period (`CoalescePeriod`; zero with
+    /// `quiescent_period` zero = off, the library default; the agent uses 3 s / 1 s).
     pub coalesce_period: Duration,
+    /// Merged member events are released early once no new one came for this long
+    /// (`QuiescentPeriod`). Default: zero.
     pub quiescent_period: Duration,
-    /// User events flagged coalesce keep only the newest per name over this period.
+    /// User events flagged coalesce keep only the newest per name over this period
+    /// (`UserCoalescePeriod`; zero with `user_quiescent_period` zero = off).
     pub user_coalesce_period: Duration,
+    /// Coalesced user events are released early once no new one came for this long
+    /// (`UserQuiescentPeriod`). Default: zero.
     pub user_quiescent_period: Duration,
 }
 
@@ -142,12 +180,18 @@ impl SerfConfig {
 /// Parameters of a query this node starts (`QueryParam`).
 #[derive(Debug, Clone, Default)]
 pub struct QueryParams {
+    /// Only these nodes process the query (`FilterNodes`); empty means every node.
     pub filter_nodes: Vec<String>,
     /// Tag name → regular expression (Go RE2 syntax, unanchored like `regexp.MatchString`).
     pub filter_tags: BTreeMap<String, String>,
+    /// Asks every node that processes the query for an ack, reported as
+    /// [`Event::QueryAck`] (`RequestAck`).
     pub request_ack: bool,
+    /// Through how many other members each responder also relays its response, besides
+    /// sending it directly (`RelayFactor`).
     pub relay_factor: u8,
-    /// Zero = Serf's default formula.
+    /// How long responses are collected (`Timeout`); zero = Serf's default,
+    /// [`Serf::default_query_timeout`].
     pub timeout: Duration,
     /// hearsay extension: finish as soon as every member that passes the filters answered.
     pub finish_early: bool,
@@ -156,8 +200,12 @@ pub struct QueryParams {
 /// Lifecycle of this node (`SerfState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// `SerfAlive`: a member of the cluster.
     Alive,
+    /// `SerfLeaving`: [`Serf::leave`] is under way; [`Serf::join`] and a second leave are
+    /// refused with [`Error::NotAllowed`].
     Leaving,
+    /// `SerfLeft`: the leave completed ([`Event::LeaveComplete`]); [`Serf::join`] is refused.
     Left,
 }
 
