@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The system allocator, counting what is live.
-pub struct Counting;
+pub(crate) struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static CHUNKS: AtomicUsize = AtomicUsize::new(0);
@@ -60,7 +60,7 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Live heap now: requested bytes, bytes with malloc's per-block overhead, and blocks.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Heap {
+pub(crate) struct Heap {
     pub bytes: usize,
     pub chunk_bytes: usize,
     pub blocks: usize,
@@ -68,7 +68,7 @@ pub struct Heap {
 
 impl Heap {
     /// The counters now.
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self {
             bytes: LIVE.load(Ordering::Relaxed),
             chunk_bytes: CHUNKS.load(Ordering::Relaxed),
@@ -77,7 +77,7 @@ impl Heap {
     }
 
     /// Growth since `base` (saturating).
-    pub fn since(self, base: Heap) -> Heap {
+    pub(crate) fn since(self, base: Heap) -> Heap {
         Heap {
             bytes: self.bytes.saturating_sub(base.bytes),
             chunk_bytes: self.chunk_bytes.saturating_sub(base.chunk_bytes),

@@ -12,7 +12,7 @@ use std::process::Command;
 
 /// Paths of the built components.
 #[derive(Debug, Clone)]
-pub struct Guests {
+pub(crate) struct Guests {
     pub echo: PathBuf,
     pub slow: PathBuf,
     /// Answers a query whose payload is a decimal byte count with that many bytes.
@@ -69,7 +69,7 @@ fn target_dir() -> Result<PathBuf> {
 }
 
 /// The components in `given` (if set), else builds them (a no-op when up to date).
-pub fn locate(given: Option<&Path>) -> Result<Guests> {
+pub(crate) fn locate(given: Option<&Path>) -> Result<Guests> {
     if let Some(dir) = given {
         return from_dir(dir).with_context(|| {
             format!(

@@ -35,7 +35,7 @@ fn secs(d: Duration) -> f64 {
 
 /// Samples of the per-event handler cost.
 #[derive(Debug, Default)]
-pub struct CostSamples {
+pub(crate) struct CostSamples {
     /// One event at a time: each event's handler time.
     pub per_event: Vec<f64>,
     /// Per burst: the 99th percentile of the one-at-a-time times of that round.
@@ -50,7 +50,7 @@ pub struct CostSamples {
 
 /// CPU per event of a lone agent fed bursts of user events, one sample per burst, in seconds.
 #[derive(Debug, Default)]
-pub struct CpuSamples {
+pub(crate) struct CpuSamples {
     /// With one logging handler (serf: its forks included).
     pub with_handler: Vec<f64>,
     /// With no handler.
@@ -64,7 +64,7 @@ pub struct CpuSamples {
 
 /// Samples of the fast handler's latency beside a slow one.
 #[derive(Debug, Default)]
-pub struct SlowFastSamples {
+pub(crate) struct SlowFastSamples {
     /// One event at a time (each fired after the previous was handled by both).
     pub fast_single: Vec<f64>,
     /// A stream of events fired every 50 ms (faster than the slow handler keeps up).
@@ -75,7 +75,7 @@ pub struct SlowFastSamples {
 
 /// How much of the handler figures to run.
 #[derive(Debug, Clone, Copy)]
-pub struct HandlerPlan {
+pub(crate) struct HandlerPlan {
     /// Rounds, each: `events` one at a time, then a burst of `events`.
     pub rounds: usize,
     pub events: usize,
@@ -317,7 +317,7 @@ impl HandlerAgent {
 
 /// Per-event cost of one logging handler on a lone agent, from the agent's `Received event`
 /// line to the handler's output line: rounds of events one at a time, then a burst.
-pub fn agent_cost(
+pub(crate) fn agent_cost(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
@@ -361,7 +361,7 @@ pub fn agent_cost(
 /// `plan.rounds` bursts of `plan.cpu_events` user events; per burst, the CPU the agent (and, for
 /// serf, its reaped handler processes) used from the first request to the last event's output
 /// line (`Received` line without a handler), divided by the events.
-pub fn agent_cpu(
+pub(crate) fn agent_cpu(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
@@ -413,7 +413,7 @@ pub fn agent_cpu(
 
 /// A slow handler registered before a fast one on a lone agent; the fast one's latency from
 /// firing (the RPC request written) to its output line.
-pub fn agent_slow_fast(
+pub(crate) fn agent_slow_fast(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
@@ -454,7 +454,7 @@ pub fn agent_slow_fast(
 
 /// VmRSS of lone agents with `count` logging handlers configured, after one user event ran
 /// all of them and the agent sat idle for a second, `reps` agents.
-pub fn agent_footprint(
+pub(crate) fn agent_footprint(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
@@ -546,7 +546,7 @@ fn finish(t: &Ticket) -> Result<Instant> {
 
 /// hearsay's handler alone (host level): per-event cost of the `echo` component, dispatch →
 /// outcome.
-pub fn hearsay_cost(guests: &Guests, plan: HandlerPlan) -> Result<CostSamples> {
+pub(crate) fn hearsay_cost(guests: &Guests, plan: HandlerPlan) -> Result<CostSamples> {
     let host = host(2)?;
     let echo = load(&host, "echo", &guests.echo, plan.events + 1, false)?;
     let emb: Arc<dyn Embedder> = Arc::new(Lone);

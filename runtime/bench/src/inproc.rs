@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::broadcast::error::RecvError;
 
 /// A hearsay node running in this process.
-pub struct Origin {
+pub(crate) struct Origin {
     pub name: String,
     pub lines: Lines,
     agent: Node,
@@ -25,7 +25,7 @@ pub struct Origin {
 
 impl Origin {
     /// Starts the node (LAN profile) and joins it to `join` (a gossip port on 127.0.0.1).
-    pub fn start(name: &str, join: u16) -> Result<Self> {
+    pub(crate) fn start(name: &str, join: u16) -> Result<Self> {
         // One worker thread: the driver keeps running between our calls.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -54,14 +54,14 @@ impl Origin {
     }
 
     /// Fires a user event without coalescing.
-    pub fn fire(&self, event: &str) -> Result<()> {
+    pub(crate) fn fire(&self, event: &str) -> Result<()> {
         self.rt
             .block_on(self.agent.user_event(event, b"x", false))
             .context("firing a user event")
     }
 
     /// Stops the node without leaving.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         self.rt.block_on(self.agent.shutdown());
         self.rt.shutdown_timeout(Duration::from_secs(2));
     }

@@ -29,7 +29,7 @@ use tokio::runtime::Runtime;
 
 /// How much of the isolation figures to run.
 #[derive(Debug, Clone, Copy)]
-pub struct IsolationPlan {
+pub(crate) struct IsolationPlan {
     /// Rounds per setup, each `events` echo events one at a time.
     pub rounds: usize,
     pub events: usize,
@@ -39,7 +39,7 @@ pub struct IsolationPlan {
 
 /// What runs beside echo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setup {
+pub(crate) enum Setup {
     /// Nothing.
     Alone,
     /// Four handlers each asleep in a host call (probe `sleep 3600`).
@@ -55,9 +55,9 @@ pub enum Setup {
 /// Lines one flood event tries to log: enough to last several times [`FLOOD_EVERY`], so the
 /// flood's queue (2) stays full and one of its events runs at every check (the surplus queries
 /// are dropped, counted in the handler's drops).
-pub const FLOOD_LINES: u64 = 1_000_000;
+pub(crate) const FLOOD_LINES: u64 = 1_000_000;
 /// How often the flood query is fired.
-pub const FLOOD_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const FLOOD_EVERY: Duration = Duration::from_millis(50);
 
 const SLEEPER: Kind = Kind::Probe {
     query: "sleep",
@@ -73,7 +73,7 @@ const FLOODER: Kind = Kind::Probe {
 };
 
 impl Setup {
-    pub const ALL: [Setup; 5] = [
+    pub(crate) const ALL: [Setup; 5] = [
         Setup::Alone,
         Setup::Sleepers,
         Setup::Loop,
@@ -82,7 +82,7 @@ impl Setup {
     ];
 
     /// How the setup is named in figures.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Setup::Alone => "alone",
             Setup::Sleepers => "beside 4 handlers asleep in a host call",
@@ -109,14 +109,14 @@ impl Setup {
     }
 
     /// Hostile events that should be running at every check.
-    pub fn expected_running(self) -> usize {
+    pub(crate) fn expected_running(self) -> usize {
         self.hostile().len()
     }
 }
 
 /// What one setup measured.
 #[derive(Debug, Default)]
-pub struct IsolationSamples {
+pub(crate) struct IsolationSamples {
     /// echo, one event at a time: each event's handler time (Received line → echo's line).
     pub per_event: Vec<f64>,
     /// The 99th percentile of each round's events.
@@ -243,7 +243,7 @@ impl Drop for Flood {
 }
 
 /// echo's latency on a lone agent in `setup`.
-pub fn measure(
+pub(crate) fn measure(
     tools: &Tools,
     guests: &Guests,
     setup: Setup,

@@ -31,7 +31,7 @@ fn secs(d: Duration) -> f64 {
 
 /// Samples of one failure-detection configuration.
 #[derive(Debug, Default)]
-pub struct FailureSamples {
+pub(crate) struct FailureSamples {
     /// kill → the last survivor reports the member failed.
     pub all: Vec<f64>,
     /// kill → the first survivor reports it.
@@ -48,7 +48,7 @@ pub struct FailureSamples {
 
 /// `kill -9` one member of a fresh `n`-node cluster on timing profile `profile` (serf's
 /// default `lan` when `None`), `reps` times.
-pub fn failure_detection(
+pub(crate) fn failure_detection(
     tools: &Tools,
     imp: Impl,
     n: usize,
@@ -113,7 +113,7 @@ pub fn failure_detection(
 
 /// False alarms of one timing profile under CPU load.
 #[derive(Debug, Default)]
-pub struct FalseAlarmSamples {
+pub(crate) struct FalseAlarmSamples {
     /// Per cluster: members marked failed while alive, per node per hour of load.
     pub failed_per_node_hour: Vec<f64>,
     /// Per cluster: probes that went unanswered and raised a suspicion, per node per hour.
@@ -166,7 +166,7 @@ impl Drop for CpuLoad {
 /// alarms counted until `tail` after it (a suspicion raised late in the window is decided after
 /// it: Lifeguard's shortest suspicion for n ≤ 10 on the local profile is 3 s).
 #[derive(Debug, Clone)]
-pub struct AlarmWatch {
+pub(crate) struct AlarmWatch {
     pub n: usize,
     pub clusters: usize,
     pub window: Duration,
@@ -177,7 +177,7 @@ pub struct AlarmWatch {
 /// window with every CPU kept busy by the bench: every member any node marks failed is a
 /// false alarm (nobody is killed), and every suspicion raised is one that the member had to
 /// refute.
-pub fn false_alarms(
+pub(crate) fn false_alarms(
     tools: &Tools,
     imp: Impl,
     watch: &AlarmWatch,
@@ -318,7 +318,7 @@ fn rpc_cli(cli: &Path, node: &Node, args: &[&str]) -> Result<std::process::Outpu
 
 /// Samples of user-event propagation.
 #[derive(Debug, Default)]
-pub struct EventSamples {
+pub(crate) struct EventSamples {
     /// origin's own delivery → the last member's delivery.
     pub all: Vec<f64>,
     /// origin's own delivery → the median member's delivery.
@@ -330,7 +330,7 @@ pub struct EventSamples {
 /// `n`-member clusters and times their delivery everywhere. A cluster's gossip tickers keep
 /// one phase layout for its life, and that layout alone can move every event's time by a
 /// gossip interval; fresh clusters sample the layouts as the repetitions sample the phases.
-pub fn event_propagation(
+pub(crate) fn event_propagation(
     tools: &Tools,
     imp: Impl,
     n: usize,
@@ -373,7 +373,7 @@ pub fn event_propagation(
 
 /// Samples of an idle cluster's footprint.
 #[derive(Debug, Default)]
-pub struct IdleSamples {
+pub(crate) struct IdleSamples {
     /// VmRSS per agent, KiB.
     pub rss_kib: Vec<f64>,
     /// CPU used per agent over the idle window, percent of one core.
@@ -381,7 +381,7 @@ pub struct IdleSamples {
 }
 
 /// `clusters` fresh 3-node clusters, each measured after `idle` without traffic.
-pub fn idle_footprint(
+pub(crate) fn idle_footprint(
     tools: &Tools,
     imp: Impl,
     clusters: usize,
@@ -414,7 +414,7 @@ pub fn idle_footprint(
 }
 
 /// Starts and stops one node of each kind to check both executables work.
-pub fn preflight(tools: &Tools, imp: Impl) -> Result<()> {
+pub(crate) fn preflight(tools: &Tools, imp: Impl) -> Result<()> {
     let node = start_node(tools, imp, "preflight", None, NodeRole::default())?;
     wait_ready(imp, &node, Instant::now() + Duration::from_secs(20))
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 /// A description of this machine and of the run's inputs.
 #[derive(Debug, Clone)]
-pub struct Machine {
+pub(crate) struct Machine {
     pub nproc: usize,
     pub cpu_model: String,
     pub kernel: String,
@@ -17,7 +17,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads `/proc` and asks `serf version` and git.
-    pub fn probe(serf: Option<&std::path::Path>) -> Self {
+    pub(crate) fn probe(serf: Option<&std::path::Path>) -> Self {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let cpuinfo = read("/proc/cpuinfo");
         let cpu_model = cpuinfo
@@ -67,7 +67,7 @@ impl Machine {
     }
 
     /// Load average now (1, 5, 15 min).
-    pub fn load_now() -> String {
+    pub(crate) fn load_now() -> String {
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()

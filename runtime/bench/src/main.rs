@@ -30,6 +30,8 @@
 //! every child is killed by pid when its measurement ends. Scale figures come from the
 //! in-process simulator (`Sim<Serf>`).
 
+#![warn(unreachable_pub)]
+
 mod alloc;
 mod guests;
 mod handlers;

@@ -18,13 +18,13 @@ type Shared = Arc<(Mutex<Vec<(Instant, String)>>, Condvar)>;
 /// Timestamped output lines of one process (or of the in-process node), shared with the
 /// thread that appends them.
 #[derive(Clone, Default)]
-pub struct Lines {
+pub(crate) struct Lines {
     inner: Shared,
 }
 
 impl Lines {
     /// Appends a line stamped now and wakes the waiters.
-    pub fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         let (lock, cv) = &*self.inner;
         lock.lock()
             .expect("lines lock")
@@ -33,7 +33,7 @@ impl Lines {
     }
 
     /// The arrival time of the first line for which `pred` holds, waiting until `deadline`.
-    pub fn wait_for(
+    pub(crate) fn wait_for(
         &self,
         deadline: Instant,
         mut pred: impl FnMut(&str) -> bool,
@@ -58,13 +58,13 @@ impl Lines {
     }
 
     /// Arrival times of every line for which `pred` holds so far.
-    pub fn all(&self, mut pred: impl FnMut(&str) -> bool) -> Vec<(Instant, String)> {
+    pub(crate) fn all(&self, mut pred: impl FnMut(&str) -> bool) -> Vec<(Instant, String)> {
         let lines = self.inner.0.lock().expect("lines lock");
         lines.iter().filter(|(_, l)| pred(l)).cloned().collect()
     }
 
     /// The last few lines, for error messages.
-    pub fn tail(&self, n: usize) -> String {
+    pub(crate) fn tail(&self, n: usize) -> String {
         let lines = self.inner.0.lock().expect("lines lock");
         let start = lines.len().saturating_sub(n);
         lines[start..]
@@ -76,7 +76,7 @@ impl Lines {
 }
 
 /// A child process whose stdout is read into [`Lines`]; SIGKILLed and reaped on drop.
-pub struct Proc {
+pub(crate) struct Proc {
     pub name: String,
     pub lines: Lines,
     child: Child,
@@ -85,7 +85,7 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with stdout piped (stderr discarded, stdin closed).
-    pub fn spawn(name: &str, mut cmd: Command) -> Result<Self> {
+    pub(crate) fn spawn(name: &str, mut cmd: Command) -> Result<Self> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -114,12 +114,12 @@ impl Proc {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGKILL by pid, then reap. Idempotent.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if !self.killed {
             self.killed = true;
             let _ = self.child.kill();
@@ -136,7 +136,7 @@ impl Drop for Proc {
 
 /// A port free for both TCP and UDP on 127.0.0.1 (memberlist binds both), never handed out
 /// twice in one run.
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut given = GIVEN.lock().expect("ports lock");
     let given = given.get_or_insert_with(HashSet::new);
@@ -155,7 +155,7 @@ pub fn free_port() -> Result<u16> {
 
 /// Where the two implementations' executables are.
 #[derive(Debug, Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     /// The real `serf`, if installed.
     pub serf: Option<PathBuf>,
     /// `hearsay-serf-node`.
@@ -167,20 +167,20 @@ pub struct Tools {
 
 impl Tools {
     /// Whether hearsay's nodes run as `hearsay agent` processes (else as `hearsay-serf-node`).
-    pub fn hearsay_agent(&self) -> bool {
+    pub(crate) fn hearsay_agent(&self) -> bool {
         self.agent.is_some()
     }
 }
 
 /// The two implementations measured side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Impl {
+pub(crate) enum Impl {
     Serf,
     Hearsay,
 }
 
 impl Impl {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Impl::Serf => "serf",
             Impl::Hearsay => "hearsay",
@@ -188,7 +188,7 @@ impl Impl {
     }
 
     /// Names of members this output line reports as joined.
-    pub fn joined(self, line: &str) -> Vec<&str> {
+    pub(crate) fn joined(self, line: &str) -> Vec<&str> {
         match self {
             Impl::Serf => after(line, "serf: EventMemberJoin: ")
                 .and_then(|rest| rest.split_whitespace().next())
@@ -207,7 +207,7 @@ impl Impl {
 
     /// The members this line reports failed (serf: the Serf library's event, before the
     /// agent's coalescing; hearsay: the delivered event).
-    pub fn failed_names(self, line: &str) -> Vec<&str> {
+    pub(crate) fn failed_names(self, line: &str) -> Vec<&str> {
         match self {
             Impl::Serf => after(line, "serf: EventMemberFailed: ")
                 .and_then(|rest| rest.split_whitespace().next())
@@ -226,13 +226,13 @@ impl Impl {
     }
 
     /// Whether this line reports `name` failed (see [`Impl::failed_names`]).
-    pub fn failed(self, line: &str, name: &str) -> bool {
+    pub(crate) fn failed(self, line: &str, name: &str) -> bool {
         self.failed_names(line).contains(&name)
     }
 
     /// Whether this line is memberlist's own note that a probe went unanswered and the target
     /// is now suspected (serf: `memberlist: Suspect NAME has failed, no acks received`).
-    pub fn suspected(self, line: &str) -> bool {
+    pub(crate) fn suspected(self, line: &str) -> bool {
         match self {
             Impl::Serf => {
                 line.contains("memberlist: Suspect ") && line.contains("no acks received")
@@ -243,7 +243,7 @@ impl Impl {
 
     /// Whether this line is the agent handing `member-failed` for `name` to its handlers
     /// (after member-event coalescing); `hearsay-serf-node` has no such line.
-    pub fn failed_coalesced(self, line: &str, name: &str) -> bool {
+    pub(crate) fn failed_coalesced(self, line: &str, name: &str) -> bool {
         match self {
             Impl::Serf => line.contains("agent: Received event: member-failed"),
             Impl::Hearsay => after(line, "agent: Received event: member-failed members=")
@@ -252,7 +252,7 @@ impl Impl {
     }
 
     /// Whether this line reports the user event `event` delivered.
-    pub fn user_event(self, line: &str, event: &str) -> bool {
+    pub(crate) fn user_event(self, line: &str, event: &str) -> bool {
         match self {
             Impl::Serf => after(line, "agent: Received event: user-event: ")
                 .is_some_and(|rest| rest.trim_end() == event),
@@ -281,7 +281,7 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
 }
 
 /// One agent process of a cluster.
-pub struct Node {
+pub(crate) struct Node {
     pub proc: Proc,
     pub gossip_port: u16,
     /// The agent's RPC port (0 for `hearsay-serf-node`).
@@ -290,7 +290,7 @@ pub struct Node {
 
 /// What the nodes of a cluster run besides gossip.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NodeRole<'a> {
+pub(crate) struct NodeRole<'a> {
     /// serf: answer every query with `pong` through the event handler `query=echo pong`.
     pub answer_ping: bool,
     /// `hearsay agent`: `-config-file=PATH`, the handlers it runs (`[[handler]]` blocks).
@@ -301,7 +301,7 @@ pub struct NodeRole<'a> {
 
 /// `BIN agent -node=NAME -bind=127.0.0.1:GOSSIP -rpc-addr=127.0.0.1:RPC`: the flags `serf agent`
 /// and `hearsay agent` share.
-pub fn agent_command(bin: &Path, name: &str, gossip_port: u16, rpc_port: u16) -> Command {
+pub(crate) fn agent_command(bin: &Path, name: &str, gossip_port: u16, rpc_port: u16) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("agent")
         .arg(format!("-node={name}"))
@@ -311,7 +311,7 @@ pub fn agent_command(bin: &Path, name: &str, gossip_port: u16, rpc_port: u16) ->
 }
 
 /// Starts one agent of `imp`, joining `join` (a gossip port) unless it is the first.
-pub fn start_node(
+pub(crate) fn start_node(
     tools: &Tools,
     imp: Impl,
     name: &str,
@@ -379,7 +379,7 @@ pub fn start_node(
 }
 
 /// Waits until the output in `lines` (of node `me`) shows that all of `names` joined.
-pub fn wait_members(
+pub(crate) fn wait_members(
     imp: Impl,
     me: &str,
     lines: &Lines,
@@ -415,7 +415,7 @@ pub fn wait_members(
 }
 
 /// Waits until a freshly started node is up: serf's RPC is listening, hearsay said READY.
-pub fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
+pub(crate) fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
     let marker = match imp {
         Impl::Serf => "Serf agent running!",
         Impl::Hearsay if node.rpc_port != 0 => "hearsay agent running!",
@@ -439,7 +439,7 @@ pub fn wait_ready(imp: Impl, node: &Node, deadline: Instant) -> Result<()> {
 
 /// One gossip interval of serf's LAN profile: starts spread over it give the nodes' gossip
 /// tickers independent phases.
-pub const GOSSIP_SPREAD: Duration = Duration::from_millis(200);
+pub(crate) const GOSSIP_SPREAD: Duration = Duration::from_millis(200);
 
 /// `n` agent processes of `imp`, the first started alone and the rest joining it, each at a
 /// random moment within `spread` after the first is ready (all at once when zero); returns once
@@ -450,7 +450,7 @@ pub const GOSSIP_SPREAD: Duration = Duration::from_millis(200);
 /// near lockstep, and how far the rest lag the first decides every relay's wait. Agents that
 /// start independently, as in a real cluster, have independent phases; hearsay picks a random
 /// phase itself.
-pub fn start_cluster(
+pub(crate) fn start_cluster(
     tools: &Tools,
     imp: Impl,
     prefix: &str,
@@ -484,7 +484,7 @@ pub fn start_cluster(
 
 /// Seconds from the first node's start until the last node's output showed every member
 /// joined (the arrival time of that line), for a cluster [`start_cluster`] just returned.
-pub fn formation_secs(imp: Impl, nodes: &[Node], started: Instant) -> f64 {
+pub(crate) fn formation_secs(imp: Impl, nodes: &[Node], started: Instant) -> f64 {
     let mut last = started;
     for node in nodes {
         let me = node.proc.name.as_str();
@@ -504,7 +504,7 @@ pub fn formation_secs(imp: Impl, nodes: &[Node], started: Instant) -> f64 {
 }
 
 /// VmRSS of a process in KiB, from `/proc/PID/status`.
-pub fn rss_kib(pid: u32) -> Result<f64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -515,7 +515,7 @@ pub fn rss_kib(pid: u32) -> Result<f64> {
 }
 
 /// CPU time (user + system) a process used so far, in seconds, from `/proc/PID/stat`.
-pub fn cpu_secs(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
@@ -527,7 +527,7 @@ pub fn cpu_secs(pid: u32) -> Result<f64> {
 /// CPU time a process and its reaped children used so far, in seconds: the process's threads
 /// from `/proc/PID/task/*/schedstat` (nanoseconds; threads that exited are not counted), the
 /// children from `/proc/PID/stat` (`cutime` + `cstime`, in clock ticks).
-pub fn cpu_with_children_secs(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_with_children_secs(pid: u32) -> Result<f64> {
     let mut ns = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let path = task?.path().join("schedstat");

@@ -77,7 +77,7 @@ impl Drop for ConfigFile {
 
 /// Samples of small-response query round trips.
 #[derive(Debug, Default)]
-pub struct SmallSamples {
+pub(crate) struct SmallSamples {
     /// `query` request → the last of the `n` acks.
     pub acks: Vec<f64>,
     /// `query` request → the last of the `n` responses.
@@ -131,7 +131,7 @@ fn ping(rt: &Runtime, node: &Node, n: usize) -> Result<Arrivals> {
 /// on `query:ping`), each cluster's timed queries after one untimed one (the first touches cold
 /// code and pages on every agent). Fresh clusters, as for user events: one cluster keeps one
 /// layout of gossip ticker phases, and a query spreads by gossip.
-pub fn small(
+pub(crate) fn small(
     tools: &Tools,
     guests: Option<&Guests>,
     imp: Impl,
@@ -183,7 +183,7 @@ pub fn small(
 
 /// Samples of one large-response configuration (responders × bytes each).
 #[derive(Debug, Default)]
-pub struct LargeSamples {
+pub(crate) struct LargeSamples {
     /// Bytes each responder sends.
     pub bytes: u64,
     /// `query` request → the last byte of every response read by the client.
@@ -341,7 +341,7 @@ fn blob_cluster(tools: &Tools, blob: &Path, responders: usize) -> Result<(Vec<No
 /// For each size in `sizes`: `reps` queries `blob SIZE` at the originator of a cluster with
 /// `responders` blob agents (one cluster for all sizes), after one untimed query of the
 /// smallest size.
-pub fn large(
+pub(crate) fn large(
     tools: &Tools,
     guests: Option<&Guests>,
     responders: usize,

@@ -142,7 +142,7 @@ async fn concurrent_responses(responders: usize, bytes_each: u64) -> Result<Figu
 
 /// What to send.
 #[derive(Debug, Clone, Copy)]
-pub struct QuicPlan {
+pub(crate) struct QuicPlan {
     pub reps: usize,
     /// Bytes of the bare quinn stream.
     pub single_bytes: u64,
@@ -153,14 +153,14 @@ pub struct QuicPlan {
 
 /// MiB/s per repetition: (quinn single stream, N concurrent responses).
 #[derive(Debug, Default)]
-pub struct QuicSamples {
+pub(crate) struct QuicSamples {
     pub quinn: Vec<f64>,
     pub concurrent: Vec<f64>,
     /// Seconds until every concurrent response was read whole.
     pub concurrent_secs: Vec<f64>,
 }
 
-pub fn run(plan: QuicPlan) -> Result<QuicSamples> {
+pub(crate) fn run(plan: QuicPlan) -> Result<QuicSamples> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 /// One measured figure, for serf and/or hearsay.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     pub figure: String,
     pub n: String,
     pub unit: Unit,
@@ -23,7 +23,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(figure: &str, n: usize, unit: Unit) -> Self {
+    pub(crate) fn new(figure: &str, n: usize, unit: Unit) -> Self {
         Self {
             figure: figure.to_owned(),
             n: n.to_string(),
@@ -36,18 +36,18 @@ impl Row {
         }
     }
 
-    pub fn serf(mut self, samples: &[f64]) -> Self {
+    pub(crate) fn serf(mut self, samples: &[f64]) -> Self {
         self.serf = Summary::of(samples);
         self
     }
 
-    pub fn hearsay(mut self, samples: &[f64]) -> Self {
+    pub(crate) fn hearsay(mut self, samples: &[f64]) -> Self {
         self.hearsay = Summary::of(samples);
         self
     }
 
     /// The ratio column compares hearsay with these samples instead of serf's.
-    pub fn versus(mut self, samples: &[f64]) -> Self {
+    pub(crate) fn versus(mut self, samples: &[f64]) -> Self {
         self.versus = Summary::of(samples);
         self
     }
@@ -60,12 +60,12 @@ impl Row {
         )
     }
 
-    pub fn reference(mut self, r: impl Into<String>) -> Self {
+    pub(crate) fn reference(mut self, r: impl Into<String>) -> Self {
         self.reference = r.into();
         self
     }
 
-    pub fn headline(mut self) -> Self {
+    pub(crate) fn headline(mut self) -> Self {
         self.headline = true;
         self
     }
@@ -73,7 +73,7 @@ impl Row {
 
 /// A numbered section: prose, a table, notes.
 #[derive(Debug, Clone, Default)]
-pub struct Section {
+pub(crate) struct Section {
     pub title: String,
     pub intro: String,
     pub rows: Vec<Row>,
@@ -86,7 +86,7 @@ pub struct Section {
 
 /// Everything BENCHMARKS.md is made of.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub mode: &'static str,
     pub command: String,
     pub machine: Machine,
@@ -102,7 +102,7 @@ fn cell(s: &str) -> String {
 }
 
 impl Report {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut o = String::new();
         let m = &self.machine;
         let _ = writeln!(o, "# hearsay benchmarks\n");

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 /// msgpack as Serf's go-msgpack (the old spec) reads it: fixmap, raw strings, uints, bools.
 mod mp {
-    pub fn map(out: &mut Vec<u8>, len: u8) {
+    pub(super) fn map(out: &mut Vec<u8>, len: u8) {
         debug_assert!(len < 16);
         out.push(0x80 | len);
     }
 
-    pub fn raw(out: &mut Vec<u8>, b: &[u8]) {
+    pub(super) fn raw(out: &mut Vec<u8>, b: &[u8]) {
         if b.len() < 32 {
             out.push(0xa0 | b.len() as u8);
         } else if let Ok(n) = u16::try_from(b.len()) {
@@ -28,7 +28,7 @@ mod mp {
         out.extend_from_slice(b);
     }
 
-    pub fn uint(out: &mut Vec<u8>, v: u64) {
+    pub(super) fn uint(out: &mut Vec<u8>, v: u64) {
         if v < 128 {
             out.push(v as u8);
         } else {
@@ -37,7 +37,7 @@ mod mp {
         }
     }
 
-    pub fn boolean(out: &mut Vec<u8>, v: bool) {
+    pub(super) fn boolean(out: &mut Vec<u8>, v: bool) {
         out.push(if v { 0xc3 } else { 0xc2 });
     }
 }
@@ -51,7 +51,7 @@ enum Value {
 }
 
 /// A connected, handshaken RPC client.
-pub struct RpcClient {
+pub(crate) struct RpcClient {
     writer: TcpStream,
     reader: BufReader<TcpStream>,
     seq: u64,
@@ -61,7 +61,7 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// Connects to `127.0.0.1:port` and performs the handshake (version 1).
-    pub fn connect(port: u16) -> Result<Self> {
+    pub(crate) fn connect(port: u16) -> Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .with_context(|| format!("connecting to serf RPC on port {port}"))?;
         stream.set_nodelay(true)?;
@@ -96,7 +96,7 @@ impl RpcClient {
     }
 
     /// Writes a user event request (no coalescing) without waiting for its response.
-    pub fn event(&mut self, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn event(&mut self, name: &str, payload: &[u8]) -> Result<()> {
         let mut body = Vec::new();
         mp::map(&mut body, 3);
         mp::raw(&mut body, b"Name");
@@ -109,7 +109,7 @@ impl RpcClient {
     }
 
     /// Reads every outstanding response; fails on the first one carrying an error.
-    pub fn wait_all(&mut self) -> Result<()> {
+    pub(crate) fn wait_all(&mut self) -> Result<()> {
         while self.pending > 0 {
             let header = read_map(&mut self.reader)?;
             self.pending -= 1;

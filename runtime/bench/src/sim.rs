@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// What to run at one cluster size.
 #[derive(Debug, Clone, Copy)]
-pub struct SimPlan {
+pub(crate) struct SimPlan {
     pub n: usize,
     pub seeds: usize,
     pub events_per_seed: usize,
@@ -32,7 +32,7 @@ pub struct SimPlan {
 
 /// Results at one cluster size, over all seeds.
 #[derive(Debug, Default)]
-pub struct SimResult {
+pub(crate) struct SimResult {
     pub n: usize,
     /// The cluster was bootstrapped (no join storm; `converge` is empty).
     pub bootstrapped: bool,
@@ -232,7 +232,7 @@ fn per_node_per_sec(a: SimStats, b: SimStats, n: usize, d: Duration) -> (f64, f6
 }
 
 /// Runs the plan; `None` results are reported as "did not converge".
-pub fn run(plan: SimPlan, base_seed: u64) -> SimResult {
+pub(crate) fn run(plan: SimPlan, base_seed: u64) -> SimResult {
     let started = Instant::now();
     let rss0 = crate::procs::rss_kib(std::process::id()).unwrap_or(0.0);
     let mut peak = rss0;
@@ -343,7 +343,7 @@ fn breakdown(sim: &Sim<Serf>, entries: f64) -> Vec<(&'static str, f64)> {
 /// The memory N = `target` nodes would need, in KiB, from the per-node memory measured at
 /// `n`: each node holds every member, so per-node memory grows linearly with N and the whole
 /// cluster's as N².
-pub fn extrapolate_kib(node_kib: f64, n: usize, target: usize) -> f64 {
+pub(crate) fn extrapolate_kib(node_kib: f64, n: usize, target: usize) -> f64 {
     node_kib * (target as f64 / n as f64) * target as f64
 }
 
@@ -448,7 +448,7 @@ fn measure_crash(sim: &mut Sim<Serf>, rng: &mut StdRng, out: &mut SimResult) {
 
 /// The Serf convergence simulator's model (`_simulator.js`): seconds until a fraction `f`
 /// of `n` nodes has an update, at 200 ms gossip interval, fanout 3, no loss or failures.
-pub fn serf_convergence_model(n: usize, f: f64) -> f64 {
+pub(crate) fn serf_convergence_model(n: usize, f: f64) -> f64 {
     let rounds = ((n as f64 + 1.0) * f / (1.0 - f)).ln() / (0.5 * 3.0);
     rounds * 0.2
 }
@@ -456,7 +456,7 @@ pub fn serf_convergence_model(n: usize, f: f64) -> f64 {
 /// memberlist's suspicion timeout bounds at `n` members on `profile` (LAN: SuspicionMult 4,
 /// 1 s probe interval, max = 6 × min): `(min, max)` in seconds, from the membership core's own
 /// formula and profile settings.
-pub fn suspicion_bounds(profile: Profile, n: usize) -> (f64, f64) {
+pub(crate) fn suspicion_bounds(profile: Profile, n: usize) -> (f64, f64) {
     let c = Config::profile(profile, "", std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let min = suspicion_timeout(c.suspicion_mult, n, c.probe_interval).as_secs_f64();
     (min, min * f64::from(c.suspicion_max_timeout_mult))
@@ -464,7 +464,7 @@ pub fn suspicion_bounds(profile: Profile, n: usize) -> (f64, f64) {
 
 /// memberlist's scaled push/pull interval at `n` members (30 s base; `util.go`
 /// `pushPullScale`), in seconds.
-pub fn push_pull_interval(n: usize) -> f64 {
+pub(crate) fn push_pull_interval(n: usize) -> f64 {
     if n <= 32 {
         return 30.0;
     }
@@ -473,7 +473,7 @@ pub fn push_pull_interval(n: usize) -> f64 {
 }
 
 /// The anchors' Monte Carlo of the memberlist code: mean time until all nodes know of a crash.
-pub fn detection_model_all(n: usize) -> Option<f64> {
+pub(crate) fn detection_model_all(n: usize) -> Option<f64> {
     match n {
         3 => Some(5.72),
         10 => Some(6.09),

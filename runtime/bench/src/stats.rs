@@ -2,7 +2,7 @@
 
 /// A set of samples reduced to its median and spread.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub n: usize,
     pub median: f64,
     pub min: f64,
@@ -13,7 +13,7 @@ pub struct Summary {
 
 impl Summary {
     /// The summary of `samples`, or `None` when there are none.
-    pub fn of(samples: &[f64]) -> Option<Self> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Self> {
         let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
         if s.is_empty() {
             return None;
@@ -31,7 +31,7 @@ impl Summary {
 }
 
 /// Linear interpolation between the closest ranks of a sorted, non-empty slice.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = p.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let lo = rank.floor() as usize;
     let hi = rank.ceil() as usize;
@@ -40,7 +40,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// How a figure's samples are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Samples in seconds; printed in s, ms below one second, µs below one millisecond.
     Secs,
     /// Samples in KiB.
@@ -66,13 +66,13 @@ impl Unit {
     }
 
     /// One value with its unit.
-    pub fn fmt(self, x: f64) -> String {
+    pub(crate) fn fmt(self, x: f64) -> String {
         let (div, suffix, dec) = self.scale(x);
         format!("{:.*}{suffix}", dec, x / div)
     }
 
     /// `median unit (min–max; p10–p90 a–b; n=k)`, the spread in the median's unit, or `—`.
-    pub fn fmt_summary(self, s: Option<&Summary>) -> String {
+    pub(crate) fn fmt_summary(self, s: Option<&Summary>) -> String {
         let Some(s) = s else {
             return "—".to_owned();
         };
@@ -94,7 +94,7 @@ impl Unit {
 }
 
 /// hearsay's median over serf's, printed as `0.87×`.
-pub fn ratio(hearsay: Option<&Summary>, serf: Option<&Summary>) -> String {
+pub(crate) fn ratio(hearsay: Option<&Summary>, serf: Option<&Summary>) -> String {
     match (hearsay, serf) {
         (Some(h), Some(s)) if s.median > 0.0 => format!("{:.2}×", h.median / s.median),
         _ => "—".to_owned(),

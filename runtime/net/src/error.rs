@@ -8,18 +8,23 @@ use thiserror::Error;
 /// Why a transport could not be set up or a call on a [`crate::NodeHandle`] (or the
 /// [`crate::Memberlist`] over it) failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A socket could not be bound (address in use, no permission, bad address).
     #[error("failed to bind {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A port-0 bind kept finding the UDP side of a free TCP port taken.
     #[error("no port on {ip} was free for both TCP and UDP after {attempts} attempts")]
     NoCommonPort {
+        /// The address bound.
         ip: std::net::IpAddr,
+        /// How many ports were tried.
         attempts: usize,
     },
     /// A socket operation failed (connect, read, write, or reading a bound address).
@@ -33,7 +38,10 @@ pub enum Error {
     Swim(#[from] hearsay_swim::Error),
     /// A join contacted no node successfully; lists every address tried with its error.
     #[error("join failed: {}", describe_join_errors(.errors))]
-    JoinFailed { errors: Vec<(SocketAddr, String)> },
+    JoinFailed {
+        /// Each address tried, with why it failed.
+        errors: Vec<(SocketAddr, String)>,
+    },
     /// A graceful leave was not disseminated within the time allowed.
     #[error("leave was not confirmed within {0:?}")]
     LeaveTimeout(Duration),
@@ -45,7 +53,10 @@ pub enum Error {
     StreamTruncated(usize),
     /// A peer sent more on one stream than memberlist accepts.
     #[error("stream exceeded the limit of {limit} bytes")]
-    StreamTooLarge { limit: usize },
+    StreamTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A command-line argument did not start with `-` or `--`.
     #[error("unexpected argument {0:?} (flags start with - or --)")]
     NotAFlag(String),
@@ -55,21 +66,28 @@ pub enum Error {
     /// A flag's value did not parse.
     #[error("-{flag}={value:?}: expected {expected}")]
     BadFlagValue {
+        /// The flag's name, without dashes.
         flag: String,
+        /// The value given.
         value: String,
+        /// What the flag takes.
         expected: &'static str,
     },
     /// A file named on the command line could not be read.
     #[error("cannot read {path}: {source}")]
     ReadFile {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// A host name could not be looked up.
     #[error("cannot resolve {addr:?}: {source}")]
     Resolve {
+        /// The address as given (`host:port`).
         addr: String,
+        /// The resolver's error.
         #[source]
         source: std::io::Error,
     },
@@ -86,7 +104,9 @@ pub enum Error {
     /// or a name over 255).
     #[error("{name:?} is not a DNS name: {source}")]
     DnsName {
+        /// The name.
         name: String,
+        /// Why it is not a DNS name.
         #[source]
         source: simple_dns::SimpleDnsError,
     },

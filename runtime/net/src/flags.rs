@@ -13,6 +13,7 @@ pub const DEFAULT_PORT: u16 = 7946;
 
 /// One flag: its name without dashes and its value (`"true"` for a bare boolean flag).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct Flag {
     pub name: String,
     pub value: String,

@@ -10,11 +10,13 @@
 //! not: no protocol logic lives here; the core decides every message, this crate only moves
 //! bytes and time.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod discover;
-pub mod driver;
-pub mod error;
+mod driver;
+mod error;
 pub mod flags;
-pub mod memberlist;
+mod memberlist;
 pub mod quic;
 pub mod transport;
 

@@ -21,7 +21,7 @@ type Key = (u32, Reverse<u64>);
 
 /// A retransmit-limited broadcast queue.
 #[derive(Debug, Default)]
-pub struct BroadcastQueue {
+pub(crate) struct BroadcastQueue {
     items: BTreeMap<Key, Item>,
     /// hashbrown's seeded foldhash: a join queues one alive broadcast per member merged.
     by_subject: HashMap<String, Key>,
@@ -32,13 +32,13 @@ pub struct BroadcastQueue {
 
 impl BroadcastQueue {
     /// An empty queue.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Queues `msg`. A queued broadcast with the same `subject` is dropped: the new one
     /// supersedes it (memberlist's `Invalidates`).
-    pub fn push(&mut self, msg: Vec<u8>, subject: Option<String>, notify: Option<NotifyId>) {
+    pub(crate) fn push(&mut self, msg: Vec<u8>, subject: Option<String>, notify: Option<NotifyId>) {
         if let Some(s) = &subject {
             if let Some(old) = self.by_subject.remove(s) {
                 if let Some(item) = self.items.remove(&old) {
@@ -62,23 +62,30 @@ impl BroadcastQueue {
     }
 
     /// Number of queued broadcasts.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// The queued messages, in no particular order.
-    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn messages(&self) -> impl Iterator<Item = &[u8]> {
         self.items.values().map(|i| i.msg.as_slice())
     }
 
     /// True when nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Takes broadcasts that fit in `limit` bytes, counting `overhead` per message, and counts
     /// one transmission for each; those sent `retransmit_limit` times are retired.
-    pub fn take(&mut self, overhead: usize, limit: usize, retransmit_limit: usize) -> Vec<Vec<u8>> {
+    pub(crate) fn take(
+        &mut self,
+        overhead: usize,
+        limit: usize,
+        retransmit_limit: usize,
+    ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut used = 0usize;
         let mut picked: Vec<Key> = Vec::new();
@@ -129,7 +136,7 @@ impl BroadcastQueue {
     }
 
     /// Drops every queued broadcast (their notifications fire).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for (_, item) in std::mem::take(&mut self.items) {
             self.finished.extend(item.notify);
         }
@@ -138,7 +145,7 @@ impl BroadcastQueue {
     }
 
     /// Heap bytes held (estimate from capacities; see [`crate::heap`]).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let items: usize = self
             .items
             .values()
@@ -152,7 +159,7 @@ impl BroadcastQueue {
     }
 
     /// The next notification of a finished broadcast.
-    pub fn poll_finished(&mut self) -> Option<NotifyId> {
+    pub(crate) fn poll_finished(&mut self) -> Option<NotifyId> {
         self.finished.pop()
     }
 }

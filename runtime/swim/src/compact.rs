@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// An IPv4 or IPv6 address and a port (what the wire carries; no IPv6 flow or scope id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Addr {
+pub(crate) struct Addr {
     ip: [u8; 16],
     port: u16,
     v6: bool,
@@ -41,7 +41,7 @@ impl From<Addr> for SocketAddr {
 
 impl Addr {
     /// As a `SocketAddr`.
-    pub fn socket_addr(self) -> SocketAddr {
+    pub(crate) fn socket_addr(self) -> SocketAddr {
         let ip = if self.v6 {
             IpAddr::V6(Ipv6Addr::from(self.ip))
         } else {
@@ -53,7 +53,7 @@ impl Addr {
     }
 
     /// The address bytes as the wire carries them (4 or 16).
-    pub fn ip_bytes(&self) -> &[u8] {
+    pub(crate) fn ip_bytes(&self) -> &[u8] {
         if self.v6 {
             &self.ip
         } else {
@@ -62,7 +62,7 @@ impl Addr {
     }
 
     /// The port.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 }
@@ -72,7 +72,7 @@ const INLINE: usize = 7;
 /// Immutable bytes: up to 7 inline, longer ones in one boxed slice. 16 bytes either way (the
 /// inline form sits beside the box's non-null pointer, which tells the two apart).
 #[derive(Clone, PartialEq, Eq)]
-pub enum Bytes {
+pub(crate) enum Bytes {
     #[doc(hidden)]
     Inline { len: u8, buf: [u8; INLINE] },
     #[doc(hidden)]
@@ -131,7 +131,7 @@ impl std::fmt::Debug for Bytes {
 
 impl Bytes {
     /// Heap bytes held (0 when inline).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             Self::Inline { .. } => 0,
             Self::Heap(b) => b.len(),

@@ -5,18 +5,27 @@ use thiserror::Error;
 
 /// Why a packet, stream, key or call was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The input ended before the structure it announced was complete.
     #[error("truncated input: needed {needed} more bytes while reading {what}")]
-    Truncated { what: &'static str, needed: usize },
+    Truncated {
+        /// The structure being read.
+        what: &'static str,
+        /// How many more bytes it needed (a lower bound).
+        needed: usize,
+    },
     /// A msgpack value had a type the field does not accept.
     #[error("malformed msgpack: {0}")]
     Msgpack(String),
     /// A length field exceeded the limit we accept (never allocated).
     #[error("{what} of {len} bytes exceeds the limit of {limit}")]
     TooLarge {
+        /// The field or message whose length was refused.
         what: &'static str,
+        /// The length it announced, in bytes (or elements, for counts).
         len: usize,
+        /// The largest length accepted.
         limit: usize,
     },
     /// A message type byte memberlist does not define, or one not allowed here.
@@ -24,7 +33,12 @@ pub enum Error {
     UnknownMessageType(u8),
     /// A protocol-5 CRC header did not match the payload.
     #[error("CRC32 mismatch: header {expected:#010x}, payload {actual:#010x}")]
-    CrcMismatch { expected: u32, actual: u32 },
+    CrcMismatch {
+        /// The CRC32 the header carried.
+        expected: u32,
+        /// The CRC32 of the payload as received.
+        actual: u32,
+    },
     /// The compression envelope named an algorithm other than LZW.
     #[error("unsupported compression algorithm {0}")]
     UnknownCompression(i64),
@@ -39,7 +53,10 @@ pub enum Error {
     NotEncrypted,
     /// No key in the keyring could open the message (wrong key, or tampering).
     #[error("no installed key could decrypt the message ({keys} keys tried)")]
-    DecryptFailed { keys: usize },
+    DecryptFailed {
+        /// How many keys were tried.
+        keys: usize,
+    },
     /// The encryption version byte is not one memberlist defines.
     #[error("unsupported encryption version {0}")]
     UnknownEncryptionVersion(u8),
@@ -57,7 +74,12 @@ pub enum Error {
     KeyFile(String),
     /// The cluster label of a packet or stream did not match ours.
     #[error("cluster label mismatch: ours {ours:?}, theirs {theirs:?}")]
-    LabelMismatch { ours: String, theirs: String },
+    LabelMismatch {
+        /// Our label (`""` = none).
+        ours: String,
+        /// The label the packet or stream carried (`""` = none).
+        theirs: String,
+    },
     /// A label header (type 244) announcing a label of zero bytes, which memberlist refuses.
     #[error("label header present but the label is empty")]
     EmptyLabel,

@@ -6,6 +6,8 @@
 //! `poll_*`. What it is not: it opens no sockets, reads no clock and spawns nothing; the
 //! `hearsay-net` crate drives it over real UDP and TCP.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod broadcast;
 pub mod compact;
 pub mod config;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// One node under suspicion.
 #[derive(Debug, Clone)]
-pub struct Suspicion {
+pub(crate) struct Suspicion {
     /// Confirmations after the first suspector.
     confirmations: u32,
     /// Confirmations needed to reach the minimum timeout.
@@ -21,7 +21,7 @@ pub struct Suspicion {
 
 impl Suspicion {
     /// Starts a suspicion raised by `from` at `now`. With `k == 0` the timeout is `min` at once.
-    pub fn new(now: Instant, from: &str, k: u32, min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(now: Instant, from: &str, k: u32, min: Duration, max: Duration) -> Self {
         let timeout = if k < 1 { min } else { max };
         let mut seen = HashSet::new();
         seen.insert(from.to_owned());
@@ -38,7 +38,7 @@ impl Suspicion {
 
     /// Records an independent confirmation. Returns true if it was new (and so worth
     /// re-broadcasting), false for a repeat or once `k` confirmations are in.
-    pub fn confirm(&mut self, from: &str) -> bool {
+    pub(crate) fn confirm(&mut self, from: &str) -> bool {
         if self.confirmations >= self.k || self.from.contains(from) {
             return false;
         }
@@ -49,12 +49,12 @@ impl Suspicion {
     }
 
     /// When the suspect is to be declared dead.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
 
     /// Independent confirmations so far.
-    pub fn confirmations(&self) -> u32 {
+    pub(crate) fn confirmations(&self) -> u32 {
         self.confirmations
     }
 }
@@ -62,7 +62,7 @@ impl Suspicion {
 /// memberlist's `remainingSuspicionTime` without the elapsed part: the total timeout after `n`
 /// confirmations out of `k`, `max - log(n+1)/log(k+1) * (max - min)`, floored to milliseconds
 /// and never below `min`.
-pub fn timeout_after(n: u32, k: u32, min: Duration, max: Duration) -> Duration {
+pub(crate) fn timeout_after(n: u32, k: u32, min: Duration, max: Duration) -> Duration {
     if k == 0 {
         return min;
     }

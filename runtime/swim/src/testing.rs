@@ -74,8 +74,11 @@ impl Ord for Queued {
 
 /// One simulated node: its core (None while crashed) and everything it reported.
 pub struct SimNode<P: Protocol = Swim> {
+    /// The node's address ([`addr_of`] its index).
     pub addr: SocketAddr,
+    /// The core; `None` while the node is crashed ([`Sim::crash`]).
     pub swim: Option<P>,
+    /// Every event the core reported, with the virtual time it was polled.
     pub events: Vec<(Instant, P::Event)>,
     group: u32,
 }
@@ -83,29 +86,38 @@ pub struct SimNode<P: Protocol = Swim> {
 /// Counters over a whole run.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SimStats {
+    /// UDP packets the nodes sent, lost ones included.
     pub packets_sent: u64,
+    /// Packets dropped by [`Sim::loss`] or a partition.
     pub packets_lost: u64,
+    /// Payload bytes of the packets sent.
     pub bytes_sent: u64,
+    /// Streams the nodes asked to open.
     pub streams_opened: u64,
 }
 
 /// The simulator, over any [`Protocol`] core (the membership core by default).
 pub struct Sim<P: Protocol = Swim> {
+    /// The seed every random choice derives from.
     pub seed: u64,
+    /// The virtual time the simulation started at.
     pub start: Instant,
     now: Instant,
     rng: StdRng,
+    /// The nodes, by index.
     pub nodes: Vec<SimNode<P>>,
     by_addr: HashMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
-    /// One-way latency of every delivery, plus up to `jitter` extra.
+    /// One-way latency of every delivery, plus up to `jitter` extra (1 ms).
     pub latency: Duration,
+    /// The most random extra latency of a packet (500 µs).
     pub jitter: Duration,
     /// Probability that a UDP packet is lost (streams are reliable, like TCP).
     pub loss: f64,
     /// Optional per-pair one-way latency override, by node index (for coordinate tests).
     pub latency_fn: Option<Box<dyn Fn(usize, usize) -> Duration>>,
+    /// Counters since [`Sim::new`].
     pub stats: SimStats,
     /// Timeouts due per node (a cache of `poll_timeout`).
     timers: BTreeMap<(Instant, usize), ()>,

@@ -33,6 +33,7 @@ pub const QUIET_INTERVAL: Duration = Duration::from_millis(100);
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// The mDNS group and port (RFC 6762).
 pub const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
+/// The mDNS port (RFC 6762).
 pub const MDNS_PORT: u16 = 5353;
 /// The largest datagram read (mDNS allows up to 9000 bytes; hashicorp/mdns reads 64 KiB).
 const MAX_PACKET: usize = 65536;
@@ -51,8 +52,11 @@ pub fn host_name() -> String {
 /// A network interface named by `-iface`: its index and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
+    /// The interface's name (`eth0`).
     pub name: String,
+    /// Its index, which the multicast socket options take.
     pub index: u32,
+    /// Its addresses.
     pub addrs: Vec<IpAddr>,
 }
 

@@ -59,10 +59,15 @@ pub fn encode(packet: &Packet<'_>) -> Result<Vec<u8>, SimpleDnsError> {
 /// name as the instance, this host's name as the SRV target, the advertise address).
 #[derive(Debug, Clone)]
 pub struct Advertised {
+    /// The service: `_serf_<cluster>._tcp.local.`.
     pub service: Name<'static>,
+    /// The instance: `<node>.<service>`.
     pub instance: Name<'static>,
+    /// The SRV target: this host's name.
     pub host: Name<'static>,
+    /// The address and port the A/AAAA and SRV records give (the agent's advertise address).
     pub addr: SocketAddr,
+    /// The TXT record: `Serf '<cluster>' cluster`.
     pub txt: String,
 }
 
@@ -197,7 +202,9 @@ pub fn query(service: &Name<'_>, id: u16) -> Packet<'static> {
 /// A peer found by a query: its instance (node) name and the address to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
+    /// The node name (the instance name without the service).
     pub node: String,
+    /// The address to join.
     pub addr: SocketAddr,
 }
 

@@ -72,10 +72,16 @@ pub struct Relay {
 
 /// Why a header could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The input ended before the header did.
     #[error("header truncated: need {need} bytes, have {have}")]
-    Truncated { need: usize, have: usize },
+    Truncated {
+        /// Bytes the header needs, counted from its start.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
     /// The first byte is not a version this code speaks.
     #[error(
         "unsupported response header version {0} (this node reads versions 1 to {HEADER_VERSION})"
@@ -83,13 +89,28 @@ pub enum HeaderError {
     Version(u8),
     /// The declared header length is over the receiver's limit.
     #[error("response header of {len} bytes exceeds the header limit of {limit} bytes")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// The header's declared size in bytes, prefix included.
+        len: usize,
+        /// The receiver's limit in bytes.
+        limit: usize,
+    },
     /// A flag bit the header's version does not define is set.
     #[error("unknown response header flags {flags:#04x} for version {version}")]
-    Flags { version: u8, flags: u8 },
+    Flags {
+        /// The header's version.
+        version: u8,
+        /// The flags byte as received.
+        flags: u8,
+    },
     /// The declared lengths do not add up to the header length.
     #[error("response header length {declared} does not match its fields ({actual} bytes)")]
-    LengthMismatch { declared: usize, actual: usize },
+    LengthMismatch {
+        /// The length the prefix declared for the rest of the header.
+        declared: usize,
+        /// The length its fields took.
+        actual: usize,
+    },
     /// A node name is longer than [`MAX_NAME_LEN`].
     #[error("node name of {0} bytes exceeds {MAX_NAME_LEN} bytes")]
     NameTooLong(usize),

@@ -135,7 +135,10 @@ impl Identity {
 }
 
 /// Every certificate in a PEM buffer (at least one).
-pub fn certs_from_pem(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, QuicError> {
+pub(crate) fn certs_from_pem(
+    pem: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, QuicError> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| QuicError::Certificate(format!("bad PEM in {}: {e}", path.display())))?;
@@ -149,7 +152,7 @@ pub fn certs_from_pem(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'sta
 }
 
 /// Reads a file, naming it in the error.
-pub fn read(path: &Path) -> Result<Vec<u8>, QuicError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, QuicError> {
     std::fs::read(path).map_err(|source| QuicError::File {
         path: path.display().to_string(),
         source,

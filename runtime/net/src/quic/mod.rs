@@ -41,19 +41,19 @@
 //! gossip is not encrypted. Does not guarantee: revocation (no CRL/OCSP is consulted), or that
 //! the certificate's names match node names (peers are identified by fingerprint).
 
-pub mod advert;
-pub mod endpoint;
+mod advert;
+mod endpoint;
 pub mod header;
-pub mod identity;
+mod identity;
 pub mod tls;
 
 pub use advert::{QuicAdvert, QUIC_TAG};
 pub use endpoint::{
-    BodyReader, IncomingResponse, IncomingResponses, Limits, QuicConfig, QuicEndpoint,
+    BodyReader, Bytes, IncomingResponse, IncomingResponses, Limits, QuicConfig, QuicEndpoint,
     ResponseWriter, Security, StopCode,
 };
 pub use header::{HeaderError, Relay, ResponseHeader};
-pub use identity::{Fingerprint, Identity};
+pub use identity::{Fingerprint, Identity, FINGERPRINT_TEXT_LEN};
 pub use tls::PeerFilter;
 
 use std::net::SocketAddr;
@@ -61,11 +61,14 @@ use thiserror::Error;
 
 /// Everything that can go wrong in the QUIC transport, each variant naming its cause.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum QuicError {
     /// The UDP socket could not be bound.
     #[error("failed to bind the QUIC endpoint on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -78,7 +81,9 @@ pub enum QuicError {
     /// A certificate or key file could not be read or written.
     #[error("{path}: {source}")]
     File {
+        /// The file.
         path: String,
+        /// Why it could not be read or written.
         #[source]
         source: std::io::Error,
     },
@@ -87,13 +92,21 @@ pub enum QuicError {
     BadFingerprint(String),
     /// A `_hearsay_quic` tag value did not parse.
     #[error("bad QUIC advert {value:?}: {why}")]
-    BadAdvert { value: String, why: String },
+    BadAdvert {
+        /// The tag value.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Connecting to a peer failed (unreachable, timed out, or refused in the handshake, e.g.
     /// its certificate is not the pinned one or it refused ours).
     #[error("QUIC connection to {addr} (expecting {fingerprint}) failed: {reason}")]
     Connect {
+        /// The peer's address.
         addr: SocketAddr,
+        /// The certificate fingerprint its advert names.
         fingerprint: Fingerprint,
+        /// Why: the connection or handshake error, or the timeout.
         reason: String,
     },
     /// A header could not be encoded or the peer's header was malformed.
@@ -102,21 +115,39 @@ pub enum QuicError {
     /// Writing a response failed: the connection was lost or the originator stopped reading
     /// (limit exceeded, header rejected, nobody waiting).
     #[error("sending the response to {addr} failed: {reason}")]
-    Send { addr: SocketAddr, reason: String },
+    Send {
+        /// The originator's (or relay node's) address.
+        addr: SocketAddr,
+        /// Why: the connection or stream error.
+        reason: String,
+    },
     /// The originator (or a relay node passing on the originator's answer) refused the
     /// response with a [`StopCode`] (`code`; see [`StopCode::from_code`]).
     #[error("sending the response to {addr} failed: {}", StopCode::describe(*code))]
-    Stopped { addr: SocketAddr, code: u64 },
+    Stopped {
+        /// The originator's (or relay node's) address.
+        addr: SocketAddr,
+        /// The QUIC application error code of the stop.
+        code: u64,
+    },
     /// The producer wrote more or fewer bytes than the header declared.
     #[error("response body is {written} bytes but the header declared {declared}")]
-    DeclaredLength { declared: u64, written: u64 },
+    DeclaredLength {
+        /// The length the header declared, in bytes.
+        declared: u64,
+        /// The bytes written.
+        written: u64,
+    },
     /// A response's body is over the per-response limit.
     #[error(
         "response from {from:?} exceeds the per-response limit of {limit} bytes ({how} {received} bytes)"
     )]
     ResponseLimit {
+        /// The responding node's name.
         from: String,
+        /// The per-response limit in bytes ([`Limits`]).
         limit: u64,
+        /// The body's size in bytes, declared or counted so far (see `how`).
         received: u64,
         /// "declared" when the header announced it, "received at least" when counted.
         how: &'static str,
@@ -126,17 +157,25 @@ pub enum QuicError {
         "responses to query (ltime {ltime}, id {query_id}) exceed the per-query limit of {limit} bytes (received at least {total} bytes; failing the response from {from:?})"
     )]
     QueryLimit {
+        /// The query's Lamport time.
         ltime: u64,
+        /// The query's id.
         query_id: u32,
+        /// The node whose response crossed the limit (the one failed).
         from: String,
+        /// The per-query limit in bytes ([`Limits`]).
         limit: u64,
+        /// The bytes received for the query so far, at least.
         total: u64,
     },
     /// The body ended at a length other than the header declared.
     #[error("response from {from:?} ended after {received} bytes but declared {declared}")]
     Truncated {
+        /// The responding node's name.
         from: String,
+        /// The length the header declared, in bytes.
         declared: u64,
+        /// The bytes received.
         received: u64,
     },
     /// The responder reset the stream (it aborted, or its producer failed).
@@ -144,15 +183,21 @@ pub enum QuicError {
         "response from {from:?} was aborted by the responder (code {code}) after {received} bytes"
     )]
     Reset {
+        /// The responding node's name.
         from: String,
+        /// The responder's QUIC application error code.
         code: u64,
+        /// The body bytes received before the reset.
         received: u64,
     },
     /// The connection to the responder was lost mid-response.
     #[error("connection to {from:?} was lost after {received} bytes: {reason}")]
     ConnectionLost {
+        /// The responding node's name.
         from: String,
+        /// The body bytes received before the loss.
         received: u64,
+        /// Why: the connection or read error.
         reason: String,
     },
     /// A body was read again after it had failed.

@@ -48,12 +48,18 @@ pub const PROTOCOL_VERSION_MAX: u8 = 5;
 /// One member as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// The node's unique name (memberlist's `Node.Name`).
     pub name: String,
+    /// Where it is reached (`Node.Addr` and `Node.Port`).
     pub addr: SocketAddr,
+    /// Its metadata, at most 512 bytes (`Node.Meta`; Serf's encoded tags).
     pub meta: Vec<u8>,
+    /// The highest incarnation number heard for it (memberlist's `nodeState.Incarnation`).
     pub incarnation: u32,
+    /// Alive, suspect, dead or left (`Node.State`).
     pub state: NodeStateKind,
-    /// pmin, pmax, pcur, dmin, dmax, dcur
+    /// Protocol versions: memberlist's `PMin`, `PMax`, `PCur` and the delegate's (Serf's)
+    /// `DMin`, `DMax`, `DCur`.
     pub vsn: [u8; 6],
 }
 
@@ -74,11 +80,17 @@ impl Member {
 /// copy of the address, metadata and versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberInfo<'a> {
+    /// The node's unique name (memberlist's `Node.Name`).
     pub name: &'a str,
+    /// Where it is reached (`Node.Addr` and `Node.Port`).
     pub addr: SocketAddr,
+    /// Its metadata, at most 512 bytes (`Node.Meta`; Serf's encoded tags).
     pub meta: &'a [u8],
+    /// The highest incarnation number heard for it (memberlist's `nodeState.Incarnation`).
     pub incarnation: u32,
+    /// Alive, suspect, dead or left (`Node.State`).
     pub state: NodeStateKind,
+    /// Protocol versions, as [`Member::vsn`].
     pub vsn: [u8; 6],
 }
 
@@ -99,7 +111,9 @@ impl MemberInfo<'_> {
 /// A UDP datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// The destination address.
     pub dst: SocketAddr,
+    /// The sealed datagram (label, encryption, CRC, compression as configured).
     pub payload: Vec<u8>,
 }
 
@@ -110,10 +124,16 @@ pub type StreamId = u64;
 /// back to [`Swim::handle_stream_reply`]; give up at `deadline`."
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRequest {
+    /// Names this stream in [`Swim::handle_stream_reply`], [`Swim::handle_stream_sent`] and
+    /// [`Swim::handle_stream_failed`].
     pub id: StreamId,
+    /// The address to connect to.
     pub dst: SocketAddr,
+    /// The sealed stream message to write.
     pub payload: Vec<u8>,
+    /// Whether to read a reply; otherwise report [`Swim::handle_stream_sent`] once written.
     pub expect_reply: bool,
+    /// When to give up and report [`Swim::handle_stream_failed`] (now + [`Config::tcp_timeout`]).
     pub deadline: Instant,
 }
 
@@ -146,21 +166,37 @@ pub enum Event {
     UserMessage(Vec<u8>),
     /// Another node claims the name of `existing` from address `other` (memberlist's
     /// `NotifyConflict`); Serf resolves conflicts about its own name by a vote.
-    NameConflict { existing: Member, other: SocketAddr },
+    NameConflict {
+        /// The member we know under that name.
+        existing: Member,
+        /// The address of the other node claiming it.
+        other: SocketAddr,
+    },
     /// A broadcast queued with [`Swim::queue_user_broadcast_notify`] is done.
     UserBroadcastDone(NotifyId),
     /// The opaque user state from a push/pull exchange.
-    RemoteState { join: bool, state: Vec<u8> },
+    RemoteState {
+        /// Whether the exchange was part of a join.
+        join: bool,
+        /// The peer's user state (Serf's `MergeRemoteState` payload).
+        state: Vec<u8>,
+    },
     /// A direct probe was acknowledged; `payload` is the peer's ack payload (Serf's coordinate).
     PingComplete {
+        /// The probed node.
         node: String,
+        /// The time from sending the ping to receiving the ack.
         rtt: Duration,
+        /// The ack's payload.
         payload: Vec<u8>,
     },
     /// Every address of one [`Swim::join`] call was tried.
     JoinFinished {
+        /// What [`Swim::join`] returned.
         id: JoinId,
+        /// How many addresses answered the push/pull.
         joined: usize,
+        /// The addresses that failed, each with why.
         errors: Vec<(SocketAddr, String)>,
     },
     /// Our leave message has been disseminated (or there was nobody to tell).

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 /// Names as Go would send them: mostly short ASCII, sometimes long or non-ASCII UTF-8 so the
 /// 16-bit raw length form is exercised.
-pub fn name() -> impl Strategy<Value = String> {
+pub(crate) fn name() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => "[a-z0-9.-]{0,12}",
         1 => "\\PC{0,40}",
@@ -14,15 +14,15 @@ pub fn name() -> impl Strategy<Value = String> {
     ]
 }
 
-pub fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..max)
 }
 
-pub fn addr() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn addr() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![Just(vec![]), vec(any::<u8>(), 4), vec(any::<u8>(), 16)]
 }
 
-pub fn ping() -> impl Strategy<Value = Ping> {
+pub(crate) fn ping() -> impl Strategy<Value = Ping> {
     (any::<u32>(), name(), addr(), any::<u16>(), name()).prop_map(
         |(seq_no, node, source_addr, source_port, source_node)| Ping {
             seq_no,
@@ -34,15 +34,15 @@ pub fn ping() -> impl Strategy<Value = Ping> {
     )
 }
 
-pub fn ack() -> impl Strategy<Value = Ack> {
+pub(crate) fn ack() -> impl Strategy<Value = Ack> {
     (any::<u32>(), bytes(64)).prop_map(|(seq_no, payload)| Ack { seq_no, payload })
 }
 
-pub fn err_resp() -> impl Strategy<Value = ErrResp> {
+pub(crate) fn err_resp() -> impl Strategy<Value = ErrResp> {
     name().prop_map(|error| ErrResp { error })
 }
 
-pub fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         ping().prop_map(Message::Ping),
         (
@@ -104,7 +104,7 @@ pub fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-pub fn node_state() -> impl Strategy<Value = PushNodeState> {
+pub(crate) fn node_state() -> impl Strategy<Value = PushNodeState> {
     (
         name(),
         addr(),
@@ -128,7 +128,7 @@ pub fn node_state() -> impl Strategy<Value = PushNodeState> {
 }
 
 /// Stream messages; `user_max` bounds user state and stream user messages.
-pub fn stream_message(user_max: usize) -> impl Strategy<Value = StreamMessage> {
+pub(crate) fn stream_message(user_max: usize) -> impl Strategy<Value = StreamMessage> {
     prop_oneof![
         ping().prop_map(StreamMessage::Ping),
         ack().prop_map(StreamMessage::Ack),

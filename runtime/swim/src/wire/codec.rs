@@ -17,7 +17,7 @@ const U16: u64 = u16::MAX as u64;
 const U32: u64 = u32::MAX as u64;
 
 /// Encodes one message as `[type byte][msgpack body]`.
-pub fn encode_message(msg: &Message) -> Vec<u8> {
+pub(crate) fn encode_message(msg: &Message) -> Vec<u8> {
     let mut w = Writer::default();
     match msg {
         Message::Ping(p) => {
@@ -65,7 +65,7 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
 
 /// Decodes one `[type byte][body]` message. Like go-msgpack's `Decode`, bytes after the body
 /// are ignored.
-pub fn decode_message(buf: &[u8]) -> Result<Message> {
+pub(crate) fn decode_message(buf: &[u8]) -> Result<Message> {
     let (&ty, body) = buf.split_first().ok_or(Error::Truncated {
         what: "message type byte",
         needed: 1,

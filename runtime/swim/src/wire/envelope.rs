@@ -29,7 +29,7 @@ pub const MAX_COMPOUND_PARTS: usize = 255;
 /// # Panics
 /// With more than 255 parts or a part of 64 KiB or more: the format cannot express them.
 /// [`encode_compounds`] splits any number of parts the way memberlist does.
-pub fn encode_compound(parts: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn encode_compound(parts: &[Vec<u8>]) -> Vec<u8> {
     assert!(
         parts.len() <= MAX_COMPOUND_PARTS,
         "compound of {} parts exceeds 255",
@@ -60,6 +60,7 @@ pub fn encode_compounds(parts: &[Vec<u8>]) -> Vec<Vec<u8>> {
 /// What [`decode_compound`] found: whole parts, and how many announced parts were cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompoundParts<'a> {
+    /// The parts that were whole, in order.
     pub parts: Vec<&'a [u8]>,
     /// Announced parts that did not fit in the buffer.
     pub truncated: usize,
@@ -126,7 +127,7 @@ pub fn decode_compressed(body: &[u8]) -> Result<Vec<u8>> {
 ///
 /// # Panics
 /// If the label is longer than 255 bytes; [`Codec::try_new`] refuses such a configuration.
-pub fn add_label(label: &str, rest: Vec<u8>) -> Vec<u8> {
+pub(crate) fn add_label(label: &str, rest: Vec<u8>) -> Vec<u8> {
     if label.is_empty() {
         return rest;
     }
@@ -150,7 +151,7 @@ pub fn label_overhead(label: &str) -> usize {
 }
 
 /// Result of looking for a label header at the front of a buffer.
-pub enum LabelHeader<'a> {
+pub(crate) enum LabelHeader<'a> {
     /// Not enough bytes yet to tell (streams only).
     Incomplete { needed: usize },
     /// The label (empty when there was no header) and the bytes after the header.
@@ -159,7 +160,7 @@ pub enum LabelHeader<'a> {
 
 /// memberlist's `RemoveLabelHeaderFromPacket`/`...FromStream`: a header must carry a label
 /// of at least one byte.
-pub fn split_label(buf: &[u8]) -> Result<LabelHeader<'_>> {
+pub(crate) fn split_label(buf: &[u8]) -> Result<LabelHeader<'_>> {
     match buf {
         [] => Ok(LabelHeader::Found {
             label: &[],
@@ -188,7 +189,7 @@ pub fn split_label(buf: &[u8]) -> Result<LabelHeader<'_>> {
 
 /// The label check of upstream `ingestPacket`/`handleConn`: whatever the peer sent (nothing
 /// counts as "") must equal ours exactly, so labelled and unlabelled nodes never mix.
-pub fn check_label(ours: &str, theirs: &[u8]) -> Result<()> {
+pub(crate) fn check_label(ours: &str, theirs: &[u8]) -> Result<()> {
     if ours.as_bytes() == theirs {
         Ok(())
     } else {

@@ -100,7 +100,9 @@ pub fn encode_compound(parts: &[Vec<u8>]) -> Vec<u8> {
 /// Seals and opens packets and streams with a [`WireConfig`] and an optional [`Keyring`].
 #[derive(Debug, Clone)]
 pub struct Codec {
+    /// Compression, encryption policy and label.
     pub config: WireConfig,
+    /// The keys to encrypt with (the primary) and to try on input; `None` = no encryption.
     pub keyring: Option<Keyring>,
 }
 

@@ -22,6 +22,7 @@ pub const MAX_SKIP_DEPTH: usize = 32;
 /// Appends msgpack values to a byte vector.
 #[derive(Debug, Default)]
 pub struct Writer {
+    /// The bytes written so far.
     pub buf: Vec<u8>,
 }
 
@@ -439,14 +440,21 @@ impl<'a> Reader<'a> {
 /// and byte slices are both [`Value::Raw`], as the old spec go-msgpack writes has no split.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `nil`.
     Nil,
+    /// `true` or `false`.
     Bool(bool),
+    /// A non-negative integer.
     Uint(u64),
     /// A negative integer (non-negative ones are always [`Value::Uint`]).
     Int(i64),
+    /// A float (a 4-byte float is widened).
     Float(f64),
+    /// A string or byte slice (the raw family).
     Raw(Vec<u8>),
+    /// An array.
     Array(Vec<Value>),
+    /// A map, its pairs in wire order (duplicates kept).
     Map(Vec<(Value, Value)>),
 }
 

@@ -94,83 +94,117 @@ impl NodeStateKind {
 /// `ping`: a direct probe. `node` lets the target check it is the intended recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ping {
+    /// `SeqNo`: matches the ack to this ping.
     pub seq_no: u32,
+    /// `Node`: the name of the node meant to answer (empty from old senders).
     pub node: String,
     /// `SourceAddr`/`SourcePort`/`SourceNode` are `omitempty` in Go.
     pub source_addr: Vec<u8>,
+    /// `SourcePort`: the port of `source_addr`.
     pub source_port: u16,
+    /// `SourceNode`: the sender's name.
     pub source_node: String,
 }
 
 /// `indirectPingReq`: ask a peer to probe `target` for us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IndirectPing {
+    /// `SeqNo`: the requester's sequence number, echoed in the ack or nack.
     pub seq_no: u32,
+    /// `Target`: the IP of the node to probe (4 or 16 bytes).
     pub target: Vec<u8>,
+    /// `Port`: the port of the node to probe.
     pub port: u16,
+    /// `Node`: the name of the node to probe.
     pub node: String,
+    /// `Nack`: whether the requester wants a nack if the target does not answer.
     pub nack: bool,
+    /// `SourceAddr`: the requester's IP, to answer to (`omitempty`).
     pub source_addr: Vec<u8>,
+    /// `SourcePort`: the requester's port.
     pub source_port: u16,
+    /// `SourceNode`: the requester's name.
     pub source_node: String,
 }
 
 /// `ackResp`: the answer to a ping; `payload` carries Serf's Vivaldi coordinate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ack {
+    /// `SeqNo` of the ping answered.
     pub seq_no: u32,
+    /// `Payload`: the ack payload the delegate set (empty = none).
     pub payload: Vec<u8>,
 }
 
 /// `nackResp`: an indirect prober could not reach the target in time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Nack {
+    /// `SeqNo` of the indirect ping request answered.
     pub seq_no: u32,
 }
 
 /// `errResp`: a stream peer tells us what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrResp {
+    /// `Error`: the peer's error text.
     pub error: String,
 }
 
 /// `suspect`: `from` suspects `node` at `incarnation`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Suspect {
+    /// `Incarnation` of `node` that is suspected.
     pub incarnation: u32,
+    /// `Node`: the name of the node suspected.
     pub node: String,
+    /// `From`: the name of the node that says so.
     pub from: String,
 }
 
 /// `alive`: `node` is alive at `incarnation`; also how a node announces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Alive {
+    /// `Incarnation`: higher refutes older suspect and dead messages.
     pub incarnation: u32,
+    /// `Node`: the node's name.
     pub node: String,
+    /// `Addr`: its IP (4 or 16 bytes).
     pub addr: Vec<u8>,
+    /// `Port`.
     pub port: u16,
+    /// `Meta`: its metadata (at most 512 bytes).
     pub meta: Vec<u8>,
-    /// pmin, pmax, pcur, dmin, dmax, dcur
+    /// `Vsn`: pmin, pmax, pcur, dmin, dmax, dcur.
     pub vsn: Vec<u8>,
 }
 
 /// `dead`: `from` declares `node` dead; `from == node` is a graceful leave.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Dead {
+    /// `Incarnation` of `node` that is declared dead.
     pub incarnation: u32,
+    /// `Node`: the name of the node declared dead.
     pub node: String,
+    /// `From`: the name of the node that says so.
     pub from: String,
 }
 
 /// `pushNodeState`: one member as carried in a push/pull exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushNodeState {
+    /// `Name`.
     pub name: String,
+    /// `Addr`: the IP (4 or 16 bytes).
     pub addr: Vec<u8>,
+    /// `Port`.
     pub port: u16,
+    /// `Meta`: the node's metadata.
     pub meta: Vec<u8>,
+    /// `Incarnation`.
     pub incarnation: u32,
+    /// `State`: alive, suspect, dead or left.
     pub state: NodeStateKind,
+    /// `Vsn`: pmin, pmax, pcur, dmin, dmax, dcur.
     pub vsn: Vec<u8>,
 }
 
@@ -178,12 +212,19 @@ pub struct PushNodeState {
 /// from a member table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushNodeRef<'a> {
+    /// `Name`.
     pub name: &'a str,
+    /// `Addr`: the IP (4 or 16 bytes).
     pub addr: &'a [u8],
+    /// `Port`.
     pub port: u16,
+    /// `Meta`: the node's metadata.
     pub meta: &'a [u8],
+    /// `Incarnation`.
     pub incarnation: u32,
+    /// `State`: alive, suspect, dead or left.
     pub state: NodeStateKind,
+    /// `Vsn`: pmin, pmax, pcur, dmin, dmax, dcur.
     pub vsn: &'a [u8],
 }
 
@@ -204,23 +245,34 @@ impl<'a> From<&'a PushNodeState> for PushNodeRef<'a> {
 /// A whole push/pull exchange: `pushPullHeader`, the node states, then the opaque user state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushPull {
+    /// `pushPullHeader.Join`: whether the sender is joining.
     pub join: bool,
+    /// Every member the sender knows (`pushPullHeader.Nodes` of them).
     pub nodes: Vec<PushNodeState>,
+    /// The delegate's `LocalState` (`pushPullHeader.UserStateLen` bytes; Serf's).
     pub user_state: Vec<u8>,
 }
 
 /// A message that travels in a UDP packet (after envelopes are removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// `pingMsg`.
     Ping(Ping),
+    /// `indirectPingMsg`.
     IndirectPing(IndirectPing),
+    /// `ackRespMsg`.
     Ack(Ack),
+    /// `nackRespMsg`.
     Nack(Nack),
+    /// `suspectMsg`.
     Suspect(Suspect),
+    /// `aliveMsg`.
     Alive(Alive),
+    /// `deadMsg`.
     Dead(Dead),
     /// An opaque message for the layer above, without its type byte.
     User(Vec<u8>),
+    /// `errMsg`.
     Err(ErrResp),
 }
 
@@ -231,9 +283,11 @@ pub enum StreamMessage {
     Ping(Ping),
     /// The reply to a TCP ping.
     Ack(Ack),
+    /// `pushPullMsg`: a state exchange (join or periodic).
     PushPull(PushPull),
     /// `userMsg` over a stream: `userMsgHeader` then the raw bytes.
     User(Vec<u8>),
+    /// `errMsg`: the peer refused the stream.
     Err(ErrResp),
 }
 
