@@ -8,16 +8,16 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod broadcast;
-pub mod compact;
+mod broadcast;
+mod compact;
 pub mod config;
-pub mod core;
-pub mod error;
+mod core;
+mod error;
 pub mod heap;
 pub mod json;
 pub mod keyring;
-pub mod protocol;
-pub mod suspicion;
+mod protocol;
+mod suspicion;
 pub mod table;
 pub mod wire;
 

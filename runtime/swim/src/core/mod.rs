@@ -41,9 +41,9 @@ mod stream;
 use self::nodes::{NodeEntry, Nodes};
 
 /// memberlist's lowest and highest protocol versions understood.
-pub const PROTOCOL_VERSION_MIN: u8 = 1;
+pub(crate) const PROTOCOL_VERSION_MIN: u8 = 1;
 /// See [`PROTOCOL_VERSION_MIN`].
-pub const PROTOCOL_VERSION_MAX: u8 = 5;
+pub(crate) const PROTOCOL_VERSION_MAX: u8 = 5;
 
 /// One member as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
