@@ -5,11 +5,15 @@
 //! ([`handlers`]), the backend of Serf's RPC server ([`rpc_backend`]; the protocol itself,
 //! client and server loop, is `hearsay-rpc`), and the joins of the peers mDNS discovery finds
 //! ([`run::Agent::start_discovery`]; the discovery itself is `hearsay_net::discover`).
+//! [`conventions`] is the one home of Serf's and Go's conventions (flag syntax, booleans, tags,
+//! durations, addresses and their default ports, Go-style JSON, the host name) for the agent,
+//! the `hearsay` binary and the test node binaries.
 //!
 //! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
 //! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
 
 pub mod config;
+pub mod conventions;
 pub mod conversions;
 pub mod error;
 pub mod filter;

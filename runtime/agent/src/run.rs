@@ -14,6 +14,7 @@
 //! that SIGHUP can change.
 
 use crate::config::{Config, LogLevel, Sources};
+use crate::conventions::{self, DEFAULT_BIND_PORT};
 use crate::error::{Error, Result};
 use crate::handlers::Handlers;
 use crate::logs::LogHub;
@@ -333,7 +334,7 @@ impl Agent {
     pub async fn join(&self, addrs: &[String]) -> Result<usize> {
         let mut resolved = Vec::with_capacity(addrs.len());
         for a in addrs {
-            resolved.push(hearsay_net::flags::resolve(a).await?);
+            resolved.push(conventions::resolve_async(a, DEFAULT_BIND_PORT).await?);
         }
         self.serf.join(&resolved, !self.config.replay_on_join).await
     }
@@ -403,6 +404,7 @@ impl Agent {
             cluster,
             self.serf.local_addr(),
             iface.as_ref(),
+            conventions::hostname().as_deref(),
         ) {
             Ok(d) => d,
             Err(e) => {

@@ -2,8 +2,9 @@
 //! [`Partial`], and reading `-config-file` / `-config-dir` paths in order, merged as Serf
 //! merges them. Every unknown key, wrong type and bad value names the file and the key.
 
-use super::value::{parse_go_duration, Value};
+use super::value::Value;
 use super::{ConfigError, Partial};
+use crate::conventions::parse_go_duration;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -19,8 +19,9 @@
 //! `handler_memory_total` (`-handler-memory-total`): the linear memory of all live instances
 //! together (default 1GiB).
 
-use super::value::{parse_go_duration, Value};
+use super::value::Value;
 use super::ConfigError;
+use crate::conventions::parse_go_duration;
 use crate::filter::EventFilter;
 use crate::handlers::HandlerConfig;
 use hearsay_host::DirGrant;

@@ -81,7 +81,7 @@ pub fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed,
 
 /// Parses a Go duration (`1.5s`, `300ms`, `1m30s`, `0`), as the agent's config does.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    hearsay_agent::config::value::parse_go_duration(s)
+    hearsay_agent::conventions::parse_go_duration(s)
 }
 
 /// Serf's `UnmarshalTags`: `key=value` pairs into a map.
