@@ -18,6 +18,7 @@ pub mod conversions;
 pub mod error;
 pub mod filter;
 pub mod handlers;
+pub mod keyring_file;
 pub mod logs;
 pub mod quic;
 pub mod reply;

@@ -127,7 +127,7 @@ pub fn keyring(config: &Config) -> Result<Option<Keyring>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Keyring(format!("cannot read keyring file {}: {e}", path.display()))
         })?;
-        let ring = Keyring::from_key_file(&text)
+        let ring = crate::keyring_file::decode(&text)
             .map_err(|e| Error::Keyring(format!("keyring file {}: {e}", path.display())))?;
         return Ok(Some(ring));
     }

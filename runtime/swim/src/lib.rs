@@ -12,7 +12,6 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod heap;
-pub mod json;
 pub mod keyring;
 pub mod protocol;
 pub mod suspicion;

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use hearsay_agent::conventions::{self, parse_tag, Flag, FlagError, Flags, DEFAULT_BIND_PORT};
+use hearsay_agent::keyring_file;
 use hearsay_net::{Keyring, Profile};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -77,7 +78,7 @@ impl NodeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("-keyring-file: cannot read {path}"))?;
-                Some(Keyring::from_key_file(&text).context("-keyring-file")?)
+                Some(keyring_file::decode(&text).context("-keyring-file")?)
             }
             None => None,
         };
