@@ -9,9 +9,8 @@ mod output;
 mod query;
 
 use anyhow::Context as _;
-use hearsay_rpc::{
-    KeyOp, QueryParams, QueryRecord, RecordStream, RpcClient, RpcMember, Value, DEFAULT_RPC_ADDR,
-};
+use hearsay_agent::conventions::{parse_go_duration, parse_tags, DEFAULT_RPC_ADDR};
+use hearsay_rpc::{KeyOp, QueryParams, QueryRecord, RecordStream, RpcClient, RpcMember, Value};
 use output::{columnize, json};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -288,7 +287,7 @@ async fn members(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         println!("Deprecation warning: 'Role' has been replaced with 'Tags'");
         tag_args.push(format!("role={role}"));
     }
-    let tags = flags::tags(&tag_args).map_err(|e| format!("Error: {e}"))?;
+    let tags = parse_tags(&tag_args).map_err(|e| format!("Error: {e}"))?;
     let detailed = p.bool("detailed", false)?;
     let members = client
         .members_filtered(
@@ -381,11 +380,11 @@ async fn query(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let no_ack = p.bool("no-ack", false)?;
     let params = QueryParams {
         filter_nodes: p.all("node").to_vec(),
-        filter_tags: flags::tags(p.all("tag")).map_err(|e| format!("Error: {e}"))?,
+        filter_tags: parse_tags(p.all("tag")).map_err(|e| format!("Error: {e}"))?,
         request_ack: !no_ack,
         relay_factor,
         timeout: match p.get("timeout") {
-            Some(t) => flags::duration(t)?,
+            Some(t) => parse_go_duration(t)?,
             None => std::time::Duration::ZERO,
         },
         name: p.args[0].clone(),
@@ -535,7 +534,7 @@ async fn monitor(client: &RpcClient, p: &flags::Parsed) -> Outcome {
 }
 
 async fn tags(client: &RpcClient, p: &flags::Parsed) -> Outcome {
-    let set = flags::tags(p.all("set")).map_err(|e| format!("Error: {e}"))?;
+    let set = parse_tags(p.all("set")).map_err(|e| format!("Error: {e}"))?;
     client
         .update_tags(&set, p.all("delete"))
         .await
