@@ -3,8 +3,12 @@
 //!
 //! Its modules form layers; each uses only those listed before it:
 //!
-//! 1. [`config`], [`filter`], [`logs`], [`tags_file`]: leaves. `config` owns every settings
-//!    type (the agent's [`config::Config`], [`config::HandlerConfig`], [`QuicSettings`]).
+//! 1. [`conventions`], [`config`], [`filter`], [`logs`], [`tags_file`]: leaves.
+//!    `conventions` is the one home of Serf's and Go's conventions (flag syntax, booleans,
+//!    tags, durations, addresses and their default ports, Go-style JSON, the host name) for
+//!    the agent, the `hearsay` binary and the test node binaries; `config` owns every
+//!    settings type (the agent's [`config::Config`], [`config::HandlerConfig`],
+//!    [`QuicSettings`]).
 //! 2. [`node`]: one Serf node with an async API ([`Node`]); knows nothing of QUIC. Large
 //!    responses reach it through a [`node::SideChannel`] the layer above attaches.
 //! 3. [`replies`]: answering queries ([`QueryReply`], UDP or QUIC, relayed) and the QUIC side
@@ -20,10 +24,12 @@
 //! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
 
 pub mod config;
+pub mod conventions;
 mod conversions;
 mod error;
 pub mod filter;
 pub mod handlers;
+pub mod keyring_file;
 pub mod logs;
 pub mod node;
 pub mod replies;

@@ -3,6 +3,7 @@
 //! module answers its [`Backend`] calls with a [`Node`], the agent's [`Handlers`], its
 //! [`LogHub`] and its tags file, and converts the agent's types to the protocol's records.
 
+use crate::conventions;
 use crate::conversions;
 use crate::filter::EventFilter;
 use crate::handlers::{HandlerListing, Handlers};
@@ -144,7 +145,7 @@ impl Backend for AgentBackend {
         let mut addrs = Vec::new();
         let mut errors = Vec::new();
         for a in existing {
-            match hearsay_net::flags::resolve(a).await {
+            match conventions::resolve_async(a, conventions::DEFAULT_BIND_PORT).await {
                 Ok(addr) => addrs.push(addr),
                 Err(e) => errors.push(format!("{a}: {e}")),
             }
@@ -376,18 +377,12 @@ impl Subscription<String> for LogFeed {
     }
 }
 
-/// Writes the tags as Serf's `-tags-file` holds them. The error is the client's text as is.
+/// Writes the tags as a `-tags-file` holds them: Go's `json.Marshal` of the map, and a
+/// newline. The error is the client's text as is.
 fn write_tags_file(path: &std::path::Path, tags: &BTreeMap<String, String>) -> Result<(), String> {
-    let mut text = String::from("{");
-    for (i, (k, v)) in tags.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        hearsay_swim::json::push_string(&mut text, k);
-        text.push(':');
-        hearsay_swim::json::push_string(&mut text, v);
-    }
-    text.push_str("}\n");
+    let mut text = crate::conventions::json::to_string(tags)
+        .map_err(|e| format!("Failed to encode tags: {e}"))?;
+    text.push('\n');
     std::fs::write(path, text)
         .map_err(|e| format!("Failed to write tags file {}: {e}", path.display()))
 }

@@ -14,6 +14,7 @@
 //! that SIGHUP can change.
 
 use crate::config::{Config, LogLevel, Sources};
+use crate::conventions::{self, DEFAULT_BIND_PORT};
 use crate::error::{Error, Result};
 use crate::handlers::Handlers;
 use crate::logs::LogHub;
@@ -123,7 +124,7 @@ pub fn keyring(config: &Config) -> Result<Option<Keyring>> {
             path: path.clone(),
             source,
         })?;
-        let ring = Keyring::from_key_file(&text).map_err(|source| Error::Keyring {
+        let ring = crate::keyring_file::decode(&text).map_err(|source| Error::Keyring {
             what: format!("keyring file {}", path.display()),
             source,
         })?;
@@ -334,7 +335,7 @@ impl Agent {
     pub async fn join(&self, addrs: &[String]) -> Result<usize> {
         let mut resolved = Vec::with_capacity(addrs.len());
         for a in addrs {
-            resolved.push(hearsay_net::flags::resolve(a).await?);
+            resolved.push(conventions::resolve_async(a, DEFAULT_BIND_PORT).await?);
         }
         Ok(self
             .node
@@ -407,6 +408,7 @@ impl Agent {
             cluster,
             self.node.local_addr(),
             iface.as_ref(),
+            conventions::hostname().as_deref(),
         ) {
             Ok(d) => d,
             Err(e) => {

@@ -1,6 +1,6 @@
 //! Serf's tags file (`-tags-file`): a JSON object of string to string, e.g. `{"role":"web"}`,
-//! as Serf's agent writes it, parsed with `hearsay_swim::json` (no JSON crate);
-//! `null` is no tags, as Go's decoder allows, and a `null` value is an empty string.
+//! as Serf's agent writes it, read as Go's decoder reads it ([`crate::conventions::json`]):
+//! `null` is no tags, a `null` value is an empty string, and a later duplicate key wins.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -18,7 +18,13 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, String>> {
 
 /// Parses a tags file's text. Later duplicates of a key win, as with Go's decoder.
 pub fn parse(text: &str) -> std::result::Result<BTreeMap<String, String>, String> {
-    hearsay_swim::json::parse_string_object(text)
+    let tags: Option<BTreeMap<String, Option<String>>> =
+        crate::conventions::json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! writes BENCHMARKS.md.
 //!
 //! ```text
-//! cargo build --release -p hearsay-agent -p hearsay
+//! cargo build --release -p hearsay-test-nodes -p hearsay
 //! cargo run --release -p hearsay-bench -- --out BENCHMARKS.md        # the full run
 //! cargo run --release -p hearsay-bench -- --quick --out /tmp/b.md    # < 2 min smoke run
 //! ```
@@ -335,7 +335,7 @@ fn find_tools(args: &Args) -> Result<Tools> {
     };
     if !node.is_file() {
         bail!(
-            "{} not found: build it with `cargo build --release -p hearsay-agent --bin hearsay-serf-node` or pass --node-bin",
+            "{} not found: build it with `cargo build --release -p hearsay-test-nodes --bin hearsay-serf-node` or pass --node-bin",
             node.display()
         );
     }

@@ -152,7 +152,7 @@ fn node_bin(bench: &Path) -> PathBuf {
     cmd.args([
         "build",
         "-p",
-        "hearsay-agent",
+        "hearsay-test-nodes",
         "--bin",
         "hearsay-serf-node",
         // `--bin` filters every selected package, so the CLI's binary is named too.

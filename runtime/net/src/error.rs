@@ -57,43 +57,6 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
-    /// A command-line argument did not start with `-` or `--`.
-    #[error("unexpected argument {0:?} (flags start with - or --)")]
-    NotAFlag(String),
-    /// A flag that takes a value was last on the command line.
-    #[error("flag -{0} needs a value")]
-    FlagNeedsValue(String),
-    /// A flag's value did not parse.
-    #[error("-{flag}={value:?}: expected {expected}")]
-    BadFlagValue {
-        /// The flag's name, without dashes.
-        flag: String,
-        /// The value given.
-        value: String,
-        /// What the flag takes.
-        expected: &'static str,
-    },
-    /// A file named on the command line could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: String,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A host name could not be looked up.
-    #[error("cannot resolve {addr:?}: {source}")]
-    Resolve {
-        /// The address as given (`host:port`).
-        addr: String,
-        /// The resolver's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A host name resolved to no address.
-    #[error("{0:?} resolved to no address")]
-    ResolvedToNothing(String),
     /// The driver task has stopped (after `shutdown`, or because it ended).
     #[error("the node's driver task has stopped")]
     Stopped,

@@ -4,18 +4,16 @@
 //!
 //! What it is: transports ([`UdpTcpTransport`], [`MemTransport`]), the driver task that owns
 //! the core with its generic [`NodeHandle`], and the [`Memberlist`] handle for the membership
-//! core alone; [`discover`], Serf's mDNS discovery (multicast sockets, the records on
-//! `simple-dns`, the peers handed to the caller to join); and [`flags`], the Go-style flag
-//! helpers its node binaries share. What it is
-//! not: no protocol logic lives here; the core decides every message, this crate only moves
-//! bytes and time.
+//! core alone; and [`discover`], Serf's mDNS discovery (multicast sockets, the records on
+//! `simple-dns`, the peers handed to the caller to join). What it is not: no protocol logic
+//! lives here; the core decides every message, this crate only moves bytes and time. Nor
+//! command lines: Serf's flag and address conventions are `hearsay_agent::conventions`.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod discover;
 mod driver;
 mod error;
-pub mod flags;
 mod memberlist;
 pub mod quic;
 pub mod transport;

@@ -11,7 +11,8 @@
 //!   for speaking the protocol by hand; [`errors`]: Serf's error strings.
 //!
 //! What it is not: no gossip logic and no agent (the backend answers members, joins, key
-//! queries and the like); no flag parsing or printing (that is the `hearsay` CLI). It builds
+//! queries and the like); no flag parsing or printing (that is the `hearsay` CLI) and no
+//! defaults such as Serf's RPC address (`hearsay_agent::conventions`). It builds
 //! without the handler host and the QUIC transport, so the CLI's client verbs and these tests
 //! do not compile them.
 
@@ -39,9 +40,6 @@ pub use server::{RpcServer, ServerOptions};
 /// The IPC protocol version this implementation speaks (Serf's `MinIPCVersion` and
 /// `MaxIPCVersion` are both 1).
 pub const IPC_VERSION: i64 = 1;
-
-/// Serf's default RPC address.
-pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 
 /// Serf's error strings, sent in the response header's `Error`.
 pub mod errors {

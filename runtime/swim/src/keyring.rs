@@ -1,6 +1,7 @@
 //! memberlist's keyring: AES-GCM keys (16/24/32 bytes), one primary that encrypts and any
 //! number of secondaries that are tried when decrypting, plus the encrypted frame format and
-//! Serf's keyring file (a JSON array of base64 keys, primary first).
+//! the keys' base64 form (Serf's `-encrypt` value and keyring file entries; the keyring file's
+//! JSON is the agent's, `hearsay_agent::keyring_file`).
 //!
 //! Frame: `[vsn u8][12-byte nonce][ciphertext][16-byte GCM tag]`. Version 0 pads the plaintext
 //! PKCS7-style to 16 bytes before sealing (memberlist protocol 1); version 1 does not pad. The
@@ -317,17 +318,6 @@ impl Keyring {
     pub fn to_base64_keys(&self) -> Vec<String> {
         self.keys.iter().map(|k| encode_base64_key(k)).collect()
     }
-
-    /// Reads Serf's keyring file: a JSON array of base64 keys, the first being the primary.
-    pub fn from_key_file(text: &str) -> Result<Self> {
-        Self::from_base64_keys(&parse_key_file(text)?)
-    }
-
-    /// Writes Serf's keyring file exactly as Serf does (Go's `json.MarshalIndent` with a
-    /// two-space indent, no trailing newline).
-    pub fn to_key_file(&self) -> String {
-        format_key_file(&self.to_base64_keys())
-    }
 }
 
 /// Go's `base64.StdEncoding`: standard alphabet, padding required, non-zero trailing bits
@@ -351,27 +341,6 @@ pub fn decode_base64_key(text: &str) -> Result<Vec<u8>> {
 /// Encodes a key in standard padded base64, as Serf writes it.
 pub fn encode_base64_key(key: &[u8]) -> String {
     GO_STD_BASE64.encode(key)
-}
-
-/// Formats strings as Go's `json.MarshalIndent(v, "", "  ")` does for a `[]string`.
-pub fn format_key_file(keys: &[String]) -> String {
-    if keys.is_empty() {
-        return "[]".into();
-    }
-    let mut out = String::from("[\n");
-    for (i, key) in keys.iter().enumerate() {
-        out.push_str("  ");
-        crate::json::push_string(&mut out, key);
-        out.push_str(if i + 1 < keys.len() { ",\n" } else { "\n" });
-    }
-    out.push(']');
-    out
-}
-
-/// Parses a JSON array of strings (Serf's keyring file). `null`, as Go's decoder allows, is
-/// an empty list, and a `null` element is an empty string.
-pub fn parse_key_file(text: &str) -> Result<Vec<String>> {
-    crate::json::parse_string_array(text).map_err(Error::KeyFile)
 }
 
 #[cfg(test)]
@@ -731,64 +700,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn keyring_key_file_matches_serf() {
-        let kr = Keyring::new(vec![7; 16], vec![vec![0; 32]]).unwrap();
-        let text = kr.to_key_file();
-        assert_eq!(
-            text,
-            "[\n  \"BwcHBwcHBwcHBwcHBwcHBw==\",\n  \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n]"
-        );
-        assert_eq!(Keyring::from_key_file(&text).unwrap(), kr);
-        assert_eq!(format_key_file(&[]), "[]");
-        assert_eq!(
-            format_key_file(&["a<b>&\"\\\n\u{1}".into()]),
-            "[\n  \"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001\"\n]"
-        );
-    }
-
-    #[test]
-    fn keyring_key_file_parser() {
-        assert_eq!(parse_key_file(" [ ] ").unwrap(), Vec::<String>::new());
-        assert_eq!(parse_key_file("null").unwrap(), Vec::<String>::new());
-        assert_eq!(
-            parse_key_file("[\"a\",\t\"b\\/c\" ,\r\n\"\\u00e9\\ud83d\\ude00\\ud800x\", null]")
-                .unwrap(),
-            ["a", "b/c", "é😀\u{FFFD}x", ""]
-        );
-        for bad in [
-            "",
-            "[",
-            "[\"a\"",
-            "[\"a\",]",
-            "[1]",
-            "{}",
-            "[\"a\"] x",
-            "[\"a\nb\"]",
-            "[\"\\x\"]",
-            "[\"\\u12\"]",
-            "[\"abc",
-            "[\"\\",
-        ] {
-            assert!(
-                matches!(parse_key_file(bad), Err(Error::KeyFile(_))),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            Keyring::from_key_file("[]"),
-            Err(Error::KeyFile(_))
-        ));
-        assert!(matches!(
-            Keyring::from_key_file("null"),
-            Err(Error::KeyFile(_))
-        ));
-        assert_eq!(
-            Keyring::from_key_file("[\"BwcHBwcHBwcHBwcHBwcHBw==\", null]"),
-            Err(Error::BadKeyLength(0))
-        );
-    }
-
     fn any_key() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 16),
@@ -825,24 +736,6 @@ mod tests {
             aad in proptest::collection::vec(any::<u8>(), 0..8),
         ) {
             let _ = ring(16).decrypt(&frame, &aad);
-        }
-
-        #[test]
-        fn keyring_prop_key_file_round_trip(keys in proptest::collection::vec(any_key(), 1..4)) {
-            let kr = Keyring::new(keys[0].clone(), keys[1..].to_vec()).unwrap();
-            prop_assert_eq!(Keyring::from_key_file(&kr.to_key_file()).unwrap(), kr);
-        }
-
-        #[test]
-        fn keyring_prop_key_file_strings_round_trip(
-            strings in proptest::collection::vec(any::<String>(), 0..4),
-        ) {
-            prop_assert_eq!(parse_key_file(&format_key_file(&strings)).unwrap(), strings);
-        }
-
-        #[test]
-        fn keyring_prop_key_file_parser_never_panics(text in any::<String>()) {
-            let _ = parse_key_file(&text);
         }
     }
 }

@@ -14,7 +14,6 @@ pub mod config;
 mod core;
 mod error;
 pub mod heap;
-pub mod json;
 pub mod keyring;
 mod protocol;
 mod suspicion;

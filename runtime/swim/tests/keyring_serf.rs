@@ -1,6 +1,8 @@
-//! Interop of the keyring with the real `serf` agent (memberlist v0.2.2): it reads our keyring
-//! file, opens our packets and streams, and we open its replies and its rewritten keyring file.
-//! Needs `serf` on the PATH (`scripts/setup.sh` installs it from Debian's packages).
+//! Interop of the keyring with the real `serf` agent (memberlist v0.2.2): it reads our keys
+//! (in the keyring file format), opens our packets and streams, and we open its replies; its
+//! rewritten keyring file holds the keys in our base64 form, in the layout
+//! `hearsay_agent::keyring_file` writes. Needs `serf` on the PATH (`scripts/setup.sh` installs
+//! it from Debian's packages).
 
 use hearsay_swim::keyring::{encode_base64_key, encrypted_length};
 use hearsay_swim::Keyring;
@@ -25,11 +27,22 @@ fn keys(agent: &Serf, args: &[&str]) {
     assert!(out.status.success(), "serf keys {args:?}: {out:?}");
 }
 
+/// Serf's keyring file for `keys` (base64, which needs no JSON escaping), as Serf writes it:
+/// Go's `json.MarshalIndent(keys, "", "  ")`.
+fn key_file(keys: &[String]) -> String {
+    let lines: Vec<String> = keys.iter().map(|k| format!("  \"{k}\"")).collect();
+    format!("[\n{}\n]", lines.join(",\n"))
+}
+
 /// A serf agent reading `keyring` from its keyring file.
 fn start_agent(keyring: &Keyring) -> Serf {
     let dir = std::env::temp_dir().join(format!("hearsay-keyring-serf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("keyring.json"), keyring.to_key_file()).unwrap();
+    std::fs::write(
+        dir.join("keyring.json"),
+        key_file(&keyring.to_base64_keys()),
+    )
+    .unwrap();
     let keyring_file = format!("-keyring-file={}", dir.join("keyring.json").display());
     Serf::launch(dir, "keyring-interop", &[keyring_file], WAIT)
 }
@@ -112,9 +125,10 @@ fn keyring_interop_with_serf() {
         &[&format!("-remove={}", encode_base64_key(&[0x44; 16]))],
     );
     let text = std::fs::read_to_string(agent.dir.join("keyring.json")).unwrap();
-    let theirs = Keyring::from_key_file(&text).unwrap();
+    let keys = [k3.clone(), k1.clone(), k2.clone()].map(|k| encode_base64_key(&k));
+    assert_eq!(text, key_file(&keys));
+    let theirs = Keyring::from_base64_keys(&keys).unwrap();
     assert_eq!(theirs.keys(), [k3.clone(), k1.clone(), k2.clone()]);
-    assert_eq!(theirs.to_key_file(), text);
 
     let mut mirror = ours.clone();
     mirror.add_key(&k3).unwrap();

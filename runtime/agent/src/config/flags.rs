@@ -1,11 +1,11 @@
 //! `hearsay agent`'s command line: Serf's agent flags (Go style, `-node=x`, `-node x`,
-//! `--node=x`), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
+//! `--node=x`; see [`crate::conventions::flags`]), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
 //! `-skip-leave-on-interrupt`, turned into [`Sources`].
 
 use super::duration::parse_go_duration;
 use super::file::{WHY_EVENT_HANDLERS, WHY_SYSLOG};
 use super::{ConfigError, Sources};
-use hearsay_net::flags::{Flag, Flags};
+use crate::conventions::{parse_go_duration, parse_tag, Flag, Flags};
 use std::collections::BTreeMap;
 
 /// Flags that stand alone (a value only as `-flag=false`).
@@ -62,13 +62,12 @@ fn duration(flag: &Flag) -> Result<std::time::Duration, ConfigError> {
 
 /// A `-tag` value: `key=value` with a non-empty key, as Serf's `UnmarshalTags`.
 fn tag(flag: &Flag) -> Result<(String, String), ConfigError> {
-    match flag.value.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(bad(
+    parse_tag(&flag.value).map_err(|_| {
+        bad(
             flag,
             format!("invalid tag {:?}; expected key=value", flag.value),
-        )),
-    }
+        )
+    })
 }
 
 /// Parses `hearsay agent`'s arguments (without the verb).
@@ -76,7 +75,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
     let mut s = Sources::default();
     let p = &mut s.flags;
     let mut tags = BTreeMap::new();
-    for flag in Flags::new(args, BOOL_FLAGS) {
+    let mut flags = Flags::new(args, BOOL_FLAGS);
+    for flag in &mut flags {
         let flag = flag?;
         let v = || Some(flag.value.clone());
         match flag.name.as_str() {
@@ -138,6 +138,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
             other => return Err(ConfigError::UnknownFlag(other.to_owned())),
         }
     }
+    flags.finish()?;
     if !tags.is_empty() {
         p.tags = Some(tags);
     }
@@ -220,6 +221,13 @@ mod tests {
         assert!(e(&["-event-handler=x.sh"]).contains("shell-script"));
         assert!(e(&["-discover"]).contains("-discover needs a value"));
         assert!(e(&["stray"]).contains("stray"));
+        assert!(e(&["-node=a", "stray", "-bind=x"]).contains("stray"));
+        assert!(e(&["-dev", "--", "x"]).contains("\"x\""));
+        assert!(e(&["-replay=yes"]).contains("-replay"));
+        assert!(
+            run(&["-tag", "-x=1"]).is_ok(),
+            "a value may begin with a dash"
+        );
         assert!(run(&["-syslog=false"]).is_ok());
     }
 }

@@ -18,10 +18,13 @@ pub use handler::{
 };
 pub use quic::{default_bind as default_quic_bind, QuicSettings};
 
+use crate::conventions::{
+    self, AddrError, FlagError, DEFAULT_BIND_PORT, DEFAULT_RPC_ADDR, DEFAULT_RPC_PORT,
+};
 use hearsay_serf::serf::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use hearsay_swim::Profile;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
@@ -29,10 +32,6 @@ use thiserror::Error;
 /// The default of `handler_memory_total`: room for four handlers at the largest per-handler
 /// memory limit the host allows (256 MiB), or sixteen at the default 64 MiB.
 pub const DEFAULT_HANDLER_MEMORY_TOTAL: u64 = 1 << 30;
-/// Serf's gossip port (memberlist's default).
-pub const DEFAULT_BIND_PORT: u16 = 7946;
-/// Serf's default RPC address.
-pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 /// Serf clamps the retry interval and broadcast timeout to at least this.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -88,7 +87,10 @@ pub enum ConfigError {
     },
     /// A command-line flag is malformed (no value, not a flag, bad value).
     #[error(transparent)]
-    Flag(#[from] hearsay_net::Error),
+    Flag(#[from] FlagError),
+    /// A configured address (a `-join` address) does not resolve.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
     /// A flag `hearsay agent` does not have.
     #[error("flag provided but not defined: -{0} (see `hearsay agent -help`)")]
     UnknownFlag(String),
@@ -382,39 +384,18 @@ fn resolve_quic(p: &Partial, bind: SocketAddr) -> Result<Option<QuicSettings>, C
     Ok(Some(s))
 }
 
-/// `host[:port]` to one address (port defaulting to `default_port`), as Serf's `AddrParts`.
-pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+/// `host[:port]` to one address, the port defaulting to `default_port`
+/// ([`conventions::resolve`]); the error as a setting's message.
+fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    conventions::resolve(s, default_port).map_err(|e| e.to_string())
+}
+
+/// A join address that does not resolve is a configuration error (the `-join` /
+/// `-retry-join` address is named in it).
+impl From<AddrError> for crate::Error {
+    fn from(e: AddrError) -> Self {
+        Self::Config(ConfigError::Addr(e))
     }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    if let Some((_, port)) = s.rsplit_once(':') {
-        if !port.is_empty()
-            && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u16>().is_err()
-        {
-            return Err(format!("invalid port {port:?} in {s:?}"));
-        }
-    }
-    let has_port = s
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let with_port = if has_port {
-        s.to_owned()
-    } else {
-        format!("{s}:{default_port}")
-    };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{s:?} resolved to no address"))
 }
 
 impl Config {
@@ -424,7 +405,7 @@ impl Config {
         let mut warnings = Vec::new();
         let node_name = match p.node_name.filter(|n| !n.is_empty()) {
             Some(n) => n,
-            None => hearsay_net::flags::default_name(),
+            None => conventions::default_node_name(),
         };
         let mut tags = p.tags.unwrap_or_default();
         if let Some(role) = p.role.filter(|r| !r.is_empty()) {
@@ -454,8 +435,8 @@ impl Config {
             .map(|a| parse_addr(&a, bind.port()).map_err(|e| invalid("advertise", "advertise", e)))
             .transpose()?;
         let rpc_text = p.rpc_addr.unwrap_or_else(|| DEFAULT_RPC_ADDR.into());
-        let rpc_addr =
-            parse_addr(&rpc_text, 7373).map_err(|e| invalid("rpc_addr", "rpc-addr", e))?;
+        let rpc_addr = parse_addr(&rpc_text, DEFAULT_RPC_PORT)
+            .map_err(|e| invalid("rpc_addr", "rpc-addr", e))?;
         let profile = match p.profile.as_deref().unwrap_or("lan") {
             "lan" => Profile::Lan,
             "wan" => Profile::Wan,

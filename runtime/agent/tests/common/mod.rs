@@ -1,18 +1,13 @@
-//! What the agent's interop tests share beyond `hearsay-testkit`: the keys they encrypt with
-//! and the `hearsay-serf-node` binary they run.
+//! What the agent's tests share beyond `hearsay-testkit`: the keys they encrypt with, captured
+//! logs, and waits for QUIC members. (The interop tests that run the `hearsay-serf-node` binary
+//! live with it, in `runtime/testkit/nodes`.)
 #![allow(dead_code, unused_imports)]
 
-pub use hearsay_testkit::process::NodeProcess;
 pub use hearsay_testkit::serf::{require_serf, Serf};
 pub use hearsay_testkit::WAIT;
 
 pub const KEY: &str = "kZyFABeAmc64UMTrm9XuKA==";
 pub const OTHER_KEY: &str = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=";
-
-/// Starts `hearsay-serf-node` with `args`.
-pub fn spawn_node(args: &[String]) -> NodeProcess {
-    NodeProcess::start(env!("CARGO_BIN_EXE_hearsay-serf-node"), args)
-}
 
 /// What this test process logs through `tracing`, captured by a global subscriber installed on
 /// the first call (one per process, so the first caller's `filter` — an `EnvFilter` directive

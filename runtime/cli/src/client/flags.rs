@@ -1,10 +1,10 @@
-//! Go `flag`-package parsing for the client verbs: `-name=value`, `-name value`, `--name=value`
-//! and `--name value`; boolean flags stand alone or take `=true`/`=false`; repeatable flags
-//! accumulate; parsing stops at the first argument that is not a flag (or after `--`), and
-//! the rest are the verb's arguments.
+//! The client verbs' command lines, parsed with Go's flag syntax
+//! ([`hearsay_agent::conventions::flags`]): each verb defines its boolean and value flags,
+//! repeatable flags accumulate, and the arguments after the flags are the verb's operands.
+//! Errors use the words of Go's flag package, as `serf` prints them.
 
+use hearsay_agent::conventions::{parse_bool, FlagError, Flags};
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// Parsed flags and the remaining arguments.
 #[derive(Debug, Default)]
@@ -24,13 +24,14 @@ impl Parsed {
         self.values.get(name).map_or(&[], Vec::as_slice)
     }
 
-    /// A boolean flag's value (`default` when absent).
+    /// A boolean flag's value (`default` when absent), spelled as Go's `strconv.ParseBool`
+    /// accepts.
     pub fn bool(&self, name: &str, default: bool) -> Result<bool, String> {
         match self.get(name) {
             None => Ok(default),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-            Some(v) => Err(format!("invalid boolean value {v:?} for -{name}")),
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))
+            }
         }
     }
 }
@@ -39,60 +40,16 @@ impl Parsed {
 /// naming the flag, as Go's `flag provided but not defined: -x`.
 pub fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed, String> {
     let mut p = Parsed::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            i += 1;
-            break;
-        }
-        let Some(flag) = arg
-            .strip_prefix("--")
-            .or_else(|| arg.strip_prefix('-'))
-            .filter(|f| !f.is_empty() && !f.starts_with('-'))
-        else {
-            break;
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (flag, None),
-        };
-        let value = if bools.contains(&name) {
-            inline.unwrap_or_else(|| "true".to_owned())
-        } else if values.contains(&name) {
-            match inline {
-                Some(v) => v,
-                None => {
-                    i += 1;
-                    args.get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("flag needs an argument: -{name}"))?
-                }
-            }
-        } else {
-            return Err(format!("flag provided but not defined: -{name}"));
-        };
-        p.values.entry(name.to_owned()).or_default().push(value);
-        i += 1;
+    let mut flags = Flags::defined(args.iter().cloned(), bools, values);
+    for flag in &mut flags {
+        let flag = flag.map_err(|e| match e {
+            FlagError::NeedsValue(name) => format!("flag needs an argument: -{name}"),
+            other => other.to_string(),
+        })?;
+        p.values.entry(flag.name).or_default().push(flag.value);
     }
-    p.args = args[i.min(args.len())..].to_vec();
+    p.args = flags.into_rest();
     Ok(p)
-}
-
-/// Parses a Go duration (`1.5s`, `300ms`, `1m30s`, `0`), as the agent's config does.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    hearsay_agent::config::duration::parse_go_duration(s)
-}
-
-/// Serf's `UnmarshalTags`: `key=value` pairs into a map.
-pub fn tags(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
-    pairs
-        .iter()
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(format!("Invalid tag: '{t}'")),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -124,22 +81,35 @@ mod tests {
         assert_eq!(p.get("format"), Some("json"));
         assert!(p.bool("detailed", false).unwrap());
         assert_eq!(p.args, ["x", "-y"]);
-        assert!(parse(&v(&["-nope"]), &[], &[])
-            .unwrap_err()
-            .contains("-nope"));
-        assert!(parse(&v(&["-tag"]), &[], &["tag"]).is_err());
+        assert_eq!(
+            parse(&v(&["-nope"]), &[], &[]).unwrap_err(),
+            "flag provided but not defined: -nope"
+        );
+        assert_eq!(
+            parse(&v(&["-tag"]), &[], &["tag"]).unwrap_err(),
+            "flag needs an argument: -tag"
+        );
         let p = parse(&v(&["-coalesce=false", "--", "-name"]), &["coalesce"], &[]).unwrap();
         assert!(!p.bool("coalesce", true).unwrap());
         assert_eq!(p.args, ["-name"]);
     }
 
     #[test]
-    fn durations_and_tags() {
-        assert_eq!(duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(duration("5").is_err());
-        assert!(duration("").is_err());
-        assert_eq!(tags(&v(&["a=b=c"])).unwrap()["a"], "b=c");
-        assert_eq!(tags(&v(&["=x"])).unwrap_err(), "Invalid tag: '=x'");
+    fn payloads_and_booleans() {
+        // A payload that begins with a dash is an operand after the name.
+        let p = parse(&v(&["-coalesce=f", "deploy", "-v1"]), &["coalesce"], &[]).unwrap();
+        assert!(!p.bool("coalesce", true).unwrap());
+        assert_eq!(p.args, ["deploy", "-v1"]);
+        // ... and a flag's separate value may begin with one.
+        let p = parse(&v(&["-tag", "-x=1"]), &[], &["tag"]).unwrap();
+        assert_eq!(p.all("tag"), ["-x=1"]);
+        let p = parse(&v(&["-detailed=yes"]), &["detailed"], &[]).unwrap();
+        assert_eq!(
+            p.bool("detailed", false).unwrap_err(),
+            "invalid boolean value \"yes\" for -detailed"
+        );
+        let p = parse(&v(&["-detailed=TRUE"]), &["detailed"], &[]).unwrap();
+        assert!(p.bool("detailed", false).unwrap());
+        assert!(parse(&v(&[]), &[], &[]).unwrap().bool("x", true).unwrap());
     }
 }

@@ -2,8 +2,9 @@
 //! latencies, through the hearsay-only `handlers` RPC command (a Serf agent does not have it).
 
 use super::flags;
-use super::output::{columnize, Json};
+use super::output::{columnize, json};
 use hearsay_rpc::{RpcClient, RpcHandler};
+use serde::Serialize;
 use std::time::Duration;
 
 /// Runs the verb: a table (or `-format=json`) of every loaded handler.
@@ -20,7 +21,7 @@ pub async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), String> {
         }
     })?;
     if format == "json" {
-        println!("{}", json(&handlers).pretty());
+        println!("{}", json(&listing(&handlers))?);
     } else if handlers.is_empty() {
         println!("No handlers loaded.");
     } else {
@@ -66,34 +67,50 @@ fn table(handlers: &[RpcHandler]) -> String {
     columnize(&lines)
 }
 
-fn json(handlers: &[RpcHandler]) -> Json {
-    let num = |n: u64| Json::Num(n.to_string());
-    let micros = |d: Option<Duration>| d.map_or(Json::Null, |d| num(d.as_micros() as u64));
-    Json::Arr(
-        handlers
-            .iter()
-            .map(|h| {
-                Json::Obj(vec![
-                    ("drops".into(), num(h.drops)),
-                    ("errors".into(), num(h.errors)),
-                    ("filter".into(), Json::Str(h.filter.clone())),
-                    ("invocations".into(), num(h.invocations)),
-                    ("module".into(), Json::Str(h.module.clone())),
-                    ("name".into(), Json::Str(h.name.clone())),
-                    ("log_suppressed".into(), num(h.log_suppressed)),
-                    ("ok".into(), num(h.ok)),
-                    ("oldest_running_us".into(), micros(h.oldest_running)),
-                    ("p50_us".into(), micros(h.p50)),
-                    ("p99_us".into(), micros(h.p99)),
-                    ("queued".into(), num(h.queued)),
-                    ("running".into(), num(h.running)),
-                    ("sha256".into(), Json::Str(h.sha256.clone())),
-                    ("timeouts".into(), num(h.timeouts)),
-                    ("traps".into(), num(h.traps)),
-                ])
-            })
-            .collect(),
-    )
+/// One handler in `-format=json` (latencies in microseconds, `null` before the first event).
+#[derive(Serialize)]
+struct HandlerJson<'a> {
+    drops: u64,
+    errors: u64,
+    filter: &'a str,
+    invocations: u64,
+    module: &'a str,
+    name: &'a str,
+    log_suppressed: u64,
+    ok: u64,
+    oldest_running_us: Option<u64>,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    queued: u64,
+    running: u64,
+    sha256: &'a str,
+    timeouts: u64,
+    traps: u64,
+}
+
+fn listing(handlers: &[RpcHandler]) -> Vec<HandlerJson<'_>> {
+    let micros = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
+    handlers
+        .iter()
+        .map(|h| HandlerJson {
+            drops: h.drops,
+            errors: h.errors,
+            filter: &h.filter,
+            invocations: h.invocations,
+            module: &h.module,
+            name: &h.name,
+            log_suppressed: h.log_suppressed,
+            ok: h.ok,
+            oldest_running_us: micros(h.oldest_running),
+            p50_us: micros(h.p50),
+            p99_us: micros(h.p99),
+            queued: h.queued,
+            running: h.running,
+            sha256: &h.sha256,
+            timeouts: h.timeouts,
+            traps: h.traps,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -152,7 +169,7 @@ mod tests {
 
     #[test]
     fn json_lists_every_field() {
-        let j = json(&[sample()]).pretty();
+        let j = json(&listing(&[sample()])).unwrap();
         for k in [
             "\"invocations\": 12",
             "\"p50_us\": 420",

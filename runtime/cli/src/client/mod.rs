@@ -9,10 +9,11 @@ mod output;
 mod query;
 
 use anyhow::Context as _;
-use hearsay_rpc::{
-    KeyOp, QueryParams, QueryRecord, RecordStream, RpcClient, RpcMember, Value, DEFAULT_RPC_ADDR,
-};
-use output::{columnize, Json};
+use hearsay_agent::conventions::{parse_go_duration, parse_tags, DEFAULT_RPC_ADDR};
+use hearsay_rpc::{KeyOp, QueryParams, QueryRecord, RecordStream, RpcClient, RpcMember, Value};
+use output::{columnize, json};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// One verb: its usage text, boolean flags and value flags (besides `-rpc-addr`/`-rpc-auth`).
@@ -260,6 +261,25 @@ fn format_of(p: &flags::Parsed) -> Result<&str, String> {
     }
 }
 
+/// `serf members -format=json`: `{"members": [...]}` (`null` when there are none, as Go
+/// writes a nil slice).
+#[derive(Serialize)]
+struct MembersJson<'a> {
+    members: Option<Vec<MemberJson<'a>>>,
+}
+
+/// One member as `serf members -format=json` prints it (Serf's `Member` struct, in its field
+/// order; `protocol` is a map, so its keys are sorted).
+#[derive(Serialize)]
+struct MemberJson<'a> {
+    name: &'a str,
+    addr: String,
+    port: u16,
+    tags: &'a BTreeMap<String, String>,
+    status: &'a str,
+    protocol: BTreeMap<&'static str, u8>,
+}
+
 async fn members(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let format = format_of(p)?;
     let mut tag_args = p.all("tag").to_vec();
@@ -267,7 +287,7 @@ async fn members(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         println!("Deprecation warning: 'Role' has been replaced with 'Tags'");
         tag_args.push(format!("role={role}"));
     }
-    let tags = flags::tags(&tag_args).map_err(|e| format!("Error: {e}"))?;
+    let tags = parse_tags(&tag_args).map_err(|e| format!("Error: {e}"))?;
     let detailed = p.bool("detailed", false)?;
     let members = client
         .members_filtered(
@@ -282,35 +302,25 @@ async fn members(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         None => format!(":{}", m.port),
     };
     if format == "json" {
-        let list = members
+        let list: Vec<MemberJson<'_>> = members
             .iter()
-            .map(|m| {
-                Json::Obj(vec![
-                    ("name".into(), Json::Str(m.name.clone())),
-                    ("addr".into(), Json::Str(addr_of(m))),
-                    ("port".into(), Json::Num(m.port.to_string())),
-                    ("tags".into(), Json::string_map(&m.tags)),
-                    ("status".into(), Json::Str(m.status.clone())),
-                    (
-                        "protocol".into(),
-                        Json::Obj(vec![
-                            ("max".into(), Json::Num(m.vsn[4].to_string())),
-                            ("min".into(), Json::Num(m.vsn[3].to_string())),
-                            ("version".into(), Json::Num(m.vsn[5].to_string())),
-                        ]),
-                    ),
-                ])
+            .map(|m| MemberJson {
+                name: &m.name,
+                addr: addr_of(m),
+                port: m.port,
+                tags: &m.tags,
+                status: &m.status,
+                protocol: BTreeMap::from([
+                    ("max", m.vsn[4]),
+                    ("min", m.vsn[3]),
+                    ("version", m.vsn[5]),
+                ]),
             })
-            .collect::<Vec<_>>();
-        let members_json = if list.is_empty() {
-            Json::Null
-        } else {
-            Json::Arr(list)
+            .collect();
+        let out = MembersJson {
+            members: (!list.is_empty()).then_some(list),
         };
-        println!(
-            "{}",
-            Json::Obj(vec![("members".into(), members_json)]).pretty()
-        );
+        println!("{}", json(&out)?);
         return Ok(());
     }
     let lines: Vec<String> = members
@@ -370,11 +380,11 @@ async fn query(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let no_ack = p.bool("no-ack", false)?;
     let params = QueryParams {
         filter_nodes: p.all("node").to_vec(),
-        filter_tags: flags::tags(p.all("tag")).map_err(|e| format!("Error: {e}"))?,
+        filter_tags: parse_tags(p.all("tag")).map_err(|e| format!("Error: {e}"))?,
         request_ack: !no_ack,
         relay_factor,
         timeout: match p.get("timeout") {
-            Some(t) => flags::duration(t)?,
+            Some(t) => parse_go_duration(t)?,
             None => std::time::Duration::ZERO,
         },
         name: p.args[0].clone(),
@@ -407,41 +417,30 @@ async fn query(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     }
     sink.finish()?;
     if format == "json" {
-        let acks = if sink.acks.is_empty() {
-            Json::Null
-        } else {
-            Json::Arr(sink.acks.iter().cloned().map(Json::Str).collect())
-        };
-        let mut fields = vec![
-            ("Acks".into(), acks),
-            ("Responses".into(), Json::string_map(&sink.whole)),
-        ];
-        if !sink.streamed.is_empty() {
-            if output_dir.is_none() {
-                eprintln!("Large responses are not printed with -format=json; use -output-dir DIR to keep them");
-            }
-            let streamed = sink
-                .streamed
-                .iter()
-                .map(|(node, st)| {
-                    let file = st
+        if !sink.streamed.is_empty() && output_dir.is_none() {
+            eprintln!("Large responses are not printed with -format=json; use -output-dir DIR to keep them");
+        }
+        let streamed = sink
+            .streamed
+            .iter()
+            .map(|(node, st)| {
+                let streamed = StreamedJson {
+                    bytes: st.bytes,
+                    error: st.error.as_deref().unwrap_or_default(),
+                    file: st
                         .file
                         .as_ref()
-                        .map_or(String::new(), |f| f.display().to_string());
-                    let obj = Json::Obj(vec![
-                        ("Bytes".into(), Json::Num(st.bytes.to_string())),
-                        (
-                            "Error".into(),
-                            Json::Str(st.error.clone().unwrap_or_default()),
-                        ),
-                        ("File".into(), Json::Str(file)),
-                    ]);
-                    (node.clone(), obj)
-                })
-                .collect();
-            fields.push(("Streamed".into(), Json::Obj(streamed)));
-        }
-        println!("{}", Json::Obj(fields).pretty());
+                        .map_or(String::new(), |f| f.display().to_string()),
+                };
+                (node.as_str(), streamed)
+            })
+            .collect();
+        let out = QueryJson {
+            acks: (!sink.acks.is_empty()).then_some(&sink.acks),
+            responses: &sink.whole,
+            streamed,
+        };
+        println!("{}", json(&out)?);
     } else {
         if !no_ack {
             println!("Total Acks: {}", sink.acks.len());
@@ -449,6 +448,27 @@ async fn query(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         println!("Total Responses: {}", sink.responded());
     }
     Ok(())
+}
+
+/// `serf query -format=json`: the acks (`null` when none, as Go writes a nil slice) and the
+/// responses by node; hearsay adds `Streamed` (large responses, by node) when there are any.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueryJson<'a> {
+    acks: Option<&'a Vec<String>>,
+    responses: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    streamed: BTreeMap<&'a str, StreamedJson<'a>>,
+}
+
+/// A large response under `Streamed`: its size, its error (empty when none) and the file it
+/// was written to (empty without `-output-dir`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamedJson<'a> {
+    bytes: u64,
+    error: &'a str,
+    file: String,
 }
 
 /// Go's `%#v` of a value decoded into `interface{}` (close enough for reading).
@@ -514,7 +534,7 @@ async fn monitor(client: &RpcClient, p: &flags::Parsed) -> Outcome {
 }
 
 async fn tags(client: &RpcClient, p: &flags::Parsed) -> Outcome {
-    let set = flags::tags(p.all("set")).map_err(|e| format!("Error: {e}"))?;
+    let set = parse_tags(p.all("set")).map_err(|e| format!("Error: {e}"))?;
     client
         .update_tags(&set, p.all("delete"))
         .await
@@ -631,13 +651,7 @@ async fn info(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         .await
         .map_err(|e| format!("Error querying agent: {e}"))?;
     if format == "json" {
-        let obj = Json::Obj(
-            stats
-                .iter()
-                .map(|(k, v)| (k.clone(), Json::string_map(v)))
-                .collect(),
-        );
-        println!("{}", obj.pretty());
+        println!("{}", json(&stats)?);
         return Ok(());
     }
     let mut out = String::new();

@@ -1,5 +1,5 @@
 //! Output the way `serf` prints it: `columnize.SimpleFormat` tables and Go's
-//! `json.MarshalIndent(v, "", "  ")`.
+//! `json.MarshalIndent(v, "", "  ")` (on `hearsay_agent::conventions::json`).
 
 /// Aligns `|`-separated rows into columns joined by two spaces; cells are trimmed and the
 /// last column is not padded (ryanuber/columnize's defaults).
@@ -32,74 +32,12 @@ pub fn columnize(lines: &[String]) -> String {
     out.trim().to_owned()
 }
 
-/// A JSON value, printed as Go's encoder prints it (object keys in the order given, which
-/// callers keep sorted as Go sorts map keys).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    /// A number, already formatted.
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// An object from a sorted string map.
-    pub fn string_map(m: &std::collections::BTreeMap<String, String>) -> Self {
-        Json::Obj(
-            m.iter()
-                .map(|(k, v)| (k.clone(), Json::Str(v.clone())))
-                .collect(),
-        )
-    }
-
-    /// `json.MarshalIndent(v, "", "  ")`.
-    pub fn pretty(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
-        out
-    }
-
-    fn write(&self, out: &mut String, depth: usize) {
-        let pad = |out: &mut String, d: usize| {
-            out.push('\n');
-            out.push_str(&"  ".repeat(d));
-        };
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Num(n) => out.push_str(n),
-            Json::Str(s) => hearsay_swim::json::push_string(out, s),
-            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
-            Json::Obj(fields) if fields.is_empty() => out.push_str("{}"),
-            Json::Arr(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    pad(out, depth + 1);
-                    item.write(out, depth + 1);
-                }
-                pad(out, depth);
-                out.push(']');
-            }
-            Json::Obj(fields) => {
-                out.push('{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    pad(out, depth + 1);
-                    hearsay_swim::json::push_string(out, k);
-                    out.push_str(": ");
-                    v.write(out, depth + 1);
-                }
-                pad(out, depth);
-                out.push('}');
-            }
-        }
-    }
+/// `value` as `serf` prints `-format=json`: Go's `json.MarshalIndent(v, "", "  ")`. The
+/// callers' types follow Go's: structs with the fields in the order Serf declares them, maps as
+/// `BTreeMap`s (Go sorts map keys), `None` for Go's `nil` slices (`null`).
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
+    hearsay_agent::conventions::json::to_string_pretty(value)
+        .map_err(|e| format!("Error encoding JSON: {e}"))
 }
 
 #[cfg(test)]
@@ -120,16 +58,19 @@ mod tests {
 
     #[test]
     fn json_matches_go_marshal_indent() {
-        let v = Json::Obj(vec![
-            (
-                "a".into(),
-                Json::Arr(vec![Json::Str("x<".into()), Json::Num("1".into())]),
-            ),
-            ("b".into(), Json::Obj(vec![])),
-            ("c".into(), Json::Null),
-        ]);
+        #[derive(serde::Serialize)]
+        struct V {
+            a: (&'static str, u32),
+            b: std::collections::BTreeMap<String, String>,
+            c: Option<Vec<String>>,
+        }
+        let v = V {
+            a: ("x<", 1),
+            b: Default::default(),
+            c: None,
+        };
         assert_eq!(
-            v.pretty(),
+            json(&v).unwrap(),
             "{\n  \"a\": [\n    \"x\\u003c\",\n    1\n  ],\n  \"b\": {},\n  \"c\": null\n}"
         );
     }

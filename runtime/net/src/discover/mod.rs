@@ -38,15 +38,10 @@ pub const MDNS_PORT: u16 = 5353;
 /// The largest datagram read (mDNS allows up to 9000 bytes; hashicorp/mdns reads 64 KiB).
 const MAX_PACKET: usize = 65536;
 
-/// This host's name as a DNS name, as Serf takes it from `os.Hostname()`.
-pub fn host_name() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{name}.")
+/// The host name the SRV record points at, as an absolute DNS name (hashicorp/mdns appends
+/// the root's dot to `os.Hostname()`); `localhost.` when the caller has no host name.
+pub fn dns_host_name(host: Option<&str>) -> String {
+    format!("{}.", host.unwrap_or("localhost"))
 }
 
 /// A network interface named by `-iface`: its index and addresses.
@@ -209,8 +204,9 @@ async fn poll_once(
 }
 
 impl Discovery {
-    /// Starts advertising `node` at `advertise` for `cluster` and polling for peers; must be
-    /// called inside a tokio runtime. Fails when the cluster name makes no DNS name or the
+    /// Starts advertising `node` of host `host` (the machine's host name, as the caller reads
+    /// it) at `advertise` for `cluster` and polling for peers; must be called inside a tokio
+    /// runtime. Fails when the cluster name makes no DNS name or the
     /// mDNS socket cannot be opened (port 5353 not shareable, no multicast route): the caller
     /// decides whether to run on without discovery. A node or host name DNS cannot carry
     /// only stops the answers (a warning says so); the polls go on, as in Serf.
@@ -219,10 +215,11 @@ impl Discovery {
         cluster: &str,
         advertise: SocketAddr,
         iface: Option<&Interface>,
+        host: Option<&str>,
     ) -> Result<Self> {
         let service = service_name(cluster)?;
         let responder = responder_socket(iface).map_err(Error::Mdns)?;
-        let advertised = match Advertised::new(node, cluster, &host_name(), advertise) {
+        let advertised = match Advertised::new(node, cluster, &dns_host_name(host), advertise) {
             Ok(a) => Some(a),
             Err(e) => {
                 warn!(error = %e, "agent.mdns: the node name is too long for a DNS name; not answering");
@@ -416,6 +413,7 @@ mod tests {
 
     #[test]
     fn host_name_is_absolute() {
-        assert!(host_name().ends_with('.'));
+        assert_eq!(dns_host_name(Some("vm")), "vm.");
+        assert_eq!(dns_host_name(None), "localhost.");
     }
 }

@@ -29,30 +29,22 @@
 //! printed as text with `\`, newline and carriage return escaped. Logs go to stderr (`RUST_LOG`).
 
 use anyhow::{bail, Context};
+use hearsay_agent::conventions::Flag;
 use hearsay_agent::{run, tags_file, Node, NodeOptions, QueryResult};
-use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
-use hearsay_net::{Config, Profile, UdpTcpTransport};
+use hearsay_net::{Config, UdpTcpTransport};
 use hearsay_serf::event::{Event, MemberEvent, MemberEventKind};
 use hearsay_serf::{QueryParams, SerfConfig};
+use hearsay_test_nodes::{members_line, parse_flags, secs, NodeArgs, Signal, Signals};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Debug)]
 struct Args {
-    name: String,
-    bind: SocketAddr,
-    advertise: Option<SocketAddr>,
-    join: Vec<String>,
+    node: NodeArgs,
     replay: bool,
-    encrypt: Option<String>,
-    keyring_file: Option<String>,
-    tags: BTreeMap<String, String>,
-    profile: Profile,
     event_log: Option<PathBuf>,
     respond: BTreeMap<String, String>,
     fire_events: Vec<(String, String)>,
@@ -69,19 +61,12 @@ const USAGE: &str = "usage: hearsay-serf-node [-name=NAME] [-bind=IP:PORT] [-adv
 [-query NAME[=PAYLOAD]]... [-query-timeout=SECS] [-query-ack] [-snapshot=PATH] [-tags-file=PATH]";
 
 /// Flags that take no value.
-const BOOL_FLAGS: &[&str] = &["h", "help", "replay", "query-ack"];
+const BOOL_FLAGS: &[&str] = &["replay", "query-ack"];
 
-fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
+fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
     let mut args = Args {
-        name: flags::default_name(),
-        bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
-        advertise: None,
-        join: Vec::new(),
+        node: NodeArgs::default(),
         replay: false,
-        encrypt: None,
-        keyring_file: None,
-        tags: BTreeMap::new(),
-        profile: Profile::Lan,
         event_log: None,
         respond: BTreeMap::new(),
         fire_events: Vec::new(),
@@ -91,37 +76,37 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         snapshot: None,
         tags_file: None,
     };
-    for flag in Flags::new(raw, BOOL_FLAGS) {
-        let flag = flag.with_context(|| USAGE)?;
+    parse_flags(raw, BOOL_FLAGS, USAGE, |flag| {
+        let Some(flag) = args.node.accept(flag)? else {
+            return Ok(true);
+        };
         match flag.name.as_str() {
-            "h" | "help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "name" | "node" => args.name = flag.value,
-            "bind" => args.bind = flag.addr()?,
-            "advertise" => args.advertise = Some(flag.addr()?),
-            "join" => args.join.push(flag.value),
             "replay" => args.replay = flag.bool()?,
-            "encrypt" => args.encrypt = Some(flag.value),
-            "keyring-file" => args.keyring_file = Some(flag.value),
-            "tag" => args.tags.extend(flag.key_values()?),
-            "profile" => args.profile = flag.value.parse()?,
             "event-log" => args.event_log = Some(flag.value.into()),
             "respond" => {
-                let (name, text) = flag.key_value()?;
+                let (name, text) = respond(&flag)?;
                 args.respond.insert(name, text);
             }
             "fire-event" => args.fire_events.push(name_and_payload(&flag.value)),
             "query" => args.queries.push(name_and_payload(&flag.value)),
-            "query-timeout" => args.query_timeout = Some(flag.secs()?),
+            "query-timeout" => args.query_timeout = Some(secs(&flag)?),
             "query-ack" => args.query_ack = flag.bool()?,
             "snapshot" => args.snapshot = Some(flag.value.into()),
             "tags-file" => args.tags_file = Some(flag.value.into()),
-            other => bail!("unknown flag -{other}\n{USAGE}"),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(args)
+}
+
+/// `-respond NAME=TEXT`: the text may hold `=`.
+fn respond(flag: &Flag) -> anyhow::Result<(String, String)> {
+    let (name, text) = flag
+        .value
+        .split_once('=')
+        .ok_or_else(|| flag.bad("NAME=TEXT"))?;
+    Ok((name.to_owned(), text.to_owned()))
 }
 
 /// `NAME=PAYLOAD`, or `NAME` with an empty payload.
@@ -168,7 +153,7 @@ fn tags_text(tags: &BTreeMap<String, String>) -> String {
 
 /// The `-tag`s with the `-tags-file`'s tags (if any) over them.
 fn current_tags(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut tags = args.tags.clone();
+    let mut tags = args.node.tags.clone();
     if let Some(path) = &args.tags_file {
         tags.extend(tags_file::read(path)?);
     }
@@ -235,13 +220,11 @@ impl EventLog {
 }
 
 async fn print_members(agent: &Node) -> anyhow::Result<()> {
-    let list: Vec<String> = agent
-        .members()
-        .await?
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.status.as_str()))
-        .collect();
-    println!("MEMBERS {}", list.join(","));
+    let members = agent.members().await?;
+    println!(
+        "{}",
+        members_line(members.iter().map(|m| (m.name.as_str(), m.status.as_str())))
+    );
     Ok(())
 }
 
@@ -273,13 +256,12 @@ async fn run_query(
 }
 
 fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<Node> {
-    let memberlist = Config::profile(args.profile, args.name.clone(), args.bind);
+    let node = &args.node;
+    let memberlist = Config::profile(node.profile, node.name.clone(), node.bind);
     let mut config = SerfConfig::new(memberlist);
     config.tags = current_tags(args)?;
     let mut options = NodeOptions::new(config);
-    let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
-        .context("-encrypt / -keyring-file")?;
-    if let Some(ring) = keyring {
+    if let Some(ring) = node.keyring()? {
         options = options.keyring(ring);
     }
     Ok(Node::start(options, transport)?)
@@ -287,7 +269,8 @@ fn start(args: &Args, transport: UdpTcpTransport) -> anyhow::Result<Node> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut log = EventLog::open(args.event_log.as_ref())?;
-    let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
+    let transport =
+        UdpTcpTransport::bind_with_advertise(args.node.bind, args.node.advertise).await?;
     let agent = start(&args, transport)?;
     let mut events = agent.subscribe();
     let me = agent.local_member().await?;
@@ -302,11 +285,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    if !args.join.is_empty() {
-        let mut addrs = Vec::new();
-        for a in &args.join {
-            addrs.push(flags::resolve(a).await?);
-        }
+    if !args.node.join.is_empty() {
+        let addrs = args.node.join_addrs().await?;
         // A few attempts, a second apart, ride out a peer that is briefly too busy to answer;
         // each failure is logged with its cause, and the last one ends the node.
         const JOIN_ATTEMPTS: u32 = 3;
@@ -350,10 +330,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = Signals::with_reload()?;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -381,10 +358,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Err(RecvError::Lagged(n)) => eprintln!("warning: missed {n} events"),
                 Err(RecvError::Closed) => bail!("the node stopped unexpectedly"),
             },
-            _ = sigusr1.recv() => print_members(&agent).await?,
-            _ = sighup.recv() => reload_tags(&agent, &args).await,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            signal = signals.recv() => match signal {
+                Signal::PrintMembers => print_members(&agent).await?,
+                Signal::Reload => reload_tags(&agent, &args).await,
+                Signal::Leave => break,
+            },
         }
     }
     match agent.leave().await {
@@ -396,12 +374,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    flags::init_logging();
-    let args = parse_args(std::env::args().skip(1))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+    hearsay_test_nodes::run_main(parse_args, run)
 }
 
 #[cfg(test)]
@@ -410,7 +383,7 @@ mod tests {
     use hearsay_serf::event::{Member, MemberStatus, UserEvent};
 
     fn args(v: &[&str]) -> anyhow::Result<Args> {
-        parse_args(v.iter().map(|s| s.to_string()))
+        parse_args(v.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -439,17 +412,17 @@ mod tests {
             "-tags-file=/tmp/tags.json",
         ])
         .unwrap();
-        assert_eq!(a.name, "a");
-        assert_eq!(a.bind, "127.0.0.1:0".parse().unwrap());
-        assert_eq!(a.join, vec!["127.0.0.1:7946", "h2"]);
+        assert_eq!(a.node.name, "a");
+        assert_eq!(a.node.bind, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(a.node.join, vec!["127.0.0.1:7946", "h2"]);
         assert!(a.replay && a.query_ack);
-        assert_eq!(a.tags.len(), 3);
+        assert_eq!(a.node.tags.len(), 3);
         assert_eq!(a.respond["uptime"], "42 days");
         assert_eq!(a.respond["who"], "a=b");
         assert_eq!(a.fire_events, [("deploy".to_owned(), "v1".to_owned())]);
         assert_eq!(a.queries, [("uptime".to_owned(), String::new())]);
         assert_eq!(a.event_log, Some(PathBuf::from("/tmp/x")));
-        assert_eq!(a.profile, Profile::Local);
+        assert_eq!(a.node.profile, hearsay_net::Profile::Local);
         assert_eq!(a.tags_file, Some(PathBuf::from("/tmp/tags.json")));
         assert!(!args(&["-replay=false"]).unwrap().replay);
         assert!(args(&["-bogus=1"]).is_err());

@@ -17,29 +17,17 @@
 //! `MEMBERS name=status,...` on SIGUSR1 or every `--print-members-every` seconds, and `LEFT`
 //! after the graceful leave that SIGINT or SIGTERM starts. Logs go to stderr (`RUST_LOG`).
 
-use anyhow::{bail, Context};
-use hearsay_net::flags::{self, Flags, DEFAULT_PORT};
-use hearsay_net::{Config, Event, Member, Memberlist, Options, Profile, UdpTcpTransport};
+use anyhow::bail;
+use hearsay_net::{Config, Event, Member, Memberlist, Options, UdpTcpTransport};
+use hearsay_serf::messages::encode_tags;
 use hearsay_swim::wire::NodeStateKind;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use hearsay_test_nodes::{members_line, parse_flags, secs, tags, NodeArgs, Signal, Signals};
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
-
-/// Serf's `tagMagicByte`: metadata starting with it is a msgpack map of tags.
-const TAG_MAGIC: u8 = 255;
 
 #[derive(Debug)]
 struct Args {
-    name: String,
-    bind: SocketAddr,
-    advertise: Option<SocketAddr>,
-    join: Vec<String>,
-    encrypt: Option<String>,
-    keyring_file: Option<String>,
-    tags: BTreeMap<String, String>,
-    profile: Profile,
+    node: NodeArgs,
     print_members_every: Option<Duration>,
     leave_timeout: Duration,
 }
@@ -49,69 +37,27 @@ const USAGE: &str =
 [-join=ADDR]... [-encrypt=BASE64KEY] [-keyring-file=PATH] [-tag k=v]... [-meta-tags k=v,...] [-profile=lan|wan|local] \
 [-print-members-every=SECS] [-leave-timeout=SECS]";
 
-fn parse_args(raw: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
+fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
     let mut args = Args {
-        name: flags::default_name(),
-        bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
-        advertise: None,
-        join: Vec::new(),
-        encrypt: None,
-        keyring_file: None,
-        tags: BTreeMap::new(),
-        profile: Profile::Lan,
+        node: NodeArgs::default(),
         print_members_every: None,
         leave_timeout: Duration::from_secs(5),
     };
-    for flag in Flags::new(raw, &["h", "help"]) {
-        let flag = flag.with_context(|| USAGE)?;
+    parse_flags(raw, &[], USAGE, |flag| {
+        let Some(flag) = args.node.accept(flag)? else {
+            return Ok(true);
+        };
         match flag.name.as_str() {
-            "h" | "help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "name" | "node" => args.name = flag.value,
-            "bind" => args.bind = flag.addr()?,
-            "advertise" => args.advertise = Some(flag.addr()?),
-            "join" => args.join.push(flag.value),
-            "encrypt" => args.encrypt = Some(flag.value),
-            "keyring-file" => args.keyring_file = Some(flag.value),
-            "tag" | "meta-tags" => args.tags.extend(flag.key_values()?),
-            "profile" => args.profile = flag.value.parse()?,
+            "meta-tags" => args.node.tags.extend(tags(&flag)?),
             "print-members-every" => {
-                args.print_members_every = Some(flag.secs()?).filter(|d| !d.is_zero())
+                args.print_members_every = Some(secs(&flag)?).filter(|d| !d.is_zero())
             }
-            "leave-timeout" => args.leave_timeout = flag.secs()?,
-            other => bail!("unknown flag -{other}\n{USAGE}"),
+            "leave-timeout" => args.leave_timeout = secs(&flag)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(args)
-}
-
-/// Serf's `encodeTags`: the magic byte, then a msgpack map of string to string in the old
-/// spec go-msgpack writes (raw strings, no str8).
-fn encode_tags(tags: &BTreeMap<String, String>) -> Vec<u8> {
-    fn len_header(out: &mut Vec<u8>, len: usize, fix: u8, fix_max: usize, b16: u8, b32: u8) {
-        if len <= fix_max {
-            out.push(fix | len as u8);
-        } else if let Ok(l) = u16::try_from(len) {
-            out.push(b16);
-            out.extend_from_slice(&l.to_be_bytes());
-        } else {
-            out.push(b32);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-    }
-    let raw = |out: &mut Vec<u8>, s: &str| {
-        len_header(out, s.len(), 0xa0, 31, 0xda, 0xdb);
-        out.extend_from_slice(s.as_bytes());
-    };
-    let mut out = vec![TAG_MAGIC];
-    len_header(&mut out, tags.len(), 0x80, 15, 0xde, 0xdf);
-    for (k, v) in tags {
-        raw(&mut out, k);
-        raw(&mut out, v);
-    }
-    out
 }
 
 fn status(m: &Member) -> &'static str {
@@ -137,25 +83,24 @@ fn event_line(ev: &Event) -> Option<String> {
 async fn print_members(node: &Memberlist) -> anyhow::Result<()> {
     let mut members = node.members().await?;
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let list: Vec<String> = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, status(m)))
-        .collect();
-    println!("MEMBERS {}", list.join(","));
+    println!(
+        "{}",
+        members_line(members.iter().map(|m| (m.name.as_str(), status(m))))
+    );
     Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let transport = UdpTcpTransport::bind_with_advertise(args.bind, args.advertise).await?;
-    let config = Config::profile(args.profile, args.name.clone(), args.bind);
+    let node_args = &args.node;
+    let transport =
+        UdpTcpTransport::bind_with_advertise(node_args.bind, node_args.advertise).await?;
+    let config = Config::profile(node_args.profile, node_args.name.clone(), node_args.bind);
     let mut options = Options::new(config);
-    let keyring = flags::keyring(args.encrypt.as_deref(), args.keyring_file.as_deref())
-        .context("-encrypt / -keyring-file")?;
-    if let Some(ring) = keyring {
+    if let Some(ring) = node_args.keyring()? {
         options = options.keyring(ring);
     }
-    if !args.tags.is_empty() {
-        options = options.meta(encode_tags(&args.tags));
+    if !node_args.tags.is_empty() {
+        options = options.meta(encode_tags(&node_args.tags));
     }
     let node = Memberlist::start(options, transport)?;
     let mut events = node.subscribe();
@@ -163,11 +108,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("READY {} {}", me.name, me.addr);
     println!("EVENT member-join {} {}", me.name, me.addr);
 
-    if !args.join.is_empty() {
-        let mut addrs = Vec::new();
-        for a in &args.join {
-            addrs.push(flags::resolve(a).await?);
-        }
+    if !node_args.join.is_empty() {
+        let addrs = node_args.join_addrs().await?;
         match node.join(&addrs).await {
             Ok(n) => println!("JOINED {n}"),
             Err(e) => {
@@ -177,9 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut signals = Signals::new()?;
     let every = args
         .print_members_every
         .unwrap_or(Duration::from_secs(3600));
@@ -196,9 +136,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Err(RecvError::Closed) => bail!("the node stopped unexpectedly"),
             },
             _ = tick.tick(), if args.print_members_every.is_some() => print_members(&node).await?,
-            _ = sigusr1.recv() => print_members(&node).await?,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            signal = signals.recv() => match signal {
+                Signal::PrintMembers => print_members(&node).await?,
+                Signal::Leave => break,
+                Signal::Reload => {}
+            },
         }
     }
     match node.leave(args.leave_timeout).await {
@@ -210,20 +152,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    flags::init_logging();
-    let args = parse_args(std::env::args().skip(1))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+    hearsay_test_nodes::run_main(parse_args, run)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn args(v: &[&str]) -> anyhow::Result<Args> {
-        parse_args(v.iter().map(|s| s.to_string()))
+        parse_args(v.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -243,11 +181,11 @@ mod tests {
             "2",
         ])
         .unwrap();
-        assert_eq!(a.name, "a");
-        assert_eq!(a.bind, "127.0.0.1:0".parse().unwrap());
-        assert_eq!(a.join, vec!["127.0.0.1:7946", "h2"]);
-        assert_eq!(a.tags.len(), 3);
-        assert_eq!(a.profile, Profile::Local);
+        assert_eq!(a.node.name, "a");
+        assert_eq!(a.node.bind, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(a.node.join, vec!["127.0.0.1:7946", "h2"]);
+        assert_eq!(a.node.tags.len(), 3);
+        assert_eq!(a.node.profile, hearsay_net::Profile::Local);
         assert_eq!(a.print_members_every, Some(Duration::from_secs(2)));
         assert!(args(&["-bogus=1"]).is_err());
         assert!(args(&["-name"]).is_err());
