@@ -89,10 +89,13 @@ async fn ask(from: &Node, name: &str, payload: &[u8]) -> Result<BTreeMap<String,
         .collect())
 }
 
-/// Runs a query from `from` and collects the responses until it is done.
+/// Runs a query from `from` and collects the responses until it is done: every member
+/// answered, or 10 s passed (room for a handler's first instance on a loaded machine; a query
+/// nobody answers takes all of it).
 async fn ask_bytes(from: &Node, name: &str, payload: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
     let params = QueryParams {
-        timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(10),
+        finish_early: true,
         ..QueryParams::default()
     };
     let mut results = from.query(name, payload, params).await?;
