@@ -72,6 +72,14 @@ pub enum Error {
     },
 }
 
+/// A join address that does not resolve is a configuration error (the `-join` /
+/// `-retry-join` address is named in it).
+impl From<crate::conventions::AddrError> for Error {
+    fn from(e: crate::conventions::AddrError) -> Self {
+        Self::Config(crate::config::ConfigError::Addr(e))
+    }
+}
+
 impl From<hearsay_net::Error> for Error {
     fn from(e: hearsay_net::Error) -> Self {
         Self::Node(e.into())

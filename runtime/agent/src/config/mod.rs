@@ -390,14 +390,6 @@ fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     conventions::resolve(s, default_port).map_err(|e| e.to_string())
 }
 
-/// A join address that does not resolve is a configuration error (the `-join` /
-/// `-retry-join` address is named in it).
-impl From<AddrError> for crate::Error {
-    fn from(e: AddrError) -> Self {
-        Self::Config(ConfigError::Addr(e))
-    }
-}
-
 impl Config {
     /// Serf's defaults under `p`, checked. The origin of a bad value is not known any more
     /// here (files and flags are merged), so errors name the setting by its file key.
