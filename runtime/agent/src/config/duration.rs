@@ -1,7 +1,7 @@
 //! [`GoDuration`], a config file's duration value in Go's syntax (`30s`, `1m30s`, `500ms`;
 //! the parser is [`crate::conventions::parse_go_duration`]).
 
-pub use crate::conventions::parse_go_duration;
+use crate::conventions::parse_go_duration;
 use serde::de::{Deserialize, Deserializer, Error, Visitor};
 use std::fmt;
 use std::time::Duration;

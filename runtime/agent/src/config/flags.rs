@@ -2,7 +2,6 @@
 //! `--node=x`; see [`crate::conventions::flags`]), plus hearsay's `-dev`, `-log-json`, `-leave-on-terminate` and
 //! `-skip-leave-on-interrupt`, turned into [`Sources`].
 
-use super::duration::parse_go_duration;
 use super::file::{WHY_EVENT_HANDLERS, WHY_SYSLOG};
 use super::{ConfigError, Sources};
 use crate::conventions::{parse_go_duration, parse_tag, Flag, Flags};
