@@ -316,7 +316,7 @@ pub struct Config {
     pub encrypt_key: Option<String>,
     /// `keyring_file` / `-keyring-file`: the keyring (JSON list of base64 keys).
     pub keyring_file: Option<PathBuf>,
-    /// `start_join` / `-join`: addresses to join at start; a failure stops the agent.
+    /// `start_join` / `-join`: addresses to join at start; reaching none stops the agent.
     pub start_join: Vec<String>,
     /// `retry_join` / `-retry-join`: addresses to join at start, retried until one
     /// succeeds.
