@@ -13,7 +13,7 @@ use hearsay_serf::event as serf;
 use crate::filter::EventKind;
 
 /// Serf's member status as a handler sees it.
-pub fn member_status(status: serf::MemberStatus) -> host::MemberStatus {
+pub(crate) fn member_status(status: serf::MemberStatus) -> host::MemberStatus {
     match status {
         serf::MemberStatus::None => host::MemberStatus::None,
         serf::MemberStatus::Alive => host::MemberStatus::Alive,
@@ -24,7 +24,7 @@ pub fn member_status(status: serf::MemberStatus) -> host::MemberStatus {
 }
 
 /// A Serf member as a handler sees it, with the estimated round-trip time when known.
-pub fn member(m: &serf::Member, rtt: Option<Duration>) -> host::Member {
+pub(crate) fn member(m: &serf::Member, rtt: Option<Duration>) -> host::Member {
     host::Member {
         name: m.name.clone(),
         addr: m.addr.ip(),
@@ -37,7 +37,7 @@ pub fn member(m: &serf::Member, rtt: Option<Duration>) -> host::Member {
 
 /// The estimated round-trip time between two network coordinates; `None` when either is
 /// unknown, or they are not comparable (different dimensionality, or invalid values).
-pub fn rtt(local: Option<&Coordinate>, other: Option<&Coordinate>) -> Option<Duration> {
+pub(crate) fn rtt(local: Option<&Coordinate>, other: Option<&Coordinate>) -> Option<Duration> {
     let (a, b) = (local?, other?);
     if !a.is_valid() || !b.is_valid() || !a.is_compatible_with(b) {
         return None;
@@ -48,7 +48,7 @@ pub fn rtt(local: Option<&Coordinate>, other: Option<&Coordinate>) -> Option<Dur
 /// The filter kind and name of an event a handler or an RPC `stream` can be given (member
 /// events, user events, queries); `None` for the agent's own bookkeeping events (query
 /// results, joins, ...).
-pub fn kind(ev: &serf::Event) -> Option<(EventKind, &str)> {
+pub(crate) fn kind(ev: &serf::Event) -> Option<(EventKind, &str)> {
     use serf::MemberEventKind as M;
     Some(match ev {
         serf::Event::Member(me) => (
@@ -68,7 +68,7 @@ pub fn kind(ev: &serf::Event) -> Option<(EventKind, &str)> {
 }
 
 /// A Serf query as a handler sees it.
-pub fn query(q: &serf::QueryEvent) -> host::Query {
+pub(crate) fn query(q: &serf::QueryEvent) -> host::Query {
     host::Query {
         id: q.id,
         name: q.name.clone(),
@@ -80,7 +80,10 @@ pub fn query(q: &serf::QueryEvent) -> host::Query {
 
 /// A Serf event as a handler sees it; `None` for events handlers are never given. `rtt` gives
 /// the estimated round-trip time to a member by name, when known.
-pub fn event(ev: &serf::Event, rtt: impl Fn(&str) -> Option<Duration>) -> Option<host::Event> {
+pub(crate) fn event(
+    ev: &serf::Event,
+    rtt: impl Fn(&str) -> Option<Duration>,
+) -> Option<host::Event> {
     use serf::MemberEventKind as M;
     Some(match ev {
         serf::Event::Member(me) => {

@@ -1,7 +1,7 @@
 //! Why the agent could not start or had to stop ([`Error`]): the composition's error, one
 //! variant per concern, each keeping its cause as a source. The layers below have their own:
-//! [`crate::node::Error`], [`crate::replies::ReplyError`], [`crate::handlers::Error`],
-//! [`crate::config::ConfigError`], [`crate::snapshot::SnapshotError`].
+//! [`crate::NodeError`], [`crate::replies::ReplyError`], [`crate::handlers::Error`],
+//! [`crate::config::ConfigError`], [`crate::SnapshotError`].
 
 use thiserror::Error;
 
@@ -39,14 +39,18 @@ pub enum Error {
     /// `-keyring-file` could not be read.
     #[error("cannot read keyring file {}: {source}", path.display())]
     KeyringFile {
+        /// The keyring file.
         path: std::path::PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// `-encrypt` or `-keyring-file` does not give a usable keyring (`what` names which).
     #[error("{what}: {source}")]
     Keyring {
+        /// Which: `keyring file PATH`, or the encryption key.
         what: String,
+        /// Why the key or keyring is not usable.
         #[source]
         source: hearsay_swim::Error,
     },
@@ -59,15 +63,20 @@ pub enum Error {
     /// `-retry-join` gave up after `retry_max` failed attempts; the last failure is kept.
     #[error("retry-join: giving up after {attempts} attempts; last error: {last}")]
     RetryJoinExhausted {
+        /// How many attempts failed.
         attempts: u32,
+        /// The last attempt's error.
         #[source]
         last: Box<Error>,
     },
     /// Another node holds our name and the cluster voted for it (Serf's name conflict).
     #[error("another node uses the name {name:?} and the cluster voted for it ({matching} of {responses} members know us at our address); start this node with a unique name")]
     NameConflict {
+        /// Our node name.
         name: String,
+        /// How many members know us at our address.
         matching: usize,
+        /// How many members answered the vote.
         responses: usize,
     },
 }

@@ -6,12 +6,19 @@ use std::fmt;
 /// The kinds of event a handler can be given, spelled as Serf spells them in filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// `member-join`.
     MemberJoin,
+    /// `member-leave`.
     MemberLeave,
+    /// `member-failed`.
     MemberFailed,
+    /// `member-update`.
     MemberUpdate,
+    /// `member-reap`.
     MemberReap,
+    /// `user`, a user event.
     User,
+    /// `query`.
     Query,
 }
 
@@ -81,12 +88,20 @@ pub struct EventFilter {
 
 /// Why a filter did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FilterError {
     #[error(
         "invalid event filter {term:?} in {filter:?}: expected *, member-join, member-leave, \
          member-failed, member-update, member-reap, user, user:NAME, query or query:NAME"
     )]
-    BadTerm { term: String, filter: String },
+    /// A term of a filter is no event kind.
+    BadTerm {
+        /// The term.
+        term: String,
+        /// The whole filter.
+        filter: String,
+    },
+    /// A `-handler` value has no `=PATH` (the value as given).
     #[error("handler {0:?} names no module: expected FILTER=PATH, e.g. user:deploy=deploy.wasm")]
     NoModule(String),
 }

@@ -9,19 +9,26 @@
 //!    the agent, the `hearsay` binary and the test node binaries; `config` owns every
 //!    settings type (the agent's [`config::Config`], [`config::HandlerConfig`],
 //!    [`QuicSettings`]).
-//! 2. [`node`]: one Serf node with an async API ([`Node`]); knows nothing of QUIC. Large
-//!    responses reach it through a [`node::SideChannel`] the layer above attaches.
+//! 2. `node`: one Serf node with an async API ([`Node`]); knows nothing of QUIC. Large
+//!    responses reach it through a side channel (`node::SideChannel`) the layer above
+//!    attaches.
 //! 3. [`replies`]: answering queries ([`QueryReply`], UDP or QUIC, relayed) and the QUIC side
 //!    channel ([`replies::start_with_quic`]).
 //! 4. [`handlers`]: the WebAssembly handlers, fed the node's events, replying through
-//!    `replies`. [`snapshot`]: the snapshot file.
+//!    `replies`. `snapshot`: the snapshot file.
 //! 5. The backend of Serf's RPC server ([`AgentBackend`]; the protocol itself, client and
 //!    server loop, is `hearsay-rpc`).
 //! 6. [`run`]: the agent `hearsay agent` runs: binds, starts everything above, joins (also the
 //!    peers mDNS discovery finds, `hearsay_net::discover`), handles signals.
 //!
+//! Public by path are the modules other crates name (`conventions`, `config`, `filter`,
+//! `logs`, `tags_file`, `keyring_file`, `replies`, `handlers`, `run`); `node` and `snapshot`
+//! are private, their public types re-exported here.
+//!
 //! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
 //! `hearsay-rpc`) and no sockets (that is `hearsay-net`).
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 pub mod conventions;
@@ -31,15 +38,16 @@ pub mod filter;
 pub mod handlers;
 pub mod keyring_file;
 pub mod logs;
-pub mod node;
+mod node;
 pub mod replies;
 mod rpc_backend;
 pub mod run;
-pub mod snapshot;
+mod snapshot;
 pub mod tags_file;
 
 pub use config::QuicSettings;
 pub use error::{Error, Result};
-pub use node::{KeyOpOutcome, Node, NodeOptions, QueryResult, QueryResults};
+pub use node::{Error as NodeError, KeyOpOutcome, Node, NodeOptions, QueryResult, QueryResults};
 pub use replies::{QueryReply, QuicOptions, QuicStats, ReplyPath, ReplyTarget};
 pub use rpc_backend::{AgentBackend, AgentInfo};
+pub use snapshot::SnapshotError;

@@ -18,10 +18,15 @@ pub const DEFAULT_LOG_CAPACITY: usize = 512;
 /// Serf's log levels, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// `trace`.
     Trace,
+    /// `debug`.
     Debug,
+    /// `info`.
     Info,
+    /// `warn`.
     Warn,
+    /// `err`.
     Err,
 }
 
@@ -84,7 +89,9 @@ impl std::str::FromStr for LogLevel {
 /// One formatted log line and its level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// The line's level.
     pub level: LogLevel,
+    /// The line as `hearsay monitor` prints it.
     pub text: String,
 }
 

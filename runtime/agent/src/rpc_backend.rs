@@ -97,7 +97,7 @@ impl AgentBackend {
 }
 
 /// A member as the RPC protocol lists it.
-pub fn rpc_member(m: &Member) -> RpcMember {
+pub(crate) fn rpc_member(m: &Member) -> RpcMember {
     let addr = match m.addr.ip() {
         std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
         std::net::IpAddr::V6(v6) => v6.octets().to_vec(),

@@ -1,7 +1,7 @@
 //! The agent runtime `hearsay agent` runs, built from a [`Config`]: it binds the gossip
 //! sockets, sets up the keyring, tags (or tags file) and snapshot, joins at start (`join`) and
 //! in the background (`retry_join`), starts Serf's RPC server (`hearsay_rpc`, over
-//! [`crate::rpc_backend`]) on `rpc_addr`, then waits for signals (or an RPC `leave`) as Serf's
+//! [`crate::AgentBackend`]) on `rpc_addr`, then waits for signals (or an RPC `leave`) as Serf's
 //! agent does:
 //!
 //! - SIGHUP re-reads the config files: new log level, new tags (from the tags file when one
@@ -250,11 +250,14 @@ pub async fn open_snapshot(
 /// A running agent: the Serf node and what it was started with.
 #[derive(Debug)]
 pub struct Agent {
+    /// The configuration the agent started with.
     pub config: Config,
+    /// The Serf node.
     pub node: Node,
     /// The address the gossip sockets are bound to (differs from `config.bind` after a
     /// `-dev` fallback or a port-0 bind).
     pub bound: SocketAddr,
+    /// Whether gossip is encrypted (`-encrypt` or `-keyring-file` gave a keyring).
     pub encrypted: bool,
     /// The WebAssembly handlers (`-handler`, `[[handler]]`); SIGHUP replaces the set. The
     /// agent's event loop dispatches to them after logging each event.

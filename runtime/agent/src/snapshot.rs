@@ -37,7 +37,7 @@ type Result<T, E = SnapshotError> = std::result::Result<T, E>;
 
 /// An open snapshot file and the state machine that decides what goes into it.
 #[derive(Debug)]
-pub struct SnapshotFile {
+pub(crate) struct SnapshotFile {
     path: PathBuf,
     file: File,
     snap: Snapshotter,
@@ -45,7 +45,7 @@ pub struct SnapshotFile {
 
 impl SnapshotFile {
     /// Opens (or creates) the snapshot at `path` and replays it.
-    pub fn open(path: &Path, rejoin_after_leave: bool) -> Result<(Self, Replay)> {
+    pub(crate) fn open(path: &Path, rejoin_after_leave: bool) -> Result<(Self, Replay)> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -72,7 +72,7 @@ impl SnapshotFile {
     }
 
     /// Records an event Serf delivered.
-    pub fn handle_event(&mut self, event: &Event) -> Result<()> {
+    pub(crate) fn handle_event(&mut self, event: &Event) -> Result<()> {
         if matches!(event, Event::LeaveComplete) {
             self.snap.handle_leave();
         } else {
@@ -82,7 +82,7 @@ impl SnapshotFile {
     }
 
     /// Records the Lamport clocks (Serf writes them at most every 500 ms).
-    pub fn handle_clocks(&mut self, clocks: (u64, u64, u64)) -> Result<()> {
+    pub(crate) fn handle_clocks(&mut self, clocks: (u64, u64, u64)) -> Result<()> {
         let now = Instant::now();
         self.snap.handle_clocks(now, clocks.0, clocks.1, clocks.2);
         self.flush(now)
@@ -131,7 +131,7 @@ fn open_append(path: &Path) -> Result<File> {
 /// Restores what `replay` remembers into a freshly started agent: its clocks (so events it had
 /// already delivered are not delivered again), then rejoins the nodes it knew, one at a time
 /// until one answers (Serf's `handleRejoin`). Returns how many nodes the rejoin reached.
-pub async fn restore(agent: &Node, replay: &Replay) -> crate::node::Result<usize> {
+pub(crate) async fn restore(agent: &Node, replay: &Replay) -> crate::node::Result<usize> {
     let (clock, event, query) = (
         replay.last_clock,
         replay.last_event_clock,
@@ -164,7 +164,7 @@ pub async fn restore(agent: &Node, replay: &Replay) -> crate::node::Result<usize
 }
 
 /// Keeps the snapshot up to date from the agent's events and clocks until the agent stops.
-pub fn spawn(agent: Node, mut file: SnapshotFile) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(agent: Node, mut file: SnapshotFile) -> tokio::task::JoinHandle<()> {
     let mut events = agent.subscribe();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));

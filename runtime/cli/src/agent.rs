@@ -119,7 +119,7 @@ Signals:
 See README.md for every config file key, in JSON and in TOML.
 "#;
 
-pub fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let sources = match flags::parse(args)? {
         Command::Help => {
             println!("{HELP}");

@@ -2,6 +2,8 @@
 //! is a client of a running agent's RPC address (see [`client`]). Flags become config here; no
 //! protocol logic lives in this crate.
 
+#![warn(unreachable_pub)]
+
 mod agent;
 mod client;
 

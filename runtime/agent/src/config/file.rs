@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 /// Which syntax a config file is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// JSON, as Serf reads it (`.json`).
     Json,
+    /// TOML (`.toml`), hearsay's addition.
     Toml,
 }
 

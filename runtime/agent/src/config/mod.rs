@@ -1,6 +1,6 @@
 //! The agent's configuration, with Serf's names and defaults: flags (`-node=x` and
 //! `--node=x`, see [`flags`]), Serf's JSON config files and hearsay's TOML files with the same
-//! keys (see [`file`]), merged as Serf merges them and resolved into one [`Config`].
+//! keys (see [`mod@file`]), merged as Serf merges them and resolved into one [`Config`].
 //!
 //! Order of precedence, lowest first: Serf's defaults, `-dev`'s defaults, config files in the
 //! order given, flags. [`Sources`] keeps the files and flags so SIGHUP can read them again.
@@ -38,51 +38,75 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Why the configuration could not be read or is not valid. Every variant names where the
 /// bad input came from (a file's path, or "command line") and which key or flag.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A config file or directory could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A config file is not valid JSON / TOML, or its top level is not an object.
     #[error("{origin}: invalid {format}: {message}")]
     Syntax {
+        /// The file's path.
         origin: String,
+        /// `JSON`, `TOML`, or `config` when the top level is not an object.
         format: &'static str,
+        /// The parser's message.
         message: String,
     },
     /// A key no Serf or hearsay config has (a typo, most likely).
     #[error("{origin}: unknown key {key:?}")]
-    UnknownKey { origin: String, key: String },
+    UnknownKey {
+        /// The file's path.
+        origin: String,
+        /// The key, with its path in the file (`handler[0].limits.cpu`).
+        key: String,
+    },
     /// A key whose value has the wrong type.
     #[error("{origin}: key {key:?} must be {expected}, found {found}")]
     WrongType {
+        /// The file's path.
         origin: String,
+        /// The key, with its path in the file.
         key: String,
+        /// The type the key takes.
         expected: String,
+        /// The type the file gave.
         found: String,
     },
     /// A value of the right type that does not parse or is out of range.
     #[error("{origin}: {key}: {message}")]
     BadValue {
+        /// The file's path, or "command line".
         origin: String,
+        /// The key, or the flag with its dash.
         key: String,
+        /// What is wrong with the value.
         message: String,
     },
     /// A Serf feature hearsay does not implement was asked for.
     #[error("{origin}: {key}: {why}")]
     Unsupported {
+        /// The file's path, or "command line".
         origin: String,
+        /// The key, or the flag with its dash.
         key: String,
+        /// Why hearsay leaves the feature out.
         why: &'static str,
     },
     /// A setting's merged value is not valid (named by its file key and its flag).
     #[error("{key} (-{flag}): {message}")]
     Invalid {
+        /// The setting's file key.
         key: &'static str,
+        /// The setting's flag, without its dash.
         flag: &'static str,
+        /// What is wrong with the value.
         message: String,
     },
     /// A command-line flag is malformed (no value, not a flag, bad value).
@@ -115,52 +139,95 @@ pub use crate::logs::LogLevel;
 /// Settings as one file or the command line gave them: `None` / empty is "not set here".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Partial {
+    /// `node_name` / `-node`.
     pub node_name: Option<String>,
+    /// `role` / `-role` (deprecated by Serf: becomes the tag `role`).
     pub role: Option<String>,
+    /// `disable_coordinates` (file only).
     pub disable_coordinates: Option<bool>,
+    /// `tags` / `-tag key=value` (repeatable); merges key by key.
     pub tags: Option<BTreeMap<String, String>>,
+    /// `tags_file` / `-tags-file`.
     pub tags_file: Option<PathBuf>,
+    /// `bind` / `-bind`, `host[:port]` as given.
     pub bind: Option<String>,
+    /// `advertise` / `-advertise`, `host[:port]` as given.
     pub advertise: Option<String>,
+    /// `encrypt_key` / `-encrypt`, base64.
     pub encrypt_key: Option<String>,
+    /// `keyring_file` / `-keyring-file`.
     pub keyring_file: Option<PathBuf>,
+    /// `log_level` / `-log-level`, as given.
     pub log_level: Option<String>,
+    /// hearsay: `log_json` / `-log-json`.
     pub log_json: Option<bool>,
+    /// `rpc_addr` / `-rpc-addr`, `host[:port]` as given.
     pub rpc_addr: Option<String>,
+    /// `rpc_auth` / `-rpc-auth`.
     pub rpc_auth: Option<String>,
+    /// `protocol` / `-protocol`.
     pub protocol: Option<u32>,
+    /// `replay_on_join` / `-replay`.
     pub replay_on_join: Option<bool>,
+    /// `query_response_size_limit` (file only), bytes.
     pub query_response_size_limit: Option<usize>,
+    /// `query_size_limit` (file only), bytes.
     pub query_size_limit: Option<usize>,
+    /// `user_event_size_limit` (file only), bytes.
     pub user_event_size_limit: Option<usize>,
+    /// `start_join` / `-join` (repeatable); appends.
     pub start_join: Vec<String>,
+    /// `retry_join` / `-retry-join` (repeatable); appends.
     pub retry_join: Vec<String>,
+    /// `retry_max_attempts` / `-retry-max`.
     pub retry_max_attempts: Option<u32>,
+    /// `retry_interval` / `-retry-interval`.
     pub retry_interval: Option<Duration>,
+    /// `profile` / `-profile`, as given.
     pub profile: Option<String>,
+    /// `snapshot_path` / `-snapshot`.
     pub snapshot_path: Option<PathBuf>,
+    /// `leave_on_terminate` / `-leave-on-terminate`.
     pub leave_on_terminate: Option<bool>,
+    /// `skip_leave_on_interrupt` / `-skip-leave-on-interrupt`.
     pub skip_leave_on_interrupt: Option<bool>,
+    /// `reconnect_interval` (file only).
     pub reconnect_interval: Option<Duration>,
+    /// `reconnect_timeout` (file only).
     pub reconnect_timeout: Option<Duration>,
+    /// `tombstone_timeout` (file only).
     pub tombstone_timeout: Option<Duration>,
+    /// `disable_name_resolution` (file only).
     pub disable_name_resolution: Option<bool>,
+    /// `rejoin_after_leave` / `-rejoin`.
     pub rejoin_after_leave: Option<bool>,
+    /// `enable_compression` / `-disable-compression` (negated).
     pub enable_compression: Option<bool>,
+    /// `broadcast_timeout` / `-broadcast-timeout`.
     pub broadcast_timeout: Option<Duration>,
     /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
     pub handlers: Vec<HandlerConfig>,
+    /// hearsay: `handler_cache_dir` / `-handler-cache-dir`.
     pub handler_cache_dir: Option<PathBuf>,
+    /// hearsay: `handler_memory_total` / `-handler-memory-total`, bytes.
     pub handler_memory_total: Option<u64>,
     /// hearsay: the QUIC endpoint for large query responses (see `crate::replies`).
     pub disable_quic: Option<bool>,
+    /// hearsay: `quic_bind` / `-quic-bind`, `host[:port]` as given.
     pub quic_bind: Option<String>,
+    /// hearsay: `quic_advertise` / `-quic-advertise`, `host[:port]` as given.
     pub quic_advertise: Option<String>,
+    /// hearsay: `quic_identity_file` / `-quic-identity-file`.
     pub quic_identity_file: Option<PathBuf>,
+    /// hearsay: `quic_ca_file` / `-quic-ca-file`.
     pub quic_ca_file: Option<PathBuf>,
+    /// hearsay: `quic_cert_file` / `-quic-cert-file`.
     pub quic_cert_file: Option<PathBuf>,
+    /// hearsay: `quic_key_file` / `-quic-key-file`.
     pub quic_key_file: Option<PathBuf>,
+    /// hearsay: `query_response_max_bytes` / `-query-response-max-bytes`.
     pub query_response_max_bytes: Option<u64>,
+    /// hearsay: `query_max_bytes` / `-query-max-bytes`.
     pub query_max_bytes: Option<u64>,
     /// Serf's mDNS discovery: the cluster name (`-discover`, `discover`).
     pub discover: Option<String>,
@@ -232,6 +299,7 @@ impl Partial {
 /// The resolved configuration an agent runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `node_name` / `-node`; default: the host name.
     pub node_name: String,
     /// Where the gossip sockets (UDP and TCP) listen.
     pub bind: SocketAddr,
@@ -240,35 +308,69 @@ pub struct Config {
     /// What peers are told to reach us at; `None`: the bind address, or when that is a
     /// wildcard, this host's outward address (see [`crate::run`]).
     pub advertise: Option<SocketAddr>,
+    /// `rpc_addr` / `-rpc-addr`; default `127.0.0.1:7373`.
     pub rpc_addr: SocketAddr,
+    /// `rpc_auth` / `-rpc-auth`: the token RPC clients must give; `None`: none.
     pub rpc_auth: Option<String>,
+    /// `encrypt_key` / `-encrypt`: the base64 gossip key; `None`: no encryption.
     pub encrypt_key: Option<String>,
+    /// `keyring_file` / `-keyring-file`: the keyring (JSON list of base64 keys).
     pub keyring_file: Option<PathBuf>,
+    /// `start_join` / `-join`: addresses to join at start; reaching none stops the agent.
     pub start_join: Vec<String>,
+    /// `retry_join` / `-retry-join`: addresses to join at start, retried until one
+    /// succeeds.
     pub retry_join: Vec<String>,
     /// 0: retry forever.
     pub retry_max_attempts: u32,
+    /// `retry_interval` / `-retry-interval`; default 30 s, at least 1 s.
     pub retry_interval: Duration,
+    /// `replay_on_join` / `-replay`: replay past user events on join; default false.
     pub replay_on_join: bool,
+    /// `tags` / `-tag`, with a deprecated `role` as the tag `role`.
     pub tags: BTreeMap<String, String>,
+    /// `tags_file` / `-tags-file`: where tags persist (excludes `tags`).
     pub tags_file: Option<PathBuf>,
+    /// `profile` / `-profile` (`lan`, `wan`, `local`); default `lan`.
     pub profile: Profile,
+    /// `snapshot_path` / `-snapshot`; `None`: no snapshot.
     pub snapshot_path: Option<PathBuf>,
+    /// `rejoin_after_leave` / `-rejoin`: rejoin from the snapshot after a leave;
+    /// default false.
     pub rejoin_after_leave: bool,
+    /// `protocol` / `-protocol`: Serf's protocol version; default the highest supported.
     pub protocol: u8,
+    /// `log_level` / `-log-level`; default `info`.
     pub log_level: LogLevel,
+    /// hearsay: `log_json` / `-log-json`: one JSON object per log line; default false.
     pub log_json: bool,
+    /// `leave_on_terminate` / `-leave-on-terminate`: leave on SIGTERM; default
+    /// false.
     pub leave_on_terminate: bool,
+    /// `skip_leave_on_interrupt` / `-skip-leave-on-interrupt`: stop without
+    /// leaving on SIGINT; default false.
     pub skip_leave_on_interrupt: bool,
+    /// `enable_compression` (`-disable-compression` clears it); default true.
     pub enable_compression: bool,
+    /// `broadcast_timeout` / `-broadcast-timeout`: how long a leave waits for
+    /// its broadcast; default 5 s, at least 1 s.
     pub broadcast_timeout: Duration,
+    /// `query_response_size_limit`: the largest query response over UDP,
+    /// bytes; default 1024.
     pub query_response_size_limit: usize,
+    /// `query_size_limit`: the largest query, bytes; default 1024.
     pub query_size_limit: usize,
+    /// `user_event_size_limit`: the largest user event, bytes; default 512.
     pub user_event_size_limit: usize,
+    /// `disable_coordinates`: no network coordinates; default false.
     pub disable_coordinates: bool,
+    /// `disable_name_resolution`: no name-conflict resolution; default false.
     pub disable_name_resolution: bool,
+    /// `reconnect_interval`; `None`: Serf's default.
     pub reconnect_interval: Option<Duration>,
+    /// `reconnect_timeout`; `None`: Serf's default.
     pub reconnect_timeout: Option<Duration>,
+    /// `tombstone_timeout`; `None`: Serf's default.
     pub tombstone_timeout: Option<Duration>,
     /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
     pub handlers: Vec<HandlerConfig>,
@@ -294,8 +396,11 @@ pub struct Config {
 /// the flags, kept so that a reload (SIGHUP) reads the files again under the same flags.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sources {
+    /// `-config-file` and `-config-dir`, in command-line order.
     pub config_paths: Vec<PathBuf>,
+    /// The other flags.
     pub flags: Partial,
+    /// `-dev`: loopback, the `local` profile, debug logs.
     pub dev: bool,
 }
 

@@ -16,7 +16,9 @@ pub struct QuicSettings {
     pub identity_file: Option<PathBuf>,
     /// CA mode: `quic_ca_file`, `quic_cert_file`, `quic_key_file` (all three or none).
     pub ca_file: Option<PathBuf>,
+    /// CA mode: this node's certificate (`quic_cert_file` / `-quic-cert-file`).
     pub cert_file: Option<PathBuf>,
+    /// CA mode: this node's key (`quic_key_file` / `-quic-key-file`).
     pub key_file: Option<PathBuf>,
     /// `query_response_max_bytes`: the largest response this node accepts from one node.
     pub response_max_bytes: u64,

@@ -11,14 +11,22 @@ use thiserror::Error;
 
 /// Why an address does not give a socket address; each variant names the address as given.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum AddrError {
     /// The part after the last `:` is a number, but not a port (`host:99999`).
     #[error("invalid port {port:?} in {addr:?}")]
-    BadPort { addr: String, port: String },
+    BadPort {
+        /// The address as given.
+        addr: String,
+        /// The part after the last `:`.
+        port: String,
+    },
     /// The host name could not be looked up.
     #[error("cannot resolve {addr:?}: {source}")]
     Resolve {
+        /// The address as given.
         addr: String,
+        /// The resolver's error.
         #[source]
         source: std::io::Error,
     },

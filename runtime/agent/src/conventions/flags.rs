@@ -13,6 +13,7 @@ use thiserror::Error;
 
 /// Why a command line did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum FlagError {
     /// An operand, given to a command that takes none (see [`Flags::finish`]).
     #[error("unexpected argument {0:?} (flags start with - or --)")]
@@ -27,8 +28,11 @@ pub enum FlagError {
     /// A flag's value did not parse.
     #[error("-{flag}={value:?}: expected {expected}")]
     BadValue {
+        /// The flag's name, without dashes.
         flag: String,
+        /// The value as given.
         value: String,
+        /// What the flag takes (`a whole number`, `a duration`, ...).
         expected: &'static str,
     },
 }
@@ -37,7 +41,9 @@ pub enum FlagError {
 /// alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flag {
+    /// The name, without dashes.
     pub name: String,
+    /// The value (`"true"` for a boolean flag standing alone).
     pub value: String,
 }
 

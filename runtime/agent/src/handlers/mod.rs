@@ -42,7 +42,10 @@ use embedder::{AgentLink, EventContext};
 pub enum Error {
     /// A handler has no name.
     #[error("handler for {} has an empty name", module.display())]
-    EmptyName { module: PathBuf },
+    EmptyName {
+        /// The handler's module.
+        module: PathBuf,
+    },
     /// Two handlers share a name.
     #[error("two handlers are named {0:?}; names must be unique")]
     DuplicateName(String),

@@ -16,7 +16,10 @@ pub enum Error {
     Serf(#[from] hearsay_serf::Error),
     /// A join contacted no node successfully; lists every address tried with its error.
     #[error("join failed: {}", describe_join_errors(.errors))]
-    JoinFailed { errors: Vec<(SocketAddr, String)> },
+    JoinFailed {
+        /// Each address tried, with why it failed.
+        errors: Vec<(SocketAddr, String)>,
+    },
     /// A graceful leave did not finish within the time Serf's own timeouts allow.
     #[error("leave did not finish within {0:?}")]
     LeaveTimeout(Duration),
@@ -41,7 +44,7 @@ fn describe_join_errors(errors: &[(SocketAddr, String)]) -> String {
 }
 
 /// Shorthand for results of [`super::Node`]'s calls.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -96,7 +96,9 @@ pub struct KeyOpOutcome {
     pub keys: BTreeMap<String, usize>,
     /// Alive members when the query started.
     pub num_nodes: usize,
+    /// How many nodes responded.
     pub num_resp: usize,
+    /// How many of the responses were errors.
     pub num_err: usize,
     /// Serf's error text when the operation did not succeed everywhere.
     pub error: Option<String>,

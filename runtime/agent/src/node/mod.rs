@@ -11,9 +11,11 @@ mod error;
 mod keys;
 mod query;
 
-pub use error::{Error, Result};
+pub use error::Error;
+pub(crate) use error::Result;
 pub use keys::KeyOpOutcome;
-pub use query::{QueryResult, QueryResults, SideQuery};
+pub(crate) use query::SideQuery;
+pub use query::{QueryResult, QueryResults};
 
 use hearsay_net::{NodeHandle, Transport, DEFAULT_EVENT_CAPACITY};
 use hearsay_serf::coordinate::Coordinate;

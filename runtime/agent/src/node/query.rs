@@ -18,16 +18,31 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryResult {
     /// A node acknowledged receiving the query (only when acks were requested).
-    Ack { from: String },
+    Ack {
+        /// The node's name.
+        from: String,
+    },
     /// A node answered (over UDP, whole).
-    Response { from: String, payload: Vec<u8> },
+    Response {
+        /// The node's name.
+        from: String,
+        /// The response.
+        payload: Vec<u8>,
+    },
     /// The next piece of a node's large response (streamed over QUIC).
-    ResponseChunk { from: String, chunk: Bytes },
+    ResponseChunk {
+        /// The node's name.
+        from: String,
+        /// The piece, following the node's earlier pieces.
+        chunk: Bytes,
+    },
     /// A node's large response ended: `Ok(total bytes)` when complete, or why it failed (the
     /// responder died or aborted, a limit was exceeded, the deadline passed). The chunks
     /// delivered before a failure are an incomplete response.
     ResponseEnd {
+        /// The node's name.
         from: String,
+        /// The response's total bytes, or why it failed.
         result: std::result::Result<u64, String>,
     },
     /// No more results will come.

@@ -21,20 +21,34 @@ pub enum ReplyError {
         "reply of at least {size} bytes to {origin:?} is too large for a Serf originator's UDP limit of {limit} bytes ({origin:?} advertises no QUIC endpoint); nothing was sent"
     )]
     TooLarge {
+        /// The originator's node name.
         origin: String,
+        /// The reply's size, at least, in bytes.
         size: u64,
+        /// The originator's UDP response limit, in bytes.
         limit: usize,
     },
     /// A reply needs QUIC but this agent runs without a QUIC endpoint.
     #[error("reply of at least {size} bytes needs QUIC, but this agent has no QUIC endpoint")]
-    NoQuicEndpoint { size: u64 },
+    NoQuicEndpoint {
+        /// The reply's size, at least, in bytes.
+        size: u64,
+    },
     /// The query's deadline passed before the reply was complete.
     #[error("the query's deadline passed after {written} bytes of the reply")]
-    Deadline { written: u64 },
+    Deadline {
+        /// The bytes written before the deadline.
+        written: u64,
+    },
     /// One of a reply's QUIC streams (direct or relayed) fell behind the others by more than
     /// the straggler grace and was dropped (the reply goes on with the others).
     #[error("the stream fell {grace:?} behind the reply's other streams after {written} bytes")]
-    Straggler { written: u64, grace: Duration },
+    Straggler {
+        /// The bytes written on the dropped stream.
+        written: u64,
+        /// The straggler grace it exceeded.
+        grace: Duration,
+    },
     /// A reply was written to after it had failed.
     #[error("the reply already failed")]
     Failed,

@@ -6,7 +6,7 @@
 //! - [`QueryReply`] is the one way the agent answers a query, small (Serf's UDP response) or
 //!   large (streamed over QUIC), directly and through relay nodes.
 //!
-//! The layer under it, [`crate::node`], knows nothing of QUIC; the layers above
+//! The layer under it, `node`, knows nothing of QUIC; the layers above
 //! (`handlers`, the RPC backend, `run`) answer queries through this one.
 
 mod error;

@@ -50,9 +50,15 @@ pub const STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyPath {
     /// As Serf's UDP response (`bytes` of payload).
-    Udp { bytes: u64 },
+    Udp {
+        /// The payload's bytes.
+        bytes: u64,
+    },
     /// Streamed over QUIC (`bytes` of body), taken whole by the originator.
-    Quic { bytes: u64 },
+    Quic {
+        /// The body's bytes.
+        bytes: u64,
+    },
 }
 
 /// Which query a reply answers and where its originator is.
@@ -60,6 +66,7 @@ pub enum ReplyPath {
 pub struct ReplyTarget {
     /// The query's Lamport time and id, as delivered in [`QueryEvent`].
     pub ltime: LamportTime,
+    /// The query's id.
     pub id: u32,
     /// The originator's node name (`QueryEvent::source_node`; empty when it did not say).
     pub origin: String,

@@ -8,25 +8,25 @@ use std::collections::HashMap;
 
 /// Parsed flags and the remaining arguments.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(super) struct Parsed {
     values: HashMap<String, Vec<String>>,
     pub args: Vec<String>,
 }
 
 impl Parsed {
     /// The last value of `name`, if given.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name)?.last().map(String::as_str)
     }
 
     /// Every value of a repeatable flag, in order.
-    pub fn all(&self, name: &str) -> &[String] {
+    pub(super) fn all(&self, name: &str) -> &[String] {
         self.values.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// A boolean flag's value (`default` when absent), spelled as Go's `strconv.ParseBool`
     /// accepts.
-    pub fn bool(&self, name: &str, default: bool) -> Result<bool, String> {
+    pub(super) fn bool(&self, name: &str, default: bool) -> Result<bool, String> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => {
@@ -38,7 +38,7 @@ impl Parsed {
 
 /// Parses `args`: `bools` take no separate value, `values` do; anything else is an error
 /// naming the flag, as Go's `flag provided but not defined: -x`.
-pub fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed, String> {
+pub(super) fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut flags = Flags::defined(args.iter().cloned(), bools, values);
     for flag in &mut flags {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Runs the verb: a table (or `-format=json`) of every loaded handler.
-pub async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), String> {
+pub(super) async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), String> {
     let format = super::format_of(p)?;
     let handlers = client.handlers().await.map_err(|e| {
         let e = e.to_string();

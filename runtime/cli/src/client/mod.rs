@@ -78,7 +78,7 @@ fn verb_spec(verb: &str) -> Option<Verb> {
 }
 
 /// Runs a client verb; `Err` only for failures main should print as `Error: ...`.
-pub fn run(verb: &str, args: Vec<String>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(verb: &str, args: Vec<String>) -> anyhow::Result<ExitCode> {
     match verb {
         "version" => {
             println!("hearsay v{}", env!("CARGO_PKG_VERSION"));

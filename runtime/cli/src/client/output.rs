@@ -3,7 +3,7 @@
 
 /// Aligns `|`-separated rows into columns joined by two spaces; cells are trimmed and the
 /// last column is not padded (ryanuber/columnize's defaults).
-pub fn columnize(lines: &[String]) -> String {
+pub(super) fn columnize(lines: &[String]) -> String {
     let rows: Vec<Vec<&str>> = lines
         .iter()
         .map(|l| l.split('|').map(str::trim).collect())
@@ -35,7 +35,7 @@ pub fn columnize(lines: &[String]) -> String {
 /// `value` as `serf` prints `-format=json`: Go's `json.MarshalIndent(v, "", "  ")`. The
 /// callers' types follow Go's: structs with the fields in the order Serf declares them, maps as
 /// `BTreeMap`s (Go sorts map keys), `None` for Go's `nil` slices (`null`).
-pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
+pub(super) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
     hearsay_agent::conventions::json::to_string_pretty(value)
         .map_err(|e| format!("Error encoding JSON: {e}"))
 }

@@ -18,7 +18,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// What happened to one node's large response.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Streamed {
+pub(super) struct Streamed {
     pub bytes: u64,
     pub error: Option<String>,
     pub file: Option<PathBuf>,
@@ -26,7 +26,7 @@ pub struct Streamed {
 }
 
 /// The sink for one query's responses.
-pub struct Sink {
+pub(super) struct Sink {
     dir: Option<PathBuf>,
     text: bool,
     files: HashMap<String, BufWriter<File>>,
@@ -42,7 +42,7 @@ pub struct Sink {
 
 /// A file name for a node: anything but `[A-Za-z0-9._-]` becomes `_`, and `.`/`..` are
 /// prefixed, so a node name can never escape the directory.
-pub fn file_name(node: &str) -> String {
+pub(super) fn file_name(node: &str) -> String {
     let mut name: String = node
         .chars()
         .map(|c| {
@@ -60,7 +60,7 @@ pub fn file_name(node: &str) -> String {
 }
 
 impl Sink {
-    pub fn new(dir: Option<&str>, text: bool) -> Result<Self, String> {
+    pub(super) fn new(dir: Option<&str>, text: bool) -> Result<Self, String> {
         let dir = dir.map(PathBuf::from);
         if let Some(d) = &dir {
             std::fs::create_dir_all(d)
@@ -83,7 +83,7 @@ impl Sink {
         self.dir.as_ref().map(|d| d.join(file_name(node)))
     }
 
-    pub fn ack(&mut self, from: String) {
+    pub(super) fn ack(&mut self, from: String) {
         if self.text {
             self.clear_progress();
             println!("Ack from '{from}'");
@@ -93,7 +93,7 @@ impl Sink {
     }
 
     /// A whole response.
-    pub fn response(&mut self, from: String, payload: Vec<u8>) -> Result<(), String> {
+    pub(super) fn response(&mut self, from: String, payload: Vec<u8>) -> Result<(), String> {
         self.bytes += payload.len() as u64;
         if let Some(path) = self.path(&from) {
             std::fs::write(&path, &payload)
@@ -118,7 +118,7 @@ impl Sink {
     }
 
     /// One piece of a large response.
-    pub fn piece(
+    pub(super) fn piece(
         &mut self,
         from: String,
         payload: Vec<u8>,
@@ -198,7 +198,7 @@ impl Sink {
     }
 
     /// Nodes that answered (whole or large, complete or not).
-    pub fn responded(&self) -> usize {
+    pub(super) fn responded(&self) -> usize {
         self.whole.len()
             + self
                 .streamed
@@ -208,7 +208,7 @@ impl Sink {
     }
 
     /// Ends the query: responses cut off by the end of the stream count as failed.
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub(super) fn finish(&mut self) -> Result<(), String> {
         let open: Vec<String> = self
             .streamed
             .iter()
@@ -249,7 +249,7 @@ impl Sink {
 }
 
 /// `1536` → `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

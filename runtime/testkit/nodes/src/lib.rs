@@ -7,6 +7,8 @@
 //! their flags, defaults and output lines are the interface the interop tests and
 //! `hearsay-bench` read.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use anyhow::{bail, Context, Result};
 use hearsay_agent::conventions::{self, parse_tag, Flag, FlagError, Flags, DEFAULT_BIND_PORT};
 use hearsay_agent::keyring_file;
