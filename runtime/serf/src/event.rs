@@ -179,4 +179,10 @@ pub enum Event {
     },
     /// A graceful leave finished (the intent and the memberlist leave went out).
     LeaveComplete,
+    /// The leave broadcast of a [`crate::Serf::force_leave`] went out (it was sent as often
+    /// as gossip retransmits a broadcast, or replaced by a newer one about the same member).
+    ForceLeaveSent {
+        /// The id `force_leave` returned.
+        id: u64,
+    },
 }

@@ -614,3 +614,57 @@ fn out_of_band_response_is_the_nodes_one_answer_and_holds_finish_early() {
         "did not finish once every answer was in; seed {seed}"
     );
 }
+
+/// Serf's `RemoveFailedNode` returns once its leave broadcast went out: `force_leave` hands
+/// back the broadcast's id, which is pending until gossip has sent it, then
+/// `Event::ForceLeaveSent` says so; the other members list the node as left. A lone node has
+/// nobody to tell and gets no id.
+#[test]
+fn force_leave_reports_when_its_broadcast_went_out() {
+    let seed = seed(21);
+    let n = 4;
+    let mut sim = cluster(seed, n, |_| BTreeMap::new());
+    sim.crash(3);
+    let failed = |s: &Sim<Serf>, i: usize| {
+        s.nodes[i]
+            .swim
+            .as_ref()
+            .unwrap()
+            .members()
+            .iter()
+            .any(|m| m.name == name(3) && m.status == MemberStatus::Failed)
+    };
+    let ok = sim.run_until_pred(Duration::from_millis(100), Duration::from_secs(60), |s| {
+        (0..3).all(|i| failed(s, i))
+    });
+    assert!(ok, "node 3 was not marked failed; seed {seed}");
+    let id = sim
+        .with_node(0, |s, now| s.force_leave(now, &name(3), false).unwrap())
+        .flatten()
+        .expect("there are members to tell");
+    let pending = |s: &Sim<Serf>| s.nodes[0].swim.as_ref().unwrap().force_leave_pending(id);
+    let sent = |s: &Sim<Serf>| {
+        s.nodes[0]
+            .events
+            .iter()
+            .any(|(_, e)| *e == Event::ForceLeaveSent { id })
+    };
+    assert!(
+        pending(&sim) && !sent(&sim),
+        "done before any gossip; seed {seed}"
+    );
+    let ok = sim.run_until_pred(Duration::from_millis(50), Duration::from_secs(30), sent);
+    assert!(ok, "no ForceLeaveSent; seed {seed}");
+    assert!(!pending(&sim), "seed {seed}");
+    sim.run_for(Duration::from_secs(1));
+    for i in 0..3 {
+        let members = sim.nodes[i].swim.as_ref().unwrap().members();
+        let m = members.iter().find(|m| m.name == name(3)).unwrap();
+        assert_eq!(m.status, MemberStatus::Left, "node {i}; seed {seed}");
+    }
+
+    let mut lone: Sim<Serf> = Sim::new(seed);
+    add(&mut lone, 0, BTreeMap::new());
+    let id = lone.with_node(0, |s, now| s.force_leave(now, "nobody", false).unwrap());
+    assert_eq!(id, Some(None));
+}

@@ -23,6 +23,9 @@ pub enum Error {
     /// A graceful leave did not finish within the time Serf's own timeouts allow.
     #[error("leave did not finish within {0:?}")]
     LeaveTimeout(Duration),
+    /// A force-leave's broadcast did not go out within the broadcast timeout (Serf's words).
+    #[error("timed out broadcasting node removal")]
+    ForceLeaveTimeout(Duration),
 }
 
 impl Error {

@@ -338,13 +338,44 @@ impl Node {
     }
 
     /// Forces a failed member into the left state (Serf's `RemoveFailedNode`); with `prune`
-    /// it is also removed from the member list at once.
+    /// it is also removed from the member list at once. Returns once the leave broadcast went
+    /// out, as Serf's does, or fails with [`Error::ForceLeaveTimeout`] after the broadcast
+    /// timeout.
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<()> {
         let node = node.to_owned();
-        Ok(self
+        // Subscribed first, so the broadcast's end cannot slip past.
+        let mut events = self.node.subscribe();
+        let (id, limit) = self
             .node
-            .call(move |serf, now| serf.force_leave(now, &node, prune))
-            .await??)
+            .call(move |serf, now| {
+                let id = serf.force_leave(now, &node, prune)?;
+                Ok::<_, hearsay_serf::Error>((id, serf.config().broadcast_timeout))
+            })
+            .await??;
+        let Some(id) = id else {
+            return Ok(());
+        };
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::ForceLeaveSent { id: sent }) if sent == id => return Ok(()),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        let pending = self
+                            .node
+                            .call(move |serf, _| serf.force_leave_pending(id))
+                            .await?;
+                        if !pending {
+                            return Ok(());
+                        }
+                    }
+                    Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| Error::ForceLeaveTimeout(limit))?
     }
 
     /// The last network coordinate `node` sent (this node's own for its name); `None` when

@@ -42,6 +42,10 @@ impl Serf {
                     // Reconnect joins are fire-and-forget.
                 }
                 SwimEvent::UserBroadcastDone(id) => {
+                    if let Some(at) = self.force_leaves.iter().position(|n| *n == id) {
+                        self.force_leaves.swap_remove(at);
+                        self.events.push_back(Event::ForceLeaveSent { id });
+                    }
                     if let Some(LeavePhase::Intent {
                         notify: Some(n), ..
                     }) = self.leave

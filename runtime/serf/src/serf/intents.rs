@@ -60,8 +60,11 @@ impl Serf {
     }
 
     /// Forces a failed member into the left state (Serf's `RemoveFailedNode`), optionally
-    /// pruning it from the member list at once.
-    pub fn force_leave(&mut self, now: Instant, node: &str, prune: bool) -> Result<()> {
+    /// pruning it from the member list at once, and broadcasts the leave intent. Returns the
+    /// broadcast's id when there is anyone to send it to: [`Event::ForceLeaveSent`] with that
+    /// id follows once it went out (Serf's `RemoveFailedNode` waits for it, bounded by the
+    /// broadcast timeout); `None` for a lone node.
+    pub fn force_leave(&mut self, now: Instant, node: &str, prune: bool) -> Result<Option<u64>> {
         let msg = Leave {
             ltime: self.clock.time(),
             node: node.to_owned(),
@@ -69,13 +72,21 @@ impl Serf {
         };
         self.clock.increment();
         self.handle_leave_intent(now, &msg);
-        if self.has_alive_members() {
-            self.swim
-                .queue_user_broadcast(messages::encode(&Message::Leave(msg)), None);
-        }
+        let id = self.has_alive_members().then(|| {
+            let id = self
+                .swim
+                .queue_user_broadcast_notify(messages::encode(&Message::Leave(msg)), None);
+            self.force_leaves.push(id);
+            id
+        });
         self.state_dirty = true;
         self.pump(now);
-        Ok(())
+        Ok(id)
+    }
+
+    /// True while the leave broadcast `id` of a [`Serf::force_leave`] has not gone out.
+    pub fn force_leave_pending(&self, id: u64) -> bool {
+        self.force_leaves.contains(&id)
     }
 
     pub(super) fn advance_leave(&mut self, now: Instant, done: bool) {

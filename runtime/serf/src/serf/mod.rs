@@ -340,6 +340,8 @@ pub struct Serf {
     leave: Option<LeavePhase>,
     /// Joins in flight, and whether they ignore old events (`-replay` off).
     joins: HashMap<JoinId, bool>,
+    /// Leave broadcasts of `force_leave` not yet sent, by their notify id.
+    force_leaves: Vec<NotifyId>,
     ignore_old_joins: usize,
     next_reap: Instant,
     next_reconnect: Instant,
@@ -396,6 +398,7 @@ impl Serf {
             state: State::Alive,
             leave: None,
             joins: HashMap::new(),
+            force_leaves: Vec::new(),
             ignore_old_joins: 0,
             next_reap: now + config.reap_interval,
             next_reconnect: now + config.reconnect_interval,
