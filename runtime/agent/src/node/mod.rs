@@ -228,7 +228,7 @@ impl Node {
     /// then waits for it to propagate. Returns once done (at once when already left). The node
     /// keeps running (to answer peers) until [`Node::shutdown`].
     pub async fn leave(&self) -> Result<()> {
-        let mut events = self.node.subscribe();
+        let events = self.node.subscribe();
         let (left, limit) = self
             .node
             .call(|serf, now| -> Result<(bool, Duration)> {
@@ -241,24 +241,37 @@ impl Node {
         if left {
             return Ok(());
         }
-        let wait = async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::LeaveComplete) => return Ok(()),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        let state = self.node.call(|serf, _| serf.state()).await?;
-                        if state == hearsay_serf::State::Left {
-                            return Ok(());
-                        }
-                    }
-                    Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
-                }
-            }
-        };
+        let wait = self.wait_for(
+            events,
+            |ev| matches!(ev, Event::LeaveComplete),
+            |serf| serf.state() == hearsay_serf::State::Left,
+        );
         tokio::time::timeout(limit, wait)
             .await
             .map_err(|_| Error::LeaveTimeout(limit))?
+    }
+
+    /// Waits until `events` brings one that `done` accepts. A receiver that lagged may have
+    /// missed it, so then `finished` asks the Serf layer whether it happened already.
+    async fn wait_for(
+        &self,
+        mut events: broadcast::Receiver<Event>,
+        done: impl Fn(&Event) -> bool,
+        finished: impl Fn(&Serf) -> bool + Clone + Send + 'static,
+    ) -> Result<()> {
+        loop {
+            match events.recv().await {
+                Ok(ev) if done(&ev) => return Ok(()),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let finished = finished.clone();
+                    if self.node.call(move |serf, _| finished(serf)).await? {
+                        return Ok(());
+                    }
+                }
+                Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
+            }
+        }
     }
 
     /// Every member Serf knows (sorted by name), including failed and left ones not yet reaped.
@@ -344,7 +357,7 @@ impl Node {
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<()> {
         let node = node.to_owned();
         // Subscribed first, so the broadcast's end cannot slip past.
-        let mut events = self.node.subscribe();
+        let events = self.node.subscribe();
         let (id, limit) = self
             .node
             .call(move |serf, now| {
@@ -355,24 +368,11 @@ impl Node {
         let Some(id) = id else {
             return Ok(());
         };
-        let wait = async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::ForceLeaveSent { id: sent }) if sent == id => return Ok(()),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        let pending = self
-                            .node
-                            .call(move |serf, _| serf.force_leave_pending(id))
-                            .await?;
-                        if !pending {
-                            return Ok(());
-                        }
-                    }
-                    Err(RecvError::Closed) => return Err(hearsay_net::Error::Stopped.into()),
-                }
-            }
-        };
+        let wait = self.wait_for(
+            events,
+            |ev| matches!(ev, Event::ForceLeaveSent { id: sent } if *sent == id),
+            move |serf| !serf.force_leave_pending(id),
+        );
         tokio::time::timeout(limit, wait)
             .await
             .map_err(|_| Error::ForceLeaveTimeout(limit))?
