@@ -1,6 +1,5 @@
 //! Why a call on a [`super::Node`] failed.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -8,18 +7,14 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The driver or a transport failed, or the node has stopped ([`hearsay_net::Error::Stopped`]).
+    /// The driver or a transport failed, the node has stopped ([`hearsay_net::Error::Stopped`]),
+    /// or a join contacted no node ([`hearsay_net::Error::JoinFailed`], naming every address
+    /// tried with its error).
     #[error(transparent)]
     Net(#[from] hearsay_net::Error),
     /// The Serf layer refused the configuration or a command (too large, not allowed now, ...).
     #[error(transparent)]
     Serf(#[from] hearsay_serf::Error),
-    /// A join contacted no node successfully; lists every address tried with its error.
-    #[error("join failed: {}", describe_join_errors(.errors))]
-    JoinFailed {
-        /// Each address tried, with why it failed.
-        errors: Vec<(SocketAddr, String)>,
-    },
     /// A graceful leave did not finish within the time Serf's own timeouts allow.
     #[error("leave did not finish within {0:?}")]
     LeaveTimeout(Duration),
@@ -35,18 +30,6 @@ impl Error {
     }
 }
 
-fn describe_join_errors(errors: &[(SocketAddr, String)]) -> String {
-    if errors.is_empty() {
-        return "no addresses to contact".to_owned();
-    }
-    errors
-        .iter()
-        .map(|(addr, e)| format!("{addr}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Shorthand for results of [`super::Node`]'s calls.
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -55,9 +38,9 @@ mod tests {
 
     #[test]
     fn join_error_names_every_address() {
-        let e = Error::JoinFailed {
+        let e = Error::from(hearsay_net::Error::JoinFailed {
             errors: vec![("127.0.0.1:1".parse().unwrap(), "refused".into())],
-        };
+        });
         assert!(e.to_string().contains("127.0.0.1:1: refused"), "{e}");
         assert!(Error::Net(hearsay_net::Error::Stopped).is_stopped());
     }

@@ -211,7 +211,7 @@ impl Node {
                     errors,
                 }) if done == id => {
                     if joined == 0 {
-                        return Err(Error::JoinFailed { errors });
+                        return Err(hearsay_net::Error::JoinFailed { errors }.into());
                     }
                     return Ok(joined);
                 }
