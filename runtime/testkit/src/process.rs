@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A node process, killed and its log file removed however the test ends.
+/// A node process, killed and its log file removed however the test ends; when the test
+/// failed, the last lines it printed and logged go to stderr first, so a failure in CI shows
+/// what the node was doing.
 pub struct NodeProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -18,10 +20,26 @@ pub struct NodeProcess {
     log: PathBuf,
 }
 
+/// How many lines of each stream a failed test shows per node.
+const TAIL: usize = 60;
+
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.seen.extend(self.lines.try_iter());
+            let tail = |lines: &[&str]| lines[lines.len().saturating_sub(TAIL)..].join("\n");
+            let seen: Vec<&str> = self.seen.iter().map(String::as_str).collect();
+            let log = self.log();
+            eprintln!(
+                "--- {} (pid {}): last stdout lines ---\n{}\n--- last log lines ---\n{}",
+                self.log.display(),
+                self.child.id(),
+                tail(&seen),
+                tail(&log.lines().collect::<Vec<_>>()),
+            );
+        }
         let _ = std::fs::remove_file(&self.log);
     }
 }
