@@ -4,8 +4,14 @@
 //! Connections to a peer are cached by its advert and reused by every response sent to it;
 //! with no keep-alive, a connection nobody uses closes after [`QuicConfig::idle_timeout`] and
 //! the next response dials again.
+//!
+//! The same connections carry requests ([`QuicEndpoint::request`], served through
+//! [`IncomingRequests`], see `exchange.rs`): the accept side tells a request stream from a
+//! response stream by its first byte ([`super::request`]).
 
+use super::exchange::{serve_request, IncomingRequest, IncomingRequests};
 use super::header::{ResponseHeader, HEADER_PREFIX_LEN};
+use super::request::{RequestHeader, REQUEST_HEADER_LEN, REQUEST_KIND};
 use super::tls::{self, PeerFilter};
 use super::{Fingerprint, Identity, QuicAdvert, QuicError};
 use rustls::pki_types::CertificateDer;
@@ -42,13 +48,32 @@ pub enum StopCode {
     /// A relay node could not deliver the response to the originator (refused the relay
     /// header, could not reach the originator, or lost the connection to it).
     RelayFailed = 7,
+    /// A request stream reached an endpoint that does not serve requests (bound with
+    /// [`QuicEndpoint::bind`], or its [`IncomingRequests`] was dropped).
+    NoRequests = 8,
+    /// A request's body is over the answering endpoint's [`Limits::max_request`].
+    RequestLimit = 9,
     /// The responder abandoned the response (writer dropped or aborted).
     Aborted = 10,
+    /// A reply's body is over the asking side's `max_reply` ([`QuicEndpoint::request`]).
+    ReplyLimit = 11,
+    /// The answering side dropped an [`IncomingRequest`] without replying.
+    Unanswered = 12,
 }
 
 impl StopCode {
     /// What a stream reset or stop with `code` means, for error messages.
     pub fn describe(code: u64) -> String {
+        let request = match code {
+            8 => Some("the peer does not serve requests"),
+            9 => Some("the request body exceeded the peer's request limit"),
+            11 => Some("the reply exceeded the requester's limit"),
+            12 => Some("the peer dropped the request unanswered"),
+            _ => None,
+        };
+        if let Some(what) = request {
+            return format!("request stream stopped: {what} (code {code})");
+        }
         let what = match code {
             0 => "the originator dropped the response",
             1 => "the originator rejected the header",
@@ -64,7 +89,7 @@ impl StopCode {
         format!("stream stopped by the originator: {what} (code {code})")
     }
 
-    fn varint(self) -> quinn::VarInt {
+    pub(super) fn varint(self) -> quinn::VarInt {
         quinn::VarInt::from_u32(self as u32)
     }
 
@@ -84,7 +109,11 @@ impl StopCode {
             5 => Self::LengthMismatch,
             6 => Self::Duplicate,
             7 => Self::RelayFailed,
+            8 => Self::NoRequests,
+            9 => Self::RequestLimit,
             10 => Self::Aborted,
+            11 => Self::ReplyLimit,
+            12 => Self::Unanswered,
             _ => return None,
         })
     }
@@ -130,7 +159,8 @@ impl Security {
     }
 }
 
-/// Byte limits the originator enforces on what responders send it.
+/// Byte limits the originator enforces on what responders send it, and the answering side on
+/// what askers send it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The largest header accepted, in bytes.
@@ -139,6 +169,9 @@ pub struct Limits {
     pub max_response: u64,
     /// The most bytes all responses to one query may bring together.
     pub max_query_total: u64,
+    /// The largest request body accepted ([`QuicEndpoint::bind_with_requests`]); a request
+    /// declaring more is refused from its header, before its body is read.
+    pub max_request: u64,
 }
 
 impl Default for Limits {
@@ -147,6 +180,7 @@ impl Default for Limits {
             max_header: 4096,
             max_response: 64 << 20,
             max_query_total: 256 << 20,
+            max_request: 1 << 20,
         }
     }
 }
@@ -169,7 +203,8 @@ pub struct QuicConfig {
     pub idle_timeout: Duration,
     /// How long connecting to a peer (UDP + TLS handshake) may take.
     pub connect_timeout: Duration,
-    /// How long a new stream may take to deliver its header.
+    /// How long a new stream may take to deliver its header (for a request stream: its header
+    /// and whole body).
     pub header_timeout: Duration,
     /// The most unacknowledged bytes one incoming stream may have buffered (flow control).
     pub stream_window: u32,
@@ -177,7 +212,8 @@ pub struct QuicConfig {
     pub max_chunk: usize,
     /// How many response streams one peer may have open to us at once.
     pub max_streams_per_peer: u32,
-    /// How many received responses may wait for [`IncomingResponses::next`].
+    /// How many received responses may wait for [`IncomingResponses::next`] (and as many
+    /// requests for [`IncomingRequests::next`]).
     pub queue: usize,
     /// How long a query's byte total is remembered after its last response started.
     pub query_retention: Duration,
@@ -262,6 +298,26 @@ impl QuicEndpoint {
     /// returned [`IncomingResponses`]; if it is dropped, incoming streams are refused.
     /// Must be called inside a tokio runtime.
     pub fn bind(config: QuicConfig) -> Result<(Self, IncomingResponses), QuicError> {
+        Self::bind_inner(config, None)
+    }
+
+    /// Like [`QuicEndpoint::bind`], and also serves requests ([`QuicEndpoint::request`] on
+    /// the asking side): they arrive on the returned [`IncomingRequests`]; if it is dropped,
+    /// request streams are refused with [`StopCode::NoRequests`], as they are by an endpoint
+    /// from [`QuicEndpoint::bind`].
+    pub fn bind_with_requests(
+        config: QuicConfig,
+    ) -> Result<(Self, IncomingResponses, IncomingRequests), QuicError> {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (endpoint, responses) = Self::bind_inner(config, Some(tx))?;
+        Ok((endpoint, responses, IncomingRequests::new(rx)))
+    }
+
+    /// Binds the endpoint; requests go to `requests`, or are refused when it is `None`.
+    fn bind_inner(
+        config: QuicConfig,
+        requests: Option<mpsc::Sender<IncomingRequest>>,
+    ) -> Result<(Self, IncomingResponses), QuicError> {
         let transport = config.transport()?;
         if config.security.identity().chain.is_empty() {
             return Err(QuicError::Config("the identity has no certificate".into()));
@@ -297,6 +353,7 @@ impl QuicEndpoint {
             query_retention: config.query_retention,
             budgets: Mutex::new(HashMap::new()),
             tx,
+            requests,
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared));
         let inner = Inner {
@@ -453,7 +510,7 @@ fn connection_lost(e: &quinn::ConnectionError) -> String {
     format!("connection lost: {e}")
 }
 
-fn read_error(e: &quinn::ReadError) -> String {
+pub(super) fn read_error(e: &quinn::ReadError) -> String {
     match e {
         quinn::ReadError::ConnectionLost(c) => connection_lost(c),
         other => other.to_string(),
@@ -579,13 +636,15 @@ impl Drop for ResponseWriter {
 type QueryKey = (u64, u32);
 
 /// State the accept loop shares with every incoming stream.
-struct Shared {
-    limits: Limits,
-    header_timeout: Duration,
+pub(super) struct Shared {
+    pub(super) limits: Limits,
+    pub(super) header_timeout: Duration,
     max_chunk: usize,
     query_retention: Duration,
     budgets: Mutex<HashMap<QueryKey, (Arc<AtomicU64>, Instant)>>,
     tx: mpsc::Sender<IncomingResponse>,
+    /// Where requests go; `None` when the endpoint does not serve them.
+    pub(super) requests: Option<mpsc::Sender<IncomingRequest>>,
 }
 
 impl Shared {
@@ -638,9 +697,45 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
 }
 
-async fn read_header(recv: &mut quinn::RecvStream, limit: usize) -> Result<ResponseHeader, String> {
+/// What the first bytes of an incoming stream say it is.
+enum Opening {
+    Response(ResponseHeader),
+    Request(RequestHeader),
+}
+
+/// Reads the header of an incoming stream, telling the kinds apart by the first byte. On
+/// failure, says which kind of stream it was (as far as known) and why.
+async fn read_opening(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Opening, (&'static str, String)> {
     let mut prefix = [0u8; HEADER_PREFIX_LEN];
-    recv.read_exact(&mut prefix)
+    recv.read_exact(&mut prefix[..1])
+        .await
+        .map_err(|e| ("response", format!("reading the header: {e}")))?;
+    if prefix[0] == REQUEST_KIND {
+        let mut head = [0u8; REQUEST_HEADER_LEN];
+        head[0] = prefix[0];
+        recv.read_exact(&mut head[1..])
+            .await
+            .map_err(|e| ("request", format!("reading the request header: {e}")))?;
+        return RequestHeader::decode(&head)
+            .map(Opening::Request)
+            .map_err(|e| ("request", e.to_string()));
+    }
+    read_header(recv, prefix, limit)
+        .await
+        .map(Opening::Response)
+        .map_err(|why| ("response", why))
+}
+
+/// Reads the rest of a response header whose first byte is already in `prefix`.
+async fn read_header(
+    recv: &mut quinn::RecvStream,
+    mut prefix: [u8; HEADER_PREFIX_LEN],
+    limit: usize,
+) -> Result<ResponseHeader, String> {
+    recv.read_exact(&mut prefix[1..])
         .await
         .map_err(|e| format!("reading the header: {e}"))?;
     let rest_len = ResponseHeader::decode_prefix(&prefix, limit).map_err(|e| e.to_string())?;
@@ -651,15 +746,16 @@ async fn read_header(recv: &mut quinn::RecvStream, limit: usize) -> Result<Respo
     ResponseHeader::decode_rest(prefix[0], &rest).map_err(|e| e.to_string())
 }
 
-/// Both halves of an incoming response stream.
-struct Stream {
-    recv: quinn::RecvStream,
-    verdict: quinn::SendStream,
+/// Both halves of an incoming response (or request) stream.
+pub(super) struct Stream {
+    pub(super) recv: quinn::RecvStream,
+    /// The other half: the verdict on a response, the reply to a request.
+    pub(super) verdict: quinn::SendStream,
 }
 
 impl Stream {
     /// Refuses the response: stops the body and resets the verdict with the reason.
-    fn refuse(&mut self, code: StopCode) {
+    pub(super) fn refuse(&mut self, code: StopCode) {
         let _ = self.recv.stop(code.varint());
         let _ = self.verdict.reset(code.varint());
     }
@@ -672,13 +768,12 @@ async fn serve_stream(
     shared: Arc<Shared>,
 ) {
     let limit = shared.limits.max_header;
-    let header =
-        match tokio::time::timeout(shared.header_timeout, read_header(&mut stream.recv, limit))
-            .await
-        {
-            Ok(Ok(h)) => h,
-            Ok(Err(why)) => {
-                tracing::warn!("QUIC: rejected a response stream from {remote} ({peer}): {why}");
+    let deadline = tokio::time::Instant::now() + shared.header_timeout;
+    let opening =
+        match tokio::time::timeout_at(deadline, read_opening(&mut stream.recv, limit)).await {
+            Ok(Ok(opening)) => opening,
+            Ok(Err((kind, why))) => {
+                tracing::warn!("QUIC: rejected a {kind} stream from {remote} ({peer}): {why}");
                 stream.refuse(StopCode::HeaderRejected);
                 return;
             }
@@ -691,6 +786,12 @@ async fn serve_stream(
                 return;
             }
         };
+    let header = match opening {
+        Opening::Response(header) => header,
+        Opening::Request(header) => {
+            return serve_request(stream, header, peer, remote, deadline, &shared).await;
+        }
+    };
     let query_total = shared.budget(header.ltime, header.query_id);
     let body = BodyReader {
         stream,

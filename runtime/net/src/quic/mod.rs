@@ -12,6 +12,11 @@
 //! Nothing on either side holds a whole response in memory: QUIC flow control (the
 //! per-stream receive window) bounds what is buffered for a reader that has not caught up.
 //!
+//! The same endpoint and pinned connections carry small request/reply exchanges
+//! ([`QuicEndpoint::request`] on the asking side; [`QuicEndpoint::bind_with_requests`] and
+//! [`IncomingRequests`] on the answering side; framing in [`request`]): one stream each, told
+//! apart from a response stream by its first byte, so both kinds share one connection.
+//!
 //! This module knows nothing of Serf's types: a query is named by its Lamport time and id, a
 //! node by its name and [`QuicAdvert`] (address + certificate fingerprint, carried in the
 //! `_hearsay_quic` tag).
@@ -43,8 +48,10 @@
 
 mod advert;
 mod endpoint;
+mod exchange;
 pub mod header;
 mod identity;
+pub mod request;
 pub mod tls;
 
 pub use advert::{QuicAdvert, QUIC_TAG};
@@ -52,8 +59,10 @@ pub use endpoint::{
     BodyReader, Bytes, IncomingResponse, IncomingResponses, Limits, QuicConfig, QuicEndpoint,
     ResponseWriter, Security, StopCode,
 };
+pub use exchange::{IncomingRequest, IncomingRequests};
 pub use header::{HeaderError, Relay, ResponseHeader};
 pub use identity::{Fingerprint, Identity, FINGERPRINT_TEXT_LEN};
+pub use request::FrameError;
 pub use tls::PeerFilter;
 
 use std::net::SocketAddr;
@@ -203,13 +212,64 @@ pub enum QuicError {
     /// A body was read again after it had failed.
     #[error("response body already failed")]
     AlreadyFailed,
+    /// A request ([`QuicEndpoint::request`]) failed on the way: the connection was lost, or
+    /// the reply was malformed or cut short.
+    #[error("request to {addr} failed: {reason}")]
+    Request {
+        /// The answering endpoint's address.
+        addr: SocketAddr,
+        /// Why: the connection or stream error, or what is wrong with the reply.
+        reason: String,
+    },
+    /// The answering endpoint (or the asker, for a reply) refused a request stream with a
+    /// [`StopCode`] (`code`; see [`StopCode::from_code`]): it does not serve requests, it
+    /// dropped the request unanswered, it rejected the stream.
+    #[error("request to {addr} failed: {}", exchange::describe_request(*code))]
+    RequestStopped {
+        /// The answering endpoint's address.
+        addr: SocketAddr,
+        /// The QUIC application error code of the stop or reset.
+        code: u64,
+    },
+    /// The answering endpoint refused the request with a reason of its own
+    /// ([`IncomingRequest::fail`], e.g. "no such module", or a request body over its limit).
+    #[error("request to {addr} refused: {reason}")]
+    Refused {
+        /// The answering endpoint's address.
+        addr: SocketAddr,
+        /// The reason it gave.
+        reason: String,
+    },
+    /// A reply declared a body over the asker's `max_reply`; it was refused before its body
+    /// was read.
+    #[error("reply from {addr} is {len} bytes, over the limit of {limit} bytes")]
+    ReplyLimit {
+        /// The answering endpoint's address.
+        addr: SocketAddr,
+        /// The reply body's declared length in bytes.
+        len: u64,
+        /// The asker's `max_reply` in bytes.
+        limit: u64,
+    },
+    /// Sending a reply ([`IncomingRequest::reply`] or [`IncomingRequest::fail`]) failed: the
+    /// asker refused it (e.g. over its `max_reply`) or the connection was lost.
+    #[error("replying to {addr} failed: {reason}")]
+    Reply {
+        /// The asker's address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl QuicError {
-    /// The [`StopCode`] the other side refused a response with, when that is what happened.
+    /// The [`StopCode`] the other side refused a response or request stream with, when that is
+    /// what happened.
     pub fn stop_code(&self) -> Option<StopCode> {
         match self {
-            Self::Stopped { code, .. } => StopCode::from_code(*code),
+            Self::Stopped { code, .. } | Self::RequestStopped { code, .. } => {
+                StopCode::from_code(*code)
+            }
             _ => None,
         }
     }
