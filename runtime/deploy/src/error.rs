@@ -1,7 +1,7 @@
 //! The one error type of `hearsay-deploy`: why a key, a digest, a spec or an encoded record or
-//! set was refused. Errors never quote secret key material.
+//! set was refused. Errors never quote secret key material. It is the bottom layer of the
+//! crate (it names no other module), so a signer appears here as its `ed25519:` text.
 
-use crate::keys::PublicKey;
 use thiserror::Error;
 
 /// Why a key, digest, spec, deployment or deployment set was refused.
@@ -66,7 +66,7 @@ pub enum Error {
     /// A signature that does not verify (strictly) against the named signer for the spec bytes.
     #[error("signature does not verify for signer {signer}")]
     BadSignature {
-        /// The key the record claims signed it.
-        signer: PublicKey,
+        /// The key the record claims signed it, as `PublicKey`'s text (`ed25519:BASE64`).
+        signer: String,
     },
 }

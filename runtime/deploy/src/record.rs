@@ -270,7 +270,9 @@ impl Deployment {
             })?;
         // Verify before parsing: unauthenticated JSON never reaches the spec decoder.
         if !signer.verify(&signed_message(&spec_bytes), &signature) {
-            return Err(Error::BadSignature { signer });
+            return Err(Error::BadSignature {
+                signer: signer.to_string(),
+            });
         }
         let spec: Spec = serde_json::from_slice(&spec_bytes).map_err(malformed("spec"))?;
         spec.validate()?;

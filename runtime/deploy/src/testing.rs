@@ -18,7 +18,7 @@
 //! answers with its current records if its digest differs, the initiator merges them and
 //! pushes back what the peer lacks. Messages are counted from the deploy on.
 
-use crate::keys::{Digest, SigningKey};
+use crate::keys::{Digest, PublicKey, SigningKey};
 use crate::record::{Deployment, Grants, ModuleRef, Spec};
 use crate::set::DeploySet;
 use crate::sync::{Action, Sync, SyncConfig};
@@ -82,7 +82,7 @@ impl Default for SimConfig {
 
 /// What a run measured. Durations are virtual time; `None` means "did not happen before the
 /// run gave up" (a group with no nodes converges at once: `Some(ZERO)`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimReport {
     /// From the deploy until every node that stayed up held the winner.
     pub converged: Option<Duration>,
@@ -248,29 +248,13 @@ impl Sim {
             converged: [None; 3],
             pending_phases: 0,
             counting: false,
-            report: SimReport {
-                converged: None,
-                joiners_converged: None,
-                restarted_converged: None,
-                all_agree: false,
-                winner: Digest::default(),
-                elapsed: Duration::ZERO,
-                messages: 0,
-                pushes: 0,
-                pushbacks: 0,
-                sync_requests: 0,
-                sync_replies: 0,
-                max_sent: 0,
-                max_received: 0,
-                learned_by_push: 0,
-                learned_by_sync: 0,
-            },
+            report: SimReport::default(),
         };
         sim.populate();
         sim
     }
 
-    fn trusted(&self) -> Vec<crate::PublicKey> {
+    fn trusted(&self) -> Vec<PublicKey> {
         self.keys.iter().map(SigningKey::public).collect()
     }
 

@@ -92,7 +92,7 @@ fn tampered_spec_bytes_are_refused() {
             b[i] = b'9';
         })
     });
-    let signer = key(1).public();
+    let signer = key(1).public().to_string();
     assert_eq!(
         Deployment::decode(&bytes),
         Err(Error::BadSignature { signer })
@@ -103,7 +103,7 @@ fn tampered_spec_bytes_are_refused() {
 fn tampered_signature_is_refused() {
     let d = Deployment::sign(spec("greet", 1), &key(1)).unwrap();
     let bytes = tamper(&d, "signature", |s| b64_edit(s, |b| b[5] ^= 1));
-    let signer = key(1).public();
+    let signer = key(1).public().to_string();
     assert_eq!(
         Deployment::decode(&bytes),
         Err(Error::BadSignature { signer })
@@ -125,7 +125,9 @@ fn a_wrong_signer_is_refused() {
     let bytes = tamper(&d, "signer", |_| other.to_string());
     assert_eq!(
         Deployment::decode(&bytes),
-        Err(Error::BadSignature { signer: other })
+        Err(Error::BadSignature {
+            signer: other.to_string()
+        })
     );
     let bytes = tamper(&d, "signer", |_| "ed25519:nope".into());
     assert!(matches!(
