@@ -5,7 +5,9 @@
 //! their `Display` text, in the response header's `Error`, so they should read as Serf's do.
 
 use crate::client::Coordinate;
-use crate::messages::{KeyOp, KeyResponse, LogLevel, QueryRequest, RpcHandler, RpcMember};
+use crate::messages::{
+    KeyOp, KeyResponse, LogLevel, QueryRequest, RpcDeployment, RpcHandler, RpcMember,
+};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -90,6 +92,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// hearsay extension: the agent's WebAssembly handlers (`handlers`).
     async fn handlers(&self) -> Vec<RpcHandler>;
+
+    /// hearsay extension: deploys a signed handler module cluster-wide, or undeploys one
+    /// (`deploy`). `deployment` is the encoded, signed deployment record (never empty; its
+    /// signature is the backend's to check); `module` the module's bytes, empty for an
+    /// undeploy or when the agent already holds them. Returns the version deployed; an
+    /// `Err` is sent to the client as it is, e.g. "deployment refused: untrusted signer
+    /// ed25519:...".
+    async fn deploy(&self, deployment: Vec<u8>, module: Vec<u8>) -> Result<u64, String>;
+
+    /// hearsay extension: every deployment with each node's convergence (`deployments`).
+    async fn deployments(&self) -> Vec<RpcDeployment>;
 }
 
 /// An event for a client's `stream`, already filtered by the backend.

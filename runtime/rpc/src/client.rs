@@ -8,7 +8,9 @@ use crate::codec::{
 };
 use crate::error::{Error, Result};
 use crate::errors::{AUTH_REQUIRED, HANDSHAKE_REQUIRED, UNSUPPORTED_COMMAND};
-use crate::messages::{KeyOp, KeyResponse, QueryRecord, RpcHandler, RpcMember};
+use crate::messages::{
+    array_of, KeyOp, KeyResponse, QueryRecord, RpcDeployment, RpcHandler, RpcMember,
+};
 use crate::IPC_VERSION;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +27,18 @@ use tokio::task::JoinHandle;
 /// client at most this many records (pieces are at most 64 KiB) whatever its size.
 pub(crate) const STREAM_RECORDS: usize = 64;
 
-/// Serf's client timeout for connecting and for writing a request.
+/// Serf's client timeout for connecting and for writing a request (for a request larger
+/// than [`WRITE_CHUNK`], for writing each chunk of it).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request is written in pieces of this size, each within [`DEFAULT_TIMEOUT`]: a `deploy`
+/// of tens of MiB over a slow link is not cut off as long as it moves, while a stalled agent
+/// is still noticed. Serf's requests are far smaller, so for them this is Serf's timeout.
+pub(crate) const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// Room for `deploy`'s map header, field names and length prefixes, beyond its two byte
+/// fields, when checking a request against [`codec::MAX_DEPLOY_BYTES`].
+const DEPLOY_OVERHEAD: usize = 64;
 
 type Reply = (ResponseHeader, Value);
 
@@ -134,8 +146,8 @@ pub type Coordinate = hearsay_serf::coordinate::Coordinate;
 
 impl RpcClient {
     /// Connects to `addr` (`host:port`), performs the handshake and, with `auth_key`, the
-    /// auth exchange. Connecting, and writing each request, is bounded by Serf's client timeout
-    /// (10 seconds).
+    /// auth exchange. Connecting, and writing each request (each MiB of a larger one, such as
+    /// a `deploy`), is bounded by Serf's client timeout (10 seconds).
     pub async fn connect(addr: &str, auth_key: Option<&str>) -> Result<Self> {
         let io = |source| Error::Io {
             context: format!("connecting to {addr}"),
@@ -180,17 +192,21 @@ impl RpcClient {
             seq,
         };
         let bytes = frame(&header.to_value(), body.as_ref());
+        drop(body);
         let mut w = self.writer.lock().await;
-        tokio::time::timeout(DEFAULT_TIMEOUT, w.write_all(&bytes))
-            .await
-            .map_err(|_| Error::Io {
-                context: format!("sending {command}"),
-                source: std::io::ErrorKind::TimedOut.into(),
-            })?
-            .map_err(|source| Error::Io {
-                context: format!("sending {command}"),
-                source,
-            })
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            tokio::time::timeout(DEFAULT_TIMEOUT, w.write_all(chunk))
+                .await
+                .map_err(|_| Error::Io {
+                    context: format!("sending {command}"),
+                    source: std::io::ErrorKind::TimedOut.into(),
+                })?
+                .map_err(|source| Error::Io {
+                    context: format!("sending {command}"),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Sends a request and waits for its response: `(error text, body)`.
@@ -353,6 +369,38 @@ impl RpcClient {
                 codec::kind(other)
             ))),
         }
+    }
+
+    /// hearsay extension: deploys a signed WebAssembly handler module cluster-wide (or, with
+    /// an undeploy record and no module, removes one); returns the version deployed.
+    /// `deployment` is the encoded, signed deployment record; `module` the module's bytes,
+    /// empty when the agent already holds them. The agent's refusal is [`Error::Remote`] with
+    /// its text (e.g. "deployment refused: untrusted signer ed25519:..."); a Serf agent
+    /// answers "Unsupported command". A request larger than [`codec::MAX_DEPLOY_BYTES`] is
+    /// [`Error::TooLarge`] without being sent.
+    pub async fn deploy(&self, deployment: &[u8], module: &[u8]) -> Result<u64> {
+        let size = deployment.len() + module.len() + DEPLOY_OVERHEAD;
+        if size > codec::MAX_DEPLOY_BYTES {
+            return Err(Error::TooLarge {
+                command: "deploy".into(),
+                size,
+                max: codec::MAX_DEPLOY_BYTES,
+            });
+        }
+        let body = map(vec![
+            ("Deployment", Value::Raw(deployment.to_vec())),
+            ("Module", Value::Raw(module.to_vec())),
+        ]);
+        let v = self.call("deploy", Some(body), true).await?;
+        Fields::of(&v, "deployResponse")?.uint("Version")
+    }
+
+    /// hearsay extension: every deployment with each node's convergence. A Serf agent
+    /// answers [`Error::Remote`] with "Unsupported command".
+    pub async fn deployments(&self) -> Result<Vec<RpcDeployment>> {
+        let v = self.call("deployments", None, true).await?;
+        let f = Fields::of(&v, "deploymentsResponse")?;
+        array_of(&f, "Deployments", RpcDeployment::from_value)
     }
 
     /// The coordinate the agent has cached for `node`, if any.

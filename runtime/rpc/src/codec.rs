@@ -14,25 +14,62 @@ use std::collections::BTreeMap;
 /// from making the agent buffer without limit.
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The largest `deploy` request body (the hearsay extension, see [`crate::HEARSAY_COMMANDS`])
+/// an agent accepts: a WebAssembly module of up to 64 MiB with its signed record, with room
+/// to spare. Only the body of `deploy` gets this bound, and only from a client that has
+/// completed the handshake (and `auth`, when the agent has a key); every other value keeps
+/// [`MAX_VALUE_BYTES`].
+pub const MAX_DEPLOY_BYTES: usize = 128 * 1024 * 1024;
+
+/// The largest request body a server accepts for `command` from a client that has completed
+/// the handshake and any `auth`: [`MAX_DEPLOY_BYTES`] for `deploy`, [`MAX_VALUE_BYTES`] for
+/// every other command.
+pub fn max_body_bytes(command: &str) -> usize {
+    if command == "deploy" {
+        MAX_DEPLOY_BYTES
+    } else {
+        MAX_VALUE_BYTES
+    }
+}
+
 /// Decodes one value from the front of `buf`: `Ok(None)` when more bytes are needed, else
-/// the value and how many bytes it used. Malformed input is [`Error::Protocol`].
+/// the value and how many bytes it used. Malformed input, or a value larger than
+/// [`MAX_VALUE_BYTES`], is [`Error::Protocol`].
 pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
-    // Check completeness with the allocation-free skip first: a large value arriving in
-    // many reads is then scanned, not rebuilt as a tree, on every read.
-    let complete = Reader::new(buf).skip();
-    let mut r = Reader::new(buf);
-    match complete.and_then(|()| r.value()) {
-        Ok(v) => Ok(Some((v, r.position()))),
-        Err(hearsay_swim::Error::Truncated { .. }) => {
-            if buf.len() >= MAX_VALUE_BYTES {
-                return Err(Error::Protocol(format!(
-                    "message larger than {MAX_VALUE_BYTES} bytes"
-                )));
+    decode_value_within(buf, MAX_VALUE_BYTES)
+}
+
+/// [`decode_value`] with a bound of `max` bytes on the value instead of [`MAX_VALUE_BYTES`].
+/// A value is refused as soon as the lengths it announces show that it cannot fit, so a peer
+/// is not buffered up to the bound first.
+pub fn decode_value_within(buf: &[u8], max: usize) -> Result<Option<(Value, usize)>> {
+    // Check completeness and size with the allocation-free skip first: a large value
+    // arriving in many reads is then scanned, not rebuilt as a tree, on every read.
+    let mut scan = Reader::new(buf);
+    match scan.skip() {
+        Ok(()) if scan.position() > max => Err(too_large(max)),
+        Ok(()) => {
+            let mut r = Reader::new(buf);
+            let v = r.value().map_err(malformed)?;
+            Ok(Some((v, r.position())))
+        }
+        Err(hearsay_swim::Error::Truncated { needed, .. }) => {
+            // `needed` is a lower bound on what the value still lacks.
+            if buf.len() >= max || needed > max - buf.len() {
+                return Err(too_large(max));
             }
             Ok(None)
         }
-        Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
+        Err(e) => Err(malformed(e)),
     }
+}
+
+fn malformed(e: hearsay_swim::Error) -> Error {
+    Error::Protocol(format!("malformed msgpack: {e}"))
+}
+
+fn too_large(max: usize) -> Error {
+    Error::Protocol(format!("message larger than {max} bytes"))
 }
 
 /// Appends the encoding of `v` to `out`.
@@ -107,17 +144,16 @@ impl<'a> Fields<'a> {
     /// A `[]byte` field, written as raw bytes or as an array of integers up to 255
     /// (missing or nil: empty).
     pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        self.get(name).map_or(Ok(Vec::new()), |v| as_bytes(v, name))
+    }
+
+    /// A `[][]byte` field: an array whose items are read as [`Fields::bytes`] reads one
+    /// (missing or nil: empty).
+    pub fn byte_slices(&self, name: &str) -> Result<Vec<Vec<u8>>> {
         match self.get(name) {
             None | Some(Value::Nil) => Ok(Vec::new()),
-            Some(Value::Raw(b)) => Ok(b.clone()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| match i {
-                    Value::Uint(u) if *u <= 255 => Ok(*u as u8),
-                    _ => Err(bad(name, "bytes", i)),
-                })
-                .collect(),
-            Some(other) => Err(bad(name, "bytes", other)),
+            Some(Value::Array(items)) => items.iter().map(|i| as_bytes(i, name)).collect(),
+            Some(other) => Err(bad(name, "array of bytes", other)),
         }
     }
 
@@ -215,7 +251,42 @@ pub(crate) fn as_string(v: &Value, field: &str) -> Result<String> {
     }
 }
 
-fn bad(field: &str, want: &str, got: &Value) -> Error {
+/// Bytes from a raw value or an array of integers up to 255 (nil is empty).
+pub(crate) fn as_bytes(v: &Value, field: &str) -> Result<Vec<u8>> {
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Raw(b) => Ok(b.clone()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Uint(u) if *u <= 255 => Ok(*u as u8),
+                _ => Err(bad(field, "bytes", i)),
+            })
+            .collect(),
+        other => Err(bad(field, "bytes", other)),
+    }
+}
+
+/// Takes a `[]byte` field out of a map without copying its bytes (the field is left nil),
+/// with the rules of [`Fields::bytes`]; a value that is not a map reads as having no fields.
+pub(crate) fn take_bytes(v: &mut Value, name: &str) -> Result<Vec<u8>> {
+    let Value::Map(pairs) = v else {
+        return Ok(Vec::new());
+    };
+    let Some((_, field)) = pairs
+        .iter_mut()
+        .find(|(k, _)| matches!(k, Value::Raw(b) if b == name.as_bytes()))
+    else {
+        return Ok(Vec::new());
+    };
+    match std::mem::replace(field, Value::Nil) {
+        Value::Raw(b) => Ok(b),
+        other => as_bytes(&other, name),
+    }
+}
+
+/// A field of the wrong type, as [`Error::Protocol`] naming it.
+pub(crate) fn bad(field: &str, want: &str, got: &Value) -> Error {
     Error::Protocol(format!(
         "field {field}: expected {want}, found {}",
         kind(got)
@@ -357,5 +428,49 @@ mod tests {
         assert!(f.uint("Num").is_err());
         assert!(f.str("Num").is_err());
         assert!(Fields::of(&Value::Uint(1), "t").is_err());
+    }
+
+    #[test]
+    fn bounds_refuse_values_as_soon_as_they_cannot_fit() {
+        // A raw32 announcing 5 MiB, of which 3 bytes have arrived.
+        let mut head = vec![0xdb];
+        head.extend_from_slice(&(5u32 * 1024 * 1024).to_be_bytes());
+        head.extend_from_slice(b"abc");
+        assert!(matches!(decode_value(&head), Err(Error::Protocol(_))));
+        assert!(decode_value_within(&head, MAX_DEPLOY_BYTES)
+            .unwrap()
+            .is_none());
+        // A complete value over the bound is refused too.
+        let mut bytes = Vec::new();
+        encode_value(&mut bytes, &Value::Raw(vec![7; 100]));
+        assert!(decode_value_within(&bytes, 50).is_err());
+        let (v, used) = decode_value_within(&bytes, bytes.len()).unwrap().unwrap();
+        assert_eq!((v, used), (Value::Raw(vec![7; 100]), bytes.len()));
+        assert_eq!(max_body_bytes("deploy"), MAX_DEPLOY_BYTES);
+        assert_eq!(max_body_bytes("event"), MAX_VALUE_BYTES);
+        assert_eq!(max_body_bytes("deployments"), MAX_VALUE_BYTES);
+    }
+
+    #[test]
+    fn byte_fields_are_taken_whole_and_listed() {
+        let mut v = map(vec![
+            ("A", Value::Raw(b"abc".to_vec())),
+            ("B", Value::Array(vec![Value::Uint(1), Value::Uint(255)])),
+            ("C", Value::Bool(true)),
+            (
+                "L",
+                Value::Array(vec![Value::Raw(b"x".to_vec()), Value::Nil]),
+            ),
+        ]);
+        let f = Fields::of(&v, "t").unwrap();
+        assert_eq!(f.byte_slices("L").unwrap(), vec![b"x".to_vec(), Vec::new()]);
+        assert_eq!(f.byte_slices("Missing").unwrap(), Vec::<Vec<u8>>::new());
+        assert!(f.byte_slices("A").is_err());
+        assert_eq!(take_bytes(&mut v, "A").unwrap(), b"abc");
+        assert_eq!(take_bytes(&mut v, "B").unwrap(), [1, 255]);
+        assert_eq!(take_bytes(&mut v, "Missing").unwrap(), b"");
+        assert!(take_bytes(&mut v, "C").is_err());
+        // Taken fields are left nil.
+        assert_eq!(Fields::of(&v, "t").unwrap().get("A"), Some(&Value::Nil));
     }
 }

@@ -19,12 +19,23 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The peer sent something that is not Serf's RPC protocol (malformed msgpack, a message
-    /// of the wrong shape, a value larger than [`crate::codec::MAX_VALUE_BYTES`]).
+    /// of the wrong shape, a value larger than [`crate::codec::MAX_VALUE_BYTES`], or than
+    /// [`crate::codec::MAX_DEPLOY_BYTES`] for a `deploy` body).
     #[error("RPC protocol error: {0}")]
     Protocol(String),
     /// The agent closed the connection before answering.
     #[error("RPC protocol error: the agent closed the connection")]
     Closed,
+    /// A request larger than any agent accepts, refused before it was sent.
+    #[error("{command} request of {size} bytes is larger than an agent accepts ({max} bytes)")]
+    TooLarge {
+        /// The command, e.g. `deploy`.
+        command: String,
+        /// The request body's size (an upper bound), in bytes.
+        size: usize,
+        /// The largest body an agent accepts for it.
+        max: usize,
+    },
     /// The agent answered the request with this error (Serf's own words, e.g.
     /// [`crate::errors::AUTH_REQUIRED`]).
     #[error("{0}")]

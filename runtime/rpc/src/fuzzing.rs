@@ -1,13 +1,16 @@
 //! The fuzz entry point of the RPC server's request decoding ([`fuzz_requests`]), for the
 //! `rpc_request` fuzz target and its smoke test; not part of the protocol API.
 
-use crate::codec::{decode_value, encode_value, RequestHeader};
+use crate::codec::{
+    decode_value, decode_value_within, encode_value, max_body_bytes, RequestHeader,
+};
 use crate::messages::Request;
 
 /// Decodes every request in `data` (header, then a body for commands that take one) the
-/// way the server does, until the input ends or is malformed. Never panics; whatever
-/// decodes re-encodes stably (encode, decode, encode gives the same bytes). Used by the
-/// fuzz target and its smoke test.
+/// way the server does for a client past the handshake and auth (so a `deploy` body may be
+/// up to [`crate::codec::MAX_DEPLOY_BYTES`]), until the input ends or is malformed. Never
+/// panics; whatever decodes re-encodes stably (encode, decode, encode gives the same bytes).
+/// Used by the fuzz target and its smoke test.
 pub fn fuzz_requests(data: &[u8]) {
     let mut buf = data;
     while let Ok(Some((v, used))) = decode_value(buf) {
@@ -27,10 +30,10 @@ pub fn fuzz_requests(data: &[u8]) {
         if !crate::command_has_body(&h.command) {
             continue;
         }
-        let Ok(Some((body, used))) = decode_value(buf) else {
+        let Ok(Some((body, used))) = decode_value_within(buf, max_body_bytes(&h.command)) else {
             return;
         };
         buf = &buf[used..];
-        let _ = Request::parse(&h.command, &body);
+        let _ = Request::parse(&h.command, body);
     }
 }

@@ -5,8 +5,9 @@
 //!   connection by sequence number, streams as [`RecordStream`]s.
 //! - [`RpcServer`] is the connection loop (handshake, auth, sequencing, streams, monitors,
 //!   queries, Serf's error strings) over a [`Backend`] the agent implements.
-//! - The records both sides exchange ([`RpcMember`], [`KeyResponse`], [`RpcHandler`],
-//!   [`QueryRecord`]) carry Serf's field names.
+//! - The records both sides exchange ([`RpcMember`], [`KeyResponse`], [`QueryRecord`], and
+//!   hearsay's own [`RpcHandler`], [`RpcDeployment`]) carry Serf's field names (or, for
+//!   hearsay's, names in Serf's style).
 //! - [`codec`]: the msgpack framing (header, optional body) and typed access to decoded maps,
 //!   for speaking the protocol by hand; [`errors`]: Serf's error strings.
 //!
@@ -33,7 +34,8 @@ pub use client::{Coordinate, QueryParams, RecordStream, RpcClient};
 pub use codec::Value;
 pub use error::{Error, Result};
 pub use messages::{
-    KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, RpcHandler, RpcMember,
+    KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, RpcDeployNode, RpcDeployment,
+    RpcHandler, RpcMember,
 };
 pub use server::{RpcServer, ServerOptions};
 
@@ -91,19 +93,40 @@ pub const COMMANDS: [&str; 20] = [
     "get-coordinate",
 ];
 
-/// Commands hearsay's server answers beyond Serf's 20 (none takes a body). A Serf agent
-/// answers them with "Unsupported command".
+/// Commands hearsay's server answers beyond Serf's 20 (only `deploy` takes a body). A Serf
+/// agent answers them with "Unsupported command" (and closes the connection, as it does for
+/// any command it does not know).
 ///
 /// - `handlers`: lists the agent's WebAssembly handlers. Response body: a map with
 ///   `Handlers`, an array of maps with `Name`, `Filter`, `Module`, `Sha256` (strings),
 ///   `Invocations`, `Ok`, `Errors`, `Traps`, `Timeouts`, `Drops`, `Queued` (unsigned
 ///   integers), and `P50`, `P99` (latency in nanoseconds, nil before the first event); see
 ///   [`RpcHandler`].
-pub const HEARSAY_COMMANDS: [&str; 1] = ["handlers"];
+/// - `deploy`: deploys a signed WebAssembly handler module cluster-wide, or undeploys one.
+///   Request body: a map with `Deployment` (bytes: the encoded, signed deployment record)
+///   and `Module` (bytes: the module; empty for an undeploy, or when the agent already holds
+///   it). Response body: a map with `Version` (unsigned integer: the version deployed; 0 on
+///   error). A refusal is the header's `Error` (e.g. "deployment refused: untrusted signer
+///   ed25519:..."), as is a body of the wrong shape ("invalid deploy request: ..."), after
+///   which the connection stays usable. The body may be up to
+///   [`codec::MAX_DEPLOY_BYTES`] once the client has completed the handshake and any `auth`;
+///   before that, and for every other request, values are bounded by
+///   [`codec::MAX_VALUE_BYTES`].
+/// - `deployments`: lists the cluster's deployments with each node's convergence. Response
+///   body: a map with `Deployments`, an array of maps with `Name`, `Sha256` (hex, empty for
+///   an undeploy), `Events`, `Signer` (strings), `Version`, `Size` (unsigned integers),
+///   `Removed` (bool), `Record` (bytes: the signed record), `History` (array of bytes: older
+///   records, newest first) and `Nodes`, an array of maps with `Node`, `State`, `Reason`
+///   (strings) and `Version` (unsigned integer); see [`RpcDeployment`] and
+///   [`RpcDeployNode`].
+pub const HEARSAY_COMMANDS: [&str; 3] = ["handlers", "deploy", "deployments"];
 
 /// Whether a request with this command carries a body after its header (as Serf's client
-/// sends them: `members`, `leave`, `list-keys` and `stats` have none). An unknown command is
-/// answered at once without reading further, as Serf does.
+/// sends them: `members`, `leave`, `list-keys` and `stats` have none; of hearsay's own
+/// commands only `deploy` has one). An unknown command is answered at once without reading
+/// further, as Serf does.
 pub fn command_has_body(command: &str) -> bool {
-    COMMANDS.contains(&command) && !matches!(command, "members" | "leave" | "list-keys" | "stats")
+    command == "deploy"
+        || (COMMANDS.contains(&command)
+            && !matches!(command, "members" | "leave" | "list-keys" | "stats"))
 }

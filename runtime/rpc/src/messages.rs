@@ -1,9 +1,10 @@
 //! The messages of Serf's RPC protocol above the framing of [`crate::codec`]: the requests a
 //! server decodes ([`Request`]), and the records both sides exchange ([`RpcMember`],
-//! [`KeyResponse`], [`RpcHandler`], [`QueryRecord`]), each with its exact field names so that
-//! Serf's Go client and `serf` CLI read ours and ours reads theirs.
+//! [`KeyResponse`], [`QueryRecord`], and hearsay's own [`RpcHandler`], [`RpcDeployment`] and
+//! [`RpcDeployNode`]), each with its exact field names so that Serf's Go client and `serf`
+//! CLI read ours and ours reads theirs.
 
-use crate::codec::{int, map, s, string_map, Fields, Value};
+use crate::codec::{self, int, map, s, string_map, Fields, Value};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -246,6 +247,16 @@ pub(crate) enum Request {
     /// hearsay extension: list the agent's WebAssembly handlers (no body; Serf answers
     /// "Unsupported command").
     Handlers,
+    /// hearsay extension: deploy a signed handler module (or undeploy one) cluster-wide.
+    Deploy {
+        /// The encoded, signed deployment record (`Deployment`; never empty).
+        deployment: Vec<u8>,
+        /// The module's bytes (`Module`; empty for an undeploy, or when the agent already
+        /// holds them).
+        module: Vec<u8>,
+    },
+    /// hearsay extension: list the deployments with each node's convergence (no body).
+    Deployments,
 }
 
 /// `queryRequest`: the body of a `query` request, as the server hands it to
@@ -272,9 +283,16 @@ pub struct QueryRequest {
 
 impl Request {
     /// Decodes the body of `command` (`Value::Nil` for commands without one). `None` for a
-    /// command Serf does not have.
-    pub(crate) fn parse(command: &str, body: &Value) -> Option<Result<Self>> {
-        let f = match Fields::of(body, command) {
+    /// command neither Serf nor hearsay has. The body is taken by value so that `deploy`'s
+    /// module (up to [`codec::MAX_DEPLOY_BYTES`]) is moved out of it, not copied.
+    pub(crate) fn parse(command: &str, body: Value) -> Option<Result<Self>> {
+        if !crate::COMMANDS.contains(&command) && !crate::HEARSAY_COMMANDS.contains(&command) {
+            return None;
+        }
+        if command == "deploy" {
+            return Some(Self::deploy(body));
+        }
+        let f = match Fields::of(&body, command) {
             Ok(f) => f,
             Err(e) => return Some(Err(e)),
         };
@@ -345,6 +363,7 @@ impl Request {
                 },
                 "stats" => Self::Stats,
                 "handlers" => Self::Handlers,
+                "deployments" => Self::Deployments,
                 "get-coordinate" => Self::Coordinate {
                     node: f.str("Node")?,
                 },
@@ -353,7 +372,20 @@ impl Request {
                 }
             })
         };
-        (crate::COMMANDS.contains(&command) || crate::HEARSAY_COMMANDS.contains(&command)).then(r)
+        Some(r())
+    }
+
+    /// The body of `deploy`: `Deployment` is required, `Module` may be empty or missing.
+    fn deploy(mut body: Value) -> Result<Self> {
+        Fields::of(&body, "deploy")?;
+        let deployment = codec::take_bytes(&mut body, "Deployment")?;
+        if deployment.is_empty() {
+            return Err(Error::Protocol(
+                "field Deployment is missing or empty".into(),
+            ));
+        }
+        let module = codec::take_bytes(&mut body, "Module")?;
+        Ok(Self::Deploy { deployment, module })
     }
 }
 
@@ -487,6 +519,128 @@ impl RpcHandler {
     }
 }
 
+/// One deployment as the hearsay-only `deployments` command lists it (see
+/// [`crate::HEARSAY_COMMANDS`]). The records are opaque signed bytes to this crate; the
+/// other fields are what the agent read from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcDeployment {
+    /// The handler's name (`Name`).
+    pub name: String,
+    /// The deployment's version (`Version`).
+    pub version: u64,
+    /// sha256 of the module, hex (`Sha256`); empty when the deployment is an undeploy.
+    pub sha256: String,
+    /// The module's size in bytes (`Size`).
+    pub size: u64,
+    /// The handler's event filter, in Serf's syntax (`Events`).
+    pub events: String,
+    /// The key that signed the record, `ed25519:BASE64` (`Signer`).
+    pub signer: String,
+    /// Whether the record is an undeploy (`Removed`).
+    pub removed: bool,
+    /// The encoded signed record itself (`Record`).
+    pub record: Vec<u8>,
+    /// Older records for the same name, newest first (`History`).
+    pub history: Vec<Vec<u8>>,
+    /// Each node's convergence on this deployment (`Nodes`).
+    pub nodes: Vec<RpcDeployNode>,
+}
+
+impl RpcDeployment {
+    /// The deployment as a msgpack map.
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Name", s(&self.name)),
+            ("Version", Value::Uint(self.version)),
+            ("Sha256", s(&self.sha256)),
+            ("Size", Value::Uint(self.size)),
+            ("Events", s(&self.events)),
+            ("Signer", s(&self.signer)),
+            ("Removed", Value::Bool(self.removed)),
+            ("Record", Value::Raw(self.record.clone())),
+            (
+                "History",
+                Value::Array(self.history.iter().cloned().map(Value::Raw).collect()),
+            ),
+            (
+                "Nodes",
+                Value::Array(self.nodes.iter().map(RpcDeployNode::to_value).collect()),
+            ),
+        ])
+    }
+
+    /// Reads a deployment from a decoded map; a missing field or nil reads as its zero value
+    /// (an empty `History` or `Nodes` among them). A field of the wrong type is
+    /// [`Error::Protocol`].
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "deployment")?;
+        Ok(Self {
+            name: f.str("Name")?,
+            version: f.uint("Version")?,
+            sha256: f.str("Sha256")?,
+            size: f.uint("Size")?,
+            events: f.str("Events")?,
+            signer: f.str("Signer")?,
+            removed: f.bool("Removed")?,
+            record: f.bytes("Record")?,
+            history: f.byte_slices("History")?,
+            nodes: array_of(&f, "Nodes", RpcDeployNode::from_value)?,
+        })
+    }
+}
+
+/// One node's convergence on a deployment ([`RpcDeployment::nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcDeployNode {
+    /// The node's name (`Node`).
+    pub node: String,
+    /// Where the node stands (`State`): `running`, `pending`, `failed`, `refused`,
+    /// `not-selected`, `removed` or `unreachable`.
+    pub state: String,
+    /// The version the node holds or runs (`Version`).
+    pub version: u64,
+    /// Why the node is `failed`, `refused` or `pending` (`Reason`); empty otherwise.
+    pub reason: String,
+}
+
+impl RpcDeployNode {
+    /// The node's state as a msgpack map.
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Node", s(&self.node)),
+            ("State", s(&self.state)),
+            ("Version", Value::Uint(self.version)),
+            ("Reason", s(&self.reason)),
+        ])
+    }
+
+    /// Reads a node's state from a decoded map; a missing field or nil reads as its zero
+    /// value. A field of the wrong type is [`Error::Protocol`].
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "deployment node")?;
+        Ok(Self {
+            node: f.str("Node")?,
+            state: f.str("State")?,
+            version: f.uint("Version")?,
+            reason: f.str("Reason")?,
+        })
+    }
+}
+
+/// An array field whose items `parse` reads (missing or nil: empty); anything but an array
+/// is [`Error::Protocol`] naming the field.
+pub(crate) fn array_of<T>(
+    f: &Fields<'_>,
+    name: &str,
+    parse: impl Fn(&Value) -> Result<T>,
+) -> Result<Vec<T>> {
+    match f.get(name) {
+        None | Some(Value::Nil) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(parse).collect(),
+        Some(other) => Err(codec::bad(name, "array", other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,19 +685,19 @@ mod tests {
             ("Name", s("q")),
             ("Payload", Value::Raw(b"p".to_vec())),
         ]);
-        let Some(Ok(Request::Query(q))) = Request::parse("query", &body) else {
+        let Some(Ok(Request::Query(q))) = Request::parse("query", body) else {
             panic!("query did not parse");
         };
         assert_eq!(q.filter_nodes, ["a"]);
         assert!(q.request_ack);
         assert_eq!((q.relay_factor, q.timeout_ns), (2, 1_000_000_000));
-        assert!(Request::parse("bogus", &Value::Nil).is_none());
+        assert!(Request::parse("bogus", Value::Nil).is_none());
         assert!(matches!(
-            Request::parse("members", &Value::Nil),
+            Request::parse("members", Value::Nil),
             Some(Ok(Request::Members))
         ));
         let bad = map(vec![("RelayFactor", Value::Uint(300))]);
-        assert!(matches!(Request::parse("query", &bad), Some(Err(_))));
+        assert!(matches!(Request::parse("query", bad), Some(Err(_))));
     }
 
     #[test]
@@ -571,5 +725,159 @@ mod tests {
         let (v, _) = decode_value(&bytes).unwrap().unwrap();
         assert_eq!(RpcHandler::from_value(&v).unwrap(), h);
         assert!(RpcHandler::from_value(&s("not a map")).is_err());
+    }
+
+    fn protocol_text(r: Option<Result<Request>>) -> String {
+        match r {
+            Some(Err(Error::Protocol(text))) => text,
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deploy_requests_need_a_deployment_and_take_bytes() {
+        let body = map(vec![
+            ("Deployment", Value::Raw(b"signed".to_vec())),
+            ("Module", Value::Raw(vec![0, 0x61, 0x73, 0x6d])),
+        ]);
+        assert_eq!(
+            Request::parse("deploy", body).unwrap().unwrap(),
+            Request::Deploy {
+                deployment: b"signed".to_vec(),
+                module: vec![0, 0x61, 0x73, 0x6d],
+            }
+        );
+        // An undeploy: no module; go-msgpack may also write bytes as an array of integers.
+        let body = map(vec![(
+            "Deployment",
+            Value::Array(vec![Value::Uint(1), Value::Uint(2)]),
+        )]);
+        assert_eq!(
+            Request::parse("deploy", body).unwrap().unwrap(),
+            Request::Deploy {
+                deployment: vec![1, 2],
+                module: Vec::new(),
+            }
+        );
+        let wrong = map(vec![("Deployment", Value::Uint(5))]);
+        assert_eq!(
+            protocol_text(Request::parse("deploy", wrong)),
+            "field Deployment: expected bytes, found integer"
+        );
+        let wrong = map(vec![
+            ("Deployment", Value::Raw(b"signed".to_vec())),
+            ("Module", Value::Bool(true)),
+        ]);
+        assert_eq!(
+            protocol_text(Request::parse("deploy", wrong)),
+            "field Module: expected bytes, found bool"
+        );
+        let missing = map(vec![("Module", Value::Raw(b"m".to_vec()))]);
+        assert_eq!(
+            protocol_text(Request::parse("deploy", missing)),
+            "field Deployment is missing or empty"
+        );
+        assert_eq!(
+            protocol_text(Request::parse("deploy", s("not a map"))),
+            "deploy: expected a map, found string"
+        );
+        assert!(matches!(
+            Request::parse("deployments", Value::Nil),
+            Some(Ok(Request::Deployments))
+        ));
+        assert!(crate::command_has_body("deploy"));
+        assert!(!crate::command_has_body("deployments"));
+        assert!(!crate::command_has_body("handlers"));
+    }
+
+    fn deployment() -> RpcDeployment {
+        RpcDeployment {
+            name: "echo".into(),
+            version: 3,
+            sha256: "cd".repeat(32),
+            size: 1234,
+            events: "query:echo".into(),
+            signer: "ed25519:AAAA".into(),
+            removed: false,
+            record: b"record v3".to_vec(),
+            history: vec![b"record v2".to_vec(), b"record v1".to_vec()],
+            nodes: vec![
+                RpcDeployNode {
+                    node: "a".into(),
+                    state: "running".into(),
+                    version: 3,
+                    reason: String::new(),
+                },
+                RpcDeployNode {
+                    node: "b".into(),
+                    state: "failed".into(),
+                    version: 2,
+                    reason: "trap: unreachable".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn deployment_records_round_trip() {
+        let d = deployment();
+        let mut bytes = Vec::new();
+        encode_value(&mut bytes, &d.to_value());
+        let (v, _) = decode_value(&bytes).unwrap().unwrap();
+        assert_eq!(RpcDeployment::from_value(&v).unwrap(), d);
+        // Missing fields read as their zero values.
+        let sparse = map(vec![("Name", s("gone")), ("Removed", Value::Bool(true))]);
+        let back = RpcDeployment::from_value(&sparse).unwrap();
+        assert_eq!(back.name, "gone");
+        assert!(back.removed && back.history.is_empty() && back.nodes.is_empty());
+        assert_eq!(
+            RpcDeployNode::from_value(&map(vec![("Node", s("c"))])).unwrap(),
+            RpcDeployNode {
+                node: "c".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn deployment_records_reject_wrong_types() {
+        let err = |v: Value| match RpcDeployment::from_value(&v) {
+            Err(Error::Protocol(text)) => text,
+            other => panic!("expected a protocol error, got {other:?}"),
+        };
+        assert_eq!(
+            err(map(vec![("Version", s("3"))])),
+            "field Version: expected unsigned integer, found string"
+        );
+        assert_eq!(
+            err(map(vec![("History", s("r"))])),
+            "field History: expected array of bytes, found string"
+        );
+        assert_eq!(
+            err(map(vec![(
+                "History",
+                Value::Array(vec![Value::Bool(true)])
+            )])),
+            "field History: expected bytes, found bool"
+        );
+        assert_eq!(
+            err(map(vec![("Nodes", Value::Uint(1))])),
+            "field Nodes: expected array, found integer"
+        );
+        assert_eq!(
+            err(map(vec![("Nodes", Value::Array(vec![s("a")]))])),
+            "deployment node: expected a map, found string"
+        );
+        assert_eq!(
+            err(map(vec![(
+                "Nodes",
+                Value::Array(vec![map(vec![("Version", Value::Int(-1))])])
+            )])),
+            "field Version: expected unsigned integer, found integer"
+        );
+        assert_eq!(
+            err(Value::Uint(1)),
+            "deployment: expected a map, found integer"
+        );
     }
 }

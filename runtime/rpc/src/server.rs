@@ -4,12 +4,17 @@
 //! `monitor`, `query`) run as tasks of their own that push records into that queue without
 //! waiting: a client that stops reading fills its queue and is dropped, so the agent and the
 //! other clients never wait on it. A client that sends bytes that are not msgpack, or a
-//! request of the wrong shape, is dropped with a log line.
+//! request of the wrong shape, is dropped with a log line; the exception is a `deploy`
+//! (hearsay's own) whose body decodes but has the wrong fields: that is answered with an
+//! error and the connection goes on.
 //!
 //! How large query responses reach a client is part of the protocol: see [`RpcServer`].
 
 use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
-use crate::codec::{self, decode_value, frame, int, map, s, RequestHeader, ResponseHeader, Value};
+use crate::codec::{
+    self, decode_value, decode_value_within, frame, int, map, max_body_bytes, s, RequestHeader,
+    ResponseHeader, Value, MAX_VALUE_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::errors::*;
 use crate::messages::{KeyOp, KeyResponse, LogLevel, QueryRequest, Request, RpcMember};
@@ -267,9 +272,18 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
                 let header = RequestHeader::from_value(&header)
                     .map_err(|e| format!("failed to decode request header: {e}"))?;
                 let (body, body_used) = if command_has_body(&header.command) {
-                    match decode_value(&buf[used..]).map_err(|e| e.to_string())? {
-                        Some(b) => b,
-                        None => break,
+                    let limit = client.body_limit(&header.command);
+                    match decode_value_within(&buf[used..], limit) {
+                        Ok(Some(b)) => b,
+                        Ok(None) => break,
+                        Err(e) => {
+                            // hearsay's own command learns why before the connection
+                            // closes (its body was not read, so the stream is lost).
+                            if header.command == "deploy" {
+                                client.refuse_deploy(header.seq, &e);
+                            }
+                            return Err(e.to_string());
+                        }
                     }
                 } else {
                     (Value::Nil, 0)
@@ -279,6 +293,11 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
                 if client.leaving {
                     return Ok(());
                 }
+            }
+            // A `deploy` body may have grown the buffer far past what other requests need:
+            // do not keep that memory for the life of the connection.
+            if buf.capacity() > 2 * MAX_VALUE_BYTES && buf.len() < MAX_VALUE_BYTES {
+                buf.shrink_to(4096);
             }
             let read = tokio::select! {
                 r = rd.read_buf(&mut buf) => r,
@@ -338,18 +357,22 @@ impl Client {
             self.out.reply(seq, HANDSHAKE_REQUIRED, None);
             return Err(HANDSHAKE_REQUIRED.to_owned());
         }
-        let req = match Request::parse(command, &body) {
+        let req = match Request::parse(command, body) {
             None => {
                 self.out.reply(seq, UNSUPPORTED_COMMAND, None);
                 return Err(format!("command '{command}' not recognized"));
             }
+            // hearsay's own command: its whole body was read, so the connection is still in
+            // step and the client is told what was wrong instead of being dropped. (Serf
+            // drops a client whose body does not decode; so do we for Serf's commands.)
+            Some(Err(e)) if command == "deploy" => {
+                self.refuse_deploy(seq, &e);
+                return Ok(());
+            }
             Some(Err(e)) => return Err(format!("decode failed: {e}")),
             Some(Ok(r)) => r,
         };
-        if self.shared.options.auth_key.is_some()
-            && !self.authed
-            && !matches!(req, Request::Auth { .. } | Request::Handshake { .. })
-        {
+        if self.needs_auth() && !matches!(req, Request::Auth { .. } | Request::Handshake { .. }) {
             tracing::warn!(client = %self.out.peer, "agent.ipc: Client sending commands before auth");
             // No body, even for commands that have one: Serf's client skips the body
             // when the error is exactly this one.
@@ -358,6 +381,36 @@ impl Client {
         }
         self.run(seq, req).await;
         Ok(())
+    }
+
+    /// Whether the server has an auth key this client has not yet sent.
+    fn needs_auth(&self) -> bool {
+        self.shared.options.auth_key.is_some() && !self.authed
+    }
+
+    /// Answers a `deploy` whose body could not be taken (`e`: wrong fields, or larger than
+    /// [`Client::body_limit`]) as the client's state calls for: the handshake or auth it
+    /// still owes, else "invalid deploy request: ..." with the response body it waits for.
+    fn refuse_deploy(&self, seq: u64, e: &Error) {
+        if self.version == 0 {
+            self.out.reply(seq, HANDSHAKE_REQUIRED, None);
+        } else if self.needs_auth() {
+            self.out.reply(seq, AUTH_REQUIRED, None);
+        } else {
+            let err = format!("invalid deploy request: {}", protocol_text(e));
+            self.out.reply(seq, err, Some(&deploy_body(0)));
+        }
+    }
+
+    /// The largest body accepted for `command` from this client: `deploy`'s larger bound
+    /// ([`codec::MAX_DEPLOY_BYTES`]) only once the handshake and any `auth` are done, so an
+    /// unauthenticated client cannot make the agent buffer that much.
+    fn body_limit(&self, command: &str) -> usize {
+        if self.version == 0 || self.needs_auth() {
+            MAX_VALUE_BYTES
+        } else {
+            max_body_bytes(command)
+        }
     }
 
     async fn run(&mut self, seq: u64, req: Request) {
@@ -486,6 +539,21 @@ impl Client {
                 let body = map(vec![(
                     "Handlers",
                     Value::Array(listed.iter().map(|h| h.to_value()).collect()),
+                )]);
+                out.reply(seq, "", Some(&body));
+            }
+            Request::Deploy { deployment, module } => {
+                let (version, err) = match backend.deploy(deployment, module).await {
+                    Ok(v) => (v, String::new()),
+                    Err(e) => (0, e),
+                };
+                out.reply(seq, err, Some(&deploy_body(version)));
+            }
+            Request::Deployments => {
+                let listed = backend.deployments().await;
+                let body = map(vec![(
+                    "Deployments",
+                    Value::Array(listed.iter().map(|d| d.to_value()).collect()),
                 )]);
                 out.reply(seq, "", Some(&body));
             }
@@ -730,6 +798,20 @@ fn filter_members(
                 && (name.is_empty() || name_re.is_match(&m.name))
         })
         .collect())
+}
+
+/// The body of a `deploy` response.
+fn deploy_body(version: u64) -> Value {
+    map(vec![("Version", Value::Uint(version))])
+}
+
+/// A decode error's text without [`Error::Protocol`]'s "RPC protocol error: " prefix, for
+/// replies such as "invalid deploy request: field Deployment: expected bytes, found integer".
+fn protocol_text(e: &Error) -> String {
+    match e {
+        Error::Protocol(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn err_string<T>(r: std::result::Result<T, crate::BackendError>) -> String {

@@ -1,8 +1,8 @@
 //! Runs the `rpc_request` fuzz entry point (`hearsay_rpc::fuzzing::fuzz_requests`, see
 //! `runtime/rpc/fuzz`) over a few thousand inputs on every `cargo test`, not only under
 //! cargo-fuzz: valid request streams (every command with its body, as Serf's client writes
-//! them) built from a seeded RNG, then mutated (bytes flipped, cut, inserted, spliced), plus
-//! uniformly random bytes.
+//! them, and hearsay's own commands) built from a seeded RNG, then mutated (bytes flipped,
+//! cut, inserted, spliced), plus uniformly random bytes.
 
 use hearsay_rpc::codec::{self, map, s, RequestHeader, Value};
 use hearsay_rpc::fuzzing::fuzz_requests;
@@ -68,11 +68,15 @@ fn body(rng: &mut StdRng, command: &str) -> Option<Value> {
         ]),
         "install-key" | "use-key" | "remove-key" => map(vec![("Key", s(&word(rng)))]),
         "get-coordinate" => map(vec![("Node", s(&word(rng)))]),
+        "deploy" => map(vec![
+            ("Deployment", Value::Raw(word(rng).into_bytes())),
+            ("Module", Value::Raw(word(rng).into_bytes())),
+        ]),
         _ => return None,
     })
 }
 
-const COMMANDS: [&str; 21] = [
+const COMMANDS: [&str; 24] = [
     "handshake",
     "auth",
     "event",
@@ -93,6 +97,9 @@ const COMMANDS: [&str; 21] = [
     "list-keys",
     "stats",
     "get-coordinate",
+    "handlers",
+    "deploy",
+    "deployments",
     "bogus",
 ];
 
