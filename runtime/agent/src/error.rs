@@ -23,6 +23,9 @@ pub enum Error {
     /// A WebAssembly handler could not be loaded, or the handler set is not valid.
     #[error(transparent)]
     Handlers(#[from] crate::handlers::Error),
+    /// The deploy directory could not be opened.
+    #[error("deploy directory {0}")]
+    Deploy(String),
     /// The snapshot file could not be read, written or compacted.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),

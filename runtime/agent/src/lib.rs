@@ -16,13 +16,15 @@
 //!    channel ([`replies::start_with_quic`]).
 //! 4. [`handlers`]: the WebAssembly handlers, fed the node's events, replying through
 //!    `replies`. `snapshot`: the snapshot file.
-//! 5. The backend of Serf's RPC server ([`AgentBackend`]; the protocol itself, client and
+//! 5. [`deploy`]: handler modules deployed cluster-wide by signed records, spread among
+//!    hearsay members over QUIC, run through `handlers`.
+//! 6. The backend of Serf's RPC server ([`AgentBackend`]; the protocol itself, client and
 //!    server loop, is `hearsay-rpc`).
-//! 6. [`run`]: the agent `hearsay agent` runs: binds, starts everything above, joins (also the
+//! 7. [`run`]: the agent `hearsay agent` runs: binds, starts everything above, joins (also the
 //!    peers mDNS discovery finds, `hearsay_net::discover`), handles signals.
 //!
 //! Public by path are the modules other crates name (`conventions`, `config`, `filter`,
-//! `logs`, `tags_file`, `keyring_file`, `replies`, `handlers`, `run`); `node` and `snapshot`
+//! `logs`, `tags_file`, `keyring_file`, `replies`, `handlers`, `deploy`, `run`); `node` and `snapshot`
 //! are private, their public types re-exported here.
 //!
 //! What it is not: no protocol logic (that is `hearsay-serf`, `hearsay-swim` and
@@ -33,6 +35,7 @@
 pub mod config;
 pub mod conventions;
 mod conversions;
+pub mod deploy;
 mod error;
 pub mod filter;
 pub mod handlers;

@@ -5,6 +5,7 @@
 
 use crate::conventions;
 use crate::conversions;
+use crate::deploy::{ClusterDeployment, Deployer};
 use crate::filter::EventFilter;
 use crate::handlers::{HandlerListing, Handlers};
 use crate::logs::{self, LogHub, LogSubscription};
@@ -13,7 +14,8 @@ use crate::replies::{QueryReply, ReplyTarget};
 use async_trait::async_trait;
 use hearsay_rpc::{
     AgentStats, Backend, BackendError, Coordinate, KeyOp, KeyResponse, LogLevel, QueryEvent,
-    QueryRequest, QueryTarget, RpcHandler, RpcMember, StreamEvent, Subscription,
+    QueryRequest, QueryTarget, RpcDeployNode, RpcDeployment, RpcHandler, RpcMember, StreamEvent,
+    Subscription,
 };
 use hearsay_serf::event::{Event, Member};
 use hearsay_serf::QueryParams;
@@ -46,6 +48,8 @@ pub struct AgentBackend {
     pub info: AgentInfo,
     /// The agent's WebAssembly handlers, listed by the hearsay-only `handlers` command.
     pub handlers: Option<Handlers>,
+    /// The deploy service, for the hearsay-only `deploy` and `deployments` commands.
+    pub deployer: Option<Deployer>,
     leave: watch::Sender<bool>,
 }
 
@@ -61,6 +65,7 @@ impl AgentBackend {
                 event_handlers: BTreeMap::new(),
             },
             handlers: None,
+            deployer: None,
             leave: watch::channel(false).0,
         }
     }
@@ -80,6 +85,12 @@ impl AgentBackend {
     /// Sets the static facts `stats` reports.
     pub fn info(mut self, info: AgentInfo) -> Self {
         self.info = info;
+        self
+    }
+
+    /// Takes `deploy` and answers `deployments` through `deployer`.
+    pub fn deployer(mut self, deployer: Deployer) -> Self {
+        self.deployer = Some(deployer);
         self
     }
 
@@ -289,6 +300,57 @@ impl Backend for AgentBackend {
             .iter()
             .map(RpcHandler::from)
             .collect()
+    }
+
+    async fn deploy(&self, deployment: Vec<u8>, module: Vec<u8>) -> Result<u64, String> {
+        let Some(d) = &self.deployer else {
+            return Err("this agent runs no deploy service (it needs QUIC)".into());
+        };
+        d.deploy(deployment, module)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn deployments(&self) -> Vec<RpcDeployment> {
+        let Some(d) = &self.deployer else {
+            return Vec::new();
+        };
+        match d.deployments().await {
+            Ok(list) => list.iter().map(rpc_deployment).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "deploy: cannot list deployments");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A deployment as the `deployments` command carries it.
+fn rpc_deployment(c: &ClusterDeployment) -> RpcDeployment {
+    let spec = c.record.spec();
+    RpcDeployment {
+        name: spec.name.clone(),
+        version: spec.version,
+        sha256: spec
+            .module
+            .as_ref()
+            .map_or_else(String::new, |m| m.sha256.to_string()),
+        size: spec.module.as_ref().map_or(0, |m| m.size),
+        events: spec.events.clone(),
+        signer: c.record.signer().to_string(),
+        removed: spec.module.is_none(),
+        record: c.record.encode(),
+        history: c.history.iter().map(|h| h.encode()).collect(),
+        nodes: c
+            .nodes
+            .iter()
+            .map(|(node, s)| RpcDeployNode {
+                node: node.clone(),
+                state: s.state.as_str().to_owned(),
+                version: s.version,
+                reason: s.reason.clone(),
+            })
+            .collect(),
     }
 }
 

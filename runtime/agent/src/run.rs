@@ -15,6 +15,7 @@
 
 use crate::config::{Config, LogLevel, Sources};
 use crate::conventions::{self, DEFAULT_BIND_PORT};
+use crate::deploy::Deployer;
 use crate::error::{Error, Result};
 use crate::handlers::Handlers;
 use crate::logs::LogHub;
@@ -262,6 +263,8 @@ pub struct Agent {
     /// The WebAssembly handlers (`-handler`, `[[handler]]`); SIGHUP replaces the set. The
     /// agent's event loop dispatches to them after logging each event.
     pub handlers: Handlers,
+    /// The deploy service (`None` without QUIC): deployed handlers run before the node joins.
+    pub deployer: Option<Deployer>,
     /// The node's events since it started, for the event loop (taken by the first loop).
     pub events: Option<tokio::sync::broadcast::Receiver<Event>>,
 }
@@ -312,12 +315,21 @@ impl Agent {
             let names: Vec<&str> = config.handlers.iter().map(|h| h.name.as_str()).collect();
             info!(handlers = ?names, cache = %config.handler_cache_dir.display(), "agent: handlers loaded");
         }
+        let deployer =
+            match Deployer::start(node.clone(), handlers.clone(), config.deploy.clone()).await {
+                Ok(d) => d,
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(Error::Deploy(e));
+                }
+            };
         let agent = Self {
             config,
             node,
             bound,
             encrypted,
             handlers,
+            deployer,
             events,
         };
         if let Err(e) = agent.restore_snapshot().await {
@@ -618,6 +630,9 @@ async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     if let Some(path) = &c.tags_file {
         backend = backend.tags_file(path.clone());
     }
+    if let Some(d) = &agent.deployer {
+        backend = backend.deployer(d.clone());
+    }
     let leave_requested = backend.leave_requested();
     let server = RpcServer::bind(c.rpc_addr, backend, options).await?;
     Ok(Rpc {
@@ -648,6 +663,7 @@ async fn serve_rpc_started(
                 bound: agent.bound,
                 encrypted: agent.encrypted,
                 handlers: agent.handlers.clone(),
+                deployer: agent.deployer.clone(),
                 events: None,
             };
             tokio::spawn(async move {

@@ -22,11 +22,15 @@ Commands:
   monitor       stream the agent's logs
   tags          change the agent's tags
   keys          manage the gossip encryption keyring
-  keygen        make a new encryption key
+  keygen        make a new encryption key (-deploy: a deploy signing key)
   rtt           estimate the round-trip time between nodes
   info          show the agent's runtime information
   reachability  test which nodes answer a query
   handlers      list the agent's WebAssembly handlers with their counters
+  deploy        deploy a handler module to every hearsay node (signed)
+  deployments   list deployments and each node's state
+  rollback      deploy a handler's previous version again
+  undeploy      remove a deployed handler from every node
   version       print hearsay's version
 
 Run `hearsay <command> -help` for a command's flags.";

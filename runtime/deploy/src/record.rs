@@ -49,6 +49,9 @@ pub struct Grants {
     pub env: BTreeMap<String, String>,
     /// Whether the handler may emit user events.
     pub emit: bool,
+    /// Whether the handler sees real wall and monotonic clocks.
+    #[serde(default)]
+    pub clocks: bool,
 }
 
 /// What an operator deploys. Unknown fields are refused when decoding: a newer field might

@@ -14,28 +14,22 @@
 //! entry written by another agent (another key), or one planted by another user fails and is
 //! recompiled.
 //!
-//! The directory itself must be a real directory (not a symlink), owned by the process's
-//! effective uid and not writable by group or others; [`Cache::open`] creates a missing one (and
-//! its parents) with mode 0700 and refuses any other. Files in it are then reached relative to
-//! that opened directory and never through a symlink: entries and the key are opened with
-//! `O_NOFOLLOW`, and entries are written to a temporary file with a random name, created
-//! exclusively with mode 0600, then renamed over the entry (a rename replaces a planted symlink
-//! rather than writing through it).
-//!
-//! The directories above it are not checked: the checks apply to the directory as opened, and
-//! every later read, write and rename goes through that open handle, so swapping a parent can at
-//! most point the agent at another private directory of the same user. Root is trusted.
+//! The directory is a [`PrivateDir`] (see there: created 0700, refused if a symlink, another
+//! uid's or writable by others; files read with `O_NOFOLLOW` and written by an exclusive
+//! temporary file renamed over the entry).
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+use rustix::fs::{AtFlags, Mode};
 use rustix::io::Errno;
+
+use crate::private_dir::{read_flags, PrivateDir};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -71,11 +65,7 @@ const LABEL: &[u8] = b"hearsay handler cache entry v1\0";
 
 /// An opened, checked cache directory with its secret key.
 pub(crate) struct Cache {
-    /// For messages only; files are reached through `handle`.
-    dir: PathBuf,
-    /// The directory as checked, so a later swap of the path does not redirect our reads and
-    /// writes.
-    handle: File,
+    dir: PrivateDir,
     key: [u8; KEY_LEN],
     /// The engine part of entry names and tags.
     engine_key: String,
@@ -138,23 +128,6 @@ fn authenticate<'a>(
     Ok(artifact)
 }
 
-/// Hex of 16 random bytes: temporary names nobody can predict (and so plant a symlink at).
-fn random_name() -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex(&b)
-}
-
-/// Flags for reading a file that must not be a symlink (and must not block, should it be a FIFO).
-fn read_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK
-}
-
-/// Flags for creating a file that did not exist, never through a symlink.
-fn create_flags() -> OFlags {
-    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
 impl Cache {
     /// Opens (creating with mode 0700 if missing) and checks the cache directory, and loads its
     /// secret key (creating it with mode 0600 on first use). Refuses a directory or key that
@@ -164,59 +137,10 @@ impl Cache {
             dir: dir.to_path_buf(),
             reason,
         };
-        match std::fs::symlink_metadata(dir) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refuse("is a symbolic link; give the real directory".into()))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Parents too: a fresh `~/.cache/hearsay/wasm-cache`. Another process may
-                // create it at the same moment; the checks below judge whatever is there.
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| refuse(format!("cannot create it: {e}")))?;
-            }
-            Err(e) => return Err(refuse(format!("cannot inspect it: {e}"))),
-        }
-        // Checked through the opened handle, so what is checked is what is used.
-        let fd = rustix::fs::openat(
-            CWD,
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            refuse(match e {
-                Errno::LOOP => "is a symbolic link; give the real directory".into(),
-                Errno::NOTDIR => "is not a directory".into(),
-                e => format!("cannot open it: {}", std::io::Error::from(e)),
-            })
-        })?;
-        let handle = File::from(fd);
-        let meta = handle
-            .metadata()
-            .map_err(|e| refuse(format!("cannot inspect it: {e}")))?;
-        let euid = rustix::process::geteuid().as_raw();
-        if meta.uid() != euid {
-            return Err(refuse(format!(
-                "owned by uid {}, not by this process's uid {euid}; another user could plant \
-                 code there",
-                meta.uid()
-            )));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(refuse(format!(
-                "writable by group or others (mode {mode:04o}); make it private \
-                 (chmod 700)"
-            )));
-        }
-        let key = load_or_make_key(&handle).map_err(refuse)?;
+        let dir = PrivateDir::open(dir).map_err(refuse)?;
+        let key = load_or_make_key(&dir).map_err(refuse)?;
         Ok(Cache {
-            dir: dir.to_path_buf(),
-            handle,
+            dir,
             key,
             engine_key: engine_key(engine),
         })
@@ -235,7 +159,7 @@ impl Cache {
         module_sha: &[u8; 32],
     ) -> Result<Option<Component>, ()> {
         let name = self.entry_name(module_sha);
-        let bytes = match self.read_entry(&name) {
+        let bytes = match self.dir.read(&name) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
             Err(reason) => {
@@ -250,34 +174,12 @@ impl Cache {
             .map_err(|e| self.discard(&name, &format!("rejected by wasmtime: {e:#}")))
     }
 
-    /// The entry's bytes; `None` if it does not exist.
-    fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        let fd = match rustix::fs::openat(&self.handle, name, read_flags(), Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err("is a symbolic link".into()),
-            Err(e) => return Err(format!("unreadable: {}", std::io::Error::from(e))),
-        };
-        let mut file = File::from(fd);
-        let meta = file.metadata().map_err(|e| format!("unreadable: {e}"))?;
-        if !meta.file_type().is_file() {
-            return Err("is not a regular file".into());
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.read_to_end(&mut bytes)
-            .map_err(|e| format!("unreadable: {e}"))?;
-        Ok(Some(bytes))
-    }
-
     /// Logs why an entry is unusable and deletes it (a symlink is removed itself, not its target).
     fn discard(&self, name: &str, reason: &str) {
-        let path = self.dir.join(name);
+        let path = self.dir.path().join(name);
         tracing::warn!(path = %path.display(), reason, "handler cache entry unusable; recompiling");
-        match rustix::fs::unlinkat(&self.handle, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %std::io::Error::from(e), "could not delete unusable handler cache entry");
-            }
+        if let Err(e) = self.dir.remove(name) {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete unusable handler cache entry");
         }
     }
 
@@ -286,7 +188,7 @@ impl Cache {
     pub(crate) fn store(&self, component: &Component, module_sha: &[u8; 32]) {
         let name = self.entry_name(module_sha);
         if let Err(e) = self.write_entry(component, module_sha, &name) {
-            let path = self.dir.join(&name);
+            let path = self.dir.path().join(&name);
             tracing::warn!(path = %path.display(), error = %e, "could not write handler cache entry");
         }
     }
@@ -304,27 +206,13 @@ impl Cache {
             .finalize()
             .into_bytes();
         entry.extend_from_slice(&tag);
-        let tmp = format!(".{}.tmp", random_name());
-        write_new(&self.handle, &tmp, &entry)?;
-        rustix::fs::renameat(&self.handle, tmp.as_str(), &self.handle, name).map_err(|e| {
-            let _ = rustix::fs::unlinkat(&self.handle, tmp.as_str(), AtFlags::empty());
-            std::io::Error::from(e)
-        })
+        self.dir.write(name, &entry)
     }
 }
 
-/// Creates `name` in `dir` (it must not exist; never through a symlink) with mode 0600 and writes
-/// `bytes`; removes it again if the write fails.
-fn write_new(dir: &File, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let fd = rustix::fs::openat(dir, name, create_flags(), Mode::from_raw_mode(0o600))?;
-    let mut file = File::from(fd);
-    file.write_all(bytes).inspect_err(|_| {
-        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
-    })
-}
-
 /// Reads the directory's secret key, or makes one if there is none.
-fn load_or_make_key(dir: &File) -> Result<[u8; KEY_LEN], String> {
+fn load_or_make_key(private: &PrivateDir) -> Result<[u8; KEY_LEN], String> {
+    let dir = private.handle();
     if let Some(key) = read_key(dir)? {
         return Ok(key);
     }
@@ -332,8 +220,9 @@ fn load_or_make_key(dir: &File) -> Result<[u8; KEY_LEN], String> {
     // agent got there first: nobody ever reads a half-written key.
     let mut key = [0u8; KEY_LEN];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    let tmp = format!(".{}.key.tmp", random_name());
-    write_new(dir, &tmp, &key).map_err(|e| format!("cannot create its key file: {e}"))?;
+    let tmp = private
+        .write_temp(&key)
+        .map_err(|e| format!("cannot create its key file: {e}"))?;
     let linked = rustix::fs::linkat(dir, tmp.as_str(), dir, KEY_FILE, AtFlags::empty());
     let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
     match linked {
@@ -465,11 +354,5 @@ mod tests {
         assert!(authenticate(&KEY, ENGINE, &SHA, &old).is_err());
         assert!(authenticate(&KEY, ENGINE, &SHA, &[0; TAG_LEN - 1]).is_err());
         assert!(authenticate(&KEY, ENGINE, &SHA, &[]).is_err());
-    }
-
-    #[test]
-    fn random_names_differ() {
-        assert_ne!(random_name(), random_name());
-        assert_eq!(random_name().len(), 32);
     }
 }

@@ -86,6 +86,7 @@ mod event;
 mod guest_log;
 mod host;
 mod invoke;
+mod private_dir;
 mod spec;
 mod stats;
 
@@ -96,5 +97,6 @@ pub use error::HostError;
 pub use event::{Event, Member, MemberStatus, Query, UserEvent};
 pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};
 pub use invoke::{Outcome, TrapKind};
+pub use private_dir::PrivateDir;
 pub use spec::{DirGrant, Grants, HandlerSpec, Limits, ModuleSource};
 pub use stats::HandlerStats;

@@ -257,6 +257,10 @@ struct FileConfig {
     query_max_bytes: Option<Whole<u64>>,
     discover: Option<String>,
     interface: Option<String>,
+    data_dir: Option<String>,
+    deploy_keys: Option<Strings>,
+    deploy_module_max_bytes: Option<super::deploy::ModuleMax>,
+    deploy_grants: Option<super::deploy::Ceiling>,
     // Serf's keys for features hearsay leaves out: accepted only at their "off" value, so a
     // Serf file that merely spells the default still loads, and one that asks for the feature
     // fails loudly instead of being silently ignored.
@@ -341,6 +345,10 @@ impl FileConfig {
             query_max_bytes: self.query_max_bytes.map(|n| n.0),
             discover: self.discover,
             interface: self.interface,
+            data_dir: path(self.data_dir),
+            deploy_keys: self.deploy_keys.map(|k| k.0).unwrap_or_default(),
+            deploy_module_max_bytes: self.deploy_module_max_bytes.map(|s| s.0),
+            deploy_grants: self.deploy_grants.map(|t| t.0.into_ceiling()),
         })
     }
 }

@@ -133,6 +133,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
                 p.handler_memory_total =
                     Some(super::handlers::parse_size(&flag.value).map_err(|e| bad(&flag, e))?)
             }
+            "data-dir" => p.data_dir = Some(flag.value.clone().into()),
+            "deploy-key" => p.deploy_keys.push(flag.value.clone()),
+            "deploy-module-max-bytes" => {
+                p.deploy_module_max_bytes =
+                    Some(super::handlers::parse_size(&flag.value).map_err(|e| bad(&flag, e))?)
+            }
             "syslog" => {}
             other => return Err(ConfigError::UnknownFlag(other.to_owned())),
         }

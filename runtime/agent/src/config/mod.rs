@@ -6,6 +6,7 @@
 //! order given, flags. [`Sources`] keeps the files and flags so SIGHUP can read them again.
 
 mod de;
+mod deploy;
 pub mod duration;
 pub mod file;
 pub mod flags;
@@ -13,6 +14,7 @@ mod handler;
 pub mod handlers;
 mod quic;
 
+pub use deploy::{DeployCeiling, DeploySettings, DEFAULT_DEPLOY_MODULE_MAX};
 pub use handler::{
     admits, dedupe_names, is_reserved, name_from_module, HandlerConfig, RESERVED_PREFIXES,
 };
@@ -233,6 +235,14 @@ pub struct Partial {
     pub discover: Option<String>,
     /// Serf's `-iface` / `interface`: bind to this interface's address, multicast on it.
     pub interface: Option<String>,
+    /// hearsay: `data_dir` / `-data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// hearsay: `deploy_keys` / `-deploy-key` (repeatable; lists append).
+    pub deploy_keys: Vec<String>,
+    /// hearsay: `deploy_module_max_bytes` / `-deploy-module-max-bytes`.
+    pub deploy_module_max_bytes: Option<u64>,
+    /// hearsay: `deploy_grants` (config files only).
+    pub deploy_grants: Option<DeployCeiling>,
 }
 
 impl Partial {
@@ -286,8 +296,12 @@ impl Partial {
             query_max_bytes,
             discover,
             interface,
+            data_dir,
+            deploy_module_max_bytes,
+            deploy_grants,
         );
         self.handlers.extend(later.handlers);
+        self.deploy_keys.extend(later.deploy_keys);
         if let Some(tags) = later.tags {
             self.tags.get_or_insert_with(BTreeMap::new).extend(tags);
         }
@@ -383,6 +397,8 @@ pub struct Config {
     pub handler_memory_total: usize,
     /// hearsay: the QUIC endpoint for large query responses; `None` with `disable_quic`.
     pub quic: Option<QuicSettings>,
+    /// hearsay: deploying handlers by event (trusted signers, data dir, limits, ceiling).
+    pub deploy: DeploySettings,
     /// mDNS discovery's cluster name (see `hearsay_net::discover`); `None`: no discovery.
     pub discover: Option<String>,
     /// The network interface to bind to and to multicast on (`-iface`); the agent checks it
@@ -499,6 +515,7 @@ impl Config {
     /// Serf's defaults under `p`, checked. The origin of a bad value is not known any more
     /// here (files and flags are merged), so errors name the setting by its file key.
     pub fn resolve(p: Partial) -> Result<Self, ConfigError> {
+        let deploy = deploy::resolve(&p)?;
         let mut warnings = Vec::new();
         let node_name = match p.node_name.filter(|n| !n.is_empty()) {
             Some(n) => n,
@@ -643,6 +660,7 @@ impl Config {
             )
             .unwrap_or(usize::MAX),
             quic,
+            deploy,
             discover: p.discover.filter(|d| !d.is_empty()),
             interface: p.interface.filter(|i| !i.is_empty()),
             warnings,

@@ -12,6 +12,11 @@
 //!   file, limits and grants are unchanged keeps its compiled instance, queue and counters
 //!   (its filter may change); a changed or new one is compiled before anything is swapped; a
 //!   failure leaves the old set running.
+//! - [`Handlers::set_deployed`] replaces the deployed handlers (named `deploy/NAME`, see
+//!   `crate::deploy`) beside the configured ones, each on its own: one that fails to load is
+//!   reported and left out (an older version of it keeps running), the others go ahead. A
+//!   reload from the config never touches them, and a configured handler may not take a
+//!   `deploy/` name.
 //! - [`Handlers::list`] gives each handler's filter, module and counters (`hearsay handlers`).
 
 mod embedder;
@@ -49,6 +54,11 @@ pub enum Error {
     /// Two handlers share a name.
     #[error("two handlers are named {0:?}; names must be unique")]
     DuplicateName(String),
+    /// A configured handler took a name reserved for deployed handlers.
+    #[error(
+        "handler name {0:?}: names starting with {DEPLOYED_PREFIX:?} are for deployed handlers"
+    )]
+    ReservedName(String),
     /// The host could not read, compile or start a handler.
     #[error(transparent)]
     Host(#[from] HostError),
@@ -130,9 +140,15 @@ impl Inner {
     }
 }
 
+/// The name prefix of deployed handlers (`deploy/greet`).
+pub const DEPLOYED_PREFIX: &str = "deploy/";
+
+#[derive(Clone)]
 struct Active {
     config: HandlerConfig,
     handler: Handler,
+    /// Put there by [`Handlers::set_deployed`], not by the configuration.
+    deployed: bool,
 }
 
 impl Handlers {
@@ -164,7 +180,7 @@ impl Handlers {
         host_config: HostConfig,
         configs: Vec<HandlerConfig>,
     ) -> Result<Handlers> {
-        check_names(&configs)?;
+        check_names(&configs, &[])?;
         let link = AgentLink::new(agent);
         let inner = Arc::new(Inner {
             host: std::sync::OnceLock::new(),
@@ -181,15 +197,51 @@ impl Handlers {
 
     /// Replaces the handler set with `configs`, atomically: on error (a module that does not
     /// load, a duplicate name) nothing changes and the old handlers keep running.
+    /// The deployed handlers stay as they are.
     pub async fn reload(&self, configs: Vec<HandlerConfig>) -> Result<()> {
-        check_names(&configs)?;
         let _one_at_a_time = self.inner.reloading.lock().await;
         let old = self.current();
-        let set = load_set(&self.inner, &old, configs).await?;
+        let deployed: Vec<Active> = old.iter().filter(|a| a.deployed).cloned().collect();
+        check_names(&configs, &deployed)?;
+        let mut set = load_set(&self.inner, &old, configs).await?;
         let names: Vec<&str> = set.iter().map(|a| a.config.name.as_str()).collect();
         tracing::info!(handlers = ?names, "handlers: reloaded");
+        set.extend(deployed);
         *self.inner.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         Ok(())
+    }
+
+    /// Replaces the deployed handlers with `configs` (each named `deploy/NAME`), loading each
+    /// on its own: a handler that fails to load is left out, or keeps its running version
+    /// when it had one, and comes back in the returned list with the reason. The configured
+    /// handlers stay as they are.
+    pub async fn set_deployed(&self, configs: Vec<HandlerConfig>) -> Vec<(String, Error)> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let old = self.current();
+        let mut set: Vec<Active> = old.iter().filter(|a| !a.deployed).cloned().collect();
+        let mut failed = Vec::new();
+        for config in configs {
+            let name = config.name.clone();
+            if !name.starts_with(DEPLOYED_PREFIX) || set.iter().any(|a| a.config.name == name) {
+                failed.push((name.clone(), Error::DuplicateName(name)));
+                continue;
+            }
+            match load_one(&self.inner, &old, config).await {
+                Ok(mut a) => {
+                    a.deployed = true;
+                    set.push(a);
+                }
+                Err(e) => {
+                    if let Some(running) = old.iter().find(|a| a.deployed && a.config.name == name)
+                    {
+                        set.push(running.clone());
+                    }
+                    failed.push((name, e));
+                }
+            }
+        }
+        *self.inner.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        failed
     }
 
     /// The loaded handlers, in configuration order.
@@ -232,13 +284,18 @@ impl Handlers {
     }
 }
 
-fn check_names(configs: &[HandlerConfig]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+/// Configured handlers need unique names that are not a deployed handler's.
+fn check_names(configs: &[HandlerConfig], deployed: &[Active]) -> Result<()> {
+    let mut seen: std::collections::HashSet<&str> =
+        deployed.iter().map(|a| a.config.name.as_str()).collect();
     for c in configs {
         if c.name.is_empty() {
             return Err(Error::EmptyName {
                 module: c.module.clone(),
             });
+        }
+        if c.name.starts_with(DEPLOYED_PREFIX) {
+            return Err(Error::ReservedName(c.name.clone()));
         }
         if !seen.insert(c.name.as_str()) {
             return Err(Error::DuplicateName(c.name.clone()));
@@ -256,6 +313,15 @@ async fn load_set(
 ) -> Result<Vec<Active>> {
     let mut set = Vec::with_capacity(configs.len());
     for config in configs {
+        set.push(load_one(inner, old, config).await?);
+    }
+    Ok(set)
+}
+
+/// Loads one handler, or keeps the one of `old` with the same name whose module bytes,
+/// limits and grants are unchanged.
+async fn load_one(inner: &Arc<Inner>, old: &[Active], config: HandlerConfig) -> Result<Active> {
+    {
         let path = config.module.clone();
         let name = config.name.clone();
         let bytes = blocking(move || {
@@ -282,9 +348,12 @@ async fn load_set(
                 blocking(move || inner.host()?.load(spec)).await?
             }
         };
-        set.push(Active { config, handler });
+        Ok(Active {
+            config,
+            handler,
+            deployed: false,
+        })
     }
-    Ok(set)
 }
 
 async fn blocking<T: Send + 'static>(

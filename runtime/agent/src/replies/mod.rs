@@ -65,6 +65,22 @@ pub fn quic_advert(node: &Node) -> Option<QuicAdvert> {
     node.side_channel::<QuicWire>().map(|w| w.endpoint.advert())
 }
 
+/// This node's QUIC endpoint, when it runs QUIC (the deploy service asks peers through it).
+pub fn quic_endpoint(node: &Node) -> Option<hearsay_net::quic::QuicEndpoint> {
+    node.side_channel::<QuicWire>().map(|w| w.endpoint.clone())
+}
+
+/// The requests peers send to this node's QUIC endpoint (for the deploy service), once:
+/// the first call takes them; `None` after that or without QUIC. Until taken they wait in
+/// the endpoint's queue.
+pub fn take_requests(node: &Node) -> Option<hearsay_net::quic::IncomingRequests> {
+    node.side_channel::<QuicWire>()?
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+}
+
 /// How this node's QUIC response paths were used (relays opened, forwarded and taken,
 /// duplicates refused), when it runs QUIC.
 pub fn quic_stats(node: &Node) -> Option<QuicStats> {

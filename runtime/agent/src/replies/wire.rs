@@ -8,8 +8,8 @@ use super::ReplyError;
 use crate::config::{default_quic_bind, QuicSettings};
 use crate::node::{Node, QueryResult, SideChannel, SideQuery};
 use hearsay_net::quic::{
-    Fingerprint, IncomingResponses, Limits, QuicAdvert, QuicConfig, QuicEndpoint, QuicError,
-    Security, QUIC_TAG,
+    Fingerprint, IncomingRequests, IncomingResponses, Limits, QuicAdvert, QuicConfig, QuicEndpoint,
+    QuicError, Security, QUIC_TAG,
 };
 use hearsay_serf::event::{Member, MemberStatus, QueryId};
 use hearsay_serf::Serf;
@@ -199,6 +199,8 @@ pub fn advert_of(member: &Member) -> Option<QuicAdvert> {
 pub(super) struct QuicWire {
     pub(super) endpoint: QuicEndpoint,
     pub(super) shared: Arc<Shared>,
+    /// Requests from peers (the deploy service's), until someone takes them.
+    pub(super) requests: Mutex<Option<IncomingRequests>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -239,7 +241,8 @@ impl QuicWire {
             }
             known
         }));
-        let (endpoint, incoming) = match QuicEndpoint::bind(config.clone()) {
+        let (endpoint, incoming, requests) = match QuicEndpoint::bind_with_requests(config.clone())
+        {
             Err(QuicError::Bind { addr, source }) if options.fallback_any_port => {
                 tracing::warn!(
                     "agent.quic: cannot bind the default QUIC address {addr} ({source}); using a port the OS chooses"
@@ -252,7 +255,7 @@ impl QuicWire {
                         config.bind.set_ip(adv.ip());
                     }
                 }
-                QuicEndpoint::bind(config)?
+                QuicEndpoint::bind_with_requests(config)?
             }
             other => other?,
         };
@@ -266,6 +269,7 @@ impl QuicWire {
             Self {
                 endpoint,
                 shared,
+                requests: Mutex::new(Some(requests)),
                 tasks: Mutex::new(Vec::new()),
             },
             incoming,

@@ -3,6 +3,7 @@
 //! names. `-rpc-addr` defaults to `HEARSAY_RPC_ADDR`, then `SERF_RPC_ADDR`, then
 //! 127.0.0.1:7373; `-rpc-auth` to `HEARSAY_RPC_AUTH`, then `SERF_RPC_AUTH`.
 
+mod deploy;
 mod flags;
 mod handlers;
 mod output;
@@ -73,6 +74,36 @@ fn verb_spec(verb: &str) -> Option<Verb> {
             &[],
             &["format"],
         ),
+        "deploy" => v(
+            "usage: hearsay deploy -key=FILE -name=NAME [-events=FILTER] [-tag key=REGEX]... \
+[-limits memory=32MiB,timeout=2s] [-grant-dir DIR]... [-grant-env K=V]... [-grant-emit] \
+[-grant-clocks] [-wait=30s] MODULE.wasm\n\nSigns a deployment of MODULE.wasm as handler NAME with \
+the deploy key (hearsay keygen -deploy) and\nhands it to the agent, which spreads it to every \
+hearsay member; then shows how many of\nthe nodes its -tag selector picks run it, until all do \
+or -wait passes (exit 1 naming\nthe nodes that did not converge and why). Agents run it only \
+if they trust the key\n(-deploy-key) and their deploy_grants allow what it asks for.",
+            &["grant-emit", "grant-clocks"],
+            &["key", "name", "events", "tag", "limits", "grant-dir", "grant-env", "wait"],
+        ),
+        "rollback" => v(
+            "usage: hearsay rollback -key=FILE -name=NAME [-wait=30s]\n\nDeploys the previous \
+version's module and settings again, as a new version.",
+            &[],
+            &["key", "name", "wait"],
+        ),
+        "undeploy" => v(
+            "usage: hearsay undeploy -key=FILE -name=NAME [-wait=30s]\n\nRemoves deployment NAME \
+from every node (a signed removal that newer deploys supersede).",
+            &[],
+            &["key", "name", "wait"],
+        ),
+        "deployments" => v(
+            "usage: hearsay deployments [-format=text|json]\n\nLists the deployments with each \
+hearsay node's state: running, pending, failed, refused,\nnot-selected, removed or unreachable, \
+and why.",
+            &[],
+            &["format"],
+        ),
         _ => None,
     }
 }
@@ -85,7 +116,7 @@ pub(crate) fn run(verb: &str, args: Vec<String>) -> anyhow::Result<ExitCode> {
             println!("Agent Protocol: 5 (Understands back to: 2)");
             return Ok(ExitCode::SUCCESS);
         }
-        "keygen" => return keygen(),
+        "keygen" => return keygen(&args),
         _ => {}
     }
     let Some(spec) = verb_spec(verb) else {
@@ -118,8 +149,36 @@ pub(crate) fn run(verb: &str, args: Vec<String>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-fn keygen() -> anyhow::Result<ExitCode> {
+/// `hearsay keygen`: Serf's gossip encryption key; with `-deploy -out FILE`, a deploy key.
+fn keygen(args: &[String]) -> anyhow::Result<ExitCode> {
     use base64::Engine as _;
+    const USAGE: &str = "usage: hearsay keygen [-deploy -out=FILE]\n\nPrints a new gossip \
+encryption key (for -encrypt). With -deploy, writes a new Ed25519\ndeploy key to FILE (mode \
+0600) and prints its public key (ed25519:BASE64) for the\nagents' -deploy-key.";
+    let p = match flags::parse(args, &["deploy", "h", "help"], &["out"]) {
+        Ok(p) if p.args.is_empty() => p,
+        Ok(_) => {
+            eprintln!("keygen takes no arguments\n{USAGE}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if p.get("h").is_some() || p.get("help").is_some() {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if p.bool("deploy", false).map_err(anyhow::Error::msg)? {
+        return Ok(match deploy::keygen(p.get("out")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        });
+    }
     let key: [u8; 32] = rand::random();
     println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
     Ok(ExitCode::SUCCESS)
@@ -238,6 +297,10 @@ async fn dispatch(verb: &str, spec: &Verb, p: &flags::Parsed) -> u8 {
         "info" => info(&client, p).await,
         "reachability" => reachability(&client, p).await,
         "handlers" => handlers::run(&client, p).await,
+        "deploy" => deploy::deploy(&client, p).await,
+        "rollback" => deploy::rollback(&client, p).await,
+        "undeploy" => deploy::undeploy(&client, p).await,
+        "deployments" => deploy::list(&client, p).await,
         _ => Err(format!("unknown command {verb:?}")),
     };
     match result {

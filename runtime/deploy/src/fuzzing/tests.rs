@@ -38,6 +38,7 @@ fn spec(rng: &mut StdRng) -> Spec {
             dirs: vec![format!("/{}", word(rng))],
             env: BTreeMap::new(),
             emit: rng.gen(),
+            clocks: rng.gen(),
         },
         signed_at: rng.gen(),
     }

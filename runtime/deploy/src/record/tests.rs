@@ -24,6 +24,7 @@ fn spec(name: &str, version: u64) -> Spec {
             dirs: vec!["/var/lib/greet".into()],
             env: BTreeMap::from([("GREETING".into(), "hi".into())]),
             emit: true,
+            clocks: false,
         },
         signed_at: 1_700_000_000,
     }
@@ -301,8 +302,14 @@ fn arb_grants() -> impl Strategy<Value = Grants> {
         ),
         arb_map(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(dirs, env, emit)| Grants { dirs, env, emit })
+        .prop_map(|(dirs, env, emit, clocks)| Grants {
+            dirs,
+            env,
+            emit,
+            clocks,
+        })
 }
 
 fn arb_spec() -> impl Strategy<Value = Spec> {

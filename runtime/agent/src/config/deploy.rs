@@ -1,0 +1,128 @@
+//! The deploy settings ([`DeploySettings`]): which signers this agent trusts to deploy handler
+//! modules (`deploy_keys` / `-deploy-key ed25519:BASE64`, repeatable), where deployments and
+//! their modules are kept (`data_dir` / `-data-dir`), the largest module it will fetch
+//! (`deploy_module_max_bytes` / `-deploy-module-max-bytes`, default 64 MiB) and the most a
+//! deployed handler may be granted (`deploy_grants`, a ceiling; default: nothing beyond the
+//! plain sandbox):
+//!
+//! ```toml
+//! data_dir = "/var/lib/hearsay"
+//! deploy_keys = ["ed25519:7cG3...="]
+//! deploy_module_max_bytes = "16MiB"
+//! deploy_grants = { dirs = ["/srv/data"], env = ["REGION"], clocks = true, emit = true }
+//! ```
+//!
+//! A deployment asking for more than `deploy_grants` allows (a directory outside the listed
+//! ones, a variable not named, clocks or emit not allowed) is refused on this agent, with the
+//! reason in `hearsay deployments`.
+
+use super::de::{Strings, Table};
+use super::handlers::Size;
+use super::{invalid, ConfigError, Partial};
+use hearsay_deploy::PublicKey;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The default of `deploy_module_max_bytes`.
+pub const DEFAULT_DEPLOY_MODULE_MAX: u64 = 64 << 20;
+
+/// What deployed handlers may be granted at most on this agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployCeiling {
+    /// Host directories (and everything under them) a deployed handler may be granted,
+    /// read-only.
+    pub dirs: Vec<PathBuf>,
+    /// Environment variable names a deployed handler may set.
+    pub env: Vec<String>,
+    /// Whether a deployed handler may have real clocks.
+    pub clocks: bool,
+    /// Whether a deployed handler may emit user events.
+    pub emit: bool,
+}
+
+/// The deploy settings an agent runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySettings {
+    /// Signers whose deployments this agent accepts; empty: it accepts none.
+    pub keys: Vec<PublicKey>,
+    /// Where deployments and module bytes are kept (`<data_dir>/deploy`); `None`: in memory
+    /// only, lost at restart.
+    pub data_dir: Option<PathBuf>,
+    /// The largest module this agent fetches or accepts.
+    pub module_max_bytes: u64,
+    /// The most a deployed handler may be granted here.
+    pub ceiling: DeployCeiling,
+}
+
+/// `deploy_grants` in a config file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CeilingEntry {
+    dirs: Option<Strings<String>>,
+    env: Option<Strings<String>>,
+    clocks: Option<bool>,
+    emit: Option<bool>,
+}
+
+impl CeilingEntry {
+    pub(super) fn into_ceiling(self) -> DeployCeiling {
+        DeployCeiling {
+            dirs: self
+                .dirs
+                .map_or_else(Vec::new, |d| d.0.into_iter().map(PathBuf::from).collect()),
+            env: self.env.map_or_else(Vec::new, |e| e.0),
+            clocks: self.clocks.unwrap_or(false),
+            emit: self.emit.unwrap_or(false),
+        }
+    }
+}
+
+/// `deploy_grants`' value: a table.
+pub(super) type Ceiling = Table<CeilingEntry>;
+
+/// The deploy settings from merged files and flags.
+pub(super) fn resolve(p: &Partial) -> Result<DeploySettings, ConfigError> {
+    let keys = p
+        .deploy_keys
+        .iter()
+        .map(|k| {
+            k.trim()
+                .parse::<PublicKey>()
+                .map_err(|e| invalid("deploy_keys", "deploy-key", format!("{k:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let module_max_bytes = p
+        .deploy_module_max_bytes
+        .unwrap_or(DEFAULT_DEPLOY_MODULE_MAX);
+    if module_max_bytes == 0 {
+        return Err(invalid(
+            "deploy_module_max_bytes",
+            "deploy-module-max-bytes",
+            "must be above zero",
+        ));
+    }
+    let data_dir = p.data_dir.clone().filter(|d| !d.as_os_str().is_empty());
+    if !keys.is_empty() && data_dir.is_none() {
+        return Err(invalid(
+            "deploy_keys",
+            "deploy-key",
+            "deployments are kept in a data directory: give data_dir (-data-dir) too",
+        ));
+    }
+    if !keys.is_empty() && p.disable_quic == Some(true) {
+        return Err(invalid(
+            "deploy_keys",
+            "deploy-key",
+            "deployments travel over QUIC, which disable_quic turns off",
+        ));
+    }
+    Ok(DeploySettings {
+        keys,
+        data_dir,
+        module_max_bytes,
+        ceiling: p.deploy_grants.clone().unwrap_or_default(),
+    })
+}
+
+/// `deploy_module_max_bytes`' value.
+pub(super) type ModuleMax = Size;

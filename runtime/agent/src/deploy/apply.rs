@@ -1,0 +1,234 @@
+//! From a signed deployment to a handler this agent may run: does its selector pick this
+//! node (Serf's tag filter: tag name -> regular expression), do its limits parse, does it ask
+//! for no more than this agent's ceiling (`deploy_grants`) allows. Each refusal says why, for
+//! `hearsay deployments`.
+
+use crate::config::handlers::parse_size;
+use crate::config::{DeployCeiling, HandlerConfig};
+use crate::conventions::parse_go_duration;
+use crate::filter::EventFilter;
+use crate::handlers::DEPLOYED_PREFIX;
+use hearsay_deploy::Spec;
+use hearsay_host::{DirGrant, Grants, Limits};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Whether a deployment's selector picks a node with `tags`: every selector tag's regular
+/// expression matches the node's value of that tag (a missing tag is the empty string), as
+/// Serf's `-tag` query filter. A selector with a bad expression picks no node.
+pub(super) fn selects(
+    selector: &BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(tag, expr)| {
+        regex::Regex::new(expr)
+            .is_ok_and(|re| re.is_match(tags.get(tag).map_or("", String::as_str)))
+    })
+}
+
+/// The handler a deployment runs as on this agent, with its module at `module`; `Err` says
+/// why this agent will not run it.
+pub(super) fn handler_config(
+    spec: &Spec,
+    module: PathBuf,
+    ceiling: &DeployCeiling,
+) -> Result<HandlerConfig, String> {
+    for (tag, expr) in &spec.selector {
+        regex::Regex::new(expr).map_err(|e| format!("selector {tag}={expr:?}: {e}"))?;
+    }
+    let filter =
+        EventFilter::parse(&spec.events).map_err(|e| format!("events {:?}: {e}", spec.events))?;
+    let limits = limits(&spec.limits)?;
+    let grants = grants(spec, ceiling)?;
+    Ok(HandlerConfig {
+        name: format!("{DEPLOYED_PREFIX}{}", spec.name),
+        filter,
+        module,
+        limits,
+        grants,
+    })
+}
+
+/// A deployment's limits (`memory`, `timeout`, `fuel`, `queue`, `concurrency`) over the
+/// host's defaults.
+fn limits(given: &BTreeMap<String, String>) -> Result<Limits, String> {
+    let mut l = Limits::default();
+    for (key, value) in given {
+        let whole = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("limits.{key}: {value:?} is not a whole number"))
+        };
+        match key.as_str() {
+            "memory" => {
+                let bytes = parse_size(value).map_err(|e| format!("limits.memory: {e}"))?;
+                l.memory_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            }
+            "timeout" => {
+                l.timeout = parse_go_duration(value).map_err(|e| format!("limits.timeout: {e}"))?
+            }
+            "fuel" => l.fuel = Some(whole()?),
+            "queue" => l.queue = usize::try_from(whole()?).unwrap_or(usize::MAX),
+            "concurrency" => match whole()? {
+                0 => return Err("limits.concurrency: must be at least 1".into()),
+                n => l.concurrency = usize::try_from(n).unwrap_or(usize::MAX),
+            },
+            other => {
+                return Err(format!(
+                    "unknown limit {other:?} (memory, timeout, fuel, queue, concurrency)"
+                ))
+            }
+        }
+    }
+    Ok(l)
+}
+
+/// A deployment's grants, each checked against the ceiling.
+fn grants(spec: &Spec, ceiling: &DeployCeiling) -> Result<Grants, String> {
+    let asked = &spec.grants;
+    let mut g = Grants::default();
+    for d in &asked.dirs {
+        let (host, guest) = d.split_once(':').unwrap_or((d, d));
+        let host = Path::new(host);
+        if !host.is_absolute()
+            || host.components().any(|c| matches!(c, Component::ParentDir))
+            || !ceiling.dirs.iter().any(|allowed| host.starts_with(allowed))
+        {
+            return Err(format!(
+                "grants.dirs {d:?} is outside this agent's deploy_grants.dirs {:?}",
+                ceiling.dirs
+            ));
+        }
+        g.dirs.push(DirGrant {
+            host: host.to_path_buf(),
+            guest: guest.to_owned(),
+        });
+    }
+    for (name, value) in &asked.env {
+        if !ceiling.env.contains(name) {
+            return Err(format!(
+                "grants.env {name:?} is not among this agent's deploy_grants.env {:?}",
+                ceiling.env
+            ));
+        }
+        g.env.push((name.clone(), value.clone()));
+    }
+    if asked.clocks && !ceiling.clocks {
+        return Err("grants.clocks is not allowed by this agent's deploy_grants".into());
+    }
+    if asked.emit && !ceiling.emit {
+        return Err("grants.emit is not allowed by this agent's deploy_grants".into());
+    }
+    g.clocks = asked.clocks;
+    g.emit = asked.emit;
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            name: "greet".into(),
+            version: 1,
+            module: None,
+            events: "query:greet".into(),
+            selector: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            grants: Default::default(),
+            signed_at: 0,
+        }
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_match_as_serf_tag_filters() {
+        let sel = tags(&[("role", "^web$")]);
+        assert!(selects(&sel, &tags(&[("role", "web")])));
+        assert!(!selects(&sel, &tags(&[("role", "db")])));
+        assert!(!selects(&sel, &tags(&[])));
+        assert!(selects(&tags(&[]), &tags(&[("role", "db")])));
+        // A missing tag is the empty string; a bad expression picks nothing.
+        assert!(selects(&tags(&[("dc", "^$")]), &tags(&[])));
+        assert!(!selects(&tags(&[("role", "(")]), &tags(&[("role", "(")])));
+    }
+
+    #[test]
+    fn a_plain_deployment_becomes_a_deploy_prefixed_handler() {
+        let mut s = spec();
+        s.limits = tags(&[("memory", "32MiB"), ("timeout", "2s"), ("concurrency", "2")]);
+        let h = handler_config(&s, "/m.wasm".into(), &DeployCeiling::default()).unwrap();
+        assert_eq!(h.name, "deploy/greet");
+        assert_eq!(h.filter.to_string(), "query:greet");
+        assert_eq!(h.limits.memory_bytes, 32 << 20);
+        assert_eq!(h.limits.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(h.limits.concurrency, 2);
+        assert_eq!(h.grants, Grants::default());
+    }
+
+    #[test]
+    fn bad_limits_and_filters_are_refused_with_the_reason() {
+        let none = DeployCeiling::default();
+        for (k, v, why) in [
+            ("memory", "lots", "limits.memory"),
+            ("timeout", "soon", "limits.timeout"),
+            ("concurrency", "0", "at least 1"),
+            ("color", "red", "unknown limit"),
+        ] {
+            let mut s = spec();
+            s.limits = tags(&[(k, v)]);
+            let e = handler_config(&s, "/m".into(), &none).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut s = spec();
+        s.events = "no-such-event".into();
+        assert!(handler_config(&s, "/m".into(), &none).is_err());
+    }
+
+    #[test]
+    fn grants_beyond_the_ceiling_are_refused() {
+        let ceiling = DeployCeiling {
+            dirs: vec!["/srv/data".into()],
+            env: vec!["REGION".into()],
+            clocks: false,
+            emit: true,
+        };
+        let with = |f: &dyn Fn(&mut Spec)| {
+            let mut s = spec();
+            f(&mut s);
+            handler_config(&s, "/m".into(), &ceiling)
+        };
+        // Inside the ceiling.
+        let h = with(&|s| {
+            s.grants.dirs = vec!["/srv/data/a:/data".into()];
+            s.grants.env = tags(&[("REGION", "eu")]);
+            s.grants.emit = true;
+        })
+        .unwrap();
+        assert_eq!(h.grants.dirs[0].guest, "/data");
+        assert!(h.grants.emit);
+        // Outside: another dir, a climb out, a relative path, another variable, clocks.
+        for f in [
+            &(|s: &mut Spec| s.grants.dirs = vec!["/etc".into()]) as &dyn Fn(&mut Spec),
+            &|s| s.grants.dirs = vec!["/srv/data/../../etc".into()],
+            &|s| s.grants.dirs = vec!["srv/data".into()],
+            &|s| s.grants.dirs = vec!["/srv/database".into()],
+            &|s| s.grants.env = tags(&[("HOME", "/")]),
+            &|s| s.grants.clocks = true,
+        ] {
+            assert!(with(f).is_err());
+        }
+        // Nothing allowed by default.
+        let mut s = spec();
+        s.grants.emit = true;
+        let e = handler_config(&s, "/m".into(), &DeployCeiling::default()).unwrap_err();
+        assert!(e.contains("emit"), "{e}");
+    }
+}
