@@ -453,7 +453,9 @@ impl Service {
             if current.id() == d.id() {
                 return Ok(spec.version);
             }
-            if !d.supersedes(current) {
+            // From the operator, only a higher version: an equal one would win or lose by
+            // its signature bytes (the rule for deploys that raced), not by intent.
+            if spec.version <= current.spec().version {
                 return Err(refused(format!(
                     "{} version {} is not newer than version {} this agent has",
                     spec.name,
