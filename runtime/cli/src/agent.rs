@@ -105,6 +105,19 @@ Large query responses (hearsay; see docs/query-replies.md):
   -disable-quic            No QUIC endpoint: replies stay within the UDP limit (a larger one
                            is refused), and no large responses are received.
 
+Deploying handlers by event (hearsay; see docs/deploy.md):
+
+  -data-dir=DIR            Where this agent keeps deployed handlers and their modules
+                           (DIR/deploy, private to the agent's user); they run again at start,
+                           before the agent joins.
+  -deploy-key=ed25519:KEY  Trust deployments signed by this key (from `hearsay keygen
+                           -deploy`). Can be given many times; needs -data-dir. Without one,
+                           the agent accepts no deployment.
+  -deploy-module-max-bytes=64MiB
+                           The largest module this agent takes or fetches.
+  The most a deployed handler may be granted (dirs, env, clocks, emit) is set by
+  deploy_grants in a config file; by default, nothing beyond the plain sandbox.
+
 Not supported (an error if used): -syslog, -event-handler.
 
 Signals:

@@ -700,6 +700,57 @@ mod tests {
     }
 
     #[test]
+    fn deploy_keys_from_files_and_flags() {
+        const KEY: &str = "ed25519:1XgSEuELsFKjrY0LkmAG8Fh07pTMGH132l4Sji1qQJU=";
+        let c = Config::resolve(Partial::default()).unwrap();
+        assert!(c.deploy.keys.is_empty(), "no signer is trusted by default");
+        assert_eq!(c.deploy.ceiling, DeployCeiling::default());
+        assert_eq!(c.deploy.module_max_bytes, DEFAULT_DEPLOY_MODULE_MAX);
+        let t = toml(&format!(
+            "data_dir = \"/var/lib/h\"\ndeploy_keys = [\"{KEY}\"]\n\
+             deploy_module_max_bytes = \"16MiB\"\n\
+             deploy_grants = {{ dirs = [\"/srv\"], env = [\"REGION\"], emit = true }}\n"
+        ))
+        .unwrap();
+        let d = Config::resolve(t).unwrap().deploy;
+        assert_eq!(d.keys.len(), 1);
+        assert_eq!(d.keys[0].to_string(), KEY);
+        assert_eq!(d.data_dir, Some(PathBuf::from("/var/lib/h")));
+        assert_eq!(d.module_max_bytes, 16 << 20);
+        assert_eq!(d.ceiling.dirs, vec![PathBuf::from("/srv")]);
+        assert!(d.ceiling.emit && !d.ceiling.clocks);
+        let run = |args: &[&str]| match flags::parse(args.iter().map(|a| a.to_string())).unwrap() {
+            flags::Command::Run(s) => Config::resolve(s.flags),
+            flags::Command::Help => unreachable!(),
+        };
+        let k = format!("-deploy-key={KEY}");
+        let d = run(&["-data-dir=/d", &k, &k]).unwrap().deploy;
+        assert_eq!(d.keys.len(), 2, "repeatable");
+        // A key without a data dir, with QUIC off, or that is not a key: one clear error.
+        let e = run(&[&k]).unwrap_err().to_string();
+        assert!(e.contains("data_dir (-data-dir)"), "{e}");
+        let e = run(&["-data-dir=/d", &k, "-disable-quic"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("QUIC"), "{e}");
+        let e = run(&["-data-dir=/d", "-deploy-key=ed25519:nope"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("deploy_keys (-deploy-key): \"ed25519:nope\""),
+            "{e}"
+        );
+        let e = run(&["-deploy-module-max-bytes=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("above zero"), "{e}");
+        let e = toml("deploy_grants = { net = true }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("net"), "{e}");
+    }
+
+    #[test]
     fn quic_keys_from_files_and_flags() {
         let c = Config::resolve(Partial::default()).unwrap();
         let q = c.quic.expect("QUIC is on by default");
