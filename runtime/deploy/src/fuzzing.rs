@@ -34,9 +34,16 @@ pub fn fuzz_deployment(data: &[u8]) {
     }
 }
 
-/// Feeds `data` to [`DeploySet::decode`] (trusting [`fuzz_key`]); panics only if a decoded
-/// set does not survive re-encoding.
+/// Feeds `data` to [`DeploySet::decode`] (trusting [`fuzz_key`]) and to
+/// [`crate::decode_records`] (the push and sync wire); panics only if what decoded does not
+/// survive re-encoding.
 pub fn fuzz_set(data: &[u8]) {
+    if let Ok(list) = crate::decode_records(data) {
+        let ok: Vec<Deployment> = list.into_iter().filter_map(Result::ok).collect();
+        let again = crate::decode_records(&crate::encode_records(&ok))
+            .map(|l| l.into_iter().collect::<Result<Vec<_>, _>>());
+        assert_eq!(again, Ok(Ok(ok)), "record list did not round-trip");
+    }
     if let Ok(set) = DeploySet::decode(data, trusted()) {
         let again = DeploySet::decode(&set.encode(), trusted());
         assert_eq!(again.as_ref(), Ok(&set), "set did not round-trip");

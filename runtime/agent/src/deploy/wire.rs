@@ -10,7 +10,7 @@
 //!   peer does not hold it.
 //! - [`STATUS`]: no body; reply: the peer's [`NodeState`] per deployment, JSON.
 //!
-//! A list of records is a JSON array of the records' own encodings.
+//! A list of records is `hearsay_deploy`'s record-list layout (`encode_records`).
 
 use super::NodeState;
 use hearsay_deploy::Deployment;
@@ -24,45 +24,30 @@ pub(super) const FETCH: u8 = 3;
 /// Service: your deployments' states.
 pub(super) const STATUS: u8 = 4;
 
-/// The most records one list may carry (a set is one record per deployment name).
-const MAX_RECORDS: usize = 4096;
 /// The largest reply to SYNC, PUSH or STATUS a node accepts.
 pub(super) const MAX_SMALL_REPLY: u64 = 16 << 20;
 
-/// A list of records.
+/// A list of records (`hearsay_deploy`'s record-list layout).
 pub(super) fn encode_list<'a>(records: impl IntoIterator<Item = &'a Deployment>) -> Vec<u8> {
-    let mut out = b"[".to_vec();
-    for (i, r) in records.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&r.encode());
-    }
-    out.push(b']');
-    out
+    let records: Vec<Deployment> = records.into_iter().cloned().collect();
+    hearsay_deploy::encode_records(&records)
 }
 
-/// The records of a list; a record that does not decode is an error naming its place.
+/// The records of a list (an empty body is an empty list); a record that does not decode is
+/// logged and left out, the others are taken.
 pub(super) fn decode_list(bytes: &[u8]) -> Result<Vec<Deployment>, String> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    let values: Vec<serde_json::Value> =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a list of records: {e}"))?;
-    if values.len() > MAX_RECORDS {
-        return Err(format!(
-            "{} records; at most {MAX_RECORDS} are taken",
-            values.len()
-        ));
-    }
-    values
-        .iter()
+    let list = hearsay_deploy::decode_records(bytes).map_err(|e| e.to_string())?;
+    Ok(list
+        .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            let raw = serde_json::to_vec(v).map_err(|e| e.to_string())?;
-            Deployment::decode(&raw).map_err(|e| format!("record {i}: {e}"))
+        .filter_map(|(i, r)| {
+            r.inspect_err(|e| tracing::warn!(record = i, error = %e, "deploy: a record from a peer does not decode"))
+                .ok()
         })
-        .collect()
+        .collect())
 }
 
 /// A node's states, as a STATUS reply carries them.
@@ -82,10 +67,26 @@ mod tests {
     #[test]
     fn garbage_lists_are_errors_not_panics() {
         assert_eq!(decode_list(b"").unwrap().len(), 0);
-        assert_eq!(decode_list(b"[]").unwrap().len(), 0);
-        for junk in [&b"{"[..], b"[1]", b"[{}]", b"\xff\xfe", b"[\"x\"]", b"null"] {
+        assert_eq!(decode_list(&encode_list([])).unwrap().len(), 0);
+        for junk in [&b"{"[..], b"[]", b"[1]", b"[{}]", b"\xff\xfe", b"[\"x\"]", b"null"] {
             assert!(decode_list(junk).is_err(), "{junk:?}");
         }
+        // A list with one bad record keeps the good ones.
+        let key = hearsay_deploy::SigningKey::from_seed([1; 32]);
+        let spec = hearsay_deploy::Spec {
+            name: "a".into(),
+            version: 1,
+            module: None,
+            events: "*".into(),
+            selector: Default::default(),
+            limits: Default::default(),
+            grants: Default::default(),
+            signed_at: 0,
+        };
+        let good = Deployment::sign(spec, &key).unwrap();
+        let text = String::from_utf8(encode_list([&good])).unwrap();
+        let spoiled = text.replacen("\"records\":[", "\"records\":[{\"x\":1},", 1);
+        assert_eq!(decode_list(spoiled.as_bytes()).unwrap(), vec![good]);
         assert!(decode_states(b"[{]").is_err());
     }
 }
