@@ -5,7 +5,9 @@
 # they receive, sends a query they acknowledge; SIGHUP reloads a tags file; SIGINT makes an
 # agent leave gracefully, `serf leave` over RPC another. The hearsay agents answer queries with
 # WebAssembly handlers (echo, sysinfo with /proc granted, blob), a 3 MB blob reply travels over
-# QUIC into `hearsay query -output-dir`. Stops everything it started (by pid).
+# QUIC into `hearsay query -output-dir`. A handler deployed through one hearsay agent with a
+# signed `hearsay deploy` runs on both and answers `serf query greet`. Stops everything it
+# started (by pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -43,9 +45,14 @@ serf agent -node=serf-1 -bind=$SERF_BIND -rpc-addr=$SERF_RPC -tag role=serf \
 PIDS+=($!)
 for _ in $(seq 1 50); do serf members -rpc-addr=$SERF_RPC >/dev/null 2>&1 && break; sleep 0.2; done
 
+echo "== hearsay keygen -deploy: the operator's deploy key (the agents trust its public half)"
+DEPLOY_KEY=$("$BIN" keygen -deploy -out "$WORK/ops.key")
+echo "$DEPLOY_KEY"
+
 echo "== starting hearsay-1 from flags, joining $SERF_BIND"
 "$BIN" agent -node=hearsay-1 -bind=127.0.0.1:17951 -rpc-addr=127.0.0.1:17381 \
   -join=$SERF_BIND -tag role=hearsay -handler "query:hello=$WASM/hearsay_handler_echo.wasm" \
+  -data-dir="$WORK/hearsay-1" -deploy-key="$DEPLOY_KEY" \
   >"$WORK/hearsay-1.out" 2>&1 &
 H1=$!
 PIDS+=($H1)
@@ -59,6 +66,8 @@ rpc_addr = "127.0.0.1:17382"
 retry_join = ["$SERF_BIND"]
 retry_interval = "1s"
 tags_file = "$WORK/hearsay-2.tags.json"
+data_dir = "$WORK/hearsay-2"
+deploy_keys = ["$DEPLOY_KEY"]
 
 [[handler]]
 module = "$WASM/hearsay_handler_echo.wasm"
@@ -111,6 +120,14 @@ ls -l "$WORK/replies"
 
 echo "== hearsay handlers -rpc-addr=127.0.0.1:17382"
 "$BIN" handlers -rpc-addr=127.0.0.1:17382
+
+echo "== hearsay deploy: greet (echo.wasm) to every hearsay agent, signed, fetched from peers over QUIC"
+"$BIN" deploy -rpc-addr=127.0.0.1:17381 -key="$WORK/ops.key" -name=greet -events=query:greet \
+  -wait=60s "$WASM/hearsay_handler_echo.wasm"
+echo "== serf query greet hi (the deployed handler answers on both hearsay agents; serf-1 has none)"
+serf query -rpc-addr=$SERF_RPC -timeout=3s greet hi
+echo "== hearsay deployments -rpc-addr=127.0.0.1:17382"
+"$BIN" deployments -rpc-addr=127.0.0.1:17382
 
 echo "== new tags in hearsay-2's tags file, then SIGHUP"
 echo '{"role":"hearsay","version":"2"}' >"$WORK/hearsay-2.tags.json"
