@@ -14,8 +14,8 @@ use crate::replies::{QueryReply, ReplyTarget};
 use async_trait::async_trait;
 use hearsay_rpc::{
     AgentStats, Backend, BackendError, Coordinate, KeyOp, KeyResponse, LogLevel, QueryEvent,
-    QueryRequest, QueryTarget, RpcDeployNode, RpcDeployment, RpcHandler, RpcMember, StreamEvent,
-    Subscription,
+    QueryRequest, QueryTarget, RpcDeployNode, RpcDeployment, RpcDeployments, RpcHandler, RpcMember,
+    RpcRefusal, StreamEvent, Subscription,
 };
 use hearsay_serf::event::{Event, Member};
 use hearsay_serf::QueryParams;
@@ -311,15 +311,27 @@ impl Backend for AgentBackend {
             .map_err(|e| e.to_string())
     }
 
-    async fn deployments(&self) -> Vec<RpcDeployment> {
+    async fn deployments(&self) -> RpcDeployments {
         let Some(d) = &self.deployer else {
-            return Vec::new();
+            return RpcDeployments::default();
         };
         match d.deployments().await {
-            Ok(list) => list.iter().map(rpc_deployment).collect(),
+            Ok(view) => RpcDeployments {
+                deployments: view.deployments.iter().map(rpc_deployment).collect(),
+                refused: view
+                    .refused
+                    .into_iter()
+                    .map(|(node, s)| RpcRefusal {
+                        node,
+                        name: s.name,
+                        version: s.version,
+                        reason: s.reason,
+                    })
+                    .collect(),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "deploy: cannot list deployments");
-                Vec::new()
+                RpcDeployments::default()
             }
         }
     }

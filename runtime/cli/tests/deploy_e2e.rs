@@ -75,7 +75,7 @@ fn states(slot: &Slot, name: &str) -> Vec<(String, String, u64)> {
     let (ok, out) = hearsay(&args(&["deployments", &slot.rpc_arg(), "-format=json"]));
     assert!(ok, "deployments: {out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    let Some(d) = v
+    let Some(d) = v["deployments"]
         .as_array()
         .and_then(|a| a.iter().find(|d| d["name"] == name))
     else {
@@ -256,6 +256,22 @@ fn deploys_converge_on_every_hearsay_agent_and_attacks_are_refused() {
         });
         let e = replay.unwrap_err().to_string();
         assert!(e.contains("is not newer than version 1"), "{}: {e}", s.name);
+    }
+
+    // Each node lists what it refused, with the reason.
+    let (ok, out) = hearsay(&args(&["deployments", &slots[0].rpc_arg(), "-format=json"]));
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let refused = v["refused"].as_array().unwrap();
+    for n in all {
+        for why in ["does not trust", "are not the signed ones", "is not newer"] {
+            assert!(
+                refused
+                    .iter()
+                    .any(|r| r["node"] == n && r["reason"].as_str().unwrap().contains(why)),
+                "{n} does not list a refusal for {why:?}: {out}"
+            );
+        }
     }
 
     // Version 2 through n3, which is killed as soon as another node runs it: the others fetch

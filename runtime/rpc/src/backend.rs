@@ -6,7 +6,7 @@
 
 use crate::client::Coordinate;
 use crate::messages::{
-    KeyOp, KeyResponse, LogLevel, QueryRequest, RpcDeployment, RpcHandler, RpcMember,
+    KeyOp, KeyResponse, LogLevel, QueryRequest, RpcDeployments, RpcHandler, RpcMember,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -102,7 +102,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn deploy(&self, deployment: Vec<u8>, module: Vec<u8>) -> Result<u64, String>;
 
     /// hearsay extension: every deployment with each node's convergence (`deployments`).
-    async fn deployments(&self) -> Vec<RpcDeployment>;
+    async fn deployments(&self) -> RpcDeployments;
 }
 
 /// An event for a client's `stream`, already filtered by the backend.

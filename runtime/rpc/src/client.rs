@@ -8,9 +8,7 @@ use crate::codec::{
 };
 use crate::error::{Error, Result};
 use crate::errors::{AUTH_REQUIRED, HANDSHAKE_REQUIRED, UNSUPPORTED_COMMAND};
-use crate::messages::{
-    array_of, KeyOp, KeyResponse, QueryRecord, RpcDeployment, RpcHandler, RpcMember,
-};
+use crate::messages::{KeyOp, KeyResponse, QueryRecord, RpcDeployments, RpcHandler, RpcMember};
 use crate::IPC_VERSION;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -397,10 +395,9 @@ impl RpcClient {
 
     /// hearsay extension: every deployment with each node's convergence. A Serf agent
     /// answers [`Error::Remote`] with "Unsupported command".
-    pub async fn deployments(&self) -> Result<Vec<RpcDeployment>> {
+    pub async fn deployments(&self) -> Result<RpcDeployments> {
         let v = self.call("deployments", None, true).await?;
-        let f = Fields::of(&v, "deploymentsResponse")?;
-        array_of(&f, "Deployments", RpcDeployment::from_value)
+        RpcDeployments::from_value(&v)
     }
 
     /// The coordinate the agent has cached for `node`, if any.

@@ -35,7 +35,7 @@ pub use codec::Value;
 pub use error::{Error, Result};
 pub use messages::{
     KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, RpcDeployNode, RpcDeployment,
-    RpcHandler, RpcMember,
+    RpcDeployments, RpcHandler, RpcMember, RpcRefusal,
 };
 pub use server::{RpcServer, ServerOptions};
 
@@ -117,8 +117,9 @@ pub const COMMANDS: [&str; 20] = [
 ///   an undeploy), `Events`, `Signer` (strings), `Version`, `Size` (unsigned integers),
 ///   `Removed` (bool), `Record` (bytes: the signed record), `History` (array of bytes: older
 ///   records, newest first) and `Nodes`, an array of maps with `Node`, `State`, `Reason`
-///   (strings) and `Version` (unsigned integer); see [`RpcDeployment`] and
-///   [`RpcDeployNode`].
+///   (strings) and `Version` (unsigned integer); and `Refused`, an array of maps with `Node`,
+///   `Name`, `Reason` (strings) and `Version` (unsigned integer), records nodes refused
+///   lately; see [`RpcDeployments`].
 pub const HEARSAY_COMMANDS: [&str; 3] = ["handlers", "deploy", "deployments"];
 
 /// Whether a request with this command carries a body after its header (as Serf's client

@@ -627,6 +627,83 @@ impl RpcDeployNode {
     }
 }
 
+/// What the hearsay-only `deployments` command answers: the deployments, and the records
+/// nodes refused lately (`Refused`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcDeployments {
+    /// Every deployment with each node's state (`Deployments`).
+    pub deployments: Vec<RpcDeployment>,
+    /// Records nodes refused lately, with the reason (`Refused`).
+    pub refused: Vec<RpcRefusal>,
+}
+
+impl RpcDeployments {
+    /// The response body: a map with `Deployments` and `Refused`.
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            (
+                "Deployments",
+                Value::Array(
+                    self.deployments
+                        .iter()
+                        .map(RpcDeployment::to_value)
+                        .collect(),
+                ),
+            ),
+            (
+                "Refused",
+                Value::Array(self.refused.iter().map(RpcRefusal::to_value).collect()),
+            ),
+        ])
+    }
+
+    /// Reads a response body; missing arrays are empty.
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "deploymentsResponse")?;
+        Ok(Self {
+            deployments: array_of(&f, "Deployments", RpcDeployment::from_value)?,
+            refused: array_of(&f, "Refused", RpcRefusal::from_value)?,
+        })
+    }
+}
+
+/// A deployment record a node refused (an untrusted signer, bytes that are not the signed
+/// ones, a version older than it has), as `deployments` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcRefusal {
+    /// The node that refused it (`Node`).
+    pub node: String,
+    /// The deployment's name (`Name`).
+    pub name: String,
+    /// The refused version (`Version`).
+    pub version: u64,
+    /// Why (`Reason`).
+    pub reason: String,
+}
+
+impl RpcRefusal {
+    /// The refusal as a msgpack map.
+    pub fn to_value(&self) -> Value {
+        map(vec![
+            ("Node", s(&self.node)),
+            ("Name", s(&self.name)),
+            ("Version", Value::Uint(self.version)),
+            ("Reason", s(&self.reason)),
+        ])
+    }
+
+    /// Reads a refusal from a decoded map; a missing field or nil reads as its zero value.
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let f = Fields::of(v, "deployment refusal")?;
+        Ok(Self {
+            node: f.str("Node")?,
+            name: f.str("Name")?,
+            version: f.uint("Version")?,
+            reason: f.str("Reason")?,
+        })
+    }
+}
+
 /// An array field whose items `parse` reads (missing or nil: empty); anything but an array
 /// is [`Error::Protocol`] naming the field.
 pub(crate) fn array_of<T>(

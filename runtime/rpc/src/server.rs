@@ -551,11 +551,7 @@ impl Client {
             }
             Request::Deployments => {
                 let listed = backend.deployments().await;
-                let body = map(vec![(
-                    "Deployments",
-                    Value::Array(listed.iter().map(|d| d.to_value()).collect()),
-                )]);
-                out.reply(seq, "", Some(&body));
+                out.reply(seq, "", Some(&listed.to_value()));
             }
             Request::Coordinate { node } => {
                 let coord = backend.coordinate(&node).await;

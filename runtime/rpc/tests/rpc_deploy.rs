@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use hearsay_rpc::codec::{self, map, s, Fields, RequestHeader, ResponseHeader, Value};
 use hearsay_rpc::{
     errors, AgentStats, Backend, BackendError, Coordinate, Error, KeyOp, KeyResponse, LogLevel,
-    QueryEvent, QueryRequest, QueryTarget, RpcClient, RpcDeployNode, RpcDeployment, RpcHandler,
-    RpcMember, RpcServer, ServerOptions, StreamEvent, Subscription,
+    QueryEvent, QueryRequest, QueryTarget, RpcClient, RpcDeployNode, RpcDeployment, RpcDeployments,
+    RpcHandler, RpcMember, RpcRefusal, RpcServer, ServerOptions, StreamEvent, Subscription,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ struct State {
     /// When set, `deploy` refuses with this text.
     refusal: Option<String>,
     /// What `deployments` lists.
-    listed: Vec<RpcDeployment>,
+    listed: RpcDeployments,
 }
 
 /// A backend that serves only `deploy` and `deployments` meaningfully; the rest answer
@@ -136,7 +136,7 @@ impl Backend for DeployBackend {
         Ok(state.deployed.len() as u64)
     }
 
-    async fn deployments(&self) -> Vec<RpcDeployment> {
+    async fn deployments(&self) -> RpcDeployments {
         self.state().listed.clone()
     }
 }
@@ -243,7 +243,11 @@ async fn deploy_round_trips_a_20_mib_module() {
         .unwrap();
     assert_eq!(version, 2);
     assert!(backend.state().deployed[1].1.is_empty());
-    assert!(bounded(client.deployments()).await.unwrap().is_empty());
+    assert!(bounded(client.deployments())
+        .await
+        .unwrap()
+        .deployments
+        .is_empty());
     server.shutdown().await;
 }
 
@@ -273,14 +277,14 @@ async fn deploy_refusal_is_the_clients_error() {
     server.shutdown().await;
 }
 
-fn two_deployments() -> Vec<RpcDeployment> {
+fn two_deployments() -> RpcDeployments {
     let node = |name: &str, state: &str, version: u64, reason: &str| RpcDeployNode {
         node: name.into(),
         state: state.into(),
         version,
         reason: reason.into(),
     };
-    vec![
+    let deployments = vec![
         RpcDeployment {
             name: "echo".into(),
             version: 3,
@@ -312,7 +316,17 @@ fn two_deployments() -> Vec<RpcDeployment> {
             history: vec![b"audit v1".to_vec()],
             nodes: vec![node("a", "removed", 2, "")],
         },
-    ]
+    ];
+    let refused = vec![RpcRefusal {
+        node: "b".into(),
+        name: "evil".into(),
+        version: 9,
+        reason: "signed by ed25519:x, which this agent does not trust".into(),
+    }];
+    RpcDeployments {
+        deployments,
+        refused,
+    }
 }
 
 #[tokio::test]
@@ -333,7 +347,10 @@ async fn deployments_without_any_is_an_empty_list() {
     let backend = DeployBackend::default();
     let server = serve(&backend, ServerOptions::default()).await;
     let client = connect(&server, None).await;
-    assert_eq!(bounded(client.deployments()).await.unwrap(), Vec::new());
+    assert_eq!(
+        bounded(client.deployments()).await.unwrap(),
+        RpcDeployments::default()
+    );
     server.shutdown().await;
 }
 
@@ -388,13 +405,7 @@ async fn malformed_deploy_is_answered_and_the_connection_goes_on() {
     let h = wire.header().await;
     assert_eq!((h.seq, h.error.as_str()), (10, ""));
     let body = wire.value().await.expect("deployments' response body");
-    let listed = match Fields::of(&body, "deployments").unwrap().get("Deployments") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|d| RpcDeployment::from_value(d).unwrap())
-            .collect::<Vec<_>>(),
-        other => panic!("Deployments: {other:?}"),
-    };
+    let listed = RpcDeployments::from_value(&body).unwrap();
     assert_eq!(listed, two_deployments());
     server.shutdown().await;
 }
@@ -486,7 +497,11 @@ async fn deploy_over_its_bound_is_refused_at_once() {
     assert!(wire.value().await.is_none(), "the connection should close");
     assert!(backend.state().deployed.is_empty());
     // The client's own connection was not affected.
-    assert!(bounded(client.deployments()).await.unwrap().is_empty());
+    assert!(bounded(client.deployments())
+        .await
+        .unwrap()
+        .deployments
+        .is_empty());
     server.shutdown().await;
 }
 

@@ -109,6 +109,16 @@ pub struct ClusterDeployment {
     pub nodes: Vec<(String, NodeState)>,
 }
 
+/// The cluster's deployments and the records nodes refused lately, as `hearsay
+/// deployments` shows them.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// Every deployment with each node's state.
+    pub deployments: Vec<ClusterDeployment>,
+    /// (node, refusal): records a node refused, newest first per node.
+    pub refused: Vec<(String, NodeState)>,
+}
+
 /// Why a deployment was not taken.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -245,8 +255,9 @@ impl Deployer {
     }
 
     /// Every deployment with the state of every alive hearsay node (asked over QUIC, a few
-    /// seconds at most; a node that does not answer is `unreachable`).
-    pub async fn deployments(&self) -> Result<Vec<ClusterDeployment>, DeployError> {
+    /// seconds at most; a node that does not answer is `unreachable`), and what the nodes
+    /// refused lately.
+    pub async fn deployments(&self) -> Result<ClusterView, DeployError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Snapshot { reply })
@@ -285,7 +296,17 @@ impl Deployer {
             }
         }
         views.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(snapshot
+        let refused = views
+            .iter()
+            .filter_map(|(node, view)| Some((node, view.as_ref().ok()?)))
+            .flat_map(|(node, states)| {
+                states
+                    .iter()
+                    .filter(|s| s.state == State::Refused)
+                    .map(move |s| (node.clone(), s.clone()))
+            })
+            .collect();
+        let deployments = snapshot
             .records
             .into_iter()
             .map(|(record, history)| {
@@ -311,7 +332,11 @@ impl Deployer {
                     nodes,
                 }
             })
-            .collect())
+            .collect();
+        Ok(ClusterView {
+            deployments,
+            refused,
+        })
     }
 }
 
@@ -410,6 +435,11 @@ impl Service {
                 reply,
             } => {
                 let taken = self.submit(&record, &module).await;
+                if let (Err(DeployError::Refused(why)), Ok(d)) =
+                    (&taken, Deployment::decode(&record))
+                {
+                    self.refuse(&d.spec().name, d.spec().version, why.clone());
+                }
                 let _ = reply.send(taken);
             }
             Command::Snapshot { reply } => {

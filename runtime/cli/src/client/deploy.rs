@@ -92,7 +92,7 @@ async fn current(client: &RpcClient, name: &str) -> Result<Option<RpcDeployment>
         .deployments()
         .await
         .map_err(|e| unsupported("listing deployments", e))?;
-    Ok(all.into_iter().find(|d| d.name == name))
+    Ok(all.deployments.into_iter().find(|d| d.name == name))
 }
 
 /// One above every version of `name` the agent knows (current and history).
@@ -318,22 +318,39 @@ async fn converge(client: &RpcClient, name: &str, version: u64, wait: Duration) 
 /// `hearsay deployments`.
 pub(super) async fn list(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let format = super::format_of(p)?;
-    let all = client
+    let listed = client
         .deployments()
         .await
         .map_err(|e| unsupported("listing deployments", e))?;
+    let all = &listed.deployments;
     if format == "json" {
-        let out: Vec<DeploymentJson<'_>> = all.iter().map(DeploymentJson::of).collect();
+        let out = ListJson {
+            deployments: all.iter().map(DeploymentJson::of).collect(),
+            refused: listed.refused.iter().map(RefusalJson::of).collect(),
+        };
         println!("{}", json(&out)?);
         return Ok(());
     }
     if all.is_empty() {
         println!("No deployments.");
-        return Ok(());
     }
+    if !all.is_empty() {
+        print_table(all);
+    }
+    if !listed.refused.is_empty() {
+        println!("Refused lately:");
+        for r in &listed.refused {
+            println!("  {}: {} v{}: {}", r.node, r.name, r.version, r.reason);
+        }
+    }
+    Ok(())
+}
+
+/// The deployments as a table, then the nodes that do not run them.
+fn print_table(all: &[RpcDeployment]) {
     let mut lines = vec!["NAME|VERSION|NODES|SHA256|SIZE|EVENTS|SIGNER".to_owned()];
     let mut notes = Vec::new();
-    for d in &all {
+    for d in all {
         let (done, of, behind) = tally(&d.nodes, d.removed);
         let verb = if d.removed { "removed" } else { "running" };
         let sha: String = d.sha256.chars().take(12).collect();
@@ -356,7 +373,33 @@ pub(super) async fn list(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     for n in notes {
         println!("{n}");
     }
-    Ok(())
+}
+
+/// `deployments -format=json`.
+#[derive(Serialize)]
+struct ListJson<'a> {
+    deployments: Vec<DeploymentJson<'a>>,
+    refused: Vec<RefusalJson<'a>>,
+}
+
+/// One refused record in `deployments -format=json`.
+#[derive(Serialize)]
+struct RefusalJson<'a> {
+    node: &'a str,
+    name: &'a str,
+    version: u64,
+    reason: &'a str,
+}
+
+impl<'a> RefusalJson<'a> {
+    fn of(r: &'a hearsay_rpc::RpcRefusal) -> Self {
+        RefusalJson {
+            node: &r.node,
+            name: &r.name,
+            version: r.version,
+            reason: &r.reason,
+        }
+    }
 }
 
 /// One deployment in `deployments -format=json`.
