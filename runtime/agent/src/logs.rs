@@ -1,10 +1,14 @@
 //! The log hub behind the RPC `monitor` command: a [`tracing_subscriber::Layer`] that formats
 //! every event as one line in Serf's style (`2006/01/02 15:04:05 [INFO] target: message`) and
 //! fans it out through a broadcast channel. Each subscriber picks its minimum level, as
-//! serf's monitor `LogLevel` does (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERR`). A slow subscriber
-//! loses the oldest lines; logging never waits for it.
+//! serf's monitor `LogLevel` does (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERR`). As Serf's log
+//! writer does, the hub keeps the last [`DEFAULT_LOG_CAPACITY`] lines and a new subscriber gets
+//! those at its level first, so `monitor` shows what happened before it connected. A slow
+//! subscriber loses the oldest lines; logging never waits for it.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
@@ -12,7 +16,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-/// Lines buffered per subscriber before the oldest are dropped.
+/// Lines buffered per subscriber before the oldest are dropped, and lines kept for replay to
+/// a new subscriber (Serf's `LogBufSize`).
 pub const DEFAULT_LOG_CAPACITY: usize = 512;
 
 /// Serf's log levels, lowest first.
@@ -100,6 +105,32 @@ pub struct LogLine {
 #[derive(Debug, Clone)]
 pub struct LogHub {
     tx: broadcast::Sender<LogLine>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The last lines, for a new subscriber. Lines are added and sent under its lock, so a
+/// subscriber that copies it and subscribes under the same lock misses and repeats nothing.
+#[derive(Debug)]
+struct Recent {
+    lines: VecDeque<LogLine>,
+    capacity: usize,
+}
+
+impl Recent {
+    fn lock(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
+        recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `line` and sends it to the subscribers.
+    fn publish(recent: &Mutex<Recent>, tx: &broadcast::Sender<LogLine>, line: LogLine) {
+        let mut r = Self::lock(recent);
+        if r.lines.len() == r.capacity {
+            r.lines.pop_front();
+        }
+        r.lines.push_back(line.clone());
+        // No subscriber is not an error.
+        let _ = tx.send(line);
+    }
 }
 
 impl Default for LogHub {
@@ -111,8 +142,13 @@ impl Default for LogHub {
 impl LogHub {
     /// A hub keeping up to `capacity` lines per subscriber.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            tx: broadcast::channel(capacity.max(1)).0,
+            tx: broadcast::channel(capacity).0,
+            recent: Arc::new(Mutex::new(Recent {
+                lines: VecDeque::with_capacity(capacity),
+                capacity,
+            })),
         }
     }
 
@@ -121,19 +157,28 @@ impl LogHub {
     pub fn layer(&self) -> LogLayer {
         LogLayer {
             tx: self.tx.clone(),
+            recent: self.recent.clone(),
         }
     }
 
-    /// Sends a line to every subscriber (the layer does this for tracing events).
+    /// Keeps a line and sends it to every subscriber (the layer does this for tracing
+    /// events).
     pub fn publish(&self, line: LogLine) {
-        // No subscriber is not an error: lines are simply not kept.
-        let _ = self.tx.send(line);
+        Recent::publish(&self.recent, &self.tx, line);
     }
 
-    /// A subscriber receiving every line at `min` or above from now on.
+    /// A subscriber receiving the kept lines at `min` or above, then every new one.
     pub fn subscribe(&self, min: LogLevel) -> LogSubscription {
+        let r = Recent::lock(&self.recent);
+        let backlog = r
+            .lines
+            .iter()
+            .filter(|l| l.level >= min)
+            .map(|l| l.text.clone())
+            .collect();
         LogSubscription {
             rx: self.tx.subscribe(),
+            backlog,
             min,
             dropped: 0,
         }
@@ -144,6 +189,8 @@ impl LogHub {
 #[derive(Debug)]
 pub struct LogSubscription {
     rx: broadcast::Receiver<LogLine>,
+    /// Lines from before the subscription, delivered first.
+    backlog: VecDeque<String>,
     min: LogLevel,
     dropped: u64,
 }
@@ -151,6 +198,9 @@ pub struct LogSubscription {
 impl LogSubscription {
     /// The next line at or above the subscriber's level; `None` when the hub is gone.
     pub async fn next(&mut self) -> Option<String> {
+        if let Some(line) = self.backlog.pop_front() {
+            return Some(line);
+        }
         loop {
             match self.rx.recv().await {
                 Ok(line) if line.level >= self.min => return Some(line.text),
@@ -171,13 +221,11 @@ impl LogSubscription {
 #[derive(Debug, Clone)]
 pub struct LogLayer {
     tx: broadcast::Sender<LogLine>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl<S: Subscriber> Layer<S> for LogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        if self.tx.receiver_count() == 0 {
-            return; // nobody is watching: skip the formatting
-        }
         let meta = event.metadata();
         let level = LogLevel::from_tracing(meta.level());
         let mut fields = LineFields::default();
@@ -201,7 +249,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             )
         };
         text.push_str(&fields.rest);
-        let _ = self.tx.send(LogLine { level, text });
+        Recent::publish(&self.recent, &self.tx, LogLine { level, text });
     }
 }
 
@@ -280,6 +328,32 @@ mod tests {
         assert_eq!(LogLevel::parse("ERR"), Some(LogLevel::Err));
         assert_eq!(LogLevel::parse("loud"), None);
         assert!(LogLevel::Debug < LogLevel::Warn);
+    }
+
+    #[tokio::test]
+    async fn a_new_subscriber_first_gets_the_kept_lines_at_its_level() {
+        let hub = LogHub::new(3);
+        let line = |level, text: &str| LogLine {
+            level,
+            text: text.to_owned(),
+        };
+        for (i, level) in [
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Warn,
+            LogLevel::Info,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            hub.publish(line(level, &format!("old {i}")));
+        }
+        // "old 0" fell out of the 3 kept lines; "old 1" is below the level.
+        let mut info = hub.subscribe(LogLevel::Info);
+        hub.publish(line(LogLevel::Err, "new"));
+        for want in ["old 2", "old 3", "new"] {
+            assert_eq!(info.next().await.unwrap(), want);
+        }
     }
 
     #[tokio::test]

@@ -426,6 +426,17 @@ async fn info_counts_queued_broadcasts_as_serf_does() {
     }
     assert_eq!(info_value(&ours, "event_queue"), Some("2"), "{ours}");
     assert_eq!(info_value(&ours, "query_queue"), Some("1"), "{ours}");
+    // serf's runtime section, goroutines included (hearsay: its live async tasks).
+    for key in ["os", "arch", "cpu_count", "max_procs", "goroutines"] {
+        assert!(
+            info_value(&theirs, key).is_some(),
+            "serf lacks {key}:\n{theirs}"
+        );
+        let n = info_value(&ours, key);
+        assert!(n.is_some_and(|v| !v.is_empty()), "{key}\nhearsay:\n{ours}");
+    }
+    let tasks: u64 = info_value(&ours, "goroutines").unwrap().parse().unwrap();
+    assert!(tasks > 0, "{ours}");
     h.rpc.shutdown().await;
     h.agent.shutdown().await;
     drop(real);

@@ -30,6 +30,10 @@ use tokio::task::JoinHandle;
 
 /// Frames queued per client before a client that does not read is dropped.
 pub(crate) const CLIENT_QUEUE_FRAMES: usize = 1024;
+/// Log lines one `monitor` may have queued for its client.
+const MONITOR_LINES_QUEUED: usize = 64;
+/// How long a `monitor` client may leave its queue full before it is dropped.
+const MONITOR_PATIENCE: Duration = Duration::from_secs(5);
 /// Pieces of large responses one `query` stream may have queued for its client (the number
 /// [`RpcServer`]'s docs state).
 pub(crate) const QUERY_PIECES_QUEUED: usize = 16;
@@ -170,15 +174,20 @@ impl Outbox {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    client = %self.peer,
-                    "agent.ipc: client is not reading its responses ({CLIENT_QUEUE_FRAMES} frames queued); dropping it"
-                );
-                self.kill.notify_one();
+                self.drop_unread();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Drops a client that does not read what it asked for.
+    fn drop_unread(&self) {
+        tracing::warn!(
+            client = %self.peer,
+            "agent.ipc: client is not reading its responses; dropping it"
+        );
+        self.kill.notify_one();
     }
 
     /// Queues a piece of a large response once `permits` (the query's share of the queue)
@@ -659,9 +668,21 @@ impl Client {
         self.out.reply(seq, "", None);
         let out = self.out.clone();
         let task = tokio::spawn(async move {
+            // A monitor that reads slowly is waited for (its log subscription drops the
+            // oldest lines meanwhile, as Serf drops lines for a slow monitor), so a burst such
+            // as the replayed backlog does not cost it the connection; one that does not read
+            // at all for MONITOR_PATIENCE is dropped.
+            let permits = Arc::new(Semaphore::new(MONITOR_LINES_QUEUED));
             while let Some(line) = lines.next().await {
-                if !out.reply(seq, "", Some(&map(vec![("Log", s(&line))]))) {
-                    return;
+                let body = map(vec![("Log", s(&line))]);
+                let sent = out.send_piece(seq, &body, &permits);
+                match tokio::time::timeout(MONITOR_PATIENCE, sent).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(_) => {
+                        out.drop_unread();
+                        return;
+                    }
                 }
             }
         });
@@ -745,6 +766,16 @@ impl Client {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         runtime.insert("cpu_count".to_owned(), cpus.to_string());
         runtime.insert("max_procs".to_owned(), cpus.to_string());
+        // Go's goroutines have no exact twin: the tasks alive on the runtime serving RPC (the
+        // agent's: gossip driver, QUIC, RPC clients, handlers' dispatch) stand in for them,
+        // and `threads` counts the process's OS threads.
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        runtime.insert("goroutines".to_owned(), tasks.to_string());
+        if let Some(threads) = os_threads() {
+            runtime.insert("threads".to_owned(), threads.to_string());
+        }
         let mut agent_map = BTreeMap::new();
         agent_map.insert("name".to_owned(), stats.name);
         // Serf's section order, not sorted: the map is written as built.
@@ -838,6 +869,15 @@ fn mark_last(piece: Value) -> Value {
         }
         other => other,
     }
+}
+
+/// The process's OS threads (`Threads:` in `/proc/self/status`; `None` elsewhere).
+fn os_threads() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 #[cfg(test)]
