@@ -68,15 +68,7 @@ mod tests {
     fn garbage_lists_are_errors_not_panics() {
         assert_eq!(decode_list(b"").unwrap().len(), 0);
         assert_eq!(decode_list(&encode_list([])).unwrap().len(), 0);
-        for junk in [
-            &b"{"[..],
-            b"[]",
-            b"[1]",
-            b"[{}]",
-            b"\xff\xfe",
-            b"[\"x\"]",
-            b"null",
-        ] {
+        for junk in [&b"{"[..], b"[]", b"[1]", b"[{}]", b"\xff\xfe", b"[\"x\"]", b"null"] {
             assert!(decode_list(junk).is_err(), "{junk:?}");
         }
         // A list with one bad record keeps the good ones.
