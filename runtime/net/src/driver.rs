@@ -9,7 +9,9 @@
 //! the buffer, never copying it) and get back what to do next.
 
 use crate::error::{Error, Result};
+use crate::limit::WarnLimit;
 use crate::transport::{Connector, Transport, MAX_DATAGRAM};
+use hearsay_swim::loglimit::Source;
 use hearsay_swim::wire::MAX_STREAM_BYTES;
 use hearsay_swim::{Protocol, StreamId, StreamOutcome, StreamRequest};
 use std::net::SocketAddr;
@@ -218,6 +220,8 @@ struct Loop<P: Protocol, T: Transport> {
     tasks: JoinSet<()>,
     tcp_timeout: Duration,
     span: tracing::Span,
+    /// Rate limit of the warnings a connection flood triggers.
+    warnings: WarnLimit,
 }
 
 impl<P: Protocol, T: Transport> Driver<P, T> {
@@ -243,6 +247,7 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
             tasks: JoinSet::new(),
             tcp_timeout,
             span,
+            warnings: WarnLimit::new("driver"),
         };
         l.drain().await;
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -264,7 +269,10 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },
-                () = tokio::time::sleep_until(wake) => l.core.handle_timeout(Instant::now()),
+                () = tokio::time::sleep_until(wake) => {
+                    l.core.handle_timeout(Instant::now());
+                    l.warnings.sweep();
+                }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Call(f)) => f(&mut l.core, Instant::now()),
                     Some(Command::Shutdown { reply }) => break Some(reply),
@@ -329,7 +337,9 @@ impl<P: Protocol, T: Transport> Loop<P, T> {
 
     fn spawn_incoming(&mut self, stream: T::Stream, from: SocketAddr) {
         if self.tasks.len() >= MAX_INCOMING_STREAMS {
-            warn!(%from, "driver: too many open streams, closing a new connection");
+            if self.warnings.allow(Source::Addr(from.ip()), "stream-limit") {
+                warn!(%from, "driver: too many open streams, closing a new connection");
+            }
             return;
         }
         let tx = self.stream_tx.clone();

@@ -14,6 +14,7 @@
 pub mod discover;
 mod driver;
 mod error;
+mod limit;
 mod memberlist;
 pub mod quic;
 pub mod transport;

@@ -12,9 +12,11 @@ mod broadcast;
 mod compact;
 pub mod config;
 mod core;
+pub mod drops;
 mod error;
 pub mod heap;
 pub mod keyring;
+pub mod loglimit;
 mod protocol;
 mod suspicion;
 pub mod table;
@@ -26,6 +28,7 @@ pub use crate::core::{
 };
 pub use crate::protocol::Protocol;
 pub use config::{Config, Profile};
+pub use drops::{DropKind, DropStats};
 pub use error::{Error, Result};
 pub use keyring::Keyring;
 

@@ -389,7 +389,8 @@ impl Node {
     }
 
     /// Serf's `Stats()`: member counts, clocks, health score, broadcast queue depths, whether
-    /// encryption is on, and coordinate resets.
+    /// encryption is on, and coordinate resets; then hearsay's counters of what the network
+    /// sent that was refused ([`Serf::drop_stats`]: `dropped_packets` and the rest).
     pub async fn stats(&self) -> Result<BTreeMap<String, String>> {
         Ok(self
             .node
@@ -412,6 +413,9 @@ impl Node {
                 out.insert("encrypted".into(), swim.keyring().is_some().to_string());
                 if let Some(resets) = serf.coordinate_resets() {
                     out.insert("coordinate_resets".into(), resets.to_string());
+                }
+                for (key, value) in serf.drop_stats() {
+                    out.insert(key.into(), value.to_string());
                 }
                 out
             })

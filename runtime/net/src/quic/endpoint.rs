@@ -14,6 +14,8 @@ use super::header::{ResponseHeader, HEADER_PREFIX_LEN};
 use super::request::{RequestHeader, REQUEST_HEADER_LEN, REQUEST_KIND};
 use super::tls::{self, PeerFilter};
 use super::{Fingerprint, Identity, QuicAdvert, QuicError};
+use crate::limit::WarnLimit;
+use hearsay_swim::loglimit::Source;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use std::collections::HashMap;
@@ -354,6 +356,7 @@ impl QuicEndpoint {
             budgets: Mutex::new(HashMap::new()),
             tx,
             requests,
+            warnings: WarnLimit::new("QUIC"),
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared));
         let inner = Inner {
@@ -645,6 +648,8 @@ pub(super) struct Shared {
     tx: mpsc::Sender<IncomingResponse>,
     /// Where requests go; `None` when the endpoint does not serve them.
     pub(super) requests: Option<mpsc::Sender<IncomingRequest>>,
+    /// Rate limit of the warnings about refused connections, which anyone can trigger.
+    warnings: WarnLimit,
 }
 
 impl Shared {
@@ -673,13 +678,20 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
-            tracing::warn!("QUIC: refused connection from {remote}: {e}");
+            if shared.warnings.allow(Source::Addr(remote.ip()), "refused") {
+                tracing::warn!("QUIC: refused connection from {remote}: {e}");
+            }
             return;
         }
     };
     let Some(peer) = tls::peer_fingerprint(&conn) else {
         // Unreachable with a verifier that requires client certificates; refuse regardless.
-        tracing::warn!("QUIC: connection from {remote} presented no certificate; closing");
+        if shared
+            .warnings
+            .allow(Source::Addr(remote.ip()), "no-certificate")
+        {
+            tracing::warn!("QUIC: connection from {remote} presented no certificate; closing");
+        }
         conn.close(quinn::VarInt::from_u32(1), b"client certificate required");
         return;
     };

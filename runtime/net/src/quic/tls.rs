@@ -3,6 +3,8 @@
 //! built from them. TLS 1.3 only (QUIC requires it), ring as the crypto provider.
 
 use super::{Fingerprint, Identity, QuicError};
+use crate::limit::WarnLimit;
+use hearsay_swim::loglimit::Source;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -11,7 +13,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls::{OtherError, SignatureScheme};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// The ALPN protocol both sides require, so nothing else speaking QUIC is mistaken for us.
 pub const ALPN: &[u8] = b"hearsay-resp/1";
@@ -45,8 +47,14 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// Rate limit of [`refuse`]'s warnings (a verifier is not told the peer's address, so one
+/// key for every refusal in the process).
+static REFUSALS: LazyLock<WarnLimit> = LazyLock::new(|| WarnLimit::new("QUIC"));
+
 fn refuse(msg: String) -> rustls::Error {
-    tracing::warn!("QUIC: refused a peer: {msg}");
+    if REFUSALS.allow(Source::Any, "peer-refused") {
+        tracing::warn!("QUIC: refused a peer: {msg}");
+    }
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Refusal(msg)))))
 }
 

@@ -98,17 +98,20 @@ impl Serf {
         let msg = match messages::decode(buf) {
             Ok(m) => m,
             Err(e) => {
-                warn!(node = %self.name(), error = %e, "serf: dropping undecodable message");
+                self.count_undecodable();
+                if self.warn_allowed(now, "undecodable") {
+                    warn!(node = %self.name(), error = %e, "serf: dropping undecodable message");
+                }
                 return;
             }
         };
         let rebroadcast = match msg {
             Message::Leave(l) => self.handle_leave_intent(now, &l),
             Message::Join(j) => self.handle_join_intent(now, &j),
-            Message::UserEvent(e) => self.handle_user_event(&e),
+            Message::UserEvent(e) => self.handle_user_event(now, &e),
             Message::Query(q) => self.handle_query(now, q),
             Message::QueryResponse(r) => {
-                self.handle_query_response(r);
+                self.handle_query_response(now, r);
                 false
             }
             Message::Relay { dest, inner, .. } => {

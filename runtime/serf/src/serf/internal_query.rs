@@ -87,7 +87,9 @@ impl Serf {
                 self.key_query(op, &q.payload)
             }
             other => {
-                warn!(node = %self.name(), query = other, "serf: unhandled internal query");
+                if self.warn_allowed(now, "internal-query") {
+                    warn!(node = %self.name(), query = other, "serf: unhandled internal query");
+                }
                 return;
             }
         };

@@ -49,6 +49,7 @@ mod members;
 mod query;
 mod state;
 mod user_events;
+mod warnings;
 
 /// Serf's oldest and newest protocol versions.
 pub const PROTOCOL_VERSION_MIN: u8 = 2;
@@ -357,6 +358,8 @@ pub struct Serf {
     out: VecDeque<Event>,
     /// The `_serf_conflict` vote we started: its id, responses, and how many matched us.
     conflict_vote: Option<(QueryId, usize, usize)>,
+    /// Rate limit and counters of warnings about what gossip brought.
+    warnings: warnings::Warnings,
 }
 
 impl Serf {
@@ -415,6 +418,7 @@ impl Serf {
             .then(|| UserCoalescer::new(config.user_coalesce_period, config.user_quiescent_period)),
             out: VecDeque::new(),
             conflict_vote: None,
+            warnings: warnings::Warnings::default(),
             config,
         };
         if !serf.config.disable_coordinates {
@@ -492,6 +496,9 @@ impl Serf {
             | Some(LeavePhase::Propagate { until }) => t = t.min(until),
             None => {}
         }
+        if let Some(w) = self.warnings_deadline() {
+            t = t.min(w);
+        }
         Some(t)
     }
 
@@ -511,6 +518,7 @@ impl Serf {
         }
         self.expire_queries(now);
         self.advance_leave(now, false);
+        self.sweep_warnings(now);
         self.pump(now);
     }
 

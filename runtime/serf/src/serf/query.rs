@@ -174,7 +174,7 @@ impl Serf {
         self.pump(now);
     }
 
-    fn should_process(&self, filters: &[Filter]) -> bool {
+    fn should_process(&mut self, now: Instant, filters: &[Filter]) -> bool {
         for f in filters {
             match f {
                 Filter::Nodes(nodes) => {
@@ -188,13 +188,17 @@ impl Serf {
                         Ok(re) if re.is_match(value) => {}
                         Ok(_) => return false,
                         Err(e) => {
-                            warn!(node = %self.name(), expr = %expr, error = %e, "serf: failed to compile filter regex");
+                            if self.warn_allowed(now, "query-filter") {
+                                warn!(node = %self.name(), expr = %expr, error = %e, "serf: failed to compile filter regex");
+                            }
                             return false;
                         }
                     }
                 }
                 Filter::Undecodable(_) => {
-                    warn!(node = %self.name(), "serf: query has an undecodable filter");
+                    if self.warn_allowed(now, "query-filter") {
+                        warn!(node = %self.name(), "serf: query has an undecodable filter");
+                    }
                     return false;
                 }
             }
@@ -240,7 +244,9 @@ impl Serf {
         let cur = self.query_clock.time();
         let len = self.query_buffer.len() as LamportTime;
         if cur > len && q.ltime < cur - len {
-            warn!(node = %self.name(), query = %q.name, ltime = q.ltime, current = cur, "serf: received old query");
+            if self.warn_allowed(now, "old-query") {
+                warn!(node = %self.name(), query = %q.name, ltime = q.ltime, current = cur, "serf: received old query");
+            }
             return false;
         }
         let idx = (q.ltime % len) as usize;
@@ -255,11 +261,13 @@ impl Serf {
         }
         self.state_dirty = true;
         let rebroadcast = q.flags & QUERY_FLAG_NO_BROADCAST == 0;
-        if !self.should_process(&q.filters) {
+        if !self.should_process(now, &q.filters) {
             return rebroadcast;
         }
         let Some(addr) = socket_addr(&q.addr, q.port) else {
-            warn!(node = %self.name(), query = %q.name, "serf: query with a bad reply address");
+            if self.warn_allowed(now, "query-reply-address") {
+                warn!(node = %self.name(), query = %q.name, "serf: query with a bad reply address");
+            }
             return rebroadcast;
         };
         if q.ack() {
@@ -359,15 +367,18 @@ impl Serf {
         }
     }
 
-    pub(super) fn handle_query_response(&mut self, r: QueryResponse) {
-        let Some((id, q)) = self.outgoing.get_mut(&r.ltime) else {
+    pub(super) fn handle_query_response(&mut self, now: Instant, r: QueryResponse) {
+        let Some(&(id, _)) = self.outgoing.get(&r.ltime) else {
             debug!(node = %self.config.memberlist.name, ltime = r.ltime, id = r.id, from = %r.from, "serf: reply for non-running query");
             return;
         };
-        if *id != r.id {
-            warn!(node = %self.config.memberlist.name, local = *id, response = r.id, "serf: query reply ID mismatch");
+        if id != r.id {
+            if self.warn_allowed(now, "query-reply-id") {
+                warn!(node = %self.config.memberlist.name, local = id, response = r.id, "serf: query reply ID mismatch");
+            }
             return;
         }
+        let (_, q) = self.outgoing.get_mut(&r.ltime).expect("looked up above");
         let query = QueryId {
             ltime: r.ltime,
             id: r.id,

@@ -63,11 +63,15 @@ impl Serf {
         let pp = match messages::decode(buf) {
             Ok(Message::PushPull(pp)) => pp,
             Ok(_) => {
-                warn!(node = %self.name(), "serf: remote state has a bad type prefix");
+                if self.warn_allowed(now, "remote-state") {
+                    warn!(node = %self.name(), "serf: remote state has a bad type prefix");
+                }
                 return;
             }
             Err(e) => {
-                warn!(node = %self.name(), error = %e, "serf: failed to decode remote state");
+                if self.warn_allowed(now, "remote-state") {
+                    warn!(node = %self.name(), error = %e, "serf: failed to decode remote state");
+                }
                 return;
             }
         };
@@ -115,7 +119,7 @@ impl Serf {
                     payload: e.payload.clone(),
                     cc: false,
                 };
-                self.handle_user_event(&msg);
+                self.handle_user_event(now, &msg);
             }
         }
         self.state_dirty = true;

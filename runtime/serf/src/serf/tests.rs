@@ -137,3 +137,126 @@ fn default_query_timeout_follows_serfs_formula() {
     // One member: 200 ms * 16 * ceil(log10(2)) = 3.2 s.
     assert_eq!(s.default_query_timeout(), Duration::from_millis(3200));
 }
+
+/// Captures the WARN-or-worse lines logged on this thread while `f` runs.
+fn warnings(f: impl FnOnce()) -> Vec<String> {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = out.0.lock().unwrap();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Wraps Serf message bytes in a memberlist user message, as a datagram.
+fn user_packet(raw: &[u8]) -> Vec<u8> {
+    use hearsay_swim::wire::{encode_message, Codec, Message as WireMessage, WireConfig};
+    let codec = Codec::new(WireConfig::default(), None);
+    let mut rng = StdRng::seed_from_u64(3);
+    codec.seal_packet(
+        &encode_message(&WireMessage::User(raw.to_vec())),
+        false,
+        &mut rng,
+    )
+}
+
+fn stat(s: &Serf, key: &str) -> u64 {
+    s.drop_stats()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key}"))
+}
+
+#[test]
+fn undecodable_serf_messages_are_counted_and_logged_once_per_window() {
+    use hearsay_swim::loglimit::WINDOW;
+    let t0 = Instant::now();
+    let mut s = serf(|_| {});
+    let peer: SocketAddr = "127.0.0.2:7946".parse().unwrap();
+    let junk = user_packet(&[0xee, 1, 2, 3]);
+    let lines = warnings(|| {
+        for ms in 0..500 {
+            s.handle_packet(t0 + Duration::from_millis(ms), peer, &junk);
+        }
+        // Garbage for memberlist too: counted by the core, logged once.
+        for ms in 0..100 {
+            s.handle_packet(t0 + Duration::from_millis(ms), peer, &[200, 1]);
+        }
+        s.handle_timeout(t0 + Duration::from_millis(500) + WINDOW);
+    });
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("serf: dropping undecodable message"), 1, "{lines:#?}");
+    assert_eq!(
+        count(
+            "serf: suppressed 499 similar warnings from any source (undecodable) in the last 10s"
+        ),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(count("memberlist: dropping packet"), 1, "{lines:#?}");
+    assert_eq!(
+        count("memberlist: suppressed 99 similar warnings from 127.0.0.2 (unknown-type) in the last 10s"),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(stat(&s, "dropped_user_messages"), 500);
+    assert_eq!(stat(&s, "dropped_packets"), 100);
+    assert_eq!(stat(&s, "dropped_packets_unknown_type"), 100);
+    assert_eq!(stat(&s, "suppressed_warnings"), 499 + 99);
+}
+
+#[test]
+fn old_queries_are_logged_once_per_window() {
+    let t0 = Instant::now();
+    let mut s = serf(|_| {});
+    let peer: SocketAddr = "127.0.0.2:7946".parse().unwrap();
+    let query = |ltime: LamportTime, id: u32| Query {
+        ltime,
+        id,
+        addr: ip_bytes(peer.ip()),
+        port: peer.port(),
+        source_node: "origin".into(),
+        filters: Vec::new(),
+        flags: 0,
+        relay_factor: 0,
+        timeout: Duration::from_secs(5),
+        name: "q".into(),
+        payload: Vec::new(),
+    };
+    let lines = warnings(|| {
+        let new = messages::encode(&Message::Query(query(100_000, 1)));
+        s.handle_packet(t0, peer, &user_packet(&new));
+        for ltime in 1..=50 {
+            let old = messages::encode(&Message::Query(query(ltime, 2)));
+            s.handle_packet(t0, peer, &user_packet(&old));
+        }
+    });
+    let old = lines
+        .iter()
+        .filter(|l| l.contains("serf: received old query"))
+        .count();
+    assert_eq!(old, 1, "{lines:#?}");
+    assert_eq!(stat(&s, "suppressed_warnings"), 49);
+}

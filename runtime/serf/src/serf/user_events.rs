@@ -40,14 +40,14 @@ impl Serf {
             });
         }
         self.event_clock.increment();
-        self.handle_user_event(&msg);
+        self.handle_user_event(now, &msg);
         self.swim.queue_user_broadcast(raw, None);
         self.state_dirty = true;
         self.pump(now);
         Ok(())
     }
 
-    pub(super) fn handle_user_event(&mut self, msg: &messages::UserEvent) -> bool {
+    pub(super) fn handle_user_event(&mut self, now: Instant, msg: &messages::UserEvent) -> bool {
         self.event_clock.witness(msg.ltime);
         if msg.ltime < self.event_min_time {
             return false;
@@ -55,7 +55,9 @@ impl Serf {
         let cur = self.event_clock.time();
         let len = self.event_buffer.len() as LamportTime;
         if cur > len && msg.ltime < cur - len {
-            warn!(node = %self.name(), event = %msg.name, ltime = msg.ltime, current = cur, "serf: received old event");
+            if self.warn_allowed(now, "old-event") {
+                warn!(node = %self.name(), event = %msg.name, ltime = msg.ltime, current = cur, "serf: received old event");
+            }
             return false;
         }
         let idx = (msg.ltime % len) as usize;

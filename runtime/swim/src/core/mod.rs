@@ -14,8 +14,10 @@
 
 use crate::broadcast::{BroadcastQueue, NotifyId};
 use crate::config::{push_pull_scale, Config};
+use crate::drops::{DropKind, DropStats};
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
+use crate::loglimit::{LogLimiter, Source, Verdict};
 use crate::suspicion::Suspicion;
 use crate::table::NameId;
 use crate::wire::{ip_bytes, Alive, Codec, NodeStateKind, META_MAX_SIZE};
@@ -287,7 +289,8 @@ const LEAVE_NOTIFY: NotifyId = 1;
 ///   suspicion timeouts, gossip, push/pull) and nothing else, so an early or late call is
 ///   safe.
 /// - [`Swim::handle_packet`] for each UDP datagram received, whatever it holds: bad input
-///   is logged and dropped.
+///   is dropped, counted in [`Swim::drop_stats`] and logged at most once per source and
+///   kind every [`crate::loglimit::WINDOW`] (then summarised: see [`crate::loglimit`]).
 /// - [`Swim::handle_stream`] for an accepted TCP connection, with every byte read so far,
 ///   again after each read. [`StreamOutcome::NeedMore`]: read on. [`StreamOutcome::Reply`]:
 ///   write it, then close. [`StreamOutcome::Done`]: close. The core keeps nothing per
@@ -358,6 +361,10 @@ pub struct Swim {
     transmits: VecDeque<Transmit>,
     stream_requests: VecDeque<StreamRequest>,
     events: VecDeque<Event>,
+    /// What was refused from the network ([`Swim::drop_stats`]).
+    drops: DropStats,
+    /// Which warnings about remote input get logged (`warn_allowed`).
+    warnings: LogLimiter,
 }
 
 impl Swim {
@@ -428,6 +435,8 @@ impl Swim {
             transmits: VecDeque::new(),
             stream_requests: VecDeque::new(),
             events: VecDeque::new(),
+            drops: DropStats::default(),
+            warnings: LogLimiter::new(),
             config,
         };
         // memberlist's setAlive: announce ourselves with the next incarnation.
@@ -484,6 +493,9 @@ impl Swim {
         for s in self.suspicions.values() {
             t = t.min(s.deadline());
         }
+        if let Some(w) = self.warnings.next_deadline() {
+            t = t.min(w);
+        }
         Some(t)
     }
 
@@ -510,24 +522,76 @@ impl Swim {
             self.push_pull_staggered = true;
         }
         self.collect_finished();
+        self.sweep_warnings(now);
     }
 
-    /// A UDP datagram arrived from `from`.
+    /// A UDP datagram arrived from `from`. Bad input is counted ([`Swim::drop_stats`]) and
+    /// logged at most once per source and kind every [`crate::loglimit::WINDOW`].
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
         let opened = match self.codec.open_packet(buf) {
             Ok(o) => o,
             Err(e) => {
-                warn!(node = %self.config.name, %from, error = %e, "memberlist: dropping packet");
+                let kind = DropKind::of(&e);
+                self.drops.count_packet(kind);
+                if self.warn_allowed(now, from, kind.as_str()) {
+                    warn!(node = %self.config.name, %from, error = %e, "memberlist: dropping packet");
+                }
                 return;
             }
         };
         for e in &opened.errors {
-            warn!(node = %self.config.name, %from, error = %e, "memberlist: dropping part of a packet");
+            self.drops.count_message();
+            if self.warn_allowed(now, from, "compound-part") {
+                warn!(node = %self.config.name, %from, error = %e, "memberlist: dropping part of a packet");
+            }
         }
         for msg in opened.messages {
             self.handle_message(now, from, msg);
         }
         self.collect_finished();
+    }
+
+    /// What the core refused from the network since it started.
+    pub fn drop_stats(&self) -> DropStats {
+        let mut s = self.drops.clone();
+        s.set_suppressed(self.warnings.suppressed_total());
+        s
+    }
+
+    /// Whether to log a warning of `kind` caused by input from `from` (see
+    /// [`crate::loglimit`]); logs the summary of the key's previous window first.
+    pub(super) fn warn_allowed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        kind: &'static str,
+    ) -> bool {
+        self.warn_allowed_from(now, Source::Addr(from.ip()), kind)
+    }
+
+    /// [`Swim::warn_allowed`] for input whose sender is `source`.
+    pub(super) fn warn_allowed_from(
+        &mut self,
+        now: Instant,
+        source: Source,
+        kind: &'static str,
+    ) -> bool {
+        match self.warnings.check(now, source, kind) {
+            Verdict::Suppress => false,
+            Verdict::Log { summary } => {
+                if let Some(s) = summary {
+                    warn!(node = %self.config.name, "memberlist: {s}");
+                }
+                true
+            }
+        }
+    }
+
+    /// Logs the summaries of the warning windows that are over.
+    fn sweep_warnings(&mut self, now: Instant) {
+        for s in self.warnings.sweep(now) {
+            warn!(node = %self.config.name, "memberlist: {s}");
+        }
     }
 }
 

@@ -12,7 +12,7 @@ impl Swim {
 
     pub(super) fn handle_message(&mut self, now: Instant, from: SocketAddr, msg: Message) {
         match msg {
-            Message::Ping(p) => self.handle_ping(from, p),
+            Message::Ping(p) => self.handle_ping(now, from, p),
             Message::IndirectPing(ind) => self.handle_indirect_ping(now, from, ind),
             Message::Ack(ack) => self.handle_ack(now, ack),
             Message::Nack(nack) => self.handle_nack(nack),
@@ -21,7 +21,9 @@ impl Swim {
             Message::Dead(d) => self.dead_node(now, d),
             Message::User(m) => self.events.push_back(Event::UserMessage(m)),
             Message::Err(e) => {
-                warn!(node = %self.config.name, %from, error = %e.error, "memberlist: remote error")
+                if self.warn_allowed(now, from, "remote-error") {
+                    warn!(node = %self.config.name, %from, error = %e.error, "memberlist: remote error")
+                }
             }
         }
     }
@@ -35,9 +37,11 @@ impl Swim {
         from
     }
 
-    fn handle_ping(&mut self, from: SocketAddr, p: Ping) {
+    fn handle_ping(&mut self, now: Instant, from: SocketAddr, p: Ping) {
         if !p.node.is_empty() && p.node != self.config.name {
-            warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got ping for unexpected node");
+            if self.warn_allowed(now, from, "wrong-node") {
+                warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got ping for unexpected node");
+            }
             return;
         }
         let ack = Ack {
@@ -51,7 +55,9 @@ impl Swim {
 
     fn handle_indirect_ping(&mut self, now: Instant, from: SocketAddr, ind: IndirectPing) {
         let Some(target) = socket_addr(&ind.target, ind.port) else {
-            warn!(node = %self.config.name, %from, "memberlist: indirect ping with a bad target address");
+            if self.warn_allowed(now, from, "bad-target") {
+                warn!(node = %self.config.name, %from, "memberlist: indirect ping with a bad target address");
+            }
             return;
         };
         let seq = self.next_seq();

@@ -4,6 +4,7 @@
 use super::{Event, NodeEntry, Swim, LEAVE_NOTIFY};
 use crate::compact::Bytes;
 use crate::config::suspicion_timeout;
+use crate::loglimit::Source;
 use crate::suspicion::Suspicion;
 use crate::wire::{encode_message, socket_addr, Alive, Dead, Message, NodeStateKind, Suspect};
 use rand::Rng;
@@ -21,12 +22,16 @@ impl Swim {
         if a.vsn.len() >= 3 {
             let (pmin, pmax) = (a.vsn[0], a.vsn[1]);
             if pmin == 0 || pmax == 0 || pmin > pmax {
-                warn!(node = %self.config.name, peer = %a.node, "memberlist: ignoring alive message with bad protocol versions");
+                if self.warn_allowed_from(now, Source::Any, "bad-alive-versions") {
+                    warn!(node = %self.config.name, peer = %a.node, "memberlist: ignoring alive message with bad protocol versions");
+                }
                 return;
             }
         }
         let Some(addr) = socket_addr(&a.addr, a.port) else {
-            warn!(node = %self.config.name, peer = %a.node, "memberlist: ignoring alive message with a bad address");
+            if self.warn_allowed_from(now, Source::Any, "bad-alive-address") {
+                warn!(node = %self.config.name, peer = %a.node, "memberlist: ignoring alive message with a bad address");
+            }
             return;
         };
         // One name lookup per message: a push/pull merges N of these.

@@ -2,6 +2,7 @@
 //! ones we opened (push/pull, the fallback TCP ping), their failures, and opening new ones.
 
 use super::{Event, Phase, StreamId, StreamOutcome, StreamPurpose, StreamRequest, Swim};
+use crate::drops::DropKind;
 use crate::wire::{Ack, ErrResp, StreamMessage};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -15,7 +16,11 @@ impl Swim {
             Ok(None) => return StreamOutcome::NeedMore,
             Ok(Some((msg, _))) => msg,
             Err(e) => {
-                warn!(node = %self.config.name, %from, error = %e, "memberlist: failed to receive stream");
+                self.drops.count_stream();
+                let kind = stream_kind(DropKind::of(&e));
+                if self.warn_allowed(now, from, kind) {
+                    warn!(node = %self.config.name, %from, error = %e, "memberlist: failed to receive stream");
+                }
                 let reply = StreamMessage::Err(ErrResp {
                     error: e.to_string(),
                 });
@@ -26,7 +31,9 @@ impl Swim {
             StreamMessage::Ping(p) => {
                 if !p.node.is_empty() && p.node != self.config.name {
                     // memberlist's handleConn logs and closes the connection without a reply.
-                    warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got stream ping for another node");
+                    if self.warn_allowed(now, from, "stream-wrong-node") {
+                        warn!(node = %self.config.name, %from, target = %p.node, "memberlist: got stream ping for another node");
+                    }
                     StreamOutcome::Done
                 } else {
                     let ack = StreamMessage::Ack(Ack {
@@ -40,7 +47,9 @@ impl Swim {
                 let join = pp.join;
                 let reply = self.local_state(join, false);
                 if let Err(e) = self.merge_remote_state(now, pp) {
-                    warn!(node = %self.config.name, %from, error = %e, "memberlist: push/pull merge failed");
+                    if self.warn_allowed(now, from, "push-pull") {
+                        warn!(node = %self.config.name, %from, error = %e, "memberlist: push/pull merge failed");
+                    }
                 }
                 StreamOutcome::Reply(reply)
             }
@@ -49,11 +58,15 @@ impl Swim {
                 StreamOutcome::Done
             }
             StreamMessage::Ack(_) => {
-                warn!(node = %self.config.name, %from, "memberlist: unexpected ack on an incoming stream");
+                if self.warn_allowed(now, from, "stream-ack") {
+                    warn!(node = %self.config.name, %from, "memberlist: unexpected ack on an incoming stream");
+                }
                 StreamOutcome::Done
             }
             StreamMessage::Err(e) => {
-                warn!(node = %self.config.name, %from, error = %e.error, "memberlist: remote error on stream");
+                if self.warn_allowed(now, from, "stream-remote-error") {
+                    warn!(node = %self.config.name, %from, error = %e.error, "memberlist: remote error on stream");
+                }
                 StreamOutcome::Done
             }
         };
@@ -162,5 +175,16 @@ impl Swim {
             deadline: now + self.config.tcp_timeout,
         });
         id
+    }
+}
+
+/// The log limiter's kind for an incoming stream refused for `kind`.
+fn stream_kind(kind: DropKind) -> &'static str {
+    match kind {
+        DropKind::Label => "stream-label",
+        DropKind::Decrypt => "stream-decrypt",
+        DropKind::Crc => "stream-crc",
+        DropKind::UnknownType => "stream-unknown-type",
+        DropKind::Decode => "stream-decode",
     }
 }

@@ -15,6 +15,8 @@ use crate::wire::{
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
+mod junk;
+
 const ME: &str = "me";
 /// pmin, pmax, pcur, dmin, dmax, dcur of a Serf-like peer speaking protocol 5 at most.
 const VSN: [u8; 6] = [1, 5, 2, 2, 5, 5];
