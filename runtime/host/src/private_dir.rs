@@ -127,12 +127,15 @@ impl PrivateDir {
 
     /// Replaces (or creates) `name` with `bytes` atomically: a temporary file with a random
     /// name, created exclusively with mode 0600, renamed over `name`.
+    /// The file's bytes reach the disk before the rename and the rename before this returns,
+    /// so a crash leaves the old file or the new one, never an empty one.
     pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = self.write_temp(bytes)?;
         rustix::fs::renameat(&self.handle, tmp.as_str(), &self.handle, name).map_err(|e| {
             let _ = rustix::fs::unlinkat(&self.handle, tmp.as_str(), AtFlags::empty());
             std::io::Error::from(e)
-        })
+        })?;
+        self.handle.sync_all()
     }
 
     /// Writes `bytes` in full to a new temporary file (mode 0600) and returns its name.
@@ -145,9 +148,11 @@ impl PrivateDir {
             Mode::from_raw_mode(0o600),
         )?;
         let mut file = File::from(fd);
-        file.write_all(bytes).inspect_err(|_| {
-            let _ = rustix::fs::unlinkat(&self.handle, tmp.as_str(), AtFlags::empty());
-        })?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .inspect_err(|_| {
+                let _ = rustix::fs::unlinkat(&self.handle, tmp.as_str(), AtFlags::empty());
+            })?;
         Ok(tmp)
     }
 

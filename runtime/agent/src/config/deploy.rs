@@ -65,15 +65,23 @@ pub(super) struct CeilingEntry {
 }
 
 impl CeilingEntry {
-    pub(super) fn into_ceiling(self) -> DeployCeiling {
-        DeployCeiling {
-            dirs: self
-                .dirs
-                .map_or_else(Vec::new, |d| d.0.into_iter().map(PathBuf::from).collect()),
+    /// The ceiling; `Err` names an entry of `dirs` that is empty or relative (which would
+    /// otherwise allow everything, or nothing, silently).
+    pub(super) fn into_ceiling(self) -> Result<DeployCeiling, String> {
+        let dirs: Vec<PathBuf> = self
+            .dirs
+            .map_or_else(Vec::new, |d| d.0.into_iter().map(PathBuf::from).collect());
+        if let Some(bad) = dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(format!(
+                "deploy_grants.dirs entry {bad:?}: give an absolute directory"
+            ));
+        }
+        Ok(DeployCeiling {
+            dirs,
             env: self.env.map_or_else(Vec::new, |e| e.0),
             clocks: self.clocks.unwrap_or(false),
             emit: self.emit.unwrap_or(false),
-        }
+        })
     }
 }
 

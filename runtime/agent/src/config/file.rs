@@ -348,7 +348,15 @@ impl FileConfig {
             data_dir: path(self.data_dir),
             deploy_keys: self.deploy_keys.map(|k| k.0).unwrap_or_default(),
             deploy_module_max_bytes: self.deploy_module_max_bytes.map(|s| s.0),
-            deploy_grants: self.deploy_grants.map(|t| t.0.into_ceiling()),
+            deploy_grants: self
+                .deploy_grants
+                .map(|t| t.0.into_ceiling())
+                .transpose()
+                .map_err(|message| ConfigError::BadValue {
+                    origin: origin.to_owned(),
+                    key: "deploy_grants".into(),
+                    message,
+                })?,
         })
     }
 }

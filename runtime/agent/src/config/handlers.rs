@@ -118,17 +118,23 @@ struct Dir(DirGrant);
 impl TryFrom<String> for Dir {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let (host, guest) = s.split_once(':').unwrap_or((&s, &s));
-        if host.is_empty() || guest.is_empty() {
-            return Err(format!(
-                "{s:?}: expected a directory, or HOST:GUEST (e.g. \"/proc\" or \"/srv/data:/data\")"
-            ));
-        }
-        Ok(Dir(DirGrant {
-            host: host.into(),
-            guest: guest.into(),
-        }))
+        parse_dir_grant(&s).map(Dir)
     }
+}
+
+/// A directory grant, `HOST` (seen at the same path) or `HOST:GUEST`, for configured and
+/// deployed handlers alike.
+pub fn parse_dir_grant(s: &str) -> Result<DirGrant, String> {
+    let (host, guest) = s.split_once(':').unwrap_or((s, s));
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!(
+            "{s:?}: expected a directory, or HOST:GUEST (e.g. \"/proc\" or \"/srv/data:/data\")"
+        ));
+    }
+    Ok(DirGrant {
+        host: host.into(),
+        guest: guest.into(),
+    })
 }
 
 /// The handlers a `handler` / `handlers` key gives; `key` names them in errors.

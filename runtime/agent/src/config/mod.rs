@@ -748,6 +748,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("net"), "{e}");
+        for bad in ["", "srv"] {
+            let e = toml(&format!("deploy_grants = {{ dirs = [\"{bad}\"] }}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("give an absolute directory"), "{e}");
+        }
     }
 
     #[test]

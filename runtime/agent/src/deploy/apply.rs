@@ -3,13 +3,13 @@
 //! for no more than this agent's ceiling (`deploy_grants`) allows. Each refusal says why, for
 //! `hearsay deployments`.
 
-use crate::config::handlers::parse_size;
+use crate::config::handlers::{parse_dir_grant, parse_size};
 use crate::config::{DeployCeiling, HandlerConfig};
 use crate::conventions::parse_go_duration;
 use crate::filter::EventFilter;
 use crate::handlers::DEPLOYED_PREFIX;
 use hearsay_deploy::Spec;
-use hearsay_host::{DirGrant, Grants, Limits};
+use hearsay_host::{Grants, Limits};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -83,26 +83,36 @@ fn limits(given: &BTreeMap<String, String>) -> Result<Limits, String> {
     Ok(l)
 }
 
+/// Whether `host` is one of the `allowed` directories or under one, judged on the real
+/// paths (symlinks resolved, so a link inside an allowed directory cannot lead out of it).
+/// Both must exist on this agent; relative paths are never allowed.
+fn within_ceiling(host: &Path, allowed: &[PathBuf]) -> bool {
+    if !host.is_absolute() || host.components().any(|c| matches!(c, Component::ParentDir)) {
+        return false;
+    }
+    let Ok(real) = host.canonicalize() else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter(|a| a.is_absolute())
+        .filter_map(|a| a.canonicalize().ok())
+        .any(|a| real.starts_with(a))
+}
+
 /// A deployment's grants, each checked against the ceiling.
 fn grants(spec: &Spec, ceiling: &DeployCeiling) -> Result<Grants, String> {
     let asked = &spec.grants;
     let mut g = Grants::default();
     for d in &asked.dirs {
-        let (host, guest) = d.split_once(':').unwrap_or((d, d));
-        let host = Path::new(host);
-        if !host.is_absolute()
-            || host.components().any(|c| matches!(c, Component::ParentDir))
-            || !ceiling.dirs.iter().any(|allowed| host.starts_with(allowed))
-        {
+        let grant = parse_dir_grant(d).map_err(|e| format!("grants.dirs {e}"))?;
+        if !within_ceiling(&grant.host, &ceiling.dirs) {
             return Err(format!(
                 "grants.dirs {d:?} is outside this agent's deploy_grants.dirs {:?}",
                 ceiling.dirs
             ));
         }
-        g.dirs.push(DirGrant {
-            host: host.to_path_buf(),
-            guest: guest.to_owned(),
-        });
+        g.dirs.push(grant);
     }
     for (name, value) in &asked.env {
         if !ceiling.env.contains(name) {
@@ -194,8 +204,16 @@ mod tests {
 
     #[test]
     fn grants_beyond_the_ceiling_are_refused() {
+        // A real directory tree: the ceiling, a directory inside it, a link inside it that
+        // leads out, and a sibling whose name starts the same.
+        let root = std::env::temp_dir().join(format!("hearsay-ceiling-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let allowed = root.join("data");
+        std::fs::create_dir_all(allowed.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("database")).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("out")).unwrap();
         let ceiling = DeployCeiling {
-            dirs: vec!["/srv/data".into()],
+            dirs: vec![allowed.clone()],
             env: vec!["REGION".into()],
             clocks: false,
             emit: true,
@@ -205,30 +223,52 @@ mod tests {
             f(&mut s);
             handler_config(&s, "/m".into(), &ceiling)
         };
-        // Inside the ceiling.
+        let inside = format!("{}:/data", allowed.join("a").display());
         let h = with(&|s| {
-            s.grants.dirs = vec!["/srv/data/a:/data".into()];
+            s.grants.dirs = vec![inside.clone()];
             s.grants.env = tags(&[("REGION", "eu")]);
             s.grants.emit = true;
         })
         .unwrap();
         assert_eq!(h.grants.dirs[0].guest, "/data");
         assert!(h.grants.emit);
-        // Outside: another dir, a climb out, a relative path, another variable, clocks.
-        for f in [
-            &(|s: &mut Spec| s.grants.dirs = vec!["/etc".into()]) as &dyn Fn(&mut Spec),
-            &|s| s.grants.dirs = vec!["/srv/data/../../etc".into()],
-            &|s| s.grants.dirs = vec!["srv/data".into()],
-            &|s| s.grants.dirs = vec!["/srv/database".into()],
-            &|s| s.grants.env = tags(&[("HOME", "/")]),
-            &|s| s.grants.clocks = true,
+        let climb = format!("{}/../../etc", allowed.display());
+        let link = allowed.join("out").display().to_string();
+        let sibling = root.join("database").display().to_string();
+        let no_guest = format!("{}:", allowed.join("a").display());
+        let missing = allowed.join("nope").display().to_string();
+        for dir in [
+            "/etc".to_owned(),
+            climb,
+            "data".to_owned(),
+            link,
+            sibling,
+            no_guest,
+            missing,
+            String::new(),
         ] {
-            assert!(with(f).is_err());
+            assert!(
+                with(&|s| s.grants.dirs = vec![dir.clone()]).is_err(),
+                "{dir:?} passed"
+            );
+        }
+        assert!(with(&|s| s.grants.env = tags(&[("HOME", "/")])).is_err());
+        assert!(with(&|s| s.grants.clocks = true).is_err());
+        // An empty or relative ceiling entry allows nothing.
+        for bad in ["", "data"] {
+            let c = DeployCeiling {
+                dirs: vec![bad.into()],
+                ..DeployCeiling::default()
+            };
+            let mut s = spec();
+            s.grants.dirs = vec![allowed.join("a").display().to_string()];
+            assert!(handler_config(&s, "/m".into(), &c).is_err(), "{bad:?}");
         }
         // Nothing allowed by default.
         let mut s = spec();
         s.grants.emit = true;
         let e = handler_config(&s, "/m".into(), &DeployCeiling::default()).unwrap_err();
         assert!(e.contains("emit"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{digest_of, Store};
+use store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long one peer may take to send a module.
@@ -48,6 +48,16 @@ const REFUSALS_KEPT: usize = 32;
 const SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Peers a new record is pushed to by each node that learns it.
 const FANOUT: usize = 3;
+/// Modules this node sends to peers at once; a peer asking beyond that is told to ask
+/// another peer.
+const SERVING: usize = 4;
+/// How long a peer may take to read a reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The first wait before a failed module fetch is tried again; it doubles up to
+/// [`FETCH_BACKOFF_MAX`].
+const FETCH_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between fetch attempts.
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Where one deployment stands on one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +77,9 @@ pub enum State {
     Removed,
     /// The node did not answer the status request.
     Unreachable,
+    /// The node trusts no deploy key: it takes no deployment (and does not count against
+    /// convergence).
+    Disabled,
 }
 
 impl State {
@@ -80,6 +93,7 @@ impl State {
             State::NotSelected => "not-selected",
             State::Removed => "removed",
             State::Unreachable => "unreachable",
+            State::Disabled => "disabled",
         }
     }
 }
@@ -165,6 +179,11 @@ enum Internal {
         digest: Digest,
         result: Result<(), String>,
     },
+    /// The handlers took a new set of deployed handlers; these did not load.
+    Applied {
+        configs: Vec<HandlerConfig>,
+        failures: HashMap<String, String>,
+    },
 }
 
 /// The deploy service's handle: takes deployments (RPC `deploy`) and reports them with
@@ -205,7 +224,7 @@ impl Deployer {
         }
         let set = store.load_set(settings.keys.clone());
         let (tx, commands) = mpsc::channel(64);
-        let (internal_tx, internal) = mpsc::channel(256);
+        let (internal_tx, mut internal) = mpsc::channel(256);
         let seed = rand::random();
         let mut service = Service {
             node: node.clone(),
@@ -227,12 +246,23 @@ impl Deployer {
             refusals: VecDeque::new(),
             fetching: HashSet::new(),
             fetch_errors: HashMap::new(),
+            fetch_next: HashMap::new(),
+            verified: HashSet::new(),
+            serving: Arc::new(tokio::sync::Semaphore::new(SERVING)),
+            applying: false,
             sources: HashMap::new(),
             applied: Vec::new(),
             load_failures: HashMap::new(),
             internal_tx,
         };
+        // The deployed handlers this node holds run before it joins anyone.
         service.reconcile().await;
+        while service.applying {
+            match internal.recv().await {
+                Some(msg) => service.handle_internal(msg).await,
+                None => break,
+            }
+        }
         let events = node.subscribe();
         tokio::spawn(service.run(commands, requests, internal, events));
         Ok(Some(Deployer { tx, node, endpoint }))
@@ -342,6 +372,12 @@ impl Deployer {
 
 /// What a node's states say about version `version` of `name`.
 fn node_view(states: &[NodeState], name: &str, version: u64) -> NodeState {
+    if let Some(s) = states.iter().find(|s| s.state == State::Disabled) {
+        return NodeState {
+            name: name.to_owned(),
+            ..s.clone()
+        };
+    }
     if let Some(s) = states
         .iter()
         .find(|s| s.name == name && s.version == version)
@@ -382,6 +418,14 @@ struct Service {
     fetching: HashSet<Digest>,
     /// Why the last fetch of a module failed.
     fetch_errors: HashMap<Digest, String>,
+    /// When a module whose fetch failed may be fetched again, and the wait after that.
+    fetch_next: HashMap<Digest, (Instant, Duration)>,
+    /// Modules whose file was checked against its digest since this agent started.
+    verified: HashSet<Digest>,
+    /// Permits for serving modules to peers.
+    serving: Arc<tokio::sync::Semaphore>,
+    /// A `Handlers::set_deployed` runs (in a task of its own).
+    applying: bool,
     /// The peer that told this node of a module's record first: asked for it first.
     sources: HashMap<Digest, String>,
     /// The deployed handlers last handed to `Handlers::set_deployed`.
@@ -401,7 +445,7 @@ impl Service {
     ) {
         self.refresh_peers().await;
         self.drain_actions();
-        let mut requests_open = true;
+        let (mut requests_open, mut events_open) = (true, true);
         loop {
             let wake = self.sync.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -414,7 +458,7 @@ impl Service {
                     None => requests_open = false,
                 },
                 Some(msg) = internal.recv() => self.handle_internal(msg).await,
-                ev = events.recv() => self.handle_event(ev).await,
+                ev = events.recv(), if events_open => events_open = self.handle_event(ev).await,
                 _ = sleep_until(wake) => {
                     self.sync.handle_timeout(Instant::now());
                     self.refresh_peers().await;
@@ -458,6 +502,14 @@ impl Service {
 
     /// This node's states, then the records it refused.
     fn local_states(&self) -> Vec<NodeState> {
+        if self.settings.keys.is_empty() {
+            return vec![NodeState {
+                name: String::new(),
+                version: 0,
+                state: State::Disabled,
+                reason: "this agent trusts no deploy key".into(),
+            }];
+        }
         self.states
             .values()
             .chain(self.refusals.iter().rev())
@@ -495,7 +547,8 @@ impl Service {
             }
         }
         if let Some(m) = &spec.module {
-            self.take_module(m, module)?;
+            self.take_module(m, module).await?;
+            self.verified.insert(m.sha256);
         }
         match self.set.merge(d) {
             Merge::Added | Merge::Replaced { .. } => {
@@ -510,34 +563,50 @@ impl Service {
 
     /// Keeps the operator's module bytes after checking them against the signed digest, or
     /// checks this node already holds them.
-    fn take_module(&self, m: &ModuleRef, bytes: &[u8]) -> Result<(), DeployError> {
+    /// Hashing and writing run off the service's task.
+    async fn take_module(&self, m: &ModuleRef, bytes: &[u8]) -> Result<(), DeployError> {
         let refused = DeployError::Refused;
-        if m.size > self.settings.module_max_bytes {
-            return Err(refused(format!(
+        if let Some(why) = self.too_large(m) {
+            return Err(refused(why));
+        }
+        let (store, m, bytes) = (self.store.clone(), m.clone(), bytes.to_vec());
+        let kept = tokio::task::spawn_blocking(move || {
+            if bytes.is_empty() {
+                return match store.read_module(&m.sha256) {
+                    Some(_) => Ok(()),
+                    None => Err(format!(
+                        "this agent does not hold module {}; send its bytes",
+                        m.sha256
+                    )),
+                };
+            }
+            let got = Digest::of(&bytes);
+            if bytes.len() as u64 != m.size || got != m.sha256 {
+                return Err(format!(
+                    "the module's bytes ({} bytes, sha256 {got}) are not the signed ones ({} \
+                     bytes, sha256 {})",
+                    bytes.len(),
+                    m.size,
+                    m.sha256
+                ));
+            }
+            store.write_module(&m.sha256, &bytes)
+        })
+        .await;
+        match kept {
+            Ok(r) => r.map_err(refused),
+            Err(e) => Err(refused(format!("keeping the module: {e}"))),
+        }
+    }
+
+    /// Why a module is too large for this agent, if it is.
+    fn too_large(&self, m: &ModuleRef) -> Option<String> {
+        (m.size > self.settings.module_max_bytes).then(|| {
+            format!(
                 "the module is {} bytes; this agent takes at most {} (deploy_module_max_bytes)",
                 m.size, self.settings.module_max_bytes
-            )));
-        }
-        if bytes.is_empty() {
-            return match self.store.read_module(&m.sha256) {
-                Some(_) => Ok(()),
-                None => Err(refused(format!(
-                    "this agent does not hold module {}; send its bytes",
-                    m.sha256
-                ))),
-            };
-        }
-        let got = digest_of(bytes);
-        if bytes.len() as u64 != m.size || got != m.sha256 {
-            return Err(refused(format!(
-                "the module's bytes ({} bytes, sha256 {got}) are not the signed ones ({} bytes, \
-                 sha256 {})",
-                bytes.len(),
-                m.size,
-                m.sha256
-            )));
-        }
-        self.store.write_module(&m.sha256, bytes).map_err(refused)
+            )
+        })
     }
 
     /// A record new to this node: spread it, save the set, run what changed.
@@ -550,17 +619,32 @@ impl Service {
     async fn handle_request(&mut self, req: IncomingRequest) {
         match req.service {
             wire::PUSH => {
-                let from = self.peer_name(&req);
-                match wire::decode_list(&req.body) {
-                    Ok(records) => {
-                        answer(req, Ok(Vec::new()));
-                        self.merge_from(&from, records, false).await;
+                // Decoding and checking signatures is the costly part: off the service task.
+                let (from, tx) = (self.peer_name(&req), self.internal_tx.clone());
+                tokio::spawn(async move {
+                    let body = req.body.clone();
+                    let peer = from.clone();
+                    let decoded =
+                        tokio::task::spawn_blocking(move || wire::decode_list(&body, &peer))
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()));
+                    match decoded {
+                        Ok(records) => {
+                            answer(req, Ok(Vec::new()));
+                            let _ = tx
+                                .send(Internal::Records {
+                                    from,
+                                    records,
+                                    sync_reply: false,
+                                })
+                                .await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %from, error = %e, "deploy: refused a push");
+                            answer(req, Err(e));
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(peer = %from, error = %e, "deploy: refused a push");
-                        answer(req, Err(e));
-                    }
-                }
+                });
             }
             wire::SYNC => {
                 let theirs = String::from_utf8_lossy(&req.body).into_owned();
@@ -572,8 +656,16 @@ impl Service {
                 answer(req, Ok(reply));
             }
             wire::FETCH => {
+                let Ok(permit) = self.serving.clone().try_acquire_owned() else {
+                    answer(
+                        req,
+                        Err("busy sending this module to other peers; ask another peer".into()),
+                    );
+                    return;
+                };
                 let store = self.store.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let wanted = String::from_utf8_lossy(&req.body).parse::<Digest>();
                     let bytes = match wanted {
                         Ok(d) => tokio::task::spawn_blocking(move || store.read_module(&d))
@@ -583,10 +675,7 @@ impl Service {
                             .ok_or_else(|| format!("this node does not hold module {d}")),
                         Err(e) => Err(format!("not a module digest: {e}")),
                     };
-                    let _ = match bytes {
-                        Ok(b) => req.reply(&b).await,
-                        Err(why) => req.fail(&why).await,
-                    };
+                    reply_within(req, bytes).await;
                 });
             }
             wire::STATUS => {
@@ -619,27 +708,61 @@ impl Service {
                         self.push(&from, newer);
                     }
                 }
-                self.merge_from(&from, records, sync_reply).await;
+                self.merge_from(&from, records).await;
             }
             Internal::Fetched { digest, result } => {
                 self.fetching.remove(&digest);
                 match result {
                     Ok(()) => {
                         self.fetch_errors.remove(&digest);
+                        self.fetch_next.remove(&digest);
+                        self.verified.insert(digest);
                     }
-                    Err(why) => {
-                        tracing::warn!(module = %digest, error = %why, "deploy: cannot fetch a module");
-                        self.fetch_errors.insert(digest, why);
+                    Err(why) => self.fetch_failed(digest, why),
+                }
+                self.reconcile().await;
+            }
+            Internal::Applied { configs, failures } => {
+                self.applying = false;
+                for c in &configs {
+                    match failures.get(&c.name) {
+                        Some(e) => {
+                            tracing::warn!(handler = %c.name, error = %e, "deploy: a deployed handler did not load")
+                        }
+                        None if !self.applied.contains(c) => {
+                            tracing::info!(handler = %c.name, module = %c.module.display(), "deploy: running a deployed handler")
+                        }
+                        None => {}
                     }
                 }
+                self.applied = configs;
+                self.load_failures = failures;
                 self.reconcile().await;
             }
         }
     }
 
+    /// Notes a failed fetch: tried again after a wait that doubles each time; logged when
+    /// the reason changes.
+    fn fetch_failed(&mut self, digest: Digest, why: String) {
+        let wait = self
+            .fetch_next
+            .get(&digest)
+            .map_or(FETCH_BACKOFF, |(_, w)| (*w * 2).min(FETCH_BACKOFF_MAX));
+        self.fetch_next
+            .insert(digest, (Instant::now() + wait, wait));
+        if self.fetch_errors.get(&digest) != Some(&why) {
+            tracing::warn!(module = %digest, error = %why, retry_in = ?wait, "deploy: cannot fetch a module");
+        } else {
+            tracing::debug!(module = %digest, error = %why, retry_in = ?wait, "deploy: cannot fetch a module");
+        }
+        self.fetch_errors.insert(digest, why);
+    }
+
     /// Merges records a peer sent; spreads the new ones and notes refusals.
-    async fn merge_from(&mut self, from: &str, records: Vec<Deployment>, _sync: bool) {
+    async fn merge_from(&mut self, from: &str, records: Vec<Deployment>) {
         let mut changed = Vec::new();
+        let mut untrusted = Vec::new();
         for d in records {
             let (name, version, signer) = (d.spec().name.clone(), d.spec().version, d.signer());
             let module = d.spec().module.as_ref().map(|m| m.sha256);
@@ -652,13 +775,16 @@ impl Service {
                     self.sync.handle_learned(Instant::now(), &name);
                     changed.push(name);
                 }
-                Merge::Untrusted { .. } => self.refuse(
-                    &name,
-                    version,
-                    format!("signed by {signer}, which this agent does not trust"),
-                ),
+                Merge::Untrusted { .. } => untrusted.push((name, version, signer)),
                 Merge::Known | Merge::Stale { .. } => {}
             }
+        }
+        if let Some((name, version, signer)) = untrusted.first() {
+            tracing::warn!(peer = %from, refused = untrusted.len(), first = %format!("{name} v{version} by {signer}"), "deploy: refused records signed by keys this agent does not trust");
+        }
+        for (name, version, signer) in untrusted {
+            let why = format!("signed by {signer}, which this agent does not trust");
+            self.note_refusal(&name, version, why);
         }
         if !changed.is_empty() {
             self.store.save_set(&self.set);
@@ -666,8 +792,14 @@ impl Service {
         }
     }
 
-    /// Notes (once) that this node refused a record.
+    /// Notes (once) and logs that this node refused a record.
     fn refuse(&mut self, name: &str, version: u64, reason: String) {
+        tracing::warn!(deployment = %name, version, reason = %reason, "deploy: refused a deployment");
+        self.note_refusal(name, version, reason);
+    }
+
+    /// Notes (once) that this node refused a record, for `hearsay deployments`.
+    fn note_refusal(&mut self, name: &str, version: u64, reason: String) {
         if self
             .refusals
             .iter()
@@ -675,7 +807,6 @@ impl Service {
         {
             return;
         }
-        tracing::warn!(deployment = %name, version, reason = %reason, "deploy: refused a deployment");
         if self.refusals.len() == REFUSALS_KEPT {
             self.refusals.pop_front();
         }
@@ -687,7 +818,11 @@ impl Service {
         });
     }
 
-    async fn handle_event(&mut self, ev: Result<Event, tokio::sync::broadcast::error::RecvError>) {
+    /// Follows the node's member events; false once the node has stopped.
+    async fn handle_event(
+        &mut self,
+        ev: Result<Event, tokio::sync::broadcast::error::RecvError>,
+    ) -> bool {
         let me = self.node.name().to_owned();
         let reconcile = match ev {
             Ok(Event::Member(m)) => {
@@ -699,12 +834,13 @@ impl Service {
                 self.refresh_peers().await;
                 true
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
         };
         if reconcile {
             // This node's tags may have changed: its selectors may pick it or not now.
             self.reconcile().await;
         }
+        true
     }
 
     /// The alive hearsay members (those with a QUIC endpoint), for the rumor and the syncs.
@@ -750,8 +886,10 @@ impl Service {
                 endpoint.request(&advert, wire::PUSH, &body, wire::MAX_SMALL_REPLY),
             )
             .await;
-            if !matches!(sent, Ok(Ok(_))) {
-                tracing::debug!(peer = %peer, "deploy: a push went unanswered");
+            match sent {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "deploy: a push failed"),
+                Err(_) => tracing::debug!(peer = %peer, "deploy: a push went unanswered"),
             }
         });
     }
@@ -774,16 +912,28 @@ impl Service {
                 ),
             )
             .await;
-            let records = match asked {
+            let bytes = match asked {
                 Ok(Ok(bytes)) if bytes.is_empty() => return,
-                Ok(Ok(bytes)) => match wire::decode_list(&bytes) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(peer = %from, error = %e, "deploy: a bad sync reply");
-                        return;
-                    }
-                },
-                _ => return,
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %from, error = %e, "deploy: a sync failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %from, "deploy: a sync went unanswered");
+                    return;
+                }
+            };
+            let peer = from.clone();
+            let decoded = tokio::task::spawn_blocking(move || wire::decode_list(&bytes, &peer))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let records = match decoded {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(peer = %from, error = %e, "deploy: a bad sync reply");
+                    return;
+                }
             };
             let _ = tx
                 .send(Internal::Records {
@@ -824,23 +974,19 @@ impl Service {
                 },
             );
         }
-        if configs != self.applied {
-            let failures = self.handlers.set_deployed(configs.clone()).await;
-            self.load_failures = failures
-                .into_iter()
-                .map(|(name, e)| (name, e.to_string()))
-                .collect();
-            for c in &configs {
-                match self.load_failures.get(&c.name) {
-                    Some(e) => {
-                        tracing::warn!(handler = %c.name, error = %e, "deploy: a deployed handler did not load")
-                    }
-                    None => {
-                        tracing::info!(handler = %c.name, module = %c.module.display(), "deploy: running a deployed handler")
-                    }
-                }
+        if configs != self.applied && !self.applying {
+            self.apply(configs.clone());
+        }
+        // Until the handlers took it, a handler to run is still loading.
+        for c in configs.iter().filter(|c| !self.applied.contains(c)) {
+            if let Some(s) = c
+                .name
+                .strip_prefix(DEPLOYED_PREFIX)
+                .and_then(|n| states.get_mut(n))
+            {
+                s.state = State::Pending;
+                s.reason = "loading the handler".into();
             }
-            self.applied = configs;
         }
         for (handler, why) in &self.load_failures {
             if let Some(s) = handler
@@ -852,7 +998,24 @@ impl Service {
             }
         }
         self.states = states;
+        self.verified.retain(|d| keep.contains(d));
         self.store.collect_garbage(&keep);
+    }
+
+    /// Hands `configs` to the handlers in a task of its own (compiling may take a while);
+    /// `Internal::Applied` reports back.
+    fn apply(&mut self, configs: Vec<HandlerConfig>) {
+        self.applying = true;
+        let (handlers, tx) = (self.handlers.clone(), self.internal_tx.clone());
+        tokio::spawn(async move {
+            let failures = handlers
+                .set_deployed(configs.clone())
+                .await
+                .into_iter()
+                .map(|(name, e)| (name, e.to_string()))
+                .collect();
+            let _ = tx.send(Internal::Applied { configs, failures }).await;
+        });
     }
 
     /// What this node does with one deployment; a handler to run goes into `configs`.
@@ -869,16 +1032,10 @@ impl Service {
         if !apply::selects(&spec.selector, tags) {
             return (State::NotSelected, String::new());
         }
-        if module.size > self.settings.module_max_bytes {
-            return (
-                State::Failed,
-                format!(
-                    "the module is {} bytes; this agent takes at most {} (deploy_module_max_bytes)",
-                    module.size, self.settings.module_max_bytes
-                ),
-            );
+        if let Some(why) = self.too_large(module) {
+            return (State::Failed, why);
         }
-        let Some(path) = self.store.module_path(&module.sha256) else {
+        let Some(path) = self.module_path(&module.sha256) else {
             self.fetch(module);
             let reason = match self.fetch_errors.get(&module.sha256) {
                 Some(e) => format!("fetching the module: {e}"),
@@ -895,10 +1052,26 @@ impl Service {
         }
     }
 
+    /// The module's file, when held and matching its digest (checked once per run of the
+    /// agent; the directory is the agent's own).
+    fn module_path(&mut self, d: &Digest) -> Option<std::path::PathBuf> {
+        if self.verified.contains(d) {
+            return self.store.path_of(d);
+        }
+        let path = self.store.module_path(d)?;
+        self.verified.insert(*d);
+        Some(path)
+    }
+
     /// Fetches a module from the hearsay peers (the one that told us of it first, then the
-    /// others in random order), unless a fetch of it runs already.
+    /// others in random order), unless a fetch of it runs already or a failed one is waiting
+    /// for its next attempt.
     fn fetch(&mut self, module: &ModuleRef) {
-        if self.settings.data_dir.is_none() || !self.fetching.insert(module.sha256) {
+        let waiting = self
+            .fetch_next
+            .get(&module.sha256)
+            .is_some_and(|(at, _)| Instant::now() < *at);
+        if self.settings.data_dir.is_none() || waiting || !self.fetching.insert(module.sha256) {
             return;
         }
         let mut peers: Vec<(String, QuicAdvert)> =
@@ -954,7 +1127,7 @@ async fn fetch_from(
                 continue;
             }
         };
-        if bytes.len() as u64 != module.size || digest_of(&bytes) != module.sha256 {
+        if bytes.len() as u64 != module.size || Digest::of(&bytes) != module.sha256 {
             last = format!("{name} sent bytes that are not the signed module");
             continue;
         }
@@ -968,12 +1141,25 @@ async fn fetch_from(
 
 /// Answers a request from a task of its own (the peer's reading must not hold the service).
 fn answer(req: IncomingRequest, reply: Result<Vec<u8>, String>) {
-    tokio::spawn(async move {
-        let _ = match reply {
+    tokio::spawn(reply_within(req, reply));
+}
+
+/// Answers a request, giving up (the stream is reset) when the peer does not read the reply
+/// within [`REPLY_TIMEOUT`].
+async fn reply_within(req: IncomingRequest, reply: Result<Vec<u8>, String>) {
+    let remote = req.remote;
+    let sent = tokio::time::timeout(REPLY_TIMEOUT, async {
+        match reply {
             Ok(body) => req.reply(&body).await,
             Err(why) => req.fail(&why).await,
-        };
-    });
+        }
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "deploy: a reply failed"),
+        Err(_) => tracing::debug!(peer = %remote, "deploy: a peer did not read its reply in time"),
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

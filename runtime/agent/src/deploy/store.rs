@@ -5,7 +5,6 @@
 
 use hearsay_deploy::{DeploySet, Digest, PublicKey};
 use hearsay_host::PrivateDir;
-use sha2::Digest as _;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +14,6 @@ const SET_FILE: &str = "deployments.json";
 /// The module file name of a digest.
 fn module_name(d: &Digest) -> String {
     format!("{d}.wasm")
-}
-
-/// sha256 of `bytes` as a [`Digest`].
-pub(super) fn digest_of(bytes: &[u8]) -> Digest {
-    Digest(sha2::Sha256::digest(bytes).into())
 }
 
 /// The deploy directory, or nothing (an agent without `data_dir` keeps no deployments).
@@ -72,7 +66,7 @@ impl Store {
     pub(super) fn read_module(&self, d: &Digest) -> Option<Vec<u8>> {
         let dir = self.dir.as_ref()?;
         match dir.read(&module_name(d)) {
-            Ok(Some(bytes)) if digest_of(&bytes) == *d => Some(bytes),
+            Ok(Some(bytes)) if Digest::of(&bytes) == *d => Some(bytes),
             Ok(Some(_)) => {
                 tracing::warn!(module = %d, dir = %dir.path().display(), "deploy: a module file does not match its digest; removing it");
                 let _ = dir.remove(&module_name(d));
@@ -89,6 +83,11 @@ impl Store {
     /// The path of the module's file, when held and matching its digest.
     pub(super) fn module_path(&self, d: &Digest) -> Option<PathBuf> {
         self.read_module(d)?;
+        self.path_of(d)
+    }
+
+    /// Where the module's file is (whether or not it exists).
+    pub(super) fn path_of(&self, d: &Digest) -> Option<PathBuf> {
         Some(self.dir.as_ref()?.path().join(module_name(d)))
     }
 

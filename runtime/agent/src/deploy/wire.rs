@@ -33,21 +33,27 @@ pub(super) fn encode_list<'a>(records: impl IntoIterator<Item = &'a Deployment>)
     hearsay_deploy::encode_records(&records)
 }
 
-/// The records of a list (an empty body is an empty list); a record that does not decode is
-/// logged and left out, the others are taken.
-pub(super) fn decode_list(bytes: &[u8]) -> Result<Vec<Deployment>, String> {
+/// The records of a list from `peer` (an empty body is an empty list); records that do not
+/// decode are left out, the others taken, and one line says how many were left out.
+pub(super) fn decode_list(bytes: &[u8], peer: &str) -> Result<Vec<Deployment>, String> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
     let list = hearsay_deploy::decode_records(bytes).map_err(|e| e.to_string())?;
-    Ok(list
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            r.inspect_err(|e| tracing::warn!(record = i, error = %e, "deploy: a record from a peer does not decode"))
-                .ok()
-        })
-        .collect())
+    let (mut good, mut bad, mut first) = (Vec::with_capacity(list.len()), 0usize, None);
+    for r in list {
+        match r {
+            Ok(d) => good.push(d),
+            Err(e) => {
+                bad += 1;
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        tracing::warn!(peer, refused = bad, first = %e, "deploy: records from a peer do not decode");
+    }
+    Ok(good)
 }
 
 /// A node's states, as a STATUS reply carries them.
@@ -66,8 +72,8 @@ mod tests {
 
     #[test]
     fn garbage_lists_are_errors_not_panics() {
-        assert_eq!(decode_list(b"").unwrap().len(), 0);
-        assert_eq!(decode_list(&encode_list([])).unwrap().len(), 0);
+        assert_eq!(decode_list(b"", "p").unwrap().len(), 0);
+        assert_eq!(decode_list(&encode_list([]), "p").unwrap().len(), 0);
         for junk in [
             &b"{"[..],
             b"[]",
@@ -77,7 +83,7 @@ mod tests {
             b"[\"x\"]",
             b"null",
         ] {
-            assert!(decode_list(junk).is_err(), "{junk:?}");
+            assert!(decode_list(junk, "p").is_err(), "{junk:?}");
         }
         // A list with one bad record keeps the good ones.
         let key = hearsay_deploy::SigningKey::from_seed([1; 32]);
@@ -94,7 +100,7 @@ mod tests {
         let good = Deployment::sign(spec, &key).unwrap();
         let text = String::from_utf8(encode_list([&good])).unwrap();
         let spoiled = text.replacen("\"records\":[", "\"records\":[{\"x\":1},", 1);
-        assert_eq!(decode_list(spoiled.as_bytes()).unwrap(), vec![good]);
+        assert_eq!(decode_list(spoiled.as_bytes(), "p").unwrap(), vec![good]);
         assert!(decode_states(b"[{]").is_err());
     }
 }

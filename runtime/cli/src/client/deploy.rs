@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 type Outcome = Result<(), String>;
 
-/// How often the deploy commands look at convergence.
-const POLL: Duration = Duration::from_millis(250);
+/// How often the deploy commands look at convergence (each look asks every hearsay node).
+const POLL: Duration = Duration::from_secs(1);
 
 /// `hearsay keygen -deploy -out FILE`.
 pub(super) fn keygen(out: Option<&str>) -> Outcome {
@@ -95,15 +95,21 @@ async fn current(client: &RpcClient, name: &str) -> Result<Option<RpcDeployment>
     Ok(all.deployments.into_iter().find(|d| d.name == name))
 }
 
-/// One above every version of `name` the agent knows (current and history).
-fn next_version(known: Option<&RpcDeployment>) -> u64 {
-    let Some(d) = known else { return 1 };
-    let older = d
-        .history
+/// One above every version of `name` the agent knows of, its own or one a node reports
+/// (an agent that lags behind the cluster must not make the operator sign a version the
+/// others would drop as stale).
+fn next_version(known: Option<&RpcDeployment>) -> Result<u64, String> {
+    let Some(d) = known else { return Ok(1) };
+    let highest = d
+        .nodes
         .iter()
-        .filter_map(|r| Deployment::decode(r).ok())
-        .map(|r| r.spec().version);
-    older.chain([d.version]).max().unwrap_or(0) + 1
+        .map(|n| n.version)
+        .chain([d.version])
+        .max()
+        .unwrap_or(0);
+    highest
+        .checked_add(1)
+        .ok_or_else(|| format!("Error: {} is at the highest version there is", d.name))
 }
 
 fn now_unix() -> u64 {
@@ -132,7 +138,11 @@ pub(super) async fn deploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let [module_path] = p.args.as_slice() else {
         return Err("give one module file (a .wasm component) after the flags".into());
     };
-    let events = p.get("events").unwrap_or("*").to_owned();
+    let events = p
+        .get("events")
+        .filter(|e| !e.is_empty())
+        .ok_or("-events FILTER is required: which events the handler gets (e.g. query:greet)")?
+        .to_owned();
     let selector = hearsay_agent::conventions::parse_tags(p.all("tag"))
         .map_err(|e| format!("invalid -tag: {e}"))?;
     let limits = pairs(p.get("limits").unwrap_or(""), "limits")?;
@@ -155,7 +165,7 @@ pub(super) async fn deploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     let known = current(client, &name).await?;
     let spec = Spec {
         name: name.clone(),
-        version: next_version(known.as_ref()),
+        version: next_version(known.as_ref())?,
         module: Some(ModuleRef {
             sha256: Digest::of(&bytes),
             size: bytes.len() as u64,
@@ -195,7 +205,7 @@ pub(super) async fn rollback(client: &RpcClient, p: &flags::Parsed) -> Outcome {
             .map(|m| m.sha256.to_string())
             .unwrap_or_default()
     );
-    spec.version = next_version(Some(&known));
+    spec.version = next_version(Some(&known))?;
     spec.signed_at = now_unix();
     submit(client, &key, spec, &[], wait).await
 }
@@ -216,7 +226,7 @@ pub(super) async fn undeploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     }
     let spec = Spec {
         name,
-        version: next_version(Some(&known)),
+        version: next_version(Some(&known))?,
         module: None,
         events: known.events.clone(),
         selector: BTreeMap::new(),
@@ -235,7 +245,7 @@ async fn submit(
     module: &[u8],
     wait: Duration,
 ) -> Outcome {
-    let (name, version) = (spec.name.clone(), spec.version);
+    let name = spec.name.clone();
     let what = match &spec.module {
         Some(m) => format!("module sha256 {} ({} bytes)", m.sha256, m.size),
         None => "a removal".to_owned(),
@@ -246,14 +256,16 @@ async fn submit(
         .await
         .map_err(|e| unsupported("deploying", e))?;
     println!("Deployed {name} version {taken}: {what}");
-    converge(client, &name, version, wait).await
+    converge(client, &record, wait).await
 }
 
 /// Where the nodes stand on one version: (done, not done) with the reasons.
 fn tally(nodes: &[RpcDeployNode], removal: bool) -> (usize, usize, Vec<String>) {
     let goal = if removal { "removed" } else { "running" };
-    let selected: Vec<&RpcDeployNode> =
-        nodes.iter().filter(|n| n.state != "not-selected").collect();
+    let selected: Vec<&RpcDeployNode> = nodes
+        .iter()
+        .filter(|n| !matches!(n.state.as_str(), "not-selected" | "disabled"))
+        .collect();
     let done = selected.iter().filter(|n| n.state == goal).count();
     let behind = selected
         .iter()
@@ -269,20 +281,28 @@ fn tally(nodes: &[RpcDeployNode], removal: bool) -> (usize, usize, Vec<String>) 
     (done, selected.len(), behind)
 }
 
-/// Shows progress until every selected node reached the version, or `wait` passed.
-async fn converge(client: &RpcClient, name: &str, version: u64, wait: Duration) -> Outcome {
+/// Shows progress until every selected node runs `ours`, or `wait` passed. Fails when the
+/// cluster settled on another record (a racing deploy of the same name won).
+async fn converge(client: &RpcClient, ours: &Deployment, wait: Duration) -> Outcome {
+    let (name, version) = (&ours.spec().name, ours.spec().version);
     let deadline = Instant::now() + wait;
     let mut last = String::new();
     loop {
         let now = current(client, name).await?;
-        let Some(d) = now.filter(|d| d.version >= version) else {
-            return Err(format!(
-                "Error: the agent no longer lists {name} version {version}"
-            ));
+        let Some(d) = now else {
+            return Err(format!("Error: the agent no longer lists {name}"));
         };
-        if d.version > version {
-            println!("{name} moved on to version {} meanwhile", d.version);
-            return Ok(());
+        if d.record != ours.encode() {
+            return if d.history.iter().any(|h| *h == ours.encode()) {
+                println!("{name} moved on to version {} meanwhile", d.version);
+                Ok(())
+            } else {
+                Err(format!(
+                    "Error: {name} version {} (signed by {}) won over this deploy (version \
+                     {version}): deploy again",
+                    d.version, d.signer
+                ))
+            };
         }
         let (done, of, behind) = tally(&d.nodes, d.removed);
         let verb = if d.removed { "removed" } else { "running" };

@@ -185,10 +185,10 @@ async fn read_reply(
         }
     };
     let declared = header.body_len;
-    // The caller chose `max_reply`, so a reply within it is reserved whole (one copy, no
-    // regrowth); an error message is small.
+    // A peer's declared length is only a claim: memory grows as bytes arrive, from a modest
+    // start, so a peer cannot make us reserve `max_reply` with a header alone.
     let (limit, reserve) = match header.status {
-        ReplyStatus::Ok => (max_reply, usize::MAX),
+        ReplyStatus::Ok => (max_reply, INITIAL_CAPACITY),
         ReplyStatus::Error => (MAX_ERROR_LEN as u64, MAX_ERROR_LEN),
     };
     let Some(len) = usize::try_from(declared).ok().filter(|_| declared <= limit) else {
