@@ -43,22 +43,47 @@ pub fn decode_value(buf: &[u8]) -> Result<Option<(Value, usize)>> {
 /// A value is refused as soon as the lengths it announces show that it cannot fit, so a peer
 /// is not buffered up to the bound first.
 pub fn decode_value_within(buf: &[u8], max: usize) -> Result<Option<(Value, usize)>> {
-    // Check completeness and size with the allocation-free skip first: a large value
-    // arriving in many reads is then scanned, not rebuilt as a tree, on every read.
+    Ok(match decode_partial(buf, max)? {
+        Decoded::Value(v, used) => Some((v, used)),
+        Decoded::Needs(_) => None,
+    })
+}
+
+/// The most values (containers and their elements) one request may hold: far above any
+/// request Serf's clients send, and a bound on the tree a request decodes to (a body of
+/// one-byte integers would otherwise cost some 32 bytes of tree per byte).
+pub const MAX_VALUES: usize = 1 << 16;
+
+/// What [`decode_partial`] made of a buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A whole value and the bytes it used.
+    Value(Value, usize),
+    /// The value is not complete: at least this many more bytes are needed, so decoding
+    /// again before they arrived is wasted work.
+    Needs(usize),
+}
+
+/// Decodes one value of at most `max` bytes and [`MAX_VALUES`] values from the front of
+/// `buf`, or says how many more bytes it needs at least.
+pub fn decode_partial(buf: &[u8], max: usize) -> Result<Decoded> {
+    // Check completeness, size and element count with the allocation-free skip first: a
+    // large value arriving in many reads is then scanned, not rebuilt as a tree, on every
+    // read.
     let mut scan = Reader::new(buf);
-    match scan.skip() {
+    match scan.skip_at_most(MAX_VALUES) {
         Ok(()) if scan.position() > max => Err(too_large(max)),
         Ok(()) => {
             let mut r = Reader::new(buf);
             let v = r.value().map_err(malformed)?;
-            Ok(Some((v, r.position())))
+            Ok(Decoded::Value(v, r.position()))
         }
         Err(hearsay_swim::Error::Truncated { needed, .. }) => {
             // `needed` is a lower bound on what the value still lacks.
             if buf.len() >= max || needed > max - buf.len() {
                 return Err(too_large(max));
             }
-            Ok(None)
+            Ok(Decoded::Needs(needed.max(1)))
         }
         Err(e) => Err(malformed(e)),
     }
@@ -428,6 +453,26 @@ mod tests {
         assert!(f.uint("Num").is_err());
         assert!(f.str("Num").is_err());
         assert!(Fields::of(&Value::Uint(1), "t").is_err());
+    }
+
+    #[test]
+    fn element_counts_are_bounded_before_a_tree_is_built() {
+        // An array of 70 000 one-byte integers: refused, whole or still arriving.
+        let mut body = vec![0xdd];
+        body.extend_from_slice(&70_000u32.to_be_bytes());
+        body.extend(std::iter::repeat_n(0u8, 70_000));
+        for cut in [body.len(), 66_000] {
+            let e = decode_partial(&body[..cut], MAX_DEPLOY_BYTES).unwrap_err();
+            assert!(e.to_string().contains("more than 65536 values"), "{e}");
+        }
+        // A large bin still arriving says exactly how much it lacks.
+        let mut bin = vec![0xc6];
+        bin.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        bin.extend(std::iter::repeat_n(7u8, 1000));
+        assert_eq!(
+            decode_partial(&bin, MAX_DEPLOY_BYTES).unwrap(),
+            Decoded::Needs((1 << 20) - 1000)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
 use crate::codec::{
-    self, decode_value, decode_value_within, frame, int, map, max_body_bytes, s, RequestHeader,
+    self, decode_partial, decode_value, frame, int, map, max_body_bytes, s, Decoded, RequestHeader,
     ResponseHeader, Value, MAX_VALUE_BYTES,
 };
 use crate::error::{Error, Result};
@@ -274,17 +274,26 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
         leaving: false,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // The buffer length below which a body still arriving cannot be complete: a large body
+    // is scanned again only once the bytes it lacked have come, not on every read.
+    let mut complete_at = 0usize;
     let outcome: std::result::Result<(), String> = async {
         loop {
             // Decode every complete request in the buffer.
-            while let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? {
+            while buf.len() >= complete_at {
+                let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? else {
+                    break;
+                };
                 let header = RequestHeader::from_value(&header)
                     .map_err(|e| format!("failed to decode request header: {e}"))?;
                 let (body, body_used) = if command_has_body(&header.command) {
                     let limit = client.body_limit(&header.command);
-                    match decode_value_within(&buf[used..], limit) {
-                        Ok(Some(b)) => b,
-                        Ok(None) => break,
+                    match decode_partial(&buf[used..], limit) {
+                        Ok(Decoded::Value(v, n)) => (v, n),
+                        Ok(Decoded::Needs(n)) => {
+                            complete_at = buf.len() + n;
+                            break;
+                        }
                         Err(e) => {
                             // hearsay's own command learns why before the connection
                             // closes (its body was not read, so the stream is lost).

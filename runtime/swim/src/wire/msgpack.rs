@@ -262,15 +262,27 @@ impl<'a> Reader<'a> {
 
     /// Skips one value of any type, following nested containers up to [`MAX_SKIP_DEPTH`].
     pub fn skip(&mut self) -> Result<()> {
+        self.skip_at_most(usize::MAX)
+    }
+
+    /// [`Reader::skip`], failing as soon as more than `max_values` values (containers and
+    /// their elements, each counted once) have been seen: a bound on the tree that decoding
+    /// the value would build, checked before it is built and before the value is complete.
+    pub fn skip_at_most(&mut self, max_values: usize) -> Result<()> {
         // Pending value counts per open container; iterative so hostile nesting cannot
         // exhaust the call stack.
         let mut pending: Vec<usize> = vec![1];
+        let mut seen = 0usize;
         while let Some(top) = pending.last_mut() {
             if *top == 0 {
                 pending.pop();
                 continue;
             }
             *top -= 1;
+            seen += 1;
+            if seen > max_values {
+                return Err(Error::Msgpack(format!("more than {max_values} values")));
+            }
             match self.head()? {
                 Head::Raw(n) | Head::Ext(n) => {
                     self.take(n, "msgpack value")?;
