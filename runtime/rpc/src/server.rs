@@ -307,6 +307,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
                     (Value::Nil, 0)
                 };
                 buf.drain(..used + body_used);
+                complete_at = 0;
                 client.handle(header, body).await?;
                 if client.leaving {
                     return Ok(());
