@@ -311,12 +311,12 @@ impl Backend for AgentBackend {
             .map_err(|e| e.to_string())
     }
 
-    async fn deployments(&self) -> RpcDeployments {
+    async fn deployments(&self) -> Result<RpcDeployments, String> {
         let Some(d) = &self.deployer else {
-            return RpcDeployments::default();
+            return Err("this agent runs no deploy service (it needs QUIC)".into());
         };
         match d.deployments().await {
-            Ok(view) => RpcDeployments {
+            Ok(view) => Ok(RpcDeployments {
                 deployments: view.deployments.iter().map(rpc_deployment).collect(),
                 refused: view
                     .refused
@@ -328,10 +328,10 @@ impl Backend for AgentBackend {
                         reason: s.reason,
                     })
                     .collect(),
-            },
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "deploy: cannot list deployments");
-                RpcDeployments::default()
+                Err(format!("cannot list deployments: {e}"))
             }
         }
     }

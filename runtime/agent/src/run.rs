@@ -517,6 +517,19 @@ impl Agent {
                 new.handlers = self.config.handlers.clone();
             }
         }
+        // The deploy service keeps the keys, data dir and ceiling it started with: say so
+        // rather than seem to apply a revoked key.
+        if new.deploy != self.config.deploy {
+            warn!(
+                "agent: deploy_keys, data_dir, deploy_module_max_bytes and deploy_grants \
+                 changed in the config; they take effect when the agent restarts"
+            );
+            eprintln!(
+                "==> Deploy settings changed; restart the agent to apply them (the running \
+                 ones are kept)"
+            );
+            new.deploy = self.config.deploy.clone();
+        }
         self.config = new;
     }
 }

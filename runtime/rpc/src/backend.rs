@@ -102,7 +102,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn deploy(&self, deployment: Vec<u8>, module: Vec<u8>) -> Result<u64, String>;
 
     /// hearsay extension: every deployment with each node's convergence (`deployments`).
-    async fn deployments(&self) -> RpcDeployments;
+    /// `Err` is sent as the response's error (e.g. the agent runs no deploy service).
+    async fn deployments(&self) -> Result<RpcDeployments, String>;
 }
 
 /// An event for a client's `stream`, already filtered by the backend.

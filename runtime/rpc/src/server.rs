@@ -17,7 +17,9 @@ use crate::codec::{
 };
 use crate::error::{Error, Result};
 use crate::errors::*;
-use crate::messages::{KeyOp, KeyResponse, LogLevel, QueryRequest, Request, RpcMember};
+use crate::messages::{
+    KeyOp, KeyResponse, LogLevel, QueryRequest, Request, RpcDeployments, RpcMember,
+};
 use crate::{command_has_body, IPC_VERSION};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -569,8 +571,10 @@ impl Client {
                 out.reply(seq, err, Some(&deploy_body(version)));
             }
             Request::Deployments => {
-                let listed = backend.deployments().await;
-                out.reply(seq, "", Some(&listed.to_value()));
+                match backend.deployments().await {
+                    Ok(listed) => out.reply(seq, "", Some(&listed.to_value())),
+                    Err(e) => out.reply(seq, e, Some(&RpcDeployments::default().to_value())),
+                };
             }
             Request::Coordinate { node } => {
                 let coord = backend.coordinate(&node).await;

@@ -136,8 +136,8 @@ impl Backend for DeployBackend {
         Ok(state.deployed.len() as u64)
     }
 
-    async fn deployments(&self) -> RpcDeployments {
-        self.state().listed.clone()
+    async fn deployments(&self) -> Result<RpcDeployments, String> {
+        Ok(self.state().listed.clone())
     }
 }
 
