@@ -74,7 +74,25 @@ pub(crate) struct ClassSamples {
     pub cli_lines: Vec<String>,
     /// Deploys that did not converge or whose CLI failed, with why.
     pub failures: Vec<String>,
+    /// Deploys that took over [`SLOW`].
+    pub slow: Vec<Slow>,
 }
+
+/// A deploy that took over [`SLOW`], and when its record reached the agents (seconds from the
+/// CLI's spawn).
+#[derive(Debug, Clone)]
+pub(crate) struct Slow {
+    pub version: u64,
+    /// Every node running it (the poll).
+    pub converged: f64,
+    /// Every agent logged the record learned.
+    pub learned: Option<f64>,
+    /// Every agent but the last had.
+    pub learned_but_last: Option<f64>,
+}
+
+/// A deploy slower than this is listed in the notes with where its time went.
+pub(crate) const SLOW: f64 = 1.0;
 
 /// Everything the live part measured.
 #[derive(Debug, Default)]
@@ -249,6 +267,8 @@ struct OneDeploy {
     done: Option<f64>,
     /// From the agents' logs: every node learned the record; every node runs it.
     log_learned: Option<f64>,
+    /// When all agents but the last had logged the record learned.
+    learned_but_last: Option<f64>,
     log_running: Option<f64>,
     /// The CLI's last "K of N nodes running" line.
     last_line: Option<String>,
@@ -323,6 +343,7 @@ fn deploy_once(
     let lines = proc.lines.all(|_| true);
     let deployed = format!("Deployed {NAME} version {version}:");
     let last = lines.iter().rev().find(|(_, l)| progress_line(l));
+    let learned = node_logs(&c.nodes, t0, |l| learned_line(l, version));
     let mut out = OneDeploy {
         converged: converged.map(since),
         taken: lines
@@ -330,10 +351,12 @@ fn deploy_once(
             .find(|(_, l)| l.starts_with(&deployed))
             .map(|(t, _)| since(*t)),
         last_line: last.map(|(_, l)| l.clone()),
-        log_learned: last_log(&c.nodes, t0, |l| learned_line(l, version)),
-        log_running: last_log(&c.nodes, t0, |l| {
+        log_learned: learned.as_ref().and_then(|t| t.last().copied()),
+        learned_but_last: learned.and_then(|t| t.iter().rev().nth(1).copied()),
+        log_running: node_logs(&c.nodes, t0, |l| {
             l.contains("deploy: running a deployed handler") && l.contains(&module.sha256)
-        }),
+        })
+        .and_then(|t| t.last().copied()),
         ..OneDeploy::default()
     };
     match status {
@@ -353,21 +376,23 @@ fn learned_line(line: &str, version: u64) -> bool {
         && line.split_whitespace().any(|w| w == version_field)
 }
 
-/// Seconds from `t0` until the last of `nodes` logged a line for which `pred` holds (its first
-/// such line after `t0`); `None` if some node has none.
-fn last_log(nodes: &[Node], t0: Instant, mut pred: impl FnMut(&str) -> bool) -> Option<f64> {
-    let mut last = t0;
-    for node in nodes {
-        let first = node
-            .proc
-            .lines
-            .all(|l| pred(l))
-            .into_iter()
-            .map(|(t, _)| t)
-            .find(|t| *t >= t0)?;
-        last = last.max(first);
-    }
-    Some((last - t0).as_secs_f64())
+/// Seconds from `t0` until each of `nodes` logged a line for which `pred` holds (its first such
+/// line after `t0`), sorted; `None` if some node has none.
+fn node_logs(nodes: &[Node], t0: Instant, mut pred: impl FnMut(&str) -> bool) -> Option<Vec<f64>> {
+    let mut times = nodes
+        .iter()
+        .map(|node| {
+            node.proc
+                .lines
+                .all(|l| pred(l))
+                .into_iter()
+                .map(|(t, _)| t)
+                .find(|t| *t >= t0)
+                .map(|t| (t - t0).as_secs_f64())
+        })
+        .collect::<Option<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    Some(times)
 }
 
 /// One version's module, written to the scratch directory.
@@ -437,6 +462,14 @@ fn record(into: &mut ClassSamples, version: u64, d: &OneDeploy) {
     match d.converged {
         Some(t) => {
             into.converged.push(t);
+            if t > SLOW {
+                into.slow.push(Slow {
+                    version,
+                    converged: t,
+                    learned: d.log_learned,
+                    learned_but_last: d.learned_but_last,
+                });
+            }
             if let Some(taken) = d.taken {
                 into.taken.push(taken);
                 into.spread.push(t - taken);

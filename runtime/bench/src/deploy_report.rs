@@ -219,6 +219,37 @@ fn first_breakdown(c: &ClassSamples) -> String {
     )
 }
 
+/// Which deploys of a class took over a second, and when their record reached the last agent.
+fn slow_note(label: &str, n: usize, c: &ClassSamples) -> Option<String> {
+    if c.slow.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = c
+        .slow
+        .iter()
+        .map(|x| {
+            let t = |v: Option<f64>| v.map_or("—".to_owned(), |v| Unit::Secs.fmt(v));
+            format!(
+                "v{} {} (the record reached {} of the agents by {}, the last at {})",
+                x.version,
+                Unit::Secs.fmt(x.converged),
+                n.saturating_sub(1),
+                t(x.learned_but_last),
+                t(x.learned)
+            )
+        })
+        .collect();
+    Some(format!(
+        "{label} module: {} of {} deploys took over {:.0} s: {}. A last agent seconds behind \
+the rest is one the rumor (each node that learns the record pushes it to 3 random peers, once) \
+missed, reached by anti-entropy (a digest exchange with one random peer every 10 s ±50 %).",
+        c.slow.len(),
+        c.converged.len(),
+        deploy::SLOW,
+        each.join("; ")
+    ))
+}
+
 /// Rows and notes of the live part.
 fn live_rows(sec: &mut Section, s: &LiveSamples) {
     let n = s.n;
@@ -248,6 +279,11 @@ fn live_rows(sec: &mut Section, s: &LiveSamples) {
     ] {
         for f in &c.failures {
             sec.notes.push(format!("{label} deploy {f}"));
+        }
+    }
+    for (label, c) in [("small", &s.small), ("large", &s.large)] {
+        if let Some(note) = slow_note(label, n, c) {
+            sec.notes.push(note);
         }
     }
     if let Some(rtt) = Summary::of(&s.poll_rtt) {
