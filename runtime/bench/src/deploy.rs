@@ -104,7 +104,9 @@ pub(crate) struct LiveSamples {
     pub large: ClassSamples,
     /// How long one `deployments` RPC took (the poll's resolution is this plus [`POLL`]).
     pub poll_rtt: Vec<f64>,
-    /// Cluster start → every agent lists N alive members.
+    /// Cluster start → every agent logged every other's join.
+    pub joined: f64,
+    /// Cluster start → every agent's `members` RPC lists N alive members.
     pub formation: f64,
     /// The `echo` component's own size.
     pub echo_bytes: u64,
@@ -200,7 +202,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(tools: &Tools, rt: &Runtime, n: usize) -> Result<(Self, f64)> {
+    /// Starts the cluster; also returns the seconds until every agent logged every join and
+    /// until every agent listed `n` alive.
+    fn start(tools: &Tools, rt: &Runtime, n: usize) -> Result<(Self, f64, f64)> {
         let cli = tools
             .agent
             .clone()
@@ -217,6 +221,7 @@ impl Cluster {
         };
         let started = Instant::now();
         let nodes = start_cluster(tools, Impl::Hearsay, "d-", n, role, Duration::ZERO)?;
+        let joined = started.elapsed().as_secs_f64();
         wait_all_alive(rt, &nodes, n)?;
         let formation = started.elapsed().as_secs_f64();
         let client = rt.block_on(RpcClient::connect(&rpc_addr(&nodes[0]), None))?;
@@ -227,7 +232,7 @@ impl Cluster {
             client,
             cli,
         };
-        Ok((cluster, formation))
+        Ok((cluster, joined, formation))
     }
 }
 
@@ -494,9 +499,10 @@ pub(crate) fn measure(tools: &Tools, guests: &Guests, plan: LivePlan) -> Result<
     let echo = std::fs::read(&guests.echo)
         .with_context(|| format!("reading {}", guests.echo.display()))?;
     let rt = runtime()?;
-    let (cluster, formation) = Cluster::start(tools, &rt, plan.n)?;
+    let (cluster, joined, formation) = Cluster::start(tools, &rt, plan.n)?;
     let mut out = LiveSamples {
         n: plan.n,
+        joined,
         formation,
         echo_bytes: echo.len() as u64,
         ..LiveSamples::default()
