@@ -89,6 +89,8 @@ pub(crate) struct Slow {
     pub learned: Option<f64>,
     /// Every agent but the last had.
     pub learned_but_last: Option<f64>,
+    /// Every agent logged it running.
+    pub running: Option<f64>,
 }
 
 /// A deploy slower than this is listed in the notes with where its time went.
@@ -473,6 +475,7 @@ fn record(into: &mut ClassSamples, version: u64, d: &OneDeploy) {
                     converged: t,
                     learned: d.log_learned,
                     learned_but_last: d.learned_but_last,
+                    running: d.log_running,
                 });
             }
             if let Some(taken) = d.taken {

@@ -219,30 +219,38 @@ fn first_breakdown(c: &ClassSamples) -> String {
     )
 }
 
-/// Which deploys of a class took over a second, and when their record reached the last agent.
+/// Where one slow deploy's time went, from the agents' logs.
+fn slow_entry(x: &deploy::Slow, n: usize) -> String {
+    let t = |v: Option<f64>| v.map_or("—".to_owned(), |v| Unit::Secs.fmt(v));
+    let why = match (x.learned_but_last, x.learned) {
+        (Some(early), Some(last)) if last - early > deploy::SLOW => "the last agent late",
+        (_, Some(last)) if last > deploy::SLOW => "the record slow to spread",
+        (Some(_), Some(_)) => "fetch and compile",
+        _ => "no log times",
+    };
+    format!(
+        "v{} {} ({why}: the record at {} of {n} agents by {}, at the last by {}, running \
+everywhere by {})",
+        x.version,
+        Unit::Secs.fmt(x.converged),
+        n.saturating_sub(1),
+        t(x.learned_but_last),
+        t(x.learned),
+        t(x.running)
+    )
+}
+
+/// Which deploys of a class took over a second, and where their time went.
 fn slow_note(label: &str, n: usize, c: &ClassSamples) -> Option<String> {
     if c.slow.is_empty() {
         return None;
     }
-    let each: Vec<String> = c
-        .slow
-        .iter()
-        .map(|x| {
-            let t = |v: Option<f64>| v.map_or("—".to_owned(), |v| Unit::Secs.fmt(v));
-            format!(
-                "v{} {} (the record reached {} of the agents by {}, the last at {})",
-                x.version,
-                Unit::Secs.fmt(x.converged),
-                n.saturating_sub(1),
-                t(x.learned_but_last),
-                t(x.learned)
-            )
-        })
-        .collect();
+    let each: Vec<String> = c.slow.iter().map(|x| slow_entry(x, n)).collect();
     Some(format!(
         "{label} module: {} of {} deploys took over {:.0} s: {}. A last agent seconds behind \
 the rest is one the rumor (each node that learns the record pushes it to 3 random peers, once) \
-missed, reached by anti-entropy (a digest exchange with one random peer every 10 s ±50 %).",
+missed, reached by anti-entropy (a digest exchange with one random peer every 10 s ±50 %); a \
+record at every agent early leaves the time to fetching and compiling the module.",
         c.slow.len(),
         c.converged.len(),
         deploy::SLOW,
