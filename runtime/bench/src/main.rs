@@ -13,7 +13,7 @@
 //! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
 //! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development),
 //! `--only KEY[,KEY...]` (only these sections: failure, events, queries, idle, handlers (5–8),
-//! sim (9), isolation (10)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
+//! sim (9), isolation (10), deploy (11)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
 //! `--sim-events E`, `--sim-crashes C`, and `--sim-bootstrap` to start each cluster converged
 //! instead of by the join storm).
 //! Progress goes to stderr.
@@ -23,7 +23,10 @@
 //! per event, a slow handler beside a fast one, memory with 10 handlers: serf's shell handlers
 //! against hearsay-host), 8 QUIC large responses at the transport, 9 the simulator, 10 handler
 //! isolation (hearsay alone: `echo`'s latency beside sleeping, spinning and log-flooding
-//! handlers, hearsay-host's `probe` test guest). The query figures run the `echo` and `blob`
+//! handlers, hearsay-host's `probe` test guest), 11 handler deployment (hearsay alone: `hearsay
+//! deploy` to a live cluster until every node runs the new version, and the deploy simulator at
+//! N = 1000 and 10 000; `--no-live` / `--no-sim` skip its live / simulated part; `--quick` runs
+//! one deploy to 3 agents and the simulator at N = 100). The query figures run the `echo` and `blob`
 //! components, so the live part builds them too.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
@@ -33,6 +36,9 @@
 #![warn(unreachable_pub)]
 
 mod alloc;
+mod deploy;
+mod deploy_report;
+mod deploy_sim;
 mod guests;
 mod handlers;
 mod inproc;
@@ -99,6 +105,7 @@ const SECTION_KEYS: &[&str] = &[
     "handlers",
     "sim",
     "isolation",
+    "deploy",
 ];
 
 impl Args {
@@ -111,7 +118,7 @@ impl Args {
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
-[--only failure,events,queries,idle,handlers,sim,isolation] \
+[--only failure,events,queries,idle,handlers,sim,isolation,deploy] \
 [--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
@@ -211,6 +218,7 @@ struct Plan {
     handlers: HandlerPlan,
     quic: QuicPlan,
     isolation: IsolationPlan,
+    deploy: deploy_report::DeployPlan,
 }
 
 /// echo's events in the isolation figures come at most this often: 40 per second, under the
@@ -278,6 +286,17 @@ impl Plan {
                     events: 20,
                     gap: ISOLATION_GAP,
                 },
+                // One deploy to 3 agents; the simulator at N = 100.
+                deploy: deploy_report::DeployPlan {
+                    live: Some(deploy::LivePlan {
+                        n: 3,
+                        small_reps: 0,
+                        large_reps: 0,
+                        large_pad: 0,
+                    }),
+                    sims: vec![(100, 1)],
+                    sim_budget: Duration::ZERO,
+                },
             }
         } else {
             Self {
@@ -319,6 +338,16 @@ impl Plan {
                     rounds: 5,
                     events: 100,
                     gap: ISOLATION_GAP,
+                },
+                deploy: deploy_report::DeployPlan {
+                    live: Some(deploy::LivePlan {
+                        n: 10,
+                        small_reps: 10,
+                        large_reps: 6,
+                        large_pad: 8 << 20,
+                    }),
+                    sims: vec![(1000, 20), (10_000, 5)],
+                    sim_budget: Duration::from_secs(120),
                 },
             }
         }
@@ -1396,16 +1425,10 @@ N={n} (bootstrapped) is the largest size that fits.",
 }
 
 fn not_measured() -> Vec<(String, String)> {
-    [
-        (
-            "Module deployment by event (time until every node runs a new handler)",
-            "needs the deploy-by-event issue",
-        ),
-        (
-            "Mixed clusters (hearsay and serf nodes together) as a benchmark",
-            "covered for correctness by the interop tests; not timed here",
-        ),
-    ]
+    [(
+        "Mixed clusters (hearsay and serf nodes together) as a benchmark",
+        "covered for correctness by the interop tests; not timed here",
+    )]
     .into_iter()
     .map(|(a, b)| (a.to_owned(), b.to_owned()))
     .collect()
@@ -1626,6 +1649,24 @@ events dropped` warnings for surplus floods (at most one a second), read by the 
     sec
 }
 
+/// Section 11: `hearsay deploy` live (unless `--no-live`) and the deploy simulator (unless
+/// `--no-sim`).
+fn deploy_section(args: &Args, tools: &Tools, plan: &Plan) -> Section {
+    let mut dp = plan.deploy.clone();
+    if args.no_live {
+        dp.live = None;
+    }
+    if args.no_sim {
+        dp.sims.clear();
+    }
+    let guests = if dp.live.is_some() {
+        guests::locate(args.wasm_dir.as_deref())
+    } else {
+        Err(anyhow::anyhow!("not needed"))
+    };
+    deploy_report::section(tools, guests.as_ref(), &dp)
+}
+
 fn main() -> Result<()> {
     let started = Instant::now();
     let mut args = parse_args()?;
@@ -1649,7 +1690,8 @@ fn main() -> Result<()> {
             })
             .collect();
     }
-    let tools = if args.no_live {
+    let live = ["failure", "events", "queries", "idle"];
+    let tools = if args.no_live || !live.iter().any(|k| args.wants(k)) {
         // The handler figures still run lone agents.
         Tools {
             serf: find_serf(&args),
@@ -1662,7 +1704,6 @@ fn main() -> Result<()> {
     let machine = Machine::probe(tools.serf.as_deref());
     let mut run_notes = Vec::new();
     let mut sections = Vec::new();
-    let live = ["failure", "events", "queries", "idle"];
     if args.no_live {
         run_notes.push("Live sections skipped (--no-live).".to_owned());
     } else if live.iter().any(|k| args.wants(k)) {
@@ -1703,6 +1744,10 @@ fn main() -> Result<()> {
         }
     } else if args.wants("isolation") {
         sections.push(isolation_section(&args, &tools, &plan));
+    }
+    // `--sim N` is the membership simulator alone.
+    if args.wants("deploy") && args.sim_sizes.is_empty() {
+        sections.push(deploy_section(&args, &tools, &plan));
     }
     if !args.only.is_empty() {
         run_notes.push(format!(

@@ -85,33 +85,55 @@ pub(crate) struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with stdout piped (stderr discarded, stdin closed).
-    pub(crate) fn spawn(name: &str, mut cmd: Command) -> Result<Self> {
+    pub(crate) fn spawn(name: &str, cmd: Command) -> Result<Self> {
+        Self::spawn_reading(name, cmd, false)
+    }
+
+    /// As [`Proc::spawn`], with stderr's lines read into the same [`Lines`] (a CLI's errors).
+    pub(crate) fn spawn_with_stderr(name: &str, cmd: Command) -> Result<Self> {
+        Self::spawn_reading(name, cmd, true)
+    }
+
+    fn spawn_reading(name: &str, mut cmd: Command, stderr: bool) -> Result<Self> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(if stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {name}: {cmd:?}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
         let lines = Lines::default();
-        let sink = lines.clone();
-        // Ends at EOF, i.e. when the child is gone.
-        std::thread::Builder::new()
-            .name(format!("stdout-{name}"))
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    match line {
-                        Ok(l) => sink.push(l),
-                        Err(_) => break,
-                    }
-                }
-            })?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        read_lines(&format!("stdout-{name}"), stdout, lines.clone())?;
+        if let Some(err) = child.stderr.take() {
+            read_lines(&format!("stderr-{name}"), err, lines.clone())?;
+        }
         Ok(Self {
             name: name.to_owned(),
             lines,
             child,
             killed: false,
         })
+    }
+
+    /// The exit status, waiting until `deadline` at most (polled every 5 ms); `None` if it
+    /// still runs then.
+    pub(crate) fn wait_exit(&mut self, deadline: Instant) -> Option<std::process::ExitStatus> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.killed = true;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => return None,
+            }
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -126,6 +148,21 @@ impl Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A thread that appends every line of `from` to `sink` until EOF (the child is gone).
+fn read_lines(thread: &str, from: impl std::io::Read + Send + 'static, sink: Lines) -> Result<()> {
+    std::thread::Builder::new()
+        .name(thread.to_owned())
+        .spawn(move || {
+            for line in BufReader::new(from).lines() {
+                match line {
+                    Ok(l) => sink.push(l),
+                    Err(_) => break,
+                }
+            }
+        })?;
+    Ok(())
 }
 
 impl Drop for Proc {
@@ -297,6 +334,10 @@ pub(crate) struct NodeRole<'a> {
     pub config_file: Option<&'a Path>,
     /// The timing profile (`-profile=`), serf's default `lan` when `None`.
     pub profile: Option<&'a str>,
+    /// `hearsay agent`: `-data-dir=ROOT/NAME`, a data directory of its own under this root.
+    pub data_root: Option<&'a Path>,
+    /// `hearsay agent`: `-deploy-key=ed25519:...`, the signer it accepts deployments from.
+    pub deploy_key: Option<&'a str>,
 }
 
 /// `BIN agent -node=NAME -bind=127.0.0.1:GOSSIP -rpc-addr=127.0.0.1:RPC`: the flags `serf agent`
@@ -354,6 +395,12 @@ pub(crate) fn start_node(
             }
             if let Some(config) = role.config_file {
                 cmd.arg(format!("-config-file={}", config.display()));
+            }
+            if let Some(root) = role.data_root {
+                cmd.arg(format!("-data-dir={}", root.join(name).display()));
+            }
+            if let Some(key) = role.deploy_key {
+                cmd.arg(format!("-deploy-key={key}"));
             }
             Ok(Node {
                 proc: Proc::spawn(name, cmd)?,

@@ -219,8 +219,9 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
             o,
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
 CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone; \
-`--only events,queries` (keys: failure, events, queries, idle, handlers, sim, isolation) runs \
-only those sections. \
+`--only events,queries` (keys: failure, events, queries, idle, handlers, sim, isolation, \
+deploy) runs only those sections; `--quick` runs section 11 as one deploy to 3 agents and the \
+deploy simulator at N = 100. \
 The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`, \
 and hearsay-host's test guest `probe` in `runtime/host/tests/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`. \

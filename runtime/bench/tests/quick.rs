@@ -19,6 +19,7 @@ const SECTIONS: &[&str] = &[
     "## 8. Large responses over QUIC",
     "## 9. Scale (simulator)",
     "## 10. Handler isolation",
+    "## 11. Handler deployment",
     "## Not yet measured",
     "## Reproduce",
 ];
@@ -128,6 +129,18 @@ const SIM: &[&str] = &[
     "sim: live heap per member entry, converged",
     "sim: memory N = 10 000 needs, extrapolated from this N",
     "sim: wall time for this N (all seeds)",
+];
+
+/// Handler deployment (hearsay alone, | figure | N | hearsay | anchor |): quick mode's one
+/// deploy to 3 agents and the deploy simulator; the figures start with these (the live one
+/// names the module's size).
+const DEPLOY: &[&str] = &[
+    "deploy → every node running, first deploy into a fresh cluster, echo",
+    "sim deploy: record → every node up holds it, all up (virtual)",
+    "sim deploy: record → every node up holds it, 5 % crashed (virtual)",
+    "sim deploy: restart → every restarted node holds it, 5 % crashed (virtual)",
+    "sim deploy: join → every late joiner holds it, 5 % crashed, 5 % late joiners (virtual)",
+    "sim deploy: messages per node, all up (virtual)",
 ];
 
 fn serf_installed() -> bool {
@@ -262,6 +275,19 @@ fn quick_mode_produces_every_figure() {
             .collect();
         assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
         assert!(r.iter().all(|c| c[3] != "—"), "no value for {f:?}");
+    }
+    for f in DEPLOY {
+        let prefix = format!("| {f}");
+        let r: Vec<Vec<&str>> = report
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+        assert!(
+            r.iter().all(|c| c[3] != "—"),
+            "no value for {f:?}\n{report}"
+        );
     }
     // Simulator rows: | figure | N | hearsay | model |.
     for f in SIM {
