@@ -308,6 +308,7 @@ fn poll_converged(
         let now = Instant::now();
         rtts.push((now - asked).as_secs_f64());
         if all
+            .deployments
             .iter()
             .find(|d| d.name == NAME)
             .is_some_and(|d| all_running(d, version, n))
