@@ -66,7 +66,7 @@ pub(crate) struct ClassSamples {
     /// version's module (fetched, checked, compiled and swapped in): no poll lag.
     pub log_running: Vec<f64>,
     /// CLI spawned → its last progress line (the CLI's own view of convergence; it polls
-    /// every 250 ms), when it exited 0.
+    /// every second), when it exited 0.
     pub cli_done: Vec<f64>,
     /// K of the CLI's last "K of N nodes running" line, per deploy.
     pub cli_running: Vec<f64>,

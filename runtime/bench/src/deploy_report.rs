@@ -51,7 +51,7 @@ QUIC, checks its sha256 and compiles it, every time. One first deploy into the f
 poll of the first agent's `deployments` RPC (every {poll} ms; it asks every node for its state \
 over QUIC, as `hearsay deployments -format=json` shows) shows all {n} nodes `running` that \
 version; the CLI's own lines are timestamped as they arrive (`Deployed greet version V`, then \
-`greet vV: K of {n} nodes running`; the CLI looks every 250 ms), and so are the agents' log \
+`greet vV: K of {n} nodes running`; the CLI looks every second), and so are the agents' log \
 lines (`deploy: learned a deployment`, `deploy: running a deployed handler`), which time the \
 record's spread and the last node's switch without the poll's lag.",
             n = p.n,
@@ -183,7 +183,7 @@ module (after fetch and compile; no poll lag)"
             n,
             &c.cli_done,
             format!(
-                "the CLI's own view (it looks every 250 ms); {}",
+                "the CLI's own view (it looks every second); {}",
                 cli_lines(c)
             ),
         ),
