@@ -625,7 +625,8 @@ struct Rpc {
     leave_requested: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The one place the Serf RPC server starts: on `rpc_addr`, with `rpc_auth`, the agent's log
+/// The one place the Serf RPC server starts: on `rpc_addr`, with `rpc_auth` and
+/// `rpc_max_connections` (and the server's 10 s handshake bound), the agent's log
 /// hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
 async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let c = &agent.config;
@@ -636,7 +637,7 @@ async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             event_handlers: BTreeMap::new(),
         });
-    let mut options = ServerOptions::default();
+    let mut options = ServerOptions::default().max_connections(c.rpc_max_connections);
     if let Some(key) = &c.rpc_auth {
         options = options.auth_key(key.clone());
     }

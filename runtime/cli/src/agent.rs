@@ -58,6 +58,8 @@ Options:
   -role=foo                Deprecated: the same as -tag role=foo.
   -rpc-addr=127.0.0.1:7373 Address to bind the RPC listener to.
   -rpc-auth=key            Require this key from RPC clients (Serf's auth command).
+  -rpc-max-connections=256 The most RPC connections open at once (0: no cap, as Serf);
+                           one over it is closed as soon as it is accepted.
   -snapshot=path           Snapshot file: stores alive nodes and event clocks so the agent
                            can rejoin the cluster and avoid replaying events after a restart.
   -tag key=value           A tag of this node. Can be given many times.

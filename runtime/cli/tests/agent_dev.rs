@@ -73,6 +73,7 @@ fn help_documents_every_flag() {
         "-rejoin",
         "-rpc-addr",
         "-rpc-auth",
+        "-rpc-max-connections",
         "-snapshot",
         "-tag",
         "-tags-file",

@@ -6,7 +6,8 @@
 //!   all five; an agent that was down during the deploy runs it after its restart, a late
 //!   joiner runs it, and the serf agent's handler saw no event or query caused by it.
 //! - A second deploy converges after its origin is killed as soon as one other node has the
-//!   module (the rest fetch it from that node, not the origin).
+//!   module (the rest fetch it from that node, not the origin); an agent restarted alone
+//!   runs it from its data dir before it joins anyone.
 //! - Attacks, refused on every node with the reason: a deploy signed by an untrusted key, a
 //!   record whose module bytes are not the signed ones, a replayed older version; a module
 //!   file changed on disk is not run (the node fetches the signed bytes again).
@@ -305,6 +306,16 @@ fn deploys_converge_on_every_hearsay_agent_and_attacks_are_refused() {
         sysinfo,
         "n1 runs the signed bytes"
     );
+
+    // Persistence without the network: n4, restarted alone (no join), runs greet v2 from its
+    // data dir before it talks to anyone; then it rejoins.
+    agents[4].take().unwrap().kill9();
+    let alone = slots[4].start(&public, None);
+    let (ok, out) = hearsay(&args(&["handlers", &slots[4].rpc_arg()]));
+    assert!(ok && out.contains("deploy/greet"), "n4 alone: {out}");
+    drop(alone);
+    agents[4] = Some(slots[4].start(&public, Some(seed)));
+    wait_states(&slots[0], "greet", 2, "running", &rest);
 
     // Rollback (to echo, as version 3) and undeploy (version 4) converge.
     let (ok, out) = hearsay(&args(&[

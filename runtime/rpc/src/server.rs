@@ -8,6 +8,14 @@
 //! (hearsay's own) whose body decodes but has the wrong fields: that is answered with an
 //! error and the connection goes on.
 //!
+//! Two bounds Serf does not have keep idle or abusive clients from holding the agent's
+//! memory and descriptors ([`ServerOptions`]): at most 256 connections open at once (one over
+//! the cap is closed as it is accepted, and refusals are logged at most once per 5 s with
+//! their count), and 10 s for a new connection to complete the handshake (and `auth`, with a
+//! key). A client past those has no idle timeout. A connection's read buffer is released
+//! whenever no request is pending, so an idle one holds none, and a large request's buffer
+//! does not outlive it.
+//!
 //! How large query responses reach a client is part of the protocol: see [`RpcServer`].
 
 use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
@@ -23,9 +31,11 @@ use crate::messages::{
 use crate::{command_has_body, IPC_VERSION};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -40,19 +50,71 @@ const MONITOR_PATIENCE: Duration = Duration::from_secs(5);
 /// [`RpcServer`]'s docs state).
 pub(crate) const QUERY_PIECES_QUEUED: usize = 16;
 
-/// How the server treats its clients.
-#[derive(Debug, Clone, Default)]
+/// How the server treats its clients. Build it from [`ServerOptions::default`] and the
+/// setters (the struct may gain fields).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// When set, clients must send `auth` with this key after the handshake.
     pub auth_key: Option<String>,
+    /// The most client connections open at once (0: no cap); default
+    /// [`ServerOptions::DEFAULT_MAX_CONNECTIONS`]. A connection over it is closed as soon as
+    /// it is accepted, before anything is read or written, so a client sees the connection
+    /// close (Serf's client reports EOF during its handshake).
+    pub max_connections: usize,
+    /// How long a new connection has to complete the handshake, and the `auth` when the
+    /// server has a key (zero: no bound); default
+    /// [`ServerOptions::DEFAULT_HANDSHAKE_TIMEOUT`]. Counted from the accept; a connection
+    /// that has not done both by then is closed. Past the handshake and `auth` a connection
+    /// has no idle timeout (nor has Serf's): an idle CLI session, a `monitor` or a `stream`
+    /// stays open as long as its client keeps it.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            auth_key: None,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
 }
 
 impl ServerOptions {
+    /// The default cap on concurrent client connections. Serf has none (its IPC listener
+    /// accepts every connection and keeps it until the client goes). 256 is far above what an
+    /// agent's RPC address is used for — each `serf`/`hearsay` command holds one connection
+    /// while it runs, each `monitor` or `stream` one for as long as it runs — yet it bounds
+    /// what clients can hold: each connection costs two tasks, a response queue and a read
+    /// buffer (up to the 4 MiB request bound, or the `deploy` bound once authenticated), and
+    /// a file descriptor, which the agent also needs for gossip, QUIC and handlers under the
+    /// usual soft limit of 1024.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+    /// The default time a new connection has to complete the handshake (and `auth`). Serf's
+    /// client and hearsay's send both as soon as they connect, and give up on an agent
+    /// that takes 10 s to answer; a client still silent after that is holding a connection
+    /// it does not use.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Requires clients to authenticate with `key` (an empty key means no auth, as in Serf).
     pub fn auth_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
         self.auth_key = (!key.is_empty()).then_some(key);
+        self
+    }
+
+    /// Caps the client connections open at once (0: no cap, as Serf).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Closes connections that have not completed the handshake (and `auth`, with a key)
+    /// within `timeout` of being accepted (zero: no bound, as Serf).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 }
@@ -61,6 +123,8 @@ impl ServerOptions {
 struct Shared {
     backend: Arc<dyn Backend>,
     options: ServerOptions,
+    /// Client connections open now (counted from the accept to the end of their task).
+    connections: Arc<AtomicUsize>,
 }
 
 /// A running RPC server. Dropping it does not stop it; call [`RpcServer::shutdown`].
@@ -80,6 +144,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct RpcServer {
     local_addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -101,14 +166,17 @@ impl RpcServer {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
+        let connections = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             backend: Arc::new(backend),
             options,
+            connections: connections.clone(),
         });
         let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
         tracing::info!(addr = %local_addr, "agent.ipc: RPC listening");
         Ok(Self {
             local_addr,
+            connections,
             stop,
             task: Mutex::new(Some(task)),
         })
@@ -117,6 +185,13 @@ impl RpcServer {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// How many client connections are open now: accepted (within
+    /// [`ServerOptions::max_connections`]) and not yet closed. A connection counts until its
+    /// task has ended, its last responses written (or given up on).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// Stops accepting, closes every client connection and waits for the tasks to end.
@@ -131,13 +206,25 @@ impl RpcServer {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut clients = tokio::task::JoinSet::new();
+    let max = shared.options.max_connections;
+    let mut refusals = Refusals::default();
     loop {
+        let report_at = refusals.report_at();
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if max != 0 && shared.connections.load(Ordering::Acquire) >= max {
+                        // Closed before anything is read or written: the client sees EOF.
+                        drop(stream);
+                        if let Some((n, last)) = refusals.refused(peer, Instant::now()) {
+                            warn_refused(n, last, max);
+                        }
+                        continue;
+                    }
                     tracing::info!(client = %peer, "agent.ipc: Accepted client");
-                    clients.spawn(serve_client(stream, peer, shared.clone()));
+                    let open = OpenConnection::new(&shared.connections);
+                    clients.spawn(serve_client(stream, peer, shared.clone(), open));
                 }
                 Err(e) => {
                     tracing::error!("agent.ipc: Failed to accept client: {e}");
@@ -146,9 +233,95 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 }
             },
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
+            _ = sleep_until(report_at), if report_at.is_some() => {
+                if let Some((n, peer)) = refusals.report(Instant::now()) {
+                    warn_refused(n, peer, max);
+                }
+            }
         }
     }
     clients.shutdown().await;
+}
+
+/// The one log line for connections refused over the cap (at most one per
+/// [`REFUSAL_REPORT_EVERY`]).
+fn warn_refused(n: u64, last: SocketAddr, max: usize) {
+    tracing::warn!(
+        refused = n,
+        last_client = %last,
+        "agent.ipc: refused {n} RPC connection(s) (the last from {last}): {max} are open, the \
+         most allowed (rpc_max_connections)"
+    );
+}
+
+/// A `sleep_until` for an optional deadline (pending forever without one; the `select!`
+/// branch is disabled then anyway).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often, at most, refused connections are reported.
+const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Connections refused over the cap and not yet reported: the first of a burst is reported
+/// at once, the rest in one line per [`REFUSAL_REPORT_EVERY`] with their count.
+#[derive(Debug, Default)]
+struct Refusals {
+    unreported: u64,
+    last_peer: Option<SocketAddr>,
+    last_report: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts a refusal of `peer` at `now`; returns what to report when a report is due now.
+    fn refused(&mut self, peer: SocketAddr, now: Instant) -> Option<(u64, SocketAddr)> {
+        self.unreported += 1;
+        self.last_peer = Some(peer);
+        match self.last_report {
+            Some(at) if now < at + REFUSAL_REPORT_EVERY => None,
+            _ => self.report(now),
+        }
+    }
+
+    /// When the refusals not yet reported are due (`None`: there are none).
+    fn report_at(&self) -> Option<Instant> {
+        if self.unreported == 0 {
+            return None;
+        }
+        Some(
+            self.last_report
+                .map_or_else(Instant::now, |at| at + REFUSAL_REPORT_EVERY),
+        )
+    }
+
+    /// Takes the refusals not yet reported (their count and the last peer), as reported at
+    /// `now`.
+    fn report(&mut self, now: Instant) -> Option<(u64, SocketAddr)> {
+        let n = std::mem::take(&mut self.unreported);
+        let peer = self.last_peer.take()?;
+        self.last_report = Some(now);
+        (n > 0).then_some((n, peer))
+    }
+}
+
+/// One open client connection, counted in [`Shared::connections`] until dropped (when the
+/// connection's task ends or is aborted).
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One frame for a client's writer, with the permit (if any) it holds until written.
@@ -244,7 +417,29 @@ impl Drop for Client {
     }
 }
 
-async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Why a connection's read loop ended, other than the client closing it or leaving.
+enum Ending {
+    /// The client stopped reading its responses (already logged).
+    Dropped,
+    /// The client did not complete what it owes (the handshake, or `auth`) within
+    /// [`ServerOptions::handshake_timeout`].
+    Silent(&'static str),
+    /// The client broke the protocol, or the socket failed.
+    Failed(String),
+}
+
+impl From<String> for Ending {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
+
+async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _open: OpenConnection,
+) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE_FRAMES);
@@ -260,6 +455,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
         }
         let _ = wr.shutdown().await;
     })));
+    let timeout = shared.options.handshake_timeout;
     let mut client = Client {
         shared,
         out: Outbox {
@@ -275,68 +471,19 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
         next_query_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         leaving: false,
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    // The buffer length below which a body still arriving cannot be complete: a large body
-    // is scanned again only once the bytes it lacked have come, not on every read.
-    let mut complete_at = 0usize;
-    let outcome: std::result::Result<(), String> = async {
-        loop {
-            // Decode every complete request in the buffer.
-            while buf.len() >= complete_at {
-                let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? else {
-                    break;
-                };
-                let header = RequestHeader::from_value(&header)
-                    .map_err(|e| format!("failed to decode request header: {e}"))?;
-                let (body, body_used) = if command_has_body(&header.command) {
-                    let limit = client.body_limit(&header.command);
-                    match decode_partial(&buf[used..], limit) {
-                        Ok(Decoded::Value(v, n)) => (v, n),
-                        Ok(Decoded::Needs(n)) => {
-                            complete_at = buf.len() + n;
-                            break;
-                        }
-                        Err(e) => {
-                            // hearsay's own command learns why before the connection
-                            // closes (its body was not read, so the stream is lost).
-                            if header.command == "deploy" {
-                                client.refuse_deploy(header.seq, &e);
-                            }
-                            return Err(e.to_string());
-                        }
-                    }
-                } else {
-                    (Value::Nil, 0)
-                };
-                buf.drain(..used + body_used);
-                complete_at = 0;
-                client.handle(header, body).await?;
-                if client.leaving {
-                    return Ok(());
-                }
-            }
-            // A `deploy` body may have grown the buffer far past what other requests need:
-            // do not keep that memory for the life of the connection.
-            if buf.capacity() > 2 * MAX_VALUE_BYTES && buf.len() < MAX_VALUE_BYTES {
-                buf.shrink_to(4096);
-            }
-            let read = tokio::select! {
-                r = rd.read_buf(&mut buf) => r,
-                _ = kill.notified() => return Err("dropped".to_owned()),
-            };
-            match read {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("read failed: {e}")),
-            }
-        }
-    }
-    .await;
-    let dropped = matches!(&outcome, Err(e) if e == "dropped");
+    let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+    let outcome = read_requests(&mut client, &mut rd, &kill, deadline).await;
+    let dropped = matches!(outcome, Err(Ending::Dropped));
     match outcome {
         Ok(()) => tracing::debug!(client = %peer, "agent.ipc: client disconnected"),
-        Err(e) if e == "dropped" => {}
-        Err(e) => tracing::error!(client = %peer, "agent.ipc: dropping client: {e}"),
+        Err(Ending::Dropped) => {}
+        Err(Ending::Silent(owed)) => tracing::info!(
+            client = %peer,
+            "agent.ipc: closing client: no {owed} within {timeout:?} of connecting"
+        ),
+        Err(Ending::Failed(e)) => {
+            tracing::error!(client = %peer, "agent.ipc: dropping client: {e}")
+        }
     }
     // Ends the stream tasks, so the writer's queue closes once drained.
     drop(client);
@@ -347,6 +494,88 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
         handle.abort();
     } else if tokio::time::timeout(WRITER_DRAIN, handle).await.is_err() {
         tracing::warn!(client = %peer, "agent.ipc: client did not take its last responses");
+    }
+}
+
+/// Bytes read at a time (the read buffer's size while requests are small).
+const READ_CHUNK: usize = 4096;
+
+/// Reads and runs the client's requests until it closes the connection (`Ok`), leaves, or
+/// must be dropped. Until the client has completed the handshake and any `auth`, `deadline`
+/// bounds the wait; after that, none (a Serf client may stay idle as long as it likes).
+async fn read_requests(
+    client: &mut Client,
+    rd: &mut OwnedReadHalf,
+    kill: &Notify,
+    deadline: Option<Instant>,
+) -> std::result::Result<(), Ending> {
+    // Empty (no allocation) while nothing is pending: an idle connection holds no buffer.
+    let mut buf: Vec<u8> = Vec::new();
+    // The buffer length below which a body still arriving cannot be complete: a large body
+    // is scanned again only once the bytes it lacked have come, not on every read.
+    let mut complete_at = 0usize;
+    loop {
+        // Decode every complete request in the buffer.
+        while buf.len() >= complete_at {
+            let Some((header, used)) = decode_value(&buf).map_err(|e| e.to_string())? else {
+                break;
+            };
+            let header = RequestHeader::from_value(&header)
+                .map_err(|e| format!("failed to decode request header: {e}"))?;
+            let (body, body_used) = if command_has_body(&header.command) {
+                let limit = client.body_limit(&header.command);
+                match decode_partial(&buf[used..], limit) {
+                    Ok(Decoded::Value(v, n)) => (v, n),
+                    Ok(Decoded::Needs(n)) => {
+                        complete_at = buf.len() + n;
+                        break;
+                    }
+                    Err(e) => {
+                        // hearsay's own command learns why before the connection
+                        // closes (its body was not read, so the stream is lost).
+                        if header.command == "deploy" {
+                            client.refuse_deploy(header.seq, &e);
+                        }
+                        return Err(Ending::Failed(e.to_string()));
+                    }
+                }
+            } else {
+                (Value::Nil, 0)
+            };
+            buf.drain(..used + body_used);
+            complete_at = 0;
+            // Boxed: the largest requests' futures (queries, stats) are then allocated only
+            // while they run, not kept in every idle connection's task.
+            Box::pin(client.handle(header, body)).await?;
+            if client.leaving {
+                return Ok(());
+            }
+        }
+        // A large request (a `deploy` body above all) may have grown the buffer far past
+        // what the next one needs: do not keep that memory for the life of the connection.
+        if buf.is_empty() {
+            buf = Vec::new();
+        } else if buf.capacity() > 2 * MAX_VALUE_BYTES && buf.len() < MAX_VALUE_BYTES {
+            buf.shrink_to(READ_CHUNK.max(buf.len()));
+        }
+        let owed = deadline.and_then(|at| Some((client.owes()?, at)));
+        let ready = tokio::select! {
+            r = rd.readable() => r,
+            _ = kill.notified() => return Err(Ending::Dropped),
+            _ = sleep_until(owed.map(|(_, at)| at)), if owed.is_some() => {
+                return Err(Ending::Silent(owed.map_or("handshake", |(what, _)| what)));
+            }
+        };
+        if let Err(e) = ready {
+            return Err(Ending::Failed(format!("read failed: {e}")));
+        }
+        buf.reserve(READ_CHUNK);
+        match rd.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Ending::Failed(format!("read failed: {e}"))),
+        }
     }
 }
 
@@ -402,6 +631,18 @@ impl Client {
         }
         self.run(seq, req).await;
         Ok(())
+    }
+
+    /// What the client still owes before it may run commands: the `handshake`, or the `auth`
+    /// the server's key calls for; `None` once it has done both.
+    fn owes(&self) -> Option<&'static str> {
+        if self.version == 0 {
+            Some("handshake")
+        } else if self.needs_auth() {
+            Some("auth")
+        } else {
+            None
+        }
     }
 
     /// Whether the server has an auth key this client has not yet sent.
@@ -653,8 +894,13 @@ impl Client {
                             ("Name", s(&target.name)),
                             ("Payload", Value::Raw(payload)),
                         ]);
-                        if target.deadline > Instant::now() {
-                            queries.lock().unwrap().insert(id, target);
+                        let now = Instant::now();
+                        if target.deadline > now {
+                            let mut pending = queries.lock().unwrap();
+                            // Queries past their deadline can no longer be answered: a
+                            // stream whose client never responds must not pile them up.
+                            pending.retain(|_, q| q.deadline > now);
+                            pending.insert(id, target);
                         }
                         rec
                     }
@@ -911,6 +1157,34 @@ mod tests {
         assert_eq!(f(&last, "Payload"), Some(Value::Raw(b"abc".to_vec())));
         let failed = piece_record("n1", Vec::new(), true, "reset");
         assert_eq!(f(&failed, "Error"), Some(s("reset")));
+    }
+
+    #[test]
+    fn refusals_are_reported_at_most_once_per_period_with_their_count() {
+        let peer = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let t0 = Instant::now();
+        let mut r = Refusals::default();
+        assert_eq!(r.report_at(), None);
+        // The first of a burst is reported at once...
+        assert_eq!(r.refused(peer(1), t0), Some((1, peer(1))));
+        assert_eq!(r.report_at(), None);
+        // ...the rest wait for the period's end, counted.
+        for port in 2..=40 {
+            assert_eq!(
+                r.refused(peer(port), t0 + Duration::from_millis(port.into())),
+                None
+            );
+        }
+        assert_eq!(r.report_at(), Some(t0 + REFUSAL_REPORT_EVERY));
+        let t1 = t0 + REFUSAL_REPORT_EVERY;
+        assert_eq!(r.report(t1), Some((39, peer(40))));
+        assert_eq!(r.report_at(), None);
+        assert_eq!(r.report(t1), None, "nothing left to report");
+        // Within the next period: counted again; after a quiet period: reported at once.
+        assert_eq!(r.refused(peer(41), t1 + Duration::from_secs(1)), None);
+        assert_eq!(r.report(t1 + REFUSAL_REPORT_EVERY), Some((1, peer(41))));
+        let later = t1 + 3 * REFUSAL_REPORT_EVERY;
+        assert_eq!(r.refused(peer(42), later), Some((1, peer(42))));
     }
 
     #[test]

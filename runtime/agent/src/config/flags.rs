@@ -87,6 +87,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
             "advertise" => p.advertise = v(),
             "rpc-addr" => p.rpc_addr = v(),
             "rpc-auth" => p.rpc_auth = v(),
+            "rpc-max-connections" => p.rpc_max_connections = Some(int(&flag)?),
             "encrypt" => p.encrypt_key = v(),
             "keyring-file" => p.keyring_file = Some(flag.value.clone().into()),
             "join" => p.start_join.push(flag.value.clone()),
@@ -182,6 +183,7 @@ mod tests {
             "--config-dir",
             "conf.d",
             "-rpc-addr=127.0.0.1:0",
+            "-rpc-max-connections=32",
             "-protocol=4",
             "-disable-compression",
             "-broadcast-timeout=3s",
@@ -204,6 +206,7 @@ mod tests {
         assert_eq!(p.replay_on_join, Some(true));
         assert_eq!(p.tags.as_ref().unwrap().len(), 2);
         assert_eq!(p.protocol, Some(4));
+        assert_eq!(p.rpc_max_connections, Some(32));
         assert_eq!(p.enable_compression, Some(false));
         assert_eq!(p.log_json, Some(true));
         assert_eq!(p.discover.as_deref(), Some("c1"));
@@ -220,6 +223,7 @@ mod tests {
             "flag provided but not defined: -nodes (see `hearsay agent -help`)"
         );
         assert!(e(&["-retry-max=lots"]).contains("-retry-max"));
+        assert!(e(&["-rpc-max-connections=-1"]).contains("-rpc-max-connections"));
         assert!(e(&["-retry-interval=5"]).contains("-retry-interval"));
         assert!(e(&["-tag=novalue"]).contains("invalid tag"));
         assert!(e(&["-node"]).contains("-node needs a value"));

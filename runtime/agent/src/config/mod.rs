@@ -167,6 +167,8 @@ pub struct Partial {
     pub rpc_addr: Option<String>,
     /// `rpc_auth` / `-rpc-auth`.
     pub rpc_auth: Option<String>,
+    /// hearsay: `rpc_max_connections` / `-rpc-max-connections`.
+    pub rpc_max_connections: Option<usize>,
     /// `protocol` / `-protocol`.
     pub protocol: Option<u32>,
     /// `replay_on_join` / `-replay`.
@@ -265,6 +267,7 @@ impl Partial {
             log_json,
             rpc_addr,
             rpc_auth,
+            rpc_max_connections,
             protocol,
             replay_on_join,
             query_response_size_limit,
@@ -326,6 +329,10 @@ pub struct Config {
     pub rpc_addr: SocketAddr,
     /// `rpc_auth` / `-rpc-auth`: the token RPC clients must give; `None`: none.
     pub rpc_auth: Option<String>,
+    /// hearsay: `rpc_max_connections` / `-rpc-max-connections`: the most RPC connections
+    /// open at once, 0 for no cap (Serf has none); default
+    /// [`hearsay_rpc::ServerOptions::DEFAULT_MAX_CONNECTIONS`] (256).
+    pub rpc_max_connections: usize,
     /// `encrypt_key` / `-encrypt`: the base64 gossip key; `None`: no encryption.
     pub encrypt_key: Option<String>,
     /// `keyring_file` / `-keyring-file`: the keyring (JSON list of base64 keys).
@@ -625,6 +632,9 @@ impl Config {
             advertise,
             rpc_addr,
             rpc_auth: p.rpc_auth.filter(|k| !k.is_empty()),
+            rpc_max_connections: p
+                .rpc_max_connections
+                .unwrap_or(hearsay_rpc::ServerOptions::DEFAULT_MAX_CONNECTIONS),
             encrypt_key,
             keyring_file,
             start_join: p.start_join,
@@ -822,6 +832,20 @@ mod tests {
         );
         assert!(c.enable_compression && !c.replay_on_join && !c.leave_on_terminate);
         assert!(!c.node_name.is_empty());
+    }
+
+    #[test]
+    fn rpc_max_connections_defaults_to_the_servers_cap() {
+        let c = Config::resolve(Partial::default()).unwrap();
+        assert_eq!(c.rpc_max_connections, 256);
+        let c = Config::resolve(toml("rpc_max_connections = 0\n").unwrap()).unwrap();
+        assert_eq!(c.rpc_max_connections, 0, "0 turns the cap off");
+        let c = Config::resolve(json(r#"{"rpc_max_connections": 16}"#).unwrap()).unwrap();
+        assert_eq!(c.rpc_max_connections, 16);
+        let e = json(r#"{"rpc_max_connections": -1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rpc_max_connections"), "{e}");
     }
 
     #[test]
