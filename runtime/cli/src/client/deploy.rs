@@ -179,16 +179,26 @@ pub(super) async fn deploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
     submit(client, &key, spec, &bytes, wait).await
 }
 
-/// `hearsay rollback`: the previous version's record, signed again one version up.
-pub(super) async fn rollback(client: &RpcClient, p: &flags::Parsed) -> Outcome {
+/// What `rollback` and `undeploy` start from: the key, the name, `-wait`, and the
+/// deployment of that name the agent knows (an error if none).
+async fn existing(
+    client: &RpcClient,
+    p: &flags::Parsed,
+) -> Result<(SigningKey, String, Duration, RpcDeployment), String> {
     let key = read_key(p)?;
     let name = name_of(p)?;
     let wait = wait_of(p)?;
-    let Some(known) = current(client, &name).await? else {
-        return Err(format!(
+    match current(client, &name).await? {
+        Some(known) => Ok((key, name, wait, known)),
+        None => Err(format!(
             "Error: the agent knows no deployment named {name:?}"
-        ));
-    };
+        )),
+    }
+}
+
+/// `hearsay rollback`: the previous version's record, signed again one version up.
+pub(super) async fn rollback(client: &RpcClient, p: &flags::Parsed) -> Outcome {
+    let (key, name, wait, known) = existing(client, p).await?;
     let now = Deployment::decode(&known.record).map_err(|e| format!("Error: {e}"))?;
     let previous = known
         .history
@@ -212,14 +222,7 @@ pub(super) async fn rollback(client: &RpcClient, p: &flags::Parsed) -> Outcome {
 
 /// `hearsay undeploy`: a signed removal, one version up.
 pub(super) async fn undeploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
-    let key = read_key(p)?;
-    let name = name_of(p)?;
-    let wait = wait_of(p)?;
-    let Some(known) = current(client, &name).await? else {
-        return Err(format!(
-            "Error: the agent knows no deployment named {name:?}"
-        ));
-    };
+    let (key, name, wait, known) = existing(client, p).await?;
     if known.removed {
         println!("{name} is already undeployed (version {})", known.version);
         return Ok(());
