@@ -1,6 +1,8 @@
 //! `monitor` replays the recent log first, as Serf's does: the real `serf monitor` pointed at a
 //! real serf agent and at a hearsay agent shows each agent's own join line, logged before the
-//! monitor connected and never again. Bounded waits; nothing asserts speed.
+//! monitor connected and never again. And `members -name '('` (a bad regex): serf drops the
+//! client, so its CLI fails without saying why; hearsay answers with the regex error, chosen
+//! knowingly. Bounded waits; nothing asserts speed.
 
 mod agent_support;
 
@@ -72,5 +74,31 @@ fn monitor_replays_the_recent_log_like_serf() {
         ours.iter()
             .any(|l| l.contains("EventMemberJoin") && l.contains("h1")),
         "hearsay's monitor: {ours:?}"
+    );
+
+    let bad_regex = |addr: &str| {
+        let out = Command::new("timeout")
+            .args([
+                "30",
+                "serf",
+                "members",
+                &format!("-rpc-addr={addr}"),
+                "-name=(",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, theirs) = bad_regex(&serf_rpc);
+    assert!(!ok, "serf: {theirs}");
+    let (ok, ours) = bad_regex(&rpc);
+    assert!(
+        !ok && ours.contains("Failed to compile regex"),
+        "hearsay: {ours}"
     );
 }
