@@ -49,10 +49,7 @@ pub enum CacheOutcome {
     Corrupt,
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::private_dir::hex;
 
 /// The secret key's file name in the cache directory.
 const KEY_FILE: &str = "key";

@@ -180,7 +180,12 @@ impl PrivateDir {
 pub(crate) fn random_name() -> String {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    crate::cache::hex(&b)
+    hex(&b)
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Flags for reading a file that must not be a symlink (and must not block, should it be a FIFO).
