@@ -8,6 +8,7 @@
 //! - A second deploy converges after its origin is killed as soon as one other node has the
 //!   module (the rest fetch it from that node, not the origin); an agent restarted alone
 //!   runs it from its data dir before it joins anyone.
+//! - An agent trusting no key is listed as `disabled` and does not count.
 //! - Attacks, refused on every node with the reason: a deploy signed by an untrusted key, a
 //!   record whose module bytes are not the signed ones, a replayed older version; a module
 //!   file changed on disk is not run (the node fetches the signed bytes again).
@@ -52,15 +53,18 @@ impl Slot {
         format!("-rpc-addr={}", self.rpc)
     }
 
+    /// Starts the agent trusting `trust` (with its data dir), or no key at all when empty.
     fn start(&self, trust: &str, join: Option<u16>) -> NodeProcess {
         let mut a = vec![
             format!("-node={}", self.name),
             format!("-bind=127.0.0.1:{}", self.gossip),
             self.rpc_arg(),
             "-profile=local".to_owned(),
-            format!("-data-dir={}", self.data.display()),
-            format!("-deploy-key={trust}"),
         ];
+        if !trust.is_empty() {
+            a.push(format!("-data-dir={}", self.data.display()));
+            a.push(format!("-deploy-key={trust}"));
+        }
         if let Some(p) = join {
             a.push(format!("-join=127.0.0.1:{p}"));
         }
@@ -239,6 +243,20 @@ fn deploys_converge_on_every_hearsay_agent_and_attacks_are_refused() {
         }
         assert!(Instant::now() < deadline, "serf query greet: {out}");
     }
+
+    // An agent trusting no deploy key is listed as disabled and does not hold convergence
+    // back: a deploy through it is refused, one elsewhere still converges.
+    let keyless = Slot {
+        name: "k".into(),
+        gossip: free_port(),
+        rpc: format!("127.0.0.1:{}", free_port()),
+        data: dir.join("k"),
+    };
+    let k = keyless.start("", Some(seed));
+    wait_states(&slots[0], "greet", 0, "disabled", &["k"]);
+    let (ok, out) = deploy(&keyless, &ops, &g.echo, "5s");
+    assert!(!ok && out.contains("does not trust"), "keyless: {out}");
+    drop(k);
 
     // Attacks, at every node's RPC: an untrusted signer, bytes that are not the signed ones,
     // and a replay of an older version.
