@@ -307,17 +307,16 @@ impl Deployer {
             }
             let endpoint = self.endpoint.clone();
             asks.spawn(async move {
-                let asked = tokio::time::timeout(
+                let asked = ask(
+                    &endpoint,
+                    &advert,
+                    wire::STATUS,
+                    &[],
+                    wire::MAX_SMALL_REPLY,
                     ASK_TIMEOUT,
-                    endpoint.request(&advert, wire::STATUS, &[], wire::MAX_SMALL_REPLY),
                 )
                 .await;
-                let view = match asked {
-                    Ok(Ok(bytes)) => wire::decode_states(&bytes),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {ASK_TIMEOUT:?}")),
-                };
-                (m.name, view)
+                (m.name, asked.and_then(|bytes| wire::decode_states(&bytes)))
             });
         }
         while let Some(done) = asks.join_next().await {
@@ -888,15 +887,17 @@ impl Service {
         let endpoint = self.endpoint.clone();
         let (peer, body) = (peer.to_owned(), wire::encode_list(&records));
         tokio::spawn(async move {
-            let sent = tokio::time::timeout(
+            let sent = ask(
+                &endpoint,
+                &advert,
+                wire::PUSH,
+                &body,
+                wire::MAX_SMALL_REPLY,
                 ASK_TIMEOUT,
-                endpoint.request(&advert, wire::PUSH, &body, wire::MAX_SMALL_REPLY),
             )
             .await;
-            match sent {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "deploy: a push failed"),
-                Err(_) => tracing::debug!(peer = %peer, "deploy: a push went unanswered"),
+            if let Err(e) = sent {
+                tracing::debug!(peer = %peer, error = %e, "deploy: a push failed");
             }
         });
     }
@@ -909,25 +910,20 @@ impl Service {
         let tx = self.internal_tx.clone();
         let (from, digest) = (peer.to_owned(), self.set.digest().to_string());
         tokio::spawn(async move {
-            let asked = tokio::time::timeout(
+            let asked = ask(
+                &endpoint,
+                &advert,
+                wire::SYNC,
+                digest.as_bytes(),
+                wire::MAX_SMALL_REPLY,
                 ASK_TIMEOUT,
-                endpoint.request(
-                    &advert,
-                    wire::SYNC,
-                    digest.as_bytes(),
-                    wire::MAX_SMALL_REPLY,
-                ),
             )
             .await;
             let bytes = match asked {
-                Ok(Ok(bytes)) if bytes.is_empty() => return,
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => {
+                Ok(bytes) if bytes.is_empty() => return,
+                Ok(bytes) => bytes,
+                Err(e) => {
                     tracing::debug!(peer = %from, error = %e, "deploy: a sync failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %from, "deploy: a sync went unanswered");
                     return;
                 }
             };
@@ -1108,6 +1104,22 @@ impl Service {
     }
 }
 
+/// One request to a peer, bounded by `limit`; `Err` says why, in words for the logs and
+/// `hearsay deployments`.
+async fn ask(
+    endpoint: &QuicEndpoint,
+    peer: &QuicAdvert,
+    service: u8,
+    body: &[u8],
+    max_reply: u64,
+    limit: Duration,
+) -> Result<Vec<u8>, String> {
+    match tokio::time::timeout(limit, endpoint.request(peer, service, body, max_reply)).await {
+        Ok(reply) => reply.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
 /// Asks `peers` in turn for the module until one sends the right bytes, and keeps them.
 async fn fetch_from(
     endpoint: &QuicEndpoint,
@@ -1118,19 +1130,19 @@ async fn fetch_from(
     let wanted = module.sha256.to_string();
     let mut last = "no hearsay peer to fetch it from".to_owned();
     for (name, advert) in peers {
-        let asked = tokio::time::timeout(
+        let bytes = match ask(
+            endpoint,
+            advert,
+            wire::FETCH,
+            wanted.as_bytes(),
+            module.size,
             FETCH_TIMEOUT,
-            endpoint.request(advert, wire::FETCH, wanted.as_bytes(), module.size),
         )
-        .await;
-        let bytes = match asked {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
                 last = format!("{name}: {e}");
-                continue;
-            }
-            Err(_) => {
-                last = format!("{name}: no answer within {FETCH_TIMEOUT:?}");
                 continue;
             }
         };
