@@ -477,12 +477,17 @@ impl Service {
                 module,
                 reply,
             } => {
-                let taken = self.submit(&record, &module).await;
-                if let (Err(DeployError::Refused(why)), Ok(d)) =
-                    (&taken, Deployment::decode(&record))
-                {
-                    self.refuse(&d.spec().name, d.spec().version, why.clone());
-                }
+                let taken = match Deployment::decode(&record) {
+                    Err(e) => Err(DeployError::Refused(format!("not a valid deployment: {e}"))),
+                    Ok(d) => {
+                        let (name, version) = (d.spec().name.clone(), d.spec().version);
+                        let taken = self.submit(d, &module).await;
+                        if let Err(DeployError::Refused(why)) = &taken {
+                            self.refuse(&name, version, why.clone());
+                        }
+                        taken
+                    }
+                };
                 let _ = reply.send(taken);
             }
             Command::Snapshot { reply } => {
@@ -517,10 +522,8 @@ impl Service {
     }
 
     /// A deployment from the operator (RPC): checked fully before anything is kept.
-    async fn submit(&mut self, record: &[u8], module: &[u8]) -> Result<u64, DeployError> {
+    async fn submit(&mut self, d: Deployment, module: &[u8]) -> Result<u64, DeployError> {
         let refused = DeployError::Refused;
-        let d = Deployment::decode(record)
-            .map_err(|e| refused(format!("not a valid deployment: {e}")))?;
         let spec = d.spec().clone();
         if !self.settings.keys.contains(&d.signer()) {
             return Err(refused(format!(
