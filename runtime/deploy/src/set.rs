@@ -157,7 +157,7 @@ impl DeploySet {
             records.extend(self.history(name).iter().rev());
             records.push(d);
         }
-        encode_list(records)
+        encode_records(records)
     }
 
     /// Reads [`encode`](Self::encode)'s form and merges every record into a new set
@@ -199,17 +199,13 @@ struct SetWire<R> {
     records: Vec<R>,
 }
 
-fn encode_list<'a>(records: impl IntoIterator<Item = &'a Deployment>) -> Vec<u8> {
+/// Encodes a list of records (a sync reply or a push) in the set's layout.
+pub fn encode_records<'a>(records: impl IntoIterator<Item = &'a Deployment>) -> Vec<u8> {
     let wire = SetWire {
         format: SET_FORMAT.to_string(),
         records: records.into_iter().map(Deployment::to_wire).collect(),
     };
     serde_json::to_vec(&wire).expect("strings and lists always serialize")
-}
-
-/// Encodes a list of records (a sync reply or a push) in the set's layout.
-pub fn encode_records(records: &[Deployment]) -> Vec<u8> {
-    encode_list(records)
 }
 
 /// Decodes a list of records in the set's layout. The outer result fails if the layout is

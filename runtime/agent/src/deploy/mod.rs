@@ -656,7 +656,7 @@ impl Service {
                     if self.settings.keys.is_empty() || theirs == self.set.digest().to_string() {
                         Vec::new()
                     } else {
-                        wire::encode_list(self.set.current())
+                        hearsay_deploy::encode_records(self.set.current())
                     };
                 answer(req, Ok(reply));
             }
@@ -888,7 +888,7 @@ impl Service {
             return;
         };
         let endpoint = self.endpoint.clone();
-        let (peer, body) = (peer.to_owned(), wire::encode_list(&records));
+        let (peer, body) = (peer.to_owned(), hearsay_deploy::encode_records(&records));
         tokio::spawn(async move {
             let sent = ask(
                 &endpoint,

@@ -27,12 +27,6 @@ pub(super) const STATUS: u8 = 4;
 /// The largest reply to SYNC, PUSH or STATUS a node accepts.
 pub(super) const MAX_SMALL_REPLY: u64 = 16 << 20;
 
-/// A list of records (`hearsay_deploy`'s record-list layout).
-pub(super) fn encode_list<'a>(records: impl IntoIterator<Item = &'a Deployment>) -> Vec<u8> {
-    let records: Vec<Deployment> = records.into_iter().cloned().collect();
-    hearsay_deploy::encode_records(&records)
-}
-
 /// The records of a list from `peer` (an empty body is an empty list); records that do not
 /// decode are left out, the others taken, and one line says how many were left out.
 pub(super) fn decode_list(bytes: &[u8], peer: &str) -> Result<Vec<Deployment>, String> {
@@ -73,7 +67,12 @@ mod tests {
     #[test]
     fn garbage_lists_are_errors_not_panics() {
         assert_eq!(decode_list(b"", "p").unwrap().len(), 0);
-        assert_eq!(decode_list(&encode_list([]), "p").unwrap().len(), 0);
+        assert_eq!(
+            decode_list(&hearsay_deploy::encode_records([]), "p")
+                .unwrap()
+                .len(),
+            0
+        );
         for junk in [
             &b"{"[..],
             b"[]",
@@ -98,7 +97,7 @@ mod tests {
             signed_at: 0,
         };
         let good = Deployment::sign(spec, &key).unwrap();
-        let text = String::from_utf8(encode_list([&good])).unwrap();
+        let text = String::from_utf8(hearsay_deploy::encode_records([&good])).unwrap();
         let spoiled = text.replacen("\"records\":[", "\"records\":[{\"x\":1},", 1);
         assert_eq!(decode_list(spoiled.as_bytes(), "p").unwrap(), vec![good]);
         assert!(decode_states(b"[{]").is_err());
