@@ -48,16 +48,8 @@ pub(super) fn keygen(out: Option<&str>) -> Outcome {
     Ok(())
 }
 
-fn unsupported(what: &str, e: hearsay_rpc::Error) -> String {
-    let e = e.to_string();
-    if e == hearsay_rpc::errors::UNSUPPORTED_COMMAND {
-        format!(
-            "Error {what}: the agent does not support deployments (a Serf agent? deploying is \
-             a hearsay extension)"
-        )
-    } else {
-        format!("Error {what}: {e}")
-    }
+fn unsupported(doing: &str, e: hearsay_rpc::Error) -> String {
+    super::hearsay_only_error(doing, "deployments", "deploying is", e)
 }
 
 fn read_key(p: &flags::Parsed) -> Result<SigningKey, String> {

@@ -11,14 +11,12 @@ use std::time::Duration;
 pub(super) async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), String> {
     let format = super::format_of(p)?;
     let handlers = client.handlers().await.map_err(|e| {
-        let e = e.to_string();
-        if e == hearsay_rpc::errors::UNSUPPORTED_COMMAND {
-            "Error listing handlers: the agent does not support the handlers command \
-             (a Serf agent? handlers are a hearsay extension)"
-                .to_owned()
-        } else {
-            format!("Error listing handlers: {e}")
-        }
+        super::hearsay_only_error(
+            "listing handlers",
+            "the handlers command",
+            "handlers are",
+            e,
+        )
     })?;
     if format == "json" {
         println!("{}", json(&listing(&handlers))?);

@@ -315,6 +315,21 @@ async fn dispatch(verb: &str, spec: &Verb, p: &flags::Parsed) -> u8 {
 
 type Outcome = Result<(), String>;
 
+/// The error line of a hearsay-only command: `Error {doing}: {e}`, or, when the agent does
+/// not have the command (a Serf agent answers "Unsupported command"), that it lacks
+/// `missing` because `why` is a hearsay extension.
+fn hearsay_only_error(doing: &str, missing: &str, why: &str, e: hearsay_rpc::Error) -> String {
+    let e = e.to_string();
+    if e == hearsay_rpc::errors::UNSUPPORTED_COMMAND {
+        format!(
+            "Error {doing}: the agent does not support {missing} (a Serf agent? {why} a hearsay \
+             extension)"
+        )
+    } else {
+        format!("Error {doing}: {e}")
+    }
+}
+
 fn format_of(p: &flags::Parsed) -> Result<&str, String> {
     match p.get("format").unwrap_or("text") {
         f @ ("text" | "json") => Ok(f),
