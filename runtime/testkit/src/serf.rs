@@ -85,37 +85,60 @@ impl Serf {
 
     /// Runs `serf agent -node=<name> -bind=<free port> -rpc-addr=<free port> <args>` with its
     /// output in `dir/serf.log` (`dir` is created if missing) and waits up to `ready_within`
-    /// until its RPC listener answers (serf opens it after memberlist has bound).
+    /// until it is ready: it printed `Serf agent running!` (serf opens its RPC listener after
+    /// memberlist has bound, and prints that line after both) and its RPC port answers.
+    ///
+    /// A free port can be taken by another process between [`free_port`] and serf's bind (a
+    /// test running beside this one binds port 0, a CLI's outgoing connection picks it as its
+    /// source port). Serf then exits; it is started again on fresh ports, at most three times.
+    /// A port answering is not taken as proof: another process may be listening on it.
     pub fn launch(dir: PathBuf, name: &str, args: &[String], ready_within: Duration) -> Self {
+        const ATTEMPTS: usize = 3;
         std::fs::create_dir_all(&dir).unwrap();
-        let (bind, rpc) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join("serf.log")).unwrap();
-        let child = Command::new("serf")
-            .arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind=127.0.0.1:{bind}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
-            .args(args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start serf agent");
-        let serf = Self {
-            child,
-            dir,
-            bind,
-            rpc,
-        };
-        let deadline = Instant::now() + ready_within;
-        while TcpStream::connect(("127.0.0.1", rpc)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serf never started:\n{}",
-                serf.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for attempt in 1..=ATTEMPTS {
+            let (bind, rpc) = (free_port(), free_port());
+            let log = std::fs::File::create(dir.join("serf.log")).unwrap();
+            let mut child = Command::new("serf")
+                .arg("agent")
+                .arg(format!("-node={name}"))
+                .arg(format!("-bind=127.0.0.1:{bind}"))
+                .arg(format!("-rpc-addr=127.0.0.1:{rpc}"))
+                .args(args)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start serf agent");
+            let read_log = || std::fs::read_to_string(dir.join("serf.log")).unwrap_or_default();
+            let deadline = Instant::now() + ready_within;
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log = read_log();
+                    assert!(
+                        attempt < ATTEMPTS,
+                        "serf exited ({status}) before it was ready, {ATTEMPTS} times:\n{log}"
+                    );
+                    eprintln!("serf exited ({status}) before it was ready; starting it again on other ports:\n{log}");
+                    break;
+                }
+                if read_log().contains("Serf agent running!")
+                    && TcpStream::connect(("127.0.0.1", rpc)).is_ok()
+                {
+                    return Self {
+                        child,
+                        dir,
+                        bind,
+                        rpc,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("serf never started:\n{}", read_log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        serf
+        unreachable!("every attempt returns, panics or starts another")
     }
 
     /// The memberlist address.
