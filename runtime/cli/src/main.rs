@@ -6,6 +6,7 @@
 
 mod agent;
 mod client;
+mod new;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ Commands:
   deployments   list deployments and each node's state
   rollback      deploy a handler's previous version again
   undeploy      remove a deployed handler from every node
+  new           write a new handler project (Rust, C, Python or JavaScript)
   version       print hearsay's version
 
 Run `hearsay <command> -help` for a command's flags.";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match verb.as_str() {
         "agent" => agent::run(rest),
+        "new" => new::run(rest),
         "-h" | "-help" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

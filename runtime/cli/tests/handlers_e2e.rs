@@ -9,6 +9,7 @@
 mod agent_support;
 
 use agent_support::{agent_error, free_port, require_serf, run_to_end, scratch, start_agent};
+use agent_support::{hearsay, responses, serf, wait_answers};
 use agent_support::{wait_join_seen, wait_output, NodeProcess};
 use hearsay_testkit::wasm::{guests, Guests};
 use std::path::Path;
@@ -21,44 +22,6 @@ const DEPLOY: &str = "hearsay_handler_echo-2";
 
 fn wasm() -> &'static Guests {
     guests(Path::new(env!("CARGO_TARGET_TMPDIR")))
-}
-
-/// `hearsay <args>` to its end; its stdout.
-fn hearsay(args: &[&str]) -> String {
-    let f = run_to_end(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    assert!(
-        f.success,
-        "hearsay {args:?} failed: {}{}",
-        f.stdout, f.stderr
-    );
-    f.stdout
-}
-
-/// `serf <args>` (the real one) to its end; its stdout.
-fn serf(args: &[&str]) -> String {
-    let out = std::process::Command::new("serf")
-        .args(args)
-        .output()
-        .expect("running serf");
-    assert!(
-        out.status.success(),
-        "serf {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The responders of a `query` output (`Response from 'NODE': TEXT`), with their text.
-fn responses(out: &str) -> Vec<(String, String)> {
-    let mut r: Vec<(String, String)> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Response from '"))
-        .filter_map(|l| l.split_once("': "))
-        .map(|(n, t)| (n.to_owned(), t.to_owned()))
-        .collect();
-    r.sort();
-    r
 }
 
 /// One row of `hearsay handlers`: the columns after the name, by header.
@@ -111,34 +74,6 @@ fn wait_query_answers(
     nodes: &[&str],
 ) -> Vec<(String, String)> {
     wait_answers(hearsay, rpc, name, payload, nodes)
-}
-
-/// Waits until `CLI query NAME PAYLOAD` through `rpc` gets a response from each of `nodes`,
-/// with `cli` the hearsay or the real serf command: a query sent while the cluster's gossip
-/// still settles may miss a node, so the query is repeated, for at most 90 s.
-fn wait_answers(
-    cli: fn(&[&str]) -> String,
-    rpc: &str,
-    name: &str,
-    payload: &str,
-    nodes: &[&str],
-) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let out = cli(&[
-            "query",
-            &format!("-rpc-addr={rpc}"),
-            "-timeout=3s",
-            name,
-            payload,
-        ]);
-        let got = responses(&out);
-        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        if names == nodes {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "query {name}: {out}");
-    }
 }
 
 struct Cluster {

@@ -1,6 +1,7 @@
 //! The WebAssembly guests hearsay's tests run: builds the ready-made handlers (`handlers/`) and
 //! the hostile test guest (`runtime/host/tests/guests`) and the SDK template for wasm32-wasip2, installing the target
-//! with rustup when it is missing, once per test binary.
+//! with rustup when it is missing, once per test binary; and the handlers in other languages,
+//! with `scripts/build-handlers.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +72,29 @@ fn build(target_tmp: &Path) -> Guests {
         probe: out.join("hearsay_test_probe.wasm"),
         template: out.join("my_handler.wasm"),
     }
+}
+
+/// The handlers written in C, Python and JavaScript (`handlers/NAME-LANG`), built by
+/// `scripts/build-handlers.sh` (which installs each language's tools the first time, and skips a
+/// component newer than its sources) into `<target_tmp>/handlers`, once per test binary. Returns
+/// that directory; each handler is `NAME-LANG.wasm` in it.
+pub fn language_handlers(target_tmp: &Path) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = target_tmp.join("handlers");
+        let status = Command::new(root.join("scripts/build-handlers.sh"))
+            .args(["-lang", "c", "-lang", "python", "-lang", "js"])
+            .arg(&out)
+            // The host build's flags are not meant for the tools the script runs.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("running scripts/build-handlers.sh");
+        assert!(status.success(), "scripts/build-handlers.sh failed");
+        out
+    })
 }
 
 /// Installs the wasm32-wasip2 standard library with rustup when it is missing.

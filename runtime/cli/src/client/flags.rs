@@ -8,25 +8,33 @@ use std::collections::HashMap;
 
 /// Parsed flags and the remaining arguments.
 #[derive(Debug, Default)]
-pub(super) struct Parsed {
+pub(crate) struct Parsed {
     values: HashMap<String, Vec<String>>,
     pub args: Vec<String>,
 }
 
 impl Parsed {
     /// The last value of `name`, if given.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name)?.last().map(String::as_str)
     }
 
     /// Every value of a repeatable flag, in order.
-    pub(super) fn all(&self, name: &str) -> &[String] {
+    pub(crate) fn all(&self, name: &str) -> &[String] {
         self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds `other`'s flags and operands after this one's (flags given after an operand).
+    pub(crate) fn merge(&mut self, other: Parsed) {
+        for (name, values) in other.values {
+            self.values.entry(name).or_default().extend(values);
+        }
+        self.args.extend(other.args);
     }
 
     /// A boolean flag's value (`default` when absent), spelled as Go's `strconv.ParseBool`
     /// accepts.
-    pub(super) fn bool(&self, name: &str, default: bool) -> Result<bool, String> {
+    pub(crate) fn bool(&self, name: &str, default: bool) -> Result<bool, String> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => {
@@ -38,7 +46,7 @@ impl Parsed {
 
 /// Parses `args`: `bools` take no separate value, `values` do; anything else is an error
 /// naming the flag, as Go's `flag provided but not defined: -x`.
-pub(super) fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed, String> {
+pub(crate) fn parse(args: &[String], bools: &[&str], values: &[&str]) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut flags = Flags::defined(args.iter().cloned(), bools, values);
     for flag in &mut flags {

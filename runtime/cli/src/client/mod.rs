@@ -4,7 +4,7 @@
 //! 127.0.0.1:7373; `-rpc-auth` to `HEARSAY_RPC_AUTH`, then `SERF_RPC_AUTH`.
 
 mod deploy;
-mod flags;
+pub(crate) mod flags;
 mod handlers;
 mod output;
 mod query;

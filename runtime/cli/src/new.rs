@@ -1,0 +1,278 @@
+//! `hearsay new NAME -lang LANG`: writes a handler project that builds to a component the agent
+//! runs: a language's template (`sdk/template`, `sdk/LANG/template`), its SDK files, its one
+//! build script and a copy of `wit/handler.wit`, all compiled into this binary so a project can
+//! be made anywhere.
+
+use crate::client::flags;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: hearsay new NAME [-lang=rust|c|python|js] [-dir=DIR]
+
+Writes a new handler project named NAME into DIR (default ./NAME): the source of a handler
+that answers every query with its payload and logs every other event, the language's SDK,
+the WIT contract and build.sh, the one command that builds it into NAME.wasm (installing
+the language's tools the first time). NAME: a lowercase letter, then lowercase letters,
+digits, '-' or '_' (at most 64).
+
+Languages:
+  rust     cargo and the wasm32-wasip2 target (added with rustup)
+  c        clang-19 and wasi-libc (Debian packages), wasm-tools and wit-bindgen (cargo install)
+  python   componentize-py (pip, into a virtualenv in the project)
+  js       componentize-js and jco (npm, into the project's node_modules)";
+
+/// One file of a project: where it goes, what it holds, whether it is a script.
+struct File {
+    path: &'static str,
+    contents: &'static str,
+    executable: bool,
+}
+
+const fn file(path: &'static str, contents: &'static str) -> File {
+    File {
+        path,
+        contents,
+        executable: false,
+    }
+}
+
+const fn script(path: &'static str, contents: &'static str) -> File {
+    File {
+        path,
+        contents,
+        executable: true,
+    }
+}
+
+/// A language: its name and the files of a new project.
+struct Lang {
+    name: &'static str,
+    files: &'static [File],
+}
+
+/// Written into every project: the contract the build generates bindings from.
+const WIT: File = file("wit/handler.wit", include_str!("../../../wit/handler.wit"));
+
+const LANGS: &[Lang] = &[Lang {
+    name: "rust",
+    files: &[
+        file("Cargo.toml", include_str!("../../../sdk/template/Cargo.toml")),
+        file("Cargo.lock", include_str!("../../../sdk/template/Cargo.lock")),
+        file("src/lib.rs", include_str!("../../../sdk/template/src/lib.rs")),
+        file("README.md", include_str!("../../../sdk/template/README.md")),
+        file(".gitignore", include_str!("../../../sdk/template/.gitignore")),
+        script("build.sh", include_str!("../../../sdk/template/build.sh")),
+        file("hearsay-sdk/Cargo.toml", include_str!("../../../sdk/Cargo.toml")),
+        file("hearsay-sdk/src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
+        WIT,
+    ],
+}];
+
+/// The in-repo template's package name and SDK path, replaced in a new project's Cargo files.
+const RUST_TEMPLATE_NAME: &str = "name = \"my-handler\"";
+const RUST_TEMPLATE_SDK: &str = "hearsay-sdk = { path = \"..\" }";
+
+/// Runs `hearsay new`.
+pub(crate) fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let bools = ["h", "help"];
+    let values = ["lang", "dir"];
+    // Go's flags stop at the first operand; `hearsay new x -lang c` reads naturally, so the
+    // flags after NAME are parsed too.
+    let parsed = flags::parse(&args, &bools, &values).and_then(|mut p| {
+        if p.args.len() > 1 {
+            let after = flags::parse(&p.args[1..], &bools, &values)?;
+            p.args.truncate(1);
+            p.merge(after);
+        }
+        Ok(p)
+    });
+    let p = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if p.get("h").is_some() || p.get("help").is_some() {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let [name] = p.args.as_slice() else {
+        eprintln!("new takes one NAME\n{USAGE}");
+        return Ok(ExitCode::from(1));
+    };
+    let lang_name = p.get("lang").unwrap_or("rust");
+    let Some(lang) = lang(lang_name) else {
+        eprintln!(
+            "unknown language {lang_name:?}: choose one of {}\n{USAGE}",
+            LANGS.iter().map(|l| l.name).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    };
+    if let Err(e) = check_name(name) {
+        eprintln!("{e}\n{USAGE}");
+        return Ok(ExitCode::from(1));
+    }
+    let dir = PathBuf::from(p.get("dir").unwrap_or(name));
+    write_project(&dir, name, lang)?;
+    println!(
+        "Created {name} ({}) in {}.\n\nBuild it:\n  cd {} && ./build.sh    # -> {name}.wasm\n\nRun it:\n  hearsay agent -node=n1 -handler query:{name}={name}.wasm\n  hearsay query {name} hi",
+        lang.name,
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lang(name: &str) -> Option<&'static Lang> {
+    let name = match name {
+        "javascript" => "js",
+        "py" => "python",
+        "rs" => "rust",
+        other => other,
+    };
+    LANGS.iter().find(|l| l.name == name)
+}
+
+/// A name every language's tools take as a package, module and file name.
+fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid project name {name:?}: use a lowercase letter, then lowercase letters, digits, '-' or '_' (at most 64)"
+        ))
+    }
+}
+
+/// A file's contents in a project named `name`.
+fn render(lang: &Lang, path: &str, contents: &str, name: &str) -> String {
+    let mut text = contents.replace("{{name}}", name);
+    if lang.name == "rust" && matches!(path, "Cargo.toml" | "Cargo.lock") {
+        text = text.replacen(RUST_TEMPLATE_NAME, &format!("name = \"{name}\""), 1);
+        text = text.replacen(RUST_TEMPLATE_SDK, "hearsay-sdk = { path = \"hearsay-sdk\" }", 1);
+    }
+    text
+}
+
+/// Writes the project into `dir`, which must not exist or be empty; never overwrites a file.
+fn write_project(dir: &Path, name: &str, lang: &Lang) -> anyhow::Result<()> {
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("{} exists and cannot be read", dir.display()))?;
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "{} exists and is not empty; choose another NAME or -dir",
+            dir.display()
+        );
+    }
+    for f in lang.files {
+        let path = dir.join(f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(if f.executable { 0o755 } else { 0o644 });
+        }
+        let mut out = options
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut out, render(lang, f.path, f.contents, name).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["x", "echo", "my-handler", "a_b9"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "9x", "X", "-x", "a/b", "..", "a b", "é", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_rust_project_names_its_package_and_vendored_sdk() {
+        let rust = lang("rust").unwrap();
+        let cargo = rust.files.iter().find(|f| f.path == "Cargo.toml").unwrap();
+        let text = render(rust, cargo.path, cargo.contents, "greet");
+        assert!(text.contains("name = \"greet\""), "{text}");
+        assert!(text.contains("path = \"hearsay-sdk\""), "{text}");
+        assert!(!text.contains("my-handler"), "{text}");
+        let lock = rust.files.iter().find(|f| f.path == "Cargo.lock").unwrap();
+        assert!(render(rust, lock.path, lock.contents, "greet").contains("name = \"greet\""));
+    }
+
+    /// Every file of a language's template directory is written into its projects, so a file
+    /// added to a template is not forgotten here.
+    #[test]
+    fn every_template_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (lang, dir) in [("rust", "sdk/template")] {
+            let files = lang_files(lang);
+            for entry in walk(&root.join(dir)) {
+                let rel = entry.strip_prefix(root.join(dir)).unwrap();
+                let rel = rel.to_string_lossy();
+                if rel.starts_with("target") || rel.ends_with(".wasm") {
+                    continue;
+                }
+                assert!(files.contains(&rel.as_ref()), "{lang}: {rel} is not embedded");
+            }
+        }
+    }
+
+    fn lang_files(name: &str) -> Vec<&'static str> {
+        lang(name).unwrap().files.iter().map(|f| f.path).collect()
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_project_is_written_once_and_never_over_files() {
+        let tmp = std::env::temp_dir().join(format!("hearsay-new-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let rust = lang("rust").unwrap();
+        write_project(&tmp, "greet", rust).unwrap();
+        let lib = std::fs::read_to_string(tmp.join("src/lib.rs")).unwrap();
+        assert!(lib.starts_with("//! greet:"), "{lib}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(tmp.join("build.sh"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o111, 0o111, "build.sh is executable");
+        }
+        let err = write_project(&tmp, "greet", rust).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,140 @@
+//! Handlers written in C, Python and JavaScript (`handlers/NAME-LANG`, built by
+//! `scripts/build-handlers.sh` with each language's SDK) run in the host as the Rust ones do:
+//! echo answers with exactly the payload's bytes (all 256 byte values), turns a refused reply into
+//! its error, and logs user and member events through the `log` import; each language's real
+//! handler answers from the member list. Its own test binary: it installs a global subscriber to
+//! read the guests' log lines.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hearsay_host::{Event, Host, HostConfig, MemberStatus, Outcome, UserEvent};
+use support::{member, query, run, scratch_dir, spec, TestEmbedder};
+
+const LANGS: [&str; 3] = ["c", "python", "js"];
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The test binary's log: one global subscriber writing into a buffer.
+fn log_text() -> String {
+    static BUFFER: std::sync::OnceLock<Buffer> = std::sync::OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
+}
+
+/// The component of handler `name` (e.g. `echo-python`).
+fn component(name: &str) -> PathBuf {
+    let dir = hearsay_testkit::wasm::language_handlers(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// A host whose compile cache the tests share (a 12-18 MB Python or JavaScript component is
+/// compiled once per run).
+fn host() -> Host {
+    static CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| scratch_dir("languages-cache").join("cache"));
+    log_text();
+    Host::new(HostConfig {
+        workers: 2,
+        cache_dir: Some(cache.clone()),
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+/// Four members besides "self" (alive, no tags): two alive with a role, one failed, one left.
+fn cluster() -> Arc<TestEmbedder> {
+    let mut failed = member("old-1", "10.0.0.3", &[("role", "web")]);
+    failed.status = MemberStatus::Failed;
+    let mut left = member("gone-1", "10.0.0.4", &[]);
+    left.status = MemberStatus::Left;
+    TestEmbedder::with_members(vec![
+        member("web-1", "10.0.0.1", &[("role", "web"), ("zone", "a")]),
+        member("db-1", "10.0.0.2", &[("role", "db")]),
+        failed,
+        left,
+    ])
+}
+
+#[test]
+fn echo_in_every_language_answers_refuses_and_logs() {
+    let host = host();
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    for lang in LANGS {
+        let name = format!("echo-{lang}");
+        let echo = host.load(spec(&name, &component(&name))).unwrap();
+
+        let emb = TestEmbedder::new();
+        assert_eq!(
+            run(&host, &echo, query("ping", &every_byte), emb.clone()),
+            Outcome::Ok,
+            "{name}"
+        );
+        let reply = emb.reply();
+        assert!(reply.finished, "{name}: reply not finished");
+        assert!(reply.bytes == every_byte, "{name}: the reply is not the payload's bytes");
+
+        // An asker that takes 16 bytes at most: the refusal comes back as the handler's error.
+        let small = Arc::new(TestEmbedder {
+            me: Some(member("self", "127.0.0.1", &[])),
+            reply_limit: Some(16),
+            ..TestEmbedder::default()
+        });
+        match run(&host, &echo, query("ping", &[b'x'; 100]), small) {
+            Outcome::GuestError(e) => assert!(e.contains("16"), "{name}: {e}"),
+            other => panic!("{name}: a too-large reply gave {other:?}"),
+        }
+
+        let user = Event::User(UserEvent {
+            name: "deploy".into(),
+            payload: format!("v2-{lang}").into_bytes(),
+            ltime: 3,
+            coalesce: true,
+        });
+        let emb = TestEmbedder::new();
+        assert_eq!(run(&host, &echo, user, emb.clone()), Outcome::Ok, "{name}");
+        assert!(emb.replies.lock().unwrap().is_empty(), "{name}: a user event gets no reply");
+        let join = Event::MemberJoin(vec![member(&format!("joiner-{lang}"), "10.0.0.9", &[])]);
+        assert_eq!(run(&host, &echo, join, TestEmbedder::new()), Outcome::Ok, "{name}");
+
+        let log = log_text();
+        let line = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{name}: no log line with {needle:?} in:\n{log}"))
+                .to_owned()
+        };
+        let user_line = line(&format!("user event deploy at ltime 3: v2-{lang}"));
+        assert!(user_line.contains(&name), "{user_line}");
+        let join_line = line(&format!("joiner-{lang}"));
+        assert!(join_line.contains("member-join"), "{join_line}");
+
+        let stats = echo.stats();
+        assert_eq!((stats.invocations, stats.ok, stats.errors, stats.traps), (4, 3, 1, 0), "{name}");
+    }
+}
