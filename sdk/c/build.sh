@@ -110,7 +110,7 @@ if command -v wasm-tools >/dev/null 2>&1; then
 else
     need_cargo wasm-tools
     say "installing wasm-tools $WASM_TOOLS_VERSION with cargo install (a few minutes, once)"
-    cargo install --locked --quiet "wasm-tools@$WASM_TOOLS_VERSION" >&2 ||
+    cargo install --locked --quiet --no-default-features --features component "wasm-tools@$WASM_TOOLS_VERSION" >&2 ||
         die "cargo install wasm-tools@$WASM_TOOLS_VERSION failed"
     WASM_TOOLS=$CARGO_BIN/wasm-tools
 fi
@@ -133,12 +133,12 @@ if [ -z "$WIT_BINDGEN" ]; then
         ensure_cache_dir
         say "wit-bindgen $(tool_version wit-bindgen) is installed but the SDK needs $WIT_BINDGEN_VERSION:" \
             "installing wit-bindgen-cli $WIT_BINDGEN_VERSION into $CACHE_DIR/tools (a few minutes, once)"
-        cargo install --locked --quiet --root "$CACHE_DIR/tools" "wit-bindgen-cli@$WIT_BINDGEN_VERSION" >&2 ||
+        cargo install --locked --quiet --no-default-features --features c --root "$CACHE_DIR/tools" "wit-bindgen-cli@$WIT_BINDGEN_VERSION" >&2 ||
             die "cargo install wit-bindgen-cli@$WIT_BINDGEN_VERSION failed"
         WIT_BINDGEN=$CACHE_DIR/tools/bin/wit-bindgen
     else
         say "installing wit-bindgen-cli $WIT_BINDGEN_VERSION with cargo install (a few minutes, once)"
-        cargo install --locked --quiet "wit-bindgen-cli@$WIT_BINDGEN_VERSION" >&2 ||
+        cargo install --locked --quiet --no-default-features --features c "wit-bindgen-cli@$WIT_BINDGEN_VERSION" >&2 ||
             die "cargo install wit-bindgen-cli@$WIT_BINDGEN_VERSION failed"
         WIT_BINDGEN=$CARGO_BIN/wit-bindgen
     fi

@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, error, info, warn};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{filter_fn, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, Layer, Registry};
@@ -55,7 +55,8 @@ impl Logging {
     /// Installs the global subscriber: logs at `level` and above to stdout (as Serf's agent
     /// prints them), one JSON object per line with `json`, colours only on a terminal.
     /// The log hub and the `extra` layers see every event, whatever the level (Serf's
-    /// `monitor` picks its own). Fails if a global subscriber is already installed.
+    /// `monitor` picks its own); the output and the hub take the libraries' events only from
+    /// WARN up ([`ours_or_warnings`]). Fails if a global subscriber is already installed.
     pub fn init(level: LogLevel, json: bool, extra: Vec<BoxedLayer>) -> Result<Self> {
         use std::io::IsTerminal;
         let (filter, handle) = reload::Layer::new(LevelFilter::from_level(level.tracing_level()));
@@ -73,13 +74,18 @@ impl Logging {
                 .with_filter(filter)
                 .boxed()
         };
+        let output = output.with_filter(filter_fn(ours_or_warnings)).boxed();
         let hub = LogHub::default();
-        let mut layers = vec![output, hub.layer().boxed()];
+        let hub_layer = hub.layer().with_filter(filter_fn(ours_or_warnings)).boxed();
+        let mut layers = vec![output, hub_layer];
         layers.extend(extra);
         tracing_subscriber::registry()
             .with(layers)
             .try_init()
             .map_err(Error::Logging)?;
+        // The `log` bridge hands every record to the subscriber to be filtered; cutting the
+        // libraries' debug and trace records in the `log` macros saves that call per record.
+        log::set_max_level(log::LevelFilter::Warn);
         Ok(Self { level: handle, hub })
     }
 
@@ -94,6 +100,15 @@ impl Logging {
             .level
             .reload(LevelFilter::from_level(level.tracing_level()));
     }
+}
+
+/// Whether a log event is shown: every event of hearsay's own crates, and the libraries' under
+/// it (wasmtime and Cranelift, quinn, rustls, ...) from WARN up. Their debug and trace events
+/// come by the thousand (one per function Cranelift compiles, per QUIC packet): formatting each
+/// for the monitor's ring made compiling a 12 MB component minutes slower, and they would bury
+/// hearsay's own lines at `-log-level=debug`.
+fn ours_or_warnings(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("hearsay") || *meta.level() <= tracing::Level::WARN
 }
 
 /// Prints a line of the agent's own output (what Serf prints with `==> `).

@@ -54,20 +54,58 @@ struct Lang {
 /// Written into every project: the contract the build generates bindings from.
 const WIT: File = file("wit/handler.wit", include_str!("../../../wit/handler.wit"));
 
-const LANGS: &[Lang] = &[Lang {
-    name: "rust",
-    files: &[
-        file("Cargo.toml", include_str!("../../../sdk/template/Cargo.toml")),
-        file("Cargo.lock", include_str!("../../../sdk/template/Cargo.lock")),
-        file("src/lib.rs", include_str!("../../../sdk/template/src/lib.rs")),
-        file("README.md", include_str!("../../../sdk/template/README.md")),
-        file(".gitignore", include_str!("../../../sdk/template/.gitignore")),
-        script("build.sh", include_str!("../../../sdk/template/build.sh")),
-        file("hearsay-sdk/Cargo.toml", include_str!("../../../sdk/Cargo.toml")),
-        file("hearsay-sdk/src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
-        WIT,
-    ],
-}];
+const LANGS: &[Lang] = &[
+    Lang {
+        name: "rust",
+        files: &[
+            file(
+                "Cargo.toml",
+                include_str!("../../../sdk/template/Cargo.toml"),
+            ),
+            file(
+                "Cargo.lock",
+                include_str!("../../../sdk/template/Cargo.lock"),
+            ),
+            file(
+                "src/lib.rs",
+                include_str!("../../../sdk/template/src/lib.rs"),
+            ),
+            file("README.md", include_str!("../../../sdk/template/README.md")),
+            file(
+                ".gitignore",
+                include_str!("../../../sdk/template/.gitignore"),
+            ),
+            script("build.sh", include_str!("../../../sdk/template/build.sh")),
+            file(
+                "hearsay-sdk/Cargo.toml",
+                include_str!("../../../sdk/Cargo.toml"),
+            ),
+            file(
+                "hearsay-sdk/src/lib.rs",
+                include_str!("../../../sdk/src/lib.rs"),
+            ),
+            WIT,
+        ],
+    },
+    Lang {
+        name: "c",
+        files: &[
+            file("handle.c", include_str!("../../../sdk/c/template/handle.c")),
+            file(
+                "README.md",
+                include_str!("../../../sdk/c/template/README.md"),
+            ),
+            file(
+                ".gitignore",
+                include_str!("../../../sdk/c/template/.gitignore"),
+            ),
+            file("hearsay.h", include_str!("../../../sdk/c/hearsay.h")),
+            file("hearsay.c", include_str!("../../../sdk/c/hearsay.c")),
+            script("build.sh", include_str!("../../../sdk/c/build.sh")),
+            WIT,
+        ],
+    },
+];
 
 /// The in-repo template's package name and SDK path, replaced in a new project's Cargo files.
 const RUST_TEMPLATE_NAME: &str = "name = \"my-handler\"";
@@ -155,7 +193,11 @@ fn render(lang: &Lang, path: &str, contents: &str, name: &str) -> String {
     let mut text = contents.replace("{{name}}", name);
     if lang.name == "rust" && matches!(path, "Cargo.toml" | "Cargo.lock") {
         text = text.replacen(RUST_TEMPLATE_NAME, &format!("name = \"{name}\""), 1);
-        text = text.replacen(RUST_TEMPLATE_SDK, "hearsay-sdk = { path = \"hearsay-sdk\" }", 1);
+        text = text.replacen(
+            RUST_TEMPLATE_SDK,
+            "hearsay-sdk = { path = \"hearsay-sdk\" }",
+            1,
+        );
     }
     text
 }
@@ -202,7 +244,17 @@ mod tests {
         for ok in ["x", "echo", "my-handler", "a_b9"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "9x", "X", "-x", "a/b", "..", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "9x",
+            "X",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }
@@ -219,20 +271,38 @@ mod tests {
         assert!(render(rust, lock.path, lock.contents, "greet").contains("name = \"greet\""));
     }
 
-    /// Every file of a language's template directory is written into its projects, so a file
-    /// added to a template is not forgotten here.
+    /// Every file of a language's template and SDK directories is written into its projects
+    /// (the template's at the top, the SDK's too, the Rust SDK's under `hearsay-sdk/`), so a
+    /// file added to either is not forgotten here.
     #[test]
-    fn every_template_file_is_embedded() {
+    fn every_template_and_sdk_file_is_embedded() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for (lang, dir) in [("rust", "sdk/template")] {
+        // (language, directory, where its files go in a project, its files left out: docs).
+        let dirs: [(&str, &str, &str, &[&str]); 4] = [
+            ("rust", "sdk/template", "", &[]),
+            ("rust", "sdk/src", "hearsay-sdk/src/", &[]),
+            ("c", "sdk/c/template", "", &[]),
+            ("c", "sdk/c", "", &["README.md"]),
+        ];
+        // Build output, installed tools and the templates (checked on their own).
+        let generated = ["target/", "template/", "node_modules/", ".venv/", ".build/"];
+        for (lang, dir, prefix, left_out) in dirs {
             let files = lang_files(lang);
             for entry in walk(&root.join(dir)) {
                 let rel = entry.strip_prefix(root.join(dir)).unwrap();
                 let rel = rel.to_string_lossy();
-                if rel.starts_with("target") || rel.ends_with(".wasm") {
+                if generated.iter().any(|g| rel.starts_with(g))
+                    || rel.ends_with(".wasm")
+                    || rel.contains("__pycache__")
+                    || left_out.contains(&rel.as_ref())
+                {
                     continue;
                 }
-                assert!(files.contains(&rel.as_ref()), "{lang}: {rel} is not embedded");
+                let path = format!("{prefix}{rel}");
+                assert!(
+                    files.contains(&path.as_str()),
+                    "{lang}: {dir}/{rel} is not embedded"
+                );
             }
         }
     }

@@ -26,7 +26,13 @@ fn target_tmp() -> &'static Path {
 fn new_project(dir: &Path, lang: &str) -> PathBuf {
     let name = format!("app-{lang}");
     let project = dir.join(&name);
-    hearsay(&["new", &name, "-lang", lang, &format!("-dir={}", project.display())]);
+    hearsay(&[
+        "new",
+        &name,
+        "-lang",
+        lang,
+        &format!("-dir={}", project.display()),
+    ]);
     let out = Command::new("./build.sh")
         .current_dir(&project)
         // The test build's flags are not meant for the project's own build.
@@ -43,13 +49,21 @@ fn new_project(dir: &Path, lang: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let component = project.join(format!("{name}.wasm"));
-    assert!(component.is_file(), "{name}: ./build.sh wrote no {name}.wasm");
+    assert!(
+        component.is_file(),
+        "{name}: ./build.sh wrote no {name}.wasm"
+    );
     component
 }
 
 /// `serf query -format=json NAME PAYLOAD` through serf's RPC until `NODE` answers (the query is
 /// repeated while gossip settles, at most 90 s): its response.
-fn serf_json_answer(agent: &Serf, name: &str, payload: &str, done: impl Fn(&str) -> bool) -> String {
+fn serf_json_answer(
+    agent: &Serf,
+    name: &str,
+    payload: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = serf(&[
@@ -81,9 +95,16 @@ fn every_language_answers_the_real_serf_query() {
     let shipped = language_handlers(target_tmp());
     handlers.push(("echo-rust".into(), guests(target_tmp()).echo.clone()));
     for lang in ["c", "python", "js"] {
-        handlers.push((format!("echo-{lang}"), shipped.join(format!("echo-{lang}.wasm"))));
+        handlers.push((
+            format!("echo-{lang}"),
+            shipped.join(format!("echo-{lang}.wasm")),
+        ));
     }
-    for (query, component) in [("census", "census-c"), ("facts", "facts-python"), ("select", "select-js")] {
+    for (query, component) in [
+        ("census", "census-c"),
+        ("facts", "facts-python"),
+        ("select", "select-js"),
+    ] {
         handlers.push((query.into(), shipped.join(format!("{component}.wasm"))));
     }
 
@@ -96,7 +117,10 @@ fn every_language_answers_the_real_serf_query() {
         format!("-join={}", serf_agent.addr()),
         "-tag".into(),
         "role=web".into(),
-        format!("-handler-cache-dir={}", target_tmp().join("languages-agent-cache").display()),
+        format!(
+            "-handler-cache-dir={}",
+            target_tmp().join("languages-agent-cache").display()
+        ),
     ];
     for (query, component) in &handlers {
         args.push("-handler".into());
@@ -106,7 +130,10 @@ fn every_language_answers_the_real_serf_query() {
 
     // Each language's starter project and echo answer with the payload.
     let serf_rpc = format!("127.0.0.1:{}", serf_agent.rpc);
-    for (query, _) in handlers.iter().filter(|(q, _)| q.starts_with("app-") || q.starts_with("echo-")) {
+    for (query, _) in handlers
+        .iter()
+        .filter(|(q, _)| q.starts_with("app-") || q.starts_with("echo-"))
+    {
         let payload = format!("hello {query}");
         let got = wait_answers(serf, &serf_rpc, query, &payload, &[NODE]);
         assert_eq!(got, [(NODE.to_owned(), payload)], "{query}");
@@ -114,9 +141,15 @@ fn every_language_answers_the_real_serf_query() {
 
     // census (C): both members alive, one of them with role=web.
     let all = serf_json_answer(&serf_agent, "census", "", |t| t.contains("alive=2"));
-    assert_eq!(all.trim_end(), "alive=2\nleaving=0\nleft=0\nfailed=0\nnone=0\ntotal=2");
+    assert_eq!(
+        all.trim_end(),
+        "alive=2\nleaving=0\nleft=0\nfailed=0\nnone=0\ntotal=2"
+    );
     let web = serf_json_answer(&serf_agent, "census", "role=web", |_| true);
-    assert_eq!(web.trim_end(), "alive=1\nleaving=0\nleft=0\nfailed=0\nnone=0\ntotal=1");
+    assert_eq!(
+        web.trim_end(),
+        "alive=1\nleaving=0\nleft=0\nfailed=0\nnone=0\ntotal=1"
+    );
 
     // facts (Python): this node's facts and the cluster's role counts.
     let facts = serf_json_answer(&serf_agent, "facts", "role", |_| true);
@@ -125,7 +158,11 @@ fn every_language_answers_the_real_serf_query() {
     assert_eq!(facts["tags"]["role"], "web", "{facts}");
     assert_eq!(facts["members"]["alive"], 2, "{facts}");
     assert_eq!(facts["total"], 2, "{facts}");
-    assert_eq!(facts["tag_values"], serde_json::json!({"db": 1, "web": 1}), "{facts}");
+    assert_eq!(
+        facts["tag_values"],
+        serde_json::json!({"db": 1, "web": 1}),
+        "{facts}"
+    );
 
     // select (JavaScript): a JSON query over the members.
     let select = serf_json_answer(
@@ -135,5 +172,8 @@ fn every_language_answers_the_real_serf_query() {
         |_| true,
     );
     let select: serde_json::Value = serde_json::from_str(&select).expect("select answers JSON");
-    assert_eq!(select, serde_json::json!([{"name": "s1", "tags.role": "db"}]));
+    assert_eq!(
+        select,
+        serde_json::json!([{"name": "s1", "tags.role": "db"}])
+    );
 }

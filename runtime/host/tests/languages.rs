@@ -97,7 +97,10 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         );
         let reply = emb.reply();
         assert!(reply.finished, "{name}: reply not finished");
-        assert!(reply.bytes == every_byte, "{name}: the reply is not the payload's bytes");
+        assert!(
+            reply.bytes == every_byte,
+            "{name}: the reply is not the payload's bytes"
+        );
 
         // An asker that takes 16 bytes at most: the refusal comes back as the handler's error.
         let small = Arc::new(TestEmbedder {
@@ -118,9 +121,16 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         });
         let emb = TestEmbedder::new();
         assert_eq!(run(&host, &echo, user, emb.clone()), Outcome::Ok, "{name}");
-        assert!(emb.replies.lock().unwrap().is_empty(), "{name}: a user event gets no reply");
+        assert!(
+            emb.replies.lock().unwrap().is_empty(),
+            "{name}: a user event gets no reply"
+        );
         let join = Event::MemberJoin(vec![member(&format!("joiner-{lang}"), "10.0.0.9", &[])]);
-        assert_eq!(run(&host, &echo, join, TestEmbedder::new()), Outcome::Ok, "{name}");
+        assert_eq!(
+            run(&host, &echo, join, TestEmbedder::new()),
+            Outcome::Ok,
+            "{name}"
+        );
 
         let log = log_text();
         let line = |needle: &str| {
@@ -135,6 +145,10 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         assert!(join_line.contains("member-join"), "{join_line}");
 
         let stats = echo.stats();
-        assert_eq!((stats.invocations, stats.ok, stats.errors, stats.traps), (4, 3, 1, 0), "{name}");
+        assert_eq!(
+            (stats.invocations, stats.ok, stats.errors, stats.traps),
+            (4, 3, 1, 0),
+            "{name}"
+        );
     }
 }
