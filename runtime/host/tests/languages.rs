@@ -152,3 +152,36 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         );
     }
 }
+
+/// The reply `handler` gives to `query(name, payload)` over [`cluster`], or its error.
+fn answer(
+    host: &Host,
+    handler: &hearsay_host::Handler,
+    name: &str,
+    payload: &str,
+) -> Result<String, String> {
+    let emb = cluster();
+    match run(host, handler, query(name, payload.as_bytes()), emb.clone()) {
+        Outcome::Ok => Ok(emb.reply_text()),
+        Outcome::GuestError(e) => Err(e),
+        other => panic!("{name} {payload:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn census_in_c_counts_members_by_status() {
+    let host = host();
+    let census = host.load(spec("census-c", &component("census-c"))).unwrap();
+    assert_eq!(
+        answer(&host, &census, "census", "").unwrap(),
+        "alive=3\nleaving=0\nleft=1\nfailed=1\nnone=0\ntotal=5\n"
+    );
+    assert_eq!(
+        answer(&host, &census, "census", "role=web").unwrap(),
+        "alive=1\nleaving=0\nleft=0\nfailed=1\nnone=0\ntotal=2\n"
+    );
+    assert_eq!(
+        answer(&host, &census, "census", "web").unwrap_err(),
+        "census: payload must be KEY=VALUE, got web"
+    );
+}
