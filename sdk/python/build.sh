@@ -90,17 +90,17 @@ rm -rf "$BUILD/bindings"
 	die "componentize-py could not generate bindings from $WIT"
 
 mkdir -p "$(dirname "$OUT")"
-TMP_OUT=$(mktemp "$BUILD/out.XXXXXX")
-trap 'rm -f "$TMP_OUT"' EXIT
+TMP=$(mktemp -d "$BUILD/out.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+TMP_OUT=$TMP/out.wasm
 
 say "building $OUT"
 # The app is hearsay._world, which imports the project's app.py. The project comes first on the
 # path; the SDK directory gives the hearsay package. componentize-py runs the imports once, now,
 # and keeps the initialised interpreter in the component.
-if ! (cd "$PROJECT_DIR" && "$CPY" -q -d "$WIT" -w handler componentize \
+if ! (cd "$PROJECT_DIR" && RUST_BACKTRACE=0 "$CPY" -q -d "$WIT" -w handler componentize \
 	-p "$PROJECT_DIR" -p "$SCRIPT_DIR" hearsay._world -o "$TMP_OUT"); then
 	die "componentize-py failed to build $PROJECT_DIR (see above: an exception in app.py at import time is reported here)"
 fi
 mv -f "$TMP_OUT" "$OUT"
-trap - EXIT
 say "built $OUT ($(wc -c <"$OUT") bytes)"

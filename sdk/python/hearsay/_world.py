@@ -7,6 +7,7 @@ It imports the project's ``app`` module, which defines the handler, and exports
 
 from __future__ import annotations
 
+import os
 import traceback
 
 import wit_world
@@ -18,6 +19,7 @@ import hearsay
 import app  # noqa: F401  (defines the handler)
 
 _handle = hearsay._entry_point("app")
+_SDK_DIR = os.path.dirname(hearsay.__file__) + os.sep
 
 
 def _error_text(e: BaseException) -> str:
@@ -26,9 +28,11 @@ def _error_text(e: BaseException) -> str:
         return str(e)
     text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     frames = traceback.extract_tb(e.__traceback__)
-    if frames:
-        last = frames[-1]
-        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    # Where it went wrong: the innermost frame outside the SDK (the SDK's own when none is).
+    ours = [f for f in frames if not f.filename.startswith(_SDK_DIR)] or frames
+    if ours:
+        at = ours[-1]
+        text += f" (at {os.path.basename(at.filename)}:{at.lineno} in {at.name})"
     return text
 
 
@@ -38,5 +42,8 @@ class WitWorld(wit_world.WitWorld):
             _handle(hearsay._event(event))
         except BaseException as e:  # every failure is the handler's error, never a trap
             if not isinstance(e, hearsay.HearsayError):
-                hearsay.debug("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+                try:
+                    hearsay.debug("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+                except BaseException:
+                    pass
             raise Err(_error_text(e)) from None
