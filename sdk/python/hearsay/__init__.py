@@ -621,7 +621,7 @@ def _entry_point(module: str) -> Callable[[Event], None]:
         for c in _handler_classes
         if not any(o is not c and issubclass(o, c) for o in _handler_classes)
     ]
-    found: list[Callable[[Event], None]] = [*_handler_functions, *leaves]
+    found: list[object] = [*_handler_functions, *leaves]
     if not found:
         raise RuntimeError(
             f"{module}.py defines no handler: subclass hearsay.Handler "
@@ -630,8 +630,7 @@ def _entry_point(module: str) -> Callable[[Event], None]:
     if len(found) > 1:
         names = ", ".join(getattr(f, "__qualname__", repr(f)) for f in found)
         raise RuntimeError(f"{module}.py defines more than one handler: {names}")
-    (entry,) = found
-    if isinstance(entry, type):
-        cls = entry
+    if leaves:
+        cls = leaves[0]
         return lambda event: cls().handle(event)
-    return entry
+    return _handler_functions[0]

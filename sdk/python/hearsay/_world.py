@@ -16,7 +16,7 @@ from wit_world.imports import types as _wit
 
 import hearsay
 
-import app  # noqa: F401  (defines the handler)
+import app  # type: ignore[import-not-found, unused-ignore]  # noqa: F401  (defines the handler)
 
 _handle = hearsay._entry_point("app")
 _SDK_DIR = os.path.dirname(hearsay.__file__) + os.sep
