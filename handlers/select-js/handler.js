@@ -7,8 +7,9 @@
 //   where.status  a status (none, alive, leaving, left, failed) or a list of them; default: any
 //   where.tags    tags a member must have, with exactly these values
 //   fields        what to answer for each member, default ["name", "addr", "port", "status", "tags"]:
-//                 name, addr (strings), port (number), status (string), tags (object, keys sorted),
-//                 rtt_micros (number, or null when unknown), tags.KEY (the tag's value, or null)
+//                 name, addr (strings), port (number), status (string), tags (object, keys sorted,
+//                 without the agent's own _hearsay_* tags), rtt_micros (number, or null when
+//                 unknown), tags.KEY (the tag's value, or null)
 //
 // The answer is a JSON array with one object per matching member, sorted by name, each with exactly
 // the fields asked for as keys, in the order asked: [{"name":"a","addr":"10.0.0.5","tags.role":"web"}].
@@ -25,7 +26,7 @@ const FIELDS = {
   addr: (m) => m.addr,
   port: (m) => m.port,
   status: (m) => m.status,
-  tags: (m) => Object.fromEntries([...m.tags].sort(([a], [b]) => compare(a, b))),
+  tags: (m) => Object.fromEntries(m.tags.filter(([k]) => !k.startsWith('_hearsay_')).sort(([a], [b]) => compare(a, b))),
   rtt_micros: (m) => (m.rttMicros === undefined ? null : Number(m.rttMicros)),
 };
 
