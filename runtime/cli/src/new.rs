@@ -29,20 +29,22 @@ struct File {
     executable: bool,
 }
 
-const fn file(path: &'static str, contents: &'static str) -> File {
-    File {
-        path,
-        contents,
-        executable: false,
-    }
-}
-
-const fn script(path: &'static str, contents: &'static str) -> File {
-    File {
-        path,
-        contents,
-        executable: true,
-    }
+/// A file of a project from a file of the repository (a path from the repository's root).
+macro_rules! embed {
+    ($path:literal, $repo:literal) => {
+        File {
+            path: $path,
+            contents: include_str!(concat!("../../../", $repo)),
+            executable: false,
+        }
+    };
+    ($path:literal, $repo:literal, executable) => {
+        File {
+            path: $path,
+            contents: include_str!(concat!("../../../", $repo)),
+            executable: true,
+        }
+    };
 }
 
 /// A language: its name and the files of a new project.
@@ -52,56 +54,62 @@ struct Lang {
 }
 
 /// Written into every project: the contract the build generates bindings from.
-const WIT: File = file("wit/handler.wit", include_str!("../../../wit/handler.wit"));
+const WIT: File = embed!("wit/handler.wit", "wit/handler.wit");
 
+#[rustfmt::skip]
 const LANGS: &[Lang] = &[
     Lang {
         name: "rust",
         files: &[
-            file(
-                "Cargo.toml",
-                include_str!("../../../sdk/template/Cargo.toml"),
-            ),
-            file(
-                "Cargo.lock",
-                include_str!("../../../sdk/template/Cargo.lock"),
-            ),
-            file(
-                "src/lib.rs",
-                include_str!("../../../sdk/template/src/lib.rs"),
-            ),
-            file("README.md", include_str!("../../../sdk/template/README.md")),
-            file(
-                ".gitignore",
-                include_str!("../../../sdk/template/.gitignore"),
-            ),
-            script("build.sh", include_str!("../../../sdk/template/build.sh")),
-            file(
-                "hearsay-sdk/Cargo.toml",
-                include_str!("../../../sdk/Cargo.toml"),
-            ),
-            file(
-                "hearsay-sdk/src/lib.rs",
-                include_str!("../../../sdk/src/lib.rs"),
-            ),
+            embed!("Cargo.toml", "sdk/template/Cargo.toml"),
+            embed!("Cargo.lock", "sdk/template/Cargo.lock"),
+            embed!("src/lib.rs", "sdk/template/src/lib.rs"),
+            embed!("README.md", "sdk/template/README.md"),
+            embed!(".gitignore", "sdk/template/.gitignore"),
+            embed!("build.sh", "sdk/template/build.sh", executable),
+            embed!("hearsay-sdk/Cargo.toml", "sdk/Cargo.toml"),
+            embed!("hearsay-sdk/src/lib.rs", "sdk/src/lib.rs"),
             WIT,
         ],
     },
     Lang {
         name: "c",
         files: &[
-            file("handle.c", include_str!("../../../sdk/c/template/handle.c")),
-            file(
-                "README.md",
-                include_str!("../../../sdk/c/template/README.md"),
-            ),
-            file(
-                ".gitignore",
-                include_str!("../../../sdk/c/template/.gitignore"),
-            ),
-            file("hearsay.h", include_str!("../../../sdk/c/hearsay.h")),
-            file("hearsay.c", include_str!("../../../sdk/c/hearsay.c")),
-            script("build.sh", include_str!("../../../sdk/c/build.sh")),
+            embed!("handle.c", "sdk/c/template/handle.c"),
+            embed!("README.md", "sdk/c/template/README.md"),
+            embed!(".gitignore", "sdk/c/template/.gitignore"),
+            embed!("hearsay.h", "sdk/c/hearsay.h"),
+            embed!("hearsay.c", "sdk/c/hearsay.c"),
+            embed!("build.sh", "sdk/c/build.sh", executable),
+            WIT,
+        ],
+    },
+    Lang {
+        name: "python",
+        files: &[
+            embed!("app.py", "sdk/python/template/app.py"),
+            embed!("pyproject.toml", "sdk/python/template/pyproject.toml"),
+            embed!("README.md", "sdk/python/template/README.md"),
+            embed!(".gitignore", "sdk/python/template/.gitignore"),
+            embed!("hearsay/__init__.py", "sdk/python/hearsay/__init__.py"),
+            embed!("hearsay/_world.py", "sdk/python/hearsay/_world.py"),
+            embed!("hearsay/py.typed", "sdk/python/hearsay/py.typed"),
+            embed!("build.sh", "sdk/python/build.sh", executable),
+            WIT,
+        ],
+    },
+    Lang {
+        name: "js",
+        files: &[
+            embed!("handler.js", "sdk/js/template/handler.js"),
+            embed!("jsconfig.json", "sdk/js/template/jsconfig.json"),
+            embed!("README.md", "sdk/js/template/README.md"),
+            embed!(".gitignore", "sdk/js/template/.gitignore"),
+            embed!("hearsay.js", "sdk/js/hearsay.js"),
+            embed!("build.mjs", "sdk/js/build.mjs"),
+            embed!("package.json", "sdk/js/package.json"),
+            embed!("package-lock.json", "sdk/js/package-lock.json"),
+            embed!("build.sh", "sdk/js/build.sh", executable),
             WIT,
         ],
     },
@@ -278,11 +286,15 @@ mod tests {
     fn every_template_and_sdk_file_is_embedded() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         // (language, directory, where its files go in a project, its files left out: docs).
-        let dirs: [(&str, &str, &str, &[&str]); 4] = [
+        let dirs: [(&str, &str, &str, &[&str]); 8] = [
             ("rust", "sdk/template", "", &[]),
             ("rust", "sdk/src", "hearsay-sdk/src/", &[]),
             ("c", "sdk/c/template", "", &[]),
             ("c", "sdk/c", "", &["README.md"]),
+            ("python", "sdk/python/template", "", &[]),
+            ("python", "sdk/python", "", &["README.md"]),
+            ("js", "sdk/js/template", "", &[]),
+            ("js", "sdk/js", "", &["README.md"]),
         ];
         // Build output, installed tools and the templates (checked on their own).
         let generated = ["target/", "template/", "node_modules/", ".venv/", ".build/"];
