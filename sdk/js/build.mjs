@@ -47,7 +47,6 @@ async function types(witDir, outDir) {
   console.error(`build.sh: wrote the WIT's TypeScript declarations to ${outDir}`);
 }
 
-
 async function component(witDir, sdkDir, projectDir, out, buildDir) {
   if (!existsSync(join(projectDir, 'handler.js'))) {
     fail(`${join(projectDir, 'handler.js')} not found: a JavaScript handler is a module handler.js that exports handle(event)`);
@@ -58,8 +57,8 @@ async function component(witDir, sdkDir, projectDir, out, buildDir) {
   cpSync(join(sdkDir, 'hearsay.js'), join(src, 'hearsay.js'));
   cpSync(projectDir, src, {
     recursive: true,
-    // The modules (.js, .mjs) of the project and its subdirectories, but not those of hidden
-    // directories (.git, .build) or of node_modules (the build tools).
+    // The modules (.js, .mjs) of the project and its subdirectories, but not hidden files and
+    // directories (.git, ...) or node_modules (the build tools).
     filter: (from) => {
       if (from === projectDir) return true;
       const name = basename(from);
