@@ -44,13 +44,13 @@ fn from_dir(dir: &Path) -> Option<Guests> {
 }
 
 /// The repository root, as seen when this crate was compiled.
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Where cargo puts this build's artefacts: `CARGO_TARGET_DIR`, else two levels above the
 /// running executable (`target/release/hearsay-bench`).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(d.into());
     }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn secs(d: Duration) -> f64 {
+pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
@@ -92,11 +92,11 @@ const STREAM_GAP: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------- serf
 
-/// A scratch directory for the scripts, removed on drop.
-struct Scratch(PathBuf);
+/// A scratch directory (for scripts, caches), removed on drop.
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(tag: &str) -> Result<Self> {
+    pub(crate) fn new(tag: &str) -> Result<Self> {
         let d = std::env::temp_dir().join(format!("hearsay-bench-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d)?;
@@ -482,17 +482,22 @@ pub(crate) fn agent_footprint(
 /// An embedder for a lone node: no peers, no replies, no emitting.
 struct Lone;
 
+/// The lone node's own member entry.
+pub(crate) fn bench_member() -> Member {
+    Member {
+        name: "bench".into(),
+        addr: [127, 0, 0, 1].into(),
+        port: 7946,
+        tags: BTreeMap::new(),
+        status: MemberStatus::Alive,
+        rtt: None,
+    }
+}
+
 #[hearsay_host::async_trait]
 impl Embedder for Lone {
     async fn local_member(&self) -> Member {
-        Member {
-            name: "bench".into(),
-            addr: [127, 0, 0, 1].into(),
-            port: 7946,
-            tags: BTreeMap::new(),
-            status: MemberStatus::Alive,
-            rtt: None,
-        }
+        bench_member()
     }
     async fn members(&self) -> Vec<Member> {
         vec![self.local_member().await]
@@ -521,7 +526,13 @@ fn host(workers: usize) -> Result<Host> {
     })?)
 }
 
-fn load(host: &Host, name: &str, path: &Path, queue: usize, clocks: bool) -> Result<Handler> {
+pub(crate) fn load(
+    host: &Host,
+    name: &str,
+    path: &Path,
+    queue: usize,
+    clocks: bool,
+) -> Result<Handler> {
     let mut spec = HandlerSpec::new(name, ModuleSource::Path(path.to_path_buf()));
     spec.limits.queue = queue.max(1);
     spec.grants.clocks = clocks;
@@ -529,14 +540,14 @@ fn load(host: &Host, name: &str, path: &Path, queue: usize, clocks: bool) -> Res
         .with_context(|| format!("loading {}", path.display()))
 }
 
-fn send(host: &Host, h: &Handler, ev: Event, emb: &Arc<dyn Embedder>) -> Result<Ticket> {
+pub(crate) fn send(host: &Host, h: &Handler, ev: Event, emb: &Arc<dyn Embedder>) -> Result<Ticket> {
     match host.dispatch(h, ev, emb.clone()) {
         Dispatch::Queued(t) => Ok(t),
         Dispatch::Dropped => bail!("handler {} dropped an event (queue full)", h.name()),
     }
 }
 
-fn finish(t: &Ticket) -> Result<Instant> {
+pub(crate) fn finish(t: &Ticket) -> Result<Instant> {
     match t.wait(Duration::from_secs(30)) {
         Some(Outcome::Ok) => Ok(Instant::now()),
         Some(other) => bail!("handler did not return ok: {other:?}"),

@@ -13,7 +13,7 @@
 //! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
 //! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development),
 //! `--only KEY[,KEY...]` (only these sections: failure, events, queries, idle, handlers (5–8),
-//! sim (9), isolation (10), deploy (11)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
+//! sim (9), isolation (10), deploy (11), languages (12)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
 //! `--sim-events E`, `--sim-crashes C`, and `--sim-bootstrap` to start each cluster converged
 //! instead of by the join storm).
 //! Progress goes to stderr.
@@ -26,8 +26,12 @@
 //! handlers, hearsay-host's `probe` test guest), 11 handler deployment (hearsay alone: `hearsay
 //! deploy` to a live cluster until every node runs the new version, and the deploy simulator at
 //! N = 1000 and 10 000; `--no-live` / `--no-sim` skip its live / simulated part; `--quick` runs
-//! one deploy to 3 agents and the simulator at N = 100). The query figures run the `echo` and `blob`
-//! components, so the live part builds them too.
+//! one deploy to 3 agents and the simulator at N = 100), 12 handlers in every language (the
+//! `echo` handler in Rust, C, Python and JavaScript at the handler host: size, first and cached
+//! start, per-event time, CPU and RSS, beside serf's forked shell handler measured by section 5's
+//! code; the components built by `scripts/build-handlers.sh` into `handlers-langs/` of the target
+//! directory, or taken from `--wasm-dir` as `echo-c.wasm`, `echo-python.wasm`, `echo-js.wasm`).
+//! The query figures run the `echo` and `blob` components, so the live part builds them too.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
 //! every child is killed by pid when its measurement ends. Scale figures come from the
@@ -43,6 +47,7 @@ mod guests;
 mod handlers;
 mod inproc;
 mod isolation;
+mod languages;
 mod live;
 mod machine;
 mod procs;
@@ -106,6 +111,7 @@ const SECTION_KEYS: &[&str] = &[
     "sim",
     "isolation",
     "deploy",
+    "languages",
 ];
 
 impl Args {
@@ -118,11 +124,15 @@ impl Args {
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
-[--only failure,events,queries,idle,handlers,sim,isolation,deploy] \
+[--only failure,events,queries,idle,handlers,sim,isolation,deploy,languages] \
 [--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
+    parse(std::env::args().skip(1).collect())
+}
+
+/// The flags in `raw` (the command line without the program name).
+fn parse(raw: Vec<String>) -> Result<Args> {
     let mut a = Args {
         quick: false,
         out: None,
@@ -219,6 +229,7 @@ struct Plan {
     quic: QuicPlan,
     isolation: IsolationPlan,
     deploy: deploy_report::DeployPlan,
+    languages: languages::LangPlan,
 }
 
 /// echo's events in the isolation figures come at most this often: 40 per second, under the
@@ -297,6 +308,7 @@ impl Plan {
                     sims: vec![(100, 1)],
                     sim_budget: Duration::ZERO,
                 },
+                languages: languages::LangPlan::new(true),
             }
         } else {
             Self {
@@ -349,6 +361,7 @@ impl Plan {
                     sims: vec![(1000, 20), (10_000, 5)],
                     sim_budget: Duration::from_secs(120),
                 },
+                languages: languages::LangPlan::new(false),
             }
         }
     }
@@ -419,7 +432,7 @@ fn impls(tools: &Tools) -> Vec<Impl> {
     v
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
@@ -433,42 +446,50 @@ fn each<T>(
 ) -> (Option<T>, Option<T>) {
     let (mut s, mut h) = (None, None);
     for imp in impls(tools) {
-        let t = Instant::now();
-        eprintln!("[bench] {what}: {} ...", imp.label());
-        // One retry: a failed cluster start is reported, and the figure still measured.
-        let result = f(imp).or_else(|e| {
-            eprintln!(
-                "[bench] {what}: {} failed, retrying once: {e:#}",
-                imp.label()
-            );
-            notes.push(format!(
-                "{what}, {}: the first attempt failed and was retried: {}",
-                imp.label(),
-                first_line(&format!("{e:#}"))
-            ));
-            f(imp)
-        });
-        match result {
-            Ok(v) => match imp {
-                Impl::Serf => s = Some(v),
-                Impl::Hearsay => h = Some(v),
-            },
-            Err(e) => {
-                eprintln!("[bench] {what}: {} failed: {e:#}", imp.label());
-                notes.push(format!(
-                    "{what}, {}: failed: {}",
-                    imp.label(),
-                    first_line(&format!("{e:#}"))
-                ));
-            }
+        let v = attempt(what, imp.label(), notes, || f(imp));
+        match imp {
+            Impl::Serf => s = v,
+            Impl::Hearsay => h = v,
         }
-        eprintln!(
-            "[bench] {what}: {} took {:.1} s",
-            imp.label(),
-            t.elapsed().as_secs_f64()
-        );
     }
     (s, h)
+}
+
+/// Runs `f` for `what` measured on `label` (retrying once), logging progress and keeping errors
+/// as notes.
+pub(crate) fn attempt<T>(
+    what: &str,
+    label: &str,
+    notes: &mut Vec<String>,
+    mut f: impl FnMut() -> Result<T>,
+) -> Option<T> {
+    let t = Instant::now();
+    eprintln!("[bench] {what}: {label} ...");
+    // One retry: a failed cluster start is reported, and the figure still measured.
+    let result = f().or_else(|e| {
+        eprintln!("[bench] {what}: {label} failed, retrying once: {e:#}");
+        notes.push(format!(
+            "{what}, {label}: the first attempt failed and was retried: {}",
+            first_line(&format!("{e:#}"))
+        ));
+        f()
+    });
+    let v = match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("[bench] {what}: {label} failed: {e:#}");
+            notes.push(format!(
+                "{what}, {label}: failed: {}",
+                first_line(&format!("{e:#}"))
+            ));
+            None
+        }
+    };
+    eprintln!(
+        "[bench] {what}: {label} took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    v
 }
 
 fn failure_section(tools: &Tools, plan: &Plan) -> Section {
@@ -1749,6 +1770,18 @@ fn main() -> Result<()> {
     if args.wants("deploy") && args.sim_sizes.is_empty() {
         sections.push(deploy_section(&args, &tools, &plan));
     }
+    if args.no_handlers {
+        if args.wants("languages") {
+            run_notes.push("Handlers in every language skipped (--no-handlers).".to_owned());
+        }
+    } else if args.wants("languages") && args.sim_sizes.is_empty() {
+        sections.push(languages::section(
+            &tools,
+            args.wasm_dir.as_deref(),
+            plan.languages,
+            plan.handlers,
+        ));
+    }
     if !args.only.is_empty() {
         run_notes.push(format!(
             "Only these sections ran (--only): {}.",
@@ -1781,4 +1814,25 @@ fn main() -> Result<()> {
     }
     eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Args> {
+        parse(line.split_whitespace().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn only_takes_section_keys() {
+        let a = args("--quick --only languages").unwrap();
+        assert!(a.quick && a.wants("languages") && !a.wants("handlers"));
+        let a = args("--only=handlers,languages").unwrap();
+        assert!(a.wants("handlers") && a.wants("languages") && !a.wants("deploy"));
+        assert!(args("").unwrap().wants("languages"));
+        let e = args("--only language").err().unwrap().to_string();
+        assert!(e.contains("unknown section \"language\""), "{e}");
+        assert!(SECTION_KEYS.iter().all(|k| USAGE.contains(k)));
+    }
 }

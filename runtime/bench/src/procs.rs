@@ -594,6 +594,19 @@ pub(crate) fn cpu_with_children_secs(pid: u32) -> Result<f64> {
     Ok(ns as f64 / 1e9 + children / clock_ticks())
 }
 
+/// Minor page faults a process took so far (`minflt` of `/proc/PID/stat`, all its threads).
+pub(crate) fn minor_faults(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_minflt(&stat).context("malformed stat")
+}
+
+/// Field 10 (`minflt`) of a `/proc/PID/stat` line.
+fn stat_minflt(stat: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux configuration we run on (USER_HZ).
 fn clock_ticks() -> f64 {
     100.0
@@ -633,6 +646,14 @@ mod tests {
         assert!(Impl::Serf.suspected(s) && !Impl::Serf.suspected(f));
         let s = "2026-11-23T12:21:55Z  INFO memberlist: suspect has failed, no acks received node=a target=c";
         assert!(Impl::Hearsay.suspected(s) && !Impl::Hearsay.suspected(u));
+    }
+
+    #[test]
+    fn reads_minor_faults() {
+        let stat = "4242 (a b) S 1 4242 4242 0 -1 4194560 12345 0 7 0 5 3 0 0 20 0 9 0";
+        assert_eq!(stat_minflt(stat), Some(12345.0));
+        assert_eq!(stat_minflt("4242 (x"), None);
+        assert!(minor_faults(std::process::id()).unwrap() > 0.0);
     }
 
     #[test]

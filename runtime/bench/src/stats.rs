@@ -45,6 +45,8 @@ pub(crate) enum Unit {
     Secs,
     /// Samples in KiB.
     KiB,
+    /// Samples in bytes; printed in decimal units: B, KB, MB.
+    Bytes,
     /// Plain numbers with the given suffix.
     Count(&'static str),
 }
@@ -59,6 +61,9 @@ impl Unit {
             Unit::KiB if x >= 10.0 * 1024.0 * 1024.0 => (1024.0 * 1024.0, " GiB", 1),
             Unit::KiB if x >= 10240.0 => (1024.0, " MiB", 1),
             Unit::KiB => (1.0, " KiB", 0),
+            Unit::Bytes if x >= 1e6 => (1e6, " MB", 2),
+            Unit::Bytes if x >= 1e3 => (1e3, " KB", 1),
+            Unit::Bytes => (1.0, " B", 0),
             Unit::Count(suffix) if x >= 100.0 => (1.0, suffix, 0),
             Unit::Count(suffix) if x.abs() >= 1.0 => (1.0, suffix, 2),
             Unit::Count(suffix) => (1.0, suffix, 4),
@@ -121,6 +126,9 @@ mod tests {
         assert_eq!(Unit::Secs.fmt(6.5), "6.50 s");
         assert_eq!(Unit::KiB.fmt(20480.0), "20.0 MiB");
         assert_eq!(Unit::KiB.fmt(20.0 * 1024.0 * 1024.0), "20.0 GiB");
+        assert_eq!(Unit::Bytes.fmt(72_512.0), "72.5 KB");
+        assert_eq!(Unit::Bytes.fmt(18_345_678.0), "18.35 MB");
+        assert_eq!(Unit::Bytes.fmt(512.0), "512 B");
         let s = Summary::of(&[0.1, 0.2, 1.5]).unwrap();
         assert_eq!(
             Unit::Secs.fmt_summary(Some(&s)),
