@@ -11,7 +11,7 @@ The reply is one compact JSON object with sorted keys:
     members     how many known members are in each state:
                 {"alive": N, "failed": N, "left": N, "leaving": N, "none": N}
     total       how many members this node knows (the sum of "members")
-    python      the Python version running the handler, e.g. "3.12.0"
+    python      the Python version running the handler ("3.14.0" with componentize-py 0.25.1)
     tag_values  only when the payload names a tag key: {value: count} of that tag over the alive
                 members that have it ({} when none has it)
 """
