@@ -29,7 +29,7 @@ up_to_date() {
   shift
   [ -f "$target" ] || return 1
   [ -z "$(find "$@" -type f -newer "$target" -not -path '*/node_modules/*' \
-    -not -path '*/.venv/*' -not -path '*/.build/*' -not -path '*/target/*' \
+    -not -path '*/.venv/*' -not -path '*/.build/*' -not -path '*/target/*' -not -path '*/__pycache__/*' \
     -not -name '*.wasm' -print -quit)" ]
 }
 

@@ -7,11 +7,11 @@ The reply is one compact JSON object with sorted keys:
 
     node        this node's name
     addr        this node's gossip address, "ip:port" ("[ip6]:port" for IPv6)
-    tags        this node's tags, {key: value}
+    tags        this node's tags, {key: value}, without the agent's own "_hearsay_*" tags
     members     how many known members are in each state:
                 {"alive": N, "failed": N, "left": N, "leaving": N, "none": N}
     total       how many members this node knows (the sum of "members")
-    python      the Python version running the handler, e.g. "3.12.0"
+    python      the Python version running the handler ("3.14.0" with componentize-py 0.25.1)
     tag_values  only when the payload names a tag key: {value: count} of that tag over the alive
                 members that have it ({} when none has it)
 """
@@ -27,6 +27,9 @@ import hearsay
 
 PYTHON_VERSION = "%d.%d.%d" % sys.version_info[:3]
 
+# Tags the agent sets for itself (e.g. "_hearsay_quic", its QUIC endpoint): not the operator's.
+INTERNAL_TAG_PREFIX = "_hearsay_"
+
 
 def facts(tag_key: str | None) -> dict[str, Any]:
     """The facts as a JSON-ready dict; ``tag_key`` adds the tag's value counts."""
@@ -36,7 +39,7 @@ def facts(tag_key: str | None) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "node": me.name,
         "addr": me.address,
-        "tags": dict(me.tags),
+        "tags": {k: v for k, v in me.tags.items() if not k.startswith(INTERNAL_TAG_PREFIX)},
         "members": {s.value: states[s.value] for s in hearsay.MemberStatus},
         "total": len(everyone),
         "python": PYTHON_VERSION,

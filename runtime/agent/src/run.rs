@@ -582,6 +582,17 @@ enum Sig {
     Hup,
 }
 
+impl Sig {
+    /// The signal as Go's `os.Signal` prints it (Serf's "Caught signal: terminated").
+    fn name(self) -> &'static str {
+        match self {
+            Sig::Int => "interrupt",
+            Sig::Term => "terminated",
+            Sig::Hup => "hangup",
+        }
+    }
+}
+
 impl Signals {
     fn new() -> Result<Self> {
         let s = |k| signal(k).map_err(Error::Signals);
@@ -590,6 +601,16 @@ impl Signals {
             term: s(SignalKind::terminate())?,
             hup: s(SignalKind::hangup())?,
         })
+    }
+
+    /// The next SIGINT or SIGTERM; a SIGHUP meanwhile is logged and otherwise ignored.
+    async fn stop(&mut self) -> Sig {
+        loop {
+            match self.next().await {
+                Sig::Hup => info!("agent: SIGHUP while starting: nothing to reload yet"),
+                sig => return sig,
+            }
+        }
     }
 
     async fn next(&mut self) -> Sig {
@@ -610,7 +631,14 @@ pub async fn run(config: Config, sources: Sources, logging: Logging) -> Result<E
     // Installed before anything runs, so no signal falls back to the default (killing us).
     let mut signals = Signals::new()?;
     ui("Starting hearsay agent...");
-    let mut agent = Agent::start(config).await?;
+    // Compiling a large handler takes seconds at start: SIGINT or SIGTERM stops the start.
+    let mut agent = tokio::select! {
+        started = Agent::start(config) => started?,
+        sig = signals.stop() => {
+            ui(&format!("Caught signal: {} while starting; stopping", sig.name()));
+            return Ok(Exit::Stopped);
+        }
+    };
     let result = serve(&mut agent, &mut signals, &sources, &logging).await;
     agent.node.shutdown().await;
     result
@@ -712,12 +740,7 @@ async fn serve_rpc_started(
     loop {
         tokio::select! {
             sig = signals.next() => {
-                let name = match sig {
-                    Sig::Int => "interrupt",
-                    Sig::Term => "terminated",
-                    Sig::Hup => "hangup",
-                };
-                ui(&format!("Caught signal: {name}"));
+                ui(&format!("Caught signal: {}", sig.name()));
                 let graceful = match sig {
                     Sig::Hup => {
                         agent.reload(sources, logging).await;

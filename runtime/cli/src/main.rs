@@ -38,7 +38,19 @@ Commands:
 Run `hearsay <command> -help` for a command's flags.";
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    // The verbs take text: an argument that is not UTF-8 is refused with one line, not a panic.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let args = match args {
+        Ok(args) => args,
+        Err(bad) => {
+            eprintln!("Error: argument {bad:?} is not valid UTF-8");
+            return ExitCode::from(1);
+        }
+    };
+    let mut args = args.into_iter();
     let Some(verb) = args.next() else {
         eprintln!("{USAGE}");
         return ExitCode::from(1);

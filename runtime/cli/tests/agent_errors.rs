@@ -143,3 +143,21 @@ fn retry_join_gives_up_after_retry_max() {
     let tries = f.stdout.matches("Joining cluster (retry_join)").count();
     assert_eq!(tries, 3, "{}", f.stdout);
 }
+
+/// A command line argument that is not UTF-8 is one error line and status 1, not a panic.
+#[test]
+fn an_argument_that_is_not_utf8_is_one_error_line() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = std::process::Command::new(agent_support::BIN)
+        .args(["query", "-rpc-addr=127.0.0.1:1", "name"])
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        r#"Error: argument "\xFF" is not valid UTF-8"#
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

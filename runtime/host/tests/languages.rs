@@ -189,7 +189,9 @@ fn census_in_c_counts_members_by_status() {
 #[test]
 fn facts_in_python_describes_this_node_and_the_cluster() {
     let host = host();
-    let facts = host.load(spec("facts-python", &component("facts-python"))).unwrap();
+    let facts = host
+        .load(spec("facts-python", &component("facts-python")))
+        .unwrap();
     let text = answer(&host, &facts, "facts", "role").unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["node"], "self", "{text}");
@@ -202,30 +204,55 @@ fn facts_in_python_describes_this_node_and_the_cluster() {
     );
     assert_eq!(v["total"], 5, "{text}");
     // Over alive members only: the failed web member is not counted.
-    assert_eq!(v["tag_values"], serde_json::json!({"web": 1, "db": 1}), "{text}");
-    assert!(v["python"].as_str().is_some_and(|p| p.starts_with('3')), "{text}");
+    assert_eq!(
+        v["tag_values"],
+        serde_json::json!({"web": 1, "db": 1}),
+        "{text}"
+    );
+    assert!(
+        v["python"].as_str().is_some_and(|p| p.starts_with('3')),
+        "{text}"
+    );
     let plain: serde_json::Value =
         serde_json::from_str(&answer(&host, &facts, "facts", "").unwrap()).unwrap();
     assert!(plain.get("tag_values").is_none(), "{plain}");
     let bad = answer(&host, &facts, "facts", "\u{0}\u{ff}").err();
-    assert!(bad.is_none() || bad.as_deref().is_some_and(|e| e.starts_with("facts:")), "{bad:?}");
+    assert!(
+        bad.is_none() || bad.as_deref().is_some_and(|e| e.starts_with("facts:")),
+        "{bad:?}"
+    );
 }
 
 #[test]
 fn select_in_javascript_filters_and_projects_members_as_json() {
     let host = host();
-    let select = host.load(spec("select-js", &component("select-js"))).unwrap();
+    let select = host
+        .load(spec("select-js", &component("select-js")))
+        .unwrap();
     let q = r#"{"where": {"status": "alive", "tags": {"role": "web"}}, "fields": ["name", "addr", "tags.role"]}"#;
-    let v: serde_json::Value = serde_json::from_str(&answer(&host, &select, "select", q).unwrap()).unwrap();
-    assert_eq!(v, serde_json::json!([{"name": "web-1", "addr": "10.0.0.1", "tags.role": "web"}]));
+    let v: serde_json::Value =
+        serde_json::from_str(&answer(&host, &select, "select", q).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{"name": "web-1", "addr": "10.0.0.1", "tags.role": "web"}])
+    );
 
     // Every member, sorted by name, with the default fields.
-    let all: serde_json::Value = serde_json::from_str(&answer(&host, &select, "select", "").unwrap()).unwrap();
-    let names: Vec<&str> = all.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let all: serde_json::Value =
+        serde_json::from_str(&answer(&host, &select, "select", "").unwrap()).unwrap();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["db-1", "gone-1", "old-1", "self", "web-1"]);
     assert_eq!(all[0]["status"], "alive");
     assert_eq!(all[1]["status"], "left");
-    assert_eq!(all[4]["tags"], serde_json::json!({"role": "web", "zone": "a"}));
+    assert_eq!(
+        all[4]["tags"],
+        serde_json::json!({"role": "web", "zone": "a"})
+    );
 
     let err = answer(&host, &select, "select", "{not json").unwrap_err();
     assert!(err.starts_with("select: payload is not JSON"), "{err}");

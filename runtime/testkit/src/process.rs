@@ -108,7 +108,13 @@ impl NodeProcess {
 
     /// Waits for a stdout line starting with `prefix`; `None` when the process ended first.
     pub fn wait_line(&mut self, prefix: &str) -> Option<String> {
-        let deadline = Instant::now() + WAIT;
+        self.wait_line_within(prefix, WAIT)
+    }
+
+    /// Like [`NodeProcess::wait_line`], bounded by `bound` instead of the common bound (for a
+    /// start that compiles large handler components in a debug build).
+    pub fn wait_line_within(&mut self, prefix: &str, bound: Duration) -> Option<String> {
+        let deadline = Instant::now() + bound;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -120,7 +126,7 @@ impl NodeProcess {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return None,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
+                    panic!("no line {prefix:?} within {bound:?}; saw {:?}", self.seen)
                 }
             }
         }

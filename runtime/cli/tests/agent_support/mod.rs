@@ -1,5 +1,6 @@
 //! What the `hearsay agent` tests share: running the real binary to completion with a bounded
-//! wait, a scratch directory per test, and free loopback ports.
+//! wait, a scratch directory per test, free loopback ports, the `hearsay` and real `serf` CLIs,
+//! and repeated queries until the expected nodes answer.
 
 #![allow(dead_code, unused_imports)]
 
