@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "## 9. Scale (simulator)",
     "## 10. Handler isolation",
     "## 11. Handler deployment",
+    "## 12. Handlers in every language",
     "## Not yet measured",
     "## Reproduce",
 ];
