@@ -591,10 +591,10 @@ fn the_sdk_template_builds_and_answers() {
     let h = host.load(spec("template", &guests().template)).unwrap();
     let emb = TestEmbedder::with_members(vec![member("peer", "10.1.2.3", &[])]);
     assert_eq!(
-        run(&host, &h, query("hello", b""), emb.clone()),
+        run(&host, &h, query("hello", b"hi there"), emb.clone()),
         Outcome::Ok
     );
-    assert_eq!(emb.reply_text(), "hello from self (2 members known)");
+    assert_eq!(emb.reply_text(), "hi there");
 }
 
 /// Each event runs in an instance no event ran in before, although the host makes the next
