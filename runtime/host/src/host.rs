@@ -551,8 +551,8 @@ fn check_limits(name: &str, limits: &Limits, config: &HostConfig) -> Result<(), 
 /// Linear memory kept resident between instances of a pool slot when the kernel can say which
 /// pages an instance wrote (only those are reset, by copying): covers a Rust guest's 1 MiB stack,
 /// its data and heap, and the part of a Python or JavaScript guest's 10-18 MB heap image an event
-/// writes to. At 2 MiB a Python echo's event took 1.8 ms (p50, host level), at 16 MiB 0.9 ms:
-/// the pages past the bound were dropped and faulted in again by the next instance.
+/// writes to. In one measurement (events 5 ms apart) a Python echo's event took 1.8 ms at 2 MiB
+/// and 0.9 ms at 16 MiB (p50, host level); the benchmark has not confirmed it (BENCHMARKS.md §12).
 const KEEP_RESIDENT: usize = 16 << 20;
 
 /// Instance slots of the pool.
