@@ -7,42 +7,17 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hearsay_host::{Event, Host, HostConfig, MemberStatus, Outcome, UserEvent};
-use support::{member, query, run, scratch_dir, spec, TestEmbedder};
+use support::{capture, member, query, run, scratch_dir, spec, TestEmbedder};
 
 const LANGS: [&str; 3] = ["c", "python", "js"];
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The test binary's log: one global subscriber writing into a buffer.
+/// The test binary's log as text (the global subscriber is installed on first use).
 fn log_text() -> String {
-    static BUFFER: std::sync::OnceLock<Buffer> = std::sync::OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-        buffer
-    });
-    String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
+    capture().text()
 }
 
 /// The component of handler `name` (e.g. `echo-python`).

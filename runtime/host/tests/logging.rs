@@ -3,46 +3,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearsay_host::{Dispatch, Event, Host, HostConfig, Query, UserEvent};
-use support::{guests, spec, TestEmbedder};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The test binary's log: one global subscriber writing into a buffer.
-fn capture() -> &'static Buffer {
-    static BUFFER: std::sync::OnceLock<Buffer> = std::sync::OnceLock::new();
-    BUFFER.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-        buffer
-    })
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
+use support::{capture, guests, spec, TestEmbedder};
 
 /// Runs `probe`'s `log` mode with `payload` (`N TEXT`) and waits for its outcome.
 fn probe_logs(host: &Host, probe: &hearsay_host::Handler, payload: &str) {
