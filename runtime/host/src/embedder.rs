@@ -72,4 +72,11 @@ pub trait Embedder: Send + Sync {
     fn open_reply(&self, query: &Query) -> Result<Box<dyn ReplySink>, ReplyError>;
     /// Broadcasts a user event. Called only for handlers whose grant allows emitting.
     async fn emit(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), EmitError>;
+    /// Sets this node's tag `name` to `value`, or removes it (`None`), and gossips the change.
+    /// Called only for tag names a pattern of the handler's `grants.tags` matches; `Err` says
+    /// why the agent refused. The default refuses: an embedder without tags.
+    async fn set_tag(&self, name: &str, value: Option<&str>) -> Result<(), String> {
+        let _ = (name, value);
+        Err("this agent does not let handlers set tags".into())
+    }
 }

@@ -69,6 +69,15 @@ pub enum HostError {
         /// The cause.
         reason: String,
     },
+    /// A capability cannot be given: a store that does not open, or a grant the component's
+    /// contract version has no interface for.
+    #[error("handler {name}: {reason}")]
+    Capability {
+        /// Handler name.
+        name: String,
+        /// The cause.
+        reason: String,
+    },
     /// The compiled-module cache directory (or its key file) is unsafe to use or cannot be set up.
     #[error("handler cache {dir}: {reason}")]
     Cache {

@@ -70,6 +70,15 @@ pub struct Query {
     pub source_node: String,
 }
 
+/// A periodic event of a handler whose filter has `every:DURATION` (contract 0.2.0 and later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// The timer's period.
+    pub period: Duration,
+    /// How many times the timer has fired since the handler was loaded, from 1.
+    pub count: u64,
+}
+
 /// What happened: one invocation of a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -87,6 +96,8 @@ pub enum Event {
     User(UserEvent),
     /// A query.
     Query(Query),
+    /// A timer fired.
+    Tick(Tick),
 }
 
 impl Event {
@@ -102,6 +113,7 @@ impl Event {
             Event::MemberReap(_) => "member-reap".into(),
             Event::User(e) => format!("user:{}", sanitize(&e.name, MAX_NAME)),
             Event::Query(q) => format!("query:{}", sanitize(&q.name, MAX_NAME)),
+            Event::Tick(_) => "tick".into(),
         }
     }
 }

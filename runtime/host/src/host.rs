@@ -30,7 +30,8 @@ use crate::epoch::EpochClock;
 use crate::error::HostError;
 use crate::event::Event;
 use crate::guest_log::LogBudget;
-use crate::invoke::{self, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
+use crate::invoke::{self, Contract, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
+use crate::kv::{KvStore, KvStores};
 use crate::spec::{Grants, HandlerSpec, Limits, ModuleSource};
 use crate::stats::{HandlerStats, Recorder};
 
@@ -103,6 +104,8 @@ struct Shared {
     /// Advances the engine's epoch while guest code runs.
     clock: Arc<EpochClock>,
     memory: Arc<MemoryBudget>,
+    /// The key-value stores handlers hold open.
+    kv: KvStores,
 }
 
 /// A loaded handler. Clones refer to the same handler; [`Host::reload`] swaps its module in place.
@@ -195,9 +198,10 @@ struct SlotQueue {
 }
 
 struct Loaded {
-    pre: HandlerPre<Invocation>,
+    pre: HandlerPre,
     limits: Limits,
     grants: Arc<Grants>,
+    kv: Option<Arc<KvStore>>,
     info: LoadInfo,
 }
 
@@ -210,6 +214,8 @@ pub struct LoadInfo {
     pub size: usize,
     /// How the compiled code was obtained.
     pub cache: CacheOutcome,
+    /// The contract version the component was built against.
+    pub contract: Contract,
 }
 
 struct Job {
@@ -273,6 +279,7 @@ impl Host {
             config,
             spares: Arc::new(AtomicUsize::new(0)),
             clock: Arc::new(EpochClock::default()),
+            kv: KvStores::default(),
         });
         let ticker = {
             let shared = shared.clone();
@@ -409,7 +416,7 @@ impl Host {
             }
         };
         check_limits(&name, &spec.limits, &self.shared.config)?;
-        for d in &spec.grants.dirs {
+        for d in spec.grants.dirs.iter().chain(&spec.grants.write_dirs) {
             if !d.host.is_dir() {
                 return Err(HostError::Grant {
                     name: name.clone(),
@@ -431,14 +438,36 @@ impl Host {
             name: name.clone(),
             reason: format!("{e:#}"),
         })?;
+        let contract = pre.contract();
+        let grants = &spec.grants;
+        let needs_v2 = !grants.commands.is_empty() || grants.kv.is_some() || !grants.tags.is_empty();
+        if contract < Contract::V0_2 && needs_v2 {
+            return Err(HostError::Capability {
+                name,
+                reason: format!(
+                    "grants.commands, grants.kv and grants.tags need a component built against contract 0.2.0; this one is {contract}"
+                ),
+            });
+        }
+        let kv = match &grants.kv {
+            None => None,
+            Some(g) => Some(self.shared.kv.get(&g.path, g.quota).map_err(|e| {
+                HostError::Capability {
+                    name: name.clone(),
+                    reason: format!("grants.kv: {e}"),
+                }
+            })?),
+        };
         Ok(Loaded {
             pre,
             limits: spec.limits,
             grants: Arc::new(spec.grants),
+            kv,
             info: LoadInfo {
                 sha256: cache::hex(&Sha256::digest(&bytes)),
                 size: bytes.len(),
                 cache,
+                contract,
             },
         })
     }
@@ -684,6 +713,7 @@ impl Loaded {
             handler: slot.name.clone(),
             limits: &self.limits,
             grants: self.grants.clone(),
+            kv: self.kv.clone(),
             fuel_enabled: shared.config.fuel,
             memory: shared.memory.clone(),
             log: slot.log.clone(),

@@ -13,26 +13,188 @@ use wasmtime_wasi::{
 };
 
 use crate::budget::MemoryBudget;
+use crate::command;
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
 use crate::event::{self, Event};
 use crate::guest_log::{self, EventLog, LogBudget};
-use crate::spec::{Grants, Limits};
+use crate::kv::{self, KvStore};
+use crate::spec::{tag_pattern_matches, Grants, Limits};
 
-/// Generated host bindings for `wit/handler.wit`.
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "handler",
-        path: "../../wit",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "hearsay:handler/reply.reply-stream": super::ReplyStream,
-        },
-    });
+/// One version of the contract: its generated bindings, the conversions from the host's types
+/// into its own, and its imports implemented on [`Invocation`] (each a thin conversion around
+/// the one implementation they share). Versions differ only in what later ones add.
+macro_rules! contract {
+    ($module:ident, $path:literal) => {
+        mod $module {
+            wasmtime::component::bindgen!({
+                world: "handler",
+                path: $path,
+                imports: { default: async | trappable },
+                exports: { default: async },
+                with: {
+                    "hearsay:handler/reply.reply-stream": super::ReplyStream,
+                },
+            });
+
+            use super::{event, GuestLevel, Invocation, ReplyStream};
+            use crate::event::Event as HostEvent;
+            use crate::embedder::{EmitError, ReplyError};
+            use hearsay::handler::{cluster, emit, log, reply, types};
+            use wasmtime::component::Resource;
+
+            pub(super) fn member(m: event::Member) -> types::Member {
+                types::Member {
+                    name: m.name,
+                    addr: m.addr.to_string(),
+                    port: m.port,
+                    tags: m.tags.into_iter().collect(),
+                    status: match m.status {
+                        event::MemberStatus::None => types::MemberStatus::None,
+                        event::MemberStatus::Alive => types::MemberStatus::Alive,
+                        event::MemberStatus::Leaving => types::MemberStatus::Leaving,
+                        event::MemberStatus::Left => types::MemberStatus::Left,
+                        event::MemberStatus::Failed => types::MemberStatus::Failed,
+                    },
+                    rtt_micros: m
+                        .rtt
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                }
+            }
+
+            fn members(v: Vec<event::Member>) -> Vec<types::Member> {
+                v.into_iter().map(member).collect()
+            }
+
+            /// The event in this version's types; `Err` gives back an event this version does
+            /// not have.
+            pub(super) fn common_event(e: HostEvent) -> Result<types::Event, HostEvent> {
+                use HostEvent as Event;
+                Ok(match e {
+                    Event::MemberJoin(m) => types::Event::MemberJoin(members(m)),
+                    Event::MemberLeave(m) => types::Event::MemberLeave(members(m)),
+                    Event::MemberFailed(m) => types::Event::MemberFailed(members(m)),
+                    Event::MemberUpdate(m) => types::Event::MemberUpdate(members(m)),
+                    Event::MemberReap(m) => types::Event::MemberReap(members(m)),
+                    Event::User(u) => types::Event::User(types::UserEvent {
+                        name: u.name,
+                        payload: u.payload,
+                        ltime: u.ltime,
+                        coalesce: u.coalesce,
+                    }),
+                    Event::Query(q) => types::Event::Query(types::Query {
+                        id: q.id,
+                        name: q.name,
+                        payload: q.payload,
+                        ltime: q.ltime,
+                        source_node: q.source_node,
+                    }),
+                    other => return Err(other),
+                })
+            }
+
+            fn reply_error(e: ReplyError) -> types::ReplyError {
+                match e {
+                    ReplyError::NotAQuery => types::ReplyError::NotAQuery,
+                    ReplyError::AlreadyReplied => types::ReplyError::AlreadyReplied,
+                    ReplyError::TooLarge(n) => types::ReplyError::TooLarge(n),
+                    ReplyError::Closed(s) => types::ReplyError::Closed(s),
+                }
+            }
+
+            fn emit_error(e: EmitError) -> types::EmitError {
+                match e {
+                    EmitError::NotGranted => types::EmitError::NotGranted,
+                    EmitError::TooLarge(n) => types::EmitError::TooLarge(n),
+                    EmitError::Rejected(s) => types::EmitError::Rejected(s),
+                }
+            }
+
+            impl types::Host for Invocation {}
+
+            impl cluster::Host for Invocation {
+                async fn local_member(&mut self) -> wasmtime::Result<types::Member> {
+                    Ok(member(self.embedder()?.local_member().await))
+                }
+
+                async fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
+                    Ok(members(self.embedder()?.members().await))
+                }
+            }
+
+            impl reply::Host for Invocation {
+                async fn respond(
+                    &mut self,
+                    payload: Vec<u8>,
+                ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+                    Ok(self.respond(&payload).await.map_err(reply_error))
+                }
+
+                async fn open_stream(
+                    &mut self,
+                ) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
+                    Ok(self.open_stream()?.map_err(reply_error))
+                }
+            }
+
+            impl reply::HostReplyStream for Invocation {
+                async fn write(
+                    &mut self,
+                    stream: Resource<ReplyStream>,
+                    chunk: Vec<u8>,
+                ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+                    let stream = self.table.get_mut(&stream)?;
+                    Ok(stream.sink.write(&chunk).await.map_err(reply_error))
+                }
+
+                async fn finish(
+                    &mut self,
+                    stream: Resource<ReplyStream>,
+                ) -> wasmtime::Result<Result<(), types::ReplyError>> {
+                    let stream = self.table.delete(stream)?;
+                    Ok(stream.sink.finish().await.map_err(reply_error))
+                }
+
+                async fn drop(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<()> {
+                    // Dropping the sink unfinished tells the embedder the reply was abandoned.
+                    self.table.delete(stream)?;
+                    Ok(())
+                }
+            }
+
+            impl emit::Host for Invocation {
+                async fn emit(
+                    &mut self,
+                    name: String,
+                    payload: Vec<u8>,
+                    coalesce: bool,
+                ) -> wasmtime::Result<Result<(), types::EmitError>> {
+                    Ok(self.emit(&name, &payload, coalesce).await?.map_err(emit_error))
+                }
+            }
+
+            impl log::Host for Invocation {
+                async fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+                    self.guest_log(
+                        match level {
+                            types::Level::Trace => GuestLevel::Trace,
+                            types::Level::Debug => GuestLevel::Debug,
+                            types::Level::Info => GuestLevel::Info,
+                            types::Level::Warn => GuestLevel::Warn,
+                            types::Level::Error => GuestLevel::Error,
+                        },
+                        message,
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
 }
 
-use bindings::hearsay::handler::{cluster, emit, log, reply, types};
-pub(crate) use bindings::HandlerPre;
+// The current contract, `wit/handler.wit`.
+contract!(v2, "../../wit");
+// Components built against 0.1.0 (`wit/v0.1.0`) keep running: no tick, commands, kv or tags.
+contract!(v1, "../../wit/v0.1.0");
 
 /// Guest stdout/stderr kept per event (panic messages land on stderr).
 const OUTPUT_CAPTURE: usize = 8 << 10;
@@ -60,6 +222,8 @@ pub(crate) struct Invocation {
     /// The event's embedder; `None` while the instance is being made (before its event).
     embedder: Option<Arc<dyn Embedder>>,
     grants: Arc<Grants>,
+    /// The handler's store, with `grants.kv`.
+    kv: Option<Arc<KvStore>>,
     memory_limit: usize,
     /// Why memory growth was refused (this instance's limit or the agent-wide cap).
     memory_hit: Option<String>,
@@ -150,8 +314,61 @@ impl HostMonotonicClock for FrozenClock {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    bindings::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
+    v2::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
+    v1::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
     Ok(linker)
+}
+
+/// The contract version a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Contract {
+    /// `hearsay:handler@0.1.0`: no tick events, commands, kv or tags.
+    V0_1,
+    /// `hearsay:handler@0.2.0`, the current one.
+    V0_2,
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        })
+    }
+}
+
+/// A handler pre-instantiated against its contract version.
+pub(crate) enum HandlerPre {
+    V2(v2::HandlerPre<Invocation>),
+    V1(v1::HandlerPre<Invocation>),
+}
+
+impl HandlerPre {
+    /// The component's exports checked against the current contract, then the older one; `Err`
+    /// gives the current contract's complaint.
+    pub(crate) fn new(
+        pre: wasmtime::component::InstancePre<Invocation>,
+    ) -> wasmtime::Result<HandlerPre> {
+        match v2::HandlerPre::new(pre.clone()) {
+            Ok(p) => Ok(HandlerPre::V2(p)),
+            Err(current) => v1::HandlerPre::new(pre)
+                .map(HandlerPre::V1)
+                .map_err(|_| current),
+        }
+    }
+
+    pub(crate) fn contract(&self) -> Contract {
+        match self {
+            HandlerPre::V2(_) => Contract::V0_2,
+            HandlerPre::V1(_) => Contract::V0_1,
+        }
+    }
+}
+
+/// An instance of either contract version.
+enum Guest {
+    V2(v2::Handler),
+    V1(v1::Handler),
 }
 
 /// Why an invocation did not return `ok`.
@@ -195,10 +412,12 @@ pub enum TrapKind {
 /// Everything a task needs to make a fresh instance of a handler and run one event in it.
 pub(crate) struct Run<'a> {
     pub engine: &'a Engine,
-    pub pre: &'a HandlerPre<Invocation>,
+    pub pre: &'a HandlerPre,
     pub handler: Arc<str>,
     pub limits: &'a Limits,
     pub grants: Arc<Grants>,
+    /// The handler's store, with `grants.kv`.
+    pub kv: Option<Arc<KvStore>>,
     pub fuel_enabled: bool,
     /// The agent-wide memory cap every instance's linear memory is charged against.
     pub memory: Arc<MemoryBudget>,
@@ -211,7 +430,7 @@ pub(crate) struct Run<'a> {
 /// survives between events.
 pub(crate) struct Prepared {
     store: Store<Invocation>,
-    instance: bindings::Handler,
+    instance: Guest,
     output: MemoryOutputPipe,
 }
 
@@ -241,6 +460,7 @@ impl Run<'_> {
             replied: false,
             embedder: None,
             grants: self.grants.clone(),
+            kv: self.kv.clone(),
             memory_limit: self.limits.memory_bytes,
             memory_hit: None,
             memory: self.memory.clone(),
@@ -264,7 +484,11 @@ impl Run<'_> {
             }
         });
         self.arm(&mut store)?;
-        match self.pre.instantiate_async(&mut store).await {
+        let made = match self.pre {
+            HandlerPre::V2(pre) => pre.instantiate_async(&mut store).await.map(Guest::V2),
+            HandlerPre::V1(pre) => pre.instantiate_async(&mut store).await.map(Guest::V1),
+        };
+        match made {
             Ok(instance) => Ok(Prepared {
                 store,
                 instance,
@@ -298,7 +522,30 @@ impl Run<'_> {
         if let Err(outcome) = self.arm(&mut p.store) {
             return outcome;
         }
-        match p.instance.call_handle(&mut p.store, &to_wit(event)).await {
+        let result = match &p.instance {
+            Guest::V2(g) => {
+                let event = v2::common_event(event).unwrap_or_else(|e| match e {
+                    Event::Tick(t) => v2::hearsay::handler::types::Event::Tick(
+                        v2::hearsay::handler::types::Tick {
+                            period_ms: u64::try_from(t.period.as_millis()).unwrap_or(u64::MAX),
+                            count: t.count,
+                        },
+                    ),
+                    _ => unreachable!("the current contract has every event"),
+                });
+                g.call_handle(&mut p.store, &event).await
+            }
+            Guest::V1(g) => match v1::common_event(event) {
+                Ok(event) => g.call_handle(&mut p.store, &event).await,
+                Err(e) => {
+                    return Outcome::GuestError(format!(
+                        "a handler built against contract 0.1.0 cannot take {} events",
+                        e.describe()
+                    ))
+                }
+            },
+        };
+        match result {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(msg)) => Outcome::GuestError(msg),
             Err(e) => self.failure(&e, &p.store, &p.output),
@@ -383,8 +630,10 @@ fn wasi_ctx(grants: &Grants, output: &MemoryOutputPipe) -> Result<WasiCtx, Strin
     for (k, v) in &grants.env {
         b.env(k, v);
     }
-    for d in &grants.dirs {
-        b.preopened_dir(&d.host, &d.guest, FsPerms::ReadOnly)
+    let dirs = grants.dirs.iter().map(|d| (d, FsPerms::ReadOnly));
+    let write_dirs = grants.write_dirs.iter().map(|d| (d, FsPerms::ReadWrite));
+    for (d, perms) in dirs.chain(write_dirs) {
+        b.preopened_dir(&d.host, &d.guest, perms)
             .map_err(|e| format!("opening granted directory {}: {e}", d.host.display()))?;
     }
     if !grants.clocks {
@@ -394,67 +643,14 @@ fn wasi_ctx(grants: &Grants, output: &MemoryOutputPipe) -> Result<WasiCtx, Strin
     Ok(b.build())
 }
 
-fn to_wit_member(m: event::Member) -> types::Member {
-    types::Member {
-        name: m.name,
-        addr: m.addr.to_string(),
-        port: m.port,
-        tags: m.tags.into_iter().collect(),
-        status: match m.status {
-            event::MemberStatus::None => types::MemberStatus::None,
-            event::MemberStatus::Alive => types::MemberStatus::Alive,
-            event::MemberStatus::Leaving => types::MemberStatus::Leaving,
-            event::MemberStatus::Left => types::MemberStatus::Left,
-            event::MemberStatus::Failed => types::MemberStatus::Failed,
-        },
-        rtt_micros: m
-            .rtt
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-    }
-}
-
-fn members(v: Vec<event::Member>) -> Vec<types::Member> {
-    v.into_iter().map(to_wit_member).collect()
-}
-
-fn to_wit(e: Event) -> types::Event {
-    match e {
-        Event::MemberJoin(m) => types::Event::MemberJoin(members(m)),
-        Event::MemberLeave(m) => types::Event::MemberLeave(members(m)),
-        Event::MemberFailed(m) => types::Event::MemberFailed(members(m)),
-        Event::MemberUpdate(m) => types::Event::MemberUpdate(members(m)),
-        Event::MemberReap(m) => types::Event::MemberReap(members(m)),
-        Event::User(u) => types::Event::User(types::UserEvent {
-            name: u.name,
-            payload: u.payload,
-            ltime: u.ltime,
-            coalesce: u.coalesce,
-        }),
-        Event::Query(q) => types::Event::Query(types::Query {
-            id: q.id,
-            name: q.name,
-            payload: q.payload,
-            ltime: q.ltime,
-            source_node: q.source_node,
-        }),
-    }
-}
-
-fn reply_error(e: ReplyError) -> types::ReplyError {
-    match e {
-        ReplyError::NotAQuery => types::ReplyError::NotAQuery,
-        ReplyError::AlreadyReplied => types::ReplyError::AlreadyReplied,
-        ReplyError::TooLarge(n) => types::ReplyError::TooLarge(n),
-        ReplyError::Closed(s) => types::ReplyError::Closed(s),
-    }
-}
-
-fn emit_error(e: EmitError) -> types::EmitError {
-    match e {
-        EmitError::NotGranted => types::EmitError::NotGranted,
-        EmitError::TooLarge(n) => types::EmitError::TooLarge(n),
-        EmitError::Rejected(s) => types::EmitError::Rejected(s),
-    }
+/// A guest log line's level, whichever contract version it came through.
+#[derive(Clone, Copy)]
+enum GuestLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
 }
 
 impl Invocation {
@@ -478,107 +674,169 @@ impl Invocation {
             wasmtime::Error::msg("cluster imports are available only during an event")
         })
     }
-}
 
-impl types::Host for Invocation {}
-
-impl cluster::Host for Invocation {
-    async fn local_member(&mut self) -> wasmtime::Result<types::Member> {
-        Ok(to_wit_member(self.embedder()?.local_member().await))
+    /// `reply.respond`: the whole answer in one piece.
+    async fn respond(&mut self, payload: &[u8]) -> Result<(), ReplyError> {
+        let mut sink = self.open_reply()?;
+        sink.write(payload).await?;
+        sink.finish().await
     }
 
-    async fn members(&mut self) -> wasmtime::Result<Vec<types::Member>> {
-        Ok(members(self.embedder()?.members().await))
-    }
-}
-
-impl reply::Host for Invocation {
-    async fn respond(
-        &mut self,
-        payload: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
-        let result = match self.open_reply() {
-            Ok(mut sink) => match sink.write(&payload).await {
-                Ok(()) => sink.finish().await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(result.map_err(reply_error))
-    }
-
-    async fn open_stream(
-        &mut self,
-    ) -> wasmtime::Result<Result<Resource<ReplyStream>, types::ReplyError>> {
+    /// `reply.open-stream`.
+    fn open_stream(&mut self) -> wasmtime::Result<Result<Resource<ReplyStream>, ReplyError>> {
         match self.open_reply() {
             Ok(sink) => Ok(Ok(self.table.push(ReplyStream { sink })?)),
-            Err(e) => Ok(Err(reply_error(e))),
+            Err(e) => Ok(Err(e)),
         }
     }
-}
 
-impl reply::HostReplyStream for Invocation {
-    async fn write(
-        &mut self,
-        stream: Resource<ReplyStream>,
-        chunk: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
-        let stream = self.table.get_mut(&stream)?;
-        Ok(stream.sink.write(&chunk).await.map_err(reply_error))
-    }
-
-    async fn finish(
-        &mut self,
-        stream: Resource<ReplyStream>,
-    ) -> wasmtime::Result<Result<(), types::ReplyError>> {
-        let stream = self.table.delete(stream)?;
-        Ok(stream.sink.finish().await.map_err(reply_error))
-    }
-
-    async fn drop(&mut self, stream: Resource<ReplyStream>) -> wasmtime::Result<()> {
-        // Dropping the sink unfinished tells the embedder the reply was abandoned.
-        self.table.delete(stream)?;
-        Ok(())
-    }
-}
-
-impl emit::Host for Invocation {
+    /// `emit.emit`, refused without the grant.
     async fn emit(
         &mut self,
-        name: String,
-        payload: Vec<u8>,
+        name: &str,
+        payload: &[u8],
         coalesce: bool,
-    ) -> wasmtime::Result<Result<(), types::EmitError>> {
+    ) -> wasmtime::Result<Result<(), EmitError>> {
         if !self.grants.emit {
-            return Ok(Err(types::EmitError::NotGranted));
+            return Ok(Err(EmitError::NotGranted));
         }
-        Ok(self
-            .embedder()?
-            .emit(&name, &payload, coalesce)
-            .await
-            .map_err(emit_error))
+        Ok(self.embedder()?.emit(name, payload, coalesce).await)
     }
-}
 
-impl log::Host for Invocation {
-    async fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+    /// `log.log`: budgeted, escaped and cut before anything else copies it, so one guest line is
+    /// one agent line.
+    fn guest_log(&mut self, level: GuestLevel, message: String) {
         let admitted = {
             let mut event_log = self.event_log.lock().unwrap_or_else(|e| e.into_inner());
             self.log.admit(Instant::now(), &mut event_log)
         };
         if !admitted {
-            return Ok(());
+            return;
         }
-        // Escaped and cut before anything else copies it: one guest line is one agent line.
         let message = guest_log::sanitize(&message, MAX_LOG_LINE);
         let (handler, event) = (&*self.handler, self.event.as_str());
         match level {
-            types::Level::Trace => tracing::trace!(handler, event, "guest: {message}"),
-            types::Level::Debug => tracing::debug!(handler, event, "guest: {message}"),
-            types::Level::Info => tracing::info!(handler, event, "guest: {message}"),
-            types::Level::Warn => tracing::warn!(handler, event, "guest: {message}"),
-            types::Level::Error => tracing::error!(handler, event, "guest: {message}"),
+            GuestLevel::Trace => tracing::trace!(handler, event, "guest: {message}"),
+            GuestLevel::Debug => tracing::debug!(handler, event, "guest: {message}"),
+            GuestLevel::Info => tracing::info!(handler, event, "guest: {message}"),
+            GuestLevel::Warn => tracing::warn!(handler, event, "guest: {message}"),
+            GuestLevel::Error => tracing::error!(handler, event, "guest: {message}"),
         }
-        Ok(())
+    }
+}
+
+impl v2::hearsay::handler::commands::Host for Invocation {
+    async fn run(
+        &mut self,
+        name: String,
+        stdin: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<v2::hearsay::handler::commands::Output, v2::hearsay::handler::commands::CommandError>> {
+        use v2::hearsay::handler::commands::{CommandError, Output};
+        let Some(argv) = self.grants.commands.get(&name) else {
+            return Ok(Err(CommandError::NotGranted));
+        };
+        let shown = guest_log::sanitize(&name, 64);
+        match command::run(argv, stdin).await {
+            Ok(f) => {
+                tracing::info!(handler = %self.handler, event = %self.event, command = %shown, status = ?f.status, signal = ?f.signal, "ran a granted command");
+                Ok(Ok(Output {
+                    status: f.status,
+                    signal: f.signal,
+                    stdout: f.stdout,
+                    stderr: f.stderr,
+                    truncated: f.truncated,
+                }))
+            }
+            Err(why) => {
+                tracing::warn!(handler = %self.handler, event = %self.event, command = %shown, "granted command did not start: {why}");
+                Ok(Err(CommandError::Failed(why)))
+            }
+        }
+    }
+}
+
+/// Runs `op` on a handler's store off the runtime's threads; `not-granted` without one.
+async fn kv_op<T: Send + 'static>(
+    store: Option<Arc<KvStore>>,
+    op: impl FnOnce(&KvStore) -> Result<T, kv::KvError> + Send + 'static,
+) -> Result<T, v2::hearsay::handler::kv::KvError> {
+    use v2::hearsay::handler::kv::KvError as E;
+    let Some(store) = store else {
+        return Err(E::NotGranted);
+    };
+    let done = tokio::task::spawn_blocking(move || op(&store))
+        .await
+        .unwrap_or_else(|e| Err(kv::KvError::Store(format!("the store task failed: {e}"))));
+    done.map_err(|e| match e {
+        kv::KvError::QuotaExceeded(n) => E::QuotaExceeded(n),
+        kv::KvError::BadKey(n) => E::BadKey(n),
+        kv::KvError::Store(s) => E::Store(s),
+    })
+}
+
+impl v2::hearsay::handler::kv::Host for Invocation {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::hearsay::handler::kv::KvError>> {
+        Ok(kv_op(self.kv.clone(), move |s| s.get(&key)).await)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v2::hearsay::handler::kv::KvError>> {
+        Ok(kv_op(self.kv.clone(), move |s| s.set(&key, &value)).await)
+    }
+
+    async fn delete(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, v2::hearsay::handler::kv::KvError>> {
+        Ok(kv_op(self.kv.clone(), move |s| s.delete(&key)).await)
+    }
+
+    async fn keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, v2::hearsay::handler::kv::KvError>> {
+        Ok(kv_op(self.kv.clone(), move |s| s.keys(&prefix)).await)
+    }
+}
+
+impl Invocation {
+    /// Sets (`Some`) or removes this node's tag `name`, if a granted pattern matches it.
+    async fn change_tag(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+    ) -> wasmtime::Result<Result<(), v2::hearsay::handler::tags::TagError>> {
+        use v2::hearsay::handler::tags::TagError;
+        if !self.grants.tags.iter().any(|p| tag_pattern_matches(p, name)) {
+            return Ok(Err(TagError::NotGranted));
+        }
+        let result = self.embedder()?.set_tag(name, value).await;
+        if result.is_ok() {
+            tracing::info!(handler = %self.handler, event = %self.event, tag = %guest_log::sanitize(name, 128), set = value.is_some(), "handler changed a tag of this node");
+        }
+        Ok(result.map_err(TagError::Rejected))
+    }
+}
+
+impl v2::hearsay::handler::tags::Host for Invocation {
+    async fn set(
+        &mut self,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), v2::hearsay::handler::tags::TagError>> {
+        self.change_tag(&name, Some(&value)).await
+    }
+
+    async fn delete(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<(), v2::hearsay::handler::tags::TagError>> {
+        self.change_tag(&name, None).await
     }
 }

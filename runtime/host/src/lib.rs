@@ -79,6 +79,7 @@
 
 mod budget;
 mod cache;
+mod command;
 mod embedder;
 mod epoch;
 mod error;
@@ -86,6 +87,7 @@ mod event;
 mod guest_log;
 mod host;
 mod invoke;
+mod kv;
 mod private_dir;
 mod spec;
 mod stats;
@@ -94,9 +96,9 @@ pub use async_trait::async_trait;
 pub use cache::CacheOutcome;
 pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
 pub use error::HostError;
-pub use event::{Event, Member, MemberStatus, Query, UserEvent};
+pub use event::{Event, Member, MemberStatus, Query, Tick, UserEvent};
 pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};
-pub use invoke::{Outcome, TrapKind};
+pub use invoke::{Contract, Outcome, TrapKind};
 pub use private_dir::PrivateDir;
-pub use spec::{DirGrant, Grants, HandlerSpec, Limits, ModuleSource};
+pub use spec::{tag_pattern_matches, DirGrant, Grants, HandlerSpec, KvGrant, Limits, ModuleSource};
 pub use stats::HandlerStats;

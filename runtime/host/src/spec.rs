@@ -1,5 +1,6 @@
 //! What the embedder says about a handler: its module, limits and grants.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,7 +66,8 @@ impl Default for Limits {
     }
 }
 
-/// A host directory the handler may read, mapped at a guest path. Always read-only.
+/// A host directory mapped at a guest path: read-only in [`Grants::dirs`], read-write in
+/// [`Grants::write_dirs`]. The guest sees nothing outside it (no `..`, no symlink out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
     /// The host directory, e.g. `/proc`.
@@ -74,16 +76,78 @@ pub struct DirGrant {
     pub guest: String,
 }
 
+/// A per-handler key-value store (`grants.kv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvGrant {
+    /// The store's file (created with its directory, private to the agent's user). Handlers
+    /// granted the same file share one store.
+    pub path: PathBuf,
+    /// The most bytes of keys and values the store may hold.
+    pub quota: u64,
+}
+
 /// Capabilities a handler gets beyond the contract. Everything not listed is denied: no files,
-/// network, environment, emitting, or real clocks (the guest sees a clock frozen at the epoch).
+/// network, environment, commands, state, tags, emitting, or real clocks (the guest sees a clock
+/// frozen at the epoch).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// May broadcast user events (`emit`).
     pub emit: bool,
     /// Read-only directories.
     pub dirs: Vec<DirGrant>,
+    /// Read-write directories.
+    pub write_dirs: Vec<DirGrant>,
     /// Environment variables the guest sees.
     pub env: Vec<(String, String)>,
     /// Real wall and monotonic clocks.
     pub clocks: bool,
+    /// Commands the guest may run by name (`commands.run`), each with its whole argv fixed by
+    /// the operator: the program (an absolute path) and its arguments.
+    pub commands: BTreeMap<String, Vec<String>>,
+    /// A persistent key-value store (`kv`).
+    pub kv: Option<KvGrant>,
+    /// Patterns of this node's tag names the guest may set and delete (`tags`): `*` matches any
+    /// run of characters, e.g. `service:*`.
+    pub tags: Vec<String>,
+}
+
+/// Whether the tag-name `pattern` (`*` matches any run of characters) matches `name`.
+pub fn tag_pattern_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole name.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_pattern_matches as m;
+
+    #[test]
+    fn tag_patterns() {
+        assert!(m("service:*", "service:web"));
+        assert!(m("service:*", "service:"));
+        assert!(!m("service:*", "services:web"));
+        assert!(!m("service:*", "role"));
+        assert!(m("role", "role"));
+        assert!(!m("role", "role2"));
+        assert!(m("*", "anything"));
+        assert!(m("a*b*c", "a-x-b-y-c"));
+        assert!(!m("a*b*c", "a-x-c-y-b"));
+        assert!(m("*:web", "service:web"));
+        assert!(!m("ab*ba", "aba"));
+    }
 }
