@@ -26,10 +26,14 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate-type `cdylib`) and give the
 //! `.wasm` to the agent. `sdk/template/` is a crate to copy. Each event runs in a fresh instance:
-//! nothing survives between events. Files, environment, real clocks and emitting need a grant from
-//! the operator; without one the call fails with an error (for `emit`: `EmitError::NotGranted`).
+//! nothing survives between events except what the handler keeps in its store ([`kv`]).
 //!
-//! What is not here: networking (no grant gives sockets yet) and state between events.
+//! Everything beyond the event needs a grant from the operator, named in the handler's
+//! `[[handler]]` block; without one the call fails with a `NotGranted` error and nothing happens:
+//! files (`std::fs` in granted directories, read-only or writable), environment, real clocks,
+//! [`emit`], [`commands::run`] (operator-approved commands), [`kv`] (a persistent store),
+//! [`tags`] (this node's tags) and timers (`events = "every:10s"` delivers [`Event::Tick`]).
+//! Plain sockets are never granted.
 
 /// The generated bindings (for what the wrappers do not cover).
 pub mod bindings {
@@ -46,8 +50,95 @@ use bindings::hearsay::handler::{cluster, emit as emit_api, log as log_api, repl
 
 pub use bindings::hearsay::handler::reply::ReplyStream;
 pub use bindings::hearsay::handler::types::{
-    EmitError, Event, Level, Member, MemberStatus, Query, ReplyError, UserEvent,
+    EmitError, Event, Level, Member, MemberStatus, Query, ReplyError, Tick, UserEvent,
 };
+
+/// Running the commands the operator approved (`grants.commands = { reload = [...] }`).
+///
+/// ```ignore
+/// let out = hearsay_sdk::commands::run("reload", None)?;
+/// if !out.success() { hearsay_sdk::warn(&out.stderr_text()); }
+/// ```
+pub mod commands {
+    use crate::bindings::hearsay::handler::commands as api;
+    pub use api::{CommandError, Output};
+
+    /// Runs the granted command `name` (its argv is the operator's), with `stdin` on its
+    /// standard input, and waits for it; it is killed at the event's deadline.
+    pub fn run(name: &str, stdin: Option<&[u8]>) -> Result<Output, CommandError> {
+        api::run(name, stdin)
+    }
+
+    impl Output {
+        /// Whether it exited with status 0.
+        pub fn success(&self) -> bool {
+            self.status == Some(0)
+        }
+
+        /// stdout as text (invalid UTF-8 replaced).
+        pub fn stdout_text(&self) -> String {
+            String::from_utf8_lossy(&self.stdout).into_owned()
+        }
+
+        /// stderr as text (invalid UTF-8 replaced).
+        pub fn stderr_text(&self) -> String {
+            String::from_utf8_lossy(&self.stderr).into_owned()
+        }
+    }
+}
+
+/// The handler's persistent key-value store (`grants.kv = "16MiB"`): survives events and agent
+/// restarts; the quota counts key and value bytes.
+pub mod kv {
+    use crate::bindings::hearsay::handler::kv as api;
+    pub use api::KvError;
+
+    /// The value of `key`, if set.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        api::get(key)
+    }
+
+    /// The value of `key` as text, if set (invalid UTF-8 replaced).
+    pub fn get_string(key: &str) -> Result<Option<String>, KvError> {
+        Ok(api::get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sets `key` to `value`, durably.
+    pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), KvError> {
+        api::set(key, value.as_ref())
+    }
+
+    /// Removes `key`; whether it was set.
+    pub fn delete(key: &str) -> Result<bool, KvError> {
+        api::delete(key)
+    }
+
+    /// The keys beginning with `prefix`, in order.
+    pub fn keys(prefix: &str) -> Result<Vec<String>, KvError> {
+        api::keys(prefix)
+    }
+}
+
+/// This node's own tags (`grants.tags = ["service:*"]`): gossip carries changes to every member.
+pub mod tags {
+    use crate::bindings::hearsay::handler::tags as api;
+    pub use api::TagError;
+
+    /// Sets this node's tag `name` to `value`.
+    pub fn set(name: &str, value: &str) -> Result<(), TagError> {
+        api::set(name, value)
+    }
+
+    /// Removes this node's tag `name` (ok if it was not set).
+    pub fn delete(name: &str) -> Result<(), TagError> {
+        api::delete(name)
+    }
+
+    /// This node's tag `name`, as the cluster last saw it.
+    pub fn get(name: &str) -> Option<String> {
+        crate::local_member().tag(name).map(str::to_owned)
+    }
+}
 
 /// What a handler implements: called once per event, in a fresh instance.
 pub trait Handler {
@@ -145,6 +236,7 @@ impl Event {
             Event::MemberReap(_) => "member-reap".into(),
             Event::User(u) => format!("user:{}", u.name),
             Event::Query(q) => format!("query:{}", q.name),
+            Event::Tick(_) => "tick".into(),
         }
     }
 }
