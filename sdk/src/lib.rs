@@ -140,6 +140,133 @@ pub mod tags {
     }
 }
 
+/// The service tag convention (`handlers/README.md`): a member offers service NAME with the tag
+/// `service:NAME`, whose value is a port on the member's gossip address (`service:api=8080`) or a
+/// full `ip:port` when the service listens elsewhere (`service:api=10.0.0.9:8080`).
+///
+/// ```ignore
+/// for e in hearsay_sdk::services::endpoints("api", &hearsay_sdk::members()) {
+///     hearsay_sdk::info(&format!("{} offers api at {}", e.node, e.addr));
+/// }
+/// ```
+pub mod services {
+    use crate::{Member, MemberStatus};
+
+    /// The tag by which a member offers `service`: `service:NAME`.
+    pub fn tag(service: &str) -> String {
+        format!("service:{service}")
+    }
+
+    /// The `ip:port` a service tag's `value` names for a member whose gossip address is `addr`:
+    /// a port on `addr` (IPv6 as `[ip]:port`), or the full socket address the value holds; none
+    /// when the value is neither.
+    pub fn endpoint(addr: &str, value: &str) -> Option<String> {
+        let value = value.trim();
+        if let Ok(port) = value.parse::<u16>() {
+            return Some(if addr.contains(':') {
+                format!("[{addr}]:{port}")
+            } else {
+                format!("{addr}:{port}")
+            });
+        }
+        value
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.to_string())
+    }
+
+    /// One member offering a service.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Endpoint {
+        /// The member's node name.
+        pub node: String,
+        /// Where the service listens: `ip:port` (`[ip]:port` for IPv6).
+        pub addr: String,
+    }
+
+    /// The alive members of `members` offering `service`, sorted by address (as text), each
+    /// address once (the first node by name when several give the same one). Members that are
+    /// not alive and tag values that are neither form are left out.
+    pub fn endpoints(service: &str, members: &[Member]) -> Vec<Endpoint> {
+        let key = tag(service);
+        let mut out: Vec<Endpoint> = members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .filter_map(|m| {
+                let addr = endpoint(&m.addr, m.tag(&key)?)?;
+                Some(Endpoint {
+                    node: m.name.clone(),
+                    addr,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.node.cmp(&b.node)));
+        out.dedup_by(|later, first| later.addr == first.addr);
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn member(name: &str, addr: &str, status: MemberStatus, tags: &[(&str, &str)]) -> Member {
+            Member {
+                name: name.into(),
+                addr: addr.into(),
+                port: 7946,
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                status,
+                rtt_micros: None,
+            }
+        }
+
+        #[test]
+        fn endpoint_forms() {
+            assert_eq!(endpoint("10.0.0.5", "8080").as_deref(), Some("10.0.0.5:8080"));
+            assert_eq!(endpoint("10.0.0.5", " 8080 ").as_deref(), Some("10.0.0.5:8080"));
+            assert_eq!(endpoint("fd00::5", "8080").as_deref(), Some("[fd00::5]:8080"));
+            assert_eq!(
+                endpoint("10.0.0.5", "10.0.0.9:8443").as_deref(),
+                Some("10.0.0.9:8443")
+            );
+            assert_eq!(endpoint("10.0.0.5", "[::1]:80").as_deref(), Some("[::1]:80"));
+            assert_eq!(endpoint("10.0.0.5", ""), None);
+            assert_eq!(endpoint("10.0.0.5", "99999"), None);
+            assert_eq!(endpoint("10.0.0.5", "web.local:80"), None);
+            assert_eq!(endpoint("10.0.0.5", "10.0.0.9"), None);
+        }
+
+        #[test]
+        fn endpoints_alive_sorted_once() {
+            use MemberStatus::*;
+            let members = [
+                member("c", "10.0.0.3", Alive, &[("service:web", "80")]),
+                member("a", "10.0.0.1", Alive, &[("service:web", "80")]),
+                member("f", "10.0.0.6", Failed, &[("service:web", "80")]),
+                member("l", "10.0.0.7", Left, &[("service:web", "80")]),
+                member("x", "10.0.0.8", Alive, &[("service:web", "nope")]),
+                member("o", "10.0.0.9", Alive, &[("service:api", "80")]),
+                member("b", "10.0.0.2", Alive, &[("service:web", "10.0.0.1:80")]),
+            ];
+            let got: Vec<(String, String)> = endpoints("web", &members)
+                .into_iter()
+                .map(|e| (e.node, e.addr))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("a".to_string(), "10.0.0.1:80".to_string()),
+                    ("c".to_string(), "10.0.0.3:80".to_string()),
+                ]
+            );
+            assert!(endpoints("db", &members).is_empty());
+        }
+    }
+}
+
 /// What a handler implements: called once per event, in a fresh instance.
 pub trait Handler {
     /// Handles one event. An `Err` is logged by the agent and counted as a handler error.

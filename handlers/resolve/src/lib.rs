@@ -8,37 +8,9 @@
 //! service listens elsewhere (`service:api=10.0.0.9:8080`). Members that are not alive, and tag
 //! values that are neither, are left out. No member offering it gives an empty reply.
 
-use hearsay_sdk::{Event, Handler, Member, MemberStatus};
+use hearsay_sdk::{services, Event, Handler};
 
 struct Resolve;
-
-fn endpoint(member: &Member, value: &str) -> Option<String> {
-    let value = value.trim();
-    if let Ok(port) = value.parse::<u16>() {
-        return Some(if member.addr.contains(':') {
-            format!("[{}]:{port}", member.addr)
-        } else {
-            format!("{}:{port}", member.addr)
-        });
-    }
-    value
-        .parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| a.to_string())
-}
-
-/// The endpoints of `service` among `members`, sorted and de-duplicated.
-fn resolve(service: &str, members: &[Member]) -> Vec<String> {
-    let key = format!("service:{service}");
-    let mut out: Vec<String> = members
-        .iter()
-        .filter(|m| m.status == MemberStatus::Alive)
-        .filter_map(|m| m.tag(&key).and_then(|v| endpoint(m, v)))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
 
 impl Handler for Resolve {
     fn handle(event: Event) -> Result<(), String> {
@@ -54,7 +26,13 @@ impl Handler for Resolve {
         if service.is_empty() {
             return Err("resolve: empty service name".into());
         }
-        let mut text = resolve(service, &hearsay_sdk::members()).join("\n");
+        // The convention's parsing lives in the SDK (`hearsay_sdk::services`), shared with the
+        // upstreams handler.
+        let addrs: Vec<String> = services::endpoints(service, &hearsay_sdk::members())
+            .into_iter()
+            .map(|e| e.addr)
+            .collect();
+        let mut text = addrs.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
