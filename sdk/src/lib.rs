@@ -225,14 +225,26 @@ pub mod services {
 
         #[test]
         fn endpoint_forms() {
-            assert_eq!(endpoint("10.0.0.5", "8080").as_deref(), Some("10.0.0.5:8080"));
-            assert_eq!(endpoint("10.0.0.5", " 8080 ").as_deref(), Some("10.0.0.5:8080"));
-            assert_eq!(endpoint("fd00::5", "8080").as_deref(), Some("[fd00::5]:8080"));
+            assert_eq!(
+                endpoint("10.0.0.5", "8080").as_deref(),
+                Some("10.0.0.5:8080")
+            );
+            assert_eq!(
+                endpoint("10.0.0.5", " 8080 ").as_deref(),
+                Some("10.0.0.5:8080")
+            );
+            assert_eq!(
+                endpoint("fd00::5", "8080").as_deref(),
+                Some("[fd00::5]:8080")
+            );
             assert_eq!(
                 endpoint("10.0.0.5", "10.0.0.9:8443").as_deref(),
                 Some("10.0.0.9:8443")
             );
-            assert_eq!(endpoint("10.0.0.5", "[::1]:80").as_deref(), Some("[::1]:80"));
+            assert_eq!(
+                endpoint("10.0.0.5", "[::1]:80").as_deref(),
+                Some("[::1]:80")
+            );
             assert_eq!(endpoint("10.0.0.5", ""), None);
             assert_eq!(endpoint("10.0.0.5", "99999"), None);
             assert_eq!(endpoint("10.0.0.5", "web.local:80"), None);
