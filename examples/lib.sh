@@ -118,6 +118,18 @@ start() {
 # `gone NAME`: NAME was told to stop, so waits no longer expect it to run.
 gone() { unset "RUNNING[$1]"; }
 
+# `stop NAME [SIGNAL]`: sends SIGNAL (default TERM) to NAME, started by `start`, and waits for
+# it to end; the cleanup then leaves its pid alone (the system may give it to another process).
+stop() {
+  local name=$1 signal=${2:-TERM} pid p kept=()
+  pid=${RUNNING[$name]:?"$name is not running"}
+  gone "$name"
+  kill "-$signal" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
 # The last log lines of every process started.
 show_logs() {
   local f

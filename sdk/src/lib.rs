@@ -34,6 +34,9 @@
 //! [`emit`], [`commands::run`] (operator-approved commands), [`kv`] (a persistent store),
 //! [`tags`] (this node's tags) and timers (`events = "every:10s"` delivers [`Event::Tick`]).
 //! Plain sockets are never granted.
+//!
+//! [`services`] holds the tag convention by which members offer services (`service:NAME=PORT`),
+//! shared by the ready-made `resolve`, `upstreams` and `health` handlers.
 
 /// The generated bindings (for what the wrappers do not cover).
 pub mod bindings {

@@ -26,7 +26,7 @@ fn repo() -> PathBuf {
         .expect("the repository's root")
 }
 
-/// A base port whose next `BLOCK` ports are free for TCP and UDP on 127.0.0.1-3 (the examples
+/// A base port whose next `BLOCK` ports are free for TCP and UDP on 127.0.0.1-4 (the examples
 /// bind there), never one this process handed out before.
 fn free_block() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
@@ -41,7 +41,7 @@ fn free_block() -> u16 {
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let free = |base: u16| {
         (base..base + BLOCK).all(|port| {
-            (1..=3u8).all(|host| {
+            (1..=4u8).all(|host| {
                 let ip = Ipv4Addr::new(127, 0, 0, host);
                 TcpListener::bind((ip, port)).is_ok() && UdpSocket::bind((ip, port)).is_ok()
             })
@@ -185,4 +185,68 @@ fn naming_service_resolves_names() {
         "127.0.0.3:8081",
     );
     expect_line(&out, "== naming-service: OK");
+}
+
+/// The backends of each upstream block the load-balancer example shows (`$ cat
+/// .../upstreams.conf`), in order: the last byte of each `server 127.0.0.N:PORT;` address.
+fn upstream_blocks(out: &str) -> Vec<Vec<String>> {
+    out.split("\n$ cat ")
+        .skip(1)
+        .map(|block| {
+            block
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.starts_with("-- "))
+                .filter_map(|l| l.trim().strip_prefix("server 127.0.0."))
+                .filter_map(|rest| rest.split(':').next())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// The backends that answered each round of requests through nginx the example shows
+/// (`$ for i in ...; do curl -s ...; done`), in order, each once, sorted.
+fn answer_rounds(out: &str) -> Vec<Vec<String>> {
+    out.split("; do curl -s ")
+        .skip(1)
+        .map(|round| {
+            let mut names: Vec<String> = round
+                .lines()
+                .skip(1)
+                .take_while(|l| !["== ", "$ ", "-- "].iter().any(|p| l.starts_with(p)))
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        })
+        .collect()
+}
+
+#[test]
+fn load_balancer_follows_backend_health() {
+    // The script installs nginx and curl from Debian's packages when they are missing.
+    let out = run_example("load-balancer");
+    let all = ["2", "3", "4"];
+    let without_3 = ["2", "4"];
+    assert_eq!(
+        upstream_blocks(&out),
+        [&all[..], &without_3, &without_3, &all],
+        "the upstream blocks shown:\n{out}"
+    );
+    let names = |ns: &[&str]| ns.iter().map(|n| format!("web-{n}")).collect::<Vec<_>>();
+    assert_eq!(
+        answer_rounds(&out),
+        [
+            names(&all),
+            names(&without_3),
+            names(&without_3),
+            names(&all)
+        ],
+        "the answers through nginx:\n{out}"
+    );
+    expect_line(&out, "deleted tag service:web");
+    expect_line(&out, "== load-balancer: OK");
 }
