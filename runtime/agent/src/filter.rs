@@ -2,6 +2,9 @@
 //! `*`): parsing with clear errors, and matching an event's kind and name.
 
 use std::fmt;
+use std::time::Duration;
+
+use crate::conventions::parse_go_duration;
 
 /// The kinds of event a handler can be given, spelled as Serf spells them in filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +61,10 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// One filter term: `*`, a kind, or `user:NAME` / `query:NAME`.
+/// The shortest `every:` period.
+pub const MIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// One filter term: `*`, a kind, `user:NAME` / `query:NAME`, or hearsay's `every:DURATION`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FilterTerm {
     /// `*`: every event.
@@ -67,6 +73,8 @@ pub enum FilterTerm {
     Kind(EventKind),
     /// `user:NAME` or `query:NAME`: that kind with exactly that name.
     Named(EventKind, String),
+    /// `every:10s`: a `tick` event each period (as written, and parsed). Matches no other event.
+    Every(String, Duration),
 }
 
 impl fmt::Display for FilterTerm {
@@ -75,6 +83,7 @@ impl fmt::Display for FilterTerm {
             FilterTerm::Any => f.write_str("*"),
             FilterTerm::Kind(k) => write!(f, "{k}"),
             FilterTerm::Named(k, n) => write!(f, "{k}:{n}"),
+            FilterTerm::Every(text, _) => write!(f, "every:{text}"),
         }
     }
 }
@@ -92,7 +101,8 @@ pub struct EventFilter {
 pub enum FilterError {
     #[error(
         "invalid event filter {term:?} in {filter:?}: expected *, member-join, member-leave, \
-         member-failed, member-update, member-reap, user, user:NAME, query or query:NAME"
+         member-failed, member-update, member-reap, user, user:NAME, query, query:NAME or \
+         every:DURATION (e.g. every:10s, at least 100ms)"
     )]
     /// A term of a filter is no event kind.
     BadTerm {
@@ -126,6 +136,12 @@ impl EventFilter {
                 let term = raw.trim();
                 if term == "*" {
                     return Ok(FilterTerm::Any);
+                }
+                if let Some(text) = term.strip_prefix("every:") {
+                    return match parse_go_duration(text) {
+                        Ok(d) if d >= MIN_PERIOD => Ok(FilterTerm::Every(text.to_owned(), d)),
+                        _ => Err(bad(term)),
+                    };
                 }
                 for kind in [EventKind::User, EventKind::Query] {
                     if let Some(name) = term
@@ -166,7 +182,19 @@ impl EventFilter {
             FilterTerm::Any => true,
             FilterTerm::Kind(k) => *k == kind,
             FilterTerm::Named(k, n) => *k == kind && n == name,
+            FilterTerm::Every(..) => false,
         })
+    }
+
+    /// The periods of its `every:` terms.
+    pub fn periods(&self) -> Vec<Duration> {
+        self.terms
+            .iter()
+            .filter_map(|t| match t {
+                FilterTerm::Every(_, d) => Some(*d),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The terms, in the order written.
@@ -217,6 +245,23 @@ mod tests {
             EventFilter::parse("user:").unwrap(),
             EventFilter::parse("user").unwrap()
         );
+    }
+
+    #[test]
+    fn every_terms_are_periods_that_match_no_event() {
+        let f = EventFilter::parse("member-join, every:10s,every:250ms").unwrap();
+        assert_eq!(
+            f.periods(),
+            [Duration::from_secs(10), Duration::from_millis(250)]
+        );
+        assert_eq!(f.to_string(), "member-join,every:10s,every:250ms");
+        assert!(!EventFilter::parse("every:1s")
+            .unwrap()
+            .matches(EventKind::User, "x"));
+        for bad in ["every:", "every:0s", "every:10ms", "every:ten", "every:-1s"] {
+            let e = EventFilter::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("every:DURATION"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -228,14 +228,11 @@ impl Backend for AgentBackend {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> Result<(), BackendError> {
-        let mut tags = self.agent.local_member().await?.tags;
-        tags.retain(|k, _| !delete.contains(k));
-        tags.extend(set);
-        // Serf writes the tags file before announcing the tags.
-        if let Some(path) = &self.tags_file {
-            write_tags_file(path, &tags)?;
+        match crate::tags_file::update(&self.agent, self.tags_file.as_deref(), set, &delete).await {
+            Ok(()) => Ok(()),
+            Err(crate::tags_file::UpdateError::File(e)) => Err(e.into()),
+            Err(crate::tags_file::UpdateError::Node(e)) => Err(e.into()),
         }
-        Ok(self.agent.set_tags(tags).await?)
     }
 
     async fn key_op(
@@ -449,16 +446,6 @@ impl Subscription<String> for LogFeed {
     async fn next(&mut self) -> Option<String> {
         self.0.next().await
     }
-}
-
-/// Writes the tags as a `-tags-file` holds them: Go's `json.Marshal` of the map, and a
-/// newline. The error is the client's text as is.
-fn write_tags_file(path: &std::path::Path, tags: &BTreeMap<String, String>) -> Result<(), String> {
-    let mut text = crate::conventions::json::to_string(tags)
-        .map_err(|e| format!("Failed to encode tags: {e}"))?;
-    text.push('\n');
-    std::fs::write(path, text)
-        .map_err(|e| format!("Failed to write tags file {}: {e}", path.display()))
 }
 
 #[cfg(test)]

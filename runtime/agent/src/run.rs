@@ -326,6 +326,7 @@ impl Agent {
                     return Err(e.into());
                 }
             };
+        handlers.set_tags_file(config.tags_file.clone());
         if !config.handlers.is_empty() {
             let names: Vec<&str> = config.handlers.iter().map(|h| h.name.as_str()).collect();
             info!(handlers = ?names, cache = %config.handler_cache_dir.display(), "agent: handlers loaded");

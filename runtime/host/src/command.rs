@@ -114,7 +114,11 @@ mod tests {
     #[tokio::test]
     async fn runs_with_stdin_empty_env_and_caps_output() {
         let f = run(
-            &argv(&["/bin/sh", "-c", "cat; env | wc -l; pwd; echo oops >&2; exit 3"]),
+            &argv(&[
+                "/bin/sh",
+                "-c",
+                "cat; env | wc -l; pwd; echo oops >&2; exit 3",
+            ]),
             Some(b"in\n".to_vec()),
         )
         .await

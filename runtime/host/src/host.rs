@@ -440,7 +440,8 @@ impl Host {
         })?;
         let contract = pre.contract();
         let grants = &spec.grants;
-        let needs_v2 = !grants.commands.is_empty() || grants.kv.is_some() || !grants.tags.is_empty();
+        let needs_v2 =
+            !grants.commands.is_empty() || grants.kv.is_some() || !grants.tags.is_empty();
         if contract < Contract::V0_2 && needs_v2 {
             return Err(HostError::Capability {
                 name,
@@ -449,15 +450,16 @@ impl Host {
                 ),
             });
         }
-        let kv = match &grants.kv {
-            None => None,
-            Some(g) => Some(self.shared.kv.get(&g.path, g.quota).map_err(|e| {
-                HostError::Capability {
-                    name: name.clone(),
-                    reason: format!("grants.kv: {e}"),
-                }
-            })?),
-        };
+        let kv =
+            match &grants.kv {
+                None => None,
+                Some(g) => Some(self.shared.kv.get(&g.path, g.quota).map_err(|e| {
+                    HostError::Capability {
+                        name: name.clone(),
+                        reason: format!("grants.kv: {e}"),
+                    }
+                })?),
+            };
         Ok(Loaded {
             pre,
             limits: spec.limits,
@@ -546,6 +548,12 @@ impl Handler {
     /// Events waiting in the handler's queue.
     pub fn queued(&self) -> usize {
         self.slot.queue().jobs.len()
+    }
+
+    /// Whether an event of this handler is waiting or running.
+    pub fn busy(&self) -> bool {
+        let queue = self.slot.queue();
+        !queue.jobs.is_empty() || queue.busy > 0
     }
 }
 

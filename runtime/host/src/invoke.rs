@@ -730,7 +730,12 @@ impl v2::hearsay::handler::commands::Host for Invocation {
         &mut self,
         name: String,
         stdin: Option<Vec<u8>>,
-    ) -> wasmtime::Result<Result<v2::hearsay::handler::commands::Output, v2::hearsay::handler::commands::CommandError>> {
+    ) -> wasmtime::Result<
+        Result<
+            v2::hearsay::handler::commands::Output,
+            v2::hearsay::handler::commands::CommandError,
+        >,
+    > {
         use v2::hearsay::handler::commands::{CommandError, Output};
         let Some(argv) = self.grants.commands.get(&name) else {
             return Ok(Err(CommandError::NotGranted));
@@ -813,7 +818,12 @@ impl Invocation {
         value: Option<&str>,
     ) -> wasmtime::Result<Result<(), v2::hearsay::handler::tags::TagError>> {
         use v2::hearsay::handler::tags::TagError;
-        if !self.grants.tags.iter().any(|p| tag_pattern_matches(p, name)) {
+        if !self
+            .grants
+            .tags
+            .iter()
+            .any(|p| tag_pattern_matches(p, name))
+        {
             return Ok(Err(TagError::NotGranted));
         }
         let result = self.embedder()?.set_tag(name, value).await;

@@ -83,7 +83,10 @@ impl KvStore {
         check_key(key)?;
         let txn = self.db.begin_read().map_err(store_err)?;
         let table = txn.open_table(TABLE).map_err(store_err)?;
-        let value = table.get(key).map_err(store_err)?.map(|v| v.value().to_vec());
+        let value = table
+            .get(key)
+            .map_err(store_err)?
+            .map(|v| v.value().to_vec());
         Ok(value)
     }
 

@@ -105,9 +105,56 @@ fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Erro
 #[serde(deny_unknown_fields)]
 struct GrantsEntry {
     dirs: Option<Strings<Dir>>,
+    write_dirs: Option<Strings<Dir>>,
     env: Option<BTreeMap<String, String>>,
     clocks: Option<bool>,
     emit: Option<bool>,
+    commands: Option<BTreeMap<String, Strings<String>>>,
+    kv: Option<Size>,
+    tags: Option<Strings<String>>,
+}
+
+/// Checks a `grants.commands` entry: a name of `[A-Za-z0-9._-]` and an argv whose program is an
+/// absolute path (commands run with an empty environment: there is no `PATH` to search).
+pub fn check_command(name: &str, argv: &[String]) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if name.is_empty() || !name.chars().all(ok) {
+        return Err(format!(
+            "command name {name:?}: use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    match argv.first() {
+        None => Err(format!(
+            "command {name:?}: give its argv, e.g. [\"/usr/sbin/nginx\", \"-s\", \"reload\"]"
+        )),
+        Some(p) if !Path::new(p).is_absolute() => Err(format!(
+            "command {name:?}: the program {p:?} must be an absolute path (commands run with an empty environment, no PATH)"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks a `grants.tags` pattern: not empty.
+pub fn check_tag_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("a tag pattern is empty; give e.g. \"service:*\"".into());
+    }
+    Ok(())
+}
+
+/// Where the key-value store of handler `name` lives under the agent's data directory:
+/// `DATA_DIR/kv/NAME.redb`, with every byte outside `[A-Za-z0-9._-]` of the name escaped as
+/// `%XX` (deployed handlers' `deploy/` prefix becomes `deploy%2F`).
+pub fn kv_path(data_dir: &Path, name: &str) -> PathBuf {
+    let mut file = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            file.push(b as char);
+        } else {
+            file.push_str(&format!("%{b:02X}"));
+        }
+    }
+    data_dir.join("kv").join(format!("{file}.redb"))
 }
 
 /// A `grants.dirs` entry: `HOST` or `HOST:GUEST`.
@@ -191,9 +238,39 @@ impl Entry {
             grants.dirs = g
                 .dirs
                 .map_or_else(Vec::new, |d| d.0.into_iter().map(|d| d.0).collect());
+            grants.write_dirs = g
+                .write_dirs
+                .map_or_else(Vec::new, |d| d.0.into_iter().map(|d| d.0).collect());
             grants.env = g.env.unwrap_or_default().into_iter().collect();
             grants.clocks = g.clocks.unwrap_or(false);
             grants.emit = g.emit.unwrap_or(false);
+            let bad = |what: &str, message: String| ConfigError::BadValue {
+                origin: origin.to_owned(),
+                key: format!("{key}.grants.{what}"),
+                message,
+            };
+            for (name, argv) in g.commands.unwrap_or_default() {
+                check_command(&name, &argv.0).map_err(|m| bad("commands", m))?;
+                grants.commands.insert(name, argv.0);
+            }
+            if let Some(Size(quota)) = g.kv {
+                if quota == 0 {
+                    return Err(bad(
+                        "kv",
+                        "the quota must be above zero, e.g. \"16MiB\"".into(),
+                    ));
+                }
+                // The file is placed under the agent's data_dir once the whole config is known.
+                grants.kv = Some(hearsay_host::KvGrant {
+                    path: PathBuf::new(),
+                    quota,
+                });
+            }
+            let tags = g.tags.map_or_else(Vec::new, |t| t.0);
+            for t in &tags {
+                check_tag_pattern(t).map_err(|m| bad("tags", m))?;
+            }
+            grants.tags = tags;
         }
         Ok(h)
     }

@@ -621,6 +621,22 @@ impl Config {
         }
         let mut handlers = p.handlers;
         dedupe_names(&mut handlers);
+        let data_dir = p.data_dir.clone().filter(|d| !d.as_os_str().is_empty());
+        for h in &mut handlers {
+            if let Some(kv) = &mut h.grants.kv {
+                let Some(dir) = &data_dir else {
+                    return Err(invalid(
+                        "handler.grants.kv",
+                        "handler",
+                        format!(
+                            "handler {:?}: a key-value store lives in the agent's data directory: give data_dir (-data-dir) too",
+                            h.name
+                        ),
+                    ));
+                };
+                kv.path = handlers::kv_path(dir, &h.name);
+            }
+        }
         let handler_cache_dir = p
             .handler_cache_dir
             .filter(|d| !d.as_os_str().is_empty())

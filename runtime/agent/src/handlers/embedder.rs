@@ -6,6 +6,7 @@
 //! event's deadline, which drops them where they wait), for its answer. The gossip driver never
 //! waits on a handler.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct AgentLink {
     pub(crate) agent: Node,
     last_view: Mutex<Option<(Member, Vec<Member>)>>,
+    /// The agent's `-tags-file`, rewritten when a handler changes a tag.
+    pub(crate) tags_file: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl AgentLink {
@@ -32,6 +35,7 @@ impl AgentLink {
         Arc::new(AgentLink {
             agent,
             last_view: Mutex::new(None),
+            tags_file: Mutex::new(None),
         })
     }
 
@@ -151,6 +155,37 @@ impl Embedder for EventContext {
                 Err(EmitError::TooLarge(limit as u64))
             }
             Err(e) => Err(EmitError::Rejected(e.to_string())),
+        }
+    }
+
+    async fn set_tag(&self, name: &str, value: Option<&str>) -> Result<(), String> {
+        if crate::config::is_reserved(name) {
+            return Err(format!(
+                "tags starting with {} are the agents' own",
+                crate::config::RESERVED_PREFIXES.join(" or ")
+            ));
+        }
+        let file = self
+            .link
+            .tags_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (set, delete) = match value {
+            Some(v) => (
+                BTreeMap::from([(name.to_owned(), v.to_owned())]),
+                Vec::new(),
+            ),
+            None => (BTreeMap::new(), vec![name.to_owned()]),
+        };
+        let update = crate::tags_file::update(&self.link.agent, file.as_deref(), set, &delete);
+        match tokio::time::timeout(AGENT_CALL_TIMEOUT, update).await {
+            Err(_) => Err(format!(
+                "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
+            )),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(crate::tags_file::UpdateError::File(e))) => Err(e),
+            Ok(Err(crate::tags_file::UpdateError::Node(e))) => Err(e.to_string()),
         }
     }
 }

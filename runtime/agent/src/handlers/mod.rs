@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hearsay_host::{
-    Dispatch, Embedder, Handler, HandlerSpec, HandlerStats, Host, HostConfig, HostError,
+    Contract, Dispatch, Embedder, Handler, HandlerSpec, HandlerStats, Host, HostConfig, HostError,
     ModuleSource,
 };
 use hearsay_serf::event::Event;
@@ -149,6 +149,52 @@ struct Active {
     handler: Handler,
     /// Put there by [`Handlers::set_deployed`], not by the configuration.
     deployed: bool,
+    /// The handler's `every:` timers, stopped when the last clone of this entry goes (the
+    /// handler left the set, or a new entry of it took over).
+    _timers: Arc<Timers>,
+}
+
+/// Tasks that tick a handler; aborted on drop.
+struct Timers(Vec<JoinHandle<()>>);
+
+impl Drop for Timers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Starts a task per `every:` period of `config`: each period it gives the handler a `tick`
+/// event, unless the handler is still busy (that tick is skipped, counted all the same).
+fn start_timers(inner: &Arc<Inner>, config: &HandlerConfig, handler: &Handler) -> Timers {
+    let tasks = config
+        .filter
+        .periods()
+        .into_iter()
+        .map(|period| {
+            let (inner, handler) = (Arc::downgrade(inner), handler.clone());
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now() + period;
+                let mut every = tokio::time::interval_at(start, period);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                for count in 1u64.. {
+                    every.tick().await;
+                    let Some(inner) = inner.upgrade() else { return };
+                    if handler.busy() {
+                        tracing::debug!(handler = %handler.name(), count, "handler still busy; tick skipped");
+                        continue;
+                    }
+                    let Some(host) = inner.host.get() else { return };
+                    let tick = hearsay_host::Event::Tick(hearsay_host::Tick { period, count });
+                    let context: Arc<dyn Embedder> = EventContext::new(inner.link.clone(), None);
+                    // A full queue is logged and counted by the host.
+                    let _ = host.dispatch(&handler, tick, context);
+                }
+            })
+        })
+        .collect();
+    Timers(tasks)
 }
 
 impl Handlers {
@@ -262,6 +308,16 @@ impl Handlers {
             .collect()
     }
 
+    /// Where handlers' tag changes are saved (the agent's `-tags-file`), as RPC's are.
+    pub fn set_tags_file(&self, path: Option<PathBuf>) {
+        *self
+            .inner
+            .link
+            .tags_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = path;
+    }
+
     /// The configurations of the loaded handlers, in order.
     pub fn configs(&self) -> Vec<HandlerConfig> {
         self.current().iter().map(|a| a.config.clone()).collect()
@@ -348,10 +404,22 @@ async fn load_one(inner: &Arc<Inner>, old: &[Active], config: HandlerConfig) -> 
                 blocking(move || inner.host()?.load(spec)).await?
             }
         };
+        if !config.filter.periods().is_empty() && handler.info().contract < Contract::V0_2 {
+            return Err(Error::Host(HostError::Capability {
+                name: config.name.clone(),
+                reason: format!(
+                    "events {:?}: every: timers need a component built against contract 0.2.0; this one is {}",
+                    config.filter.to_string(),
+                    handler.info().contract
+                ),
+            }));
+        }
+        let timers = start_timers(inner, &config, &handler);
         Ok(Active {
             config,
             handler,
             deployed: false,
+            _timers: Arc::new(timers),
         })
     }
 }
