@@ -156,11 +156,13 @@ fn update() -> Result<(), String> {
     write_atomically(&s.file, &text)?;
     let list: Vec<&str> = endpoints.iter().map(|e| e.addr.as_str()).collect();
     hearsay_sdk::info(&format!(
-        "wrote {}: {} backend(s) of service:{} [{}]",
+        "wrote {}: {}",
         s.file.display(),
-        endpoints.len(),
-        s.service,
-        list.join(" ")
+        match list.len() {
+            0 => format!("no member offers service:{}", s.service),
+            1 => format!("1 backend of service:{}: {}", s.service, list[0]),
+            n => format!("{n} backends of service:{}: {}", s.service, list.join(" ")),
+        }
     ));
     reload(&marker)
 }
