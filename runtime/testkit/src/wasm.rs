@@ -22,6 +22,8 @@ pub struct Guests {
     pub probe: PathBuf,
     /// The SDK's template handler (`sdk/template`), built as a user would build it.
     pub template: PathBuf,
+    /// A handler built against contract 0.1.0 (`wit/v0.1.0`): answers `v0.1 PAYLOAD`.
+    pub contract_v0_1: PathBuf,
 }
 
 /// Builds the guests into `<target_tmp>/wasm-guests` (pass the test's `CARGO_TARGET_TMPDIR`, so
@@ -71,6 +73,7 @@ fn build(target_tmp: &Path) -> Guests {
         resolve: out.join("hearsay_handler_resolve.wasm"),
         probe: out.join("hearsay_test_probe.wasm"),
         template: out.join("my_handler.wasm"),
+        contract_v0_1: out.join("hearsay_test_contract_v0_1.wasm"),
     }
 }
 
