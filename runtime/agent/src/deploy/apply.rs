@@ -290,6 +290,7 @@ mod tests {
             env: vec!["REGION".into()],
             clocks: false,
             emit: true,
+            ..DeployCeiling::default()
         };
         let with = |f: &dyn Fn(&mut Spec)| {
             let mut s = spec();
@@ -345,6 +346,68 @@ mod tests {
         s.grants.emit = true;
         let e = handler_config(&s, "/m".into(), &DeployCeiling::default(), None).unwrap_err();
         assert!(e.contains("emit"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn capabilities_beyond_the_ceiling_are_refused() {
+        let root =
+            std::env::temp_dir().join(format!("hearsay-ceiling-caps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let out = root.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let ceiling = DeployCeiling {
+            write_dirs: vec![out.clone()],
+            commands: BTreeMap::from([("reload".to_owned(), vec!["/bin/true".to_owned()])]),
+            kv: Some(1 << 20),
+            tags: vec!["service:*".into()],
+            ..DeployCeiling::default()
+        };
+        let with = |f: &dyn Fn(&mut Spec)| {
+            let mut s = spec();
+            f(&mut s);
+            handler_config(&s, "/m".into(), &ceiling, Some(Path::new("/var/lib/h")))
+        };
+        let h = with(&|s| {
+            s.grants.write_dirs = vec![format!("{}:/out", out.display())];
+            s.grants.commands = vec!["reload".into()];
+            s.grants.kv = Some("64KiB".into());
+            s.grants.tags = vec!["service:web".into(), "service:*".into()];
+        })
+        .unwrap();
+        assert_eq!(h.grants.write_dirs[0].guest, "/out");
+        // The argv is this agent's, never the deployment's.
+        assert_eq!(h.grants.commands["reload"], ["/bin/true"]);
+        let kv = h.grants.kv.unwrap();
+        assert_eq!(
+            (kv.quota, kv.path),
+            (64 << 10, PathBuf::from("/var/lib/h/kv/deploy%2Fgreet.redb"))
+        );
+        for (what, f) in [
+            (
+                "write_dirs",
+                &(|s: &mut Spec| s.grants.write_dirs = vec!["/etc".into()]) as &dyn Fn(&mut Spec),
+            ),
+            ("write_dirs", &|s: &mut Spec| {
+                s.grants.dirs = vec![out.display().to_string()]
+            }),
+            ("commands", &|s: &mut Spec| {
+                s.grants.commands = vec!["rm".into()]
+            }),
+            ("kv", &|s: &mut Spec| s.grants.kv = Some("2MiB".into())),
+            ("kv", &|s: &mut Spec| s.grants.kv = Some("0".into())),
+            ("tags", &|s: &mut Spec| s.grants.tags = vec!["*".into()]),
+            ("tags", &|s: &mut Spec| s.grants.tags = vec!["role".into()]),
+            ("http", &|s: &mut Spec| {
+                s.grants.http = vec!["http://127.0.0.1:1/".into()]
+            }),
+        ] {
+            assert!(with(f).is_err(), "{what} passed");
+        }
+        // A store needs the agent's data dir.
+        let mut s = spec();
+        s.grants.kv = Some("1KiB".into());
+        assert!(handler_config(&s, "/m".into(), &ceiling, None).is_err());
         let _ = std::fs::remove_dir_all(&root);
     }
 }
