@@ -26,6 +26,8 @@
 //! - `kv`: payload is `set KEY VALUE`, `get KEY`, `del KEY` or `keys PREFIX`; replies with the
 //!   result (`ok`, the value or `none`, `true`/`false`, keys joined by `,`) or `refused:<error>`.
 //! - `tag`: payload is `set NAME VALUE` or `del NAME`; replies `ok` or `refused:<error>`.
+//! - a `tick` event with `PROBE_TICK_TAG` in its environment: sets that tag of its node to the
+//!   tick's count.
 //! - `state`: counts its calls in a zeroed static and overwrites an initialised one, and replies
 //!   `calls=N word=W` with the values it found: `calls=1 word=7` in a fresh instance.
 
@@ -61,6 +63,11 @@ fn reply(s: &str) -> Result<(), String> {
 
 impl Handler for Probe {
     fn handle(event: Event) -> Result<(), String> {
+        // On a timer's tick, with PROBE_TICK_TAG granted in its environment: sets that tag of
+        // its node to the tick's count (through the tags grant).
+        if let (Event::Tick(t), Ok(tag)) = (&event, std::env::var("PROBE_TICK_TAG")) {
+            hearsay_sdk::tags::set(&tag, &t.count.to_string()).map_err(|e| format!("{e:?}"))?;
+        }
         let Event::Query(q) = event else {
             hearsay_sdk::info(&format!("probe saw {}", event.describe()));
             return Ok(());
