@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http::HttpAllow;
+
 /// Where a handler's component comes from.
 #[derive(Debug, Clone)]
 pub enum ModuleSource {
@@ -86,4 +88,7 @@ pub struct Grants {
     pub env: Vec<(String, String)>,
     /// Real wall and monotonic clocks.
     pub clocks: bool,
+    /// Origins and path prefixes the handler may send HTTP requests to (`wasi:http`); empty:
+    /// none.
+    pub http: Vec<HttpAllow>,
 }
