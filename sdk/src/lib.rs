@@ -29,7 +29,10 @@
 //! nothing survives between events. Files, environment, real clocks and emitting need a grant from
 //! the operator; without one the call fails with an error (for `emit`: `EmitError::NotGranted`).
 //!
-//! What is not here: networking (no grant gives sockets yet) and state between events.
+//! [`http`] sends HTTP requests (`http::get(url)`, `http::Request`) to the origins and paths the
+//! operator's `http` grants list for the handler; anything else is refused by the agent.
+//!
+//! What is not here: other networking (no grant gives sockets) and state between events.
 
 /// The generated bindings (for what the wrappers do not cover).
 pub mod bindings {
@@ -41,6 +44,8 @@ pub mod bindings {
         default_bindings_module: "hearsay_sdk::bindings",
     });
 }
+
+pub mod http;
 
 use bindings::hearsay::handler::{cluster, emit as emit_api, log as log_api, reply};
 
