@@ -36,9 +36,9 @@ use wasmtime_wasi_http::{
 
 use crate::spec::Grants;
 
-/// The most response body bytes a handler may receive per request (1 MiB). A longer body fails
-/// the read that passes the cap (and a `Content-Length` above it fails the request): the guest
-/// gets an `http-response-body-size` error and never holds more than this.
+/// The most response body bytes a handler may receive per request (1 MiB). A `Content-Length`
+/// above it fails the request (`http-response-body-size`); a body that grows past it without one
+/// fails the read that passes the cap (a stream error saying so). The guest never gets more.
 pub(crate) const HTTP_BODY_CAP: usize = 1 << 20;
 
 /// Requests one event may send (denied ones included); more fail with `connection-limit-reached`.
@@ -1282,6 +1282,32 @@ mod tests {
         tokio::spawn(Pin::from(io));
         assert_eq!(response.status(), 200);
         assert_eq!(body_of(response).await.unwrap(), b"secret");
+    }
+
+    #[tokio::test]
+    async fn an_event_sends_a_bounded_number_of_requests() {
+        let mut http = OutboundHttp::new("t".into(), Arc::new(Grants::default()), far());
+        let mut table = ResourceTable::new();
+        let view = http.view(&mut table, far());
+        for n in 1..=HTTP_REQUESTS_PER_EVENT + 2 {
+            let sent = view.hooks.send_request(
+                get("http://127.0.0.1:1/"),
+                None,
+                Box::new(async { Ok(()) }),
+            );
+            let result = Pin::from(sent).await.map(|_| ());
+            if n <= HTTP_REQUESTS_PER_EVENT {
+                assert!(
+                    matches!(result, Err(Error::HttpRequestDenied)),
+                    "{n}: {result:?}"
+                );
+            } else {
+                assert!(
+                    matches!(result, Err(Error::ConnectionLimitReached)),
+                    "{n}: {result:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
