@@ -33,7 +33,9 @@
 //! files (`std::fs` in granted directories, read-only or writable), environment, real clocks,
 //! [`emit`], [`commands::run`] (operator-approved commands), [`kv`] (a persistent store),
 //! [`tags`] (this node's tags) and timers (`events = "every:10s"` delivers [`Event::Tick`]).
-//! Plain sockets are never granted.
+//! [`http`] sends HTTP requests (`http::get(url)`, `http::Request`) to the origins and path
+//! prefixes the handler's `http` grants list; anything else is refused by the agent. Plain sockets
+//! are never granted.
 //!
 //! [`services`] holds the tag convention by which members offer services (`service:NAME=PORT`),
 //! shared by the ready-made `resolve`, `upstreams` and `health` handlers.
@@ -48,6 +50,8 @@ pub mod bindings {
         default_bindings_module: "hearsay_sdk::bindings",
     });
 }
+
+pub mod http;
 
 use bindings::hearsay::handler::{cluster, emit as emit_api, log as log_api, reply};
 

@@ -52,6 +52,22 @@ pub struct Grants {
     /// Whether the handler sees real wall and monotonic clocks.
     #[serde(default)]
     pub clocks: bool,
+    /// Host directories the handler may write (interpreted by the agent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_dirs: Vec<String>,
+    /// Origins and path prefixes the handler may send HTTP requests to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// Names of commands the handler may run; each agent's own `deploy_grants.commands` says
+    /// what a name runs there (a deployment never carries an argv).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// The quota of a key-value store, e.g. `16MiB`; none: no store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<String>,
+    /// Patterns of this node's tag names the handler may set, e.g. `service:*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// What an operator deploys. Unknown fields are refused when decoding: a newer field might
@@ -94,15 +110,27 @@ impl Spec {
         check_map("selector (entries)", &self.selector)?;
         check_map("limits (entries)", &self.limits)?;
         check_map("grants.env (entries)", &self.grants.env)?;
-        check_len("grants.dirs (entries)", self.grants.dirs.len(), MAX_ENTRIES)?;
-        for dir in &self.grants.dirs {
-            check_len("a grants.dirs entry (bytes)", dir.len(), MAX_ENTRY_LEN)?;
-            if dir.is_empty() {
-                return Err(Error::InvalidField {
-                    field: "grants.dirs",
-                    reason: "an entry is empty".into(),
-                });
+        let g = &self.grants;
+        for (field, list) in [
+            ("grants.dirs", &g.dirs),
+            ("grants.write_dirs", &g.write_dirs),
+            ("grants.http", &g.http),
+            ("grants.commands", &g.commands),
+            ("grants.tags", &g.tags),
+        ] {
+            check_len(field, list.len(), MAX_ENTRIES)?;
+            for entry in list {
+                check_len(field, entry.len(), MAX_ENTRY_LEN)?;
+                if entry.is_empty() {
+                    return Err(Error::InvalidField {
+                        field,
+                        reason: "an entry is empty".into(),
+                    });
+                }
             }
+        }
+        if let Some(kv) = &g.kv {
+            check_len("grants.kv", kv.len(), MAX_ENTRY_LEN)?;
         }
         Ok(())
     }

@@ -11,12 +11,14 @@ use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView,
     WasiView,
 };
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use crate::budget::MemoryBudget;
 use crate::command;
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
 use crate::event::{self, Event};
 use crate::guest_log::{self, EventLog, LogBudget};
+use crate::http::OutboundHttp;
 use crate::kv::{self, KvStore};
 use crate::spec::{tag_pattern_matches, Grants, Limits};
 
@@ -234,6 +236,8 @@ pub(crate) struct Invocation {
     deadline: Instant,
     log: Arc<LogBudget>,
     event_log: Arc<Mutex<EventLog>>,
+    /// `wasi:http`: requests go only where `grants.http` allows.
+    http: OutboundHttp,
 }
 
 impl Drop for Invocation {
@@ -249,6 +253,12 @@ impl WasiView for Invocation {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for Invocation {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.http.view(&mut self.table, self.deadline)
     }
 }
 
@@ -310,10 +320,13 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// Builds the linker every handler is pre-instantiated with: WASI p2 (authority comes only from
-/// each event's `WasiCtx`) and the hearsay imports.
+/// each event's `WasiCtx`), wasi:http (requests pass only where `grants.http` allows) and the
+/// hearsay imports.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // wasi:http's outgoing-handler and types only (no incoming-handler: handlers serve nothing).
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     v2::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
     v1::Handler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
     Ok(linker)
@@ -468,6 +481,7 @@ impl Run<'_> {
             deadline,
             log: self.log.clone(),
             event_log: Arc::default(),
+            http: OutboundHttp::new(self.handler.clone(), self.grants.clone(), deadline),
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|s| s);

@@ -24,6 +24,9 @@
 //!   the first tick past it, and the event's task is dropped wherever else it waits (a host call,
 //!   a WASI sleep, a reply to a stalled asker). The outcome is a [`TrapKind::Deadline`] trap,
 //!   counted in `timeouts`.
+//! - Outbound HTTP (`wasi:http`) reaches only the origins and path prefixes in [`Grants::http`]
+//!   ([`HttpAllow`]); anything else fails with `http-request-denied` before a socket is opened.
+//!   HTTPS is verified against the system's root certificates, and response bodies are capped.
 //! - The linear memory of all live instances together is capped ([`HostConfig::memory_total`]);
 //!   guest log lines are escaped (one guest line is one agent line), cut at 4 KiB, and budgeted
 //!   per handler ([`HostConfig::log_lines_per_second`], [`HostConfig::log_lines_per_event`]).
@@ -86,6 +89,7 @@ mod error;
 mod event;
 mod guest_log;
 mod host;
+mod http;
 mod invoke;
 mod kv;
 mod private_dir;
@@ -98,6 +102,7 @@ pub use embedder::{Embedder, EmitError, ReplyError, ReplySink};
 pub use error::HostError;
 pub use event::{Event, Member, MemberStatus, Query, Tick, UserEvent};
 pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};
+pub use http::{HttpAllow, HttpAllowError};
 pub use invoke::{Contract, Outcome, TrapKind};
 pub use private_dir::PrivateDir;
 pub use spec::{tag_pattern_matches, DirGrant, Grants, HandlerSpec, KvGrant, Limits, ModuleSource};

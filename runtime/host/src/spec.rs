@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http::HttpAllow;
+
 /// Where a handler's component comes from.
 #[derive(Debug, Clone)]
 pub enum ModuleSource {
@@ -109,6 +111,9 @@ pub struct Grants {
     /// Patterns of this node's tag names the guest may set and delete (`tags`): `*` matches any
     /// run of characters, e.g. `service:*`.
     pub tags: Vec<String>,
+    /// Origins and path prefixes the handler may send HTTP requests to (`wasi:http`); empty:
+    /// none.
+    pub http: Vec<HttpAllow>,
 }
 
 /// Whether the tag-name `pattern` (`*` matches any run of characters) matches `name`.

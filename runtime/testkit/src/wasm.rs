@@ -1,7 +1,7 @@
-//! The WebAssembly guests hearsay's tests run: builds the ready-made handlers (`handlers/`) and
-//! the hostile test guest (`runtime/host/tests/guests`) and the SDK template for wasm32-wasip2, installing the target
-//! with rustup when it is missing, once per test binary; and the handlers in other languages,
-//! with `scripts/build-handlers.sh`.
+//! The WebAssembly guests hearsay's tests run: builds the ready-made handlers (`handlers/`), the
+//! test guests (`runtime/host/tests/guests`: the hostile probe, and fetch for HTTP) and the SDK
+//! template for wasm32-wasip2, installing the target with rustup when it is missing, once per test
+//! binary; and the handlers in other languages, with `scripts/build-handlers.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,8 +20,13 @@ pub struct Guests {
     pub resolve: PathBuf,
     /// The hostile guest: the query name picks what it does (`loop`, `hog`, `panic`, ...).
     pub probe: PathBuf,
+    /// Answers a query whose payload is a URL with the HTTP response (`STATUS BODY`) or the
+    /// error, through the SDK's `http` client.
+    pub fetch: PathBuf,
     /// The SDK's template handler (`sdk/template`), built as a user would build it.
     pub template: PathBuf,
+    /// A handler built against contract 0.1.0 (`wit/v0.1.0`): answers `v0.1 PAYLOAD`.
+    pub contract_v0_1: PathBuf,
 }
 
 /// Builds the guests into `<target_tmp>/wasm-guests` (pass the test's `CARGO_TARGET_TMPDIR`, so
@@ -70,7 +75,9 @@ fn build(target_tmp: &Path) -> Guests {
         sysinfo: out.join("hearsay_handler_sysinfo.wasm"),
         resolve: out.join("hearsay_handler_resolve.wasm"),
         probe: out.join("hearsay_test_probe.wasm"),
+        fetch: out.join("hearsay_test_fetch.wasm"),
         template: out.join("my_handler.wasm"),
+        contract_v0_1: out.join("hearsay_test_contract_v0_1.wasm"),
     }
 }
 

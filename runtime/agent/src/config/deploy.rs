@@ -9,18 +9,24 @@
 //! data_dir = "/var/lib/hearsay"
 //! deploy_keys = ["ed25519:7cG3...="]
 //! deploy_module_max_bytes = "16MiB"
-//! deploy_grants = { dirs = ["/srv/data"], env = ["REGION"], clocks = true, emit = true }
+//! deploy_grants = { dirs = ["/srv/data"], env = ["REGION"], clocks = true, emit = true,
+//!                   write_dirs = ["/srv/out"], http = ["http://127.0.0.1:8500/v1/"],
+//!                   commands = { reload = ["/usr/sbin/nginx", "-s", "reload"] },
+//!                   kv = "16MiB", tags = ["service:*"] }
 //! ```
 //!
 //! A deployment asking for more than `deploy_grants` allows (a directory outside the listed
-//! ones, a variable not named, clocks or emit not allowed) is refused on this agent, with the
-//! reason in `hearsay deployments`.
+//! ones, a variable not named, an HTTP origin or path not under a listed one, a command name
+//! not listed, a store larger than `kv`, a tag pattern no listed pattern covers, clocks or
+//! emit not allowed) is refused on this agent, with the reason in `hearsay deployments`. A
+//! deployment names commands only; what a name runs is this agent's `commands` entry.
 
 use super::de::{Strings, Table};
 use super::handlers::Size;
 use super::{invalid, ConfigError, Partial};
 use hearsay_deploy::PublicKey;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The default of `deploy_module_max_bytes`.
@@ -38,6 +44,16 @@ pub struct DeployCeiling {
     pub clocks: bool,
     /// Whether a deployed handler may emit user events.
     pub emit: bool,
+    /// Host directories (and everything under them) a deployed handler may be granted to write.
+    pub write_dirs: Vec<PathBuf>,
+    /// HTTP origins and path prefixes a deployed handler's `grants.http` must fall under.
+    pub http: Vec<String>,
+    /// The commands a deployed handler may name, with what each runs on this agent.
+    pub commands: BTreeMap<String, Vec<String>>,
+    /// The largest key-value store a deployed handler may have; none: no store.
+    pub kv: Option<u64>,
+    /// Tag-name patterns that a deployed handler's `grants.tags` patterns must fall under.
+    pub tags: Vec<String>,
 }
 
 /// The deploy settings an agent runs with.
@@ -62,25 +78,48 @@ pub(super) struct CeilingEntry {
     env: Option<Strings<String>>,
     clocks: Option<bool>,
     emit: Option<bool>,
+    write_dirs: Option<Strings<String>>,
+    http: Option<Strings<String>>,
+    commands: Option<BTreeMap<String, Strings<String>>>,
+    kv: Option<Size>,
+    tags: Option<Strings<String>>,
 }
 
 impl CeilingEntry {
     /// The ceiling; `Err` names an entry of `dirs` that is empty or relative (which would
     /// otherwise allow everything, or nothing, silently).
     pub(super) fn into_ceiling(self) -> Result<DeployCeiling, String> {
-        let dirs: Vec<PathBuf> = self
-            .dirs
-            .map_or_else(Vec::new, |d| d.0.into_iter().map(PathBuf::from).collect());
-        if let Some(bad) = dirs.iter().find(|d| !d.is_absolute()) {
-            return Err(format!(
-                "deploy_grants.dirs entry {bad:?}: give an absolute directory"
-            ));
+        let absolute = |key: &str, list: Option<Strings<String>>| {
+            let dirs: Vec<PathBuf> =
+                list.map_or_else(Vec::new, |d| d.0.into_iter().map(PathBuf::from).collect());
+            match dirs.iter().find(|d| !d.is_absolute()) {
+                Some(bad) => Err(format!(
+                    "deploy_grants.{key} entry {bad:?}: give an absolute directory"
+                )),
+                None => Ok(dirs),
+            }
+        };
+        let mut commands = BTreeMap::new();
+        for (name, argv) in self.commands.unwrap_or_default() {
+            super::handlers::check_command(&name, &argv.0)
+                .map_err(|e| format!("deploy_grants.commands: {e}"))?;
+            commands.insert(name, argv.0);
+        }
+        let tags = self.tags.map_or_else(Vec::new, |t| t.0);
+        for t in &tags {
+            super::handlers::check_tag_pattern(t)
+                .map_err(|e| format!("deploy_grants.tags: {e}"))?;
         }
         Ok(DeployCeiling {
-            dirs,
+            dirs: absolute("dirs", self.dirs)?,
             env: self.env.map_or_else(Vec::new, |e| e.0),
             clocks: self.clocks.unwrap_or(false),
             emit: self.emit.unwrap_or(false),
+            write_dirs: absolute("write_dirs", self.write_dirs)?,
+            http: self.http.map_or_else(Vec::new, |h| h.0),
+            commands,
+            kv: self.kv.map(|s| s.0),
+            tags,
         })
     }
 }

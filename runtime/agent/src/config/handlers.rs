@@ -487,6 +487,63 @@ events = "member-join,user:deploy"
     }
 
     #[test]
+    fn capability_grants_decode_and_bad_ones_are_named() {
+        let toml = r#"
+[[handler]]
+name = "lb"
+module = "upstreams.wasm"
+events = "member-join,every:30s"
+grants = { write_dirs = ["/srv/lb:/out"], commands = { reload = ["/usr/sbin/nginx", "-s", "reload"] }, kv = "1MiB", tags = ["service:*"] }
+"#;
+        let p = decode_text(toml, Format::Toml, "h.toml").unwrap();
+        let g = &p.handlers[0].grants;
+        assert_eq!(g.write_dirs[0].host, PathBuf::from("/srv/lb"));
+        assert_eq!(g.write_dirs[0].guest, "/out");
+        assert_eq!(g.commands["reload"], ["/usr/sbin/nginx", "-s", "reload"]);
+        assert_eq!(g.kv.as_ref().map(|k| k.quota), Some(1 << 20));
+        assert_eq!(g.tags, ["service:*"]);
+        assert_eq!(p.handlers[0].filter.periods(), [Duration::from_secs(30)]);
+        assert_eq!(
+            kv_path(Path::new("/var/lib/h"), "deploy/web cache"),
+            Path::new("/var/lib/h/kv/deploy%2Fweb%20cache.redb")
+        );
+
+        let err = |grants: &str| {
+            decode_text(
+                &format!("[[handler]]\nmodule = \"x.wasm\"\ngrants = {grants}\n"),
+                Format::Toml,
+                "h.toml",
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        for (grants, key, why) in [
+            (
+                "{ commands = { reload = [\"nginx\", \"-s\"] } }",
+                "grants.commands",
+                "absolute path",
+            ),
+            ("{ commands = { reload = [] } }", "grants.commands", "argv"),
+            (
+                "{ commands = { \"re load\" = [\"/bin/true\"] } }",
+                "grants.commands",
+                "letters",
+            ),
+            ("{ kv = 0 }", "grants.kv", "above zero"),
+            ("{ kv = \"lots\" }", "grants.kv", "size"),
+            ("{ tags = [\"\"] }", "grants.tags", "empty"),
+            (
+                "{ write_dirs = [\":x\"] }",
+                "grants.write_dirs",
+                "HOST:GUEST",
+            ),
+        ] {
+            let e = err(grants);
+            assert!(e.contains(key) && e.contains(why), "{grants}: {e}");
+        }
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("512KiB"), Ok(512 << 10));

@@ -726,6 +726,41 @@ mod tests {
     }
 
     #[test]
+    fn a_store_needs_the_data_dir_and_lives_in_it() {
+        let block =
+            "[[handler]]\nname = \"lb\"\nmodule = \"x.wasm\"\ngrants = { kv = \"64KiB\" }\n";
+        let e = Config::resolve(toml(block).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data_dir") && e.contains("\"lb\""), "{e}");
+        let c =
+            Config::resolve(toml(&format!("data_dir = \"/var/lib/h\"\n{block}")).unwrap()).unwrap();
+        let kv = c.handlers[0].grants.kv.clone().unwrap();
+        assert_eq!(kv.path, PathBuf::from("/var/lib/h/kv/lb.redb"));
+        assert_eq!(kv.quota, 64 << 10);
+    }
+
+    #[test]
+    fn capability_ceilings_decode() {
+        let t = toml(
+            "deploy_grants = { write_dirs = [\"/srv/out\"], commands = { reload = [\"/bin/true\"] }, kv = \"1MiB\", tags = [\"service:*\"], http = [\"http://127.0.0.1:8500/\"] }",
+        )
+        .unwrap();
+        let c = Config::resolve(t).unwrap().deploy.ceiling;
+        assert_eq!(c.write_dirs, [PathBuf::from("/srv/out")]);
+        assert_eq!(c.commands["reload"], ["/bin/true"]);
+        assert_eq!(c.kv, Some(1 << 20));
+        assert_eq!(c.tags, ["service:*"]);
+        assert_eq!(c.http, ["http://127.0.0.1:8500/"]);
+        for bad in [
+            "deploy_grants = { write_dirs = [\"rel\"] }",
+            "deploy_grants = { commands = { x = [\"true\"] } }",
+        ] {
+            assert!(toml(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn deploy_keys_from_files_and_flags() {
         const KEY: &str = "ed25519:1XgSEuELsFKjrY0LkmAG8Fh07pTMGH132l4Sji1qQJU=";
         let c = Config::resolve(Partial::default()).unwrap();

@@ -3,7 +3,7 @@
 //! for no more than this agent's ceiling (`deploy_grants`) allows. Each refusal says why, for
 //! `hearsay deployments`.
 
-use crate::config::handlers::{parse_dir_grant, parse_size};
+use crate::config::handlers::{kv_path, parse_dir_grant, parse_size};
 use crate::config::{DeployCeiling, HandlerConfig};
 use crate::conventions::parse_go_duration;
 use crate::filter::EventFilter;
@@ -32,6 +32,7 @@ pub(super) fn handler_config(
     spec: &Spec,
     module: PathBuf,
     ceiling: &DeployCeiling,
+    data_dir: Option<&Path>,
 ) -> Result<HandlerConfig, String> {
     for (tag, expr) in &spec.selector {
         regex::Regex::new(expr).map_err(|e| format!("selector {tag}={expr:?}: {e}"))?;
@@ -39,9 +40,14 @@ pub(super) fn handler_config(
     let filter =
         EventFilter::parse(&spec.events).map_err(|e| format!("events {:?}: {e}", spec.events))?;
     let limits = limits(&spec.limits)?;
-    let grants = grants(spec, ceiling)?;
+    let name = format!("{DEPLOYED_PREFIX}{}", spec.name);
+    let mut grants = grants(spec, ceiling)?;
+    if let Some(kv) = &mut grants.kv {
+        let dir = data_dir.ok_or("grants.kv needs this agent's data_dir")?;
+        kv.path = kv_path(dir, &name);
+    }
     Ok(HandlerConfig {
-        name: format!("{DEPLOYED_PREFIX}{}", spec.name),
+        name,
         filter,
         module,
         limits,
@@ -100,19 +106,86 @@ fn within_ceiling(host: &Path, allowed: &[PathBuf]) -> bool {
         .any(|a| real.starts_with(a))
 }
 
+/// Whether the HTTP grant `entry` is under the ceiling's `allowed`: the same origin, and a path
+/// under the allowed path on a segment boundary.
+fn http_within(entry: &str, allowed: &str) -> bool {
+    let _ = (entry, allowed);
+    false
+}
+
 /// A deployment's grants, each checked against the ceiling.
 fn grants(spec: &Spec, ceiling: &DeployCeiling) -> Result<Grants, String> {
     let asked = &spec.grants;
     let mut g = Grants::default();
-    for d in &asked.dirs {
-        let grant = parse_dir_grant(d).map_err(|e| format!("grants.dirs {e}"))?;
-        if !within_ceiling(&grant.host, &ceiling.dirs) {
+    for (key, asked, allowed, into) in [
+        ("dirs", &asked.dirs, &ceiling.dirs, &mut g.dirs),
+        (
+            "write_dirs",
+            &asked.write_dirs,
+            &ceiling.write_dirs,
+            &mut g.write_dirs,
+        ),
+    ] {
+        for d in asked {
+            let grant = parse_dir_grant(d).map_err(|e| format!("grants.{key} {e}"))?;
+            if !within_ceiling(&grant.host, allowed) {
+                return Err(format!(
+                    "grants.{key} {d:?} is outside this agent's deploy_grants.{key} {allowed:?}"
+                ));
+            }
+            into.push(grant);
+        }
+    }
+    for name in &asked.commands {
+        let Some(argv) = ceiling.commands.get(name) else {
             return Err(format!(
-                "grants.dirs {d:?} is outside this agent's deploy_grants.dirs {:?}",
-                ceiling.dirs
+                "grants.commands {name:?} is not among this agent's deploy_grants.commands {:?}",
+                ceiling.commands.keys().collect::<Vec<_>>()
+            ));
+        };
+        g.commands.insert(name.clone(), argv.clone());
+    }
+    if let Some(size) = &asked.kv {
+        let quota = parse_size(size).map_err(|e| format!("grants.kv: {e}"))?;
+        match ceiling.kv {
+            Some(max) if quota > 0 && quota <= max => {}
+            Some(max) => {
+                return Err(format!(
+                    "grants.kv {size:?} is not between 1 byte and this agent's deploy_grants.kv ({max} bytes)"
+                ))
+            }
+            None => return Err("grants.kv is not allowed by this agent's deploy_grants".into()),
+        }
+        g.kv = Some(hearsay_host::KvGrant {
+            path: PathBuf::new(),
+            quota,
+        });
+    }
+    for pattern in &asked.tags {
+        // A pattern is covered when a ceiling pattern matches it as a name: each `*` of it is
+        // then inside a `*` of the ceiling's, so every tag it matches, the ceiling's matches.
+        if !ceiling
+            .tags
+            .iter()
+            .any(|c| hearsay_host::tag_pattern_matches(c, pattern))
+        {
+            return Err(format!(
+                "grants.tags {pattern:?} is not covered by this agent's deploy_grants.tags {:?}",
+                ceiling.tags
             ));
         }
-        g.dirs.push(grant);
+        g.tags.push(pattern.clone());
+    }
+    for entry in &asked.http {
+        if !ceiling.http.iter().any(|c| http_within(entry, c)) {
+            return Err(format!(
+                "grants.http {entry:?} is not under this agent's deploy_grants.http {:?}",
+                ceiling.http
+            ));
+        }
+    }
+    if !asked.http.is_empty() {
+        return Err("grants.http for deployed handlers is not supported yet".into());
     }
     for (name, value) in &asked.env {
         if !ceiling.env.contains(name) {
@@ -174,7 +247,7 @@ mod tests {
     fn a_plain_deployment_becomes_a_deploy_prefixed_handler() {
         let mut s = spec();
         s.limits = tags(&[("memory", "32MiB"), ("timeout", "2s"), ("concurrency", "2")]);
-        let h = handler_config(&s, "/m.wasm".into(), &DeployCeiling::default()).unwrap();
+        let h = handler_config(&s, "/m.wasm".into(), &DeployCeiling::default(), None).unwrap();
         assert_eq!(h.name, "deploy/greet");
         assert_eq!(h.filter.to_string(), "query:greet");
         assert_eq!(h.limits.memory_bytes, 32 << 20);
@@ -194,12 +267,12 @@ mod tests {
         ] {
             let mut s = spec();
             s.limits = tags(&[(k, v)]);
-            let e = handler_config(&s, "/m".into(), &none).unwrap_err();
+            let e = handler_config(&s, "/m".into(), &none, None).unwrap_err();
             assert!(e.contains(why), "{e}");
         }
         let mut s = spec();
         s.events = "no-such-event".into();
-        assert!(handler_config(&s, "/m".into(), &none).is_err());
+        assert!(handler_config(&s, "/m".into(), &none, None).is_err());
     }
 
     #[test]
@@ -217,11 +290,12 @@ mod tests {
             env: vec!["REGION".into()],
             clocks: false,
             emit: true,
+            ..DeployCeiling::default()
         };
         let with = |f: &dyn Fn(&mut Spec)| {
             let mut s = spec();
             f(&mut s);
-            handler_config(&s, "/m".into(), &ceiling)
+            handler_config(&s, "/m".into(), &ceiling, None)
         };
         let inside = format!("{}:/data", allowed.join("a").display());
         let h = with(&|s| {
@@ -262,13 +336,78 @@ mod tests {
             };
             let mut s = spec();
             s.grants.dirs = vec![allowed.join("a").display().to_string()];
-            assert!(handler_config(&s, "/m".into(), &c).is_err(), "{bad:?}");
+            assert!(
+                handler_config(&s, "/m".into(), &c, None).is_err(),
+                "{bad:?}"
+            );
         }
         // Nothing allowed by default.
         let mut s = spec();
         s.grants.emit = true;
-        let e = handler_config(&s, "/m".into(), &DeployCeiling::default()).unwrap_err();
+        let e = handler_config(&s, "/m".into(), &DeployCeiling::default(), None).unwrap_err();
         assert!(e.contains("emit"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn capabilities_beyond_the_ceiling_are_refused() {
+        let root =
+            std::env::temp_dir().join(format!("hearsay-ceiling-caps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let out = root.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let ceiling = DeployCeiling {
+            write_dirs: vec![out.clone()],
+            commands: BTreeMap::from([("reload".to_owned(), vec!["/bin/true".to_owned()])]),
+            kv: Some(1 << 20),
+            tags: vec!["service:*".into()],
+            ..DeployCeiling::default()
+        };
+        let with = |f: &dyn Fn(&mut Spec)| {
+            let mut s = spec();
+            f(&mut s);
+            handler_config(&s, "/m".into(), &ceiling, Some(Path::new("/var/lib/h")))
+        };
+        let h = with(&|s| {
+            s.grants.write_dirs = vec![format!("{}:/out", out.display())];
+            s.grants.commands = vec!["reload".into()];
+            s.grants.kv = Some("64KiB".into());
+            s.grants.tags = vec!["service:web".into(), "service:*".into()];
+        })
+        .unwrap();
+        assert_eq!(h.grants.write_dirs[0].guest, "/out");
+        // The argv is this agent's, never the deployment's.
+        assert_eq!(h.grants.commands["reload"], ["/bin/true"]);
+        let kv = h.grants.kv.unwrap();
+        assert_eq!(
+            (kv.quota, kv.path),
+            (64 << 10, PathBuf::from("/var/lib/h/kv/deploy%2Fgreet.redb"))
+        );
+        for (what, f) in [
+            (
+                "write_dirs",
+                &(|s: &mut Spec| s.grants.write_dirs = vec!["/etc".into()]) as &dyn Fn(&mut Spec),
+            ),
+            ("write_dirs", &|s: &mut Spec| {
+                s.grants.dirs = vec![out.display().to_string()]
+            }),
+            ("commands", &|s: &mut Spec| {
+                s.grants.commands = vec!["rm".into()]
+            }),
+            ("kv", &|s: &mut Spec| s.grants.kv = Some("2MiB".into())),
+            ("kv", &|s: &mut Spec| s.grants.kv = Some("0".into())),
+            ("tags", &|s: &mut Spec| s.grants.tags = vec!["*".into()]),
+            ("tags", &|s: &mut Spec| s.grants.tags = vec!["role".into()]),
+            ("http", &|s: &mut Spec| {
+                s.grants.http = vec!["http://127.0.0.1:1/".into()]
+            }),
+        ] {
+            assert!(with(f).is_err(), "{what} passed");
+        }
+        // A store needs the agent's data dir.
+        let mut s = spec();
+        s.grants.kv = Some("1KiB".into());
+        assert!(handler_config(&s, "/m".into(), &ceiling, None).is_err());
         let _ = std::fs::remove_dir_all(&root);
     }
 }

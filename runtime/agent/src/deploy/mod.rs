@@ -1049,7 +1049,12 @@ impl Service {
             };
             return (State::Pending, reason);
         };
-        match apply::handler_config(spec, path, &self.settings.ceiling) {
+        match apply::handler_config(
+            spec,
+            path,
+            &self.settings.ceiling,
+            self.settings.data_dir.as_deref(),
+        ) {
             Ok(c) => {
                 configs.push(c);
                 (State::Running, String::new())

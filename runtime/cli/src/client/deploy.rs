@@ -3,7 +3,9 @@
 //! - `hearsay keygen -deploy -out FILE`: a new Ed25519 deploy key (the file, mode 0600), its
 //!   public half printed as `ed25519:BASE64` for the agents' `-deploy-key`.
 //! - `hearsay deploy -key FILE -name NAME -events FILTER [-tag k=REGEX]... [-limits k=v,...]
-//!   [-grant-dir DIR]... [-grant-env K=V]... [-grant-emit] [-grant-clocks] [-wait D] MODULE`:
+//!   [-grant-dir DIR]... [-grant-env K=V]... [-grant-emit] [-grant-clocks]
+//!   [-grant-write-dir DIR]... [-grant-http URL]... [-grant-command NAME]... [-grant-kv SIZE]
+//!   [-grant-tag PATTERN]... [-wait D] MODULE`:
 //!   signs a deployment of the next version (one above every version the agent knows of the
 //!   name), hands it and the module to the agent, then shows convergence.
 //! - `hearsay rollback -key FILE -name NAME`: signs the previous version's record again, one
@@ -151,6 +153,14 @@ pub(super) async fn deploy(client: &RpcClient, p: &flags::Parsed) -> Outcome {
         env,
         emit: p.bool("grant-emit", false)?,
         clocks: p.bool("grant-clocks", false)?,
+        write_dirs: p.all("grant-write-dir").to_vec(),
+        http: p.all("grant-http").to_vec(),
+        commands: p.all("grant-command").to_vec(),
+        kv: p
+            .get("grant-kv")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        tags: p.all("grant-tag").to_vec(),
     };
     let bytes = std::fs::read(module_path)
         .map_err(|e| format!("Error reading the module {module_path}: {e}"))?;

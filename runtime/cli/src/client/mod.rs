@@ -77,13 +77,29 @@ fn verb_spec(verb: &str) -> Option<Verb> {
         "deploy" => v(
             "usage: hearsay deploy -key=FILE -name=NAME [-events=FILTER] [-tag key=REGEX]... \
 [-limits memory=32MiB,timeout=2s] [-grant-dir DIR]... [-grant-env K=V]... [-grant-emit] \
-[-grant-clocks] [-wait=30s] MODULE.wasm\n\nSigns a deployment of MODULE.wasm as handler NAME with \
+[-grant-clocks] [-grant-write-dir DIR]... [-grant-http URL]... [-grant-command NAME]... \
+[-grant-kv SIZE] [-grant-tag PATTERN]... [-wait=30s] MODULE.wasm\n\nSigns a deployment of MODULE.wasm as handler NAME with \
 the deploy key (hearsay keygen -deploy) and\nhands it to the agent, which spreads it to every \
 hearsay member; then shows how many of\nthe nodes its -tag selector picks run it, until all do \
 or -wait passes (exit 1 naming\nthe nodes that did not converge and why). Agents run it only \
-if they trust the key\n(-deploy-key) and their deploy_grants allow what it asks for.",
+if they trust the key\n(-deploy-key) and their deploy_grants allow what it asks for; \
+-grant-command names a\ncommand each agent's deploy_grants.commands defines.",
             &["grant-emit", "grant-clocks"],
-            &["key", "name", "events", "tag", "limits", "grant-dir", "grant-env", "wait"],
+            &[
+                "key",
+                "name",
+                "events",
+                "tag",
+                "limits",
+                "grant-dir",
+                "grant-env",
+                "grant-write-dir",
+                "grant-http",
+                "grant-command",
+                "grant-kv",
+                "grant-tag",
+                "wait",
+            ],
         ),
         "rollback" => v(
             "usage: hearsay rollback -key=FILE -name=NAME [-wait=30s]\n\nDeploys the previous \

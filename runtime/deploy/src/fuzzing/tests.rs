@@ -39,6 +39,7 @@ fn spec(rng: &mut StdRng) -> Spec {
             env: BTreeMap::new(),
             emit: rng.gen(),
             clocks: rng.gen(),
+            ..Grants::default()
         },
         signed_at: rng.gen(),
     }

@@ -25,6 +25,7 @@ fn spec(name: &str, version: u64) -> Spec {
             env: BTreeMap::from([("GREETING".into(), "hi".into())]),
             emit: true,
             clocks: false,
+            ..Grants::default()
         },
         signed_at: 1_700_000_000,
     }
@@ -309,6 +310,7 @@ fn arb_grants() -> impl Strategy<Value = Grants> {
             env,
             emit,
             clocks,
+            ..Grants::default()
         })
 }
 

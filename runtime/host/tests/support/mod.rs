@@ -117,6 +117,8 @@ pub struct TestEmbedder {
     pub reply_limit: Option<usize>,
     /// A stalled asker: every reply write waits forever.
     pub stall_writes: bool,
+    /// Tag changes asked for: (name, value), `None` removing it.
+    pub tags: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl TestEmbedder {
@@ -208,6 +210,13 @@ impl Embedder for TestEmbedder {
             .lock()
             .unwrap()
             .push((name.into(), payload.into(), coalesce));
+        Ok(())
+    }
+    async fn set_tag(&self, name: &str, value: Option<&str>) -> Result<(), String> {
+        self.tags
+            .lock()
+            .unwrap()
+            .push((name.into(), value.map(str::to_owned)));
         Ok(())
     }
 }

@@ -19,6 +19,15 @@
 //! - `sleep`: payload is seconds; sleeps that long in WASI's monotonic clock (as
 //!   `std::thread::sleep` does: a host call), then replies `slept`.
 //! - `log`: payload is `N TEXT`; logs TEXT at info N times, then replies `logged N`.
+//! - `write`: payload is `PATH\nCONTENT`; writes CONTENT to PATH and replies `wrote` or
+//!   `refused:<error>`.
+//! - `command`: payload is `NAME` or `NAME\nSTDIN`; runs the granted command and replies
+//!   `status=S signal=G cut=B out=STDOUT err=STDERR` or `refused:<error>`.
+//! - `kv`: payload is `set KEY VALUE`, `get KEY`, `del KEY` or `keys PREFIX`; replies with the
+//!   result (`ok`, the value or `none`, `true`/`false`, keys joined by `,`) or `refused:<error>`.
+//! - `tag`: payload is `set NAME VALUE` or `del NAME`; replies `ok` or `refused:<error>`.
+//! - a `tick` event with `PROBE_TICK_TAG` in its environment: sets that tag of its node to the
+//!   tick's count.
 //! - `state`: counts its calls in a zeroed static and overwrites an initialised one, and replies
 //!   `calls=N word=W` with the values it found: `calls=1 word=7` in a fresh instance.
 
@@ -54,6 +63,11 @@ fn reply(s: &str) -> Result<(), String> {
 
 impl Handler for Probe {
     fn handle(event: Event) -> Result<(), String> {
+        // On a timer's tick, with PROBE_TICK_TAG granted in its environment: sets that tag of
+        // its node to the tick's count (through the tags grant).
+        if let (Event::Tick(t), Ok(tag)) = (&event, std::env::var("PROBE_TICK_TAG")) {
+            hearsay_sdk::tags::set(&tag, &t.count.to_string()).map_err(|e| format!("{e:?}"))?;
+        }
         let Event::Query(q) = event else {
             hearsay_sdk::info(&format!("probe saw {}", event.describe()));
             return Ok(());
@@ -84,6 +98,70 @@ impl Handler for Probe {
                 {
                     Ok(_) => reply(&format!("read:{out}")),
                     Err(e) => reply(&format!("refused:{e}")),
+                }
+            }
+            "write" => {
+                let t = text(&q.payload);
+                let (path, content) = t.split_once('\n').unwrap_or((&t, ""));
+                match std::fs::write(path, content) {
+                    Ok(()) => reply("wrote"),
+                    Err(e) => reply(&format!("refused:{e}")),
+                }
+            }
+            "command" => {
+                let t = text(&q.payload);
+                let (name, stdin) = match t.split_once('\n') {
+                    Some((n, s)) => (n.to_owned(), Some(s.as_bytes().to_vec())),
+                    None => (t.clone(), None),
+                };
+                match hearsay_sdk::commands::run(&name, stdin.as_deref()) {
+                    Ok(o) => reply(&format!(
+                        "status={:?} signal={:?} cut={} out={} err={}",
+                        o.status,
+                        o.signal,
+                        o.truncated,
+                        o.stdout_text(),
+                        o.stderr_text()
+                    )),
+                    Err(e) => reply(&format!("refused:{e:?}")),
+                }
+            }
+            "kv" => {
+                let t = text(&q.payload);
+                let mut words = t.splitn(3, ' ');
+                let (op, key, value) = (
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or(""),
+                );
+                use hearsay_sdk::kv;
+                let out = match op {
+                    "set" => kv::set(key, value).map(|()| "ok".to_owned()),
+                    "get" => kv::get_string(key).map(|v| v.unwrap_or_else(|| "none".into())),
+                    "del" => kv::delete(key).map(|b| b.to_string()),
+                    "keys" => kv::keys(key).map(|k| k.join(",")),
+                    other => return reply(&format!("unknown op {other}")),
+                };
+                match out {
+                    Ok(s) => reply(&s),
+                    Err(e) => reply(&format!("refused:{e:?}")),
+                }
+            }
+            "tag" => {
+                let t = text(&q.payload);
+                let mut words = t.splitn(3, ' ');
+                let (op, name, value) = (
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or(""),
+                );
+                let out = match op {
+                    "set" => hearsay_sdk::tags::set(name, value),
+                    _ => hearsay_sdk::tags::delete(name),
+                };
+                match out {
+                    Ok(()) => reply("ok"),
+                    Err(e) => reply(&format!("refused:{e:?}")),
                 }
             }
             "socket" => match std::net::TcpStream::connect(text(&q.payload)) {
