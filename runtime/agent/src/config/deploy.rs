@@ -116,7 +116,14 @@ impl CeilingEntry {
             clocks: self.clocks.unwrap_or(false),
             emit: self.emit.unwrap_or(false),
             write_dirs: absolute("write_dirs", self.write_dirs)?,
-            http: self.http.map_or_else(Vec::new, |h| h.0),
+            http: {
+                let http = self.http.map_or_else(Vec::new, |h| h.0);
+                for entry in &http {
+                    super::handlers::parse_http_grant(entry)
+                        .map_err(|e| format!("deploy_grants.http: {e}"))?;
+                }
+                http
+            },
             commands,
             kv: self.kv.map(|s| s.0),
             tags,

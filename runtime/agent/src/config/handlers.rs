@@ -112,6 +112,14 @@ struct GrantsEntry {
     commands: Option<BTreeMap<String, Strings<String>>>,
     kv: Option<Size>,
     tags: Option<Strings<String>>,
+    http: Option<Strings<String>>,
+}
+
+/// Parses a `grants.http` entry: an origin and path prefix, `http://127.0.0.1:8500` or
+/// `https://hooks.example.com/ci/`.
+pub fn parse_http_grant(s: &str) -> Result<hearsay_host::HttpAllow, String> {
+    s.parse()
+        .map_err(|e: hearsay_host::HttpAllowError| e.to_string())
 }
 
 /// Checks a `grants.commands` entry: a name of `[A-Za-z0-9._-]` and an argv whose program is an
@@ -271,6 +279,11 @@ impl Entry {
                 check_tag_pattern(t).map_err(|m| bad("tags", m))?;
             }
             grants.tags = tags;
+            for entry in g.http.map_or_else(Vec::new, |h| h.0) {
+                grants
+                    .http
+                    .push(parse_http_grant(&entry).map_err(|m| bad("http", m))?);
+            }
         }
         Ok(h)
     }
@@ -493,7 +506,7 @@ events = "member-join,user:deploy"
 name = "lb"
 module = "upstreams.wasm"
 events = "member-join,every:30s"
-grants = { write_dirs = ["/srv/lb:/out"], commands = { reload = ["/usr/sbin/nginx", "-s", "reload"] }, kv = "1MiB", tags = ["service:*"] }
+grants = { write_dirs = ["/srv/lb:/out"], commands = { reload = ["/usr/sbin/nginx", "-s", "reload"] }, kv = "1MiB", tags = ["service:*"], http = ["http://127.0.0.1:8500/v1/"] }
 "#;
         let p = decode_text(toml, Format::Toml, "h.toml").unwrap();
         let g = &p.handlers[0].grants;

@@ -3,7 +3,7 @@
 //! for no more than this agent's ceiling (`deploy_grants`) allows. Each refusal says why, for
 //! `hearsay deployments`.
 
-use crate::config::handlers::{kv_path, parse_dir_grant, parse_size};
+use crate::config::handlers::{kv_path, parse_dir_grant, parse_http_grant, parse_size};
 use crate::config::{DeployCeiling, HandlerConfig};
 use crate::conventions::parse_go_duration;
 use crate::filter::EventFilter;
@@ -108,9 +108,12 @@ fn within_ceiling(host: &Path, allowed: &[PathBuf]) -> bool {
 
 /// Whether the HTTP grant `entry` is under the ceiling's `allowed`: the same origin, and a path
 /// under the allowed path on a segment boundary.
-fn http_within(entry: &str, allowed: &str) -> bool {
-    let _ = (entry, allowed);
-    false
+fn http_within(entry: &hearsay_host::HttpAllow, allowed: &str) -> bool {
+    let Ok(allowed) = parse_http_grant(allowed) else {
+        return false;
+    };
+    let authority = format!("{}:{}", entry.host(), entry.port());
+    allowed.allows(entry.scheme(), &authority, entry.path_prefix())
 }
 
 /// A deployment's grants, each checked against the ceiling.
@@ -177,15 +180,14 @@ fn grants(spec: &Spec, ceiling: &DeployCeiling) -> Result<Grants, String> {
         g.tags.push(pattern.clone());
     }
     for entry in &asked.http {
-        if !ceiling.http.iter().any(|c| http_within(entry, c)) {
+        let parsed = parse_http_grant(entry).map_err(|e| format!("grants.http: {e}"))?;
+        if !ceiling.http.iter().any(|c| http_within(&parsed, c)) {
             return Err(format!(
                 "grants.http {entry:?} is not under this agent's deploy_grants.http {:?}",
                 ceiling.http
             ));
         }
-    }
-    if !asked.http.is_empty() {
-        return Err("grants.http for deployed handlers is not supported yet".into());
+        g.http.push(parsed);
     }
     for (name, value) in &asked.env {
         if !ceiling.env.contains(name) {
@@ -361,6 +363,7 @@ mod tests {
             commands: BTreeMap::from([("reload".to_owned(), vec!["/bin/true".to_owned()])]),
             kv: Some(1 << 20),
             tags: vec!["service:*".into()],
+            http: vec!["http://127.0.0.1:8500/v1".into()],
             ..DeployCeiling::default()
         };
         let with = |f: &dyn Fn(&mut Spec)| {
@@ -368,6 +371,8 @@ mod tests {
             f(&mut s);
             handler_config(&s, "/m".into(), &ceiling, Some(Path::new("/var/lib/h")))
         };
+        let h = with(&|s| s.grants.http = vec!["http://127.0.0.1:8500/v1/kv/".into()]).unwrap();
+        assert_eq!(h.grants.http[0].to_string(), "http://127.0.0.1:8500/v1/kv/");
         let h = with(&|s| {
             s.grants.write_dirs = vec![format!("{}:/out", out.display())];
             s.grants.commands = vec!["reload".into()];
@@ -400,6 +405,15 @@ mod tests {
             ("tags", &|s: &mut Spec| s.grants.tags = vec!["role".into()]),
             ("http", &|s: &mut Spec| {
                 s.grants.http = vec!["http://127.0.0.1:1/".into()]
+            }),
+            ("http", &|s: &mut Spec| {
+                s.grants.http = vec!["http://127.0.0.1:8500/v2/".into()]
+            }),
+            ("http", &|s: &mut Spec| {
+                s.grants.http = vec!["https://127.0.0.1:8500/v1/".into()]
+            }),
+            ("http", &|s: &mut Spec| {
+                s.grants.http = vec!["http://127.0.0.1:8500/v1x".into()]
             }),
         ] {
             assert!(with(f).is_err(), "{what} passed");
