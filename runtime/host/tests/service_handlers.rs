@@ -1,12 +1,16 @@
 //! The ready-made handlers that act on the machine through grants: `upstreams` (a writable
-//! directory, the `reload` command) and `run-on-event` (a granted command with the payload on
-//! stdin), with real components and real commands (`/bin/sh`). Every wait is bounded.
+//! directory, the `reload` command), `health` (one URL, one tag) and `run-on-event` (a granted
+//! command with the payload on stdin), with real components, real commands (`/bin/sh`) and a
+//! real HTTP server on 127.0.0.1. Every wait is bounded.
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use hearsay_host::{DirGrant, Event, HandlerSpec, Host, HostConfig, Outcome, UserEvent};
+use hearsay_host::{DirGrant, Event, HandlerSpec, Host, HostConfig, Outcome, Tick, UserEvent};
 use support::{guests, member, run, scratch_dir, spec, TestEmbedder};
 
 /// A host with two workers; the tests share one compile cache.
@@ -234,5 +238,116 @@ fn run_on_event_runs_the_granted_command_with_the_payload() {
     match run(&host, &h, user("deploy", b""), TestEmbedder::new()) {
         Outcome::GuestError(msg) => assert!(msg.contains("no command \"run\" is granted"), "{msg}"),
         other => panic!("expected an error without the grant, got {other:?}"),
+    }
+}
+
+/// A server on 127.0.0.1 answering every request with `status_line` (e.g. `200 OK`); its port.
+fn http_server(status_line: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let mut reader = BufReader::new(socket.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                socket,
+                "HTTP/1.1 {status_line}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+            );
+        }
+    });
+    port
+}
+
+/// The health handler checking `http://127.0.0.1:PORT/health`, offering `service:web=8080`.
+fn health(host: &Host, name: &str, port: u16, tags: bool) -> hearsay_host::Handler {
+    let url = format!("http://127.0.0.1:{port}/health");
+    let mut s = spec(name, &handler("health"));
+    s.grants.http = vec![url.parse().unwrap()];
+    if tags {
+        s.grants.tags = vec!["service:web".into()];
+    }
+    s.grants.env = vec![
+        ("SERVICE".into(), "web".into()),
+        ("URL".into(), url),
+        ("PORT".into(), "8080".into()),
+    ];
+    host.load(s).unwrap()
+}
+
+fn tick() -> Event {
+    Event::Tick(Tick {
+        period: std::time::Duration::from_secs(2),
+        count: 1,
+    })
+}
+
+/// This node, with tag service:web set to `value` (or not at all).
+fn node(value: Option<&str>) -> Arc<TestEmbedder> {
+    let tags: Vec<(&str, &str)> = value.map(|v| ("service:web", v)).into_iter().collect();
+    Arc::new(TestEmbedder {
+        me: Some(member("self", "127.0.0.1", &tags)),
+        ..TestEmbedder::default()
+    })
+}
+
+fn tag_changes(emb: &TestEmbedder) -> Vec<(String, Option<String>)> {
+    emb.tags.lock().unwrap().clone()
+}
+
+#[test]
+fn health_sets_the_tag_while_healthy_and_deletes_it_otherwise() {
+    let host = host();
+    let up = health(&host, "health-up", http_server("200 OK"), true);
+    let set = [("service:web".to_string(), Some("8080".to_string()))];
+    let emb = node(None);
+    assert_eq!(run(&host, &up, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), set);
+    // Already set to that value: no change.
+    let emb = node(Some("8080"));
+    assert_eq!(run(&host, &up, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), []);
+    // Set to another value: corrected.
+    let emb = node(Some("9090"));
+    assert_eq!(run(&host, &up, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), set);
+    // Only ticks start a check.
+    let emb = node(None);
+    assert_eq!(run(&host, &up, join(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), []);
+
+    let deleted = [("service:web".to_string(), None)];
+    let failing = health(
+        &host,
+        "health-503",
+        http_server("503 Service Unavailable"),
+        true,
+    );
+    let emb = node(Some("8080"));
+    assert_eq!(run(&host, &failing, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), deleted);
+    let emb = node(None);
+    assert_eq!(run(&host, &failing, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), []);
+
+    // Nobody listening: unhealthy too.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = health(&host, "health-down", closed, true);
+    let emb = node(Some("8080"));
+    assert_eq!(run(&host, &down, tick(), emb.clone()), Outcome::Ok);
+    assert_eq!(tag_changes(&emb), deleted);
+
+    // Without the tags grant, the refusal is the event's error.
+    let ungranted = health(&host, "health-ungranted", http_server("200 OK"), false);
+    match run(&host, &ungranted, tick(), node(None)) {
+        Outcome::GuestError(msg) => assert!(msg.contains("cannot set tag service:web"), "{msg}"),
+        other => panic!("expected an error without the tags grant, got {other:?}"),
     }
 }
