@@ -1,10 +1,11 @@
 //! Handlers written in C, Python and JavaScript (`handlers/NAME-LANG`, built by
 //! `scripts/build-handlers.sh` with each language's SDK) run in the host as the Rust ones do:
 //! echo answers with exactly the payload's bytes (all 256 byte values), turns a refused reply into
-//! its error, and logs user and member events through the `log` import; each language's real
-//! handler answers from the member list; and each SDK reaches the capabilities of contract 0.2.0
-//! (commands, the key-value store, tags, tick events) through `tests/guests/sdk-probe`. Its own
-//! test binary: it installs a global subscriber to read the guests' log lines.
+//! its error, logs user and member events through the `log` import and takes ticks; each
+//! language's real handler answers from the member list; and each SDK reaches the capabilities of
+//! contract 0.2.0 (commands, the key-value store, tags, tick events) through
+//! `tests/guests/sdk-probe`. Its own test binary: it installs a global subscriber to read the
+//! guests' log lines.
 
 mod support;
 
@@ -109,6 +110,16 @@ fn echo_in_every_language_answers_refuses_and_logs() {
             Outcome::Ok,
             "{name}"
         );
+        // A timer's tick (contract 0.2.0) is taken too.
+        let tick = Event::Tick(Tick {
+            period: Duration::from_secs(10),
+            count: 1,
+        });
+        assert_eq!(
+            run(&host, &echo, tick, TestEmbedder::new()),
+            Outcome::Ok,
+            "{name}"
+        );
 
         let log = log_text();
         let line = |needle: &str| {
@@ -125,7 +136,7 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         let stats = echo.stats();
         assert_eq!(
             (stats.invocations, stats.ok, stats.errors, stats.traps),
-            (4, 3, 1, 0),
+            (5, 4, 1, 0),
             "{name}"
         );
     }
