@@ -18,6 +18,10 @@ export function handle(event) {
       log.info(`user event ${name} at ltime ${ltime}: ${text(payload)}`);
       break;
     }
+    case Kind.Tick:
+      // A timer (`every:DURATION` in the filter): its val is { periodMs, count }.
+      log.info(describe(event));
+      break;
     default:
       // A member event: its val lists the members concerned.
       log.info(`${describe(event)}: ${event.val.map((m) => m.name).join(', ')}`);

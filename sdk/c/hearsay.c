@@ -5,7 +5,8 @@
  *
  * Ownership in the generated bindings: an exported function owns its arguments (the event is freed
  * here after hearsay_handle); the caller of an import keeps its arguments and owns what the import
- * returns (member lists, error causes), freed with the generated *_free functions; the error string
+ * returns (member lists, command output, store values and keys, error causes), freed with the
+ * generated *_free functions; the error string
  * returned from `handle` is freed by the bindings' post-return function, so it must come from
  * malloc.
  */
@@ -92,9 +93,17 @@ static const char *generic_message(hearsay_err_t err) {
     case HEARSAY_ERR_CLOSED:
         return "the reply channel is closed";
     case HEARSAY_ERR_NOT_GRANTED:
-        return "emitting events is not granted to this handler";
+        return "not granted to this handler";
     case HEARSAY_ERR_REJECTED:
-        return "the agent rejected the event";
+        return "rejected by the agent";
+    case HEARSAY_ERR_FAILED:
+        return "the command could not be started";
+    case HEARSAY_ERR_QUOTA_EXCEEDED:
+        return "the write would take the store past its quota";
+    case HEARSAY_ERR_BAD_KEY:
+        return "a key must have 1 to 1024 bytes";
+    case HEARSAY_ERR_STORE:
+        return "the store failed";
     }
     return "unknown error";
 }
@@ -152,7 +161,7 @@ static hearsay_err_t emit_failed(hearsay_handler_types_emit_error_t *e) {
     hearsay_err_t err;
     switch (e->tag) {
     case HEARSAY_HANDLER_TYPES_EMIT_ERROR_NOT_GRANTED:
-        err = failed(HEARSAY_ERR_NOT_GRANTED, "%s", generic_message(HEARSAY_ERR_NOT_GRANTED));
+        err = failed(HEARSAY_ERR_NOT_GRANTED, "emitting events is not granted to this handler");
         break;
     case HEARSAY_HANDLER_TYPES_EMIT_ERROR_TOO_LARGE:
         last_limit = e->val.too_large;
@@ -169,6 +178,71 @@ static hearsay_err_t emit_failed(hearsay_handler_types_emit_error_t *e) {
         break;
     }
     hearsay_handler_types_emit_error_free(e);
+    return err;
+}
+
+static hearsay_err_t command_failed(const char *name, hearsay_handler_commands_command_error_t *e) {
+    hearsay_err_t err;
+    switch (e->tag) {
+    case HEARSAY_HANDLER_COMMANDS_COMMAND_ERROR_NOT_GRANTED:
+        err = failed(HEARSAY_ERR_NOT_GRANTED,
+                     "no command %s is granted to this handler (grants.commands)", name);
+        break;
+    case HEARSAY_HANDLER_COMMANDS_COMMAND_ERROR_FAILED:
+        err = failed(HEARSAY_ERR_FAILED, "command %s could not be started: %.*s", name,
+                     HEARSAY_STR(e->val.failed));
+        break;
+    default:
+        err = failed(HEARSAY_ERR_FAILED, "unknown command error %d", (int)e->tag);
+        break;
+    }
+    hearsay_handler_commands_command_error_free(e);
+    return err;
+}
+
+static hearsay_err_t kv_failed(hearsay_handler_kv_kv_error_t *e) {
+    hearsay_err_t err;
+    switch (e->tag) {
+    case HEARSAY_HANDLER_KV_KV_ERROR_NOT_GRANTED:
+        err = failed(HEARSAY_ERR_NOT_GRANTED, "this handler has no key-value store (grants.kv)");
+        break;
+    case HEARSAY_HANDLER_KV_KV_ERROR_QUOTA_EXCEEDED:
+        last_limit = e->val.quota_exceeded;
+        err = failed(HEARSAY_ERR_QUOTA_EXCEEDED,
+                     "the write would take the store past its quota of %llu bytes",
+                     (unsigned long long)e->val.quota_exceeded);
+        break;
+    case HEARSAY_HANDLER_KV_KV_ERROR_BAD_KEY:
+        last_limit = e->val.bad_key;
+        err = failed(HEARSAY_ERR_BAD_KEY, "a key must have 1 to 1024 bytes, this one has %llu",
+                     (unsigned long long)e->val.bad_key);
+        break;
+    case HEARSAY_HANDLER_KV_KV_ERROR_STORE:
+        err = failed(HEARSAY_ERR_STORE, "the store failed: %.*s", HEARSAY_STR(e->val.store));
+        break;
+    default:
+        err = failed(HEARSAY_ERR_STORE, "unknown store error %d", (int)e->tag);
+        break;
+    }
+    hearsay_handler_kv_kv_error_free(e);
+    return err;
+}
+
+static hearsay_err_t tag_failed(const char *name, hearsay_handler_tags_tag_error_t *e) {
+    hearsay_err_t err;
+    switch (e->tag) {
+    case HEARSAY_HANDLER_TAGS_TAG_ERROR_NOT_GRANTED:
+        err = failed(HEARSAY_ERR_NOT_GRANTED, "tag %s matches no pattern of grants.tags", name);
+        break;
+    case HEARSAY_HANDLER_TAGS_TAG_ERROR_REJECTED:
+        err = failed(HEARSAY_ERR_REJECTED, "the agent rejected the change of tag %s: %.*s", name,
+                     HEARSAY_STR(e->val.rejected));
+        break;
+    default:
+        err = failed(HEARSAY_ERR_REJECTED, "unknown tag error %d", (int)e->tag);
+        break;
+    }
+    hearsay_handler_tags_tag_error_free(e);
     return err;
 }
 
@@ -265,6 +339,138 @@ hearsay_err_t hearsay_emit(const char *name, const void *payload, size_t len, bo
     return emit_failed(&e);
 }
 
+/* ---- Commands --------------------------------------------------------------------------------- */
+
+hearsay_err_t hearsay_command_run(const char *name, const void *input, size_t len,
+                                  hearsay_command_output_t *out) {
+    handler_string_t n = hearsay_string(name);
+    /* The import only reads its arguments; NULL stdin is none. */
+    handler_list_u8_t in = {(uint8_t *)input, len};
+    hearsay_handler_commands_command_error_t e;
+    memset(out, 0, sizeof *out);
+    if (hearsay_handler_commands_run(&n, input != NULL ? &in : NULL, out, &e)) {
+        return HEARSAY_OK;
+    }
+    memset(out, 0, sizeof *out);
+    return command_failed(name, &e);
+}
+
+bool hearsay_command_success(const hearsay_command_output_t *out) {
+    return out->status.is_some && out->status.val == 0;
+}
+
+void hearsay_command_output_free(hearsay_command_output_t *out) {
+    hearsay_handler_commands_output_free(out);
+    memset(out, 0, sizeof *out);
+}
+
+/* ---- The key-value store ---------------------------------------------------------------------- */
+
+hearsay_err_t hearsay_kv_get(const char *key, hearsay_bytes_t *value, bool *found) {
+    handler_string_t k = hearsay_string(key);
+    handler_option_list_u8_t got;
+    hearsay_handler_kv_kv_error_t e;
+    value->ptr = NULL;
+    value->len = 0;
+    *found = false;
+    if (!hearsay_handler_kv_get(&k, &got, &e)) {
+        return kv_failed(&e);
+    }
+    if (got.is_some) {
+        *value = got.val;
+        *found = true;
+    }
+    return HEARSAY_OK;
+}
+
+hearsay_err_t hearsay_kv_get_str(const char *key, char **text) {
+    hearsay_bytes_t value;
+    bool found;
+    *text = NULL;
+    hearsay_err_t err = hearsay_kv_get(key, &value, &found);
+    if (err == HEARSAY_OK && found) {
+        *text = hearsay_strdup(value.ptr, value.len);
+        hearsay_bytes_free(&value);
+    }
+    return err;
+}
+
+hearsay_err_t hearsay_kv_set(const char *key, const void *value, size_t len) {
+    handler_string_t k = hearsay_string(key);
+    handler_list_u8_t v = {(uint8_t *)value, len};
+    hearsay_handler_kv_kv_error_t e;
+    if (hearsay_handler_kv_set(&k, &v, &e)) {
+        return HEARSAY_OK;
+    }
+    return kv_failed(&e);
+}
+
+hearsay_err_t hearsay_kv_set_str(const char *key, const char *text) {
+    return hearsay_kv_set(key, text, strlen(text));
+}
+
+hearsay_err_t hearsay_kv_delete(const char *key, bool *existed) {
+    handler_string_t k = hearsay_string(key);
+    bool was = false;
+    hearsay_handler_kv_kv_error_t e;
+    if (existed != NULL) {
+        *existed = false;
+    }
+    if (!hearsay_handler_kv_delete(&k, &was, &e)) {
+        return kv_failed(&e);
+    }
+    if (existed != NULL) {
+        *existed = was;
+    }
+    return HEARSAY_OK;
+}
+
+hearsay_err_t hearsay_kv_keys(const char *prefix, hearsay_strings_t *keys) {
+    handler_string_t p = hearsay_string(prefix);
+    hearsay_handler_kv_kv_error_t e;
+    keys->ptr = NULL;
+    keys->len = 0;
+    if (hearsay_handler_kv_keys(&p, keys, &e)) {
+        return HEARSAY_OK;
+    }
+    keys->ptr = NULL;
+    keys->len = 0;
+    return kv_failed(&e);
+}
+
+void hearsay_bytes_free(hearsay_bytes_t *bytes) {
+    handler_list_u8_free(bytes);
+    bytes->ptr = NULL;
+    bytes->len = 0;
+}
+
+void hearsay_strings_free(hearsay_strings_t *strings) {
+    handler_list_string_free(strings);
+    strings->ptr = NULL;
+    strings->len = 0;
+}
+
+/* ---- Tags ------------------------------------------------------------------------------------- */
+
+hearsay_err_t hearsay_tag_set(const char *name, const char *value) {
+    handler_string_t n = hearsay_string(name);
+    handler_string_t v = hearsay_string(value);
+    hearsay_handler_tags_tag_error_t e;
+    if (hearsay_handler_tags_set(&n, &v, &e)) {
+        return HEARSAY_OK;
+    }
+    return tag_failed(name, &e);
+}
+
+hearsay_err_t hearsay_tag_delete(const char *name) {
+    handler_string_t n = hearsay_string(name);
+    hearsay_handler_tags_tag_error_t e;
+    if (hearsay_handler_tags_delete(&n, &e)) {
+        return HEARSAY_OK;
+    }
+    return tag_failed(name, &e);
+}
+
 /* ---- Logging ---------------------------------------------------------------------------------- */
 
 void hearsay_vlog(hearsay_level_t level, const char *fmt, va_list args) {
@@ -338,6 +544,9 @@ const hearsay_string_t *hearsay_member_tag(const hearsay_member_t *member, const
 }
 
 char *hearsay_member_names(const hearsay_members_t *members, const char *separator) {
+    if (members == NULL) {
+        return hearsay_strdup("", 0);
+    }
     size_t sep_len = strlen(separator);
     size_t size = 1;
     for (size_t i = 0; i < members->len; i++) {
@@ -396,6 +605,8 @@ const char *hearsay_event_kind(const hearsay_event_t *event) {
         return "user";
     case HEARSAY_EVENT_QUERY:
         return "query";
+    case HEARSAY_EVENT_TICK:
+        return "tick";
     }
     return "unknown";
 }

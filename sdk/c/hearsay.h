@@ -24,10 +24,17 @@
  *
  * Memory: the event belongs to the SDK and is freed after hearsay_handle returns; do not free it or
  * keep pointers into it. What a hearsay_* function returns in a struct (hearsay_members,
- * hearsay_local_member, hearsay_strdup) is yours to free with the function named in its comment.
+ * hearsay_local_member, hearsay_strdup, hearsay_command_run, hearsay_kv_get, hearsay_kv_keys) is
+ * yours to free with the function named in its comment.
  * Strings (hearsay_string_t) and payloads (hearsay_bytes_t) are pointer + length, NOT terminated by
  * NUL: print them with "%.*s" and HEARSAY_STR(s), compare with hearsay_str_eq, or copy them with
  * hearsay_strdup.
+ *
+ * Everything beyond the event needs a grant from the operator, named in the handler's [[handler]]
+ * block; without one the call returns HEARSAY_ERR_NOT_GRANTED and nothing happens: files,
+ * environment, real clocks, hearsay_emit, hearsay_command_run (operator-approved commands),
+ * hearsay_kv_* (a persistent key-value store), hearsay_tag_* (this node's tags) and timers
+ * (`events = "every:10s"` delivers HEARSAY_EVENT_TICK events).
  *
  * Everything of the generated bindings (hearsay_handler_* and handler_* names) stays available for
  * what these helpers do not cover.
@@ -67,6 +74,10 @@ typedef hearsay_handler_types_event_t hearsay_event_t;
 typedef hearsay_handler_types_query_t hearsay_query_t;
 /* A user event (`val.user` of a HEARSAY_EVENT_USER): name, payload, ltime, coalesce. */
 typedef hearsay_handler_types_user_event_t hearsay_user_event_t;
+/* A timer fired (`val.tick` of a HEARSAY_EVENT_TICK): period_ms (the timer's period), count (how
+ * many times it fired since the handler was loaded, from 1; ticks that come while the handler is
+ * busy are skipped, not queued). */
+typedef hearsay_handler_types_tick_t hearsay_tick_t;
 /* One cluster member: name, addr (text), port, tags (`ptr`/`len` of hearsay_tag_t), status,
  * rtt_micros (`is_some`, `val`). */
 typedef hearsay_handler_types_member_t hearsay_member_t;
@@ -76,6 +87,13 @@ typedef hearsay_handler_types_list_member_t hearsay_members_t;
 typedef hearsay_handler_types_member_status_t hearsay_status_t;
 /* Log severity (HEARSAY_LEVEL_*). */
 typedef hearsay_handler_types_level_t hearsay_level_t;
+/* A list of strings (the keys of hearsay_kv_keys): `ptr` and `len` of hearsay_string_t. */
+typedef handler_list_string_t hearsay_strings_t;
+/* How a command ended (hearsay_command_run): status and signal (`is_some`, `val`: the exit status,
+ * none when a signal ended it; the signal, if one did), stdout_ and stderr_ (hearsay_bytes_t, cut at
+ * the host's cap of 64 KiB; the trailing _ because stdio.h makes stdout and stderr macros),
+ * truncated (whether either was cut). */
+typedef hearsay_handler_commands_output_t hearsay_command_output_t;
 
 /* Event kinds: the `tag` of a hearsay_event_t, and the member of `val` that holds the event. */
 #define HEARSAY_EVENT_MEMBER_JOIN HEARSAY_HANDLER_TYPES_EVENT_MEMBER_JOIN     /* val.member_join */
@@ -85,6 +103,7 @@ typedef hearsay_handler_types_level_t hearsay_level_t;
 #define HEARSAY_EVENT_MEMBER_REAP HEARSAY_HANDLER_TYPES_EVENT_MEMBER_REAP     /* val.member_reap */
 #define HEARSAY_EVENT_USER HEARSAY_HANDLER_TYPES_EVENT_USER                   /* val.user */
 #define HEARSAY_EVENT_QUERY HEARSAY_HANDLER_TYPES_EVENT_QUERY                 /* val.query */
+#define HEARSAY_EVENT_TICK HEARSAY_HANDLER_TYPES_EVENT_TICK                   /* val.tick */
 
 /* Member states. */
 #define HEARSAY_STATUS_NONE HEARSAY_HANDLER_TYPES_MEMBER_STATUS_NONE
@@ -100,7 +119,8 @@ typedef hearsay_handler_types_level_t hearsay_level_t;
 #define HEARSAY_LEVEL_WARN HEARSAY_HANDLER_TYPES_LEVEL_WARN
 #define HEARSAY_LEVEL_ERROR HEARSAY_HANDLER_TYPES_LEVEL_ERROR
 
-/* What the reply and emit functions return. Each error is a mistake the handler can deal with. */
+/* What the reply, emit, command, kv and tag functions return. Each error is a mistake the handler
+ * can deal with. */
 typedef enum hearsay_err {
     HEARSAY_OK = 0,
     /* reply: the event being handled is not a query. */
@@ -112,10 +132,20 @@ typedef enum hearsay_err {
     HEARSAY_ERR_TOO_LARGE,
     /* reply: the reply channel is gone (the query timed out, the asker went away). */
     HEARSAY_ERR_CLOSED,
-    /* emit: the handler's grant does not allow emitting events. */
+    /* emit, command, kv, tag: the handler has no grant for this (grants.emit, no such command in
+     * grants.commands, no grants.kv, no pattern of grants.tags matching the tag). */
     HEARSAY_ERR_NOT_GRANTED,
-    /* emit: the agent refused the event (e.g. a reserved name). */
+    /* emit: the agent refused the event (e.g. a reserved name); tag: the agent refused the change
+     * (e.g. the tags would exceed Serf's limit). */
     HEARSAY_ERR_REJECTED,
+    /* command: it could not be started (e.g. its program does not exist). */
+    HEARSAY_ERR_FAILED,
+    /* kv: the write would take the store past its quota; hearsay_error_limit() gives the quota. */
+    HEARSAY_ERR_QUOTA_EXCEEDED,
+    /* kv: the key is empty or longer than 1 KiB; hearsay_error_limit() gives its length. */
+    HEARSAY_ERR_BAD_KEY,
+    /* kv: the store itself failed. */
+    HEARSAY_ERR_STORE,
 } hearsay_err_t;
 
 /* ---- The handler ------------------------------------------------------------------------------ */
@@ -170,15 +200,75 @@ void hearsay_stream_abandon(hearsay_stream_t *stream);
 /* Broadcasts the user event `name` with `len` bytes of payload at `payload` (Serf's `serf event`). */
 hearsay_err_t hearsay_emit(const char *name, const void *payload, size_t len, bool coalesce);
 
+/* ---- Running approved commands (needs `grants.commands = { NAME = [ARGV...] }`) --------------- */
+
+/*
+ * Runs the granted command `name` (the operator fixes its whole argv) with `len` bytes at `input`
+ * on its standard input (NULL: empty), waits for it to end and fills `*out` with how it ended; free
+ * that with hearsay_command_output_free. A non-zero exit is not an error: look at out->status (or
+ * hearsay_command_success). Returns HEARSAY_ERR_NOT_GRANTED when no command `name` is granted,
+ * HEARSAY_ERR_FAILED when it could not be started (*out is then left empty). It runs with an empty
+ * environment, no shell, `/` as its working directory, and is killed at the event's deadline.
+ */
+hearsay_err_t hearsay_command_run(const char *name, const void *input, size_t len,
+                                  hearsay_command_output_t *out);
+/* Whether the command exited with status 0. */
+bool hearsay_command_success(const hearsay_command_output_t *out);
+void hearsay_command_output_free(hearsay_command_output_t *out);
+
+/* ---- The key-value store (needs `grants.kv = "16MiB"`) ---------------------------------------- */
+
+/*
+ * One store per handler that survives events, reloads and agent restarts; the quota counts the
+ * bytes of keys and values. Keys are NUL-terminated strings of 1 to 1024 bytes. Each function
+ * returns HEARSAY_OK or HEARSAY_ERR_NOT_GRANTED (no grants.kv), _QUOTA_EXCEEDED (a write past
+ * the quota; nothing written), _BAD_KEY or _STORE.
+ */
+
+/* The value of `key`: `*found` says whether it is set; when it is, `*value` holds it (free it with
+ * hearsay_bytes_free; it is left empty otherwise). */
+hearsay_err_t hearsay_kv_get(const char *key, hearsay_bytes_t *value, bool *found);
+/* The value of `key` as a NUL-terminated string (free() it), or NULL in `*text` when not set. */
+hearsay_err_t hearsay_kv_get_str(const char *key, char **text);
+/* Sets `key` to `len` bytes at `value`, durably, before returning. */
+hearsay_err_t hearsay_kv_set(const char *key, const void *value, size_t len);
+/* Sets `key` to the NUL-terminated `text` (without the NUL). */
+hearsay_err_t hearsay_kv_set_str(const char *key, const char *text);
+/* Removes `key`; `*existed` (may be NULL) says whether it was set. */
+hearsay_err_t hearsay_kv_delete(const char *key, bool *existed);
+/* The keys that begin with `prefix`, in order ("" lists all); free them with hearsay_strings_free.
+ *     hearsay_strings_t keys;
+ *     if (hearsay_kv_keys("host/", &keys) == HEARSAY_OK) {
+ *         for (size_t i = 0; i < keys.len; i++) ... HEARSAY_STR(keys.ptr[i]) ...
+ *         hearsay_strings_free(&keys);
+ *     }                                                                                          */
+hearsay_err_t hearsay_kv_keys(const char *prefix, hearsay_strings_t *keys);
+
+void hearsay_bytes_free(hearsay_bytes_t *bytes);
+void hearsay_strings_free(hearsay_strings_t *strings);
+
+/* ---- This node's tags (needs `grants.tags = ["service:*"]`) ----------------------------------- */
+
+/*
+ * Gossip carries a change to every member. Only tags whose name matches a granted pattern can be
+ * changed: HEARSAY_ERR_NOT_GRANTED otherwise; HEARSAY_ERR_REJECTED when the agent refuses the change.
+ * hearsay_member_tag(&me, name) on hearsay_local_member() reads a tag as the cluster last saw it.
+ */
+hearsay_err_t hearsay_tag_set(const char *name, const char *value);
+/* Removes this node's tag `name` (HEARSAY_OK when it was not set). */
+hearsay_err_t hearsay_tag_delete(const char *name);
+
 /* ---- Errors ----------------------------------------------------------------------------------- */
 
 /*
- * A sentence describing `err`. When `err` is the error the last failing reply/emit call returned,
- * it has that call's details ("the reply exceeds the asker's limit of 1024 bytes", "the reply
- * channel is closed: <cause>"). The text stays valid until the next failing call.
+ * A sentence describing `err`. When `err` is the error the last failing call returned, it has that
+ * call's details ("the reply exceeds the asker's limit of 1024 bytes", "the reply channel is
+ * closed: <cause>", "command reload could not be started: <cause>"). The text stays valid until the
+ * next failing call.
  */
 const char *hearsay_strerror(hearsay_err_t err);
-/* The limit in bytes of the last HEARSAY_ERR_TOO_LARGE, 0 if there was none. */
+/* The number of bytes the last error carrying one gave: the limit of a HEARSAY_ERR_TOO_LARGE, the
+ * quota of a HEARSAY_ERR_QUOTA_EXCEEDED, the key's length of a HEARSAY_ERR_BAD_KEY; 0 if none. */
 uint64_t hearsay_error_limit(void);
 
 /* ---- Logging into the agent's log (tagged with the handler and the event) --------------------- */
@@ -215,7 +305,8 @@ const hearsay_string_t *hearsay_member_tag(const hearsay_member_t *member, const
 const hearsay_string_t *hearsay_member_tag_n(const hearsay_member_t *member, const char *key,
                                              size_t key_len);
 
-/* The names of `members` joined by `separator` ("a, b, c" for ", "), NUL-terminated; free() it. */
+/* The names of `members` joined by `separator` ("a, b, c" for ", "), NUL-terminated; free() it.
+ * NULL `members` (hearsay_event_members of an event that is not a member event) gives "". */
 char *hearsay_member_names(const hearsay_members_t *members, const char *separator);
 
 /* "none", "alive", "leaving", "left" or "failed". */
@@ -224,9 +315,9 @@ const char *hearsay_status_str(hearsay_status_t status);
 /* ---- Events ----------------------------------------------------------------------------------- */
 
 /* The event's kind as in Serf's filters: "member-join", "member-leave", "member-failed",
- * "member-update", "member-reap", "user" or "query". */
+ * "member-update", "member-reap", "user" or "query"; "tick" for a timer. */
 const char *hearsay_event_kind(const hearsay_event_t *event);
-/* The members of a member event, NULL for a user event or a query. */
+/* The members of a member event, NULL for a user event, a query or a tick. */
 const hearsay_members_t *hearsay_event_members(const hearsay_event_t *event);
 
 /* ---- Strings ---------------------------------------------------------------------------------- */

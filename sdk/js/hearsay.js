@@ -21,20 +21,28 @@
 // makes the event fail: the agent logs the error's message and counts a handler error. Returning a
 // string or bytes from a query answers it, like `reply(...)`.
 //
-// Each event runs in a fresh instance: nothing survives between events. Files, environment, real
-// clocks and emitting need a grant from the operator. Do not call these helpers at the top level of
-// a module: modules are evaluated when the component is built, where there is no agent to ask.
+// Each event runs in a fresh instance: nothing survives between events except what the handler keeps
+// in its store (`kv`). Everything beyond the event needs a grant from the operator, named in the
+// handler's `[[handler]]` block; without one the call throws a `not-granted` error and nothing
+// happens: files, environment, real clocks, `emit`, `commands.run` (operator-approved commands),
+// `kv` (a persistent key-value store), `tags` (this node's tags) and timers (`events =
+// "every:10s"` delivers `Kind.Tick` events). Do not call these helpers at the top level of a module:
+// modules are evaluated when the component is built, where there is no agent to ask.
 
-import { localMember as rawLocalMember, members as rawMembers } from 'hearsay:handler/cluster@0.1.0';
-import { respond, openStream, ReplyStream as RawReplyStream } from 'hearsay:handler/reply@0.1.0';
-import { emit as rawEmit } from 'hearsay:handler/emit@0.1.0';
-import { log as rawLog } from 'hearsay:handler/log@0.1.0';
+import { localMember as rawLocalMember, members as rawMembers } from 'hearsay:handler/cluster@0.2.0';
+import { respond, openStream, ReplyStream as RawReplyStream } from 'hearsay:handler/reply@0.2.0';
+import { emit as rawEmit } from 'hearsay:handler/emit@0.2.0';
+import { log as rawLog } from 'hearsay:handler/log@0.2.0';
+import { run as rawRun } from 'hearsay:handler/commands@0.2.0';
+import { get as kvGet, set as kvSet, delete as kvDelete, keys as kvKeys } from 'hearsay:handler/kv@0.2.0';
+import { set as tagSet, delete as tagDelete } from 'hearsay:handler/tags@0.2.0';
 
-/** @typedef {import('hearsay:handler/types@0.1.0').Event} Event */
-/** @typedef {import('hearsay:handler/types@0.1.0').Member} Member */
-/** @typedef {import('hearsay:handler/types@0.1.0').Query} Query */
-/** @typedef {import('hearsay:handler/types@0.1.0').UserEvent} UserEvent */
-/** @typedef {import('hearsay:handler/types@0.1.0').Level} Level */
+/** @typedef {import('hearsay:handler/types@0.2.0').Event} Event */
+/** @typedef {import('hearsay:handler/types@0.2.0').Member} Member */
+/** @typedef {import('hearsay:handler/types@0.2.0').Query} Query */
+/** @typedef {import('hearsay:handler/types@0.2.0').UserEvent} UserEvent */
+/** @typedef {import('hearsay:handler/types@0.2.0').Tick} Tick */
+/** @typedef {import('hearsay:handler/types@0.2.0').Level} Level */
 /** @typedef {string | Uint8Array | ArrayBuffer | ArrayBufferView} Bytes */
 
 /** The event kinds: the `tag` of an event. */
@@ -46,6 +54,7 @@ export const Kind = Object.freeze({
   MemberReap: 'member-reap',
   User: 'user',
   Query: 'query',
+  Tick: 'tick',
 });
 
 /**
@@ -58,7 +67,7 @@ export function isMemberEvent(event) {
 }
 
 /**
- * The event in Serf's filter syntax: `member-join`, `user:deploy`, `query:load`.
+ * The event in Serf's filter syntax: `member-join`, `user:deploy`, `query:load`; `tick` for a timer.
  * @param {Event} event
  * @returns {string}
  */
@@ -154,6 +163,61 @@ export class EmitError extends Error {
   }
 }
 
+/** Why a granted command did not run: `kind` is `not-granted` or `failed` (with `reason`). */
+export class CommandError extends Error {
+  /**
+   * @param {'not-granted' | 'failed'} kind
+   * @param {{ reason?: string }} [detail] `reason` for failed
+   */
+  constructor(kind, { reason } = {}) {
+    super(withDetail(kind, undefined, reason));
+    this.name = 'CommandError';
+    /** The WIT `command-error` case. */
+    this.kind = kind;
+    /** For `failed`: why the command could not be started. */
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why a store operation failed: `kind` is `not-granted`, `quota-exceeded` (with `limit`, the
+ * quota in bytes), `bad-key` (with `length`, the key's length in bytes) or `store` (with `reason`).
+ */
+export class KvError extends Error {
+  /**
+   * @param {'not-granted' | 'quota-exceeded' | 'bad-key' | 'store'} kind
+   * @param {{ limit?: number, length?: number, reason?: string }} [detail]
+   */
+  constructor(kind, { limit, length, reason } = {}) {
+    super(length !== undefined ? `${kind} (the key has ${length} bytes; 1 to 1024 are allowed)` : withDetail(kind, limit, reason));
+    this.name = 'KvError';
+    /** The WIT `kv-error` case. */
+    this.kind = kind;
+    /** For `quota-exceeded`: the store's quota, in bytes of keys and values. */
+    this.limit = limit;
+    /** For `bad-key`: the key's length in bytes. */
+    this.length = length;
+    /** For `store`: how the store failed. */
+    this.reason = reason;
+  }
+}
+
+/** Why a change of this node's tags was refused: `kind` is `not-granted` or `rejected` (with `reason`). */
+export class TagError extends Error {
+  /**
+   * @param {'not-granted' | 'rejected'} kind
+   * @param {{ reason?: string }} [detail] `reason` for rejected
+   */
+  constructor(kind, { reason } = {}) {
+    super(withDetail(kind, undefined, reason));
+    this.name = 'TagError';
+    /** The WIT `tag-error` case. */
+    this.kind = kind;
+    /** For `rejected`: why the agent refused the change. */
+    this.reason = reason;
+  }
+}
+
 /** @param {string} kind @param {number} [limit] @param {string} [reason] */
 function withDetail(kind, limit, reason) {
   if (limit !== undefined) return `${kind} (limit ${limit} bytes)`;
@@ -162,10 +226,10 @@ function withDetail(kind, limit, reason) {
 }
 
 // A refused call throws componentize-js's ComponentError, whose `payload` is the WIT error variant
-// ({ tag, val }): turn it into ReplyError or EmitError.
+// ({ tag, val }): turn it into ReplyError, EmitError, CommandError, KvError or TagError.
 /**
  * @param {unknown} err
- * @param {typeof ReplyError | typeof EmitError} ErrorClass
+ * @param {new (kind: any, detail?: { limit?: number, reason?: string }) => Error} ErrorClass one of those
  * @returns {unknown}
  */
 function mapError(err, ErrorClass) {
@@ -173,9 +237,26 @@ function mapError(err, ErrorClass) {
   const payload = err !== null && typeof err === 'object' && Object.hasOwn(err, 'payload') ? /** @type {any} */ (err).payload : undefined;
   if (payload === undefined || typeof payload.tag !== 'string') return err;
   const { tag: kind, val } = payload;
-  if (typeof val === 'bigint') return new ErrorClass(kind, { limit: Number(val) });
+  if (typeof val === 'bigint') {
+    return kind === 'bad-key' ? new KvError(kind, { length: Number(val) }) : new ErrorClass(kind, { limit: Number(val) });
+  }
   if (typeof val === 'string') return new ErrorClass(kind, { reason: val });
   return new ErrorClass(kind);
+}
+
+/**
+ * Calls `fn`, turning a refusal into an `ErrorClass`.
+ * @template T
+ * @param {new (kind: any, detail?: { limit?: number, reason?: string }) => Error} ErrorClass
+ * @param {() => T} fn
+ * @returns {T}
+ */
+function call(ErrorClass, fn) {
+  try {
+    return fn();
+  } catch (err) {
+    throw mapError(err, ErrorClass);
+  }
 }
 
 /**
@@ -277,6 +358,140 @@ export function emit(name, payload = '', { coalesce = true } = {}) {
     throw mapError(err, EmitError);
   }
 }
+
+/** How a command run by `commands.run` ended. */
+export class CommandOutput {
+  /** @param {import('hearsay:handler/commands@0.2.0').Output} out */
+  constructor(out) {
+    /** The exit status; `undefined` when a signal ended it. @type {number | undefined} */
+    this.status = out.status;
+    /** The signal that ended it, if one did. @type {number | undefined} */
+    this.signal = out.signal;
+    /** What it wrote to stdout, cut at the host's cap (64 KiB). @type {Uint8Array} */
+    this.stdout = out.stdout;
+    /** What it wrote to stderr, cut at the same cap. @type {Uint8Array} */
+    this.stderr = out.stderr;
+    /** Whether stdout or stderr was cut. @type {boolean} */
+    this.truncated = out.truncated;
+  }
+
+  /** Whether it exited with status 0. */
+  get success() {
+    return this.status === 0;
+  }
+
+  /** stdout as a string (UTF-8; invalid sequences become U+FFFD). */
+  get stdoutText() {
+    return text(this.stdout);
+  }
+
+  /** stderr as a string (UTF-8; invalid sequences become U+FFFD). */
+  get stderrText() {
+    return text(this.stderr);
+  }
+}
+
+/**
+ * Running the commands the operator approved (`grants.commands = { reload = [...] }`): the operator
+ * fixes each command's whole argv, the handler names it and may give its stdin.
+ */
+export const commands = Object.freeze({
+  /**
+   * Runs the granted command `name` with `stdin` (a string, sent as UTF-8, or bytes; none: empty)
+   * on its standard input and waits for it to end (it is killed at the event's deadline). A non-zero
+   * exit is not an error: look at `status` (or `success`). Throws a CommandError (`not-granted`,
+   * `failed`) when it did not run.
+   * @param {string} name
+   * @param {Bytes} [stdin]
+   * @returns {CommandOutput}
+   */
+  run(name, stdin) {
+    const input = stdin === undefined || stdin === null ? undefined : bytes(stdin);
+    return new CommandOutput(call(CommandError, () => rawRun(name, input)));
+  },
+});
+
+/**
+ * The handler's persistent key-value store (`grants.kv = "16MiB"`): it survives events, reloads and
+ * agent restarts; the quota counts key and value bytes. Keys are non-empty strings of at most 1 KiB.
+ * Every function throws a KvError (`not-granted`, `quota-exceeded`, `bad-key`, `store`).
+ */
+export const kv = Object.freeze({
+  /**
+   * The value of `key`, or `undefined` when it is not set.
+   * @param {string} key
+   * @returns {Uint8Array | undefined}
+   */
+  get(key) {
+    return call(KvError, () => kvGet(key));
+  },
+  /**
+   * The value of `key` as a string (UTF-8; invalid sequences become U+FFFD), or `undefined` when it
+   * is not set.
+   * @param {string} key
+   * @returns {string | undefined}
+   */
+  getText(key) {
+    const value = call(KvError, () => kvGet(key));
+    return value === undefined ? undefined : text(value);
+  },
+  /**
+   * Sets `key` to `value` (a string, stored as UTF-8, or bytes), durably, before returning.
+   * @param {string} key
+   * @param {Bytes} value
+   */
+  set(key, value) {
+    const data = bytes(value);
+    call(KvError, () => kvSet(key, data));
+  },
+  /**
+   * Removes `key`; whether it was set.
+   * @param {string} key
+   * @returns {boolean}
+   */
+  delete(key) {
+    return call(KvError, () => kvDelete(key));
+  },
+  /**
+   * The keys that begin with `prefix`, in order (`''`, the default, lists them all).
+   * @param {string} [prefix]
+   * @returns {string[]}
+   */
+  keys(prefix = '') {
+    return call(KvError, () => kvKeys(prefix));
+  },
+});
+
+/**
+ * This node's own tags (`grants.tags = ["service:*"]`): gossip carries a change to every member.
+ * Only tags whose name matches a granted pattern can be changed; `set` and `delete` throw a
+ * TagError (`not-granted`, `rejected`) otherwise.
+ */
+export const tags = Object.freeze({
+  /**
+   * Sets this node's tag `name` to `value`.
+   * @param {string} name
+   * @param {string} value
+   */
+  set(name, value) {
+    call(TagError, () => tagSet(name, value));
+  },
+  /**
+   * Removes this node's tag `name` (nothing happens when it is not set).
+   * @param {string} name
+   */
+  delete(name) {
+    call(TagError, () => tagDelete(name));
+  },
+  /**
+   * This node's tag `name` as the cluster last saw it, or `undefined`.
+   * @param {string} name
+   * @returns {string | undefined}
+   */
+  get(name) {
+    return tag(rawLocalMember(), name);
+  },
+});
 
 /** @param {unknown} value @returns {value is Bytes} */
 function isBytes(value) {
@@ -384,7 +599,8 @@ export function wrapHandle(handle) {
       return { tag: 'ok', val: undefined };
     } catch (err) {
       // A TypeError, RangeError, ... is a bug rather than a refusal: say where it happened.
-      if (err instanceof Error && err.name !== 'Error' && !(err instanceof ReplyError || err instanceof EmitError) && err.stack) {
+      const refusal = err instanceof ReplyError || err instanceof EmitError || err instanceof CommandError || err instanceof KvError || err instanceof TagError;
+      if (err instanceof Error && err.name !== 'Error' && !refusal && err.stack) {
         rawLog('debug', `${describe(event)} failed: ${errorMessage(err)} at\n${err.stack}`);
       }
       return { tag: 'err', val: errorMessage(err) };

@@ -1,16 +1,20 @@
 //! Handlers written in C, Python and JavaScript (`handlers/NAME-LANG`, built by
 //! `scripts/build-handlers.sh` with each language's SDK) run in the host as the Rust ones do:
 //! echo answers with exactly the payload's bytes (all 256 byte values), turns a refused reply into
-//! its error, and logs user and member events through the `log` import; each language's real
-//! handler answers from the member list. Its own test binary: it installs a global subscriber to
-//! read the guests' log lines.
+//! its error, logs user and member events through the `log` import and takes ticks; each
+//! language's real handler answers from the member list; and each SDK reaches the capabilities of
+//! contract 0.2.0 (commands, the key-value store, tags, tick events) through
+//! `tests/guests/sdk-probe`. Its own test binary: it installs a global subscriber to read the
+//! guests' log lines.
 
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use hearsay_host::{Event, Host, HostConfig, MemberStatus, Outcome, UserEvent};
+use hearsay_host::{Event, Host, HostConfig, KvGrant, MemberStatus, Outcome, Tick, UserEvent};
 use support::{capture, member, query, run, scratch_dir, spec, TestEmbedder};
 
 const LANGS: [&str; 3] = ["c", "python", "js"];
@@ -106,6 +110,16 @@ fn echo_in_every_language_answers_refuses_and_logs() {
             Outcome::Ok,
             "{name}"
         );
+        // A timer's tick (contract 0.2.0) is taken too.
+        let tick = Event::Tick(Tick {
+            period: Duration::from_secs(10),
+            count: 1,
+        });
+        assert_eq!(
+            run(&host, &echo, tick, TestEmbedder::new()),
+            Outcome::Ok,
+            "{name}"
+        );
 
         let log = log_text();
         let line = |needle: &str| {
@@ -122,7 +136,7 @@ fn echo_in_every_language_answers_refuses_and_logs() {
         let stats = echo.stats();
         assert_eq!(
             (stats.invocations, stats.ok, stats.errors, stats.traps),
-            (4, 3, 1, 0),
+            (5, 4, 1, 0),
             "{name}"
         );
     }
@@ -231,4 +245,194 @@ fn select_in_javascript_filters_and_projects_members_as_json() {
 
     let err = answer(&host, &select, "select", "{not json").unwrap_err();
     assert!(err.starts_with("select: payload is not JSON"), "{err}");
+}
+
+/// The newest modification time of the files under `paths` (`__pycache__` left out).
+fn newest(paths: &[PathBuf]) -> SystemTime {
+    let mut latest = SystemTime::UNIX_EPOCH;
+    for path in paths {
+        if path.is_dir() {
+            let entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| !p.ends_with("__pycache__"))
+                .collect();
+            latest = latest.max(newest(&entries));
+        } else {
+            latest = latest.max(std::fs::metadata(path).unwrap().modified().unwrap());
+        }
+    }
+    latest
+}
+
+/// The sdk-probe of `lang` (`tests/guests/sdk-probe/LANG`, see its README), built with the
+/// language's SDK (`sdk/LANG/build.sh`) from a copy in the test's tmp dir; built again only when
+/// the probe, the SDK or the WIT changed.
+fn probe(lang: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.join("../..");
+    let src = here.join("tests/guests/sdk-probe").join(lang);
+    let sdk = root.join("sdk").join(lang);
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-probe");
+    let out = tmp.join(format!("sdk-probe-{lang}.wasm"));
+    let mut inputs = vec![
+        src.clone(),
+        root.join("wit/handler.wit"),
+        sdk.join("build.sh"),
+    ];
+    inputs.extend(match lang {
+        "c" => vec![sdk.join("hearsay.h"), sdk.join("hearsay.c")],
+        "python" => vec![sdk.join("hearsay")],
+        _ => vec![sdk.join("hearsay.js"), sdk.join("build.mjs")],
+    });
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|t| t > newest(&inputs)) {
+        return out;
+    }
+    let project = tmp.join(lang);
+    let _ = std::fs::remove_dir_all(&project);
+    std::fs::create_dir_all(&project).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, project.join(path.file_name().unwrap())).unwrap();
+    }
+    let partial = out.with_extension("wasm.tmp");
+    let status = Command::new(sdk.join("build.sh"))
+        .arg(&project)
+        .arg(&partial)
+        // The host build's flags are not meant for the tools the script runs.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running the SDK's build.sh");
+    assert!(status.success(), "building the {lang} sdk-probe failed");
+    std::fs::rename(&partial, &out).unwrap();
+    out
+}
+
+/// The text of the last reply `handler` gave to `query(mode, payload)` (it must succeed).
+fn ask_text(
+    host: &Host,
+    handler: &hearsay_host::Handler,
+    mode: &str,
+    payload: &str,
+    emb: &Arc<TestEmbedder>,
+) -> String {
+    let outcome = run(host, handler, query(mode, payload.as_bytes()), emb.clone());
+    assert_eq!(outcome, Outcome::Ok, "{mode} {payload:?}");
+    let replies = emb.replies.lock().unwrap();
+    let last = replies.last().unwrap().lock().unwrap();
+    assert!(last.finished, "{mode} {payload:?}: reply not finished");
+    String::from_utf8(last.bytes.clone()).unwrap()
+}
+
+#[test]
+fn every_sdk_runs_commands_keeps_a_store_sets_tags_and_gets_ticks() {
+    let host = host();
+    for lang in LANGS {
+        let path = probe(lang);
+        let dir = scratch_dir(&format!("sdk-probe-{lang}"));
+        let mut s = spec(&format!("probe-{lang}"), &path);
+        s.grants.kv = Some(KvGrant {
+            path: dir.join("kv/probe.redb"),
+            quota: 64,
+        });
+        s.grants.commands.insert(
+            "greet".into(),
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "printf 'got:'; cat; echo oops >&2; exit 3".into(),
+            ],
+        );
+        s.grants.commands.insert(
+            "absent".into(),
+            vec!["/nonexistent/hearsay-sdk-probe".into()],
+        );
+        s.grants.tags = vec!["service:*".into()];
+        let h = host.load(s).unwrap();
+        let emb = TestEmbedder::new();
+        let ask = |mode: &str, payload: &str| ask_text(&host, &h, mode, payload, &emb);
+
+        // The store: values kept across events, listed by prefix, the quota and bad keys refused.
+        assert_eq!(ask("kv", "get a"), "none", "{lang}");
+        assert_eq!(ask("kv", "set a 1"), "ok", "{lang}");
+        assert_eq!(ask("kv", "set b/x 2"), "ok", "{lang}");
+        assert_eq!(ask("kv", "get a"), "1", "{lang}");
+        assert_eq!(ask("kv", "keys b/"), "b/x", "{lang}");
+        assert_eq!(ask("kv", "keys "), "a,b/x", "{lang}");
+        assert_eq!(
+            ask("kv", &format!("set c {}", "v".repeat(80))),
+            "refused:quota-exceeded(64)",
+            "{lang}"
+        );
+        assert_eq!(ask("kv", "set  x"), "refused:bad-key(0)", "{lang}");
+        assert_eq!(ask("kv", "del a"), "true", "{lang}");
+        assert_eq!(ask("kv", "del a"), "false", "{lang}");
+        assert_eq!(ask("kv", "get a"), "none", "{lang}");
+
+        // Commands: the granted argv with the guest's stdin; names not granted run nothing.
+        assert_eq!(
+            ask("command", "greet\nstdin text"),
+            "status=3 signal=none cut=false out=got:stdin text err=oops\n",
+            "{lang}"
+        );
+        assert_eq!(
+            ask("command", "greet"),
+            "status=3 signal=none cut=false out=got: err=oops\n",
+            "{lang}"
+        );
+        assert_eq!(ask("command", "reboot"), "refused:not-granted", "{lang}");
+        assert_eq!(ask("command", "absent"), "refused:failed", "{lang}");
+
+        // Tags: only names matching a granted pattern change, through the embedder.
+        assert_eq!(ask("tag", "set service:web 8080"), "ok", "{lang}");
+        assert_eq!(
+            ask("tag", "set role admin"),
+            "refused:not-granted",
+            "{lang}"
+        );
+        assert_eq!(ask("tag", "del service:web"), "ok", "{lang}");
+        assert_eq!(
+            *emb.tags.lock().unwrap(),
+            vec![
+                ("service:web".to_owned(), Some("8080".to_owned())),
+                ("service:web".to_owned(), None)
+            ],
+            "{lang}"
+        );
+
+        // A tick: the probe stores its period and count.
+        let tick = Event::Tick(Tick {
+            period: Duration::from_millis(1500),
+            count: 2,
+        });
+        assert_eq!(
+            run(&host, &h, tick.clone(), TestEmbedder::new()),
+            Outcome::Ok,
+            "{lang}"
+        );
+        assert_eq!(ask("kv", "get tick"), "1500/2", "{lang}");
+
+        // Without grants every capability is refused, and the refusal reaches the guest.
+        let bare = host.load(spec(&format!("bare-{lang}"), &path)).unwrap();
+        let emb = TestEmbedder::new();
+        for (mode, payload) in [
+            ("kv", "get a"),
+            ("command", "greet"),
+            ("tag", "set service:web 1"),
+        ] {
+            assert_eq!(
+                ask_text(&host, &bare, mode, payload, &emb),
+                "refused:not-granted",
+                "{lang}: {mode}"
+            );
+        }
+        assert!(emb.tags.lock().unwrap().is_empty(), "{lang}");
+        match run(&host, &bare, tick, TestEmbedder::new()) {
+            Outcome::GuestError(e) => assert!(!e.is_empty(), "{lang}"),
+            other => panic!("{lang}: a tick without the store gave {other:?}"),
+        }
+    }
 }

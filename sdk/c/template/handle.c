@@ -36,6 +36,15 @@ int hearsay_handle(const hearsay_event_t *event) {
                          (unsigned long long)u->ltime, HEARSAY_STR(u->payload));
         return HEARSAY_OK;
     }
+    case HEARSAY_EVENT_TICK: {
+        /* A timer: the handler's filter has `every:DURATION` (`events = "every:10s"`). With grants,
+         * it could keep state with hearsay_kv_*, run approved commands with hearsay_command_run or
+         * set this node's tags with hearsay_tag_set (see hearsay.h). */
+        const hearsay_tick_t *t = &event->val.tick;
+        hearsay_log_info("tick %llu (every %llu ms)", (unsigned long long)t->count,
+                         (unsigned long long)t->period_ms);
+        return HEARSAY_OK;
+    }
     default: {
         /* A member event (member-join, -leave, -failed, -update, -reap) with the members concerned.
          * hearsay_members() gives every member this node knows. */

@@ -6,11 +6,14 @@
 //   Kind.User                  { name, payload, ltime, coalesce }
 //   Kind.MemberJoin, ...Leave, ...Failed, ...Update, ...Reap
 //                              the members concerned: [{ name, addr, port, tags, status, rttMicros }]
-// (`ltime` and `rttMicros` are BigInts; `tags` is a list of [key, value] pairs.)
+//   Kind.Tick                  { periodMs, count }   (a timer: `events = "every:10s"` in the config)
+// (`ltime`, `rttMicros`, `periodMs` and `count` are BigInts; `tags` is a list of [key, value] pairs.)
 //
 // `handle` may be async. Throwing an error (or rejecting) fails the event: the agent logs the
 // message and counts a handler error. Returning a string or bytes from a query answers it.
 // See the README of the SDK for every helper of ./hearsay.js (members, emit, replyStream, ...).
+// With a grant in the agent's config a handler can also run approved commands (`commands.run`),
+// keep state across events (`kv.get/set/delete/keys`) and set this node's tags (`tags.set/delete`).
 
 import { Kind, describe, log, reply, text } from './hearsay.js';
 
@@ -25,6 +28,10 @@ export function handle(event) {
 
     case Kind.User:
       log.info(`user event ${event.val.name} at ltime ${event.val.ltime}: ${text(event.val.payload)}`);
+      break;
+
+    case Kind.Tick:
+      log.info(`tick ${event.val.count} (every ${event.val.periodMs} ms)`);
       break;
 
     default:

@@ -24,12 +24,17 @@ The agent calls the handler once per event, each time in a fresh instance: nothi
 between events. ``app.py``'s module-level code runs once, at build time, and its result is part of
 the component (imports cost nothing per event); the handler object is made per event. An exception
 that escapes the handler becomes the handler's error (logged by the agent, counted as a handler
-error): a :class:`HearsayError` (:class:`HandlerError`, :class:`ReplyError`, :class:`EmitError`)
-gives its message as it is, any other exception ``"TypeName: message (at file:line)"``.
+error): a :class:`HearsayError` (:class:`HandlerError`, :class:`ReplyError`, :class:`EmitError`,
+:class:`CommandError`, :class:`KvError`, :class:`TagError`) gives its message as it is, any other
+exception ``"TypeName: message (at file:line)"``.
 
-Files, environment, real clocks and emitting need a grant from the operator. ``print`` goes
-nowhere useful (the agent shows a guest's output only when it traps): log with :func:`info` and
-friends instead.
+Everything beyond the event needs a grant from the operator, named in the handler's
+``[[handler]]`` block; without one the call raises a ``*NotGranted`` error and nothing happens:
+files, environment, real clocks, :func:`emit`, :func:`hearsay.commands.run <hearsay.commands.run>`
+(operator-approved commands), :mod:`hearsay.kv` (a persistent key-value store),
+:mod:`hearsay.tags` (this node's tags) and timers (``events = "every:10s"`` delivers
+:class:`Tick` events). ``print`` goes nowhere useful (the agent shows a guest's output only when it
+traps): log with :func:`info` and friends instead.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ from wit_world.imports import types as _wit
 
 __all__ = [
     "AlreadyReplied",
+    "CommandError",
+    "CommandFailed",
+    "CommandNotGranted",
+    "CommandOutput",
     "EmitError",
     "EmitRejected",
     "EmitTooLarge",
@@ -54,6 +63,11 @@ __all__ = [
     "Handler",
     "HandlerError",
     "HearsayError",
+    "KvBadKey",
+    "KvError",
+    "KvNotGranted",
+    "KvQuotaExceeded",
+    "KvStoreError",
     "Level",
     "Member",
     "MemberEvent",
@@ -66,17 +80,24 @@ __all__ = [
     "ReplyError",
     "ReplyStream",
     "ReplyTooLarge",
+    "TagError",
+    "TagNotGranted",
+    "TagRejected",
+    "Tick",
     "UserEvent",
+    "commands",
     "debug",
     "emit",
     "error",
     "handler",
     "info",
+    "kv",
     "local_member",
     "log",
     "members",
     "reply",
     "reply_stream",
+    "tags",
     "trace",
     "warn",
     "warning",
@@ -233,7 +254,27 @@ class Query:
         return f"query:{self.name}"
 
 
-Event = Union[MemberEvent, UserEvent, Query]
+@dataclass(frozen=True)
+class Tick:
+    """A timer fired: the handler's filter has ``every:DURATION`` (``events = "every:10s"``)."""
+
+    period_ms: int
+    """The timer's period, in milliseconds."""
+    count: int
+    """How many times this timer has fired since the handler was loaded, from 1. Ticks that come
+    while the handler is still busy with earlier ones are skipped, not queued."""
+
+    @property
+    def period(self) -> float:
+        """The timer's period, in seconds."""
+        return self.period_ms / 1000
+
+    def describe(self) -> str:
+        """The event's kind: "tick"."""
+        return "tick"
+
+
+Event = Union[MemberEvent, UserEvent, Query, Tick]
 """What happened: ``match event: case hearsay.Query(): ...`` or ``isinstance`` tells which."""
 
 
@@ -265,6 +306,9 @@ def _event(raw: _wit.Event) -> Event:
     if isinstance(raw, _wit.Event_User):
         u = raw.value
         return UserEvent(u.name, u.payload, u.ltime, u.coalesce)
+    if isinstance(raw, _wit.Event_Tick):
+        t = raw.value
+        return Tick(t.period_ms, t.count)
     return MemberEvent(_MEMBER_KIND[type(raw)], [_member(m) for m in raw.value])
 
 
@@ -365,6 +409,119 @@ class EmitRejected(EmitError):
     def __init__(self, cause: str) -> None:
         self.cause = cause
         super().__init__(cause)
+
+
+class CommandError(HearsayError):
+    """A granted command did not run (WIT ``command-error``), raised by
+    :func:`hearsay.commands.run`. ``kind`` is the WIT case name, ``name`` the command's. A command
+    that ran and failed is not an error: see :attr:`CommandOutput.status`."""
+
+    kind: str = ""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{self.kind}: {message}")
+
+
+class CommandNotGranted(CommandError):
+    """No command of this name is granted to the handler (``grants.commands``)."""
+
+    kind = "not-granted"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, f"no command {name!r} is granted to this handler (grants.commands)")
+
+
+class CommandFailed(CommandError):
+    """The command could not be started (e.g. its program does not exist); ``cause`` says why."""
+
+    kind = "failed"
+
+    def __init__(self, name: str, cause: str) -> None:
+        self.cause = cause
+        super().__init__(name, f"command {name!r} could not be started: {cause}")
+
+
+class KvError(HearsayError):
+    """A key-value store operation failed (WIT ``kv-error``), raised by :mod:`hearsay.kv`.
+    ``kind`` is the WIT case name."""
+
+    kind: str = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.kind}: {message}")
+
+
+class KvNotGranted(KvError):
+    """The handler has no store (no ``grants.kv``)."""
+
+    kind = "not-granted"
+
+    def __init__(self) -> None:
+        super().__init__("this handler has no key-value store (grants.kv)")
+
+
+class KvQuotaExceeded(KvError):
+    """The write would take the store past ``quota``, in bytes of keys and values; nothing was
+    written."""
+
+    kind = "quota-exceeded"
+
+    def __init__(self, quota: int) -> None:
+        self.quota = quota
+        super().__init__(f"the write would take the store past its quota of {quota} bytes")
+
+
+class KvBadKey(KvError):
+    """The key is empty or longer than the host allows (1 KiB); ``length`` is its length in
+    bytes."""
+
+    kind = "bad-key"
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        super().__init__(f"a key must have 1 to 1024 bytes, this one has {length}")
+
+
+class KvStoreError(KvError):
+    """The store itself failed; ``cause`` says why."""
+
+    kind = "store"
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(cause)
+
+
+class TagError(HearsayError):
+    """A change of this node's tags was refused (WIT ``tag-error``), raised by
+    :mod:`hearsay.tags`. ``kind`` is the WIT case name, ``name`` the tag's."""
+
+    kind: str = ""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{self.kind}: {message}")
+
+
+class TagNotGranted(TagError):
+    """No pattern of the handler's ``grants.tags`` matches the tag's name."""
+
+    kind = "not-granted"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, f"tag {name!r} matches no pattern of grants.tags")
+
+
+class TagRejected(TagError):
+    """The agent refused the change; ``cause`` says why (e.g. the tags would exceed Serf's
+    limit)."""
+
+    kind = "rejected"
+
+    def __init__(self, name: str, cause: str) -> None:
+        self.cause = cause
+        super().__init__(name, cause)
 
 
 def _reply_error(e: object) -> ReplyError:
@@ -505,6 +662,42 @@ def emit(name: str, payload: Data = b"", coalesce: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Commands (the functions are in hearsay.commands, hearsay.kv and hearsay.tags, imported below)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """How a command run by :func:`hearsay.commands.run` ended."""
+
+    status: Optional[int]
+    """The exit status; None when a signal ended it."""
+    signal: Optional[int]
+    """The signal that ended it, if one did."""
+    stdout: bytes
+    """What it wrote to stdout, cut at the host's cap (64 KiB)."""
+    stderr: bytes
+    """What it wrote to stderr, cut at the same cap."""
+    truncated: bool
+    """Whether stdout or stderr was cut."""
+
+    @property
+    def success(self) -> bool:
+        """Whether it exited with status 0."""
+        return self.status == 0
+
+    @property
+    def stdout_text(self) -> str:
+        """stdout as text (UTF-8; invalid bytes become U+FFFD)."""
+        return self.stdout.decode("utf-8", errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        """stderr as text (UTF-8; invalid bytes become U+FFFD)."""
+        return self.stderr.decode("utf-8", errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
 # Logging
 # ---------------------------------------------------------------------------------------------
 
@@ -575,9 +768,9 @@ def error(message: str) -> None:
 
 class Handler:
     """Subclass it in ``app.py`` to define the handler. ``handle`` is called once per event with
-    a fresh object; by default it calls ``on_query``, ``on_user_event`` or ``on_member_event``,
-    which do nothing unless overridden. Override ``handle`` itself to see every event in one
-    place."""
+    a fresh object; by default it calls ``on_query``, ``on_user_event``, ``on_member_event`` or
+    ``on_tick``, which do nothing unless overridden. Override ``handle`` itself to see every event
+    in one place."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -589,6 +782,8 @@ class Handler:
             self.on_query(event)
         elif isinstance(event, UserEvent):
             self.on_user_event(event)
+        elif isinstance(event, Tick):
+            self.on_tick(event)
         else:
             self.on_member_event(event)
 
@@ -600,6 +795,9 @@ class Handler:
 
     def on_member_event(self, event: MemberEvent) -> None:
         """Called for a member event (join, leave, failed, update, reap)."""
+
+    def on_tick(self, tick: Tick) -> None:
+        """Called when the handler's timer fires (``every:DURATION`` in its filter)."""
 
 
 F = TypeVar("F", bound=Callable[[Event], None])
@@ -634,3 +832,7 @@ def _entry_point(module: str) -> Callable[[Event], None]:
         cls = leaves[0]
         return lambda event: cls().handle(event)
     return _handler_functions[0]
+
+
+# The capability modules: hearsay.commands.run(...), hearsay.kv.get(...), hearsay.tags.set(...).
+from . import commands, kv, tags  # noqa: E402

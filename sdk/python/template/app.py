@@ -34,5 +34,8 @@ class Handler(hearsay.Handler):
         hearsay.info(f"{event.kind}: {names}")
 
         # Also at hand: hearsay.members(), hearsay.local_member(), m.tag("role"), m.address,
-        # hearsay.emit("name", b"payload") (needs `grants.emit = true` in the agent's config),
-        # and `with hearsay.reply_stream() as out: out.write(chunk)` for large replies.
+        # and `with hearsay.reply_stream() as out: out.write(chunk)` for large replies. With a
+        # grant in the agent's config: hearsay.emit("name", b"payload") (`grants.emit = true`),
+        # hearsay.commands.run("reload") (`grants.commands`), hearsay.kv.get/set/delete/keys (a
+        # store that survives events, `grants.kv`), hearsay.tags.set/delete (`grants.tags`), and
+        # an `on_tick(self, tick)` method for timers (`events = "every:10s"`).
