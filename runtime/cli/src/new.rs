@@ -69,6 +69,7 @@ const LANGS: &[Lang] = &[
             embed!("build.sh", "sdk/template/build.sh", executable),
             embed!("hearsay-sdk/Cargo.toml", "sdk/Cargo.toml"),
             embed!("hearsay-sdk/src/lib.rs", "sdk/src/lib.rs"),
+            embed!("hearsay-sdk/src/http.rs", "sdk/src/http.rs"),
             WIT,
         ],
     },
