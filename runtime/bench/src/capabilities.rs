@@ -13,7 +13,8 @@
 //! The HTTP server is the bench's own ([`Server`], on 127.0.0.1, one thread per connection,
 //! `Connection: close`); it counts the GETs it answered, so a run whose handlers did not reach it
 //! says so. serf's script makes its GET with the first client found on this machine: `curl`,
-//! else `wget`, else bash's `/dev/tcp` ([`HttpClient`]); nothing is installed for it.
+//! else `wget`, else bash's `/dev/tcp` ([`HttpClient`]); nothing is installed for it. The full
+//! run measures serf's GET again with each other client found.
 
 use crate::guests::Guests;
 use crate::handlers::{
@@ -180,25 +181,28 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    /// The first client on this machine, if any.
-    pub(crate) fn find() -> Option<Self> {
+    /// The clients on this machine, in that order of preference.
+    pub(crate) fn find_all() -> Vec<Self> {
         let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-        ["curl", "wget", "bash"].into_iter().find_map(|name| {
-            let path = std::env::split_paths(&path)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())?;
-            let out = std::process::Command::new(&path)
-                .arg("--version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())?;
-            let version = short_version(&String::from_utf8_lossy(&out.stdout));
-            Some(Self {
-                name,
-                path,
-                version,
+        ["curl", "wget", "bash"]
+            .into_iter()
+            .filter_map(|name| {
+                let path = std::env::split_paths(&path)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())?;
+                let out = std::process::Command::new(&path)
+                    .arg("--version")
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())?;
+                let version = short_version(&String::from_utf8_lossy(&out.stdout));
+                Some(Self {
+                    name,
+                    path,
+                    version,
+                })
             })
-        })
+            .collect()
     }
 
     /// The script line that GETs `http://127.0.0.1:PORT/bench` and fails unless it is answered
@@ -349,6 +353,8 @@ pub(crate) struct CapPlan {
     pub host_warmup: usize,
     pub host_rounds: usize,
     pub host_events: usize,
+    /// serf's HTTP job again with each client found after the first.
+    pub other_clients: bool,
 }
 
 impl CapPlan {
@@ -367,6 +373,7 @@ impl CapPlan {
                 host_warmup: 3,
                 host_rounds: 1,
                 host_events: 20,
+                other_clients: false,
             }
         } else {
             Self {
@@ -374,6 +381,7 @@ impl CapPlan {
                 host_warmup: 20,
                 host_rounds: 5,
                 host_events: 100,
+                other_clients: true,
             }
         }
     }
@@ -493,9 +501,14 @@ fn added(job: &[f64], base: &[f64]) -> Option<String> {
 }
 
 /// The section's rows: per job, the agents' time (p50, p99 of a round), burst throughput and
-/// CPU, and hearsay's handler alone at host level; then the agents' CPU without a handler
-/// (`without`: serf's, hearsay's).
-pub(crate) fn rows(results: &[(Job, JobSamples)], without: (&[f64], &[f64])) -> Vec<Row> {
+/// CPU, and hearsay's handler alone at host level; after the HTTP job's, serf's GET with each
+/// other client (`others`) beside the same hearsay samples; then the agents' CPU without a
+/// handler (`without`: serf's, hearsay's).
+pub(crate) fn rows(
+    results: &[(Job, JobSamples)],
+    others: &[(HttpClient, ImplSamples)],
+    without: (&[f64], &[f64]),
+) -> Vec<Row> {
     let base = results.iter().find(|(j, _)| *j == Job::Log).map(|(_, s)| s);
     let over = |job: Job, pick: &dyn Fn(&ImplSamples) -> &Vec<f64>, s: &JobSamples| {
         let b = base.filter(|_| job != Job::Log)?;
@@ -598,6 +611,40 @@ pub(crate) fn rows(results: &[(Job, JobSamples)], without: (&[f64], &[f64])) -> 
             .hearsay(&s.host.p99)
             .reference("host level, no agent"),
         );
+        if job != Job::Http {
+            continue;
+        }
+        for (c, o) in others {
+            let name = format!("{label}, serf's script with {}", c.name);
+            rows.push(
+                Row::new(
+                    &format!("{name}: handler time per event (p50)"),
+                    1,
+                    Unit::Secs,
+                )
+                .serf(&o.cost.per_event)
+                .hearsay(&s.hearsay.cost.per_event)
+                .reference(format!(
+                    "agents; serf `{}` ({}); hearsay: its one measurement, as above; {}",
+                    c.line_for("PORT"),
+                    c.version,
+                    times(&o.cost.per_event, &s.hearsay.cost.per_event)
+                )),
+            );
+            rows.push(
+                Row::new(
+                    &format!("{name}: CPU per event spent on the handler"),
+                    1,
+                    Unit::Secs,
+                )
+                .serf(&o.handler_cpu)
+                .hearsay(&s.hearsay.handler_cpu)
+                .reference(format!(
+                    "as above; {}",
+                    times(&o.handler_cpu, &s.hearsay.handler_cpu)
+                )),
+            );
+        }
     }
     rows.push(
         Row::new("agent CPU per event, no handler", 1, Unit::Secs)
@@ -620,13 +667,19 @@ pub(crate) fn intro(plan: CapPlan, client: Option<&HttpClient>) -> String {
         ),
         None => "none found (curl, wget or bash): serf's HTTP figures are not measured".to_owned(),
     };
+    let others = if plan.other_clients {
+        " (then again with each other of them found, in rows naming the client, beside the \
+same hearsay samples)"
+    } else {
+        ""
+    };
     format!(
         "Handlers that act through a granted capability, beside serf's event handler script \
 doing the same job, measured in the same run by section 5's code. Jobs: write a small file \
 (serf: `echo x > DIR/f`; hearsay: `std::fs::write(\"/out/f\", \"x\\n\")` with \
 `grants.write_dirs = [\"DIR:/out\"]`), an HTTP GET to a loopback server the bench runs \
 (127.0.0.1, one thread per connection, `Connection: close`, answering `GET /bench` with 200 \
-`ok`; serf: {http}; hearsay: `hearsay_sdk::http::get` through wasi:http with `grants.http = \
+`ok`; serf: {http}{others}; hearsay: `hearsay_sdk::http::get` through wasi:http with `grants.http = \
 [\"http://127.0.0.1:PORT/bench\"]`, each GET a new connection), and run a command (serf: \
 `/bin/true` from the script; hearsay: `hearsay_sdk::commands::run(\"true\")` with \
 `grants.commands = {{ true = [\"/bin/true\"] }}`, the host forking it); and the baseline, \
@@ -661,7 +714,8 @@ outcome on its ticket.",
 
 /// Section 13: measures every job on both agents and at host level, and renders the rows.
 pub(crate) fn section(tools: &Tools, wasm_dir: Option<&Path>, plan: CapPlan) -> Section {
-    let client = HttpClient::find();
+    let clients = HttpClient::find_all();
+    let client = clients.first().cloned();
     let mut sec = Section {
         title: "13. Handlers that act: capability calls".into(),
         intro: intro(plan, client.as_ref()),
@@ -789,6 +843,26 @@ events went past the handler's log budget and ended at the host's summary line."
         }
         results.push((job, samples));
     }
+    let mut others = Vec::new();
+    let serf_base = without.iter().find(|(imp, _)| *imp == Impl::Serf);
+    if let (true, Some((_, base))) = (plan.other_clients, serf_base) {
+        for c in clients.iter().skip(1) {
+            let s = Setting {
+                client: Some(c),
+                ..setting(Impl::Serf)
+            };
+            let what = format!(
+                "capabilities: {}, serf's script with {}",
+                Job::Http.label(),
+                c.name
+            );
+            if let Some(got) = crate::attempt(&what, "serf", &mut sec.notes, || {
+                agent_job(tools, &guests, Impl::Serf, &s, Job::Http, plan, base)
+            }) {
+                others.push((c.clone(), got));
+            }
+        }
+    }
     sec.notes.push(format!(
         "Checks passed where figures are shown: the loopback server answered {} GETs in all, \
 one per event the HTTP handlers ran; every write job left `x\\n` in its file.",
@@ -800,7 +874,7 @@ one per event the HTTP handlers ran; every write job left `x\\n` in its file.",
             .find(|(imp, _)| *imp == want)
             .map_or(&[][..], |(_, v)| v.as_slice())
     };
-    sec.rows = rows(&results, (base(Impl::Serf), base(Impl::Hearsay)));
+    sec.rows = rows(&results, &others, (base(Impl::Serf), base(Impl::Hearsay)));
     sec
 }
 
@@ -960,8 +1034,28 @@ http = [\"http://127.0.0.1:{port}/bench\"]"
             (Job::Write, job(3e-3, 30e-6)),
             (Job::Http, JobSamples::default()),
         ];
-        let rows = rows(&results, (&[1e-3], &[]));
-        assert_eq!(rows.len(), 3 * 7 + 1);
+        let wget = HttpClient {
+            name: "wget",
+            path: "/usr/bin/wget".into(),
+            version: "GNU Wget 1.21.3".into(),
+        };
+        let others = vec![(wget, imp(6e-3, 3e-3))];
+        let rows = rows(&results, &others, (&[1e-3], &[]));
+        assert_eq!(rows.len(), 3 * 7 + 2 + 1);
+        let w = rows
+            .iter()
+            .find(|r| {
+                r.figure
+                    == "HTTP GET to loopback, serf's script with wget: handler time per event (p50)"
+            })
+            .unwrap();
+        assert!(w.serf.is_some() && w.hearsay.is_none());
+        assert!(
+            w.reference
+                .contains("`/usr/bin/wget -q -O /dev/null http://127.0.0.1:PORT/bench`"),
+            "{}",
+            w.reference
+        );
         let heads: Vec<&str> = rows
             .iter()
             .filter(|r| r.headline)
