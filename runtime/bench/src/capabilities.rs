@@ -582,7 +582,13 @@ pub(crate) fn rows(
             )
             .serf(&s.serf.cpu.per_event)
             .hearsay(&s.hearsay.cpu.per_event)
-            .reference("serf: its `sh` and the job's processes included; hearsay: the forked command included"),
+            .reference(match job {
+                Job::Log | Job::Write => "serf: its `sh` processes included",
+                Job::Http => "serf: its `sh` and HTTP client processes included",
+                Job::Command => {
+                    "serf: its `sh` and `/bin/true` processes included; hearsay: its `/bin/true`"
+                }
+            }),
         );
         let serf_vs_host = match (median(&s.serf.cost.per_event), median(&s.host.per_event)) {
             (Some(a), Some(h)) if h > 0.0 => {
@@ -682,7 +688,7 @@ doing the same job, measured in the same run by section 5's code. Jobs: write a 
 `ok`; serf: {http}{others}; hearsay: `hearsay_sdk::http::get` through wasi:http with `grants.http = \
 [\"http://127.0.0.1:PORT/bench\"]`, each GET a new connection), and run a command (serf: \
 `/bin/true` from the script; hearsay: `hearsay_sdk::commands::run(\"true\")` with \
-`grants.commands = {{ true = [\"/bin/true\"] }}`, the host forking it); and the baseline, \
+`grants.commands = {{ true = [\"/bin/true\"] }}`, the host spawning it); and the baseline, \
 the handler that only logs (serf: section 5's `echo` script; hearsay: the same component \
 doing nothing), so each call's own share shows. hearsay: one component, the bench's `act` \
 (`runtime/bench/guests/act`), the job picked by its `grants.env` (`ACT`, `TARGET`); it checks \
