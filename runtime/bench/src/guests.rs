@@ -1,10 +1,12 @@
 //! The WebAssembly components the handler and query figures run: the ready-made `echo` and
 //! `blob` handlers, the bench's own `slow` guest (`runtime/bench/guests/slow`: sleeps 100 ms per
-//! user event) and hearsay-host's hostile test guest `probe` (`runtime/host/tests/guests/probe`:
-//! the query name picks what it does; the isolation figures use `sleep`, `loop` and `log`).
-//! Built once for wasm32-wasip2 with cargo, into `wasm-guests/` of the target directory, unless
-//! `--wasm-dir` names a directory that already holds them (`probe` may be missing there: only
-//! the isolation figures need it).
+//! user event) and `act` guest (`runtime/bench/guests/act`: writes a file, sends an HTTP GET or
+//! runs a command per user event, as its environment says), and hearsay-host's hostile test
+//! guest `probe` (`runtime/host/tests/guests/probe`: the query name picks what it does; the
+//! isolation figures use `sleep`, `loop` and `log`). Built once for wasm32-wasip2 with cargo,
+//! into `wasm-guests/` of the target directory, unless `--wasm-dir` names a directory that
+//! already holds them (`probe` and `act` may be missing there: only the isolation and the
+//! capability figures need them).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,10 +21,14 @@ pub(crate) struct Guests {
     pub blob: PathBuf,
     /// The hostile test guest, when built or present in `--wasm-dir`.
     pub probe: Option<PathBuf>,
+    /// The bench's guest that acts through a capability, when built or present in `--wasm-dir`.
+    pub act: Option<PathBuf>,
 }
 
 /// The probe's file name (optional in `--wasm-dir`).
 const PROBE: &str = "hearsay_test_probe.wasm";
+/// The act guest's file name (optional in `--wasm-dir`).
+const ACT: &str = "hearsay_bench_act.wasm";
 
 const FILES: &[&str] = &[
     "hearsay_handler_echo.wasm",
@@ -40,6 +46,7 @@ fn from_dir(dir: &Path) -> Option<Guests> {
         slow: all[1].clone(),
         blob: all[2].clone(),
         probe: Some(dir.join(PROBE)).filter(|p| p.is_file()),
+        act: Some(dir.join(ACT)).filter(|p| p.is_file()),
     })
 }
 

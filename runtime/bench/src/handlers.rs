@@ -120,7 +120,7 @@ impl Drop for Scratch {
 }
 
 /// One handler of a lone agent: serf runs a script, hearsay a component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// Logs the event at once: serf `echo "NAME $SERF_USER_EVENT"`; hearsay the `echo` component.
     Echo,
@@ -132,6 +132,10 @@ pub(crate) enum Kind {
         query: &'static str,
         limits: &'static str,
     },
+    /// Does a job, then logs: serf `JOB && echo "NAME $SERF_USER_EVENT"` (the line only if the
+    /// job succeeded); hearsay the bench's `act` component with `grants` (a TOML inline table's
+    /// contents: the capability and the `env` that picks the job); see [`crate::capabilities`].
+    Act { serf: String, grants: String },
 }
 
 /// A lone agent (serf or hearsay) running user-event `handlers`, named as given, one after
@@ -176,6 +180,9 @@ impl HandlerAgent {
                     let body = match kind {
                         Kind::Echo => format!("echo \"{h} $SERF_USER_EVENT\""),
                         Kind::Slow => format!("sleep 0.1\necho \"{h} $SERF_USER_EVENT\""),
+                        Kind::Act { serf, .. } => {
+                            format!("{serf} && echo \"{h} $SERF_USER_EVENT\"")
+                        }
                         Kind::Probe { .. } => bail!("serf has no equivalent of the probe guest"),
                     };
                     let script = dir.script(&format!("{h}.sh"), &body)?;
@@ -186,22 +193,41 @@ impl HandlerAgent {
                 let guests = guests.context("no WebAssembly guests")?;
                 let mut toml = String::new();
                 for (h, kind) in handlers {
-                    let (module, clocks, events, limits) = match kind {
-                        Kind::Echo => (&guests.echo, false, "user".into(), "queue = 1024"),
-                        Kind::Slow => (&guests.slow, true, "user".into(), "queue = 1024"),
+                    let (module, grants, events, limits) = match kind {
+                        Kind::Echo => (
+                            &guests.echo,
+                            "clocks = false".into(),
+                            "user".into(),
+                            "queue = 1024",
+                        ),
+                        Kind::Slow => (
+                            &guests.slow,
+                            "clocks = true".into(),
+                            "user".into(),
+                            "queue = 1024",
+                        ),
                         Kind::Probe { query, limits } => (
                             guests
                                 .probe
                                 .as_ref()
                                 .context("the probe test guest is not built")?,
-                            true,
+                            "clocks = true".into(),
                             format!("query:{query}"),
                             *limits,
+                        ),
+                        Kind::Act { grants, .. } => (
+                            guests
+                                .act
+                                .as_ref()
+                                .context("the bench's act guest is not built")?,
+                            grants.clone(),
+                            "user".into(),
+                            "queue = 1024",
                         ),
                     };
                     toml.push_str(&format!(
                         "[[handler]]\nname = \"{h}\"\nmodule = \"{}\"\nevents = \"{events}\"\n\
-                         limits = {{ {limits} }}\ngrants = {{ clocks = {clocks} }}\n\n",
+                         limits = {{ {limits} }}\ngrants = {{ {grants} }}\n\n",
                         module.display()
                     ));
                 }
@@ -323,7 +349,18 @@ pub(crate) fn agent_cost(
     imp: Impl,
     plan: HandlerPlan,
 ) -> Result<CostSamples> {
-    let mut agent = HandlerAgent::start(tools, guests, imp, "hcost", &[("h", Kind::Echo)])?;
+    agent_cost_of(tools, guests, imp, plan, Kind::Echo)
+}
+
+/// [`agent_cost`] of the handler `kind` (named `h`).
+pub(crate) fn agent_cost_of(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    plan: HandlerPlan,
+    kind: Kind,
+) -> Result<CostSamples> {
+    let mut agent = HandlerAgent::start(tools, guests, imp, "hcost", &[("h", kind)])?;
     // One untimed event: the first instantiation touches fresh memory, the first fork warms
     // the page cache.
     agent.fire("warm")?;
@@ -367,47 +404,70 @@ pub(crate) fn agent_cpu(
     imp: Impl,
     plan: HandlerPlan,
 ) -> Result<CpuSamples> {
-    let mut out = CpuSamples::default();
-    for with in [true, false] {
-        let handlers: &[(&str, Kind)] = if with { &[("h", Kind::Echo)] } else { &[] };
-        let mut agent = HandlerAgent::start(tools, guests, imp, "hcpu", handlers)?;
-        agent.fire("warm")?;
-        agent.received("warm")?;
-        if with {
-            agent.handled("h", "warm")?;
-        }
-        for round in 0..plan.rounds {
-            let names: Vec<String> = (0..plan.cpu_events)
-                .map(|i| format!("u{round}-{i}"))
-                .collect();
-            let before = cpu_with_children_secs(agent.proc.pid())?;
-            agent.fire_all(&names)?;
-            for ev in &names {
-                agent.received(ev)?;
-                if with {
-                    agent.handled("h", ev)?;
-                }
-            }
-            let per_event =
-                (cpu_with_children_secs(agent.proc.pid())? - before) / plan.cpu_events as f64;
-            if with {
-                out.with_handler.push(per_event);
-            } else {
-                out.without.push(per_event);
-            }
-        }
-        if with {
-            out.timed = 1 + plan.rounds * plan.cpu_events;
-            out.summarised = agent.summarised.get();
-        }
-        agent.proc.kill();
+    let with = agent_cpu_of(tools, guests, imp, plan, Some(Kind::Echo))?;
+    let without = agent_cpu_of(tools, guests, imp, plan, None)?;
+    Ok(CpuSamples {
+        handler: with
+            .per_event
+            .iter()
+            .zip(&without.per_event)
+            .map(|(w, wo)| w - wo)
+            .collect(),
+        with_handler: with.per_event,
+        without: without.per_event,
+        timed: with.timed,
+        summarised: with.summarised,
+    })
+}
+
+/// CPU per event of one lone agent, one sample per burst, in seconds.
+#[derive(Debug, Default)]
+pub(crate) struct AgentCpu {
+    pub per_event: Vec<f64>,
+    /// Events with the handler (none without one), and how many of them ended at hearsay's
+    /// log-budget summary line.
+    pub timed: usize,
+    pub summarised: usize,
+}
+
+/// [`agent_cpu`]'s measurement of one agent: with the handler `kind` (named `h`), or with none;
+/// `plan.rounds` bursts of `plan.cpu_events` user events.
+pub(crate) fn agent_cpu_of(
+    tools: &Tools,
+    guests: Option<&Guests>,
+    imp: Impl,
+    plan: HandlerPlan,
+    kind: Option<Kind>,
+) -> Result<AgentCpu> {
+    let with = kind.is_some();
+    let handlers: Vec<(&str, Kind)> = kind.into_iter().map(|k| ("h", k)).collect();
+    let mut agent = HandlerAgent::start(tools, guests, imp, "hcpu", &handlers)?;
+    agent.fire("warm")?;
+    agent.received("warm")?;
+    if with {
+        agent.handled("h", "warm")?;
     }
-    out.handler = out
-        .with_handler
-        .iter()
-        .zip(&out.without)
-        .map(|(w, wo)| w - wo)
-        .collect();
+    let mut out = AgentCpu::default();
+    for round in 0..plan.rounds {
+        let names: Vec<String> = (0..plan.cpu_events)
+            .map(|i| format!("u{round}-{i}"))
+            .collect();
+        let before = cpu_with_children_secs(agent.proc.pid())?;
+        agent.fire_all(&names)?;
+        for ev in &names {
+            agent.received(ev)?;
+            if with {
+                agent.handled("h", ev)?;
+            }
+        }
+        out.per_event
+            .push((cpu_with_children_secs(agent.proc.pid())? - before) / plan.cpu_events as f64);
+    }
+    if with {
+        out.timed = 1 + plan.rounds * plan.cpu_events;
+        out.summarised = agent.summarised.get();
+    }
+    agent.proc.kill();
     Ok(out)
 }
 
@@ -480,7 +540,7 @@ pub(crate) fn agent_footprint(
 // ---------------------------------------------------------------- hearsay
 
 /// An embedder for a lone node: no peers, no replies, no emitting.
-struct Lone;
+pub(crate) struct Lone;
 
 /// The lone node's own member entry.
 pub(crate) fn bench_member() -> Member {
@@ -510,7 +570,7 @@ impl Embedder for Lone {
     }
 }
 
-fn user(name: &str, ltime: u64) -> Event {
+pub(crate) fn user(name: &str, ltime: u64) -> Event {
     Event::User(UserEvent {
         name: name.into(),
         payload: b"x".to_vec(),
@@ -519,7 +579,7 @@ fn user(name: &str, ltime: u64) -> Event {
     })
 }
 
-fn host(workers: usize) -> Result<Host> {
+pub(crate) fn host(workers: usize) -> Result<Host> {
     Ok(Host::new(HostConfig {
         workers,
         ..HostConfig::default()

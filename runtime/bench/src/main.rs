@@ -13,7 +13,7 @@
 //! them with cargo for wasm32-wasip2), `--no-serf` (hearsay only), `--no-live` / `--no-sim` /
 //! `--no-handlers` (skip the cluster, simulator, or handler-and-QUIC part; for development),
 //! `--only KEY[,KEY...]` (only these sections: failure, events, queries, idle, handlers (5–8),
-//! sim (9), isolation (10), deploy (11), languages (12)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
+//! sim (9), isolation (10), deploy (11), languages (12), capabilities (13)), `--sim N[,N...]` (only the simulator, at these sizes; with `--sim-seeds S`,
 //! `--sim-events E`, `--sim-crashes C`, and `--sim-bootstrap` to start each cluster converged
 //! instead of by the join storm).
 //! Progress goes to stderr.
@@ -30,7 +30,10 @@
 //! `echo` handler in Rust, C, Python and JavaScript at the handler host: size, first and cached
 //! start, per-event time, CPU and RSS, beside serf's forked shell handler measured by section 5's
 //! code; the components built by `scripts/build-handlers.sh` into `handlers-langs/` of the target
-//! directory, or taken from `--wasm-dir` as `echo-c.wasm`, `echo-python.wasm`, `echo-js.wasm`).
+//! directory, or taken from `--wasm-dir` as `echo-c.wasm`, `echo-python.wasm`, `echo-js.wasm`),
+//! 13 handlers that act (a file written into a granted writable directory, an HTTP GET to a
+//! loopback server the bench runs, a granted `/bin/true` run, each by the bench's `act` guest,
+//! beside serf's handler script doing the same job; section 5's code, agents and host level).
 //! The query figures run the `echo` and `blob` components, so the live part builds them too.
 //!
 //! Live figures run real processes on 127.0.0.1 (free ports), one implementation at a time;
@@ -40,6 +43,7 @@
 #![warn(unreachable_pub)]
 
 mod alloc;
+mod capabilities;
 mod deploy;
 mod deploy_report;
 mod deploy_sim;
@@ -112,6 +116,7 @@ const SECTION_KEYS: &[&str] = &[
     "isolation",
     "deploy",
     "languages",
+    "capabilities",
 ];
 
 impl Args {
@@ -124,7 +129,7 @@ impl Args {
 const USAGE: &str =
     "usage: hearsay-bench [--quick] [--out PATH] [--node-bin PATH] [--agent-bin PATH] \
 [--serf-bin PATH] [--wasm-dir PATH] [--no-serf] [--no-live] [--no-sim] [--no-handlers] \
-[--only failure,events,queries,idle,handlers,sim,isolation,deploy,languages] \
+[--only failure,events,queries,idle,handlers,sim,isolation,deploy,languages,capabilities] \
 [--sim N[,N...] [--sim-seeds S] [--sim-events E] [--sim-crashes C] [--sim-bootstrap]]";
 
 fn parse_args() -> Result<Args> {
@@ -230,6 +235,7 @@ struct Plan {
     isolation: IsolationPlan,
     deploy: deploy_report::DeployPlan,
     languages: languages::LangPlan,
+    capabilities: capabilities::CapPlan,
 }
 
 /// echo's events in the isolation figures come at most this often: 40 per second, under the
@@ -309,6 +315,7 @@ impl Plan {
                     sim_budget: Duration::ZERO,
                 },
                 languages: languages::LangPlan::new(true),
+                capabilities: capabilities::CapPlan::new(true),
             }
         } else {
             Self {
@@ -362,6 +369,7 @@ impl Plan {
                     sim_budget: Duration::from_secs(120),
                 },
                 languages: languages::LangPlan::new(false),
+                capabilities: capabilities::CapPlan::new(false),
             }
         }
     }
@@ -1446,10 +1454,17 @@ N={n} (bootstrapped) is the largest size that fits.",
 }
 
 fn not_measured() -> Vec<(String, String)> {
-    [(
-        "Mixed clusters (hearsay and serf nodes together) as a benchmark",
-        "covered for correctness by the interop tests; not timed here",
-    )]
+    [
+        (
+            "Mixed clusters (hearsay and serf nodes together) as a benchmark",
+            "covered for correctness by the interop tests; not timed here",
+        ),
+        (
+            "A handler's key-value store and tag calls per event",
+            "serf's handlers have no counterpart to compare with (section 13 times a file \
+write, an HTTP GET and a command)",
+        ),
+    ]
     .into_iter()
     .map(|(a, b)| (a.to_owned(), b.to_owned()))
     .collect()
@@ -1780,6 +1795,17 @@ fn main() -> Result<()> {
             args.wasm_dir.as_deref(),
             plan.languages,
             plan.handlers,
+        ));
+    }
+    if args.no_handlers {
+        if args.wants("capabilities") {
+            run_notes.push("Handlers that act skipped (--no-handlers).".to_owned());
+        }
+    } else if args.wants("capabilities") && args.sim_sizes.is_empty() {
+        sections.push(capabilities::section(
+            &tools,
+            args.wasm_dir.as_deref(),
+            plan.capabilities,
         ));
     }
     if !args.only.is_empty() {

@@ -220,10 +220,11 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
             "`--quick` runs every figure with fewer repetitions and smaller N (under two minutes; \
 CI runs it as a smoke test and never asserts on timing). `--no-serf` measures hearsay alone; \
 `--only events,queries` (keys: failure, events, queries, idle, handlers, sim, isolation, \
-deploy, languages) runs only those sections; `--quick` runs section 11 as one deploy to 3 agents and the \
+deploy, languages, capabilities) runs only those sections; `--quick` runs section 11 as one deploy to 3 agents and the \
 deploy simulator at N = 100. \
-The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/`, \
-and hearsay-host's test guest `probe` in `runtime/host/tests/guests/`) for \
+The handler and query figures build the wasm components (`handlers/`, `runtime/bench/guests/` \
+(`slow`, and `act` for section 13), and hearsay-host's test guest `probe` in \
+`runtime/host/tests/guests/`) for \
 wasm32-wasip2 on first use (`rustup target add wasm32-wasip2`), or take them from `--wasm-dir`; \
 section 12 builds the C, Python and JavaScript handlers with `scripts/build-handlers.sh` (which \
 installs each language's tools the first time), or takes them from `--wasm-dir`. \

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "## 10. Handler isolation",
     "## 11. Handler deployment",
     "## 12. Handlers in every language",
+    "## 13. Handlers that act: capability calls",
     "## Not yet measured",
     "## Reproduce",
 ];
@@ -106,6 +107,28 @@ const ISOLATION_CHECKS: &[&str] = &[
     "check: probe events running, beside a handler flooding the log",
     "check: flood's guest log lines suppressed per second",
     "check: flood's lines in the agent's log per second",
+];
+
+/// Handlers that act (section 13): serf beside hearsay, a row per job and figure; the serf
+/// column and the ratio are filled when serf is installed (its HTTP job also needs curl, wget
+/// or bash, which the test machines have).
+const CAPABILITY_JOBS: &[&str] = &[
+    "log only (baseline)",
+    "write a small file",
+    "HTTP GET to loopback",
+    "run /bin/true",
+];
+const CAPABILITY_FIGURES: &[&str] = &[
+    "handler time per event (p50)",
+    "handler time per event (p99 of a round)",
+    "handler throughput, burst (events/s)",
+    "CPU per event spent on the handler",
+    "agent CPU per event, with the handler",
+];
+/// hearsay alone (host level), per job.
+const CAPABILITY_HOST: &[&str] = &[
+    "hearsay handler alone per event (p50)",
+    "hearsay handler alone per event (p99 of a round)",
 ];
 
 /// Agent-only figures (coalesced member events): serf's and `hearsay agent`'s.
@@ -290,6 +313,31 @@ fn quick_mode_produces_every_figure() {
             "no value for {f:?}\n{report}"
         );
     }
+    for job in CAPABILITY_JOBS {
+        for figure in CAPABILITY_FIGURES {
+            let f = format!("{job}: {figure}");
+            let r = rows(&report, &f);
+            assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+            for cells in r.iter().filter(|c| c.len() == 8) {
+                assert_ne!(cells[4], "—", "no hearsay value for {f:?}\n{report}");
+                if serf {
+                    assert_ne!(cells[3], "—", "no serf value for {f:?}\n{report}");
+                    assert_ne!(cells[5], "—", "no ratio for {f:?}\n{report}");
+                }
+            }
+        }
+        for figure in CAPABILITY_HOST {
+            let f = format!("{job}: {figure}");
+            let r = rows(&report, &f);
+            assert!(!r.is_empty(), "missing figure {f:?}\n{report}");
+            assert!(r.iter().all(|c| c[4] != "—"), "no hearsay value for {f:?}");
+        }
+    }
+    let r = rows(&report, "agent CPU per event, no handler");
+    assert!(
+        !r.is_empty(),
+        "missing the agents' CPU without a handler\n{report}"
+    );
     // Simulator rows: | figure | N | hearsay | model |.
     for f in SIM {
         let r = rows(&report, f);
