@@ -11,7 +11,7 @@
 //!    [`QuicSettings`]).
 //! 2. `node`: one Serf node with an async API ([`Node`]); knows nothing of QUIC. Large
 //!    responses reach it through a side channel (`node::SideChannel`) the layer above
-//!    attaches.
+//!    attaches. `tags_update`: changing the node's tags at run time (tags file kept in step).
 //! 3. [`replies`]: answering queries ([`QueryReply`], UDP or QUIC, relayed) and the QUIC side
 //!    channel ([`replies::start_with_quic`]).
 //! 4. [`handlers`]: the WebAssembly handlers, fed the node's events, replying through
@@ -47,6 +47,7 @@ mod rpc_backend;
 pub mod run;
 mod snapshot;
 pub mod tags_file;
+mod tags_update;
 
 pub use config::QuicSettings;
 pub use error::{Error, Result};

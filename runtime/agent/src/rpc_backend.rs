@@ -228,10 +228,11 @@ impl Backend for AgentBackend {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> Result<(), BackendError> {
-        match crate::tags_file::update(&self.agent, self.tags_file.as_deref(), set, &delete).await {
+        match crate::tags_update::update(&self.agent, self.tags_file.as_deref(), set, &delete).await
+        {
             Ok(()) => Ok(()),
-            Err(crate::tags_file::UpdateError::File(e)) => Err(e.into()),
-            Err(crate::tags_file::UpdateError::Node(e)) => Err(e.into()),
+            Err(crate::tags_update::UpdateError::File(e)) => Err(e.into()),
+            Err(crate::tags_update::UpdateError::Node(e)) => Err(e.into()),
         }
     }
 

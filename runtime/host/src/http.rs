@@ -34,8 +34,6 @@ use wasmtime_wasi_http::{
     Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
 };
 
-use crate::spec::Grants;
-
 /// The most response body bytes a handler may receive per request (1 MiB). A `Content-Length`
 /// above it fails the request (`http-response-body-size`); a body that grows past it without one
 /// fails the read that passes the cap (a stream error saying so). The guest never gets more.
@@ -49,7 +47,7 @@ pub(crate) const HTTP_REQUESTS_PER_EVENT: u32 = 64;
 /// and drops its requests there; this bound only ends a connection something else still holds.
 const PAST_DEADLINE: Duration = Duration::from_secs(1);
 
-/// One entry of [`Grants::http`]: an origin (scheme, host, port) and a path prefix a handler may
+/// One entry of a handler's `grants.http`: an origin (scheme, host, port) and a path prefix a handler may
 /// send HTTP requests to, e.g. `http://127.0.0.1:8500` or `https://hooks.example.com/ci/`.
 ///
 /// Parsed from text with [`FromStr`] and displayed back as text. The host is compared without
@@ -327,19 +325,20 @@ pub(crate) struct OutboundHttp {
 /// What decides and sends a handler's requests (`wasi:http`'s hooks).
 struct Policy {
     handler: Arc<str>,
-    grants: Arc<Grants>,
+    /// The handler's `grants.http`.
+    allow: Arc<[HttpAllow]>,
     deadline: Instant,
     requests: u32,
 }
 
 impl OutboundHttp {
-    /// The state for an invocation of `handler` with `grants`.
-    pub(crate) fn new(handler: Arc<str>, grants: Arc<Grants>, deadline: Instant) -> Self {
+    /// The state for an invocation of `handler` allowed the requests of `allow`.
+    pub(crate) fn new(handler: Arc<str>, allow: Arc<[HttpAllow]>, deadline: Instant) -> Self {
         OutboundHttp {
             ctx: WasiHttpCtx::new(),
             policy: Policy {
                 handler,
-                grants,
+                allow,
                 deadline,
                 requests: 0,
             },
@@ -375,7 +374,7 @@ impl WasiHttpHooks for Policy {
             return Box::new(std::future::ready(Err(Error::ConnectionLimitReached)));
         }
         let uri = request.uri();
-        if !allowed_request(&self.grants.http, request.method(), uri) {
+        if !allowed_request(&self.allow, request.method(), uri) {
             // The query may carry secrets: log the origin and path only.
             tracing::info!(
                 handler = %self.handler,
@@ -384,13 +383,7 @@ impl WasiHttpHooks for Policy {
                 "http request denied: not in the handler's http grants"
             );
         }
-        send_request(
-            &self.grants.http,
-            self.deadline,
-            HTTP_BODY_CAP,
-            request,
-            options,
-        )
+        send_request(&self.allow, self.deadline, HTTP_BODY_CAP, request, options)
     }
 
     fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> ErrorCode {
@@ -1286,7 +1279,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_sends_a_bounded_number_of_requests() {
-        let mut http = OutboundHttp::new("t".into(), Arc::new(Grants::default()), far());
+        let mut http = OutboundHttp::new("t".into(), Arc::from(Vec::new()), far());
         let mut table = ResourceTable::new();
         let view = http.view(&mut table, far());
         for n in 1..=HTTP_REQUESTS_PER_EVENT + 2 {

@@ -481,7 +481,11 @@ impl Run<'_> {
             deadline,
             log: self.log.clone(),
             event_log: Arc::default(),
-            http: OutboundHttp::new(self.handler.clone(), self.grants.clone(), deadline),
+            http: OutboundHttp::new(
+                self.handler.clone(),
+                Arc::from(self.grants.http.as_slice()),
+                deadline,
+            ),
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|s| s);

@@ -178,14 +178,14 @@ impl Embedder for EventContext {
             ),
             None => (BTreeMap::new(), vec![name.to_owned()]),
         };
-        let update = crate::tags_file::update(&self.link.agent, file.as_deref(), set, &delete);
+        let update = crate::tags_update::update(&self.link.agent, file.as_deref(), set, &delete);
         match tokio::time::timeout(AGENT_CALL_TIMEOUT, update).await {
             Err(_) => Err(format!(
                 "the agent did not answer within {AGENT_CALL_TIMEOUT:?}"
             )),
             Ok(Ok(())) => Ok(()),
-            Ok(Err(crate::tags_file::UpdateError::File(e))) => Err(e),
-            Ok(Err(crate::tags_file::UpdateError::Node(e))) => Err(e.to_string()),
+            Ok(Err(crate::tags_update::UpdateError::File(e))) => Err(e),
+            Ok(Err(crate::tags_update::UpdateError::Node(e))) => Err(e.to_string()),
         }
     }
 }
