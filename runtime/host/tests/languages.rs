@@ -273,11 +273,13 @@ fn probe(lang: &str) -> PathBuf {
     let root = here.join("../..");
     let src = here.join("tests/guests/sdk-probe").join(lang);
     let sdk = root.join("sdk").join(lang);
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-probe");
+    // Keyed by the checkout, so that worktrees sharing a target directory build their own.
+    let checkout = std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(), here);
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-probe-{checkout:016x}"));
     let out = tmp.join(format!("sdk-probe-{lang}.wasm"));
     let mut inputs = vec![
         src.clone(),
-        root.join("wit/handler.wit"),
+        root.join("wit"),
         sdk.join("build.sh"),
     ];
     inputs.extend(match lang {
