@@ -9,7 +9,7 @@
 // a snapshot of the evaluated modules). `types` writes the TypeScript declarations of the WIT
 // interfaces (`declare module 'hearsay:handler/...'`), as jco's guest types.
 
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 const WORLD = 'handler';
@@ -20,11 +20,12 @@ function fail(message) {
   process.exit(1);
 }
 
-// The WIT package: every .wit file of the directory (today one, handler.wit).
+// The handler world's WIT source (handler.wit; handler-http.wit and deps/ are for the SDKs that
+// call wasi:http through bindings, JavaScript has fetch()).
 function witSource(witDir) {
-  const files = readdirSync(witDir).filter((f) => f.endsWith('.wit')).sort();
-  if (files.length === 0) fail(`no .wit file in ${witDir}`);
-  return files.map((f) => readFileSync(join(witDir, f), 'utf8')).join('\n');
+  const file = join(witDir, 'handler.wit');
+  if (!existsSync(file)) fail(`no handler.wit in ${witDir}`);
+  return readFileSync(file, 'utf8');
 }
 
 async function types(witDir, outDir) {
@@ -91,8 +92,9 @@ async function component(witDir, sdkDir, projectDir, out, buildDir) {
       sourcePath: join(src, ENTRY),
       witPath: witDir,
       worldName: WORLD,
-      // No fetch(): it would import wasi:http, which the agent does not provide.
-      disableFeatures: ['http', 'fetch-event'],
+      // fetch() goes out through wasi:http/outgoing-handler (the agent checks each request
+      // against the handler's http grants); a handler does not serve HTTP, so no fetch event.
+      disableFeatures: ['fetch-event'],
     });
   } catch (err) {
     fail(`componentize-js failed:\n${String(err?.message ?? err).replaceAll(src + '/', '')}`);

@@ -48,6 +48,10 @@ elif [[ -f $SCRIPT_DIR/../../wit/handler.wit ]]; then
 else
 	die "no WIT found: expected $SCRIPT_DIR/wit/handler.wit (or ../../wit in the hearsay repository)"
 fi
+# The handler world with wasi:http imported by name (wit/handler-http.wit), for hearsay.http.
+WORLD=handler-with-http
+[[ -f $WIT/handler-http.wit && -d $WIT/deps ]] ||
+	die "$WIT lacks handler-http.wit or deps/ (the WASI packages): copy them from the hearsay repository's wit/"
 
 # --- the tool -------------------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ fi
 BUILD=$PROJECT_DIR/.build
 mkdir -p "$BUILD"
 rm -rf "$BUILD/bindings"
-"$CPY" -q -d "$WIT" -w handler bindings "$BUILD/bindings" ||
+"$CPY" -q -d "$WIT" -w "$WORLD" bindings "$BUILD/bindings" ||
 	die "componentize-py could not generate bindings from $WIT"
 
 mkdir -p "$(dirname "$OUT")"
@@ -98,7 +102,7 @@ say "building $OUT"
 # The app is hearsay._world, which imports the project's app.py. The project comes first on the
 # path; the SDK directory gives the hearsay package. componentize-py runs the imports once, now,
 # and keeps the initialised interpreter in the component.
-if ! (cd "$PROJECT_DIR" && RUST_BACKTRACE=0 "$CPY" -q -d "$WIT" -w handler componentize \
+if ! (cd "$PROJECT_DIR" && RUST_BACKTRACE=0 "$CPY" -q -d "$WIT" -w "$WORLD" componentize \
 	-p "$PROJECT_DIR" -p "$SCRIPT_DIR" hearsay._world -o "$TMP_OUT"); then
 	die "componentize-py failed to build $PROJECT_DIR (see above: an exception in app.py at import time is reported here)"
 fi

@@ -47,14 +47,36 @@ macro_rules! embed {
     };
 }
 
-/// A language: its name and the files of a new project.
+/// A language: its name and the files of a new project (its own, then the contract's).
 struct Lang {
     name: &'static str,
     files: &'static [File],
+    wit: &'static [File],
+}
+
+impl Lang {
+    fn all_files(&self) -> impl Iterator<Item = &'static File> {
+        self.files.iter().chain(self.wit)
+    }
 }
 
 /// Written into every project: the contract the build generates bindings from.
 const WIT: File = embed!("wit/handler.wit", "wit/handler.wit");
+
+/// The contract of C and Python projects: `WIT`, the world that imports `wasi:http` by name and
+/// the WASI packages it uses (their SDKs call `wasi:http` through generated bindings).
+const WIT_HTTP: &[File] = &[
+    WIT,
+    embed!("wit/handler-http.wit", "wit/handler-http.wit"),
+    embed!("wit/deps/README.md", "wit/deps/README.md"),
+    embed!("wit/deps/cli.wit", "wit/deps/cli.wit"),
+    embed!("wit/deps/clocks.wit", "wit/deps/clocks.wit"),
+    embed!("wit/deps/filesystem.wit", "wit/deps/filesystem.wit"),
+    embed!("wit/deps/http.wit", "wit/deps/http.wit"),
+    embed!("wit/deps/io.wit", "wit/deps/io.wit"),
+    embed!("wit/deps/random.wit", "wit/deps/random.wit"),
+    embed!("wit/deps/sockets.wit", "wit/deps/sockets.wit"),
+];
 
 #[rustfmt::skip]
 const LANGS: &[Lang] = &[
@@ -70,8 +92,8 @@ const LANGS: &[Lang] = &[
             embed!("hearsay-sdk/Cargo.toml", "sdk/Cargo.toml"),
             embed!("hearsay-sdk/src/lib.rs", "sdk/src/lib.rs"),
             embed!("hearsay-sdk/src/http.rs", "sdk/src/http.rs"),
-            WIT,
         ],
+        wit: &[WIT],
     },
     Lang {
         name: "c",
@@ -82,8 +104,8 @@ const LANGS: &[Lang] = &[
             embed!("hearsay.h", "sdk/c/hearsay.h"),
             embed!("hearsay.c", "sdk/c/hearsay.c"),
             embed!("build.sh", "sdk/c/build.sh", executable),
-            WIT,
         ],
+        wit: WIT_HTTP,
     },
     Lang {
         name: "python",
@@ -97,10 +119,11 @@ const LANGS: &[Lang] = &[
             embed!("hearsay/commands.py", "sdk/python/hearsay/commands.py"),
             embed!("hearsay/kv.py", "sdk/python/hearsay/kv.py"),
             embed!("hearsay/tags.py", "sdk/python/hearsay/tags.py"),
+            embed!("hearsay/http.py", "sdk/python/hearsay/http.py"),
             embed!("hearsay/py.typed", "sdk/python/hearsay/py.typed"),
             embed!("build.sh", "sdk/python/build.sh", executable),
-            WIT,
         ],
+        wit: WIT_HTTP,
     },
     Lang {
         name: "js",
@@ -114,8 +137,8 @@ const LANGS: &[Lang] = &[
             embed!("package.json", "sdk/js/package.json"),
             embed!("package-lock.json", "sdk/js/package-lock.json"),
             embed!("build.sh", "sdk/js/build.sh", executable),
-            WIT,
         ],
+        wit: &[WIT],
     },
 ];
 
@@ -225,7 +248,7 @@ fn write_project(dir: &Path, name: &str, lang: &Lang) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    for f in lang.files {
+    for f in lang.all_files() {
         let path = dir.join(f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -324,7 +347,7 @@ mod tests {
     }
 
     fn lang_files(name: &str) -> Vec<&'static str> {
-        lang(name).unwrap().files.iter().map(|f| f.path).collect()
+        lang(name).unwrap().all_files().map(|f| f.path).collect()
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -48,7 +48,7 @@ from wit_world.imports import cluster as _cluster
 from wit_world.imports import emit as _emit
 from wit_world.imports import log as _log
 from wit_world.imports import reply as _reply
-from wit_world.imports import types as _wit
+from wit_world.imports import hearsay_handler_types as _wit
 
 __all__ = [
     "AlreadyReplied",
@@ -834,5 +834,6 @@ def _entry_point(module: str) -> Callable[[Event], None]:
     return _handler_functions[0]
 
 
-# The capability modules: hearsay.commands.run(...), hearsay.kv.get(...), hearsay.tags.set(...).
-from . import commands, kv, tags  # noqa: E402
+# The capability modules: hearsay.commands.run(...), hearsay.kv.get(...), hearsay.tags.set(...),
+# hearsay.http.get(...).
+from . import commands, http, kv, tags  # noqa: E402

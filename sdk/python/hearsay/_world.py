@@ -12,7 +12,7 @@ import traceback
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import types as _wit
+from wit_world.imports import hearsay_handler_types as _wit
 
 import hearsay
 

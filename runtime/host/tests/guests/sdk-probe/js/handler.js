@@ -39,10 +39,28 @@ function onTag(payload) {
   return 'ok';
 }
 
-const MODES = { kv: onKv, command: onCommand, tag: onTag };
+/** @param {string} payload */
+async function onHttp(payload) {
+  const newline = payload.indexOf('\n');
+  const line = newline < 0 ? payload : payload.slice(0, newline);
+  const [method, url] = line.split(' ');
+  const init = newline < 0 ? { method } : { method, body: payload.slice(newline + 1) };
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    // As in a browser, fetch rejects with a TypeError that does not say why (the agent's log
+    // does): a request off the allow-list, a refused connection, a URL fetch cannot send.
+    if (err instanceof TypeError) return 'refused:network';
+    throw err;
+  }
+  return `status=${response.status} body=${await response.text()}`;
+}
+
+const MODES = { kv: onKv, command: onCommand, tag: onTag, http: onHttp };
 
 /** @param {import('./hearsay.js').Event} event */
-export function handle(event) {
+export async function handle(event) {
   if (event.tag === Kind.Tick) {
     kv.set('tick', `${event.val.periodMs}/${event.val.count}`);
     return;
@@ -52,7 +70,7 @@ export function handle(event) {
   if (mode === undefined) throw new Error(`unknown query ${event.val.name}`);
   let answer;
   try {
-    answer = mode(text(event.val.payload));
+    answer = await mode(text(event.val.payload));
   } catch (err) {
     if (!(err instanceof CommandError || err instanceof KvError || err instanceof TagError)) throw err;
     answer = refused(err);

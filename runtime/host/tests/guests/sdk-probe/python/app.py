@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hearsay
-from hearsay import commands, kv, tags
+from hearsay import commands, http, kv, tags
 
 
 def refused(e: hearsay.HearsayError) -> str:
@@ -49,7 +49,14 @@ def on_tag(payload: str) -> str:
     return "ok"
 
 
-MODES = {"kv": on_kv, "command": on_command, "tag": on_tag}
+def on_http(payload: str) -> str:
+    line, newline, body = payload.partition("\n")
+    method, _, url = line.partition(" ")
+    r = http.request(method, url, body=body if newline else b"")
+    return f"status={r.status} body={r.text}"
+
+
+MODES = {"kv": on_kv, "command": on_command, "tag": on_tag, "http": on_http}
 
 
 class Probe(hearsay.Handler):
@@ -59,7 +66,7 @@ class Probe(hearsay.Handler):
             raise hearsay.HandlerError(f"unknown query {query.name}")
         try:
             answer = mode(query.text)
-        except (hearsay.CommandError, hearsay.KvError, hearsay.TagError) as e:
+        except (hearsay.CommandError, hearsay.KvError, hearsay.TagError, http.HttpError) as e:
             answer = refused(e)
         hearsay.reply(answer)
 
