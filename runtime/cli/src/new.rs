@@ -1,7 +1,7 @@
 //! `hearsay new NAME -lang LANG`: writes a handler project that builds to a component the agent
 //! runs: a language's template (`sdk/template`, `sdk/LANG/template`), its SDK files, its one
-//! build script and a copy of `wit/handler.wit`, all compiled into this binary so a project can
-//! be made anywhere.
+//! build script and a copy of `wit/handler.wit` (for C also `wit/handler-http.wit` and the WASI
+//! packages of `wit/deps/`), all compiled into this binary so a project can be made anywhere.
 
 use crate::client::flags;
 use anyhow::Context as _;
@@ -83,6 +83,17 @@ const LANGS: &[Lang] = &[
             embed!("hearsay.c", "sdk/c/hearsay.c"),
             embed!("build.sh", "sdk/c/build.sh", executable),
             WIT,
+            // The world the C bindings are generated for (the handler world with outbound HTTP)
+            // and the WASI packages it uses.
+            embed!("wit/handler-http.wit", "wit/handler-http.wit"),
+            embed!("wit/deps/README.md", "wit/deps/README.md"),
+            embed!("wit/deps/cli.wit", "wit/deps/cli.wit"),
+            embed!("wit/deps/clocks.wit", "wit/deps/clocks.wit"),
+            embed!("wit/deps/filesystem.wit", "wit/deps/filesystem.wit"),
+            embed!("wit/deps/http.wit", "wit/deps/http.wit"),
+            embed!("wit/deps/io.wit", "wit/deps/io.wit"),
+            embed!("wit/deps/random.wit", "wit/deps/random.wit"),
+            embed!("wit/deps/sockets.wit", "wit/deps/sockets.wit"),
         ],
     },
     Lang {
