@@ -5,8 +5,10 @@
 #
 # PROJECT_DIR (default .) holds the handler's C sources: every *.c in it and in its src/. They are
 # compiled with the SDK helpers that sit beside this script (hearsay.h, hearsay.c) and the bindings
-# that wit-bindgen generates from the contract (wit/handler.wit beside this script, or ../../wit
-# inside the hearsay repository), into OUT (default PROJECT_DIR/<name of PROJECT_DIR>.wasm).
+# that wit-bindgen generates from the contract (the world handler-with-http: wit/handler.wit,
+# wit/handler-http.wit and the WASI packages of wit/deps/, beside this script or at ../../wit inside
+# the hearsay repository), into OUT (default PROJECT_DIR/<name of PROJECT_DIR>.wasm). The component
+# imports wasi:http only when the handler sends HTTP requests.
 #
 # The first run installs what is missing, saying so on stderr: Debian's clang-19, lld-19,
 # wasi-libc and libclang-rt-19-dev-wasm32 (apt-get, with sudo when not root), wasm-tools and
@@ -38,6 +40,14 @@ NAME=$(basename "$PROJECT_DIR")
 OUT=${2:-$PROJECT_DIR/$NAME.wasm}
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 
+# The world the bindings are for: the handler world plus wasi:http/outgoing-handler, whose WASI
+# packages are in the WIT directory's deps/.
+WORLD=handler-with-http
+WIT_FILES=(handler.wit handler-http.wit deps/http.wit)
+wit_complete() {
+    local f
+    for f in "${WIT_FILES[@]}"; do [ -f "$1/$f" ] || return 1; done
+}
 if [ -f "$SCRIPT_DIR/wit/handler.wit" ]; then
     WIT_DIR=$SCRIPT_DIR/wit
 elif [ -f "$SCRIPT_DIR/../../wit/handler.wit" ]; then
@@ -45,6 +55,8 @@ elif [ -f "$SCRIPT_DIR/../../wit/handler.wit" ]; then
 else
     die "cannot find the contract: neither $SCRIPT_DIR/wit/handler.wit nor $SCRIPT_DIR/../../wit/handler.wit exists"
 fi
+wit_complete "$WIT_DIR" ||
+    die "$WIT_DIR lacks some of ${WIT_FILES[*]} (the world $WORLD); copy them from the hearsay repository's wit/ (a project made by an older \`hearsay new\` has only handler.wit)"
 for f in hearsay.h hearsay.c; do
     [ -f "$SCRIPT_DIR/$f" ] || die "the SDK file $f is missing beside build.sh ($SCRIPT_DIR)"
 done
@@ -189,7 +201,9 @@ else
     trap 'rm -rf "$BUILD_DIR"' EXIT
 fi
 
-if ! "$WIT_BINDGEN" c --world handler --out-dir "$BUILD_DIR/bindings" "$WIT_DIR" \
+# Named after the handler world (handler.h, handler_*, exports_handler_handle), which the world
+# with HTTP includes, so that the helpers and handlers use the same names with or without it.
+if ! "$WIT_BINDGEN" c --world "$WORLD" --rename-world handler --out-dir "$BUILD_DIR/bindings" "$WIT_DIR" \
     >"$BUILD_DIR/wit-bindgen.log" 2>&1; then
     cat "$BUILD_DIR/wit-bindgen.log" >&2
     die "wit-bindgen could not generate the bindings from $WIT_DIR"

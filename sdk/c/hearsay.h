@@ -2,8 +2,10 @@
  * hearsay.h: write a hearsay event handler in C.
  *
  * A handler is a WebAssembly component implementing the `hearsay:handler` world (wit/handler.wit).
- * build.sh generates the C bindings from the WIT (handler.h, included below) and compiles your
- * sources with this header's helpers (hearsay.c) into a component. You write one function:
+ * build.sh generates the C bindings (handler.h, included below) for the world handler-with-http
+ * (wit/handler-http.wit: that world plus wasi:http's outgoing-handler, which a component imports
+ * only when it sends HTTP requests) and compiles your sources with this header's helpers
+ * (hearsay.c) into a component. You write one function:
  *
  *     #include "hearsay.h"
  *
@@ -24,8 +26,8 @@
  *
  * Memory: the event belongs to the SDK and is freed after hearsay_handle returns; do not free it or
  * keep pointers into it. What a hearsay_* function returns in a struct (hearsay_members,
- * hearsay_local_member, hearsay_strdup, hearsay_command_run, hearsay_kv_get, hearsay_kv_keys) is
- * yours to free with the function named in its comment.
+ * hearsay_local_member, hearsay_strdup, hearsay_command_run, hearsay_kv_get, hearsay_kv_keys,
+ * hearsay_http_request) is yours to free with the function named in its comment.
  * Strings (hearsay_string_t) and payloads (hearsay_bytes_t) are pointer + length, NOT terminated by
  * NUL: print them with "%.*s" and HEARSAY_STR(s), compare with hearsay_str_eq, or copy them with
  * hearsay_strdup.
@@ -33,11 +35,12 @@
  * Everything beyond the event needs a grant from the operator, named in the handler's [[handler]]
  * block; without one the call returns HEARSAY_ERR_NOT_GRANTED and nothing happens: files,
  * environment, real clocks, hearsay_emit, hearsay_command_run (operator-approved commands),
- * hearsay_kv_* (a persistent key-value store), hearsay_tag_* (this node's tags) and timers
- * (`events = "every:10s"` delivers HEARSAY_EVENT_TICK events).
+ * hearsay_kv_* (a persistent key-value store), hearsay_tag_* (this node's tags), timers
+ * (`events = "every:10s"` delivers HEARSAY_EVENT_TICK events) and hearsay_http_* (outbound HTTP
+ * to the URLs the operator allows; a request off the list returns HEARSAY_ERR_DENIED instead).
  *
- * Everything of the generated bindings (hearsay_handler_* and handler_* names) stays available for
- * what these helpers do not cover.
+ * Everything of the generated bindings (hearsay_handler_*, handler_* and wasi_http_* names) stays
+ * available for what these helpers do not cover.
  */
 #ifndef HEARSAY_H
 #define HEARSAY_H
@@ -119,16 +122,17 @@ typedef hearsay_handler_commands_output_t hearsay_command_output_t;
 #define HEARSAY_LEVEL_WARN HEARSAY_HANDLER_TYPES_LEVEL_WARN
 #define HEARSAY_LEVEL_ERROR HEARSAY_HANDLER_TYPES_LEVEL_ERROR
 
-/* What the reply, emit, command, kv and tag functions return. Each error is a mistake the handler
- * can deal with. */
+/* What the reply, emit, command, kv, tag and http functions return. Each error is a mistake the
+ * handler can deal with. */
 typedef enum hearsay_err {
     HEARSAY_OK = 0,
     /* reply: the event being handled is not a query. */
     HEARSAY_ERR_NOT_A_QUERY,
     /* reply: the query was already answered (or a stream is open for it). */
     HEARSAY_ERR_ALREADY_REPLIED,
-    /* reply: over what the asker can receive; emit: over the user event size limit.
-     * hearsay_error_limit() gives the limit in bytes. */
+    /* reply: over what the asker can receive; emit: over the user event size limit; http: the
+     * response body is larger than the agent lets a handler receive. hearsay_error_limit() gives
+     * the limit in bytes (0 if the agent did not say). */
     HEARSAY_ERR_TOO_LARGE,
     /* reply: the reply channel is gone (the query timed out, the asker went away). */
     HEARSAY_ERR_CLOSED,
@@ -146,6 +150,17 @@ typedef enum hearsay_err {
     HEARSAY_ERR_BAD_KEY,
     /* kv: the store itself failed. */
     HEARSAY_ERR_STORE,
+    /* http: the URL is not on the handler's allow-list (grants.http); no connection was made. */
+    HEARSAY_ERR_DENIED,
+    /* http: the request could not be made as given: a URL that is not http(s)://host[:port]/...,
+     * a method, header or body the agent refused. */
+    HEARSAY_ERR_INVALID_REQUEST,
+    /* http: no connection: the name did not resolve, the connection was refused or timed out, or
+     * TLS failed (e.g. a certificate the system does not trust). */
+    HEARSAY_ERR_CONNECTION,
+    /* http: the exchange failed after connecting: a malformed or incomplete response, a timeout
+     * waiting for the server. */
+    HEARSAY_ERR_RESPONSE,
 } hearsay_err_t;
 
 /* ---- The handler ------------------------------------------------------------------------------ */
@@ -257,6 +272,70 @@ void hearsay_strings_free(hearsay_strings_t *strings);
 hearsay_err_t hearsay_tag_set(const char *name, const char *value);
 /* Removes this node's tag `name` (HEARSAY_OK when it was not set). */
 hearsay_err_t hearsay_tag_delete(const char *name);
+
+/* ---- Outbound HTTP (needs `grants.http = ["https://hooks.example.com/ci/"]`) ------------------ */
+
+/*
+ * A small blocking client: the call returns once the whole response is read.
+ *
+ *     hearsay_http_response_t r;
+ *     hearsay_err_t err = hearsay_http_get("http://127.0.0.1:8500/v1/status/leader", &r);
+ *     if (err != HEARSAY_OK)
+ *         return hearsay_fail("consul: %s", hearsay_strerror(err));
+ *     hearsay_reply(r.body.ptr, r.body.len);
+ *     hearsay_http_response_free(&r);
+ *
+ * The agent sends a request only where the operator's `http` grants for the handler allow (an
+ * origin and a path prefix each); anything else fails with HEARSAY_ERR_DENIED and opens no
+ * connection. The whole exchange counts against the event's timeout, and the agent caps how large
+ * a response body may be (HEARSAY_ERR_TOO_LARGE). Redirects are not followed: a 3xx is returned as
+ * it is. A status of 4xx or 5xx is a response like any other, not an error. Errors:
+ * HEARSAY_ERR_DENIED, _INVALID_REQUEST, _CONNECTION, _TOO_LARGE, _RESPONSE; hearsay_strerror gives
+ * the details ("connection failed: connection refused").
+ */
+
+/* A header field: name and value, NUL-terminated. */
+typedef struct hearsay_http_header {
+    const char *name;
+    const char *value;
+} hearsay_http_header_t;
+
+/* A response, read whole. Free it with hearsay_http_response_free. */
+typedef struct hearsay_http_response {
+    /* The status code, e.g. 200. */
+    uint16_t status;
+    /* The header fields in the order received (n_headers of them); names are lower case. */
+    hearsay_http_header_t *headers;
+    size_t n_headers;
+    /* The body. A NUL follows its last byte (not counted in len), so a text body can be used as a
+     * C string. */
+    hearsay_bytes_t body;
+} hearsay_http_response_t;
+
+/* Sends a GET request to `url` and reads the whole response into `*response`. */
+hearsay_err_t hearsay_http_get(const char *url, hearsay_http_response_t *response);
+
+/*
+ * Sends a request and reads the whole response into `*response` (left empty on an error).
+ * `method`: "GET", "POST", "PUT", "DELETE", "PATCH", ... `url`: http(s)://host[:port]/path?query.
+ * `headers`: `n_headers` fields to send (NULL for none); Host, Connection and other hop-by-hop
+ * fields are the agent's and refused. `body`: `body_len` bytes to send (NULL, 0 for none), with a
+ * Content-Length unless `headers` gives one. `timeout_ms`: when not 0, bounds connecting, the wait
+ * for the response and each wait between body bytes (past it, the call fails with an error the
+ * handler can still report, rather than the event timing out); the event's deadline bounds the
+ * whole exchange anyway.
+ *     hearsay_http_header_t json[] = {{"content-type", "application/json"}};
+ *     err = hearsay_http_request("POST", "https://hooks.example.com/ci/deploy", json, 1,
+ *                                body, strlen(body), 5000, &r);                                  */
+hearsay_err_t hearsay_http_request(const char *method, const char *url,
+                                   const hearsay_http_header_t *headers, size_t n_headers,
+                                   const void *body, size_t body_len, uint32_t timeout_ms,
+                                   hearsay_http_response_t *response);
+
+/* The value of the first header field `name` (any case) of `response`, or NULL. */
+const char *hearsay_http_header(const hearsay_http_response_t *response, const char *name);
+
+void hearsay_http_response_free(hearsay_http_response_t *response);
 
 /* ---- Errors ----------------------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 //! `hearsay new NAME -lang LANG`: writes a handler project that builds to a component the agent
 //! runs: a language's template (`sdk/template`, `sdk/LANG/template`), its SDK files, its one
-//! build script and a copy of `wit/handler.wit`, all compiled into this binary so a project can
-//! be made anywhere.
+//! build script and a copy of `wit/handler.wit` (for C also `wit/handler-http.wit` and the WASI
+//! packages of `wit/deps/`), all compiled into this binary so a project can be made anywhere.
 
 use crate::client::flags;
 use anyhow::Context as _;

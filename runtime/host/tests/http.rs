@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearsay_host::{Handler, Host, HostConfig, HttpAllow, Outcome, TrapKind};
+use support::server::Server;
 use support::{guests, query, run, scratch_dir, spec, trap, TestEmbedder};
 
 fn host() -> Host {
@@ -42,98 +42,6 @@ fn ask(host: &Host, handler: &Handler, name: &str, url: &str) -> String {
     let outcome = run(host, handler, query(name, url.as_bytes()), emb.clone());
     assert_eq!(outcome, Outcome::Ok, "{name} {url}");
     emb.reply_text()
-}
-
-/// One request a server saw: its head (request line and fields) and body.
-#[derive(Debug, Clone)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
-}
-
-/// A server on 127.0.0.1 that counts the connections it accepts, records each request, and
-/// answers it with `response` (or never, if `None`).
-struct Server {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn start(response: Option<Vec<u8>>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (count, record) = (accepted.clone(), seen.clone());
-        std::thread::spawn(move || {
-            // Silent connections are held open until the test binary ends.
-            let mut held = Vec::new();
-            for socket in listener.incoming() {
-                let Ok(socket) = socket else { return };
-                count.fetch_add(1, Ordering::SeqCst);
-                match &response {
-                    None => held.push(socket),
-                    Some(response) => {
-                        let (record, response) = (record.clone(), response.clone());
-                        std::thread::spawn(move || serve(socket, &response, &record));
-                    }
-                }
-            }
-        });
-        Server {
-            port,
-            accepted,
-            seen,
-        }
-    }
-
-    fn answering(status_line: &str, body: &[u8]) -> Server {
-        let mut response = format!(
-            "HTTP/1.1 {status_line}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(body);
-        Server::start(Some(response))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one request (head, and a body of its Content-Length) and writes `response`.
-fn serve(socket: TcpStream, response: &[u8], seen: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(socket);
-    let mut head = String::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0u8; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    seen.lock().unwrap().push(Seen { head, body });
-    let mut socket = reader.into_inner();
-    let _ = socket.write_all(response);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! echo answers with exactly the payload's bytes (all 256 byte values), turns a refused reply into
 //! its error, logs user and member events through the `log` import and takes ticks; each
 //! language's real handler answers from the member list; and each SDK reaches the capabilities of
-//! contract 0.2.0 (commands, the key-value store, tags, tick events) through
+//! contract 0.2.0 (commands, the key-value store, tags, tick events) and outbound HTTP through
 //! `tests/guests/sdk-probe`. Its own test binary: it installs a global subscriber to read the
 //! guests' log lines.
 
@@ -14,7 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hearsay_host::{Event, Host, HostConfig, KvGrant, MemberStatus, Outcome, Tick, UserEvent};
+use hearsay_host::{
+    Event, Host, HostConfig, HttpAllow, KvGrant, MemberStatus, Outcome, Tick, UserEvent,
+};
+use support::server::Server;
 use support::{capture, member, query, run, scratch_dir, spec, TestEmbedder};
 
 const LANGS: [&str; 3] = ["c", "python", "js"];
@@ -274,14 +277,13 @@ fn probe(lang: &str) -> PathBuf {
     let src = here.join("tests/guests/sdk-probe").join(lang);
     let sdk = root.join("sdk").join(lang);
     // Keyed by the checkout, so that worktrees sharing a target directory build their own.
-    let checkout = std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(), here);
+    let checkout = std::hash::BuildHasher::hash_one(
+        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+        here,
+    );
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-probe-{checkout:016x}"));
     let out = tmp.join(format!("sdk-probe-{lang}.wasm"));
-    let mut inputs = vec![
-        src.clone(),
-        root.join("wit"),
-        sdk.join("build.sh"),
-    ];
+    let mut inputs = vec![src.clone(), root.join("wit"), sdk.join("build.sh")];
     inputs.extend(match lang {
         "c" => vec![sdk.join("hearsay.h"), sdk.join("hearsay.c")],
         "python" => vec![sdk.join("hearsay")],
@@ -436,5 +438,126 @@ fn every_sdk_runs_commands_keeps_a_store_sets_tags_and_gets_ticks() {
             Outcome::GuestError(e) => assert!(!e.is_empty(), "{lang}"),
             other => panic!("{lang}: a tick without the store gave {other:?}"),
         }
+    }
+}
+
+/// The SDKs with outbound HTTP.
+// python and js join in the main branch
+const HTTP_LANGS: [&str; 1] = ["c"];
+
+#[test]
+fn every_sdk_sends_http_through_the_allow_list() {
+    // The agent's cap on a response body (`HTTP_BODY_CAP` in src/http.rs).
+    const CAP: usize = 1 << 20;
+    let host = host();
+    let server = Server::answering("200 OK", b"hello from the server");
+    let other = Server::answering("200 OK", b"never");
+    let big = Server::answering("200 OK", &vec![b'x'; CAP + 1]);
+    let garbled = Server::start(Some(b"this is not HTTP\r\n\r\n".to_vec()));
+    // A port nothing listens on (taken, then released).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let closed_url = format!("http://127.0.0.1:{closed}/ok/");
+    for lang in HTTP_LANGS {
+        let path = probe(lang);
+        let mut s = spec(&format!("http-{lang}"), &path);
+        s.grants.http = [
+            server.url("/ok/"),
+            big.url("/big"),
+            garbled.url("/"),
+            closed_url.clone(),
+        ]
+        .iter()
+        .map(|a| a.parse::<HttpAllow>().unwrap())
+        .collect();
+        let h = host.load(s).unwrap();
+        let emb = TestEmbedder::new();
+        let ask = |payload: &str| ask_text(&host, &h, "http", payload, &emb);
+
+        // Granted: answered, the body sent with its length.
+        assert_eq!(
+            ask(&format!("GET {}", server.url("/ok/x"))),
+            "status=200 body=hello from the server",
+            "{lang}"
+        );
+        let body = format!("ping from {lang}\nsecond line");
+        assert_eq!(
+            ask(&format!("POST {}\n{body}", server.url("/ok/post"))),
+            "status=200 body=hello from the server",
+            "{lang}"
+        );
+        let seen = server.seen.lock().unwrap().clone();
+        let (get, post) = (&seen[seen.len() - 2], &seen[seen.len() - 1]);
+        assert!(
+            get.head.starts_with("GET /ok/x HTTP/1.1\r\n"),
+            "{lang}: {get:?}"
+        );
+        assert!(
+            post.head.starts_with("POST /ok/post HTTP/1.1\r\n"),
+            "{lang}: {post:?}"
+        );
+        let length = format!("content-length: {}\r\n", body.len());
+        assert!(
+            post.head.to_ascii_lowercase().contains(&length),
+            "{lang}: {post:?}"
+        );
+        assert_eq!(post.body, body.as_bytes(), "{lang}");
+
+        // Off the list (another path of the same origin, another port): denied before any
+        // connection.
+        let accepted = server.accepted();
+        assert_eq!(
+            ask(&format!("GET {}", server.url("/secret"))),
+            "refused:denied",
+            "{lang}"
+        );
+        assert_eq!(
+            ask(&format!("GET {}", other.url("/ok/x"))),
+            "refused:denied",
+            "{lang}"
+        );
+        assert_eq!(
+            (server.accepted(), other.accepted()),
+            (accepted, 0),
+            "{lang}"
+        );
+
+        // A body over the cap, a URL that is not http(s), a port nothing listens on, a server
+        // that does not speak HTTP.
+        assert_eq!(
+            ask(&format!("GET {}", big.url("/big"))),
+            "refused:too-large",
+            "{lang}"
+        );
+        assert_eq!(ask("GET ftp://x/ok/"), "refused:invalid-request", "{lang}");
+        assert_eq!(
+            ask(&format!("GET {closed_url}")),
+            "refused:connection",
+            "{lang}"
+        );
+        assert_eq!(
+            ask(&format!("GET {}", garbled.url("/"))),
+            "refused:response",
+            "{lang}"
+        );
+
+        // Without http grants nothing is sent.
+        let bare = host
+            .load(spec(&format!("http-bare-{lang}"), &path))
+            .unwrap();
+        assert_eq!(
+            ask_text(
+                &host,
+                &bare,
+                "http",
+                &format!("GET {}", server.url("/ok/x")),
+                &emb
+            ),
+            "refused:denied",
+            "{lang}"
+        );
+        assert_eq!(server.accepted(), accepted, "{lang}");
     }
 }

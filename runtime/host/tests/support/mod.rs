@@ -1,7 +1,9 @@
-//! Test support: the guest components (built by `hearsay_testkit::wasm`), and an in-memory
-//! embedder that records replies and events.
+//! Test support: the guest components (built by `hearsay_testkit::wasm`), an in-memory
+//! embedder that records replies and events, and an HTTP server ([`server`]).
 
 #![allow(dead_code)]
+
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::io::Write;

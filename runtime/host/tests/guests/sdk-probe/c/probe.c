@@ -26,6 +26,21 @@ static int refused(hearsay_err_t err) {
     case HEARSAY_ERR_BAD_KEY:
         hearsay_replyf("refused:bad-key(%llu)", (unsigned long long)hearsay_error_limit());
         break;
+    case HEARSAY_ERR_DENIED:
+        hearsay_reply_str("refused:denied");
+        break;
+    case HEARSAY_ERR_INVALID_REQUEST:
+        hearsay_reply_str("refused:invalid-request");
+        break;
+    case HEARSAY_ERR_CONNECTION:
+        hearsay_reply_str("refused:connection");
+        break;
+    case HEARSAY_ERR_TOO_LARGE:
+        hearsay_reply_str("refused:too-large");
+        break;
+    case HEARSAY_ERR_RESPONSE:
+        hearsay_reply_str("refused:response");
+        break;
     default:
         hearsay_replyf("refused:other %s", hearsay_strerror(err));
         break;
@@ -121,6 +136,31 @@ static int tag(char *payload) {
     return err != HEARSAY_OK ? refused(err) : (hearsay_reply_str("ok"), HEARSAY_OK);
 }
 
+/* "METHOD URL", then the body after a newline if there is one. */
+static int http(char *payload) {
+    char *newline = strchr(payload, '\n');
+    const char *body = NULL;
+    size_t len = 0;
+    if (newline != NULL) {
+        *newline = '\0';
+        body = newline + 1;
+        len = strlen(body);
+    }
+    char *url = split(payload, ' ');
+    hearsay_http_response_t response;
+    hearsay_err_t err = hearsay_http_request(payload, url, NULL, 0, body, len, 0, &response);
+    if (err != HEARSAY_OK) {
+        return refused(err);
+    }
+    hearsay_stream_t out;
+    hearsay_stream_open(&out);
+    hearsay_stream_printf(&out, "status=%u body=", (unsigned)response.status);
+    hearsay_stream_write(&out, response.body.ptr, response.body.len);
+    hearsay_stream_finish(&out);
+    hearsay_http_response_free(&response);
+    return HEARSAY_OK;
+}
+
 int hearsay_handle(const hearsay_event_t *event) {
     if (event->tag == HEARSAY_EVENT_TICK) {
         char text[64];
@@ -141,6 +181,8 @@ int hearsay_handle(const hearsay_event_t *event) {
         rc = command(payload);
     } else if (hearsay_str_eq(q->name, "tag")) {
         rc = tag(payload);
+    } else if (hearsay_str_eq(q->name, "http")) {
+        rc = http(payload);
     } else {
         rc = hearsay_fail("unknown query %.*s", HEARSAY_STR(q->name));
     }
