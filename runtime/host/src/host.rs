@@ -30,6 +30,7 @@ use crate::epoch::EpochClock;
 use crate::error::HostError;
 use crate::event::Event;
 use crate::guest_log::LogBudget;
+use crate::http::HttpAllow;
 use crate::invoke::{self, Contract, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
 use crate::kv::{KvStore, KvStores};
 use crate::spec::{Grants, HandlerSpec, Limits, ModuleSource};
@@ -201,6 +202,8 @@ struct Loaded {
     pre: HandlerPre,
     limits: Limits,
     grants: Arc<Grants>,
+    /// `grants.http`, shared by every instance's outbound HTTP policy.
+    http: Arc<[HttpAllow]>,
     kv: Option<Arc<KvStore>>,
     info: LoadInfo,
 }
@@ -463,6 +466,7 @@ impl Host {
         Ok(Loaded {
             pre,
             limits: spec.limits,
+            http: Arc::from(spec.grants.http.as_slice()),
             grants: Arc::new(spec.grants),
             kv,
             info: LoadInfo {
@@ -721,6 +725,7 @@ impl Loaded {
             handler: slot.name.clone(),
             limits: &self.limits,
             grants: self.grants.clone(),
+            http: self.http.clone(),
             kv: self.kv.clone(),
             fuel_enabled: shared.config.fuel,
             memory: shared.memory.clone(),

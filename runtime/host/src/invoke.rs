@@ -18,7 +18,7 @@ use crate::command;
 use crate::embedder::{Embedder, EmitError, ReplyError, ReplySink};
 use crate::event::{self, Event};
 use crate::guest_log::{self, EventLog, LogBudget};
-use crate::http::OutboundHttp;
+use crate::http::{HttpAllow, OutboundHttp};
 use crate::kv::{self, KvStore};
 use crate::spec::{tag_pattern_matches, Grants, Limits};
 
@@ -429,6 +429,8 @@ pub(crate) struct Run<'a> {
     pub handler: Arc<str>,
     pub limits: &'a Limits,
     pub grants: Arc<Grants>,
+    /// `grants.http`, made once at load.
+    pub http: Arc<[HttpAllow]>,
     /// The handler's store, with `grants.kv`.
     pub kv: Option<Arc<KvStore>>,
     pub fuel_enabled: bool,
@@ -481,11 +483,7 @@ impl Run<'_> {
             deadline,
             log: self.log.clone(),
             event_log: Arc::default(),
-            http: OutboundHttp::new(
-                self.handler.clone(),
-                Arc::from(self.grants.http.as_slice()),
-                deadline,
-            ),
+            http: OutboundHttp::new(self.handler.clone(), self.http.clone(), deadline),
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|s| s);

@@ -45,16 +45,15 @@ async function onHttp(payload) {
   const line = newline < 0 ? payload : payload.slice(0, newline);
   const [method, url] = line.split(' ');
   const init = newline < 0 ? { method } : { method, body: payload.slice(newline + 1) };
-  let response;
   try {
-    response = await fetch(url, init);
+    const response = await fetch(url, init);
+    return `status=${response.status} body=${await response.text()}`;
   } catch (err) {
-    // As in a browser, fetch rejects with a TypeError that does not say why (the agent's log
-    // does): a request off the allow-list, a refused connection, a URL fetch cannot send.
+    // As in a browser, a failed fetch rejects with a TypeError that does not say why (the
+    // agent's log does): a request off the allow-list, a refused connection, a body too large.
     if (err instanceof TypeError) return 'refused:network';
     throw err;
   }
-  return `status=${response.status} body=${await response.text()}`;
 }
 
 const MODES = { kv: onKv, command: onCommand, tag: onTag, http: onHttp };
