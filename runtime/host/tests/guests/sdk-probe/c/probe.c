@@ -100,15 +100,21 @@ static int kv(char *payload) {
     return hearsay_fail("unknown op %s", payload);
 }
 
-static int command(char *payload) {
+/* Ends `payload` at its first newline: what followed it (NULL without one), its length in *len. */
+static const char *rest_after_newline(char *payload, size_t *len) {
     char *newline = strchr(payload, '\n');
-    const char *input = NULL;
-    size_t len = 0;
-    if (newline != NULL) {
-        *newline = '\0';
-        input = newline + 1;
-        len = strlen(input);
+    *len = 0;
+    if (newline == NULL) {
+        return NULL;
     }
+    *newline = '\0';
+    *len = strlen(newline + 1);
+    return newline + 1;
+}
+
+static int command(char *payload) {
+    size_t len;
+    const char *input = rest_after_newline(payload, &len);
     hearsay_command_output_t out;
     hearsay_err_t err = hearsay_command_run(payload, input, len, &out);
     if (err != HEARSAY_OK) {
@@ -138,14 +144,8 @@ static int tag(char *payload) {
 
 /* "METHOD URL", then the body after a newline if there is one. */
 static int http(char *payload) {
-    char *newline = strchr(payload, '\n');
-    const char *body = NULL;
-    size_t len = 0;
-    if (newline != NULL) {
-        *newline = '\0';
-        body = newline + 1;
-        len = strlen(body);
-    }
+    size_t len;
+    const char *body = rest_after_newline(payload, &len);
     char *url = split(payload, ' ');
     hearsay_http_response_t response;
     hearsay_err_t err = hearsay_http_request(payload, url, NULL, 0, body, len, 0, &response);
