@@ -327,6 +327,7 @@ impl Agent {
                 }
             };
         handlers.set_tags_file(config.tags_file.clone());
+        handlers.set_tenants(config.tenants.iter().map(|t| t.name.clone()).collect());
         if !config.handlers.is_empty() {
             let names: Vec<&str> = config.handlers.iter().map(|h| h.name.as_str()).collect();
             info!(handlers = ?names, cache = %config.handler_cache_dir.display(), "agent: handlers loaded");
@@ -522,6 +523,8 @@ impl Agent {
         new.handler_memory_total = self.config.handler_memory_total;
         match self.handlers.reload(new.handlers.clone()).await {
             Ok(()) => {
+                self.handlers
+                    .set_tenants(new.tenants.iter().map(|t| t.name.clone()).collect());
                 let names: Vec<&str> = new.handlers.iter().map(|h| h.name.as_str()).collect();
                 info!(handlers = ?names, "agent: handlers reloaded");
             }
@@ -531,6 +534,7 @@ impl Agent {
                 );
                 error!("agent: failed to reload handlers, keeping the previous ones: {e}");
                 new.handlers = self.config.handlers.clone();
+                new.tenants = self.config.tenants.clone();
             }
         }
         // The deploy service keeps the keys, data dir and ceiling it started with: say so

@@ -716,6 +716,13 @@ impl Invocation {
         if !self.grants.emit {
             return Ok(Err(EmitError::NotGranted));
         }
+        if let Some(prefix) = &self.grants.emit_prefix {
+            if !name.starts_with(prefix.as_str()) || name.len() == prefix.len() {
+                return Ok(Err(EmitError::Rejected(format!(
+                    "{name:?} is outside this handler's namespace: name it {prefix}NAME"
+                ))));
+            }
+        }
         Ok(self.embedder()?.emit(name, payload, coalesce).await)
     }
 

@@ -95,6 +95,9 @@ pub struct KvGrant {
 pub struct Grants {
     /// May broadcast user events (`emit`).
     pub emit: bool,
+    /// With `emit`: only names that begin with this (a tenant's namespace, `payments/`); an
+    /// event named otherwise is rejected with the reason. `None`: any name.
+    pub emit_prefix: Option<String>,
     /// Read-only directories.
     pub dirs: Vec<DirGrant>,
     /// Read-write directories.

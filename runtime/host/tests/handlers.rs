@@ -398,6 +398,30 @@ fn env_clocks_and_emit_need_grants() {
         *emb.emitted.lock().unwrap(),
         vec![("probe-emitted".to_string(), b"payload".to_vec(), false)]
     );
+
+    // A tenant's handler emits only inside its namespace: the probe's "probe-emitted" is
+    // refused with the reason under "payments/", and goes out under "probe-".
+    for (prefix, emitted) in [("payments/", false), ("probe-", true)] {
+        let mut s = spec(&format!("emit-{prefix}"), &guests().probe);
+        s.grants.emit = true;
+        s.grants.emit_prefix = Some(prefix.into());
+        let h = host.load(s).unwrap();
+        let emb = TestEmbedder::new();
+        let answer = ask(&h, "emit", emb.clone());
+        if emitted {
+            assert_eq!(answer, "ok");
+        } else {
+            assert!(
+                answer.starts_with("refused:EmitError::Rejected") && answer.contains("payments/"),
+                "{answer}"
+            );
+        }
+        assert_eq!(
+            emb.emitted.lock().unwrap().len(),
+            usize::from(emitted),
+            "{prefix}"
+        );
+    }
 }
 
 #[test]

@@ -25,9 +25,10 @@ use super::de::{Strings, Table};
 use super::handlers::Size;
 use super::{invalid, ConfigError, Partial};
 use hearsay_deploy::PublicKey;
+use hearsay_host::Grants;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 /// The default of `deploy_module_max_bytes`.
 pub const DEFAULT_DEPLOY_MODULE_MAX: u64 = 64 << 20;
@@ -54,6 +55,109 @@ pub struct DeployCeiling {
     pub kv: Option<u64>,
     /// Tag-name patterns that a deployed handler's `grants.tags` patterns must fall under.
     pub tags: Vec<String>,
+}
+
+impl DeployCeiling {
+    /// Why `grants` ask for more than this ceiling allows, or `None` when they do not. `whose`
+    /// names the ceiling in the reason (`this agent's deploy_grants`, `tenant "payments"'s
+    /// grants`). Directories are judged on their real paths (symlinks resolved, so a link inside
+    /// an allowed directory cannot lead out of it): both must exist. A command must run exactly
+    /// the ceiling's argv.
+    pub fn refusal(&self, grants: &Grants, whose: &str) -> Option<String> {
+        for (key, asked, allowed) in [
+            ("dirs", &grants.dirs, &self.dirs),
+            ("write_dirs", &grants.write_dirs, &self.write_dirs),
+        ] {
+            if let Some(d) = asked.iter().find(|d| !within_dirs(&d.host, allowed)) {
+                return Some(format!(
+                    "grants.{key} {:?} is outside {whose}.{key} {allowed:?}",
+                    d.host
+                ));
+            }
+        }
+        for (name, argv) in &grants.commands {
+            if self.commands.get(name) != Some(argv) {
+                return Some(format!(
+                    "grants.commands {name:?} is not among {whose}.commands {:?}",
+                    self.commands.keys().collect::<Vec<_>>()
+                ));
+            }
+        }
+        if let Some(kv) = &grants.kv {
+            match self.kv {
+                Some(max) if kv.quota > 0 && kv.quota <= max => {}
+                Some(max) => {
+                    return Some(format!(
+                        "grants.kv ({} bytes) is not between 1 byte and {whose}.kv ({max} bytes)",
+                        kv.quota
+                    ))
+                }
+                None => return Some(format!("grants.kv is not allowed by {whose}")),
+            }
+        }
+        // A pattern is covered when a ceiling pattern matches it as a name: each `*` of it is
+        // then inside a `*` of the ceiling's, so every tag it matches, the ceiling's matches.
+        if let Some(pattern) = grants.tags.iter().find(|p| {
+            !self
+                .tags
+                .iter()
+                .any(|c| hearsay_host::tag_pattern_matches(c, p))
+        }) {
+            return Some(format!(
+                "grants.tags {pattern:?} is not covered by {whose}.tags {:?}",
+                self.tags
+            ));
+        }
+        if let Some(entry) = grants
+            .http
+            .iter()
+            .find(|e| !self.http.iter().any(|c| http_within(e, c)))
+        {
+            return Some(format!(
+                "grants.http \"{entry}\" is not under {whose}.http {:?}",
+                self.http
+            ));
+        }
+        if let Some((name, _)) = grants.env.iter().find(|(n, _)| !self.env.contains(n)) {
+            return Some(format!(
+                "grants.env {name:?} is not among {whose}.env {:?}",
+                self.env
+            ));
+        }
+        if grants.clocks && !self.clocks {
+            return Some(format!("grants.clocks is not allowed by {whose}"));
+        }
+        if grants.emit && !self.emit {
+            return Some(format!("grants.emit is not allowed by {whose}"));
+        }
+        None
+    }
+}
+
+/// Whether `host` is one of the `allowed` directories or under one, judged on the real
+/// paths. Both must exist; relative paths are never allowed.
+fn within_dirs(host: &Path, allowed: &[PathBuf]) -> bool {
+    if !host.is_absolute() || host.components().any(|c| matches!(c, Component::ParentDir)) {
+        return false;
+    }
+    let Ok(real) = host.canonicalize() else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter(|a| a.is_absolute())
+        .filter_map(|a| a.canonicalize().ok())
+        .any(|a| real.starts_with(a))
+}
+
+/// Whether the HTTP grant `entry` is under the ceiling's `allowed`: the same origin, and a path
+/// under the allowed path on a segment boundary.
+fn http_within(entry: &hearsay_host::HttpAllow, allowed: &str) -> bool {
+    let Ok(allowed) = super::handlers::parse_http_grant(allowed) else {
+        return false;
+    };
+    let authority = format!("{}:{}", entry.host(), entry.port());
+    allowed.allows(entry.scheme(), &authority, entry.path_prefix())
 }
 
 /// The deploy settings an agent runs with.

@@ -247,6 +247,9 @@ struct FileConfig {
     handlers: Option<Handlers>,
     handler_cache_dir: Option<String>,
     handler_memory_total: Option<Size>,
+    /// `[[tenant]]` in TOML; JSON may say `tenant` or `tenants`.
+    tenant: Option<super::tenant::Tenants>,
+    tenants: Option<super::tenant::Tenants>,
     disable_quic: Option<bool>,
     quic_bind: Option<String>,
     quic_advertise: Option<String>,
@@ -297,6 +300,8 @@ impl FileConfig {
         }
         let mut handlers = handlers::configs(self.handler, origin, "handler")?;
         handlers.extend(handlers::configs(self.handlers, origin, "handlers")?);
+        let mut tenants = super::tenant::configs(self.tenant, origin, "tenant")?;
+        tenants.extend(super::tenant::configs(self.tenants, origin, "tenants")?);
         let path = |p: Option<String>| p.map(PathBuf::from);
         Ok(Partial {
             node_name: self.node_name,
@@ -334,6 +339,7 @@ impl FileConfig {
             enable_compression: self.enable_compression,
             broadcast_timeout: self.broadcast_timeout.map(|d| d.0),
             handlers,
+            tenants,
             handler_cache_dir: path(self.handler_cache_dir),
             handler_memory_total: self.handler_memory_total.map(|s| s.0),
             disable_quic: self.disable_quic,

@@ -19,9 +19,12 @@ pub fn is_reserved(name: &str) -> bool {
 }
 
 /// Whether `filter` lets an event of `kind` named `name` through to a handler: Serf's matching,
-/// except that reserved names pass only a term naming them exactly.
-pub fn admits(filter: &EventFilter, kind: EventKind, name: &str) -> bool {
-    if is_reserved(name) {
+/// except that reserved names, and names in the namespace of one of `tenants`, pass only a term
+/// naming them exactly.
+pub fn admits(filter: &EventFilter, kind: EventKind, name: &str, tenants: &[String]) -> bool {
+    let exact_only = matches!(kind, EventKind::User | EventKind::Query)
+        && super::tenant::owner(tenants, name).is_some();
+    if is_reserved(name) || exact_only {
         return filter
             .terms()
             .iter()
@@ -43,6 +46,8 @@ pub struct HandlerConfig {
     pub limits: Limits,
     /// What it may touch beyond the contract (directories, env, clocks, emit).
     pub grants: Grants,
+    /// The tenant it belongs to (`[[tenant]]`); `None`: the operator's.
+    pub tenant: Option<String>,
 }
 
 impl HandlerConfig {
@@ -56,6 +61,7 @@ impl HandlerConfig {
             module,
             limits: Limits::default(),
             grants: Grants::default(),
+            tenant: None,
         }
     }
 
@@ -100,38 +106,66 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_skip_tenants_names_unless_named() {
+        let tenants = ["payments".to_owned()];
+        for (filter, kind) in [
+            ("*", EventKind::User),
+            ("", EventKind::Query),
+            ("user", EventKind::User),
+            ("query", EventKind::Query),
+        ] {
+            let filter = f(filter);
+            assert!(!admits(&filter, kind, "payments/refund", &tenants));
+            // Not in a namespace: the operator's, as without tenants.
+            assert!(admits(&filter, kind, "payments", &tenants));
+            assert!(admits(&filter, kind, "search/x", &tenants));
+        }
+        let named = f("user:payments/refund,query:payments/find");
+        assert!(admits(&named, EventKind::User, "payments/refund", &tenants));
+        assert!(admits(&named, EventKind::Query, "payments/find", &tenants));
+        assert!(!admits(
+            &named,
+            EventKind::Query,
+            "payments/refund",
+            &tenants
+        ));
+        assert!(admits(&f("*"), EventKind::MemberJoin, "", &tenants));
+    }
+
+    #[test]
     fn wildcards_skip_reserved_names_unless_named() {
         for filter in ["*", "", "user", "user:", "query"] {
             let filter = f(filter);
-            assert!(!admits(&filter, EventKind::User, "_hearsay_deploy"));
-            assert!(!admits(&filter, EventKind::Query, "_serf_ping"));
+            assert!(!admits(&filter, EventKind::User, "_hearsay_deploy", &[]));
+            assert!(!admits(&filter, EventKind::Query, "_serf_ping", &[]));
         }
-        assert!(admits(&f("*"), EventKind::User, "deploy"));
-        assert!(admits(&f("user"), EventKind::User, "deploy"));
-        assert!(admits(&f("query"), EventKind::Query, "load"));
-        assert!(admits(&f("*"), EventKind::MemberJoin, ""));
+        assert!(admits(&f("*"), EventKind::User, "deploy", &[]));
+        assert!(admits(&f("user"), EventKind::User, "deploy", &[]));
+        assert!(admits(&f("query"), EventKind::Query, "load", &[]));
+        assert!(admits(&f("*"), EventKind::MemberJoin, "", &[]));
         let named = f("member-join,user:_hearsay_deploy");
-        assert!(admits(&named, EventKind::User, "_hearsay_deploy"));
-        assert!(!admits(&named, EventKind::Query, "_hearsay_deploy"));
-        assert!(!admits(&named, EventKind::User, "_hearsay_other"));
-        assert!(admits(&named, EventKind::MemberJoin, ""));
+        assert!(admits(&named, EventKind::User, "_hearsay_deploy", &[]));
+        assert!(!admits(&named, EventKind::Query, "_hearsay_deploy", &[]));
+        assert!(!admits(&named, EventKind::User, "_hearsay_other", &[]));
+        assert!(admits(&named, EventKind::MemberJoin, "", &[]));
         assert!(admits(
             &f("query:_serf_ping"),
             EventKind::Query,
-            "_serf_ping"
+            "_serf_ping",
+            &[]
         ));
     }
 
     #[test]
     fn serf_semantics_for_ordinary_names() {
         let filter = f("member-join,user:deploy");
-        assert!(admits(&filter, EventKind::MemberJoin, ""));
-        assert!(admits(&filter, EventKind::User, "deploy"));
-        assert!(!admits(&filter, EventKind::User, "deploy2"));
-        assert!(!admits(&filter, EventKind::Query, "deploy"));
-        assert!(!admits(&filter, EventKind::MemberLeave, ""));
-        assert!(admits(&f("query:echo"), EventKind::Query, "echo"));
-        assert!(!admits(&f("query:echo"), EventKind::User, "echo"));
+        assert!(admits(&filter, EventKind::MemberJoin, "", &[]));
+        assert!(admits(&filter, EventKind::User, "deploy", &[]));
+        assert!(!admits(&filter, EventKind::User, "deploy2", &[]));
+        assert!(!admits(&filter, EventKind::Query, "deploy", &[]));
+        assert!(!admits(&filter, EventKind::MemberLeave, "", &[]));
+        assert!(admits(&f("query:echo"), EventKind::Query, "echo", &[]));
+        assert!(!admits(&f("query:echo"), EventKind::User, "echo", &[]));
     }
 
     #[test]

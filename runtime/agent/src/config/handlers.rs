@@ -62,6 +62,7 @@ impl<'de> Deserialize<'de> for Handlers {
 #[serde(deny_unknown_fields)]
 struct Entry {
     name: Option<String>,
+    tenant: Option<String>,
     module: Option<String>,
     events: Option<Events>,
     limits: Option<Table<LimitsEntry>>,
@@ -220,6 +221,7 @@ impl Entry {
             None => EventFilter::parse("").expect("the empty filter parses"),
         };
         let mut h = HandlerConfig::new(filter, module);
+        h.tenant = self.tenant.filter(|t| !t.is_empty());
         if let Some(n) = self.name.filter(|n| !n.is_empty()) {
             h.name = n;
         }

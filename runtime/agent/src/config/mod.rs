@@ -13,12 +13,14 @@ pub mod flags;
 mod handler;
 pub mod handlers;
 mod quic;
+pub mod tenant;
 
 pub use deploy::{DeployCeiling, DeploySettings, DEFAULT_DEPLOY_MODULE_MAX};
 pub use handler::{
     admits, dedupe_names, is_reserved, name_from_module, HandlerConfig, RESERVED_PREFIXES,
 };
 pub use quic::{default_bind as default_quic_bind, QuicSettings};
+pub use tenant::TenantConfig;
 
 use crate::conventions::{
     self, AddrError, FlagError, DEFAULT_BIND_PORT, DEFAULT_RPC_ADDR, DEFAULT_RPC_PORT,
@@ -211,6 +213,8 @@ pub struct Partial {
     pub broadcast_timeout: Option<Duration>,
     /// WebAssembly handlers (`-handler`, `[[handler]]`); later sources add to the list.
     pub handlers: Vec<HandlerConfig>,
+    /// Tenants (`[[tenant]]`, config files only); later sources add to the list.
+    pub tenants: Vec<TenantConfig>,
     /// hearsay: `handler_cache_dir` / `-handler-cache-dir`.
     pub handler_cache_dir: Option<PathBuf>,
     /// hearsay: `handler_memory_total` / `-handler-memory-total`, bytes.
@@ -304,6 +308,7 @@ impl Partial {
             deploy_grants,
         );
         self.handlers.extend(later.handlers);
+        self.tenants.extend(later.tenants);
         self.deploy_keys.extend(later.deploy_keys);
         if let Some(tags) = later.tags {
             self.tags.get_or_insert_with(BTreeMap::new).extend(tags);
@@ -395,6 +400,8 @@ pub struct Config {
     pub tombstone_timeout: Option<Duration>,
     /// WebAssembly handlers, names made unique (a repeated name gets `-2`, `-3`, ...).
     pub handlers: Vec<HandlerConfig>,
+    /// Tenants (`[[tenant]]`), each handler of one checked against it.
+    pub tenants: Vec<TenantConfig>,
     /// Where compiled handler modules are cached (default: [`handlers::default_cache_dir`], per
     /// user). Entries are keyed by module hash and engine, so agents of one user may share it;
     /// the host refuses a directory another user owns or can write.
@@ -637,6 +644,7 @@ impl Config {
                 kv.path = handlers::kv_path(dir, &h.name);
             }
         }
+        tenant::check(&p.tenants, &mut handlers)?;
         let handler_cache_dir = p
             .handler_cache_dir
             .filter(|d| !d.as_os_str().is_empty())
@@ -679,6 +687,7 @@ impl Config {
             reconnect_timeout: p.reconnect_timeout,
             tombstone_timeout: p.tombstone_timeout,
             handlers,
+            tenants: p.tenants,
             handler_cache_dir,
             handler_memory_total: usize::try_from(
                 p.handler_memory_total
@@ -738,6 +747,63 @@ mod tests {
         let kv = c.handlers[0].grants.kv.clone().unwrap();
         assert_eq!(kv.path, PathBuf::from("/var/lib/h/kv/lb.redb"));
         assert_eq!(kv.quota, 64 << 10);
+    }
+
+    #[test]
+    fn tenants_decode_from_toml_and_json_and_check_their_handlers() {
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let t = toml(&format!(
+            "[[tenant]]\nname = \"payments\"\nrpc_tokens = [\"{hash}\"]\nquota = {{ handlers = 2 }}\n\
+             grants = {{ emit = true }}\n\
+             [[handler]]\ntenant = \"payments\"\nmodule = \"refund.wasm\"\n\
+             events = \"query:payments/refund\"\ngrants = {{ emit = true }}\n"
+        ))
+        .unwrap();
+        let j = json(&format!(
+            r#"{{"tenants":[{{"name":"payments","rpc_tokens":["{hash}"],"quota":{{"handlers":2}},"grants":{{"emit":true}}}}],
+               "handlers":[{{"tenant":"payments","module":"refund.wasm","events":"query:payments/refund","grants":{{"emit":true}}}}]}}"#
+        ))
+        .unwrap();
+        for p in [t, j] {
+            let c = Config::resolve(p).unwrap();
+            assert_eq!(c.tenants.len(), 1);
+            let tenant = &c.tenants[0];
+            assert_eq!(
+                (
+                    tenant.name.as_str(),
+                    tenant.max_handlers,
+                    tenant.rpc_tokens[0][0]
+                ),
+                ("payments", Some(2), 0xab)
+            );
+            assert!(tenant.grants.emit);
+            let h = &c.handlers[0];
+            assert_eq!(h.tenant.as_deref(), Some("payments"));
+            assert_eq!(h.grants.emit_prefix.as_deref(), Some("payments/"));
+        }
+        for (bad, why) in [
+            ("[[tenant]]\nname = \"Pay\"\n", "tenant[0].name"),
+            (
+                "[[tenant]]\nname = \"p\"\nrpc_tokens = [\"abc\"]\n",
+                "tenant[0].rpc_tokens",
+            ),
+            (
+                "[[tenant]]\nname = \"p\"\nquota = { cpu = 1 }\n",
+                "tenant[0].quota.cpu",
+            ),
+            (
+                "[[tenant]]\nname = \"p\"\ngrants = { dirs = [\"rel\"] }\n",
+                "tenant[0].grants",
+            ),
+        ] {
+            let e = toml(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let outside = "[[tenant]]\nname = \"p\"\n[[handler]]\ntenant = \"p\"\nmodule = \"x.wasm\"\nevents = \"user\"\n";
+        let e = Config::resolve(toml(outside).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("namespace"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::handlers::DEPLOYED_PREFIX;
 use hearsay_deploy::Spec;
 use hearsay_host::{Grants, Limits};
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Whether a deployment's selector picks a node with `tags`: every selector tag's regular
 /// expression matches the node's value of that tag (a missing tag is the empty string), as
@@ -52,6 +52,7 @@ pub(super) fn handler_config(
         module,
         limits,
         grants,
+        tenant: None,
     })
 }
 
@@ -89,124 +90,48 @@ fn limits(given: &BTreeMap<String, String>) -> Result<Limits, String> {
     Ok(l)
 }
 
-/// Whether `host` is one of the `allowed` directories or under one, judged on the real
-/// paths (symlinks resolved, so a link inside an allowed directory cannot lead out of it).
-/// Both must exist on this agent; relative paths are never allowed.
-fn within_ceiling(host: &Path, allowed: &[PathBuf]) -> bool {
-    if !host.is_absolute() || host.components().any(|c| matches!(c, Component::ParentDir)) {
-        return false;
-    }
-    let Ok(real) = host.canonicalize() else {
-        return false;
-    };
-    allowed
-        .iter()
-        .filter(|a| a.is_absolute())
-        .filter_map(|a| a.canonicalize().ok())
-        .any(|a| real.starts_with(a))
-}
-
-/// Whether the HTTP grant `entry` is under the ceiling's `allowed`: the same origin, and a path
-/// under the allowed path on a segment boundary.
-fn http_within(entry: &hearsay_host::HttpAllow, allowed: &str) -> bool {
-    let Ok(allowed) = parse_http_grant(allowed) else {
-        return false;
-    };
-    let authority = format!("{}:{}", entry.host(), entry.port());
-    allowed.allows(entry.scheme(), &authority, entry.path_prefix())
-}
-
-/// A deployment's grants, each checked against the ceiling.
+/// A deployment's grants, as this agent runs them (a command's argv is this agent's), checked
+/// against the ceiling.
 fn grants(spec: &Spec, ceiling: &DeployCeiling) -> Result<Grants, String> {
     let asked = &spec.grants;
-    let mut g = Grants::default();
-    for (key, asked, allowed, into) in [
-        ("dirs", &asked.dirs, &ceiling.dirs, &mut g.dirs),
-        (
-            "write_dirs",
-            &asked.write_dirs,
-            &ceiling.write_dirs,
-            &mut g.write_dirs,
-        ),
-    ] {
-        for d in asked {
-            let grant = parse_dir_grant(d).map_err(|e| format!("grants.{key} {e}"))?;
-            if !within_ceiling(&grant.host, allowed) {
-                return Err(format!(
-                    "grants.{key} {d:?} is outside this agent's deploy_grants.{key} {allowed:?}"
-                ));
-            }
-            into.push(grant);
-        }
-    }
+    let dirs = |key: &str, list: &[String]| {
+        list.iter()
+            .map(|d| parse_dir_grant(d).map_err(|e| format!("grants.{key} {e}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut commands = BTreeMap::new();
     for name in &asked.commands {
-        let Some(argv) = ceiling.commands.get(name) else {
-            return Err(format!(
-                "grants.commands {name:?} is not among this agent's deploy_grants.commands {:?}",
-                ceiling.commands.keys().collect::<Vec<_>>()
-            ));
-        };
-        g.commands.insert(name.clone(), argv.clone());
+        // A deployment names a command; what it runs is this agent's entry, if there is one.
+        let argv = ceiling.commands.get(name).cloned().unwrap_or_default();
+        commands.insert(name.clone(), argv);
     }
-    if let Some(size) = &asked.kv {
-        let quota = parse_size(size).map_err(|e| format!("grants.kv: {e}"))?;
-        match ceiling.kv {
-            Some(max) if quota > 0 && quota <= max => {}
-            Some(max) => {
-                return Err(format!(
-                    "grants.kv {size:?} is not between 1 byte and this agent's deploy_grants.kv ({max} bytes)"
-                ))
-            }
-            None => return Err("grants.kv is not allowed by this agent's deploy_grants".into()),
-        }
-        g.kv = Some(hearsay_host::KvGrant {
+    let kv = match &asked.kv {
+        None => None,
+        Some(size) => Some(hearsay_host::KvGrant {
             path: PathBuf::new(),
-            quota,
-        });
-    }
-    for pattern in &asked.tags {
-        // A pattern is covered when a ceiling pattern matches it as a name: each `*` of it is
-        // then inside a `*` of the ceiling's, so every tag it matches, the ceiling's matches.
-        if !ceiling
-            .tags
+            quota: parse_size(size).map_err(|e| format!("grants.kv: {e}"))?,
+        }),
+    };
+    let g = Grants {
+        emit: asked.emit,
+        emit_prefix: None,
+        dirs: dirs("dirs", &asked.dirs)?,
+        write_dirs: dirs("write_dirs", &asked.write_dirs)?,
+        env: asked.env.clone().into_iter().collect(),
+        clocks: asked.clocks,
+        commands,
+        kv,
+        tags: asked.tags.clone(),
+        http: asked
+            .http
             .iter()
-            .any(|c| hearsay_host::tag_pattern_matches(c, pattern))
-        {
-            return Err(format!(
-                "grants.tags {pattern:?} is not covered by this agent's deploy_grants.tags {:?}",
-                ceiling.tags
-            ));
-        }
-        g.tags.push(pattern.clone());
+            .map(|e| parse_http_grant(e).map_err(|e| format!("grants.http: {e}")))
+            .collect::<Result<_, _>>()?,
+    };
+    match ceiling.refusal(&g, "this agent's deploy_grants") {
+        Some(why) => Err(why),
+        None => Ok(g),
     }
-    for entry in &asked.http {
-        let parsed = parse_http_grant(entry).map_err(|e| format!("grants.http: {e}"))?;
-        if !ceiling.http.iter().any(|c| http_within(&parsed, c)) {
-            return Err(format!(
-                "grants.http {entry:?} is not under this agent's deploy_grants.http {:?}",
-                ceiling.http
-            ));
-        }
-        g.http.push(parsed);
-    }
-    for (name, value) in &asked.env {
-        if !ceiling.env.contains(name) {
-            return Err(format!(
-                "grants.env {name:?} is not among this agent's deploy_grants.env {:?}",
-                ceiling.env
-            ));
-        }
-        g.env.push((name.clone(), value.clone()));
-    }
-    if asked.clocks && !ceiling.clocks {
-        return Err("grants.clocks is not allowed by this agent's deploy_grants".into());
-    }
-    if asked.emit && !ceiling.emit {
-        return Err("grants.emit is not allowed by this agent's deploy_grants".into());
-    }
-    g.clocks = asked.clocks;
-    g.emit = asked.emit;
-    Ok(g)
 }
 
 #[cfg(test)]

@@ -114,6 +114,9 @@ struct Inner {
     host_config: HostConfig,
     link: Arc<AgentLink>,
     set: RwLock<Arc<Vec<Active>>>,
+    /// The tenants' names: a user event or query in one's namespace reaches only handlers that
+    /// name it exactly.
+    tenants: RwLock<Arc<[String]>>,
     /// Serialises reloads (SIGHUP and a deploy could race).
     reloading: tokio::sync::Mutex<()>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -233,6 +236,7 @@ impl Handlers {
             host_config,
             link,
             set: RwLock::new(Arc::new(Vec::new())),
+            tenants: RwLock::new(Arc::from(Vec::new())),
             reloading: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
         });
@@ -306,6 +310,16 @@ impl Handlers {
                 }
             })
             .collect()
+    }
+
+    /// The tenants' names (`[[tenant]]`): the user events and queries of their namespaces
+    /// (`NAME/...`) reach only handlers whose filter names them exactly.
+    pub fn set_tenants(&self, names: Vec<String>) {
+        *self
+            .inner
+            .tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::from(names);
     }
 
     /// Where handlers' tag changes are saved (the agent's `-tags-file`), as RPC's are.
@@ -456,9 +470,14 @@ async fn dispatch(inner: &Inner, event: &Event) -> usize {
         return 0;
     };
     let set = inner.set.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let tenants = inner
+        .tenants
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let targets: Vec<&Active> = set
         .iter()
-        .filter(|a| admits(&a.config.filter, kind, name))
+        .filter(|a| admits(&a.config.filter, kind, name, &tenants))
         .collect();
     if targets.is_empty() {
         return 0;
