@@ -1,5 +1,6 @@
-//! probe: a hostile or curious guest for hearsay-host's tests. The query name picks what it does;
-//! most modes reply with a text report the test checks.
+//! probe: a hostile or curious guest for hearsay-host's tests. The query name picks what it does
+//! (its last `/`-separated part, so `payments/env` is `env` for a tenant's handler); most modes
+//! reply with a text report the test checks.
 //!
 //! - `loop`: spins forever (the deadline must stop it).
 //! - `hog`: allocates without bound (the memory limit must stop it).
@@ -72,7 +73,7 @@ impl Handler for Probe {
             hearsay_sdk::info(&format!("probe saw {}", event.describe()));
             return Ok(());
         };
-        match q.name.as_str() {
+        match q.name.rsplit('/').next().unwrap_or_default() {
             "loop" => {
                 let mut i = 0u64;
                 loop {
