@@ -33,6 +33,7 @@ use crate::guest_log::LogBudget;
 use crate::http::HttpAllow;
 use crate::invoke::{self, Contract, HandlerPre, Invocation, Outcome, Prepared, Run, TrapKind};
 use crate::kv::{KvStore, KvStores};
+use crate::quota::SharedQuota;
 use crate::spec::{Grants, HandlerSpec, Limits, ModuleSource};
 use crate::stats::{HandlerStats, Recorder};
 
@@ -204,6 +205,8 @@ struct Loaded {
     grants: Arc<Grants>,
     /// `grants.http`, shared by every instance's outbound HTTP policy.
     http: Arc<[HttpAllow]>,
+    /// The capacity it shares with other handlers, if any.
+    quota: Option<Arc<SharedQuota>>,
     kv: Option<Arc<KvStore>>,
     info: LoadInfo,
 }
@@ -467,6 +470,7 @@ impl Host {
             pre,
             limits: spec.limits,
             http: Arc::from(spec.grants.http.as_slice()),
+            quota: spec.quota,
             grants: Arc::new(spec.grants),
             kv,
             info: LoadInfo {
@@ -726,6 +730,7 @@ impl Loaded {
             limits: &self.limits,
             grants: self.grants.clone(),
             http: self.http.clone(),
+            quota: self.quota.clone(),
             kv: self.kv.clone(),
             fuel_enabled: shared.config.fuel,
             memory: shared.memory.clone(),
@@ -781,6 +786,12 @@ async fn refill(shared: &Shared, slot: &Slot) {
 async fn run(shared: &Shared, slot: &Slot, job: Job) {
     let loaded = slot.current();
     let describe = job.event.describe();
+    // A shared quota's instance first: the event's deadline counts from when it may run. While
+    // it waits, the handler's later events queue, and past its queue are dropped and counted.
+    let _instance = match &loaded.quota {
+        Some(q) => q.instance().await,
+        None => None,
+    };
     let started = Instant::now();
     let timeout = loaded.limits.timeout;
     let deadline = started + timeout;

@@ -20,6 +20,7 @@ use crate::event::{self, Event};
 use crate::guest_log::{self, EventLog, LogBudget};
 use crate::http::{HttpAllow, OutboundHttp};
 use crate::kv::{self, KvStore};
+use crate::quota::SharedQuota;
 use crate::spec::{tag_pattern_matches, Grants, Limits};
 
 /// One version of the contract: its generated bindings, the conversions from the host's types
@@ -232,6 +233,8 @@ pub(crate) struct Invocation {
     /// The agent-wide cap, and what this instance's memories are charged against it.
     memory: Arc<MemoryBudget>,
     charged: usize,
+    /// The handler's shared quota, charged with the same bytes as `memory`.
+    quota: Option<Arc<SharedQuota>>,
     /// When the event ends: guest code traps at the first epoch tick past it.
     deadline: Instant,
     log: Arc<LogBudget>,
@@ -244,6 +247,9 @@ impl Drop for Invocation {
     fn drop(&mut self) {
         // The store (and with it the instance's memories) goes with its data.
         self.memory.release(self.charged);
+        if let Some(q) = &self.quota {
+            q.release(self.charged);
+        }
     }
 }
 
@@ -280,6 +286,11 @@ impl ResourceLimiter for Invocation {
                 "the agent-wide handler memory cap of {} bytes (handler_memory_total) is in use by other instances",
                 self.memory.cap()
             );
+            self.memory_hit = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
+        }
+        if let Some(Err(why)) = self.quota.as_ref().map(|q| q.charge(more)) {
+            self.memory.release(more);
             self.memory_hit = Some(why.clone());
             return Err(wasmtime::Error::msg(why));
         }
@@ -431,6 +442,8 @@ pub(crate) struct Run<'a> {
     pub grants: Arc<Grants>,
     /// `grants.http`, made once at load.
     pub http: Arc<[HttpAllow]>,
+    /// The capacity the handler shares with others, if any: its memory is charged there too.
+    pub quota: Option<Arc<SharedQuota>>,
     /// The handler's store, with `grants.kv`.
     pub kv: Option<Arc<KvStore>>,
     pub fuel_enabled: bool,
@@ -480,6 +493,7 @@ impl Run<'_> {
             memory_hit: None,
             memory: self.memory.clone(),
             charged: 0,
+            quota: self.quota.clone(),
             deadline,
             log: self.log.clone(),
             event_log: Arc::default(),

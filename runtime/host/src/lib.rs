@@ -93,6 +93,7 @@ mod http;
 mod invoke;
 mod kv;
 mod private_dir;
+mod quota;
 mod spec;
 mod stats;
 
@@ -105,5 +106,6 @@ pub use host::{Dispatch, Handler, Host, HostConfig, LoadInfo, Ticket};
 pub use http::{HttpAllow, HttpAllowError};
 pub use invoke::{Contract, Outcome, TrapKind};
 pub use private_dir::PrivateDir;
+pub use quota::{QuotaUse, SharedQuota};
 pub use spec::{tag_pattern_matches, DirGrant, Grants, HandlerSpec, KvGrant, Limits, ModuleSource};
 pub use stats::HandlerStats;

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::HttpAllow;
+use crate::quota::SharedQuota;
 
 /// Where a handler's component comes from.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct HandlerSpec {
     pub limits: Limits,
     /// Capabilities beyond the contract's imports. Default: none.
     pub grants: Grants,
+    /// A capacity it shares with other handlers (its tenant's), on top of its own limits.
+    pub quota: Option<Arc<SharedQuota>>,
 }
 
 impl HandlerSpec {
@@ -36,6 +40,7 @@ impl HandlerSpec {
             module,
             limits: Limits::default(),
             grants: Grants::default(),
+            quota: None,
         }
     }
 }

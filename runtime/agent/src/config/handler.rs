@@ -48,6 +48,9 @@ pub struct HandlerConfig {
     pub grants: Grants,
     /// The tenant it belongs to (`[[tenant]]`); `None`: the operator's.
     pub tenant: Option<String>,
+    /// Its tenant's quota (set when the configuration is checked), shared with the tenant's
+    /// other handlers.
+    pub tenant_quota: Option<super::tenant::TenantQuota>,
 }
 
 impl HandlerConfig {
@@ -62,6 +65,7 @@ impl HandlerConfig {
             limits: Limits::default(),
             grants: Grants::default(),
             tenant: None,
+            tenant_quota: None,
         }
     }
 

@@ -753,14 +753,14 @@ mod tests {
     fn tenants_decode_from_toml_and_json_and_check_their_handlers() {
         let hash = format!("sha256:{}", "ab".repeat(32));
         let t = toml(&format!(
-            "[[tenant]]\nname = \"payments\"\nrpc_tokens = [\"{hash}\"]\nquota = {{ handlers = 2 }}\n\
+            "[[tenant]]\nname = \"payments\"\nrpc_tokens = [\"{hash}\"]\nquota = {{ handlers = 2, concurrency = 3, memory = \"32MiB\" }}\n\
              grants = {{ emit = true }}\n\
              [[handler]]\ntenant = \"payments\"\nmodule = \"refund.wasm\"\n\
              events = \"query:payments/refund\"\ngrants = {{ emit = true }}\n"
         ))
         .unwrap();
         let j = json(&format!(
-            r#"{{"tenants":[{{"name":"payments","rpc_tokens":["{hash}"],"quota":{{"handlers":2}},"grants":{{"emit":true}}}}],
+            r#"{{"tenants":[{{"name":"payments","rpc_tokens":["{hash}"],"quota":{{"handlers":2,"concurrency":3,"memory":"32MiB"}},"grants":{{"emit":true}}}}],
                "handlers":[{{"tenant":"payments","module":"refund.wasm","events":"query:payments/refund","grants":{{"emit":true}}}}]}}"#
         ))
         .unwrap();
@@ -771,13 +771,18 @@ mod tests {
             assert_eq!(
                 (
                     tenant.name.as_str(),
-                    tenant.max_handlers,
+                    tenant.quota.handlers,
                     tenant.rpc_tokens[0][0]
                 ),
                 ("payments", Some(2), 0xab)
             );
             assert!(tenant.grants.emit);
+            assert_eq!(
+                (tenant.quota.concurrency, tenant.quota.memory),
+                (Some(3), Some(32 << 20))
+            );
             let h = &c.handlers[0];
+            assert_eq!(h.tenant_quota, Some(tenant.quota));
             assert_eq!(h.tenant.as_deref(), Some("payments"));
             assert_eq!(h.grants.emit_prefix.as_deref(), Some("payments/"));
         }
@@ -794,6 +799,10 @@ mod tests {
             (
                 "[[tenant]]\nname = \"p\"\ngrants = { dirs = [\"rel\"] }\n",
                 "tenant[0].grants",
+            ),
+            (
+                "[[tenant]]\nname = \"p\"\nquota = { concurrency = 0 }\n",
+                "above zero",
             ),
         ] {
             let e = toml(bad).unwrap_err().to_string();

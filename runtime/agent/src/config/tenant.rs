@@ -5,7 +5,7 @@
 //! [[tenant]]
 //! name = "payments"
 //! rpc_tokens = ["sha256:9f86d0..."]   # sha256 of each RPC token that acts as this tenant
-//! quota = { handlers = 10 }
+//! quota = { handlers = 10, concurrency = 4, memory = "256MiB" }
 //! grants = { dirs = [], write_dirs = [], env = [], emit = true }   # the most any of its handlers may get
 //!
 //! [[handler]]
@@ -20,6 +20,12 @@
 //! (the same keys as `deploy_grants`), and may emit only names in its namespace. Names in a
 //! tenant's namespace reach only handlers that name them exactly, so the operator's `*`, `user`
 //! and `query` handlers do not see a tenant's events.
+//!
+//! `quota`: `handlers`, the most handlers it may have here; `concurrency`, the most events of
+//! its handlers running at once (more wait, while each handler's queue holds them, and past it
+//! are dropped and counted); `memory`, the most linear memory its handlers' live instances hold
+//! together (an instance growing past it traps with the reason). Each is on top of the handlers'
+//! own limits and the agent-wide cap, and never borrowed from another tenant.
 
 use super::de::{Strings, Table};
 use super::deploy::Ceiling;
@@ -34,10 +40,21 @@ pub struct TenantConfig {
     pub name: String,
     /// sha256 digests of the RPC tokens that act as this tenant.
     pub rpc_tokens: Vec<[u8; 32]>,
-    /// The most handlers it may have on this agent; `None`: no limit.
-    pub max_handlers: Option<usize>,
+    /// Its quota on this agent.
+    pub quota: TenantQuota,
     /// The most any of its handlers may be granted.
     pub grants: DeployCeiling,
+}
+
+/// A tenant's `quota`; `None`: no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// The most handlers it may have.
+    pub handlers: Option<usize>,
+    /// The most events of its handlers running at once.
+    pub concurrency: Option<usize>,
+    /// The most bytes of linear memory its handlers' live instances hold together.
+    pub memory: Option<u64>,
 }
 
 impl TenantConfig {
@@ -110,6 +127,8 @@ pub(super) struct Entry {
 #[serde(deny_unknown_fields)]
 struct QuotaEntry {
     handlers: Option<super::de::Whole<usize>>,
+    concurrency: Option<super::de::Whole<usize>>,
+    memory: Option<super::handlers::Size>,
 }
 
 /// The tenants a `tenant` / `tenants` key gives; `key` names them in errors.
@@ -138,10 +157,24 @@ pub(super) fn configs(
             None => DeployCeiling::default(),
             Some(Table(g)) => g.into_ceiling().map_err(|m| bad(i, ".grants", m))?,
         };
+        let quota = e
+            .quota
+            .map_or_else(TenantQuota::default, |Table(q)| TenantQuota {
+                handlers: q.handlers.map(|n| n.0),
+                concurrency: q.concurrency.map(|n| n.0),
+                memory: q.memory.map(|m| m.0),
+            });
+        if quota.concurrency == Some(0) || quota.memory == Some(0) {
+            return Err(bad(
+                i,
+                ".quota",
+                "concurrency and memory must be above zero (leave one out for no limit)".into(),
+            ));
+        }
         out.push(TenantConfig {
             name,
             rpc_tokens,
-            max_handlers: e.quota.and_then(|Table(q)| q.handlers).map(|n| n.0),
+            quota,
             grants,
         });
     }
@@ -179,13 +212,14 @@ pub(super) fn check(
             return conflict(format!("handler {:?}: {why}", h.name));
         }
         h.grants.emit_prefix = Some(t.namespace());
+        h.tenant_quota = Some(t.quota);
     }
     for t in tenants {
         let count = handlers
             .iter()
             .filter(|h| h.tenant.as_deref() == Some(&t.name))
             .count();
-        if let Some(max) = t.max_handlers.filter(|max| count > *max) {
+        if let Some(max) = t.quota.handlers.filter(|max| count > *max) {
             return conflict(format!(
                 "tenant {:?} has {count} handlers; its quota.handlers is {max}",
                 t.name
@@ -222,7 +256,7 @@ mod tests {
         TenantConfig {
             name: name.into(),
             rpc_tokens: Vec::new(),
-            max_handlers: None,
+            quota: TenantQuota::default(),
             grants: DeployCeiling {
                 emit: true,
                 ..DeployCeiling::default()
@@ -304,7 +338,7 @@ mod tests {
 
         // The quota on handlers, and unique names.
         let mut limited = tenant("payments");
-        limited.max_handlers = Some(1);
+        limited.quota.handlers = Some(1);
         let mut two = [
             handler(Some("payments"), "query:payments/a"),
             handler(Some("payments"), "query:payments/b"),

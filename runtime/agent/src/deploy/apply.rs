@@ -53,6 +53,7 @@ pub(super) fn handler_config(
         limits,
         grants,
         tenant: None,
+        tenant_quota: None,
     })
 }
 

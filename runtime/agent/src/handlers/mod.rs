@@ -24,18 +24,20 @@ mod embedder;
 pub use crate::config::{admits, is_reserved, HandlerConfig, RESERVED_PREFIXES};
 pub use embedder::AGENT_CALL_TIMEOUT;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hearsay_host::{
     Contract, Dispatch, Embedder, Handler, HandlerSpec, HandlerStats, Host, HostConfig, HostError,
-    ModuleSource,
+    ModuleSource, SharedQuota,
 };
 use hearsay_serf::event::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use crate::config::tenant::TenantQuota;
 use crate::conversions;
 use crate::node::Node;
 use embedder::{AgentLink, EventContext};
@@ -117,6 +119,9 @@ struct Inner {
     /// The tenants' names: a user event or query in one's namespace reaches only handlers that
     /// name it exactly.
     tenants: RwLock<Arc<[String]>>,
+    /// Each tenant's shared capacity, made when one of its handlers loads; made anew when its
+    /// quota changes (its handlers then load again with the new one).
+    quotas: Mutex<BTreeMap<String, (TenantQuota, Arc<SharedQuota>)>>,
     /// Serialises reloads (SIGHUP and a deploy could race).
     reloading: tokio::sync::Mutex<()>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -237,6 +242,7 @@ impl Handlers {
             link,
             set: RwLock::new(Arc::new(Vec::new())),
             tenants: RwLock::new(Arc::from(Vec::new())),
+            quotas: Mutex::new(BTreeMap::new()),
             reloading: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
         });
@@ -376,6 +382,25 @@ fn check_names(configs: &[HandlerConfig], deployed: &[Active]) -> Result<()> {
 
 /// Loads a new set, keeping the handlers of `old` whose module bytes, limits and grants are
 /// unchanged. Compiling runs on the blocking pool, never on the runtime's workers.
+impl Inner {
+    /// Tenant `name`'s shared capacity for `quota`: the one its other handlers hold, unless the
+    /// quota changed.
+    fn shared_quota(&self, name: &str, quota: TenantQuota) -> Arc<SharedQuota> {
+        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        match quotas.get(name) {
+            Some((q, shared)) if *q == quota => shared.clone(),
+            _ => {
+                let memory = quota
+                    .memory
+                    .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+                let shared = Arc::new(SharedQuota::new(name, quota.concurrency, memory));
+                quotas.insert(name.to_owned(), (quota, shared.clone()));
+                shared
+            }
+        }
+    }
+}
+
 async fn load_set(
     inner: &Arc<Inner>,
     old: &[Active],
@@ -403,6 +428,8 @@ async fn load_one(inner: &Arc<Inner>, old: &[Active], config: HandlerConfig) -> 
             a.config.name == config.name
                 && a.config.limits == config.limits
                 && a.config.grants == config.grants
+                && a.config.tenant == config.tenant
+                && a.config.tenant_quota == config.tenant_quota
                 && a.handler.info().sha256 == sha256
         });
         let handler = match kept {
@@ -413,6 +440,10 @@ async fn load_one(inner: &Arc<Inner>, old: &[Active], config: HandlerConfig) -> 
                     module: ModuleSource::Bytes(bytes),
                     limits: config.limits.clone(),
                     grants: config.grants.clone(),
+                    quota: config
+                        .tenant
+                        .as_deref()
+                        .map(|t| inner.shared_quota(t, config.tenant_quota.unwrap_or_default())),
                 };
                 let inner = inner.clone();
                 blocking(move || inner.host()?.load(spec)).await?
