@@ -737,6 +737,9 @@ impl Invocation {
                 ))));
             }
         }
+        if let Some(Err(why)) = self.quota.as_ref().map(|q| q.emit()) {
+            return Ok(Err(EmitError::Rejected(why)));
+        }
         Ok(self.embedder()?.emit(name, payload, coalesce).await)
     }
 

@@ -1,8 +1,11 @@
 //! [`SharedQuota`]: a capacity several handlers draw on together (a tenant's): at most so many
-//! of their events running at once, and their instances' linear memory together under a cap.
+//! of their events running at once, their instances' linear memory together under a cap, and
+//! the user events they emit under a rate.
 //! It is on top of each handler's own limits and the agent-wide memory cap, never instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -18,6 +21,11 @@ pub struct SharedQuota {
     waited: AtomicU64,
     /// Memory growths refused because `memory` was in use.
     memory_refusals: AtomicU64,
+    /// Emitted events per second, with a burst of one second's worth: (rate, tokens, when the
+    /// tokens were last topped up).
+    emits: Option<(u32, Mutex<(f64, Instant)>)>,
+    /// Emits refused for the rate.
+    emit_refusals: AtomicU64,
 }
 
 /// What a [`SharedQuota`] holds now, for listings.
@@ -31,6 +39,8 @@ pub struct QuotaUse {
     pub waited: u64,
     /// Memory growths refused because the shared cap was in use, since the quota was made.
     pub memory_refusals: u64,
+    /// Emits refused because of the rate, since the quota was made.
+    pub emit_refusals: u64,
 }
 
 impl SharedQuota {
@@ -44,7 +54,17 @@ impl SharedQuota {
             memory: memory.map(MemoryBudget::new),
             waited: AtomicU64::new(0),
             memory_refusals: AtomicU64::new(0),
+            emits: None,
+            emit_refusals: AtomicU64::new(0),
         }
+    }
+
+    /// The same quota, with at most `per_second` user events emitted by its handlers each
+    /// second (a burst of one second's worth).
+    pub fn with_emit_rate(mut self, per_second: u32) -> Self {
+        let rate = per_second.max(1);
+        self.emits = Some((rate, Mutex::new((f64::from(rate), Instant::now()))));
+        self
     }
 
     /// Its name.
@@ -62,6 +82,29 @@ impl SharedQuota {
             memory: self.memory.as_ref().map_or(0, MemoryBudget::used),
             waited: self.waited.load(Ordering::Relaxed),
             memory_refusals: self.memory_refusals.load(Ordering::Relaxed),
+            emit_refusals: self.emit_refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes one emit from the rate; `Err` says why not.
+    pub(crate) fn emit(&self) -> Result<(), String> {
+        let Some((rate, bucket)) = &self.emits else {
+            return Ok(());
+        };
+        let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let rate_f = f64::from(*rate);
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate_f).min(rate_f);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            Ok(())
+        } else {
+            self.emit_refusals.fetch_add(1, Ordering::Relaxed);
+            Err(format!(
+                "{:?} emits at most {rate} events per second (its events_per_second quota)",
+                self.name
+            ))
         }
     }
 
@@ -116,6 +159,24 @@ mod tests {
         assert_eq!(q.usage().memory_refusals, 1);
         let free = SharedQuota::new("x", None, None);
         assert!(free.charge(usize::MAX).is_ok());
+    }
+
+    #[test]
+    fn emits_are_held_to_the_rate() {
+        let q = SharedQuota::new("payments", None, None).with_emit_rate(3);
+        let taken = (0..10).filter(|_| q.emit().is_ok()).count() as u64;
+        // A burst of one second's worth, and what the loop's own time adds back (nothing, unless
+        // the machine stalls this thread for a third of a second).
+        assert!((3..=4).contains(&taken), "{taken}");
+        assert_eq!(q.usage().emit_refusals, 10 - taken);
+        let q = SharedQuota::new("payments", None, None).with_emit_rate(1);
+        q.emit().unwrap();
+        let e = q.emit().unwrap_err();
+        assert!(
+            e.contains("1 events per second") && e.contains("payments"),
+            "{e}"
+        );
+        assert!(SharedQuota::new("x", None, None).emit().is_ok());
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! [[tenant]]
 //! name = "payments"
 //! rpc_tokens = ["sha256:9f86d0..."]   # sha256 of each RPC token that acts as this tenant
-//! quota = { handlers = 10, concurrency = 4, memory = "256MiB" }
+//! quota = { handlers = 10, concurrency = 4, memory = "256MiB", events_per_second = 50 }
 //! grants = { dirs = [], write_dirs = [], env = [], emit = true }   # the most any of its handlers may get
 //!
 //! [[handler]]
@@ -24,8 +24,10 @@
 //! `quota`: `handlers`, the most handlers it may have here; `concurrency`, the most events of
 //! its handlers running at once (more wait, while each handler's queue holds them, and past it
 //! are dropped and counted); `memory`, the most linear memory its handlers' live instances hold
-//! together (an instance growing past it traps with the reason). Each is on top of the handlers'
-//! own limits and the agent-wide cap, and never borrowed from another tenant.
+//! together (an instance growing past it traps with the reason); `events_per_second`, the most
+//! user events its handlers emit each second on this agent (a burst of one second's worth; an
+//! emit past it is rejected with the reason). Each is on top of the handlers' own limits and the
+//! agent-wide cap, and never borrowed from another tenant.
 
 use super::de::{Strings, Table};
 use super::deploy::Ceiling;
@@ -55,6 +57,8 @@ pub struct TenantQuota {
     pub concurrency: Option<usize>,
     /// The most bytes of linear memory its handlers' live instances hold together.
     pub memory: Option<u64>,
+    /// The most user events its handlers emit each second.
+    pub events_per_second: Option<u32>,
 }
 
 impl TenantConfig {
@@ -70,12 +74,13 @@ pub fn namespace(name: &str) -> String {
 }
 
 /// Which tenant owns the user-event or query `name`, among `tenants`' names: the one whose
-/// namespace it begins with.
+/// namespace it begins with, something following (`payments/` alone is no tenant's).
 pub fn owner<'a>(tenants: &'a [String], name: &str) -> Option<&'a str> {
-    tenants
-        .iter()
-        .map(String::as_str)
-        .find(|t| name.len() > t.len() && name.starts_with(t) && name[t.len()..].starts_with('/'))
+    tenants.iter().map(String::as_str).find(|t| {
+        name.strip_prefix(t)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty())
+    })
 }
 
 /// Checks a tenant's name: a lowercase letter, then lowercase letters, digits, `-` or `_`, at
@@ -129,6 +134,7 @@ struct QuotaEntry {
     handlers: Option<super::de::Whole<usize>>,
     concurrency: Option<super::de::Whole<usize>>,
     memory: Option<super::handlers::Size>,
+    events_per_second: Option<super::de::Whole<u32>>,
 }
 
 /// The tenants a `tenant` / `tenants` key gives; `key` names them in errors.
@@ -163,12 +169,16 @@ pub(super) fn configs(
                 handlers: q.handlers.map(|n| n.0),
                 concurrency: q.concurrency.map(|n| n.0),
                 memory: q.memory.map(|m| m.0),
+                events_per_second: q.events_per_second.map(|n| n.0),
             });
-        if quota.concurrency == Some(0) || quota.memory == Some(0) {
+        if quota.concurrency == Some(0)
+            || quota.memory == Some(0)
+            || quota.events_per_second == Some(0)
+        {
             return Err(bad(
                 i,
                 ".quota",
-                "concurrency and memory must be above zero (leave one out for no limit)".into(),
+                "concurrency, memory and events_per_second must be above zero (leave one out for no limit)".into(),
             ));
         }
         out.push(TenantConfig {
@@ -276,6 +286,7 @@ mod tests {
         assert_eq!(owner(&names, "payments/refund"), Some("payments"));
         assert_eq!(owner(&names, "pay/x"), Some("pay"));
         assert_eq!(owner(&names, "payments"), None);
+        assert_eq!(owner(&names, "payments/"), None);
         assert_eq!(owner(&names, "payments-x/y"), None);
         assert_eq!(owner(&names, "deploy"), None);
     }

@@ -393,7 +393,11 @@ impl Inner {
                 let memory = quota
                     .memory
                     .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
-                let shared = Arc::new(SharedQuota::new(name, quota.concurrency, memory));
+                let mut shared = SharedQuota::new(name, quota.concurrency, memory);
+                if let Some(rate) = quota.events_per_second {
+                    shared = shared.with_emit_rate(rate);
+                }
+                let shared = Arc::new(shared);
                 quotas.insert(name.to_owned(), (quota, shared.clone()));
                 shared
             }
