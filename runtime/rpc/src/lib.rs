@@ -100,7 +100,8 @@ pub const COMMANDS: [&str; 20] = [
 /// - `handlers`: lists the agent's WebAssembly handlers. Response body: a map with
 ///   `Handlers`, an array of maps with `Name`, `Filter`, `Module`, `Sha256` (strings),
 ///   `Invocations`, `Ok`, `Errors`, `Traps`, `Timeouts`, `Drops`, `Queued` (unsigned
-///   integers), and `P50`, `P99` (latency in nanoseconds, nil before the first event); see
+///   integers), `P50`, `P99` (latency in nanoseconds, nil before the first event), and
+///   `Tenant` (string: the handler's tenant; nil for the operator's handlers); see
 ///   [`RpcHandler`].
 /// - `deploy`: deploys a signed WebAssembly handler module cluster-wide, or undeploys one.
 ///   Request body: a map with `Deployment` (bytes: the encoded, signed deployment record)
