@@ -20,6 +20,16 @@
 //! (the same keys as `deploy_grants`), and may emit only names in its namespace. Names in a
 //! tenant's namespace reach only handlers that name them exactly, so the operator's `*`, `user`
 //! and `query` handlers do not see a tenant's events.
+//!
+//! Over RPC, a client that authenticates (Serf's `auth`, `serf ... -rpc-auth=TOKEN`) with a
+//! token whose sha256 is in a tenant's `rpc_tokens` acts as that tenant; `rpc_auth` stays the
+//! operator's key, with full rights (see `hearsay_rpc::Identity`). A tenant may list the
+//! members (`members`, `members-filtered`, `get-coordinate`), send user events and queries
+//! named `NAME/...`, `stream` (it gets member events and its namespace's user events and
+//! queries only) and list its own handlers (`hearsay handlers`); every other command is
+//! refused with `permission denied: tenant "NAME" ...`, and the connection goes on. Without
+//! `rpc_auth`, clients that send no `auth` are the operator (as in Serf), so the tokens protect
+//! nothing: the agent warns at start.
 
 use super::de::{Strings, Table};
 use super::deploy::Ceiling;
