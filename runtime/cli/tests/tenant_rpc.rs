@@ -271,3 +271,32 @@ fn tenants_act_only_in_their_namespace_and_the_operator_everywhere() {
         assert!(more.is_err(), "unexpected record {more:?}");
     });
 }
+
+#[test]
+fn without_rpc_auth_tenants_tokens_protect_nothing_and_the_agent_says_so() {
+    require_serf();
+    let dir = scratch("tenant-rpc-open");
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let path = dir.join("agent.toml");
+    let toml = config(free_port(), &rpc).replace(&format!("rpc_auth = \"{OPERATOR}\"\n"), "");
+    assert!(!toml.contains("rpc_auth"), "{toml}");
+    std::fs::write(&path, toml).unwrap();
+    let mut agent = start_agent(&[format!("-config-file={}", path.display())]);
+    agent_support::wait_output(&mut agent, 0, "the warning about rpc_auth", |l| {
+        l.contains(
+            "tenants' RPC tokens protect nothing while rpc_auth is unset: unauthenticated \
+             clients have full rights; set rpc_auth",
+        )
+    });
+    // No auth: the operator, as in Serf.
+    ok(
+        serf_run(&["info", &format!("-rpc-addr={rpc}")]),
+        "info without auth",
+    );
+    // A tenant's token still makes the client that tenant.
+    refused(
+        serf_as(&rpc, PAY, "info", &[]),
+        "info as payments",
+        "permission denied: tenant \"payments\" may not use \"stats\"",
+    );
+}
