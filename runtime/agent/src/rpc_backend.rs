@@ -142,6 +142,7 @@ impl From<&HandlerListing> for RpcHandler {
             running: h.stats.running,
             oldest_running: h.stats.oldest_running,
             log_suppressed: h.stats.log_suppressed,
+            tenant: h.tenant.clone(),
         }
     }
 }

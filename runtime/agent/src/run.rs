@@ -673,9 +673,9 @@ struct Rpc {
     leave_requested: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The one place the Serf RPC server starts: on `rpc_addr`, with `rpc_auth` and
-/// `rpc_max_connections` (and the server's 10 s handshake bound), the agent's log
-/// hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
+/// The one place the Serf RPC server starts: on `rpc_addr`, with `rpc_auth`, the tenants'
+/// `rpc_tokens` and `rpc_max_connections` (and the server's 10 s handshake bound), the agent's
+/// log hub for `monitor`, its tags file for `tags`, and the static facts for `stats`.
 async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let c = &agent.config;
     let mut backend = AgentBackend::new(agent.node.clone())
@@ -688,6 +688,15 @@ async fn start_rpc(agent: &Agent, logging: &Logging) -> Result<Rpc> {
     let mut options = ServerOptions::default().max_connections(c.rpc_max_connections);
     if let Some(key) = &c.rpc_auth {
         options = options.auth_key(key.clone());
+    }
+    for t in &c.tenants {
+        options = options.tenant(t.name.clone(), t.rpc_tokens.clone());
+    }
+    if c.rpc_auth.is_none() && c.tenants.iter().any(|t| !t.rpc_tokens.is_empty()) {
+        warn!(
+            "agent: tenants' RPC tokens protect nothing while rpc_auth is unset: \
+             unauthenticated clients have full rights; set rpc_auth"
+        );
     }
     if let Some(path) = &c.tags_file {
         backend = backend.tags_file(path.clone());

@@ -4,7 +4,10 @@
 //! - [`RpcClient`] drives any agent (hearsay's or Serf's): requests multiplexed over one
 //!   connection by sequence number, streams as [`RecordStream`]s.
 //! - [`RpcServer`] is the connection loop (handshake, auth, sequencing, streams, monitors,
-//!   queries, Serf's error strings) over a [`Backend`] the agent implements.
+//!   queries, Serf's error strings) over a [`Backend`] the agent implements. Each
+//!   connection acts as an [`Identity`]: the operator, or a tenant ([`TenantKey`],
+//!   [`ServerOptions::tenant`]) that may only read the members, use event and query names in
+//!   its namespace, stream those, and list its own handlers.
 //! - The records both sides exchange ([`RpcMember`], [`KeyResponse`], [`QueryRecord`], and
 //!   hearsay's own [`RpcHandler`], [`RpcDeployment`]) carry Serf's field names (or, for
 //!   hearsay's, names in Serf's style).
@@ -24,6 +27,7 @@ mod client;
 pub mod codec;
 mod error;
 pub mod fuzzing;
+mod identity;
 mod messages;
 mod server;
 
@@ -33,6 +37,7 @@ pub use backend::{
 pub use client::{Coordinate, QueryParams, RecordStream, RpcClient};
 pub use codec::Value;
 pub use error::{Error, Result};
+pub use identity::{digests_equal, in_namespace, token_digest, Identity, TenantKey};
 pub use messages::{
     KeyOp, KeyResponse, LogLevel, QueryRecord, QueryRequest, RpcDeployNode, RpcDeployment,
     RpcDeployments, RpcHandler, RpcMember, RpcRefusal,
@@ -100,8 +105,9 @@ pub const COMMANDS: [&str; 20] = [
 /// - `handlers`: lists the agent's WebAssembly handlers. Response body: a map with
 ///   `Handlers`, an array of maps with `Name`, `Filter`, `Module`, `Sha256` (strings),
 ///   `Invocations`, `Ok`, `Errors`, `Traps`, `Timeouts`, `Drops`, `Queued` (unsigned
-///   integers), and `P50`, `P99` (latency in nanoseconds, nil before the first event); see
-///   [`RpcHandler`].
+///   integers), `P50`, `P99` (latency in nanoseconds, nil before the first event), and
+///   `Tenant` (string: the handler's tenant; nil for the operator's handlers); see
+///   [`RpcHandler`]. A tenant's connection gets only its own handlers.
 /// - `deploy`: deploys a signed WebAssembly handler module cluster-wide, or undeploys one.
 ///   Request body: a map with `Deployment` (bytes: the encoded, signed deployment record)
 ///   and `Module` (bytes: the module; empty for an undeploy, or when the agent already holds

@@ -451,6 +451,8 @@ pub struct RpcHandler {
     pub oldest_running: Option<Duration>,
     /// Guest log lines dropped by the log budget.
     pub log_suppressed: u64,
+    /// The tenant the handler belongs to (`Tenant`; nil on the wire for the operator's).
+    pub tenant: Option<String>,
 }
 
 impl RpcHandler {
@@ -478,11 +480,12 @@ impl RpcHandler {
             ("Running", Value::Uint(self.running)),
             ("OldestRunning", nanos(self.oldest_running)),
             ("LogSuppressed", Value::Uint(self.log_suppressed)),
+            ("Tenant", self.tenant.as_deref().map_or(Value::Nil, s)),
         ])
     }
 
     /// Reads a handler from a decoded map; `Running` and `LogSuppressed`, absent from older
-    /// agents, read as 0. A field of the wrong type is [`Error::Protocol`].
+    /// agents, read as 0, and `Tenant` (absent, nil or empty) as none. A field of the wrong type is [`Error::Protocol`].
     pub fn from_value(v: &Value) -> Result<Self> {
         let f = Fields::of(v, "handler")?;
         let nanos = |name: &str| -> Result<Option<Duration>> {
@@ -515,6 +518,10 @@ impl RpcHandler {
             running: optional_uint("Running")?,
             oldest_running: nanos("OldestRunning")?,
             log_suppressed: optional_uint("LogSuppressed")?,
+            tenant: match f.get("Tenant") {
+                None | Some(Value::Nil) => None,
+                Some(_) => Some(f.str("Tenant")?).filter(|t| !t.is_empty()),
+            },
         })
     }
 }
@@ -796,11 +803,20 @@ mod tests {
             running: 2,
             oldest_running: Some(Duration::from_millis(1500)),
             log_suppressed: 9,
+            tenant: Some("payments".into()),
         };
         let mut bytes = Vec::new();
         encode_value(&mut bytes, &h.to_value());
         let (v, _) = decode_value(&bytes).unwrap().unwrap();
         assert_eq!(RpcHandler::from_value(&v).unwrap(), h);
+        let operators = RpcHandler {
+            tenant: None,
+            ..h.clone()
+        };
+        let mut bytes = Vec::new();
+        encode_value(&mut bytes, &operators.to_value());
+        let (v, _) = decode_value(&bytes).unwrap().unwrap();
+        assert_eq!(RpcHandler::from_value(&v).unwrap(), operators);
         assert!(RpcHandler::from_value(&s("not a map")).is_err());
     }
 

@@ -16,6 +16,12 @@
 //! whenever no request is pending, so an idle one holds none, and a large request's buffer
 //! does not outlive it.
 //!
+//! Each connection acts as an [`Identity`]: `auth` with a tenant's token
+//! ([`ServerOptions::tenant`]) makes it that tenant, and every request is checked against it
+//! before the backend sees it (a refusal is the header's error, with the body the command's
+//! client reads, and the connection goes on); a tenant's `stream` skips other namespaces'
+//! events, and its `handlers` lists only its own.
+//!
 //! How large query responses reach a client is part of the protocol: see [`RpcServer`].
 
 use crate::backend::{Backend, QueryEvent, QueryTarget, StreamEvent};
@@ -25,6 +31,7 @@ use crate::codec::{
 };
 use crate::error::{Error, Result};
 use crate::errors::*;
+use crate::identity::{authenticate, Identity, TenantKey};
 use crate::messages::{
     KeyOp, KeyResponse, LogLevel, QueryRequest, Request, RpcDeployments, RpcMember,
 };
@@ -69,6 +76,11 @@ pub struct ServerOptions {
     /// has no idle timeout (nor has Serf's): an idle CLI session, a `monitor` or a `stream`
     /// stays open as long as its client keeps it.
     pub handshake_timeout: Duration,
+    /// The tenants whose tokens a client may `auth` with, to act as that tenant
+    /// ([`Identity::Tenant`]): only the members, events and queries in its namespace, streams
+    /// of those, and its own handlers. Without [`ServerOptions::auth_key`], a client that
+    /// sends no `auth` is the operator (as in Serf).
+    pub tenants: Vec<TenantKey>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +89,7 @@ impl Default for ServerOptions {
             auth_key: None,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            tenants: Vec::new(),
         }
     }
 }
@@ -102,6 +115,16 @@ impl ServerOptions {
     pub fn auth_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
         self.auth_key = (!key.is_empty()).then_some(key);
+        self
+    }
+
+    /// Adds tenant `name`: a client that sends `auth` with a token whose sha256 is one of
+    /// `token_hashes` acts as that tenant.
+    pub fn tenant(mut self, name: impl Into<String>, token_hashes: Vec<[u8; 32]>) -> Self {
+        self.tenants.push(TenantKey {
+            name: name.into(),
+            token_hashes,
+        });
         self
     }
 
@@ -398,6 +421,8 @@ struct Client {
     out: Outbox,
     version: i64,
     authed: bool,
+    /// Who the client acts as (set by `auth`).
+    identity: Identity,
     streams: HashMap<u64, JoinHandle<()>>,
     monitor: Option<(u64, JoinHandle<()>)>,
     queries: Arc<Mutex<HashMap<u64, QueryTarget>>>,
@@ -465,6 +490,7 @@ async fn serve_client(
         },
         version: 0,
         authed: false,
+        identity: Identity::Operator,
         streams: HashMap::new(),
         monitor: None,
         queries: Arc::new(Mutex::new(HashMap::new())),
@@ -629,6 +655,12 @@ impl Client {
             self.out.reply(seq, AUTH_REQUIRED, None);
             return Ok(());
         }
+        if let Err(why) = self.identity.permits(command, &req) {
+            tracing::warn!(client = %self.out.peer, "agent.ipc: {why}");
+            // With the body the client waits for, so it reads the error and goes on.
+            self.out.reply(seq, why, refusal_body(&req).as_ref());
+            return Ok(());
+        }
         self.run(seq, req).await;
         Ok(())
     }
@@ -658,6 +690,8 @@ impl Client {
             self.out.reply(seq, HANDSHAKE_REQUIRED, None);
         } else if self.needs_auth() {
             self.out.reply(seq, AUTH_REQUIRED, None);
+        } else if let Err(why) = self.identity.permits("deploy", &DEPLOY) {
+            self.out.reply(seq, why, Some(&deploy_body(0)));
         } else {
             let err = format!("invalid deploy request: {}", protocol_text(e));
             self.out.reply(seq, err, Some(&deploy_body(0)));
@@ -666,9 +700,10 @@ impl Client {
 
     /// The largest body accepted for `command` from this client: `deploy`'s larger bound
     /// ([`codec::MAX_DEPLOY_BYTES`]) only once the handshake and any `auth` are done, so an
-    /// unauthenticated client cannot make the agent buffer that much.
+    /// unauthenticated client (or a tenant, which may not deploy) cannot make the agent buffer
+    /// that much.
     fn body_limit(&self, command: &str) -> usize {
-        if self.version == 0 || self.needs_auth() {
+        if self.version == 0 || self.needs_auth() || self.identity != Identity::Operator {
             MAX_VALUE_BYTES
         } else {
             max_body_bytes(command)
@@ -691,13 +726,13 @@ impl Client {
                 out.reply(seq, err, None);
             }
             Request::Auth { key } => {
-                let ok = self
-                    .shared
-                    .options
-                    .auth_key
-                    .as_deref()
-                    .is_none_or(|k| k == key);
-                self.authed |= ok;
+                let options = &self.shared.options;
+                let who = authenticate(options.auth_key.as_deref(), &options.tenants, &key);
+                let ok = who.is_some();
+                if let Some(who) = who {
+                    self.identity = who;
+                    self.authed = true;
+                }
                 out.reply(seq, if ok { "" } else { INVALID_AUTH_TOKEN }, None);
             }
             Request::Event {
@@ -797,7 +832,8 @@ impl Client {
                 out.reply(seq, "", Some(&body));
             }
             Request::Handlers => {
-                let listed = backend.handlers().await;
+                let mut listed = backend.handlers().await;
+                listed.retain(|h| self.identity.sees_handler(h));
                 let body = map(vec![(
                     "Handlers",
                     Value::Array(listed.iter().map(|h| h.to_value()).collect()),
@@ -859,8 +895,18 @@ impl Client {
         let out = self.out.clone();
         let queries = self.queries.clone();
         let next_id = self.next_query_id.clone();
+        let identity = self.identity.clone();
         let task = tokio::spawn(async move {
             while let Some(ev) = events.next().await {
+                // A tenant gets member events and its own namespace's events and queries.
+                let hidden = match &ev {
+                    StreamEvent::User { name, .. } => !identity.sees(name),
+                    StreamEvent::Query { target, .. } => !identity.sees(&target.name),
+                    StreamEvent::Lagged(_) | StreamEvent::Member { .. } => false,
+                };
+                if hidden {
+                    continue;
+                }
                 let rec = match ev {
                     StreamEvent::Lagged(n) => {
                         tracing::warn!(client = %out.peer, "agent.ipc: Dropping {n} events to client");
@@ -1088,6 +1134,31 @@ fn filter_members(
 }
 
 /// The body of a `deploy` response.
+/// A `deploy` standing for every deploy request when asking whether a client may deploy.
+const DEPLOY: Request = Request::Deploy {
+    deployment: Vec::new(),
+    module: Vec::new(),
+};
+
+/// The body a refused request's client reads after the header (Serf's client decodes one for
+/// these commands whatever the error), shaped as the command's response; `None` for commands
+/// answered with a header alone.
+fn refusal_body(req: &Request) -> Option<Value> {
+    match req {
+        Request::Join { .. } => Some(map(vec![("Num", int(0))])),
+        Request::Members | Request::MembersFiltered { .. } => Some(members_body(&[])),
+        Request::Key { .. } => Some(KeyResponse::default().to_value()),
+        Request::Stats => Some(map(Vec::new())),
+        Request::Handlers => Some(map(vec![("Handlers", Value::Array(Vec::new()))])),
+        Request::Deploy { .. } => Some(deploy_body(0)),
+        Request::Deployments => Some(RpcDeployments::default().to_value()),
+        Request::Coordinate { .. } => {
+            Some(map(vec![("Coord", Value::Nil), ("Ok", Value::Bool(false))]))
+        }
+        _ => None,
+    }
+}
+
 fn deploy_body(version: u64) -> Value {
     map(vec![("Version", Value::Uint(version))])
 }

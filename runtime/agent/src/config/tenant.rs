@@ -28,6 +28,16 @@
 //! user events its handlers emit each second on this agent (a burst of one second's worth; an
 //! emit past it is rejected with the reason). Each is on top of the handlers' own limits and the
 //! agent-wide cap, and never borrowed from another tenant.
+//!
+//! Over RPC, a client that authenticates (Serf's `auth`, `serf ... -rpc-auth=TOKEN`) with a
+//! token whose sha256 is in a tenant's `rpc_tokens` acts as that tenant; `rpc_auth` stays the
+//! operator's key, with full rights (see `hearsay_rpc::Identity`). A tenant may list the
+//! members (`members`, `members-filtered`, `get-coordinate`), send user events and queries
+//! named `NAME/...`, `stream` (it gets member events and its namespace's user events and
+//! queries only) and list its own handlers (`hearsay handlers`); every other command is
+//! refused with `permission denied: tenant "NAME" ...`, and the connection goes on. Without
+//! `rpc_auth`, clients that send no `auth` are the operator (as in Serf), so the tokens protect
+//! nothing: the agent warns at start.
 
 use super::de::{Strings, Table};
 use super::deploy::Ceiling;

@@ -87,6 +87,8 @@ pub struct HandlerListing {
     pub queued: usize,
     /// Its counters and latencies.
     pub stats: HandlerStats,
+    /// The tenant it belongs to (`tenant = "..."`); `None`: the operator's.
+    pub tenant: Option<String>,
 }
 
 /// The agent's handlers. Clones share the same set; dropping the last clone stops dispatching
@@ -313,6 +315,7 @@ impl Handlers {
                     sha256: info.sha256,
                     queued: a.handler.queued(),
                     stats: a.handler.stats(),
+                    tenant: a.config.tenant.clone(),
                 }
             })
             .collect()

@@ -1,5 +1,7 @@
 //! `hearsay handlers`: lists the agent's WebAssembly handlers with their counters and
 //! latencies, through the hearsay-only `handlers` RPC command (a Serf agent does not have it).
+//! Each row names the handler's tenant (`-` for the operator's); a client authenticated as a
+//! tenant gets only that tenant's handlers.
 
 use super::flags;
 use super::output::{columnize, json};
@@ -41,13 +43,14 @@ fn latency(d: Option<Duration>) -> String {
 
 fn table(handlers: &[RpcHandler]) -> String {
     let mut lines = vec![
-        "NAME|FILTER|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING|OLDEST|P50|P99|MODULE"
+        "NAME|TENANT|FILTER|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING|OLDEST|P50|P99|MODULE"
             .to_owned(),
     ];
     for h in handlers {
         lines.push(format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
             h.name,
+            h.tenant.as_deref().unwrap_or("-"),
             h.filter,
             h.invocations,
             h.errors,
@@ -82,6 +85,8 @@ struct HandlerJson<'a> {
     queued: u64,
     running: u64,
     sha256: &'a str,
+    /// The handler's tenant; `null` for the operator's.
+    tenant: Option<&'a str>,
     timeouts: u64,
     traps: u64,
 }
@@ -105,6 +110,7 @@ fn listing(handlers: &[RpcHandler]) -> Vec<HandlerJson<'_>> {
             queued: h.queued,
             running: h.running,
             sha256: &h.sha256,
+            tenant: h.tenant.as_deref(),
             timeouts: h.timeouts,
             traps: h.traps,
         })
@@ -133,6 +139,7 @@ mod tests {
             running: 1,
             oldest_running: Some(Duration::from_millis(3100)),
             log_suppressed: 0,
+            tenant: None,
         }
     }
 
@@ -141,12 +148,13 @@ mod tests {
         let t = table(&[sample()]);
         let mut lines = t.lines();
         let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-        assert_eq!(header[..4], ["NAME", "FILTER", "INVOCATIONS", "ERRORS"]);
+        assert_eq!(header[..4], ["NAME", "TENANT", "FILTER", "INVOCATIONS"]);
         let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(
             row,
             [
                 "echo",
+                "-",
                 "query:echo",
                 "12",
                 "1",
@@ -162,6 +170,11 @@ mod tests {
             ]
         );
         assert_eq!(latency(None), "-");
+        let mut tenants = sample();
+        tenants.tenant = Some("payments".into());
+        let t = table(&[tenants]);
+        let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[..3], ["echo", "payments", "query:echo"]);
         assert_eq!(latency(Some(Duration::from_millis(1500))), "1.50s");
     }
 
@@ -175,6 +188,7 @@ mod tests {
             "\"name\": \"echo\"",
             "\"running\": 1",
             "\"oldest_running_us\": 3100000",
+            "\"tenant\": null",
         ] {
             assert!(j.contains(k), "{k} in {j}");
         }
