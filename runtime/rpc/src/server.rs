@@ -1133,7 +1133,6 @@ fn filter_members(
         .collect())
 }
 
-/// The body of a `deploy` response.
 /// A `deploy` standing for every deploy request when asking whether a client may deploy.
 const DEPLOY: Request = Request::Deploy {
     deployment: Vec::new(),
@@ -1159,6 +1158,7 @@ fn refusal_body(req: &Request) -> Option<Value> {
     }
 }
 
+/// The body of a `deploy` response.
 fn deploy_body(version: u64) -> Value {
     map(vec![("Version", Value::Uint(version))])
 }
