@@ -173,6 +173,54 @@ fn a_shared_quota_holds_its_handlers_together_and_no_one_else() {
 }
 
 #[test]
+fn a_noisy_tenant_does_not_take_its_neighbours_capacity() {
+    // Tenant A may run 2 events at once in 32 MiB. Its handlers spin in wasm, sleep in host
+    // calls, bomb memory and flood the log, each with more events queued than the quota runs.
+    let host = host(2);
+    let a = Arc::new(SharedQuota::new("a", Some(2), Some(32 << 20)));
+    let noisy = |name: &str, mode: &str, payload: &[u8]| {
+        let mut s = spec(name, &guests().probe);
+        s.limits.timeout = Duration::from_secs(300);
+        s.limits.concurrency = 2;
+        s.quota = Some(a.clone());
+        let h = host.load(s).unwrap();
+        let tickets: Vec<Ticket> = (0..2)
+            .map(|_| queue(&host, &h, query(mode, payload), TestEmbedder::new()))
+            .collect();
+        (h, tickets)
+    };
+    let attack = [
+        noisy("a-spin", "loop", b""),
+        noisy("a-sleep", "sleep", HOUR),
+        noisy("a-bomb", "hog", b""),
+        noisy("a-flood", "log", b"1000000 flood"),
+    ];
+    until("tenant A runs at its quota, the rest of it waiting", || {
+        a.usage().running == 2 && a.usage().waited >= 1
+    });
+
+    // Tenant B, with a quota of its own, answers every query throughout.
+    let mut b = spec("b-echo", &guests().echo);
+    b.quota = Some(Arc::new(SharedQuota::new("b", Some(2), Some(32 << 20))));
+    let b = host.load(b).unwrap();
+    for i in 0..20 {
+        let payload = format!("b {i}");
+        assert_reply(&host, &b, "ping", payload.as_bytes(), &payload);
+    }
+    // Its four handlers, each allowed 2 at once, run 2 events between them.
+    let running: u64 = attack.iter().map(|(h, _)| h.stats().running).sum();
+    assert!(running <= 2, "tenant A runs {running} events");
+    assert!(a.usage().memory <= 32 << 20);
+    let stats = b.stats();
+    assert_eq!(
+        (stats.invocations, stats.timeouts, stats.drops, stats.traps),
+        (20, 0, 0, 0),
+        "{stats:?}"
+    );
+    drop(attack);
+}
+
+#[test]
 fn the_agent_wide_memory_cap_stops_a_bomb_with_its_reason_and_is_given_back() {
     let cap = 48 << 20;
     let host = Host::new(HostConfig {
