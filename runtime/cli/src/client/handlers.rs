@@ -1,7 +1,8 @@
 //! `hearsay handlers`: lists the agent's WebAssembly handlers with their counters and
 //! latencies, through the hearsay-only `handlers` RPC command (a Serf agent does not have it).
-//! Each row names the handler's tenant (`-` for the operator's); a client authenticated as a
-//! tenant gets only that tenant's handlers.
+//! Each row names the handler's tenant (`-` for the operator's); when tenants have handlers, a
+//! second table sums the counters per tenant. A client authenticated as a tenant gets only that
+//! tenant's handlers.
 
 use super::flags;
 use super::output::{columnize, json};
@@ -26,8 +27,42 @@ pub(super) async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), Str
         println!("No handlers loaded.");
     } else {
         println!("{}", table(&handlers));
+        if let Some(totals) = tenant_totals(&handlers) {
+            println!("\n{totals}");
+        }
     }
     Ok(())
+}
+
+/// The counters summed per tenant (`-`: the operator's handlers), when any handler has one.
+fn tenant_totals(handlers: &[RpcHandler]) -> Option<String> {
+    if handlers.iter().all(|h| h.tenant.is_none()) {
+        return None;
+    }
+    let mut sums: std::collections::BTreeMap<&str, [u64; 8]> = Default::default();
+    for h in handlers {
+        let s = sums.entry(h.tenant.as_deref().unwrap_or("-")).or_default();
+        let row = [
+            1,
+            h.invocations,
+            h.errors,
+            h.traps,
+            h.timeouts,
+            h.drops,
+            h.queued,
+            h.running,
+        ];
+        for (sum, n) in s.iter_mut().zip(row) {
+            *sum += n;
+        }
+    }
+    let mut lines =
+        vec!["TENANT|HANDLERS|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING".to_owned()];
+    for (tenant, s) in sums {
+        let cells: Vec<String> = s.iter().map(u64::to_string).collect();
+        lines.push(format!("{tenant}|{}", cells.join("|")));
+    }
+    Some(columnize(&lines))
 }
 
 fn latency(d: Option<Duration>) -> String {
@@ -176,6 +211,21 @@ mod tests {
         let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row[..3], ["echo", "payments", "query:echo"]);
         assert_eq!(latency(Some(Duration::from_millis(1500))), "1.50s");
+    }
+
+    #[test]
+    fn totals_sum_each_tenants_handlers() {
+        assert_eq!(tenant_totals(&[sample()]), None);
+        let mut pay = sample();
+        pay.tenant = Some("payments".into());
+        let t = tenant_totals(&[pay.clone(), pay, sample()]).unwrap();
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0][..3], ["TENANT", "HANDLERS", "INVOCATIONS"]);
+        assert_eq!(rows[1], ["-", "1", "12", "1", "1", "1", "0", "0", "1"]);
+        assert_eq!(
+            rows[2],
+            ["payments", "2", "24", "2", "2", "2", "0", "0", "2"]
+        );
     }
 
     #[test]
