@@ -127,10 +127,13 @@ pub(crate) enum Kind {
     /// Sleeps 100 ms, then logs: serf `sleep 0.1; echo ...`; hearsay the bench's `slow` component.
     Slow,
     /// hearsay only: the `probe` test guest on `query:QUERY` (its mode), with `limits`
-    /// (a TOML inline table's contents) and clocks granted; see [`crate::isolation`].
+    /// (a TOML inline table's contents) and clocks granted; see [`crate::isolation`]. With a
+    /// `tenant` (its name, and its `quota` as a TOML inline table's contents) the handler is
+    /// that tenant's, on `query:TENANT/QUERY`.
     Probe {
         query: &'static str,
         limits: &'static str,
+        tenant: Option<(&'static str, &'static str)>,
     },
     /// Does a job, then logs: serf `JOB && echo "NAME $SERF_USER_EVENT"` (the line only if the
     /// job succeeded); hearsay the bench's `act` component with `grants` (a TOML inline table's
@@ -192,6 +195,21 @@ impl HandlerAgent {
             Impl::Hearsay => {
                 let guests = guests.context("no WebAssembly guests")?;
                 let mut toml = String::new();
+                let mut tenants: Vec<(&str, &str)> = Vec::new();
+                for (_, kind) in handlers {
+                    if let Kind::Probe {
+                        tenant: Some(t), ..
+                    } = kind
+                    {
+                        if !tenants.contains(t) {
+                            tenants.push(*t);
+                            toml.push_str(&format!(
+                                "[[tenant]]\nname = \"{}\"\nquota = {{ {} }}\ngrants = {{ clocks = true }}\n\n",
+                                t.0, t.1
+                            ));
+                        }
+                    }
+                }
                 for (h, kind) in handlers {
                     let (module, grants, events, limits) = match kind {
                         Kind::Echo => (
@@ -206,13 +224,20 @@ impl HandlerAgent {
                             "user".into(),
                             "queue = 1024",
                         ),
-                        Kind::Probe { query, limits } => (
+                        Kind::Probe {
+                            query,
+                            limits,
+                            tenant,
+                        } => (
                             guests
                                 .probe
                                 .as_ref()
                                 .context("the probe test guest is not built")?,
                             "clocks = true".into(),
-                            format!("query:{query}"),
+                            match tenant {
+                                Some((t, _)) => format!("query:{t}/{query}"),
+                                None => format!("query:{query}"),
+                            },
                             *limits,
                         ),
                         Kind::Act { grants, .. } => (
@@ -225,8 +250,15 @@ impl HandlerAgent {
                             "queue = 1024",
                         ),
                     };
+                    let tenant = match kind {
+                        Kind::Probe {
+                            tenant: Some((t, _)),
+                            ..
+                        } => format!("tenant = \"{t}\"\n"),
+                        _ => String::new(),
+                    };
                     toml.push_str(&format!(
-                        "[[handler]]\nname = \"{h}\"\nmodule = \"{}\"\nevents = \"{events}\"\n\
+                        "[[handler]]\nname = \"{h}\"\n{tenant}module = \"{}\"\nevents = \"{events}\"\n\
                          limits = {{ {limits} }}\ngrants = {{ {grants} }}\n\n",
                         module.display()
                     ));

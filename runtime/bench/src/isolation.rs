@@ -7,7 +7,9 @@
 //! call), `query:loop` (spins in wasm until its deadline) and `query:log` (payload `N TEXT`:
 //! logs TEXT N times). The probes are set off by queries over RPC
 //! ([`hearsay_agent::rpc::RpcClient`]) and given a 1 h timeout (the flood 30 s, re-fired), so
-//! they are at it throughout; echo never sees a query, nor the probes a user event.
+//! they are at it throughout; echo never sees a query, nor the probes a user event. In the
+//! tenant setup the hostile handlers are all tenant `a`'s (`query:a/loop`, ...), held to its
+//! quota of 1 event at once and 32 MiB, and echo is the operator's.
 //!
 //! echo is fed user events one at a time over the bench's own RPC client, at most one per
 //! [`IsolationPlan::gap`] (under the host's budget of 50 guest log lines per second per
@@ -50,6 +52,11 @@ pub(crate) enum Setup {
     Loops,
     /// One handler logging as fast as it can, re-fired (probe `log`).
     Flood,
+    /// Tenant `a`'s handlers, all set off: 2 spinning (first, so that one holds its quota's one
+    /// slot, spinning on a host thread), then 4 asleep, a memory bomb and a log flood, which wait
+    /// behind it; its quota is 1 event at once and 32 MiB (echo is the operator's). Without the
+    /// quota, its spinners alone would hold both host threads (as in `Loops`).
+    Tenant,
 }
 
 /// Lines one flood event tries to log: enough to last several times [`FLOOD_EVERY`], so the
@@ -62,23 +69,42 @@ pub(crate) const FLOOD_EVERY: Duration = Duration::from_millis(50);
 const SLEEPER: Kind = Kind::Probe {
     query: "sleep",
     limits: "queue = 4, timeout = \"1h\"",
+    tenant: None,
 };
 const SPINNER: Kind = Kind::Probe {
     query: "loop",
     limits: "queue = 4, timeout = \"1h\"",
+    tenant: None,
 };
 const FLOODER: Kind = Kind::Probe {
     query: "log",
     limits: "queue = 2, timeout = \"30s\"",
+    tenant: None,
 };
 
+/// Tenant `a` of [`Setup::Tenant`] and its quota: 1 event at once (of the host's 2 threads),
+/// 32 MiB together.
+const TENANT_A: Option<(&str, &str)> = Some(("a", "concurrency = 1, memory = \"32MiB\""));
+/// [`TENANT_A`]'s quota on events at once: the hostile events that run at every check.
+const TENANT_A_CONCURRENCY: usize = 1;
+
+/// A hostile handler of tenant `a`, in `mode`.
+const fn tenant_a(query: &'static str) -> Kind {
+    Kind::Probe {
+        query,
+        limits: "queue = 4, timeout = \"1h\"",
+        tenant: TENANT_A,
+    }
+}
+
 impl Setup {
-    pub(crate) const ALL: [Setup; 5] = [
+    pub(crate) const ALL: [Setup; 6] = [
         Setup::Alone,
         Setup::Sleepers,
         Setup::Loop,
         Setup::Loops,
         Setup::Flood,
+        Setup::Tenant,
     ];
 
     /// How the setup is named in figures.
@@ -89,6 +115,7 @@ impl Setup {
             Setup::Loop => "beside a handler spinning in wasm",
             Setup::Loops => "beside 2 handlers spinning in wasm (both host threads)",
             Setup::Flood => "beside a handler flooding the log",
+            Setup::Tenant => "beside a tenant's spinners, sleepers, bomb and flood at its quota",
         }
     }
 
@@ -105,12 +132,25 @@ impl Setup {
             Setup::Loop => vec![("spin1", SPINNER)],
             Setup::Loops => vec![("spin1", SPINNER), ("spin2", SPINNER)],
             Setup::Flood => vec![("flood", FLOODER)],
+            Setup::Tenant => vec![
+                ("a-spin1", tenant_a("loop")),
+                ("a-spin2", tenant_a("loop")),
+                ("a-sleep1", tenant_a("sleep")),
+                ("a-sleep2", tenant_a("sleep")),
+                ("a-sleep3", tenant_a("sleep")),
+                ("a-sleep4", tenant_a("sleep")),
+                ("a-bomb", tenant_a("hog")),
+                ("a-flood", tenant_a("log")),
+            ],
         }
     }
 
     /// Hostile events that should be running at every check.
     pub(crate) fn expected_running(self) -> usize {
-        self.hostile().len()
+        match self {
+            Setup::Tenant => TENANT_A_CONCURRENCY,
+            _ => self.hostile().len(),
+        }
     }
 }
 
@@ -187,7 +227,7 @@ fn listing(rt: &Runtime, client: &RpcClient, setup: Setup) -> Result<Listing> {
     Ok(l)
 }
 
-/// Fires the flood query every [`FLOOD_EVERY`] until dropped.
+/// Fires the flood query (`name`: the probe's `log`) every [`FLOOD_EVERY`] until dropped.
 struct Flood {
     stop: Arc<AtomicBool>,
     fired: Arc<AtomicU64>,
@@ -195,7 +235,7 @@ struct Flood {
 }
 
 impl Flood {
-    fn start(rt: &Runtime, port: u16) -> Result<Self> {
+    fn start(rt: &Runtime, port: u16, name: &'static str) -> Result<Self> {
         let client = rt.block_on(RpcClient::connect(&format!("127.0.0.1:{port}"), None))?;
         let (stop, fired) = (
             Arc::new(AtomicBool::new(false)),
@@ -207,7 +247,7 @@ impl Flood {
             while !s.load(Ordering::Relaxed) {
                 // Its records are not read: the stream is dropped, the query runs on.
                 if client
-                    .query(&query("log", &payload, Duration::from_secs(30)))
+                    .query(&query(name, &payload, Duration::from_secs(30)))
                     .await
                     .is_err()
                 {
@@ -273,7 +313,23 @@ pub(crate) fn measure(
         Setup::Loop | Setup::Loops => {
             _open.push(rt.block_on(client.query(&query("loop", b"", hour)))?)
         }
-        Setup::Flood => flood = Some(Flood::start(&rt, agent.rpc_port)?),
+        Setup::Flood => flood = Some(Flood::start(&rt, agent.rpc_port, "log")?),
+        Setup::Tenant => {
+            // The spinners first, so that one holds the quota's slot (a host thread busy) and
+            // the rest of the tenant's work waits behind it.
+            _open.push(rt.block_on(client.query(&query("a/loop", b"", hour)))?);
+            let until = Instant::now() + Duration::from_secs(10);
+            while listing(&rt, &client, setup)?.running < TENANT_A_CONCURRENCY as u64 {
+                if Instant::now() > until {
+                    bail!("{}: the spinners did not start", setup.label());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for (name, payload) in [("a/sleep", &b"3600"[..]), ("a/hog", b"")] {
+                _open.push(rt.block_on(client.query(&query(name, payload, hour)))?);
+            }
+            flood = Some(Flood::start(&rt, agent.rpc_port, "a/log")?);
+        }
     }
     // Until every probe runs (at most 10 s).
     let want = setup.expected_running() as u64;

@@ -91,6 +91,8 @@ const ISOLATION_LATENCY: &[&str] = &[
     "echo per event beside 2 handlers spinning in wasm (both host threads) (p99 of a round)",
     "echo per event beside a handler flooding the log (median)",
     "echo per event beside a handler flooding the log (p99 of a round)",
+    "echo per event beside a tenant's spinners, sleepers, bomb and flood at its quota (median)",
+    "echo per event beside a tenant's spinners, sleepers, bomb and flood at its quota (p99 of a round)",
 ];
 
 /// Handler isolation: the agent's CPU per setup and the checks that each hostile setup did
@@ -105,6 +107,8 @@ const ISOLATION_CHECKS: &[&str] = &[
     "check: probe events running, beside a handler spinning in wasm",
     "check: probe events running, beside 2 handlers spinning in wasm (both host threads)",
     "check: probe events running, beside a handler flooding the log",
+    "agent CPU while echo ran, beside a tenant's spinners, sleepers, bomb and flood at its quota (cores)",
+    "check: probe events running, beside a tenant's spinners, sleepers, bomb and flood at its quota",
     "check: flood's guest log lines suppressed per second",
     "check: flood's lines in the agent's log per second",
 ];
