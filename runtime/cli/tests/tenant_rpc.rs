@@ -8,13 +8,13 @@
 
 mod agent_support;
 
-use agent_support::{free_port, require_serf, run_to_end, scratch, start_agent};
+use agent_support::{free_port, require_serf, run_bounded, run_to_end, scratch, start_agent};
 use hearsay_rpc::codec::Fields;
 use hearsay_rpc::{token_digest, RpcClient};
 use hearsay_testkit::wasm::guests;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const OPERATOR: &str = "operator-secret";
 const PAY: &str = "pay-token";
@@ -31,31 +31,10 @@ fn token_hash(token: &str) -> String {
 
 /// How a bounded `serf` run ended: success, and its stdout and stderr together.
 fn serf_run(args: &[&str]) -> (bool, String) {
-    let dir = scratch("tenant-serf");
-    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new("serf")
-        .args(args)
-        .env_remove("SERF_RPC_AUTH")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("running serf");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serf {args:?} did not exit within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default()
-        + &std::fs::read_to_string(&err_path).unwrap_or_default();
-    (status.success(), text)
+    let mut cmd = Command::new("serf");
+    cmd.args(args).env_remove("SERF_RPC_AUTH");
+    let f = run_bounded(cmd, Duration::from_secs(30));
+    (f.success, f.stdout + &f.stderr)
 }
 
 /// `serf <verb> -rpc-addr=RPC -rpc-auth=TOKEN <rest>`.
@@ -98,7 +77,9 @@ fn handler_rows(rpc: &str, token: &str) -> Vec<(String, String)> {
         .split_whitespace()
         .collect();
     assert_eq!(header[..2], ["NAME", "TENANT"], "{}", f.stdout);
+    // The handlers' table ends at a blank line (the per-tenant totals follow).
     let mut rows: Vec<(String, String)> = lines
+        .take_while(|l| !l.trim().is_empty())
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .map(|c| (c[0].to_owned(), c[1].to_owned()))
         .collect();

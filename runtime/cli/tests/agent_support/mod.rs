@@ -13,7 +13,7 @@ pub use hearsay_testkit::serf::{free_port, require_serf, Serf};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearsay");
 
-/// How a finished `hearsay` run ended.
+/// How a finished run ended.
 #[derive(Debug)]
 pub struct Finished {
     pub success: bool,
@@ -23,16 +23,23 @@ pub struct Finished {
 
 /// Runs `hearsay <args>` until it exits (killed after 90 s: a run that hangs fails the test).
 pub fn run_to_end(args: &[String]) -> Finished {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    run_bounded(cmd, Duration::from_secs(90))
+}
+
+/// Runs `cmd` (stdin closed) until it exits, killed after `bound` (a run that hangs fails the
+/// test).
+pub fn run_bounded(mut cmd: Command, bound: Duration) -> Finished {
     let dir = scratch("run");
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -41,7 +48,7 @@ pub fn run_to_end(args: &[String]) -> Finished {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "hearsay {args:?} did not exit; stdout:\n{}",
+                "{cmd:?} did not exit within {bound:?}; stdout:\n{}",
                 std::fs::read_to_string(&out_path).unwrap_or_default()
             );
         }
