@@ -86,11 +86,10 @@ pub fn namespace(name: &str) -> String {
 /// Which tenant owns the user-event or query `name`, among `tenants`' names: the one whose
 /// namespace it begins with, something following (`payments/` alone is no tenant's).
 pub fn owner<'a>(tenants: &'a [String], name: &str) -> Option<&'a str> {
-    tenants.iter().map(String::as_str).find(|t| {
-        name.strip_prefix(t)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|rest| !rest.is_empty())
-    })
+    tenants
+        .iter()
+        .map(String::as_str)
+        .find(|t| hearsay_rpc::in_namespace(t, name))
 }
 
 /// Checks a tenant's name: a lowercase letter, then lowercase letters, digits, `-` or `_`, at
@@ -255,7 +254,7 @@ fn filter_refusal(h: &HandlerConfig, t: &TenantConfig) -> Option<String> {
     let term = h.filter.terms().iter().find(|term| match term {
         FilterTerm::Any | FilterTerm::Kind(EventKind::User | EventKind::Query) => true,
         FilterTerm::Named(EventKind::User | EventKind::Query, n) => {
-            !(n.starts_with(&ns) && n.len() > ns.len())
+            !hearsay_rpc::in_namespace(&t.name, n)
         }
         FilterTerm::Kind(_) | FilterTerm::Named(..) | FilterTerm::Every(..) => false,
     });
