@@ -1062,11 +1062,7 @@ http = [\"http://127.0.0.1:{port}/bench\"]"
             "{}",
             w.reference
         );
-        let heads: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.headline)
-            .map(|r| r.figure.as_str())
-            .collect();
+        let heads: Vec<&str> = Row::headlines(&rows).map(|r| r.figure.as_str()).collect();
         assert_eq!(
             heads,
             [

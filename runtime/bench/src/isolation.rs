@@ -227,6 +227,20 @@ fn listing(rt: &Runtime, client: &RpcClient, setup: Setup) -> Result<Listing> {
     Ok(l)
 }
 
+/// Waits (at most 10 s) until `setup`'s hostile events run as they should at every check;
+/// `what` names them if they do not.
+fn wait_running(rt: &Runtime, client: &RpcClient, setup: Setup, what: &str) -> Result<()> {
+    let want = setup.expected_running() as u64;
+    let until = Instant::now() + Duration::from_secs(10);
+    while listing(rt, client, setup)?.running < want {
+        if Instant::now() > until {
+            bail!("{}: {what} did not start", setup.label());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Fires the flood query (`name`: the probe's `log`) every [`FLOOD_EVERY`] until dropped.
 struct Flood {
     stop: Arc<AtomicBool>,
@@ -318,28 +332,14 @@ pub(crate) fn measure(
             // The spinners first, so that one holds the quota's slot (a host thread busy) and
             // the rest of the tenant's work waits behind it.
             _open.push(rt.block_on(client.query(&query("a/loop", b"", hour)))?);
-            let until = Instant::now() + Duration::from_secs(10);
-            while listing(&rt, &client, setup)?.running < TENANT_A_CONCURRENCY as u64 {
-                if Instant::now() > until {
-                    bail!("{}: the spinners did not start", setup.label());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_running(&rt, &client, setup, "the spinners")?;
             for (name, payload) in [("a/sleep", &b"3600"[..]), ("a/hog", b"")] {
                 _open.push(rt.block_on(client.query(&query(name, payload, hour)))?);
             }
             flood = Some(Flood::start(&rt, agent.rpc_port, "a/log")?);
         }
     }
-    // Until every probe runs (at most 10 s).
-    let want = setup.expected_running() as u64;
-    let until = Instant::now() + Duration::from_secs(10);
-    while listing(&rt, &client, setup)?.running < want {
-        if Instant::now() > until {
-            bail!("{}: the hostile handlers did not start", setup.label());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&rt, &client, setup, "the hostile handlers")?;
     let mut out = IsolationSamples::default();
     let first = listing(&rt, &client, setup)?;
     let flood_line = |l: &str| l.contains("handler=\"flood\"") || l.contains("handler=flood ");

@@ -822,11 +822,7 @@ mod tests {
                 .find(|r| r.figure.starts_with(prefix) && r.figure.ends_with(&lang.title()))
                 .unwrap_or_else(|| panic!("no row {prefix} for {}", lang.label))
         };
-        let heads: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.headline)
-            .map(|r| r.figure.as_str())
-            .collect();
+        let heads: Vec<&str> = Row::headlines(&rows).map(|r| r.figure.as_str()).collect();
         assert_eq!(
             heads,
             [

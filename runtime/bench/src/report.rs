@@ -52,6 +52,11 @@ impl Row {
         self
     }
 
+    /// The rows of `rows` listed in the headline table, in order.
+    pub(crate) fn headlines(rows: &[Row]) -> impl Iterator<Item = &Row> {
+        rows.iter().filter(|r| r.headline)
+    }
+
     /// The ratio cell: hearsay over serf, else over [`Row::versus`].
     fn ratio(&self) -> String {
         ratio(
@@ -142,7 +147,7 @@ over repetitions with its spread: `median (min–max; p10–p90; n=samples)`.\n"
         let _ = writeln!(o, "| Figure | N | serf | hearsay | hearsay/serf |");
         let _ = writeln!(o, "|---|---|---|---|---|");
         for s in &self.sections {
-            for r in s.rows.iter().filter(|r| r.headline) {
+            for r in Row::headlines(&s.rows) {
                 let _ = writeln!(
                     o,
                     "| {} | {} | {} | {} | {} |",

@@ -34,33 +34,45 @@ pub(super) async fn run(client: &RpcClient, p: &flags::Parsed) -> Result<(), Str
     Ok(())
 }
 
+/// The counter columns of both tables, in order.
+const COUNT_COLUMNS: &str = "INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING";
+
+/// A handler's counters, in [`COUNT_COLUMNS`]' order.
+fn counts(h: &RpcHandler) -> [u64; 7] {
+    [
+        h.invocations,
+        h.errors,
+        h.traps,
+        h.timeouts,
+        h.drops,
+        h.queued,
+        h.running,
+    ]
+}
+
+/// Cells joined as a table row's.
+fn cells(values: &[u64]) -> String {
+    let cells: Vec<String> = values.iter().map(u64::to_string).collect();
+    cells.join("|")
+}
+
 /// The counters summed per tenant (`-`: the operator's handlers), when any handler has one.
 fn tenant_totals(handlers: &[RpcHandler]) -> Option<String> {
     if handlers.iter().all(|h| h.tenant.is_none()) {
         return None;
     }
-    let mut sums: std::collections::BTreeMap<&str, [u64; 8]> = Default::default();
+    // Per tenant: its handlers, then the sums of their counters.
+    let mut sums: std::collections::BTreeMap<&str, (u64, [u64; 7])> = Default::default();
     for h in handlers {
-        let s = sums.entry(h.tenant.as_deref().unwrap_or("-")).or_default();
-        let row = [
-            1,
-            h.invocations,
-            h.errors,
-            h.traps,
-            h.timeouts,
-            h.drops,
-            h.queued,
-            h.running,
-        ];
-        for (sum, n) in s.iter_mut().zip(row) {
-            *sum += n;
+        let (n, s) = sums.entry(h.tenant.as_deref().unwrap_or("-")).or_default();
+        *n += 1;
+        for (sum, c) in s.iter_mut().zip(counts(h)) {
+            *sum += c;
         }
     }
-    let mut lines =
-        vec!["TENANT|HANDLERS|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING".to_owned()];
-    for (tenant, s) in sums {
-        let cells: Vec<String> = s.iter().map(u64::to_string).collect();
-        lines.push(format!("{tenant}|{}", cells.join("|")));
+    let mut lines = vec![format!("TENANT|HANDLERS|{COUNT_COLUMNS}")];
+    for (tenant, (n, s)) in sums {
+        lines.push(format!("{tenant}|{n}|{}", cells(&s)));
     }
     Some(columnize(&lines))
 }
@@ -77,23 +89,16 @@ fn latency(d: Option<Duration>) -> String {
 }
 
 fn table(handlers: &[RpcHandler]) -> String {
-    let mut lines = vec![
-        "NAME|TENANT|FILTER|INVOCATIONS|ERRORS|TRAPS|TIMEOUTS|DROPS|QUEUED|RUNNING|OLDEST|P50|P99|MODULE"
-            .to_owned(),
-    ];
+    let mut lines = vec![format!(
+        "NAME|TENANT|FILTER|{COUNT_COLUMNS}|OLDEST|P50|P99|MODULE"
+    )];
     for h in handlers {
         lines.push(format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}",
             h.name,
             h.tenant.as_deref().unwrap_or("-"),
             h.filter,
-            h.invocations,
-            h.errors,
-            h.traps,
-            h.timeouts,
-            h.drops,
-            h.queued,
-            h.running,
+            cells(&counts(h)),
             latency(h.oldest_running),
             latency(h.p50),
             latency(h.p99),
